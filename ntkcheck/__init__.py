@@ -1,0 +1,17 @@
+"""ntkcheck: check the attention-NTK injectivity condition of infinitely deep and wide
+transformers (Barboni, Furuya, de Hoop, Peyré, arXiv:2605.17660) and run their mean-field
+gradient flow.
+"""
+
+from .dataset import Dataset
+from .distributions import Discrete, Distribution, GaussianMixture, UniformBox
+from .errors import ConfigError, InputError, NtkcheckError, NtkcheckWarning, NumericalError
+from .io.tokens import TokenArrays, load_token_npz
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Dataset", "Discrete", "Distribution", "GaussianMixture", "UniformBox",
+    "ConfigError", "InputError", "NtkcheckError", "NtkcheckWarning", "NumericalError",
+    "TokenArrays", "load_token_npz", "__version__",
+]

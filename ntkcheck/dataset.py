@@ -1,0 +1,272 @@
+"""A named list of token distributions on one R^d, with vectorised evaluation per family.
+
+:class:`Dataset` validates names and dimensions once; :meth:`Dataset.lse` evaluates every
+LSE_{mu_i}(z_m) as an (M, N) matrix, and :meth:`Dataset.tilted_moments` the tilted means and
+covariances, with the distributions of one family packed into padded arrays so that the work is a
+few BLAS products plus a vectorised logsumexp. Probes are processed in chunks sized so that no
+temporary holds more than :data:`CHUNK_ELEMENTS` numbers, whatever M, N and n are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .distributions import Discrete, Distribution, GaussianMixture, UniformBox
+from .errors import InputError
+from .special import logsumexp, uniform_lse, uniform_mean, uniform_var
+
+__all__ = ["Dataset", "CHUNK_ELEMENTS"]
+
+#: Largest number of float64 entries in one temporary (2^22 entries = 32 MiB).
+CHUNK_ELEMENTS = 1 << 22
+
+
+def chunks(total: int, per_item: int, budget: int = CHUNK_ELEMENTS) -> Iterator[slice]:
+    """Slices of range(total) with at most ``max(1, budget // per_item)`` items each."""
+    step = max(1, budget // max(per_item, 1))
+    for start in range(0, total, step):
+        yield slice(start, min(total, start + step))
+
+
+@dataclass(frozen=True)
+class _DiscretePack:
+    index: np.ndarray  # (Nf,) positions in the dataset
+    atoms: np.ndarray  # (Nf, n, d), zero padded
+    log_weights: np.ndarray  # (Nf, n), -inf padded
+
+    def scores(self, z: np.ndarray) -> np.ndarray:
+        nf, n, d = self.atoms.shape
+        s = (z @ self.atoms.reshape(nf * n, d).T).reshape(len(z), nf, n)
+        s += self.log_weights
+        return s
+
+
+@dataclass(frozen=True)
+class _UniformPack:
+    index: np.ndarray
+    low: np.ndarray  # (Nf, d)
+    high: np.ndarray  # (Nf, d)
+
+
+@dataclass(frozen=True)
+class _MixturePack:
+    index: np.ndarray
+    log_weights: np.ndarray  # (Nf, K), -inf padded
+    means: np.ndarray  # (Nf, K, d)
+    covariances: np.ndarray  # (Nf, K, d, d)
+
+    def scores(self, z: np.ndarray) -> np.ndarray:
+        quad = np.einsum("ma,fkab,mb->mfk", z, self.covariances, z, optimize=True) / 2.0
+        return np.einsum("ma,fka->mfk", z, self.means, optimize=True) + quad + self.log_weights
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Named token distributions mu_1..mu_N on R^d (SPEC §2).
+
+    Parameters
+    ----------
+    names : sequence of str, length N
+        Unique, non-empty names used in every report.
+    distributions : sequence of Distribution, length N
+        All of the same dimension d.
+    source : str, optional
+        Where the data came from (a file name), for messages.
+    """
+
+    names: tuple[str, ...]
+    distributions: tuple[Distribution, ...]
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        names = tuple(str(n) for n in self.names)
+        dists = tuple(self.distributions)
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "distributions", dists)
+        if len(dists) == 0:
+            raise InputError("the dataset is empty; give at least one distribution",
+                             source=self.source)
+        if len(names) != len(dists):
+            raise InputError(f"{len(names)} names for {len(dists)} distributions",
+                             source=self.source, field="names")
+        seen: dict[str, int] = {}
+        for i, name in enumerate(names):
+            if not name:
+                raise InputError(f"entry {i} is empty; give every distribution a name",
+                                 source=self.source, field="names")
+            if name in seen:
+                raise InputError(f"'{name}' is used twice (entries {seen[name]} and {i}); "
+                                 "names must be unique", source=self.source, field="names")
+            seen[name] = i
+        dims = {d.dim for d in dists}
+        if len(dims) != 1:
+            first = dists[0].dim
+            bad = next(i for i, d in enumerate(dists) if d.dim != first)
+            raise InputError(
+                f"'{names[bad]}' has dimension {dists[bad].dim} but '{names[0]}' has {first}; "
+                "all distributions must live in the same R^d", source=self.source,
+                field="distributions")
+
+    @classmethod
+    def from_tokens(cls, tokens: Sequence[np.ndarray], weights: Sequence[np.ndarray] | None = None,
+                    names: Sequence[str] | None = None, source: str | None = None) -> "Dataset":
+        """One :class:`Discrete` law per token sequence (uniform weights unless given)."""
+        n = len(tokens)
+        names = list(names) if names is not None else [f"seq{i}" for i in range(n)]
+        dists = []
+        for i, x in enumerate(tokens):
+            try:
+                dists.append(Discrete(x, None if weights is None else weights[i]))
+            except InputError as err:
+                raise err.located(source, f"sequence {i}") from None
+        return cls(tuple(names), tuple(dists), source)
+
+    def __len__(self) -> int:
+        return len(self.distributions)
+
+    @property
+    def dim(self) -> int:
+        return self.distributions[0].dim
+
+    @cached_property
+    def _packs(self) -> tuple:
+        packs = []
+        groups: dict[type, list[int]] = {}
+        for i, dist in enumerate(self.distributions):
+            groups.setdefault(type(dist), []).append(i)
+        d = self.dim
+        for kind, idx in groups.items():
+            members = [self.distributions[i] for i in idx]
+            index = np.array(idx)
+            if kind is Discrete:
+                n = max(m.atoms.shape[0] for m in members)
+                atoms = np.zeros((len(idx), n, d))
+                logw = np.full((len(idx), n), -np.inf)
+                for f, m in enumerate(members):
+                    atoms[f, : len(m.weights)] = m.atoms
+                    logw[f, : len(m.weights)] = np.log(m.weights)
+                packs.append(_DiscretePack(index, atoms, logw))
+            elif kind is UniformBox:
+                packs.append(_UniformPack(index, np.array([m.low for m in members]),
+                                          np.array([m.high for m in members])))
+            elif kind is GaussianMixture:
+                k = max(m.weights.shape[0] for m in members)
+                logw = np.full((len(idx), k), -np.inf)
+                means = np.zeros((len(idx), k, d))
+                covs = np.zeros((len(idx), k, d, d))
+                for f, m in enumerate(members):
+                    kk = len(m.weights)
+                    logw[f, :kk] = np.log(m.weights)
+                    means[f, :kk] = m.means
+                    covs[f, :kk] = m.covariances
+                packs.append(_MixturePack(index, logw, means, covs))
+            else:  # pragma: no cover - custom Distribution subclasses
+                raise TypeError(f"unsupported distribution type {kind.__name__}")
+        return tuple(packs)
+
+    def _per_probe_cost(self, pack, moments: bool = False) -> int:
+        """Entries per probe of the largest temporary for one family pack."""
+        d = self.dim
+        if isinstance(pack, _DiscretePack):
+            return pack.atoms.shape[0] * pack.atoms.shape[1] * (d if moments else 1)
+        if isinstance(pack, _MixturePack):
+            return pack.means.shape[0] * pack.means.shape[1] * d * (d if moments else 1)
+        return pack.low.shape[0] * d * (d if moments else 1)
+
+    def lse(self, z: np.ndarray) -> np.ndarray:
+        """The feature matrix F[m, i] = LSE_{mu_i}(z_m), shape (M, N)."""
+        z = np.asarray(z, dtype=np.float64)
+        out = np.empty((z.shape[0], len(self)))
+        for pack in self._packs:
+            for sl in chunks(z.shape[0], self._per_probe_cost(pack)):
+                zc = z[sl]
+                if isinstance(pack, _UniformPack):
+                    h = zc[:, None, :] * (pack.high - pack.low)
+                    vals = zc @ pack.low.T + uniform_lse(h).sum(axis=2)
+                else:
+                    vals = logsumexp(pack.scores(zc))
+                out[sl, pack.index] = vals
+        return out
+
+    def tilted_moments(self, z: np.ndarray, covariance: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Gradients (M, N, d) and Hessians (M, N, d, d) of every LSE at probes ``z`` (M, d).
+
+        Only for moderate M * N * d^2; :mod:`ntkcheck.kernels` consumes them chunk by chunk
+        through :meth:`iter_tilted_moments`.
+        """
+        means, covs = [], []
+        for sl, g, h in self.iter_tilted_moments(z, covariance):
+            means.append(g)
+            covs.append(h)
+        mean = np.concatenate(means, axis=0)
+        return mean, (np.concatenate(covs, axis=0) if covariance else None)
+
+    def iter_tilted_moments(self, z: np.ndarray, covariance: bool = True,
+                            budget: int = CHUNK_ELEMENTS):
+        """Yield ``(slice, grad (m, N, d), hess (m, N, d, d) or None)`` over chunks of probes."""
+        z = np.asarray(z, dtype=np.float64)
+        d, N = self.dim, len(self)
+        per_probe = N * d * (d + 1) if covariance else N * d
+        per_probe = max(per_probe, max(self._per_probe_cost(p, True) for p in self._packs))
+        for sl in chunks(z.shape[0], per_probe, budget):
+            zc = z[sl]
+            m = zc.shape[0]
+            grad = np.empty((m, N, d))
+            hess = np.empty((m, N, d, d)) if covariance else None
+            for pack in self._packs:
+                g, h = _pack_moments(pack, zc, covariance)
+                grad[:, pack.index] = g
+                if covariance:
+                    hess[:, pack.index] = h
+            yield sl, grad, hess
+
+    @cached_property
+    def pooled_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and covariance of the equal-weight mixture (1/N) sum_i mu_i."""
+        g, h = _all_moments_at_zero(self)
+        mean = g.mean(axis=0)
+        centred = g - mean
+        cov = h.mean(axis=0) + centred.T @ centred / len(self)
+        return mean, (cov + cov.T) / 2.0
+
+
+def _all_moments_at_zero(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    g, h = ds.tilted_moments(np.zeros((1, ds.dim)))
+    return g[0], h[0]
+
+
+def _pack_moments(pack, z: np.ndarray, covariance: bool):
+    """Tilted means (m, Nf, d) and covariances (m, Nf, d, d) of one family pack."""
+    if isinstance(pack, _UniformPack):
+        width = pack.high - pack.low
+        h = z[:, None, :] * width
+        mean = pack.low + width * uniform_mean(h)
+        if not covariance:
+            return mean, None
+        var = width**2 * uniform_var(h)
+        d = z.shape[1]
+        cov = np.zeros(var.shape + (d,))
+        idx = np.arange(d)
+        cov[..., idx, idx] = var
+        return mean, cov
+    s = pack.scores(z)
+    p = np.exp(s - logsumexp(s)[..., None])  # (m, Nf, n): softmax weights / responsibilities
+    if isinstance(pack, _DiscretePack):
+        mean = np.einsum("mfj,fja->mfa", p, pack.atoms, optimize=True)
+        if not covariance:
+            return mean, None
+        centred = pack.atoms[None] - mean[:, :, None, :]
+        cov = np.einsum("mfj,mfja,mfjb->mfab", p, centred, centred, optimize=True)
+        return mean, cov
+    comp_means = pack.means[None] + np.einsum("fkab,mb->mfka", pack.covariances, z, optimize=True)
+    mean = np.einsum("mfk,mfka->mfa", p, comp_means, optimize=True)
+    if not covariance:
+        return mean, None
+    centred = comp_means - mean[:, :, None, :]
+    cov = np.einsum("mfk,fkab->mfab", p, pack.covariances, optimize=True)
+    cov += np.einsum("mfk,mfka,mfkb->mfab", p, centred, centred, optimize=True)
+    return mean, cov

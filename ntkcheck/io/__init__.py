@@ -1,0 +1,7 @@
+"""Readers and writers: every file ntkcheck touches goes through this package."""
+
+from .atomic import atomic_savez, atomic_write, atomic_write_text
+from .tokens import TokenArrays, load_token_npz, read_npz
+
+__all__ = ["TokenArrays", "load_token_npz", "read_npz", "atomic_write", "atomic_write_text",
+           "atomic_savez"]

@@ -1,0 +1,262 @@
+"""Token-sequence datasets stored as ``.npz`` (numpy.savez) files.
+
+Two layouts, validated once here (SPEC §1: one sequence = one discrete law):
+
+padded
+    ``tokens`` (N, n, d) float; optional ``weights`` (N, n) >= 0; optional padding given by
+    either ``mask`` (N, n) bool (True = real token) or ``lengths`` (N,) int (first lengths[i]
+    tokens are real). Padded tokens neither attend nor count; their values are ignored.
+ragged
+    ``tokens`` (T, d) float with ``offsets`` (N+1,) int, 0 = offsets[0] <= ... <= offsets[N] = T;
+    sequence i is tokens[offsets[i]:offsets[i+1]]; optional ``weights`` (T,).
+
+Optional ``names`` (N,) strings; the default names are ``seq0``, ``seq1``, ... Other arrays (for
+instance ``targets`` for training) are kept in :attr:`TokenArrays.extra`, unvalidated.
+Weights of each sequence are normalised to sum 1.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..dataset import Dataset
+from ..distributions import Discrete
+from ..errors import InputError
+
+__all__ = ["TokenArrays", "load_token_npz", "read_npz"]
+
+_KNOWN = {"tokens", "weights", "mask", "lengths", "offsets", "names"}
+
+
+@dataclass(frozen=True, eq=False)
+class TokenArrays:
+    """Validated, padded token sequences.
+
+    Attributes
+    ----------
+    tokens : (N, n, d) float64
+        Tokens, zero at padded positions.
+    weights : (N, n) float64
+        Token weights, each row summing to 1, exactly 0 at padded positions.
+    names : tuple of N str
+    source : str
+        The file the arrays came from.
+    extra : dict
+        Other arrays found in the file (e.g. ``targets``), as loaded.
+    """
+
+    tokens: np.ndarray
+    weights: np.ndarray
+    names: tuple[str, ...]
+    source: str = "<arrays>"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(N, n) bool, True for real tokens."""
+        return self.weights > 0
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.mask.sum(axis=1)
+
+    def to_dataset(self) -> Dataset:
+        """One :class:`~ntkcheck.Discrete` law per sequence."""
+        dists = tuple(Discrete(x[m], w[m]) for x, w, m in zip(self.tokens, self.weights, self.mask))
+        return Dataset(self.names, dists, self.source)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, source: str = "<arrays>") -> "TokenArrays":
+        """Validate a mapping of arrays in either layout (see module docstring)."""
+        return _validate(arrays, source)
+
+
+def read_npz(path: str | Path) -> dict:
+    """All arrays of an ``.npz`` file (no pickles), or an :class:`InputError` naming the file."""
+    src = str(path)
+    p = Path(path)
+    if not p.exists():
+        raise InputError("no such file; check the path", source=src)
+    if p.is_dir():
+        raise InputError("is a directory; give an .npz file", source=src)
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise InputError("is a single .npy array; save the arrays with numpy.savez",
+                                 source=src)
+            return {k: data[k] for k in data.files}
+    except InputError:
+        raise
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise InputError("holds an object array (pickled); store names as a str array, "
+                             "e.g. np.array(names, dtype=str)", source=src) from None
+        raise InputError(f"is not a readable .npz file ({err}); write it with numpy.savez",
+                         source=src) from None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise InputError(f"is not a readable .npz file ({type(err).__name__}); "
+                         "write it with numpy.savez", source=src) from None
+
+
+def load_token_npz(path: str | Path) -> TokenArrays:
+    """Read and validate a token dataset (padded or ragged layout)."""
+    return _validate(read_npz(path), str(path))
+
+
+def _float(arrays: dict, key: str, src: str, ndim: int) -> np.ndarray:
+    a = np.asarray(arrays[key])
+    if a.dtype.kind not in "biuf":
+        raise InputError(f"has dtype {a.dtype}; give real numbers", source=src, field=key)
+    if a.ndim != ndim:
+        raise InputError(f"must have {ndim} dimensions, got shape {a.shape}", source=src, field=key)
+    return a.astype(np.float64)
+
+
+def _int(arrays: dict, key: str, src: str, shape: tuple) -> np.ndarray:
+    a = np.asarray(arrays[key])
+    if a.dtype.kind not in "biu" and not (a.dtype.kind == "f" and np.all(np.isfinite(a))
+                                           and np.all(a == np.round(a))):
+        raise InputError(f"has dtype {a.dtype}; give integers", source=src, field=key)
+    if a.shape != shape:
+        raise InputError(f"has shape {a.shape}, expected {shape}", source=src, field=key)
+    return a.astype(np.int64)
+
+
+def _validate(arrays: dict, src: str) -> TokenArrays:
+    if "tokens" not in arrays:
+        found = ", ".join(sorted(arrays)) or "nothing"
+        raise InputError(f"missing array; found {found}; save the token array as tokens=...",
+                         source=src, field="tokens")
+    raw = np.asarray(arrays["tokens"])
+    if raw.ndim == 2 and "offsets" in arrays:
+        tokens, weights = _ragged_to_padded(arrays, src)
+    elif raw.ndim == 2:
+        raise InputError(f"is 2-D {raw.shape} without 'offsets'; give (N, n, d) padded tokens "
+                         "or add offsets (N+1,) for the ragged layout", source=src, field="tokens")
+    elif raw.ndim == 3:
+        tokens, weights = _padded(arrays, src)
+    else:
+        raise InputError(f"must be (N, n, d) or ragged (T, d), got shape {raw.shape}",
+                         source=src, field="tokens")
+    N = tokens.shape[0]
+    if N == 0:
+        raise InputError("holds no sequences (N = 0); the dataset is empty", source=src,
+                         field="tokens")
+    if tokens.shape[2] == 0:
+        raise InputError("has d = 0 coordinates per token", source=src, field="tokens")
+    real = weights > 0
+    bad = ~np.isfinite(tokens) & real[..., None]
+    if bad.any():
+        i, a, _ = np.argwhere(bad)[0]
+        raise InputError(f"has NaN or Inf at sequence {i}, token {a}; clean the data or mask "
+                         "those tokens", source=src, field="tokens")
+    tokens = np.where(real[..., None], tokens, 0.0)
+    totals = weights.sum(axis=1)
+    empty = np.flatnonzero(~(totals > 0))
+    if empty.size:
+        raise InputError(f"sequence {empty[0]} has no token of positive weight (empty sequence); "
+                         "drop it or fix its weights/mask", source=src, field="weights")
+    weights = weights / totals[:, None]
+    names = _names(arrays, N, src)
+    extra = {k: v for k, v in arrays.items() if k not in _KNOWN}
+    return TokenArrays(tokens, weights, names, src, extra)
+
+
+def _check_weights(w: np.ndarray, src: str) -> None:
+    if not np.all(np.isfinite(w)):
+        raise InputError("has NaN or Inf; give finite weights", source=src, field="weights")
+    if np.any(w < 0):
+        raise InputError("has negative entries; weights must be >= 0", source=src,
+                         field="weights")
+
+
+def _padded(arrays: dict, src: str) -> tuple[np.ndarray, np.ndarray]:
+    tokens = _float(arrays, "tokens", src, 3)
+    N, n, _ = tokens.shape
+    if n == 0:
+        raise InputError("has n = 0 tokens per sequence; every sequence is empty", source=src,
+                         field="tokens")
+    if "offsets" in arrays:
+        raise InputError("given with 3-D tokens; offsets is only for ragged (T, d) tokens",
+                         source=src, field="offsets")
+    if "weights" in arrays:
+        w = _float(arrays, "weights", src, 2)
+        if w.shape != (N, n):
+            raise InputError(f"has shape {w.shape}, expected {(N, n)} to match tokens",
+                             source=src, field="weights")
+        _check_weights(w, src)
+    else:
+        w = np.ones((N, n))
+    if "mask" in arrays and "lengths" in arrays:
+        raise InputError("given together with mask; give either mask or lengths", source=src,
+                         field="lengths")
+    if "mask" in arrays:
+        m = np.asarray(arrays["mask"])
+        if m.shape != (N, n):
+            raise InputError(f"has shape {m.shape}, expected {(N, n)}", source=src, field="mask")
+        if m.dtype.kind != "b" and not (m.dtype.kind in "iuf" and np.all(np.isin(m, (0, 1)))):
+            raise InputError("must be boolean (True for real tokens)", source=src, field="mask")
+        w = np.where(m.astype(bool), w, 0.0)
+    elif "lengths" in arrays:
+        lengths = _int(arrays, "lengths", src, (N,))
+        if np.any(lengths < 0) or np.any(lengths > n):
+            raise InputError(f"must lie in [0, {n}] (the padded length)", source=src,
+                             field="lengths")
+        w = np.where(np.arange(n) < lengths[:, None], w, 0.0)
+    return tokens, w
+
+
+def _ragged_to_padded(arrays: dict, src: str) -> tuple[np.ndarray, np.ndarray]:
+    flat = _float(arrays, "tokens", src, 2)
+    T, d = flat.shape
+    off_raw = np.asarray(arrays["offsets"])
+    if off_raw.ndim != 1 or off_raw.shape[0] < 1:
+        raise InputError(f"must be 1-D (N+1,), got shape {off_raw.shape}", source=src,
+                         field="offsets")
+    offsets = _int(arrays, "offsets", src, off_raw.shape)
+    if offsets[0] != 0 or offsets[-1] != T or np.any(np.diff(offsets) < 0):
+        raise InputError(f"must be non-decreasing from 0 to T = {T} (number of tokens)",
+                         source=src, field="offsets")
+    for key in ("mask", "lengths"):
+        if key in arrays:
+            raise InputError("is for the padded layout; ragged data uses offsets only",
+                             source=src, field=key)
+    if "weights" in arrays:
+        wf = _float(arrays, "weights", src, 1)
+        if wf.shape != (T,):
+            raise InputError(f"has shape {wf.shape}, expected ({T},): one weight per token",
+                             source=src, field="weights")
+        _check_weights(wf, src)
+    else:
+        wf = np.ones(T)
+    lengths = np.diff(offsets)
+    N = lengths.shape[0]
+    n = int(lengths.max()) if N else 0
+    tokens = np.zeros((N, max(n, 1), d))
+    weights = np.zeros((N, max(n, 1)))
+    row = np.repeat(np.arange(N), lengths)
+    col = np.arange(T) - np.repeat(offsets[:-1], lengths)
+    tokens[row, col] = flat
+    weights[row, col] = wf
+    return tokens, weights
+
+
+def _names(arrays: dict, N: int, src: str) -> tuple[str, ...]:
+    if "names" not in arrays:
+        return tuple(f"seq{i}" for i in range(N))
+    names = np.asarray(arrays["names"])
+    if names.dtype.kind not in "US":
+        raise InputError(f"has dtype {names.dtype}; give a str array", source=src, field="names")
+    if names.shape != (N,):
+        raise InputError(f"has shape {names.shape}, expected ({N},): one name per sequence",
+                         source=src, field="names")
+    out = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist())
+    if len(set(out)) != N:
+        dup = next(x for x in out if out.count(x) > 1)
+        raise InputError(f"'{dup}' appears twice; names must be unique", source=src,
+                         field="names")
+    return out
