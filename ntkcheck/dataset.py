@@ -125,6 +125,12 @@ class Dataset:
                 raise err.located(source, f"sequence {i}") from None
         return cls(tuple(names), tuple(dists), source)
 
+    def translate(self, shift: np.ndarray) -> "Dataset":
+        """The dataset with every distribution translated by ``shift`` (d,)."""
+        eye = np.eye(self.dim)
+        return Dataset(self.names, tuple(d.affine_image(eye, shift) for d in self.distributions),
+                       self.source)
+
     def __len__(self) -> int:
         return len(self.distributions)
 

@@ -75,3 +75,21 @@ def cli_errors(func: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        print(f"ntkcheck {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Check the attention-NTK injectivity condition (Barboni et al. 2026) and run the
+    mean-field transformer's gradient flow. Exit codes: 0 ok/injective, 1 not injective,
+    2 usage or input error, 3 inconclusive, 4 numerical failure."""

@@ -1,0 +1,224 @@
+"""``analyze``: the injectivity verdict for a dataset, with its evidence (SPEC §3).
+
+Decision procedure (thresholds defined in :mod:`ntkcheck.rank`):
+
+1. sigma_min > delta (rigorous round-off bound)            -> ``injective``, ``certified``.
+2. all sigma >= GAP * tau on this draw and on a redraw     -> ``injective``, ``numerical``.
+3. k singular values <= tau, the others >= GAP * tau, and on a redraw of the probes (seed + 1)
+   again exactly k values <= tau with the first draw's null vectors still <= tau
+                                                            -> ``not_injective``, ``numerical``,
+   with the dependencies as a reduced-echelon basis.
+4. anything else (no gap, or unstable under redraw)        -> ``inconclusive``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .dataset import Dataset
+from .distributions import Distribution
+from .features import (DEFAULT_SCALES, FeatureMatrix, Whitening, default_probe_count,
+                       feature_matrix, make_probes, make_whitening)
+from .prescreen import Finding, prescreen
+from .rank import GAP, Dependency, Spectrum, fit_dependency, null_space_basis, svd_spectrum
+
+__all__ = ["AnalysisResult", "analyze", "INJECTIVE", "NOT_INJECTIVE", "INCONCLUSIVE"]
+
+INJECTIVE, NOT_INJECTIVE, INCONCLUSIVE = "injective", "not_injective", "inconclusive"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """Verdict of the injectivity test with everything that supports it.
+
+    Attributes
+    ----------
+    verdict : "injective" | "not_injective" | "inconclusive"
+    evidence : "exact" | "certified" | "numerical" (None when inconclusive)
+    reason : one sentence explaining the verdict
+    names, dim : the dataset's names and dimension d
+    rank : numerical rank of F_perp (singular values above tau)
+    singular_values : (N,) descending
+    tolerance : delta, the rigorous round-off bound on F_perp
+    noise : tau, the round-off level
+    dependencies : a sparse basis of the dependency space
+    findings : pre-screen facts (Dirac, duplicate, translate)
+    settings : probes, scales, seed, whitening, affine-hull dimension
+    redraw : singular values of the confirmation draw, when one was made
+    """
+
+    verdict: str
+    evidence: str | None
+    reason: str
+    names: tuple[str, ...]
+    dim: int
+    rank: int
+    singular_values: np.ndarray
+    tolerance: float
+    noise: float
+    dependencies: tuple[Dependency, ...]
+    findings: tuple[Finding, ...]
+    settings: dict
+    redraw: np.ndarray | None = None
+    exact: dict | None = field(default=None)
+
+    @property
+    def n_distributions(self) -> int:
+        return len(self.names)
+
+    @property
+    def exit_code(self) -> int:
+        """0 injective, 1 not injective, 3 inconclusive (the CLI's exit codes)."""
+        return {INJECTIVE: 0, NOT_INJECTIVE: 1, INCONCLUSIVE: 3}[self.verdict]
+
+    def to_dict(self) -> dict:
+        """JSON-ready dictionary (the ``--json`` schema of the README)."""
+        sv = self.singular_values
+        out = {
+            "verdict": self.verdict,
+            "evidence": self.evidence,
+            "reason": self.reason,
+            "n_distributions": self.n_distributions,
+            "dim": self.dim,
+            "rank": self.rank,
+            "singular_values": [float(x) for x in sv],
+            "smallest_singular_value": float(sv[-1]) if sv.size else 0.0,
+            "tolerance": self.tolerance,
+            "noise": self.noise,
+            "names": list(self.names),
+            "dependencies": [d.to_dict() for d in self.dependencies],
+            "prescreen": [f.to_dict() for f in self.findings],
+            "settings": dict(self.settings),
+        }
+        if self.redraw is not None:
+            out["redraw_singular_values"] = [float(x) for x in self.redraw]
+        if self.exact is not None:
+            out["exact"] = self.exact
+        return out
+
+
+def _as_dataset(data: Dataset | Sequence[Distribution], names: Sequence[str] | None) -> Dataset:
+    if isinstance(data, Dataset):
+        return data
+    data = list(data)
+    return Dataset(tuple(names) if names is not None else tuple(f"mu{i}" for i in range(len(data))),
+                   tuple(data))
+
+
+def analyze(data: Dataset | Sequence[Distribution], *, names: Sequence[str] | None = None,
+            probes: int | None = None, scales: Sequence[float] = DEFAULT_SCALES, seed: int = 0,
+            whiten: bool = True, progress: Progress | None = None) -> AnalysisResult:
+    """Test whether the LSE functions of ``data`` are independent modulo affine functions.
+
+    Parameters
+    ----------
+    data : Dataset or sequence of Distribution
+        The distributions mu_1..mu_N (all on one R^d).
+    names : sequence of str, optional
+        Names when ``data`` is a plain sequence (default ``mu0, mu1, ...``).
+    probes : int, optional
+        Number M of probe points; default max(2 (N + d + 1), 256).
+    scales : sequence of float
+        Probe scales after whitening (probes split evenly), default (1, 3, 10, 30).
+    seed : int
+        Seed of the first probe draw; the confirmation draw uses seed + 1.
+    whiten : bool
+        Whiten with the pooled mean and covariance (always reduces to the affine hull).
+    progress : callable(str), optional
+        Receives a short message at the start of each stage.
+
+    Returns
+    -------
+    AnalysisResult
+    """
+    dataset = _as_dataset(data, names)
+    say = progress or (lambda msg: None)
+    N, d = len(dataset), dataset.dim
+    scales = tuple(float(s) for s in scales)
+    if not scales or any(not np.isfinite(s) or s <= 0 for s in scales):
+        from .errors import InputError
+        raise InputError("must be positive finite numbers", field="scales")
+    M = int(probes) if probes is not None else default_probe_count(N, d)
+    if M < 1:
+        from .errors import InputError
+        raise InputError(f"must be >= 1, got {M}", field="probes")
+    say("pre-screen")
+    findings = tuple(prescreen(dataset))
+    say("whitening")
+    white = make_whitening(dataset, whiten)
+    settings = {"probes": M, "scales": list(scales), "seed": seed, "whitening": whiten,
+                "affine_hull_dim": white.rank, "probe_law": "gaussian"}
+
+    say(f"features ({M} probes x {N} distributions)")
+    feats = feature_matrix(dataset, white, make_probes(white, M, scales, seed))
+    say("SVD")
+    spec = svd_spectrum(feats, vectors=True)
+    sv = spec.singular_values
+    rank = int(np.sum(sv > spec.noise))
+
+    def result(verdict, evidence, reason, deps=(), redraw=None):
+        return AnalysisResult(verdict, evidence, reason, dataset.names, d, rank, sv,
+                              spec.tolerance, spec.noise, tuple(deps), findings, settings, redraw)
+
+    if M < N + white.rank + 1:
+        return result(INCONCLUSIVE, None,
+                      f"only {M} probes for {N} distributions and {white.rank + 1} affine "
+                      f"functions; increase --probes to at least {N + white.rank + 1}")
+    if spec.smallest > spec.tolerance:
+        return result(INJECTIVE, "certified",
+                      f"smallest singular value {spec.smallest:.3g} exceeds the rigorous "
+                      f"round-off bound {spec.tolerance:.3g}")
+    k = spec.null_dim
+    lowest_nonnull = sv[N - k - 1] if k < N else np.inf
+    if lowest_nonnull < GAP * spec.noise:
+        return result(INCONCLUSIVE, None,
+                      f"singular value {lowest_nonnull:.3g} lies in the grey zone between the "
+                      f"round-off level {spec.noise:.3g} and {GAP:g}x it; try --exact, more "
+                      "--probes or other --scales")
+    say("confirmation draw")
+    feats2 = feature_matrix(dataset, white, make_probes(white, M, scales, seed + 1))
+    spec2 = svd_spectrum(feats2, vectors=False)
+    sv2 = spec2.singular_values
+    k2 = spec2.null_dim
+    lowest2 = sv2[N - k2 - 1] if k2 < N else np.inf
+    if k2 != k or lowest2 < GAP * spec2.noise:
+        return result(INCONCLUSIVE, None,
+                      f"the number of round-off singular values changed from {k} to {k2} when "
+                      "the probes were redrawn; try --exact or more --probes", redraw=sv2)
+    if k == 0:
+        return result(INJECTIVE, "numerical",
+                      f"smallest singular value {spec.smallest:.3g} is far above the round-off "
+                      f"level {spec.noise:.3g} on two probe draws, but below the rigorous bound "
+                      f"{spec.tolerance:.3g}", redraw=sv2)
+    null = spec.right_vectors[:, N - k:]
+    if not _stable_on(null, feats, feats2, spec2.noise):
+        return result(INCONCLUSIVE, None,
+                      "the near-dependencies of the first probe draw do not hold on a second "
+                      "draw; try --exact or more --probes", redraw=sv2)
+    say("dependencies")
+    deps = _dependencies(null, feats, white, dataset.names)
+    return result(NOT_INJECTIVE, "numerical",
+                  f"{k} singular value(s) at round-off level (<= {spec.noise:.3g}), "
+                  f"stable under a redraw of the probes, the next {lowest_nonnull:.3g}",
+                  deps, redraw=sv2)
+
+
+def _stable_on(null: np.ndarray, f1: FeatureMatrix, f2: FeatureMatrix, noise2: float) -> bool:
+    """Do the null vectors of draw 1 (normalised coordinates) annihilate F_perp of draw 2?"""
+    coef = null / f1.col_norms[:, None]  # original coefficients
+    coef2 = coef * f2.col_norms[:, None]
+    coef2 /= np.linalg.norm(coef2, axis=0)
+    return bool(np.all(np.linalg.norm(f2.perp @ coef2, axis=0) <= noise2))
+
+
+def _dependencies(null: np.ndarray, feats: FeatureMatrix, white: Whitening,
+                  names: tuple[str, ...]) -> list[Dependency]:
+    # echelon form in normalised coordinates (supports do not depend on the column scaling);
+    # fit_dependency converts back to the distributions' own scale
+    basis = null_space_basis(null)
+    return [fit_dependency(row, feats, white.centre, names) for row in basis]

@@ -1,0 +1,193 @@
+"""The rank / SVD decision of SPEC §3 (steps 4-6) and readable dependencies.
+
+Thresholds (all relative to the column-normalised F_perp, whose spectral norm is <= sqrt(N)):
+
+``tolerance`` (delta)
+    rigorous bound on || computed F_perp - exact F_perp ||_2, namely the Frobenius norm of the
+    per-column bounds of :func:`ntkcheck.features.feature_matrix` plus the backward error of the
+    SVD, 4 N u sqrt(N). By Weyl's inequality sigma_min(exact) >= sigma_min(computed) - delta, so
+    sigma_min > delta *certifies* full column rank, hence the condition (SPEC §3.4).
+``noise`` (tau)
+    the same with typical (random-walk) round-off constants, times :data:`NOISE_SAFETY` = 10:
+    a singular value <= tau is indistinguishable from an exact zero.
+``gap``
+    :data:`GAP` = 100: numerical verdicts need every singular value either <= tau or
+    >= GAP * tau, on two independent probe draws; otherwise the verdict is ``inconclusive``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import scipy.linalg
+
+from .features import FeatureMatrix
+
+__all__ = ["Spectrum", "Dependency", "svd_spectrum", "null_space_basis", "fit_dependency",
+           "NOISE_SAFETY", "GAP", "ZERO_COEF_RTOL"]
+
+NOISE_SAFETY = 10.0
+GAP = 100.0
+#: Coefficients below ZERO_COEF_RTOL * max |c| in a relation are round-off (sqrt(u)).
+ZERO_COEF_RTOL = float(np.sqrt(np.finfo(float).eps))
+_U = np.finfo(float).eps / 2
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """Singular values (descending) of F_perp with the thresholds of this probe draw."""
+
+    singular_values: np.ndarray
+    tolerance: float
+    noise: float
+    right_vectors: np.ndarray | None  # (N, N) columns in the order of singular_values
+
+    @property
+    def null_dim(self) -> int:
+        """Number of singular values at round-off level (<= noise)."""
+        return int(np.sum(self.singular_values <= self.noise))
+
+    @property
+    def smallest(self) -> float:
+        return float(self.singular_values[-1]) if self.singular_values.size else 0.0
+
+
+def svd_spectrum(features: FeatureMatrix, vectors: bool = True) -> Spectrum:
+    """SVD of F_perp via a QR factorisation (cost 2 M N^2 + O(N^3)); see module thresholds."""
+    A = features.perp
+    M, N = A.shape
+    if M >= N:
+        R = scipy.linalg.qr(A, mode="r", overwrite_a=False, check_finite=False)[0][:N]
+    else:
+        R = A
+    if vectors:
+        _, sv, vt = scipy.linalg.svd(R, full_matrices=False, check_finite=False,
+                                     lapack_driver="gesdd")
+        V = vt.T
+    else:
+        sv = scipy.linalg.svdvals(R, check_finite=False)
+        V = None
+    if sv.shape[0] < N:  # fewer probes than distributions: the missing values are zeros
+        sv = np.concatenate([sv, np.zeros(N - sv.shape[0])])
+    svd_err = 4 * N * _U * np.sqrt(N)
+    delta = float(np.sqrt(np.sum(features.error_bound**2)) + svd_err)
+    tau = float(NOISE_SAFETY * (np.sqrt(np.sum(features.error_typical**2)) + svd_err))
+    return Spectrum(sv, delta, tau, V)
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """A relation sum_i c_i LSE_i(z) = a + <b, z> (SPEC §2).
+
+    Attributes
+    ----------
+    coefficients : {name: c_i}, non-zero entries only
+    constant : a
+    linear : b, length d
+    residual : relative misfit || F c - (a + Z b) || / sum_i |c_i| ||F_i|| on the probes
+    exact : True when proven symbolically (SPEC §4)
+    """
+
+    coefficients: dict[str, float]
+    constant: float
+    linear: tuple[float, ...]
+    residual: float
+    exact: bool = False
+    certificate: dict | None = None
+
+    def to_dict(self) -> dict:
+        out = {"coefficients": dict(self.coefficients),
+               "affine": {"constant": self.constant, "linear": list(self.linear)},
+               "residual": self.residual, "exact": self.exact}
+        if self.certificate is not None:
+            out["certificate"] = self.certificate
+        return out
+
+    def describe(self, precision: int = 6) -> str:
+        """Human-readable identity, e.g. ``LSE[b] - LSE[a] = 1/2 + z1``."""
+        left = _linear_combination([(c, f"LSE[{n}]") for n, c in self.coefficients.items()],
+                                   precision)
+        right = _linear_combination([(self.constant, "")] + [
+            (b, f"z{l + 1}") for l, b in enumerate(self.linear)], precision)
+        return f"{left} = {right}"
+
+
+def _linear_combination(terms: list[tuple[float, str]], precision: int) -> str:
+    """'2 LSE[a] - LSE[b]' from [(2, 'LSE[a]'), (-1, 'LSE[b]')], dropping terms that print as 0."""
+    out = []
+    for value, label in terms:
+        mag = _pretty(abs(value), precision)
+        if mag == "0":
+            continue
+        sign = "-" if value < 0 else "+"
+        body = label if (mag == "1" and label) else (f"{mag}*{label}" if label.startswith("z")
+                                                     else f"{mag} {label}".strip())
+        out.append((sign, body))
+    if not out:
+        return "0"
+    text = ("-" if out[0][0] == "-" else "") + out[0][1]
+    return text + "".join(f" {sign} {body}" for sign, body in out[1:])
+
+
+def _pretty(x: float, precision: int) -> str:
+    """Shortest of a small fraction (denominator <= 12, within 1e-9) or a rounded decimal."""
+    frac = Fraction(x).limit_denominator(12)
+    if abs(float(frac) - x) <= 1e-9 * max(1.0, abs(x)):
+        return str(frac)
+    return f"{x:.{precision}g}"
+
+
+def null_space_basis(vectors: np.ndarray) -> np.ndarray:
+    """Reduced row echelon form of the rows of ``vectors.T`` (a basis of the null space).
+
+    ``vectors`` is (N, k), columns spanning the null space. Returns (k, N) with one leading 1
+    per row at the leftmost possible column and zeros in the other rows' pivot columns, so
+    unrelated dependencies come out as separate relations on disjoint supports. Entries below
+    ZERO_COEF_RTOL times the row's largest are set to 0.
+    """
+    A = np.array(vectors.T, dtype=float)
+    k, N = A.shape
+    scale = np.abs(A).max() if A.size else 0.0
+    row = 0
+    for col in range(N):
+        if row == k:
+            break
+        p = row + int(np.argmax(np.abs(A[row:, col])))
+        if abs(A[p, col]) <= ZERO_COEF_RTOL * scale:
+            continue
+        A[[row, p]] = A[[p, row]]
+        A[row] /= A[row, col]
+        others = np.arange(k) != row
+        A[others] -= np.outer(A[others, col], A[row])
+        row += 1
+    A = A[:row]
+    A[np.abs(A) <= ZERO_COEF_RTOL * np.abs(A).max(axis=1, keepdims=True)] = 0.0
+    return A
+
+
+def fit_dependency(coef: np.ndarray, features: FeatureMatrix, centre: np.ndarray,
+                   names: tuple[str, ...]) -> Dependency:
+    """Refine a relation on its support and fit its affine part by least squares.
+
+    The coefficients on the support S are re-estimated as the smallest right singular vector
+    of F_perp[:, S] (more accurate than the global null basis), scaled so the leading one is 1.
+    """
+    support = np.flatnonzero(coef)
+    A = features.perp[:, support]
+    _, _, vt = np.linalg.svd(A, full_matrices=False)
+    c_norm = vt[-1]
+    c = c_norm / features.col_norms[support]
+    c = c / c[0]
+    F = features.values[:, support]
+    Fc = F @ c
+    Z = features.probes.z
+    B = np.column_stack([np.ones(len(Z)), Z])
+    sol, *_ = scipy.linalg.lstsq(B, Fc, lapack_driver="gelsd", check_finite=False)
+    misfit = np.linalg.norm(Fc - B @ sol)
+    denom = np.sum(np.abs(c) * np.linalg.norm(F, axis=0))
+    residual = float(misfit / denom) if denom > 0 else 0.0
+    linear = sol[1:] + np.sum(c) * centre  # undo the centring: LSE_mu = LSE_{mu-m} + <z, m>
+    return Dependency({names[j]: float(cj) for j, cj in zip(support, c)}, float(sol[0]),
+                      tuple(float(b) for b in linear), residual)
