@@ -157,7 +157,7 @@ def analyze(data: Dataset | Sequence[Distribution], *, names: Sequence[str] | No
     say(f"features ({M} probes x {N} distributions)")
     feats = feature_matrix(dataset, white, make_probes(white, M, scales, seed))
     say("SVD")
-    spec = svd_spectrum(feats, vectors=True)
+    spec = svd_spectrum(feats)
     sv = spec.singular_values
     rank = int(np.sum(sv > spec.noise))
 
@@ -182,7 +182,7 @@ def analyze(data: Dataset | Sequence[Distribution], *, names: Sequence[str] | No
                       "--probes or other --scales")
     say("confirmation draw")
     feats2 = feature_matrix(dataset, white, make_probes(white, M, scales, seed + 1))
-    spec2 = svd_spectrum(feats2, vectors=False)
+    spec2 = svd_spectrum(feats2)
     sv2 = spec2.singular_values
     k2 = spec2.null_dim
     lowest2 = sv2[N - k2 - 1] if k2 < N else np.inf
@@ -195,7 +195,7 @@ def analyze(data: Dataset | Sequence[Distribution], *, names: Sequence[str] | No
                       f"smallest singular value {spec.smallest:.3g} is far above the round-off "
                       f"level {spec.noise:.3g} on two probe draws, but below the rigorous bound "
                       f"{spec.tolerance:.3g}", redraw=sv2)
-    null = spec.right_vectors[:, N - k:]
+    null = spec.right_vectors()[:, N - k:]
     if not _stable_on(null, feats, feats2, spec2.noise):
         return result(INCONCLUSIVE, None,
                       "the near-dependencies of the first probe draw do not hold on a second "

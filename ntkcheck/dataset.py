@@ -9,6 +9,8 @@ temporary holds more than :data:`CHUNK_ELEMENTS` numbers, whatever M, N and n ar
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterator, Sequence
@@ -17,12 +19,14 @@ import numpy as np
 
 from .distributions import Discrete, Distribution, GaussianMixture, UniformBox
 from .errors import InputError
-from .special import logsumexp, uniform_lse, uniform_mean, uniform_var
+from .special import uniform_lse, uniform_mean, uniform_var
 
 __all__ = ["Dataset", "CHUNK_ELEMENTS"]
 
-#: Largest number of float64 entries in one temporary (2^22 entries = 32 MiB).
+#: Largest number of float64 entries in the temporaries alive at once (2^22 entries = 32 MiB).
 CHUNK_ELEMENTS = 1 << 22
+#: Threads evaluating chunks of probes concurrently.
+WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 def chunks(total: int, per_item: int, budget: int = CHUNK_ELEMENTS) -> Iterator[slice]:
@@ -34,13 +38,16 @@ def chunks(total: int, per_item: int, budget: int = CHUNK_ELEMENTS) -> Iterator[
 
 @dataclass(frozen=True)
 class _DiscretePack:
+    """Discrete laws packed token-major: scores come out as (m, n, Nf), reduced over axis 1
+    (elementwise over contiguous slabs, much faster than reducing a short last axis)."""
+
     index: np.ndarray  # (Nf,) positions in the dataset
-    atoms: np.ndarray  # (Nf, n, d), zero padded
-    log_weights: np.ndarray  # (Nf, n), -inf padded
+    atoms: np.ndarray  # (n, Nf, d), zero padded
+    log_weights: np.ndarray  # (n, Nf), -inf padded
 
     def scores(self, z: np.ndarray) -> np.ndarray:
-        nf, n, d = self.atoms.shape
-        s = (z @ self.atoms.reshape(nf * n, d).T).reshape(len(z), nf, n)
+        n, nf, d = self.atoms.shape
+        s = (z @ self.atoms.reshape(n * nf, d).T).reshape(len(z), n, nf)
         s += self.log_weights
         return s
 
@@ -55,13 +62,14 @@ class _UniformPack:
 @dataclass(frozen=True)
 class _MixturePack:
     index: np.ndarray
-    log_weights: np.ndarray  # (Nf, K), -inf padded
-    means: np.ndarray  # (Nf, K, d)
-    covariances: np.ndarray  # (Nf, K, d, d)
+    log_weights: np.ndarray  # (K, Nf), -inf padded
+    means: np.ndarray  # (K, Nf, d)
+    covariances: np.ndarray  # (K, Nf, d, d)
 
     def scores(self, z: np.ndarray) -> np.ndarray:
-        quad = np.einsum("ma,fkab,mb->mfk", z, self.covariances, z, optimize=True) / 2.0
-        return np.einsum("ma,fka->mfk", z, self.means, optimize=True) + quad + self.log_weights
+        """Component scores (m, K, Nf)."""
+        quad = np.einsum("ma,kfab,mb->mkf", z, self.covariances, z, optimize=True) / 2.0
+        return np.einsum("ma,kfa->mkf", z, self.means, optimize=True) + quad + self.log_weights
 
 
 @dataclass(frozen=True)
@@ -150,25 +158,25 @@ class Dataset:
             index = np.array(idx)
             if kind is Discrete:
                 n = max(m.atoms.shape[0] for m in members)
-                atoms = np.zeros((len(idx), n, d))
-                logw = np.full((len(idx), n), -np.inf)
+                atoms = np.zeros((n, len(idx), d))
+                logw = np.full((n, len(idx)), -np.inf)
                 for f, m in enumerate(members):
-                    atoms[f, : len(m.weights)] = m.atoms
-                    logw[f, : len(m.weights)] = np.log(m.weights)
+                    atoms[: len(m.weights), f] = m.atoms
+                    logw[: len(m.weights), f] = np.log(m.weights)
                 packs.append(_DiscretePack(index, atoms, logw))
             elif kind is UniformBox:
                 packs.append(_UniformPack(index, np.array([m.low for m in members]),
                                           np.array([m.high for m in members])))
             elif kind is GaussianMixture:
                 k = max(m.weights.shape[0] for m in members)
-                logw = np.full((len(idx), k), -np.inf)
-                means = np.zeros((len(idx), k, d))
-                covs = np.zeros((len(idx), k, d, d))
+                logw = np.full((k, len(idx)), -np.inf)
+                means = np.zeros((k, len(idx), d))
+                covs = np.zeros((k, len(idx), d, d))
                 for f, m in enumerate(members):
                     kk = len(m.weights)
-                    logw[f, :kk] = np.log(m.weights)
-                    means[f, :kk] = m.means
-                    covs[f, :kk] = m.covariances
+                    logw[:kk, f] = np.log(m.weights)
+                    means[:kk, f] = m.means
+                    covs[:kk, f] = m.covariances
                 packs.append(_MixturePack(index, logw, means, covs))
             else:  # pragma: no cover - custom Distribution subclasses
                 raise TypeError(f"unsupported distribution type {kind.__name__}")
@@ -184,18 +192,31 @@ class Dataset:
         return pack.low.shape[0] * d * (d if moments else 1)
 
     def lse(self, z: np.ndarray) -> np.ndarray:
-        """The feature matrix F[m, i] = LSE_{mu_i}(z_m), shape (M, N)."""
+        """The feature matrix F[m, i] = LSE_{mu_i}(z_m), shape (M, N).
+
+        Chunks of probes run on :data:`WORKERS` threads (numpy releases the GIL in its
+        kernels); each chunk writes its own rows of the output.
+        """
         z = np.asarray(z, dtype=np.float64)
         out = np.empty((z.shape[0], len(self)))
         for pack in self._packs:
-            for sl in chunks(z.shape[0], self._per_probe_cost(pack)):
+            def work(sl: slice, pack=pack) -> None:
                 zc = z[sl]
                 if isinstance(pack, _UniformPack):
                     h = zc[:, None, :] * (pack.high - pack.low)
                     vals = zc @ pack.low.T + uniform_lse(h).sum(axis=2)
                 else:
-                    vals = logsumexp(pack.scores(zc))
+                    vals = _logsumexp_axis1(pack.scores(zc))
                 out[sl, pack.index] = vals
+
+            slices = list(chunks(z.shape[0], self._per_probe_cost(pack),
+                                 CHUNK_ELEMENTS // WORKERS))
+            if WORKERS > 1 and len(slices) > 1:
+                with ThreadPoolExecutor(WORKERS) as pool:
+                    list(pool.map(work, slices))
+            else:
+                for sl in slices:
+                    work(sl)
         return out
 
     def tilted_moments(self, z: np.ndarray, covariance: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
@@ -259,20 +280,31 @@ def _pack_moments(pack, z: np.ndarray, covariance: bool):
         idx = np.arange(d)
         cov[..., idx, idx] = var
         return mean, cov
-    s = pack.scores(z)
-    p = np.exp(s - logsumexp(s)[..., None])  # (m, Nf, n): softmax weights / responsibilities
+    p = pack.scores(z)  # (m, n, Nf)
+    p -= p.max(axis=1)[:, None, :]
+    np.exp(p, out=p)
+    p /= p.sum(axis=1)[:, None, :]  # softmax weights / responsibilities
     if isinstance(pack, _DiscretePack):
-        mean = np.einsum("mfj,fja->mfa", p, pack.atoms, optimize=True)
+        mean = np.einsum("mjf,jfa->mfa", p, pack.atoms, optimize=True)
         if not covariance:
             return mean, None
-        centred = pack.atoms[None] - mean[:, :, None, :]
-        cov = np.einsum("mfj,mfja,mfjb->mfab", p, centred, centred, optimize=True)
+        centred = pack.atoms[None] - mean[:, None, :, :]  # (m, n, Nf, d)
+        cov = np.einsum("mjf,mjfa,mjfb->mfab", p, centred, centred, optimize=True)
         return mean, cov
-    comp_means = pack.means[None] + np.einsum("fkab,mb->mfka", pack.covariances, z, optimize=True)
-    mean = np.einsum("mfk,mfka->mfa", p, comp_means, optimize=True)
+    comp_means = pack.means[None] + np.einsum("kfab,mb->mkfa", pack.covariances, z, optimize=True)
+    mean = np.einsum("mkf,mkfa->mfa", p, comp_means, optimize=True)
     if not covariance:
         return mean, None
-    centred = comp_means - mean[:, :, None, :]
-    cov = np.einsum("mfk,fkab->mfab", p, pack.covariances, optimize=True)
-    cov += np.einsum("mfk,mfka,mfkb->mfab", p, centred, centred, optimize=True)
+    centred = comp_means - mean[:, None, :, :]
+    cov = np.einsum("mkf,kfab->mfab", p, pack.covariances, optimize=True)
+    cov += np.einsum("mkf,mkfa,mkfb->mfab", p, centred, centred, optimize=True)
     return mean, cov
+
+
+def _logsumexp_axis1(s: np.ndarray) -> np.ndarray:
+    """log sum_j exp(s[:, j, :]) for scores (m, n, Nf), overwriting ``s``; -inf entries are
+    padding. Every (m, f) has a finite entry, so the max is finite."""
+    mx = s.max(axis=1)
+    s -= mx[:, None, :]
+    np.exp(s, out=s)
+    return np.log(s.sum(axis=1)) + mx

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from .dataset import Dataset
+from .dataset import Dataset, chunks
 from .distributions import Discrete, GaussianMixture, UniformBox
 
 __all__ = ["ProbeSet", "Whitening", "FeatureMatrix", "make_whitening", "make_probes",
@@ -162,22 +162,26 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet) -> 
     F = centred.lse(z)
     omega = 1.0 / probes.scale  # row weights
     M, N = F.shape
+    d = dataset.dim
     B = np.column_stack([np.ones(M), probes.s]) * omega[:, None]
     Q, _ = np.linalg.qr(B)
-    Fw = F * omega[:, None]
-    perp = Fw - Q @ (Q.T @ Fw)
-    nu = np.linalg.norm(perp, axis=0)
-
-    R, S, W, n = _entry_scales(centred, np.zeros(dataset.dim))
+    perp = F * omega[:, None]
+    fw_norm = np.linalg.norm(perp, axis=0)
+    coeffs = Q.T @ perp
+    R, S, W, n = _entry_scales(centred, np.zeros(d))
     znorm = np.linalg.norm(z, axis=1)
-    d = dataset.dim
-    base = (znorm[:, None] * R + znorm[:, None] ** 2 * S + W + np.abs(F) + 1.0) * omega[:, None]
-    base_norm = np.linalg.norm(base, axis=0)
-    fw_norm = np.linalg.norm(Fw, axis=0)
+    base_sq = np.zeros(N)
+    # row blocks keep the temporaries at CHUNK_ELEMENTS entries whatever M and N are
+    for sl in chunks(M, N):
+        perp[sl] -= Q[sl] @ coeffs
+        base = (znorm[sl, None] * R + znorm[sl, None] ** 2 * S + W + np.abs(F[sl]) + 1.0)
+        base *= omega[sl, None]
+        base_sq += np.einsum("mi,mi->i", base, base)
+    base_norm = np.sqrt(base_sq)
+    nu = np.linalg.norm(perp, axis=0)
     terms = d + n + 10
     bound = _U * (terms * base_norm + 2 * (d + 1) * M * fw_norm)
     typical = _U * (np.sqrt(terms) * base_norm + np.sqrt((d + 1) * M) * fw_norm)
-    tiny = np.finfo(float).tiny
-    safe = np.where(nu > tiny, nu, tiny)
-    perp = perp / safe
+    safe = np.maximum(nu, np.finfo(float).tiny)
+    perp /= safe
     return FeatureMatrix(F, perp, nu, bound / safe, typical / safe, probes)

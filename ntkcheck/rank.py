@@ -37,12 +37,16 @@ _U = np.finfo(float).eps / 2
 
 @dataclass(frozen=True)
 class Spectrum:
-    """Singular values (descending) of F_perp with the thresholds of this probe draw."""
+    """Singular values (descending) of F_perp with the thresholds of this probe draw.
+
+    ``triangle`` is the R factor of F_perp = Q R (same singular values and right singular
+    vectors), kept so that :meth:`right_vectors` costs one N x N SVD, only when needed.
+    """
 
     singular_values: np.ndarray
     tolerance: float
     noise: float
-    right_vectors: np.ndarray | None  # (N, N) columns in the order of singular_values
+    triangle: np.ndarray
 
     @property
     def null_dim(self) -> int:
@@ -53,28 +57,29 @@ class Spectrum:
     def smallest(self) -> float:
         return float(self.singular_values[-1]) if self.singular_values.size else 0.0
 
+    def right_vectors(self) -> np.ndarray:
+        """(N, N) right singular vectors, columns in the order of ``singular_values``."""
+        N = self.singular_values.shape[0]
+        _, _, vt = scipy.linalg.svd(self.triangle, full_matrices=True, check_finite=False,
+                                    lapack_driver="gesdd")
+        return vt.T[:, :N]
 
-def svd_spectrum(features: FeatureMatrix, vectors: bool = True) -> Spectrum:
-    """SVD of F_perp via a QR factorisation (cost 2 M N^2 + O(N^3)); see module thresholds."""
+
+def svd_spectrum(features: FeatureMatrix) -> Spectrum:
+    """Singular values of F_perp via a QR factorisation (2 M N^2 + O(N^3) flops)."""
     A = features.perp
     M, N = A.shape
     if M >= N:
-        R = scipy.linalg.qr(A, mode="r", overwrite_a=False, check_finite=False)[0][:N]
+        R = scipy.linalg.qr(A, mode="r", check_finite=False)[0][:N]
     else:
         R = A
-    if vectors:
-        _, sv, vt = scipy.linalg.svd(R, full_matrices=False, check_finite=False,
-                                     lapack_driver="gesdd")
-        V = vt.T
-    else:
-        sv = scipy.linalg.svdvals(R, check_finite=False)
-        V = None
+    sv = scipy.linalg.svdvals(R, check_finite=False)
     if sv.shape[0] < N:  # fewer probes than distributions: the missing values are zeros
         sv = np.concatenate([sv, np.zeros(N - sv.shape[0])])
     svd_err = 4 * N * _U * np.sqrt(N)
     delta = float(np.sqrt(np.sum(features.error_bound**2)) + svd_err)
     tau = float(NOISE_SAFETY * (np.sqrt(np.sum(features.error_typical**2)) + svd_err))
-    return Spectrum(sv, delta, tau, V)
+    return Spectrum(sv, delta, tau, R)
 
 
 @dataclass(frozen=True)
