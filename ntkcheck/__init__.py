@@ -3,14 +3,19 @@ transformers (Barboni, Furuya, de Hoop, Peyré, arXiv:2605.17660) and run their 
 gradient flow.
 """
 
+from .analysis import AnalysisResult, analyze
 from .dataset import Dataset
 from .distributions import Discrete, Distribution, GaussianMixture, UniformBox
 from .errors import ConfigError, InputError, NtkcheckError, NtkcheckWarning, NumericalError
-from .io.tokens import TokenArrays, load_token_npz
+from .io import TokenArrays, load_dataset, load_spec, load_token_npz
+from .prescreen import Finding, prescreen
+from .rank import Dependency
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "analyze", "AnalysisResult", "Dependency", "Finding", "prescreen",
+    "load_dataset", "load_spec",
     "Dataset", "Discrete", "Distribution", "GaussianMixture", "UniformBox",
     "ConfigError", "InputError", "NtkcheckError", "NtkcheckWarning", "NumericalError",
     "TokenArrays", "load_token_npz", "__version__",
