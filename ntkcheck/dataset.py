@@ -29,8 +29,10 @@ CHUNK_ELEMENTS = 1 << 22
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
-def chunks(total: int, per_item: int, budget: int = CHUNK_ELEMENTS) -> Iterator[slice]:
-    """Slices of range(total) with at most ``max(1, budget // per_item)`` items each."""
+def chunks(total: int, per_item: int, budget: int | None = None) -> Iterator[slice]:
+    """Slices of range(total) with at most ``max(1, budget // per_item)`` items each
+    (``budget`` defaults to the current :data:`CHUNK_ELEMENTS`)."""
+    budget = CHUNK_ELEMENTS if budget is None else budget
     step = max(1, budget // max(per_item, 1))
     for start in range(0, total, step):
         yield slice(start, min(total, start + step))
@@ -210,7 +212,7 @@ class Dataset:
                 out[sl, pack.index] = vals
 
             slices = list(chunks(z.shape[0], self._per_probe_cost(pack),
-                                 CHUNK_ELEMENTS // WORKERS))
+                                 max(1, CHUNK_ELEMENTS // WORKERS)))
             if WORKERS > 1 and len(slices) > 1:
                 with ThreadPoolExecutor(WORKERS) as pool:
                     list(pool.map(work, slices))
@@ -233,7 +235,7 @@ class Dataset:
         return mean, (np.concatenate(covs, axis=0) if covariance else None)
 
     def iter_tilted_moments(self, z: np.ndarray, covariance: bool = True,
-                            budget: int = CHUNK_ELEMENTS):
+                            budget: int | None = None):
         """Yield ``(slice, grad (m, N, d), hess (m, N, d, d) or None)`` over chunks of probes."""
         z = np.asarray(z, dtype=np.float64)
         d, N = self.dim, len(self)

@@ -39,6 +39,8 @@ HULL_RTOL_FACTOR = 100.0
 HULL_RTOL = HULL_RTOL_FACTOR * np.finfo(float).eps
 
 _U = np.finfo(float).eps / 2  # unit round-off
+#: Round-off estimates are multiplied by this safety factor before a value is called zero.
+NOISE_SAFETY = 10.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ class FeatureMatrix:
     col_norms : (N,) norms nu_i of the weighted projected columns before normalisation
     error_bound : (N,) rigorous bound on || computed perp[:, i] - exact perp[:, i] ||
     error_typical : (N,) first-order round-off estimate of the same quantity
+
+    Columns whose projection is at round-off level (``NOISE_SAFETY * typical >= nu``: the LSE
+    is affine, as for a Dirac mass) are set to exactly zero with zero error bounds.
     """
 
     values: np.ndarray
@@ -182,6 +187,13 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet) -> 
     terms = d + n + 10
     bound = _U * (terms * base_norm + 2 * (d + 1) * M * fw_norm)
     typical = _U * (np.sqrt(terms) * base_norm + np.sqrt((d + 1) * M) * fw_norm)
-    safe = np.maximum(nu, np.finfo(float).tiny)
+    # a column whose projection is itself at round-off level is an affine function (e.g. a
+    # Dirac mass): zero it, so that it is an exact null direction and does not inflate the
+    # thresholds of the other columns; its bounds are then 0
+    affine = NOISE_SAFETY * typical >= nu
+    safe = np.where(affine, 1.0, nu)
     perp /= safe
-    return FeatureMatrix(F, perp, nu, bound / safe, typical / safe, probes)
+    perp[:, affine] = 0.0
+    bound = np.where(affine, 0.0, bound / safe)
+    typical = np.where(affine, 0.0, typical / safe)
+    return FeatureMatrix(F, perp, nu, bound, typical, probes)

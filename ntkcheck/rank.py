@@ -23,12 +23,11 @@ from fractions import Fraction
 import numpy as np
 import scipy.linalg
 
-from .features import FeatureMatrix
+from .features import NOISE_SAFETY, FeatureMatrix
 
 __all__ = ["Spectrum", "Dependency", "svd_spectrum", "null_space_basis", "fit_dependency",
            "NOISE_SAFETY", "GAP", "ZERO_COEF_RTOL"]
 
-NOISE_SAFETY = 10.0
 GAP = 100.0
 #: Coefficients below ZERO_COEF_RTOL * max |c| in a relation are round-off (sqrt(u)).
 ZERO_COEF_RTOL = float(np.sqrt(np.finfo(float).eps))
@@ -183,8 +182,9 @@ def fit_dependency(coef: np.ndarray, features: FeatureMatrix, centre: np.ndarray
     A = features.perp[:, support]
     _, _, vt = np.linalg.svd(A, full_matrices=False)
     c_norm = vt[-1]
-    c = c_norm / features.col_norms[support]
-    c = c / c[0]
+    nu = features.col_norms[support]
+    c = c_norm / np.where(nu > 0, nu, 1.0)  # zeroed (affine) columns have no scale
+    c = c / c[np.flatnonzero(c)[0]] if np.any(c) else np.ones_like(c)
     F = features.values[:, support]
     Fc = F @ c
     Z = features.probes.z

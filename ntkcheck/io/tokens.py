@@ -83,23 +83,28 @@ def read_npz(path: str | Path) -> dict:
         raise InputError("no such file; check the path", source=src)
     if p.is_dir():
         raise InputError("is a directory; give an .npz file", source=src)
+    if not zipfile.is_zipfile(p):
+        raise InputError("is not an .npz file (a zip archive written by numpy.savez)",
+                         source=src)
+    arrays = {}
     try:
-        with np.load(p, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise InputError("is a single .npy array; save the arrays with numpy.savez",
-                                 source=src)
-            return {k: data[k] for k in data.files}
+        # open the file ourselves so that it is closed even when numpy fails half-way
+        with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as data:
+            for key in data.files:
+                try:
+                    arrays[key] = data[key]
+                except ValueError as err:
+                    if "pickle" in str(err).lower():
+                        raise InputError("is an object array (pickled); store it as a numeric "
+                                         "or str array, e.g. np.array(names, dtype=str)",
+                                         source=src, field=key) from None
+                    raise InputError(f"cannot be read ({err})", source=src, field=key) from None
     except InputError:
         raise
-    except ValueError as err:
-        if "pickle" in str(err).lower():
-            raise InputError("holds an object array (pickled); store names as a str array, "
-                             "e.g. np.array(names, dtype=str)", source=src) from None
-        raise InputError(f"is not a readable .npz file ({err}); write it with numpy.savez",
-                         source=src) from None
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise InputError(f"is not a readable .npz file ({type(err).__name__}); "
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise InputError(f"is not a readable .npz file ({type(err).__name__}: {err}); "
                          "write it with numpy.savez", source=src) from None
+    return arrays
 
 
 def load_token_npz(path: str | Path) -> TokenArrays:
