@@ -9,25 +9,53 @@ Decision procedure (thresholds defined in :mod:`ntkcheck.rank`):
                                                             -> ``not_injective``, ``numerical``,
    with the dependencies as a reduced-echelon basis.
 4. anything else (no gap, or unstable under redraw)        -> ``inconclusive``.
+
+Then the exact test of SPEC §4 (:mod:`ntkcheck.exact`), by ``exact=``:
+
+``auto`` (default)
+    run it when every parameter is an exact rational and the case is within the
+    :class:`~ntkcheck.exact.ExactBudget` and ``exact_timeout``; otherwise keep the numerical
+    result (the JSON ``exact`` field says why it was skipped).
+``always``
+    the same, but a value that is not an exact rational (or a missing requested engine) is an
+    InputError (CLI exit 2); a case over budget or out of time keeps the numerical verdict and
+    the reason is reported.
+``never``
+    numerical test only (``exact`` field absent).
+
+When the exact test decides, its verdict, ``evidence = "exact"`` and its verified dependencies
+replace the numerical ones; it settles an inconclusive numerical verdict. When both tests are
+decisive they must agree (same verdict, same number of dependencies). A disagreement, or an exact
+certificate failing its 50-digit re-check, is a bug: the verdict becomes ``inconclusive`` (exit
+3), the ``disagreement`` field records both answers, and an :class:`NtkcheckWarning` is issued.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .dataset import Dataset
 from .distributions import Distribution
+from .errors import InputError, NtkcheckWarning
+from .exact import ExactBudget, ExactCheckFailed, ExactRefused, ExactResult, decide
 from .features import (DEFAULT_SCALES, FeatureMatrix, Whitening, default_probe_count,
                        feature_matrix, make_probes, make_whitening)
 from .prescreen import Finding, prescreen
 from .rank import GAP, Dependency, Spectrum, fit_dependency, null_space_basis, svd_spectrum
 
-__all__ = ["AnalysisResult", "analyze", "INJECTIVE", "NOT_INJECTIVE", "INCONCLUSIVE"]
+__all__ = ["AnalysisResult", "analyze", "INJECTIVE", "NOT_INJECTIVE", "INCONCLUSIVE", "EXACT_MODES",
+           "DEFAULT_EXACT_TIMEOUT"]
 
 INJECTIVE, NOT_INJECTIVE, INCONCLUSIVE = "injective", "not_injective", "inconclusive"
+
+#: Modes of the exact test (see the module docstring).
+EXACT_MODES = ("auto", "always", "never")
+#: Default time limit of the exact test, seconds.
+DEFAULT_EXACT_TIMEOUT = 30.0
 
 Progress = Callable[[str], None]
 
@@ -50,6 +78,9 @@ class AnalysisResult:
     findings : pre-screen facts (Dirac, duplicate, translate)
     settings : probes, scales, seed, whitening, affine-hull dimension
     redraw : singular values of the confirmation draw, when one was made
+    exact : the exact test's summary (``status`` "decided" or "skipped", engine, D, variables,
+        rank and shape of E, timings, proof) or None when it was not attempted
+    disagreement : both answers when the exact and numerical tests disagree (a bug), else None
     """
 
     verdict: str
@@ -66,6 +97,7 @@ class AnalysisResult:
     settings: dict
     redraw: np.ndarray | None = None
     exact: dict | None = field(default=None)
+    disagreement: dict | None = field(default=None)
 
     @property
     def n_distributions(self) -> int:
@@ -99,6 +131,8 @@ class AnalysisResult:
             out["redraw_singular_values"] = [float(x) for x in self.redraw]
         if self.exact is not None:
             out["exact"] = self.exact
+        if self.disagreement is not None:
+            out["disagreement"] = self.disagreement
         return out
 
 
@@ -112,7 +146,10 @@ def _as_dataset(data: Dataset | Sequence[Distribution], names: Sequence[str] | N
 
 def analyze(data: Dataset | Sequence[Distribution], *, names: Sequence[str] | None = None,
             probes: int | None = None, scales: Sequence[float] = DEFAULT_SCALES, seed: int = 0,
-            whiten: bool = True, progress: Progress | None = None) -> AnalysisResult:
+            whiten: bool = True, exact: str = "auto",
+            exact_timeout: float | None = DEFAULT_EXACT_TIMEOUT, exact_engine: str = "auto",
+            exact_budget: ExactBudget | None = None,
+            progress: Progress | None = None) -> AnalysisResult:
     """Test whether the LSE functions of ``data`` are independent modulo affine functions.
 
     Parameters
@@ -129,23 +166,50 @@ def analyze(data: Dataset | Sequence[Distribution], *, names: Sequence[str] | No
         Seed of the first probe draw; the confirmation draw uses seed + 1.
     whiten : bool
         Whiten with the pooled mean and covariance (always reduces to the affine hull).
+    exact : "auto" | "always" | "never"
+        The exact test of SPEC §4 (see the module docstring): ``auto`` runs it when the data
+        are rational and within budget, ``always`` also reports why it could not run (and
+        raises InputError when a value is not an exact rational), ``never`` skips it.
+    exact_timeout : float or None
+        Seconds allowed to the exact test (default DEFAULT_EXACT_TIMEOUT); None: no limit.
+    exact_engine : "auto" | "flint" | "sympy"
+        Engine of the exact test (auto: python-flint when installed).
+    exact_budget : ExactBudget, optional
+        Size limits of the exact test.
     progress : callable(str), optional
         Receives a short message at the start of each stage.
 
     Returns
     -------
     AnalysisResult
+
+    Warns
+    -----
+    NtkcheckWarning
+        When the exact and numerical tests disagree (a bug; the verdict is then inconclusive).
     """
     dataset = _as_dataset(data, names)
     say = progress or (lambda msg: None)
+    mode = _exact_mode(exact)
+    if exact_timeout is not None and not (exact_timeout > 0):
+        raise InputError(f"must be a positive number of seconds, got {exact_timeout}",
+                         field="exact_timeout")
+    numerical = _analyze_numerical(dataset, probes, scales, seed, whiten, say)
+    if mode == "never":
+        return numerical
+    return _with_exact(numerical, dataset, mode, exact_timeout, exact_engine, exact_budget,
+                       progress)
+
+
+def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[float], seed: int,
+                       whiten: bool, say: Progress) -> AnalysisResult:
+    """The rank / SVD decision of SPEC §3 (steps 1-4 of the module docstring)."""
     N, d = len(dataset), dataset.dim
     scales = tuple(float(s) for s in scales)
     if not scales or any(not np.isfinite(s) or s <= 0 for s in scales):
-        from .errors import InputError
         raise InputError("must be positive finite numbers", field="scales")
     M = int(probes) if probes is not None else default_probe_count(N, d)
     if M < 1:
-        from .errors import InputError
         raise InputError(f"must be >= 1, got {M}", field="probes")
     say("pre-screen")
     findings = tuple(prescreen(dataset))
@@ -204,14 +268,18 @@ def analyze(data: Dataset | Sequence[Distribution], *, names: Sequence[str] | No
     deps = _dependencies(null, feats, white, dataset.names)
     return result(NOT_INJECTIVE, "numerical",
                   f"{k} singular value(s) at round-off level (<= {spec.noise:.3g}), "
-                  f"stable under a redraw of the probes, the next {lowest_nonnull:.3g}",
+                  "stable under a redraw of the probes"
+                  + (f", the next {lowest_nonnull:.3g}" if k < N else ""),
                   deps, redraw=sv2)
 
 
 def _stable_on(null: np.ndarray, f1: FeatureMatrix, f2: FeatureMatrix, noise2: float) -> bool:
     """Do the null vectors of draw 1 (normalised coordinates) annihilate F_perp of draw 2?"""
-    coef = null / f1.col_norms[:, None]  # original coefficients
-    coef2 = coef * f2.col_norms[:, None]
+    # same original coefficients c = null / nu1, in draw-2 normalised coordinates c * nu2;
+    # affine (zeroed) columns have nu = 0 in F_perp terms and keep their entry
+    ok = (f1.col_norms > 0) & (f2.col_norms > 0)
+    ratio = np.divide(f2.col_norms, f1.col_norms, out=np.ones_like(f1.col_norms), where=ok)
+    coef2 = null * ratio[:, None]
     coef2 /= np.linalg.norm(coef2, axis=0)
     return bool(np.all(np.linalg.norm(f2.perp @ coef2, axis=0) <= noise2))
 
@@ -222,3 +290,68 @@ def _dependencies(null: np.ndarray, feats: FeatureMatrix, white: Whitening,
     # fit_dependency converts back to the distributions' own scale
     basis = null_space_basis(null)
     return [fit_dependency(row, feats, white.centre, names) for row in basis]
+
+
+def _exact_mode(exact: str) -> str:
+    if exact not in EXACT_MODES:
+        raise InputError(f"is {exact!r}; choose one of {', '.join(EXACT_MODES)}", field="exact")
+    return exact
+
+
+def _with_exact(numerical: AnalysisResult, dataset: Dataset, mode: str, timeout: float | None,
+                engine: str, budget: ExactBudget | None,
+                progress: Progress | None) -> AnalysisResult:
+    """Run the exact test and merge it with the numerical result (module docstring)."""
+    (progress or (lambda msg: None))("exact test")
+    try:
+        ex = decide(dataset, engine=engine, budget=budget, timeout=timeout, progress=progress)
+    except ExactRefused as err:
+        if mode == "always" and err.kind in ("not_rational", "unsupported", "engine"):
+            raise InputError(f"the exact test cannot run: {err.reason}", field="exact") from None
+        return replace(numerical, exact={"status": "skipped", "mode": mode, "kind": err.kind,
+                                         "reason": err.reason})
+    except ExactCheckFailed as err:
+        return _disagree(numerical, str(err), {"status": "failed", "mode": mode,
+                                               "reason": str(err)}, "failed re-check")
+    info = {**ex.to_dict(), "mode": mode,
+            "dependencies": [d.certificate(ex.names) for d in ex.dependencies]}
+    nullity = len(ex.names) - ex.rank
+    agree = numerical.verdict == INCONCLUSIVE or (
+        numerical.verdict == ex.verdict
+        and (ex.injective or len(numerical.dependencies) == nullity))
+    if not agree:
+        num_k = len(numerical.dependencies)
+        message = (f"the exact test ({ex.verdict}, {_count(nullity)}) and the numerical test "
+                   f"({numerical.verdict}, {_count(num_k)}) disagree; this is a bug in "
+                   "ntkcheck, please report it with the input file")
+        return _disagree(numerical, message, info, ex.verdict)
+    if numerical.verdict == INCONCLUSIVE:
+        note = "; it settles the inconclusive numerical test"
+    else:
+        note = f"; the numerical test agrees ({numerical.evidence} evidence)"
+    deps = tuple(_as_dependency(d, ex) for d in ex.dependencies)
+    return replace(numerical, verdict=ex.verdict, evidence="exact", reason=ex.reason() + note,
+                   dependencies=deps, exact=info)
+
+
+def _count(k: int) -> str:
+    return f"{k} dependency" if k == 1 else f"{k} dependencies"
+
+
+def _as_dependency(dep, ex: ExactResult) -> Dependency:
+    names = ex.names
+    return Dependency({n: float(c) for n, c in zip(names, dep.coefficients) if c},
+                      dep.constant_value, tuple(float(b) for b in dep.linear),
+                      dep.check_residual, exact=True, certificate=dep.certificate(names))
+
+
+def _disagree(numerical: AnalysisResult, message: str, info: dict,
+              exact_verdict: str) -> AnalysisResult:
+    warnings.warn(message, NtkcheckWarning, stacklevel=3)
+    record = {"message": message, "exact": exact_verdict, "numerical": numerical.verdict,
+              "numerical_evidence": numerical.evidence,
+              "numerical_dependencies": len(numerical.dependencies)}
+    if info.get("status") == "decided":
+        record["exact_dependencies"] = len(info["dependencies"])
+    return replace(numerical, verdict=INCONCLUSIVE, evidence=None, reason=message, exact=info,
+                   disagreement=record)

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from contextlib import nullcontext
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.markup import escape
 
-from ..analysis import AnalysisResult, analyze
+from ..analysis import DEFAULT_EXACT_TIMEOUT, AnalysisResult, analyze
 from ..errors import InputError
 from ..features import DEFAULT_SCALES
 from ..io import atomic_write_text, load_dataset
 from .app import app, cli_errors, stderr_console, stdout_console
 
-__all__ = ["analyze_command", "render_report", "parse_scales"]
+__all__ = ["analyze_command", "render_report", "parse_scales", "ExactMode"]
+
+
+class ExactMode(str, Enum):
+    """``--exact``: when to run the exact test of SPEC §4 (see :mod:`ntkcheck.analysis`)."""
+
+    auto = "auto"
+    always = "always"
+    never = "never"
 
 
 def parse_scales(text: str | None) -> tuple[float, ...]:
@@ -52,6 +62,13 @@ def analyze_command(
     scales: Optional[str] = typer.Option(None, "--scales",
                                          help="Comma-separated probe scales [default: 1,3,10,30]."),
     no_whiten: bool = typer.Option(False, "--no-whiten", help="Do not whiten the probes."),
+    exact: ExactMode = typer.Option(
+        ExactMode.auto, "--exact", case_sensitive=False,
+        help="Exact symbolic test for rational data: auto (when rational and within budget), "
+        "always (also explain why not; exit 2 if a value is not an exact rational), never."),
+    exact_timeout: float = typer.Option(
+        DEFAULT_EXACT_TIMEOUT, "--exact-timeout", min=0.001, metavar="SECONDS",
+        help="Time limit of the exact test; beyond it the numerical verdict stands."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
                                           help="Also write the JSON document to this file."),
@@ -62,8 +79,13 @@ def analyze_command(
     dataset = load_dataset(file)
     with progress_reporter(quiet) as status:
         callback = (lambda msg: status.update(f"analyze: {msg}")) if status else None
-        result = analyze(dataset, probes=probes, scales=scale_values, seed=seed,
-                         whiten=not no_whiten, progress=callback)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = analyze(dataset, probes=probes, scales=scale_values, seed=seed,
+                             whiten=not no_whiten, exact=exact.value, exact_timeout=exact_timeout,
+                             progress=callback)
+    for w in caught:  # even with --quiet: a disagreement between the two tests is a bug
+        print(f"ntkcheck: warning: {w.message}", file=sys.stderr)
     document = result.to_dict()
     document["file"] = str(file)
     if output is not None:
@@ -97,12 +119,43 @@ def render_report(result: AnalysisResult, source: str) -> None:
     if len(sv) > 1:
         tail = ", ".join(f"{x:.3g}" for x in sv[-min(5, len(sv)):])
         out.print(f"          smallest {min(5, len(sv))}: {tail}")
+    _render_exact(out, result)
     if result.dependencies:
         out.print(f"dependencies ({len(result.dependencies)}):")
         for j, dep in enumerate(result.dependencies, 1):
-            tag = "exact" if dep.exact else f"residual {dep.residual:.1e}"
-            out.print(f"  {j}. {escape(dep.describe())}   [dim]({tag})[/]")
+            if dep.exact and dep.certificate:
+                text = dep.certificate["identity"]
+                tag = f"exact; {dep.certificate['check']['digits']}-digit check {dep.residual:.1e}"
+            else:
+                text = dep.describe()
+                tag = "exact" if dep.exact else f"residual {dep.residual:.1e}"
+            out.print(f"  {j}. {escape(text)}   [dim]({tag})[/]")
     if result.findings:
         out.print("pre-screen:")
         for f in result.findings:
             out.print(f"  - {escape(f.describe())}")
+
+
+def _render_exact(out, result: AnalysisResult) -> None:
+    """One line on the exact test: what it proved, or why it did not run (when that matters)."""
+    info = result.exact
+    if not info:
+        return
+    status = info.get("status")
+    if status == "decided":
+        N, K = info["shape"]
+        out.print(f"exact     {info['engine']}, D = {info['denominator']}, variables "
+                  f"{escape(', '.join(info['variables']))}; E {N} x {K}, rank {info['rank']}; "
+                  f"{info['time']['total']:.2g} s")
+        proof = info.get("proof")
+        if proof:
+            core = len(proof["core"]["rows"])
+            text = (f"proof: {proof['peeled']} distribution(s) peeled, each owning a non-affine "
+                    "factor that no remaining one has")
+            text += f"; the other {core} have full rank by exact elimination" if core else ""
+            out.print(f"          {text} (E and the factors: --json)")
+        if result.disagreement:
+            for dep in info.get("dependencies", []):
+                out.print(f"          exact dependency: {escape(dep['identity'])}")
+    elif status == "failed" or info.get("mode") == "always" or result.verdict == "inconclusive":
+        out.print(f"exact     {status}: {escape(info['reason'])}")

@@ -1,0 +1,501 @@
+"""The exact decision procedure of SPEC §4.
+
+With D the common denominator of every exponent, substitute t_l = exp(z_l / D) (linear terms),
+u_lm = exp(z_l z_m / D) (quadratic terms of Gaussian components, l <= m) and keep z_l (uniform
+boxes). Then
+
+* discrete:  exp LSE = sum_j w_j t^(D y_j);
+* mixture:   exp LSE = sum_k pi_k t^(D m_k) u^(D q_k),  q_k the coefficients of z^T S_k z / 2;
+* box:       exp LSE = prod_l t_l^(D a_l) (t_l^(D w_l) - 1) / (w_l z_l),  w = b - a (w_l > 0).
+
+Each becomes C_i * (monomial in t, u) * z^(-...) * prod_k q_k^(e_ik) after factoring the
+polynomials exactly over Q (negative exponents are first shifted away by a monomial, whose
+t-part joins the affine term). Monomials in t are affine, constants are constants; every other
+irreducible factor (non-monomial q_k, each u_lm, each z_l) is *non-affine* and gets a column of
+the exponent matrix E (N x K). Then the condition holds iff rank(E) = N, and every rational c
+with c^T E = 0 is an exact dependency
+
+    sum_i c_i LSE_i(z) = a + <b, z>,   a = sum_i c_i log C_i,  b = D^-1 sum_i c_i (t-exponent of i).
+
+Every C_i is positive: factors are normalised to a positive leading coefficient (lex order), so
+each is positive for t_1 >> t_2 >> ... >> 1, where exp LSE and 1/z are positive too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from math import gcd, lcm
+from typing import Callable, Sequence
+
+from ..dataset import Dataset
+from .engines import Engine, get_engine
+from .errors import ExactCheckFailed, ExactRefused
+from .laws import MAX_FLOAT_DENOMINATOR, UNIFORM, ExactLaw, common_denominator, exact_laws
+from .matrix import left_null_space
+from .verify import CHECK_DIGITS, CHECK_POINTS, CHECK_RTOL, check_identity
+
+__all__ = ["ExactBudget", "ExactDependency", "ExactResult", "decide"]
+
+
+@dataclass(frozen=True)
+class ExactBudget:
+    """Limits of the exact test; beyond them it refuses (kind ``budget``) instead of running.
+
+    Attributes
+    ----------
+    max_variables : polynomial variables t_1..t_d and u_lm together (default 16)
+    max_degree : total degree of one polynomial to factor with python-flint (default 512)
+    max_degree_sympy : the same with sympy, which is much slower on high degrees (default 96)
+    max_terms : terms of one polynomial (distinct atoms / components; default 4096)
+    max_distributions : N (default 100000)
+    max_core : rows of E left after peeling, eliminated exactly by python-flint (default 3000)
+    max_core_sympy : the same with sympy's DomainMatrix (default 400)
+    max_denominator : largest denominator of Fraction(x) for a float x to count as exact
+        (default 2^10, see :mod:`ntkcheck.exact.laws`)
+    """
+
+    max_variables: int = 16
+    max_degree: int = 512
+    max_degree_sympy: int = 96
+    max_terms: int = 4096
+    max_distributions: int = 100_000
+    max_core: int = 3000
+    max_core_sympy: int = 400
+    max_denominator: int = MAX_FLOAT_DENOMINATOR
+
+
+@dataclass(frozen=True)
+class ExactDependency:
+    """An exact identity sum_i c_i LSE_i(z) = a + <b, z> (SPEC §2), checked at high precision.
+
+    Attributes
+    ----------
+    coefficients : (N,) Fractions c_i (reduced echelon form: the first non-zero is 1)
+    constant : sympy expression, a = log(prod_i C_i^c_i)
+    linear : (d,) Fractions b
+    check_residual : largest relative residual of the mpmath re-check (<= CHECK_RTOL)
+    """
+
+    coefficients: tuple[Fraction, ...]
+    constant: object
+    linear: tuple[Fraction, ...]
+    check_residual: float
+
+    @property
+    def constant_value(self) -> float:
+        return float(self.constant.evalf(30))
+
+    def certificate(self, names: Sequence[str]) -> dict:
+        """Strings of the exact identity, e.g. {"coefficients": {"a": "1", "b": "-1/2"},
+        "constant": "log(3/4)", "linear": ["1/2"], ...}."""
+        return {"coefficients": {n: str(c) for n, c in zip(names, self.coefficients) if c},
+                "constant": str(self.constant),
+                "linear": [str(b) for b in self.linear],
+                "identity": self.describe(names),
+                "check": {"points": CHECK_POINTS, "digits": CHECK_DIGITS,
+                          "max_relative_residual": self.check_residual}}
+
+    def describe(self, names: Sequence[str]) -> str:
+        """``LSE[b] - LSE[a] = log(3/4) + 1/2*z1``."""
+        left = _combination([(c, f"LSE[{n}]") for n, c in zip(names, self.coefficients) if c])
+        right_terms = [(b, f"z{l + 1}") for l, b in enumerate(self.linear) if b]
+        right = _combination(right_terms)
+        const = str(self.constant)
+        if const != "0":
+            right = const if right == "0" else (
+                f"{const} {right}" if right.startswith("-") else f"{const} + {right}")
+        if right.startswith("- "):
+            right = "-" + right[2:]
+        return f"{left} = {right}"
+
+
+def _combination(terms: list[tuple[Fraction, str]]) -> str:
+    out = ""
+    for c, label in terms:
+        mag = abs(c)
+        body = label if mag == 1 else (f"{mag}*{label}" if label.startswith("z")
+                                       else f"{mag} {label}")
+        sign = "-" if c < 0 else "+"
+        out = (f"- {body}" if sign == "-" else body) if not out else f"{out} {sign} {body}"
+    if out.startswith("- "):
+        out = "-" + out[2:]
+    return out or "0"
+
+
+@dataclass(frozen=True)
+class ExactResult:
+    """The exact verdict with its certificate (SPEC §4).
+
+    Attributes
+    ----------
+    verdict : "injective" (rank(E) = N) or "not_injective"
+    names : the distributions' names (N)
+    engine : "flint" or "sympy"
+    denominator : D
+    variables : descriptions, e.g. ("t1 = exp(z1/2)", "z1")
+    factors : (K,) labels of the non-affine factors (columns of E)
+    exponents : (N,) sparse rows of E, {column: exponent}
+    rank : rank(E)
+    constants : (N,) C_i > 0
+    t_exponents : (N, d) integer exponents of t (in units of 1/D)
+    dependencies : reduced-echelon basis of the exact dependencies
+    pivots : peeled (row, column) pairs: row owns a column no later or core row uses
+    core_rows : the rows left after peeling (eliminated exactly)
+    timings : seconds per stage (rationals, factor, rank, verify, total)
+    """
+
+    verdict: str
+    names: tuple[str, ...]
+    engine: str
+    denominator: int
+    variables: tuple[str, ...]
+    factors: tuple[str, ...]
+    exponents: tuple[dict, ...]
+    rank: int
+    constants: tuple[Fraction, ...]
+    t_exponents: tuple[tuple[int, ...], ...]
+    dependencies: tuple[ExactDependency, ...]
+    pivots: tuple[tuple[int, int], ...]
+    core_rows: tuple[int, ...]
+    timings: dict = field(default_factory=dict)
+    polynomials: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.names), len(self.factors))
+
+    @property
+    def injective(self) -> bool:
+        return self.rank == len(self.names)
+
+    def reason(self) -> str:
+        N, K = self.shape
+        if self.injective:
+            return (f"exact: the {N} x {K} exponent matrix of the non-affine factors has "
+                    f"rank {self.rank} = N ({self.engine}, D = {self.denominator})")
+        return (f"exact: the {N} x {K} exponent matrix of the non-affine factors has rank "
+                f"{self.rank} < N = {N}: {N - self.rank} independent exact "
+                f"{'dependency' if N - self.rank == 1 else 'dependencies'} "
+                f"({self.engine}, D = {self.denominator})")
+
+    def to_dict(self, max_listed: int = 500) -> dict:
+        """JSON-ready summary; E and the factor list are included when K, N <= max_listed."""
+        N, K = self.shape
+        out = {"status": "decided", "verdict": self.verdict, "engine": self.engine,
+               "denominator": self.denominator, "variables": list(self.variables),
+               "rank": self.rank, "shape": [N, K], "polynomials_factored": self.polynomials,
+               "time": {k: round(v, 6) for k, v in self.timings.items()}}
+        listed = K <= max_listed and N <= max_listed
+        if listed:
+            out["factors"] = list(self.factors)
+            out["exponents"] = {n: {self.factors[k]: e for k, e in sorted(row.items())}
+                                for n, row in zip(self.names, self.exponents)}
+        if self.injective:
+            proof = {"statement": "rank(E) = N, so sum_i c_i LSE_i affine forces c = 0",
+                     "peeled": len(self.pivots),
+                     "core": {"rows": [self.names[i] for i in self.core_rows],
+                              "rank": len(self.core_rows)}}
+            if listed:
+                proof["pivots"] = [[self.names[i], self.factors[k]] for i, k in self.pivots]
+            else:
+                proof["omitted"] = (f"E has {N} rows and {K} columns; call "
+                                    "ntkcheck.exact.decide() for the full certificate")
+            out["proof"] = proof
+        return out
+
+
+def _key_label(key: tuple, var_names: Sequence[str]) -> str:
+    if key[0] == "z":
+        return f"z{key[1] + 1}"
+    if key[0] == "u":
+        return var_names[key[1]]
+    return _poly_str(dict(key[1]), var_names)
+
+
+def _poly_str(poly: dict, var_names: Sequence[str]) -> str:
+    parts = []
+    for exps in sorted(poly, reverse=True):
+        c = poly[exps]
+        mono = "*".join(f"{v}^{e}" if e > 1 else v for v, e in zip(var_names, exps) if e)
+        mag = abs(c)
+        body = mono if (mono and mag == 1) else (f"{mag}*{mono}" if mono else str(mag))
+        parts.append(("-" if c < 0 else "+", body))
+    text = ("-" if parts[0][0] == "-" else "") + parts[0][1]
+    return text + "".join(f" {s} {b}" for s, b in parts[1:])
+
+
+def _canonical(poly: dict) -> tuple[int, tuple]:
+    """(sign, key): the factor with a positive lex-leading coefficient and content 1."""
+    lead = max(poly)
+    sign = -1 if poly[lead] < 0 else 1
+    g = 0
+    for v in poly.values():
+        g = gcd(g, v)
+    if g != 1:  # pragma: no cover - engines return primitive factors
+        raise ArithmeticError("a factor is not primitive")
+    return sign, tuple(sorted((k, sign * v) for k, v in poly.items()))
+
+
+def _scaled(x: Fraction, D: int) -> int:
+    """x * D as an int (D is a multiple of x's denominator)."""
+    return x.numerator * (D // x.denominator)
+
+
+@dataclass
+class _Row:
+    const: Fraction
+    t: list[int]
+    cols: dict  # key -> exponent
+    polys: list  # (poly dict, multiplicity) to factor
+
+
+class _Builder:
+    """Turns exact laws into rows: constant, t-exponent, monomial columns, polynomials."""
+
+    def __init__(self, laws: Sequence[ExactLaw], D: int):
+        self.laws, self.D = laws, D
+        self.d = laws[0].dim
+        pairs = set()
+        for law in laws:
+            for k in range(len(law.covariances)):
+                pairs.update(law.quadratic(k))
+        self.pairs = sorted(pairs)
+        self.nvars = self.d + len(self.pairs)
+
+    def var_names(self) -> list[str]:
+        return ([f"t{l + 1}" for l in range(self.d)]
+                + [f"u{l + 1}{m + 1}" if self.d < 10 else f"u{l + 1}_{m + 1}"
+                   for l, m in self.pairs])
+
+    def descriptions(self, uses_z: Sequence[int]) -> list[str]:
+        D = self.D
+        den = "" if D == 1 else f"/{D}"
+        names = self.var_names()
+        out = [f"{names[l]} = exp(z{l + 1}{den})" for l in range(self.d)]
+        for j, (l, m) in enumerate(self.pairs):
+            arg = f"z{l + 1}^2" if l == m else f"z{l + 1}*z{m + 1}"
+            out.append(f"{names[self.d + j]} = exp({arg}{den})")
+        return out + [f"z{l + 1}" for l in uses_z]
+
+    def row(self, law: ExactLaw) -> _Row:
+        D, d = self.D, self.d
+        if law.kind == UNIFORM:
+            const, t, cols, polys = Fraction(1), [0] * d, {}, []
+            for l, (a, b) in enumerate(zip(law.low, law.high)):
+                t[l] += _scaled(a, D)
+                n = _scaled(b, D) - _scaled(a, D)
+                if n == 0:
+                    continue
+                const /= (b - a)
+                cols[("z", l)] = -1
+                exps_hi = tuple(n if j == l else 0 for j in range(self.nvars))
+                polys.append(({exps_hi: 1, (0,) * self.nvars: -1}, 1))
+            return _Row(const, t, cols, polys)
+        terms: dict[tuple[int, ...], Fraction] = {}
+        for k, (p, w) in enumerate(zip(law.points, law.weights)):
+            exps = [_scaled(x, D) for x in p] + [0] * len(self.pairs)
+            if law.covariances:
+                quad = law.quadratic(k)
+                for j, pair in enumerate(self.pairs):
+                    exps[d + j] = _scaled(quad.get(pair, Fraction(0)), D)
+            key = tuple(exps)
+            terms[key] = terms.get(key, Fraction(0)) + w
+        shift = [min(e[v] for e in terms) for v in range(self.nvars)]
+        L = 1
+        for w in terms.values():
+            L = lcm(L, w.denominator)
+        poly = {tuple(e - s for e, s in zip(exps, shift)): int(w * L) for exps, w in terms.items()}
+        cols = {("u", d + j): shift[d + j] for j in range(len(self.pairs)) if shift[d + j]}
+        row = _Row(Fraction(1, L), shift[:d], cols, [])
+        if len(poly) == 1:
+            row.const *= next(iter(poly.values()))
+        else:
+            row.polys.append((poly, 1))
+        return row
+
+
+def _log_product(constants: Sequence[Fraction], c: Sequence[Fraction]):
+    """a = sum_i c_i log C_i in closed form: log(prod_p p^(sum_i c_i v_p(C_i))), collected over
+    the primes p so that cancellations are exact (it is 0 for probability measures, as every
+    LSE vanishes at z = 0, but it is computed, not assumed)."""
+    import sympy
+
+    powers: dict[int, Fraction] = {}
+    for ci, C in zip(c, constants):
+        if not ci:
+            continue
+        for part, sign in ((C.numerator, 1), (C.denominator, -1)):
+            for p, v in sympy.factorint(part).items():
+                powers[p] = powers.get(p, Fraction(0)) + sign * ci * v
+    prod = sympy.Integer(1)
+    for p, e in sorted(powers.items()):
+        if e:
+            prod *= sympy.Pow(sympy.Integer(p), sympy.Rational(e.numerator, e.denominator))
+    return sympy.log(prod)
+
+
+def _budget_check(builder: _Builder, rows: Sequence[_Row], names: Sequence[str],
+                  budget: ExactBudget, engine: str, laws: Sequence[ExactLaw]) -> None:
+    if len(rows) > budget.max_distributions:
+        raise ExactRefused(f"{len(rows)} distributions exceed the exact budget of "
+                           f"{budget.max_distributions}", kind="budget")
+    if builder.nvars > budget.max_variables:
+        raise ExactRefused(f"{builder.nvars} polynomial variables (t_l and u_lm) exceed the exact "
+                           f"budget of {budget.max_variables}", kind="budget")
+    max_deg = budget.max_degree if engine == "flint" else budget.max_degree_sympy
+    for name, row in zip(names, rows):
+        for poly, _ in row.polys:
+            deg = max(sum(e) for e in poly)
+            if deg > max_deg:
+                hint = _denominator_hint(laws, builder.D)
+                raise ExactRefused(
+                    f"'{name}' gives a polynomial of degree {deg} in t = exp(z/D), D = "
+                    f"{builder.D}, above the {engine} budget of {max_deg}{hint}", kind="budget")
+            if len(poly) > budget.max_terms:
+                raise ExactRefused(f"'{name}' gives a polynomial with {len(poly)} terms, above "
+                                   f"the budget of {budget.max_terms}", kind="budget")
+
+
+def _denominator_hint(laws: Sequence[ExactLaw], D: int) -> str:
+    if D == 1:
+        return "; the exponents are large integers"
+    worst = max((x for law in laws for x in law.exponents()), key=lambda x: x.denominator)
+    return (f"; D comes from the exponent {worst} (denominator {worst.denominator}): write "
+            "exponents as small-denominator rationals such as \"1/10\", not decimals that are "
+            "not exact binary numbers")
+
+
+def decide(data: Dataset, *, engine: str = "auto", budget: ExactBudget | None = None,
+           timeout: float | None = None, progress: Callable[[str], None] | None = None,
+           ) -> ExactResult:
+    """Decide the injectivity condition exactly (SPEC §4) and certify the answer.
+
+    Parameters
+    ----------
+    data : Dataset
+        Distributions with exact rational parameters (``.rational``) or floats that are exactly
+        small-denominator rationals.
+    engine : "auto" | "flint" | "sympy"
+        Factorisation and linear-algebra engine (see :mod:`ntkcheck.exact.engines`).
+    budget : ExactBudget, optional
+        Size limits checked before any factorisation.
+    timeout : float, optional
+        Seconds; checked between factorisations and before the rank computation.
+    progress : callable(str), optional
+        Receives short stage messages.
+
+    Returns
+    -------
+    ExactResult
+
+    Raises
+    ------
+    ExactRefused
+        Not rational, unsupported, over budget, out of time, or engine missing (``.kind``).
+    ExactCheckFailed
+        An exact dependency failed its high-precision re-check (a bug; never expected).
+    """
+    budget = budget or ExactBudget()
+    say = progress or (lambda msg: None)
+    start = time.monotonic()
+    deadline = None if timeout is None else start + float(timeout)
+    timings: dict[str, float] = {}
+
+    say("exact: rational parameters")
+    laws = exact_laws(data.names, data.distributions, budget.max_denominator)
+    D = common_denominator(laws)
+    builder = _Builder(laws, D)
+    rows = [builder.row(law) for law in laws]
+    eng: Engine = get_engine(engine, builder.nvars)
+    _budget_check(builder, rows, data.names, budget, eng.name, laws)
+    timings["rationals"] = time.monotonic() - start
+
+    t0 = time.monotonic()
+    cache: dict[tuple, tuple[int, list]] = {}
+    todo = sum(len(r.polys) for r in rows)
+    done = 0
+    for row in rows:
+        for poly, mult in row.polys:
+            if deadline is not None and time.monotonic() > deadline:
+                raise ExactRefused(
+                    f"the exact test reached its time limit of {timeout:g} s after factoring "
+                    f"{done} of {todo} polynomials; raise --exact-timeout", kind="timeout")
+            key = tuple(sorted(poly.items()))
+            if key not in cache:
+                cache[key] = eng.factor(poly)
+            content, factors = cache[key]
+            row.const *= Fraction(content) ** mult
+            for f, e in factors:
+                if len(f) == 1:  # a monomial: a variable to a power (times +-1)
+                    ((exps, c),) = f.items()
+                    row.const *= Fraction(c) ** (e * mult)
+                    for v, ev in enumerate(exps):
+                        if not ev:
+                            continue
+                        if v < builder.d:
+                            row.t[v] += ev * e * mult
+                        else:
+                            row.cols[("u", v)] = row.cols.get(("u", v), 0) + ev * e * mult
+                    continue
+                sign, fkey = _canonical(f)
+                row.const *= Fraction(sign) ** (e * mult)
+                k = ("p", fkey)
+                row.cols[k] = row.cols.get(k, 0) + e * mult
+            done += 1
+            if done % 500 == 0:
+                say(f"exact: factored {done}/{todo} polynomials")
+    timings["factor"] = time.monotonic() - t0
+    for name, row in zip(data.names, rows):
+        if row.const <= 0:  # pragma: no cover - see the module docstring
+            raise ExactCheckFailed(f"non-positive constant C for '{name}'")
+
+    t0 = time.monotonic()
+    say("exact: rank of the exponent matrix")
+    columns: dict[tuple, int] = {}
+    sparse = []
+    for row in rows:
+        sparse.append({columns.setdefault(k, len(columns)): e for k, e in row.cols.items() if e})
+    max_core = budget.max_core if eng.name == "flint" else budget.max_core_sympy
+    null = left_null_space(sparse, eng, deadline, max_core)
+    timings["rank"] = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    deps = []
+    if null.basis:
+        say("exact: checking the dependencies at 50 digits")
+        import sympy
+
+        for j, c in enumerate(null.basis):
+            if deadline is not None and time.monotonic() > deadline:
+                raise ExactRefused(
+                    f"the exact test reached its time limit of {timeout:g} s while checking "
+                    f"dependency {j + 1} of {len(null.basis)}; raise --exact-timeout",
+                    kind="timeout")
+            a = _log_product([row.const for row in rows], c)
+            b = tuple(sum((ci * row.t[l] for ci, row in zip(c, rows) if ci), Fraction(0)) / D
+                      for l in range(builder.d))
+            residual = check_identity(laws, c, a, b)
+            if not residual <= CHECK_RTOL:
+                dep = ExactDependency(c, a, b, residual)
+                raise ExactCheckFailed(
+                    f"the exact identity {dep.describe(data.names)} fails its {CHECK_DIGITS}-digit "
+                    f"re-check (relative residual {residual:.2g}); this is a bug in ntkcheck, "
+                    "please report it")
+            deps.append(ExactDependency(c, a, b, residual))
+    timings["verify"] = time.monotonic() - t0
+    timings["total"] = time.monotonic() - start
+
+    var_names = builder.var_names()
+    labels = [""] * len(columns)
+    for k, j in columns.items():
+        labels[j] = _key_label(k, var_names)
+    uses_z = sorted({k[1] for k in columns if k[0] == "z"})
+    return ExactResult(
+        verdict="injective" if null.rank == len(rows) else "not_injective",
+        names=tuple(data.names), engine=eng.name, denominator=D,
+        variables=tuple(builder.descriptions(uses_z)), factors=tuple(labels),
+        exponents=tuple(sparse), rank=null.rank, constants=tuple(r.const for r in rows),
+        t_exponents=tuple(tuple(r.t) for r in rows), dependencies=tuple(deps),
+        pivots=null.pivots, core_rows=null.core_rows, timings=timings, polynomials=len(cache))
