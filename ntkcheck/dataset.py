@@ -53,6 +53,23 @@ class _DiscretePack:
         s += self.log_weights
         return s
 
+    @cached_property
+    def centres(self) -> np.ndarray:
+        """(Nf, d) untilted means; covariances are computed from atoms centred on them."""
+        w = np.exp(self.log_weights)  # 0 at padding
+        return np.einsum("jf,jfa->fa", w, self.atoms)
+
+    @cached_property
+    def centred(self) -> np.ndarray:
+        """(Nf, n, d) atoms minus their distribution's mean (distribution-major for BLAS)."""
+        return np.ascontiguousarray(self.atoms.transpose(1, 0, 2)) - self.centres[:, None, :]
+
+    @cached_property
+    def outer(self) -> np.ndarray:
+        """(Nf, n, d*d) outer products of the centred atoms."""
+        c = self.centred
+        return (c[..., :, None] * c[..., None, :]).reshape(c.shape[0], c.shape[1], -1)
+
 
 @dataclass(frozen=True)
 class _UniformPack:
@@ -287,12 +304,18 @@ def _pack_moments(pack, z: np.ndarray, covariance: bool):
     np.exp(p, out=p)
     p /= p.sum(axis=1)[:, None, :]  # softmax weights / responsibilities
     if isinstance(pack, _DiscretePack):
-        mean = np.einsum("mjf,jfa->mfa", p, pack.atoms, optimize=True)
+        # batched BLAS over distributions: (Nf, m, n) @ (Nf, n, .); the covariance is
+        # E[y y^T] - mu mu^T on atoms centred per distribution, so the difference involves
+        # quantities of the size of the spread, not of |y|^2
+        pt = np.ascontiguousarray(p.transpose(2, 0, 1))
+        mc = pt @ pack.centred  # (Nf, m, d) tilted mean minus the untilted one
+        mean = (mc + pack.centres[:, None, :]).transpose(1, 0, 2)
         if not covariance:
             return mean, None
-        centred = pack.atoms[None] - mean[:, None, :, :]  # (m, n, Nf, d)
-        cov = np.einsum("mjf,mjfa,mjfb->mfab", p, centred, centred, optimize=True)
-        return mean, cov
+        nf, m, d = mc.shape
+        cov = (pt @ pack.outer).reshape(nf, m, d, d)
+        cov -= mc[..., :, None] * mc[..., None, :]
+        return mean, cov.transpose(1, 0, 2, 3)
     comp_means = pack.means[None] + np.einsum("kfab,mb->mkfa", pack.covariances, z, optimize=True)
     mean = np.einsum("mkf,mkfa->mfa", p, comp_means, optimize=True)
     if not covariance:

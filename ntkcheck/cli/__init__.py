@@ -6,6 +6,8 @@ from .app import app
 
 # Importing the command modules registers their commands on ``app``.
 from . import analyze  # noqa: F401,E402
+from . import train, generate  # noqa: F401,E402
+from . import spectrum  # noqa: F401,E402
 
 __all__ = ["app", "main"]
 

@@ -1,0 +1,137 @@
+"""``ntkcheck spectrum FILE``: eigenvalues of the NTKs / feature Gram (SPEC §5).
+
+Exit codes: 0 the kernel is positive definite beyond its round-off tolerance; 3 the smallest
+eigenvalue is within the tolerance of 0 (singular to working precision: a dependency, or an
+ill-conditioning these probes cannot resolve; ``analyze`` decides); 2 usage or input error
+(including ``--plot`` without matplotlib).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import InputError
+from ..io import atomic_savez, load_dataset
+from ..kernels import KERNEL_DESCRIPTIONS, Kernel, KernelSpectrum, kernel_spectrum, parse_kernel
+from .analyze import parse_scales, progress_reporter
+from .app import app, cli_errors, stdout_console
+
+__all__ = ["spectrum_command", "render_spectrum", "spectrum_lines"]
+
+
+def spectrum_lines(spectrum: KernelSpectrum, top: int = 5) -> list[str]:
+    """The report as rich-markup lines (for ``spectrum`` and for embedding in ``analyze``)."""
+    lam = spectrum.eigenvalues
+    N = lam.shape[0]
+    cond = spectrum.condition_number
+    cond_text = f"{cond:.3g}" if np.isfinite(cond) else "inf"
+    state = ("[bold green]positive definite[/]" if spectrum.positive_definite
+             else "[bold yellow]singular to working precision[/]")
+    lines = [
+        f"kernel    {spectrum.kernel}: {escape(KERNEL_DESCRIPTIONS[Kernel(spectrum.kernel)])}",
+        f"          {state}: smallest eigenvalue {spectrum.min_eigenvalue:.3g}, "
+        f"tolerance {spectrum.tolerance:.2g}",
+        f"spectrum  {N} eigenvalues, largest {spectrum.max_eigenvalue:.3g}; condition number "
+        f"{cond_text}; effective rank {spectrum.effective_rank:.3g}; numerical rank "
+        f"{spectrum.numerical_rank}/{N}",
+    ]
+    if N > 1:
+        head = ", ".join(f"{x:.3g}" for x in lam[: min(5, N)])
+        lines.append(f"          smallest {min(5, N)} (ascending): {head}")
+    if spectrum.null_dim > 1:
+        lines.append(f"          {spectrum.null_dim} eigenvalues within tolerance of 0")
+    v = spectrum.min_vector
+    order = np.argsort(-np.abs(v), kind="stable")[:top]
+    # entries at round-off level of a unit vector are noise, not part of the relation
+    order = [i for i in order if abs(v[i]) > 1e-8] or list(order[:1])
+    entries = ", ".join(f"{escape(spectrum.names[i])} {v[i]:+.4f}" for i in order)
+    more = f" (largest {len(order)} of {N} entries)" if N > len(order) else ""
+    lines.append(f"eigenvector of the smallest eigenvalue{more}: {entries}")
+    if spectrum.null_dim > 1:
+        lines.append(f"          (one vector of a {spectrum.null_dim}-dimensional null space; "
+                     "`ntkcheck analyze` gives a sparse basis)")
+    if spectrum.kernel == Kernel.GRAM.value:
+        c = spectrum.min_coefficients
+        coef = ", ".join(f"{escape(spectrum.names[i])} {c[spectrum.names[i]]:+.4g}" for i in order)
+        lines.append(f"          as LSE coefficients (max 1): {coef}")
+    return lines
+
+
+def render_spectrum(spectrum: KernelSpectrum, source: str | None = None,
+                    console: Console | None = None, top: int = 5) -> None:
+    """Print the rich report of one kernel spectrum on ``console`` (default stdout)."""
+    out = console or stdout_console()
+    s = spectrum.settings
+    if source is not None:
+        out.print(f"spectrum of {escape(source)}")
+    out.print(f"probes    {s['probes']} Gaussian probes, scales "
+              f"{', '.join(f'{x:g}' for x in s['scales'])}, seed {s['seed']}, "
+              f"whitening {'on' if s['whitening'] else 'off'} "
+              f"(affine hull dimension {s['affine_hull_dim']})")
+    for line in spectrum_lines(spectrum, top):
+        out.print(line)
+
+
+@app.command("spectrum")
+@cli_errors
+def spectrum_command(
+    file: Path = typer.Argument(..., show_default=False,
+                                help="Token dataset (.npz) or distribution spec (.toml/.json)."),
+    kernel: str = typer.Option("qk", "--kernel", "-k",
+                               help="Kernel: qk (query-key NTK), value (value NTK), full "
+                                    "(qk + value) or gram (feature Gram)."),
+    probes: Optional[int] = typer.Option(
+        None, "--probes", min=1, help="Number of probe points [default: max(2(N+d+1), 256)]."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the probe draw."),
+    scales: Optional[str] = typer.Option(None, "--scales",
+                                         help="Comma-separated probe scales [default: 1,3,10,30]."),
+    no_whiten: bool = typer.Option(False, "--no-whiten", help="Do not whiten the probes."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    save: Optional[Path] = typer.Option(None, "--save",
+                                        help="Write the kernel matrix and its eigendecomposition "
+                                             "to this .npz file."),
+    plot: Optional[Path] = typer.Option(None, "--plot",
+                                        help="Draw the spectrum (and, in 1-D/2-D, the smallest "
+                                             "eigenvector's LSE combination) to this PNG file "
+                                             "(needs ntkcheck[plot])."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; use the exit code."),
+) -> None:
+    """Kernel spectrum (SPEC §5): exit 0 positive definite, 3 singular to working precision."""
+    kind = parse_kernel(kernel)
+    scale_values = parse_scales(scales)
+    if save is not None and save.suffix.lower() != ".npz":
+        raise InputError("must end in .npz", field="--save")
+    plotter = None
+    if plot is not None:
+        from ..plot import require_matplotlib
+
+        plotter = require_matplotlib()  # before the computation: fail fast, exit 2
+    dataset = load_dataset(file)
+    with progress_reporter(quiet) as status:
+        if status:
+            status.update(f"spectrum: {kind.value} kernel")
+        spectrum = kernel_spectrum(dataset, kind, probes=probes, scales=scale_values, seed=seed,
+                                   whiten=not no_whiten)
+    if save is not None:
+        atomic_savez(save, kernel=np.array(spectrum.kernel), names=np.array(spectrum.names),
+                     matrix=spectrum.matrix, eigenvalues=spectrum.eigenvalues,
+                     eigenvectors=spectrum.eigenvectors, tolerance=np.array(spectrum.tolerance),
+                     coefficient_scale=spectrum.coefficient_scale,
+                     settings=np.array(json.dumps(spectrum.settings)))
+    if plotter is not None:
+        plotter(spectrum, plot, dataset)
+    if as_json and not quiet:
+        document = spectrum.to_dict()
+        document["file"] = str(file)
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    elif not quiet:
+        render_spectrum(spectrum, str(file))
+    raise typer.Exit(spectrum.exit_code)

@@ -1,0 +1,468 @@
+"""Query-key / value / full NTKs and the feature Gram matrix, with their spectra (SPEC §5).
+
+With probes z ~ rho (the probe law of the rank test, SPEC §3.2) and the distributions' LSE
+functions LSE_i:
+
+=========  ============================================================  =========================
+kernel     K_ij                                                          null space
+=========  ============================================================  =========================
+``qk``     E_rho <Hess LSE_i(z), Hess LSE_j(z)>_F  (query-key NTK)       dependencies (SPEC §2)
+``value``  E_rho <grad LSE_i(z), grad LSE_j(z)>    (value NTK)           dependencies with affine
+                                                                         part a constant (b = 0)
+``full``   K^qk + K^value                          (queries and values)  as ``value``
+``gram``   F_perp^T F_perp / M                     (feature Gram)        dependencies
+=========  ============================================================  =========================
+
+Coordinates. Everything is computed on the probes and whitening of the rank test
+(:func:`ntkcheck.features.make_whitening`, :func:`ntkcheck.features.make_probes`): z = T s with
+T = ``whitening.transform`` (d x r) and s ~ rho the multi-scale Gaussian law in whitened
+coordinates. The kernels are those of the whitened data y' = T^T (y - m): in s-coordinates
+
+    Hess_s LSE_i = T^T Hess_z LSE_i(T s) T,        grad_s LSE_i = T^T grad_z LSE_i(T s).
+
+* The query-key NTK is affine invariant (Hessians ignore translations), so it has the same null
+  space with or without whitening: exactly the dependencies of the rank test.
+* The value NTK is invariant under linear maps but **not** under translations: its null space is
+  {c : sum_i c_i LSE_i = constant}, and a translation y -> y - m turns a constant into
+  -(sum_i c_i) <m, z>. Centring the gradients at the pooled mean would therefore *add* the
+  relations with b = (sum_i c_i) m and *remove* e.g. Binomial(2, 1/2) / Bernoulli(1/2)
+  (b = 0, sum c = -1). So the value NTK uses only the linear part T^T of the whitening, never the
+  centre: K^V_ij = E <T^T g_i, T^T g_j> + <P g_i, P g_j> with g_i = grad_z LSE_i(T s) and P the
+  orthogonal projector onto the complement of col(T). The second term is zero for
+  full-dimensional data; when the pooled tokens lie in an affine subspace m + V not through 0,
+  P g_i = P m for every i and every probe, so it adds |P m|^2 to every entry and keeps a relation
+  with sum c != 0 (whose LSE combination then has a linear part (sum c) <P m, z>) out of the null
+  space.
+* The expectation is the Monte-Carlo average over the M probes (each probe weight 1/M; the
+  scales are drawn round-robin, so rho is the equal mixture of N(0, sigma^2 I_r) over
+  ``scales``). Unlike the rank test no row weighting is applied.
+
+Feature Gram. G = F_perp^T F_perp / M with the *column-normalised* F_perp of the rank test (rows
+weighted by 1/sigma, projected off span{1, s}), so that its eigenvalues are exactly
+sigma_k^2 / M for the singular values sigma_k of SPEC §3; they are computed from that SVD (not
+by ``eigh`` of G, which would lose the small ones to the squaring). Its eigenvectors are in
+normalised coordinates; :attr:`KernelSpectrum.min_coefficients` converts back to the
+distributions' own scale (divides by the column norms).
+
+Tolerance (the "zero" level of the eigenvalues, from round-off only):
+
+* ``qk``, ``value``, ``full``: K = X^T X / M is accumulated from L = M p feature entries per
+  column (p = r(r+1)/2 packed Hessian entries, or r (+1) gradient entries). The computed entries
+  satisfy |dK_ij| <~ sqrt(L) u sqrt(K_ii K_jj) (random-walk summation), whence
+  ||dK||_2 <~ 2 sqrt(N L) u max_i K_ii; ``eigh`` adds a backward error N u lambda_max. The
+  tolerance is :data:`NOISE_SAFETY` (10) times their sum. Errors of the Hessians / gradients
+  themselves (relative eta, ~1e-13 at worst) shift a null eigenvalue only by O(eta^2) and are
+  neglected.
+* ``gram``: tau^2 / M with tau the round-off level of the rank test
+  (:func:`ntkcheck.rank.svd_spectrum`), so ``gram`` and the rank test count the same null space.
+
+A kernel is *numerically positive definite* when lambda_min > tolerance; otherwise it is singular
+to working precision (a dependency, or an ill-conditioning the probes cannot resolve). This is
+evidence on one probe draw, not a certificate (``analyze`` certifies).
+
+Summaries: ``condition_number`` = lambda_max / lambda_min (inf when lambda_min <= tolerance);
+``effective_rank`` = (sum_k lambda_k)^2 / sum_k lambda_k^2 (participation ratio of the clipped
+eigenvalues max(lambda, 0): N for a multiple of the identity, 1 for rank one, continuous in K);
+``numerical_rank`` = number of eigenvalues above the tolerance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Sequence
+
+import numpy as np
+import scipy.linalg
+
+from .dataset import CHUNK_ELEMENTS, Dataset
+from .errors import InputError
+from .features import (DEFAULT_SCALES, ProbeSet, Whitening, default_probe_count, feature_matrix,
+                       make_probes, make_whitening)
+from .rank import svd_spectrum
+
+__all__ = ["Kernel", "KernelSpectrum", "kernel_spectrum", "qk_kernel", "value_kernel",
+           "full_kernel", "gram_kernel", "kernel_matrix", "parse_kernel", "spectrum_summary",
+           "NOISE_SAFETY"]
+
+#: Safety factor between the typical round-off estimate and the zero level of the eigenvalues.
+NOISE_SAFETY = 10.0
+_U = np.finfo(float).eps / 2  # unit round-off
+
+
+class Kernel(str, Enum):
+    """The kernel choice of SPEC §5."""
+
+    QK = "qk"
+    VALUE = "value"
+    FULL = "full"
+    GRAM = "gram"
+
+
+KERNEL_DESCRIPTIONS = {
+    Kernel.QK: "query-key NTK  E<Hess LSE_i, Hess LSE_j>_F",
+    Kernel.VALUE: "value NTK  E<grad LSE_i, grad LSE_j>",
+    Kernel.FULL: "full NTK  (query-key + value)",
+    Kernel.GRAM: "feature Gram  F_perp^T F_perp / M",
+}
+
+
+def parse_kernel(value: "str | Kernel") -> Kernel:
+    """'qk' -> Kernel.QK, or an InputError naming the option and the valid choices."""
+    if isinstance(value, Kernel):
+        return value
+    try:
+        return Kernel(str(value).strip().lower())
+    except ValueError:
+        choices = ", ".join(k.value for k in Kernel)
+        raise InputError(f"'{value}' is not a kernel; choose one of {choices}",
+                         field="kernel") from None
+
+
+# --------------------------------------------------------------------------------------------
+# kernel matrices
+
+
+def _packed_hessians(hess: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """(m, N, d, d) Hessians -> (m * r(r+1)/2, N) packed whitened entries.
+
+    Frobenius products of symmetric matrices: <A, B>_F = sum_a A_aa B_aa + 2 sum_{a<b} A_ab B_ab,
+    so the upper triangle with off-diagonal entries times sqrt(2) gives the same Gram matrix
+    at half the cost.
+    """
+    m, N = hess.shape[:2]
+    r = transform.shape[1]
+    hs = np.matmul(np.matmul(transform.T, hess), transform)  # (m, N, r, r)
+    iu, ju = np.triu_indices(r)
+    packed = hs[:, :, iu, ju]  # (m, N, p)
+    packed[:, :, iu != ju] *= np.sqrt(2.0)
+    return packed.transpose(0, 2, 1).reshape(m * len(iu), N)
+
+
+def _complement_projector(transform: np.ndarray) -> np.ndarray:
+    """Orthogonal projector onto the complement of col(transform) in R^d."""
+    d, r = transform.shape
+    if r == 0:
+        return np.eye(d)
+    q, _ = np.linalg.qr(transform)
+    return np.eye(d) - q @ q.T
+
+
+def _accumulate(dataset: Dataset, whitening: Whitening, probes: ProbeSet, qk: bool,
+                value: bool, budget: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """One pass over the probes in chunks: (K^qk or None, K^value or None), each (N, N)."""
+    N = len(dataset)
+    T = whitening.transform
+    r = T.shape[1]
+    M = probes.z.shape[0]
+    k_qk = np.zeros((N, N)) if qk else None
+    k_v = np.zeros((N, N)) if value else None
+    if r == 0 or M == 0:
+        # one point: every Hessian is 0 and every gradient the same vector (added below)
+        pass
+    else:
+        # iter_tilted_moments bounds its own (m, N, d, d) arrays; our whitened copies are no
+        # larger (r <= d), so the peak stays a small multiple of ``budget`` entries.
+        for _, grad, hess in dataset.iter_tilted_moments(probes.z, covariance=qk, budget=budget):
+            if qk:
+                X = _packed_hessians(hess, T)
+                k_qk += X.T @ X
+            if value:
+                G = np.matmul(grad, T)  # (m, N, r)
+                X = G.transpose(0, 2, 1).reshape(-1, N)
+                k_v += X.T @ X
+    if value:
+        # component of every gradient outside col(T): P grad = P m for all i and all probes
+        P = _complement_projector(T)
+        off = P @ dataset.pooled_moments[0]
+        k_v += float(off @ off) * max(M, 1) * np.ones((N, N))
+    scale = 1.0 / max(M, 1)
+    if k_qk is not None:
+        k_qk = _symmetrise(k_qk * scale)
+    if k_v is not None:
+        k_v = _symmetrise(k_v * scale)
+    return k_qk, k_v
+
+
+def _symmetrise(K: np.ndarray) -> np.ndarray:
+    return (K + K.T) / 2.0
+
+
+def qk_kernel(dataset: Dataset, whitening: Whitening, probes: ProbeSet,
+              budget: int = CHUNK_ELEMENTS) -> np.ndarray:
+    """Query-key NTK K_ij = (1/M) sum_m <T^T H_i(z_m) T, T^T H_j(z_m) T>_F, shape (N, N).
+
+    H_i = Hess LSE_i = tilted covariance (SPEC §1), T = ``whitening.transform`` (d, r), probes
+    z_m = T s_m. Memory: chunks of at most ~``budget`` Hessian entries (SPEC §5).
+    """
+    return _accumulate(dataset, whitening, probes, True, False, budget)[0]
+
+
+def value_kernel(dataset: Dataset, whitening: Whitening, probes: ProbeSet,
+                 budget: int = CHUNK_ELEMENTS) -> np.ndarray:
+    """Value NTK K^V_ij = (1/M) sum_m <T^T g_i(z_m), T^T g_j(z_m)> + <P m, P m>, shape (N, N).
+
+    g_i = grad LSE_i = tilted mean (not centred: see the module notes), P the projector onto
+    the complement of col(T), m the pooled mean (the term vanishes for full-dimensional data).
+    """
+    return _accumulate(dataset, whitening, probes, False, True, budget)[1]
+
+
+def full_kernel(dataset: Dataset, whitening: Whitening, probes: ProbeSet,
+                budget: int = CHUNK_ELEMENTS) -> np.ndarray:
+    """Full NTK K^qk + K^V (queries and values trained), one pass over the probes."""
+    k_qk, k_v = _accumulate(dataset, whitening, probes, True, True, budget)
+    return _symmetrise(k_qk + k_v)
+
+
+def gram_kernel(dataset: Dataset, whitening: Whitening, probes: ProbeSet) -> np.ndarray:
+    """Feature Gram G = F_perp^T F_perp / M with the column-normalised F_perp of SPEC §3."""
+    perp = feature_matrix(dataset, whitening, probes).perp
+    return _symmetrise(perp.T @ perp / perp.shape[0])
+
+
+def kernel_matrix(dataset: Dataset, kernel: "str | Kernel", whitening: Whitening,
+                  probes: ProbeSet, budget: int = CHUNK_ELEMENTS) -> np.ndarray:
+    """Dispatch on ``kernel`` ('qk', 'value', 'full', 'gram')."""
+    kind = parse_kernel(kernel)
+    if kind is Kernel.GRAM:
+        return gram_kernel(dataset, whitening, probes)
+    return {Kernel.QK: qk_kernel, Kernel.VALUE: value_kernel,
+            Kernel.FULL: full_kernel}[kind](dataset, whitening, probes, budget)
+
+
+# --------------------------------------------------------------------------------------------
+# spectra
+
+
+@dataclass(frozen=True)
+class KernelSpectrum:
+    """Eigen-decomposition of one kernel with its round-off tolerance (SPEC §5).
+
+    Attributes
+    ----------
+    kernel : 'qk' | 'value' | 'full' | 'gram'
+    names : (N,) distribution names
+    matrix : (N, N) symmetric kernel
+    eigenvalues : (N,) ascending
+    eigenvectors : (N, N) orthonormal columns, in the order of ``eigenvalues``; each column's
+        largest-magnitude entry is positive (a deterministic sign)
+    tolerance : eigenvalues <= tolerance are zero to working precision (module notes)
+    coefficient_scale : (N,) column scaling of the kernel's coordinates (the column norms of the
+        projected features for ``gram``, ones otherwise); c_i = v_i / scale_i
+    settings : probes, scales, seed, whitening, affine-hull dimension, probe law, tolerance rule
+    whitening : the whitening used (for plots; not serialised)
+    """
+
+    kernel: str
+    names: tuple[str, ...]
+    matrix: np.ndarray
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray
+    tolerance: float
+    coefficient_scale: np.ndarray
+    settings: dict
+    whitening: Whitening | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def min_eigenvalue(self) -> float:
+        return float(self.eigenvalues[0])
+
+    @property
+    def max_eigenvalue(self) -> float:
+        return float(self.eigenvalues[-1])
+
+    @property
+    def min_vector(self) -> np.ndarray:
+        """Unit eigenvector (N,) of the smallest eigenvalue."""
+        return self.eigenvectors[:, 0]
+
+    @property
+    def min_eigenvector(self) -> dict[str, float]:
+        """{name: v_i} for the eigenvector of the smallest eigenvalue (unit norm)."""
+        return {n: float(v) for n, v in zip(self.names, self.min_vector)}
+
+    @property
+    def min_coefficients(self) -> dict[str, float]:
+        """The same vector in the distributions' own scale, c = v / scale, max |c_i| = 1.
+
+        For ``qk``/``value``/``full`` this is ``min_eigenvector`` rescaled; for ``gram`` it
+        undoes the column normalisation, giving the coefficients of sum_i c_i LSE_i.
+        """
+        c = self.min_vector / self.coefficient_scale
+        top = np.abs(c).max()
+        c = c / (c[np.argmax(np.abs(c))] if top > 0 else 1.0)
+        return {n: float(v) for n, v in zip(self.names, c)}
+
+    @property
+    def numerical_rank(self) -> int:
+        """Number of eigenvalues above the tolerance."""
+        return int(np.sum(self.eigenvalues > self.tolerance))
+
+    @property
+    def null_dim(self) -> int:
+        return len(self.names) - self.numerical_rank
+
+    @property
+    def positive_definite(self) -> bool:
+        """lambda_min > tolerance: positive definite to working precision on these probes."""
+        return bool(self.eigenvalues.size and self.min_eigenvalue > self.tolerance)
+
+    @property
+    def condition_number(self) -> float:
+        """lambda_max / lambda_min, or inf when lambda_min <= tolerance."""
+        if not self.positive_definite:
+            return float("inf")
+        return self.max_eigenvalue / self.min_eigenvalue
+
+    @property
+    def effective_rank(self) -> float:
+        """(sum lambda)^2 / sum lambda^2 over the clipped eigenvalues max(lambda, 0); 0 if K = 0."""
+        lam = np.maximum(self.eigenvalues, 0.0)
+        sq = float(np.sum(lam**2))
+        if sq == 0.0:
+            return 0.0
+        lam = lam / lam.max()  # avoids overflow / underflow of the squares
+        return float(np.sum(lam) ** 2 / np.sum(lam**2))
+
+    @property
+    def exit_code(self) -> int:
+        """0 positive definite beyond the tolerance, 3 singular to working precision."""
+        return 0 if self.positive_definite else 3
+
+    def null_vectors(self) -> np.ndarray:
+        """(N, k) orthonormal eigenvectors of the eigenvalues <= tolerance."""
+        return self.eigenvectors[:, : self.null_dim]
+
+    def null_coefficients(self) -> np.ndarray:
+        """(N, k) the null vectors in the distributions' own scale (c = v / scale, unit norm):
+        a basis of the relations sum_i c_i LSE_i the kernel cannot see."""
+        c = self.null_vectors() / self.coefficient_scale[:, None]
+        norms = np.linalg.norm(c, axis=0)
+        return c / np.where(norms > 0, norms, 1.0)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dictionary (the ``spectrum --json`` schema of the README)."""
+        cond = self.condition_number
+        return {
+            "kernel": self.kernel,
+            "description": KERNEL_DESCRIPTIONS[Kernel(self.kernel)],
+            "names": list(self.names),
+            "eigenvalues": [float(x) for x in self.eigenvalues],
+            "min_eigenvalue": self.min_eigenvalue,
+            "max_eigenvalue": self.max_eigenvalue,
+            "min_eigenvector": self.min_eigenvector,
+            "min_coefficients": self.min_coefficients,
+            "condition_number": cond if np.isfinite(cond) else "inf",
+            "effective_rank": self.effective_rank,
+            "numerical_rank": self.numerical_rank,
+            "positive_definite": self.positive_definite,
+            "tolerance": self.tolerance,
+            "settings": dict(self.settings),
+        }
+
+
+def spectrum_summary(spectrum: KernelSpectrum, top: int = 5) -> dict:
+    """Short JSON-ready summary (for embedding in other reports, e.g. ``analyze``).
+
+    Keys: kernel, min_eigenvalue, max_eigenvalue, condition_number (float or "inf"),
+    effective_rank, numerical_rank, tolerance, positive_definite and ``min_eigenvector_top``:
+    the ``top`` largest-magnitude entries {name: v_i} of the smallest eigenvector.
+    """
+    d = spectrum.to_dict()
+    v = spectrum.min_vector
+    order = np.argsort(-np.abs(v), kind="stable")[:top]
+    return {k: d[k] for k in ("kernel", "min_eigenvalue", "max_eigenvalue", "condition_number",
+                              "effective_rank", "numerical_rank", "tolerance",
+                              "positive_definite")} | {
+        "min_eigenvector_top": {spectrum.names[i]: float(v[i]) for i in order}}
+
+
+def _right_singular(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Singular values (N,) descending (zero padded) and all N right singular vectors of A."""
+    M, N = A.shape
+    R = scipy.linalg.qr(A, mode="r", check_finite=False)[0][:N] if M > N else A
+    _, sv, vt = scipy.linalg.svd(R, full_matrices=True, check_finite=False,
+                                 lapack_driver="gesdd")
+    if sv.shape[0] < N:  # fewer probes than columns: the missing values are exact zeros
+        sv = np.concatenate([sv, np.zeros(N - sv.shape[0])])
+    return sv, vt.T
+
+
+def _fix_signs(vectors: np.ndarray) -> np.ndarray:
+    idx = np.argmax(np.abs(vectors), axis=0)
+    signs = np.sign(vectors[idx, np.arange(vectors.shape[1])])
+    signs[signs == 0] = 1.0
+    return vectors * signs
+
+
+def _ntk_tolerance(K: np.ndarray, lam_max: float, features_per_column: int) -> float:
+    N = K.shape[0]
+    diag = float(np.max(np.diag(K))) if N else 0.0
+    return float(NOISE_SAFETY * _U * (2.0 * np.sqrt(N * max(features_per_column, 1)) * diag
+                                      + N * max(lam_max, 0.0)))
+
+
+def kernel_spectrum(dataset: Dataset, kernel: "str | Kernel" = Kernel.QK, *,
+                    probes: "int | None" = None, scales: Sequence[float] = DEFAULT_SCALES,
+                    seed: int = 0, whiten: bool = True,
+                    budget: int = CHUNK_ELEMENTS) -> KernelSpectrum:
+    """Kernel of SPEC §5 on the rank test's probes and whitening, and its spectrum.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The distributions mu_1..mu_N on R^d.
+    kernel : 'qk' (default), 'value', 'full' or 'gram'
+    probes : int, optional
+        Number M of probes; default max(2 (N + d + 1), 256) as for ``analyze``.
+    scales : sequence of float
+        Probe scales in whitened coordinates (probes split round-robin), default (1, 3, 10, 30).
+    seed : int
+        Seed of the probe draw (the rank test's first draw uses the same).
+    whiten : bool
+        Whiten with the pooled covariance (the affine hull is always reduced to).
+    budget : int
+        Largest number of Hessian entries held at once (chunking over probes).
+
+    Returns
+    -------
+    KernelSpectrum
+    """
+    kind = parse_kernel(kernel)
+    scales = tuple(float(s) for s in scales)
+    if not scales or any(not np.isfinite(s) or s <= 0 for s in scales):
+        raise InputError("must be positive finite numbers", field="scales")
+    N, d = len(dataset), dataset.dim
+    M = int(probes) if probes is not None else default_probe_count(N, d)
+    if M < 1:
+        raise InputError(f"must be >= 1, got {M}", field="probes")
+    if budget < 1:
+        raise InputError(f"must be >= 1, got {budget}", field="budget")
+    white = make_whitening(dataset, whiten)
+    probe_set = make_probes(white, M, scales, seed)
+    r = white.rank
+    settings = {"probes": M, "scales": list(scales), "seed": seed, "whitening": whiten,
+                "affine_hull_dim": r, "probe_law": "gaussian"}
+    scale = np.ones(N)
+    if kind is Kernel.GRAM:
+        feats = feature_matrix(dataset, white, probe_set)
+        spec = svd_spectrum(feats)  # the rank test's round-off level tau
+        sv, V = _right_singular(feats.perp)
+        # eigenpairs from the SVD of F_perp: accurate small eigenvalues (module notes)
+        K = _symmetrise(feats.perp.T @ feats.perp / M)
+        lam = (sv**2 / M)[::-1].copy()
+        V = V[:, ::-1]
+        tol = float(spec.noise**2 / M)
+        scale = feats.col_norms.copy()
+        settings["tolerance_rule"] = "rank-test round-off level tau^2 / M"
+    else:
+        K = kernel_matrix(dataset, kind, white, probe_set, budget)
+        lam, V = scipy.linalg.eigh(K, check_finite=False)
+        p = {Kernel.QK: r * (r + 1) // 2, Kernel.VALUE: r + 1,
+             Kernel.FULL: r * (r + 1) // 2 + r + 1}[kind]
+        tol = _ntk_tolerance(K, float(lam[-1]) if N else 0.0, M * p)
+        settings["tolerance_rule"] = (f"{NOISE_SAFETY:g} u (2 sqrt(N L) max K_ii + N lambda_max), "
+                                      f"L = {M * p}")
+    return KernelSpectrum(kind.value, dataset.names, K, np.asarray(lam, float), _fix_signs(V),
+                          tol, scale, settings, white)
