@@ -98,6 +98,7 @@ class AnalysisResult:
     redraw: np.ndarray | None = None
     exact: dict | None = field(default=None)
     disagreement: dict | None = field(default=None)
+    spectrum: dict | None = field(default=None)
 
     @property
     def n_distributions(self) -> int:
@@ -133,6 +134,8 @@ class AnalysisResult:
             out["exact"] = self.exact
         if self.disagreement is not None:
             out["disagreement"] = self.disagreement
+        if self.spectrum is not None:
+            out["spectrum"] = self.spectrum
         return out
 
 
@@ -225,9 +228,12 @@ def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[fl
     sv = spec.singular_values
     rank = int(np.sum(sv > spec.noise))
 
+    summary = gram_summary(spec, dataset.names, M)
+
     def result(verdict, evidence, reason, deps=(), redraw=None):
         return AnalysisResult(verdict, evidence, reason, dataset.names, d, rank, sv,
-                              spec.tolerance, spec.noise, tuple(deps), findings, settings, redraw)
+                              spec.tolerance, spec.noise, tuple(deps), findings, settings, redraw,
+                              spectrum=summary)
 
     if M < N + white.rank + 1:
         return result(INCONCLUSIVE, None,
@@ -271,6 +277,28 @@ def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[fl
                   "stable under a redraw of the probes"
                   + (f", the next {lowest_nonnull:.3g}" if k < N else ""),
                   deps, redraw=sv2)
+
+
+def gram_summary(spec: Spectrum, names: Sequence[str], probes: int) -> dict:
+    """Spectrum summary of the feature Gram G = F_perp^T F_perp / M (SPEC §5) from the test's SVD.
+
+    Eigenvalues sigma^2 / M ascending, tolerance tau^2 / M (the round-off level), condition
+    number lambda_max / lambda_min ("inf" when lambda_min <= tolerance), effective rank
+    (sum lambda)^2 / sum lambda^2, and the unit eigenvector of the smallest eigenvalue by name
+    (columns normalised: the direction that nearly breaks the condition).
+    """
+    lam = spec.singular_values[::-1] ** 2 / probes
+    tol = spec.noise**2 / probes
+    cond = float(lam[-1] / lam[0]) if lam[0] > tol else "inf"
+    total_sq = float(np.sum(lam**2))
+    vec = spec.smallest_right_vector()
+    vec = vec * np.sign(vec[np.argmax(np.abs(vec))])
+    return {"kernel": "gram", "eigenvalues": [float(x) for x in lam],
+            "min_eigenvalue": float(lam[0]), "max_eigenvalue": float(lam[-1]),
+            "condition_number": cond,
+            "effective_rank": float(np.sum(lam) ** 2 / total_sq) if total_sq > 0 else 0.0,
+            "numerical_rank": int(np.sum(lam > tol)), "tolerance": float(tol),
+            "min_eigenvector": {n: float(x) for n, x in zip(names, vec)}}
 
 
 def _stable_on(null: np.ndarray, f1: FeatureMatrix, f2: FeatureMatrix, noise2: float) -> bool:

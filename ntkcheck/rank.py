@@ -56,6 +56,33 @@ class Spectrum:
     def smallest(self) -> float:
         return float(self.singular_values[-1]) if self.singular_values.size else 0.0
 
+    def smallest_right_vector(self, iterations: int = 200) -> np.ndarray:
+        """Right singular vector of the smallest singular value, by inverse iteration on R.
+
+        Each step solves R^T y = v, R x = y (O(N^2)); diagonal entries of R below u ||R|| are
+        raised to u ||R|| so that an exactly singular R yields its null direction. The error
+        shrinks by (sigma_min / sigma_next)^2 per step; stops when v moves by less than 1e-10
+        (when the smallest values are (nearly) equal, any vector of their span is returned).
+        """
+        R = np.array(self.triangle, dtype=float)
+        N = self.singular_values.shape[0]
+        if R.shape[0] < N:  # fewer probes than columns: take it from the full SVD
+            return self.right_vectors()[:, -1]
+        floor = _U * max(float(np.abs(R).max()), np.finfo(float).tiny)
+        diag = np.diagonal(R)
+        R[np.diag_indices(N)] = np.where(np.abs(diag) < floor, np.copysign(floor, diag), diag)
+        v = np.ones(N) / np.sqrt(N)
+        for _ in range(iterations):
+            y = scipy.linalg.solve_triangular(R, v, trans="T", check_finite=False)
+            x = scipy.linalg.solve_triangular(R, y, check_finite=False)
+            x /= np.linalg.norm(x)
+            x *= np.sign(x @ v) or 1.0
+            moved = np.linalg.norm(x - v)
+            v = x
+            if moved < 1e-10:
+                break
+        return v
+
     def right_vectors(self) -> np.ndarray:
         """(N, N) right singular vectors, columns in the order of ``singular_values``."""
         N = self.singular_values.shape[0]

@@ -119,6 +119,7 @@ def render_report(result: AnalysisResult, source: str) -> None:
     if len(sv) > 1:
         tail = ", ".join(f"{x:.3g}" for x in sv[-min(5, len(sv)):])
         out.print(f"          smallest {min(5, len(sv))}: {tail}")
+    _render_gram(out, result.spectrum)
     _render_exact(out, result)
     if result.dependencies:
         out.print(f"dependencies ({len(result.dependencies)}):")
@@ -134,6 +135,24 @@ def render_report(result: AnalysisResult, source: str) -> None:
         out.print("pre-screen:")
         for f in result.findings:
             out.print(f"  - {escape(f.describe())}")
+
+
+def _render_gram(out, summary: dict | None, top: int = 4) -> None:
+    """Feature-Gram spectrum: how strongly the condition holds and which direction nearly
+    breaks it (entries of the unit eigenvector below 1e-8 are round-off and omitted)."""
+    if not summary:
+        return
+    cond = summary["condition_number"]
+    cond_text = cond if isinstance(cond, str) else f"{cond:.3g}"
+    out.print(f"gram      smallest eigenvalue {summary['min_eigenvalue']:.3g} (tolerance "
+              f"{summary['tolerance']:.2g}), condition number {cond_text}, effective rank "
+              f"{summary['effective_rank']:.3g}; [dim]`ntkcheck spectrum` for the NTKs[/]")
+    vec = sorted(summary["min_eigenvector"].items(), key=lambda kv: -abs(kv[1]))
+    vec = [kv for kv in vec[:top] if abs(kv[1]) > 1e-8] or vec[:1]
+    more = f" (largest {len(vec)} of {len(summary['min_eigenvector'])})" if len(
+        summary["min_eigenvector"]) > len(vec) else ""
+    out.print(f"          weakest direction{more}: "
+              + ", ".join(f"{escape(name)} {v:+.3f}" for name, v in vec))
 
 
 def _render_exact(out, result: AnalysisResult) -> None:

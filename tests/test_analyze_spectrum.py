@@ -1,0 +1,67 @@
+"""The spectrum summary inside `analyze` (feature Gram, SPEC §5) against independent computations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ntkcheck import Dataset, Discrete, analyze
+from ntkcheck.cli import app
+from ntkcheck.features import feature_matrix, make_probes, make_whitening
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gram_summary_matches_direct_eigendecomposition(seed):
+    """Eigenvalues are sigma^2 / M of F_perp and the weakest direction is the eigenvector of
+    F_perp^T F_perp / M for its smallest eigenvalue, computed here independently by a dense
+    SVD of F_perp (numpy). Tolerances: eigenvalues relative 1e-10 (backward-stable SVDs of the
+    same matrix); the vector to 1e-6 (its accuracy is u / gap^2 with a relative gap ~0.1)."""
+    rng = np.random.default_rng(seed)
+    ds = Dataset.from_tokens(list(rng.normal(size=(12, 6, 2))))
+    res = analyze(ds, seed=seed, exact="never")
+    white = make_whitening(ds)
+    M = res.settings["probes"]
+    feats = feature_matrix(ds, white, make_probes(white, M, seed=seed))
+    _, s, vt = np.linalg.svd(feats.perp, full_matrices=False)
+    lam = np.sort(s**2 / M)
+    summary = res.spectrum
+    assert np.allclose(summary["eigenvalues"], lam, rtol=1e-10, atol=0)
+    gap = lam[1] / lam[0]
+    assert gap > 1.05, "test needs a separated smallest eigenvalue"
+    v = np.array([summary["min_eigenvector"][n] for n in ds.names])
+    ref = vt[-1] * np.sign(vt[-1] @ v)
+    assert np.linalg.norm(v - ref) < 1e-6
+    assert summary["effective_rank"] == pytest.approx(lam.sum() ** 2 / (lam**2).sum(), rel=1e-12)
+
+
+def test_weakest_direction_of_a_duplicate_pair():
+    """With one exact duplicate, the Gram's smallest eigenvalue is at round-off level, the
+    condition number is infinite and the weakest direction is (e_a - e_b)/sqrt(2) up to sign."""
+    rng = np.random.default_rng(3)
+    x, y, w = rng.normal(size=(5, 2)), rng.normal(size=(4, 2)), rng.normal(size=(6, 2))
+    res = analyze([Discrete(x), Discrete(y), Discrete(x[::-1]), Discrete(w)],
+                  names=["a", "b", "a_rev", "c"], exact="never")
+    s = res.spectrum
+    assert s["min_eigenvalue"] <= s["tolerance"]
+    assert s["condition_number"] == "inf"
+    v = s["min_eigenvector"]
+    assert abs(abs(v["a"]) - 2**-0.5) < 1e-8 and abs(v["a"] + v["a_rev"]) < 1e-8
+    assert abs(v["b"]) < 1e-8 and abs(v["c"]) < 1e-8
+
+
+def test_cli_json_and_report_carry_the_spectrum():
+    """`analyze --json` holds the summary; the terminal report prints the weakest direction."""
+    runner = CliRunner()
+    path = str(SAMPLES / "tokens_dependent.npz")
+    doc = json.loads(runner.invoke(app, ["analyze", path, "--json"]).stdout)
+    assert doc["spectrum"]["kernel"] == "gram"
+    assert len(doc["spectrum"]["eigenvalues"]) == doc["n_distributions"]
+    assert doc["spectrum"]["eigenvalues"] == sorted(doc["spectrum"]["eigenvalues"])
+    text = runner.invoke(app, ["analyze", path]).stdout
+    assert "weakest direction" in text
