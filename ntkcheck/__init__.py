@@ -10,6 +10,11 @@ from .errors import ConfigError, InputError, NtkcheckError, NtkcheckWarning, Num
 from .exact import ExactBudget, ExactDependency, ExactRefused, ExactResult
 from .exact import decide as decide_exact
 from .io import TokenArrays, load_dataset, load_spec, load_token_npz
+from .kernels import (Kernel, KernelSpectrum, full_kernel, gram_kernel, kernel_spectrum,
+                      qk_kernel, spectrum_summary, value_kernel)
+from .meanfield import (EmpiricalNTK, Gradient, LossKind, MeanFieldTransformer, RegressionLoss,
+                        TrainConfig, TrainResult, empirical_ntk, gradient_flow,
+                        load_train_config, loss_and_gradient, teacher_data, train)
 from .prescreen import Finding, prescreen
 from .rank import Dependency
 
@@ -19,6 +24,11 @@ __all__ = [
     "analyze", "AnalysisResult", "Dependency", "Finding", "prescreen",
     "load_dataset", "load_spec",
     "decide_exact", "ExactBudget", "ExactDependency", "ExactRefused", "ExactResult",
+    "Kernel", "KernelSpectrum", "kernel_spectrum", "spectrum_summary", "qk_kernel",
+    "value_kernel", "full_kernel", "gram_kernel",
+    "MeanFieldTransformer", "LossKind", "RegressionLoss", "Gradient", "loss_and_gradient",
+    "EmpiricalNTK", "empirical_ntk", "gradient_flow", "TrainConfig", "TrainResult",
+    "load_train_config", "train", "teacher_data",
     "Dataset", "Discrete", "Distribution", "GaussianMixture", "UniformBox",
     "ConfigError", "InputError", "NtkcheckError", "NtkcheckWarning", "NumericalError",
     "TokenArrays", "load_token_npz", "__version__",
