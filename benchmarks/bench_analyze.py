@@ -12,28 +12,14 @@ the pre-screen and, when needed, a confirmation draw).
 from __future__ import annotations
 
 import argparse
-import time
-import tracemalloc
 
 import numpy as np
+from _common import measure
 
 from ntkcheck import Dataset
 from ntkcheck.analysis import analyze
 from ntkcheck.features import default_probe_count, feature_matrix, make_probes, make_whitening
 from ntkcheck.rank import svd_spectrum
-
-
-def measure(fn, repeat: int):
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    tracemalloc.start()
-    fn()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return out, best, peak / 2**20
 
 
 def run(N: int, n: int, d: int, repeat: int) -> dict:

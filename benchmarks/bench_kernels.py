@@ -14,27 +14,13 @@ comparison), while gram holds the (M, N) feature matrix by design.
 from __future__ import annotations
 
 import argparse
-import time
-import tracemalloc
 
 import numpy as np
+from _common import measure
 
 from ntkcheck import Dataset
 from ntkcheck.features import default_probe_count
 from ntkcheck.kernels import Kernel, kernel_spectrum
-
-
-def measure(fn, repeat: int):
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    tracemalloc.start()
-    fn()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return out, best, peak / 2**20
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ import numpy as np
 from ..dataset import Dataset
 from ..distributions import Discrete, Distribution, GaussianMixture, UniformBox
 from ..errors import InputError
+from .paths import existing_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -61,11 +62,7 @@ _SHAPES = {"atoms": 2, "weights": 1, "low": 1, "high": 1, "means": 2, "covarianc
 def load_spec(path: str | Path) -> Dataset:
     """Read a ``.toml`` or ``.json`` spec file into a validated :class:`Dataset`."""
     src = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise InputError("no such file; check the path", source=src)
-    if p.is_dir():
-        raise InputError("is a directory; give a .toml or .json file", source=src)
+    p = existing_file(path, "a .toml or .json file")
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:

@@ -26,6 +26,7 @@ import numpy as np
 from ..dataset import Dataset
 from ..distributions import Discrete
 from ..errors import InputError
+from .paths import existing_file
 
 __all__ = ["TokenArrays", "load_token_npz", "read_npz"]
 
@@ -78,11 +79,7 @@ class TokenArrays:
 def read_npz(path: str | Path) -> dict:
     """All arrays of an ``.npz`` file (no pickles), or an :class:`InputError` naming the file."""
     src = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise InputError("no such file; check the path", source=src)
-    if p.is_dir():
-        raise InputError("is a directory; give an .npz file", source=src)
+    p = existing_file(path, "an .npz file")
     if not zipfile.is_zipfile(p):
         raise InputError("is not an .npz file (a zip archive written by numpy.savez)",
                          source=src)
