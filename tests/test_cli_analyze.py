@@ -255,3 +255,22 @@ def test_root_help_and_version():
         assert name in r.stdout
     v = CliRunner().invoke(app, ["--version"])
     assert v.exit_code == 0 and v.stdout.startswith("ntkcheck ")
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["analyze", str(Path(__file__).resolve().parents[1] / "samples" / "mixed.toml"),
+      "--probes", "0"], "--probes"),
+    (["analyze"], "Missing argument"),
+    (["no-such-command"], "No such command"),
+    (["analyze", "x.npz", "--no-such-option"], "--no-such-option"),
+])
+def test_usage_errors_are_one_line(args, fragment):
+    """Usage errors from the console entry point (not only input errors) are one stderr line
+    `ntkcheck: error: ...` naming the offending option, exit code 2, no traceback or box."""
+    proc = subprocess.run([sys.executable, "-m", "ntkcheck", *args], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ntkcheck: error:"), proc.stderr
+    assert fragment in lines[0]
+    assert proc.stdout == ""

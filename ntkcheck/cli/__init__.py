@@ -12,6 +12,30 @@ from . import spectrum  # noqa: F401,E402
 __all__ = ["app", "main"]
 
 
-def main() -> None:
-    """Entry point of the ``ntkcheck`` console script."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``ntkcheck`` console script.
+
+    Usage errors (unknown option, invalid value, missing argument) are printed as one line
+    ``ntkcheck: error: ...`` with exit code 2, like every other input error.
+    """
+    import sys
+
+    import typer
+
+    try:
+        code = app(args=argv, prog_name="ntkcheck", standalone_mode=False)
+    except typer.Abort:
+        print("ntkcheck: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:
+        # click's exceptions (vendored by recent typer releases, a dependency of older ones)
+        if not (hasattr(err, "format_message") and hasattr(err, "exit_code")):
+            raise
+        if type(err).__name__ == "NoArgsIsHelpError":
+            err.show()
+            sys.exit(err.exit_code)
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        print(f"ntkcheck: error: {err.format_message()}{hint}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
