@@ -68,7 +68,10 @@ class Spectrum:
         N = self.singular_values.shape[0]
         if R.shape[0] < N:  # fewer probes than columns: take it from the full SVD
             return self.right_vectors()[:, -1]
-        floor = _U * max(float(np.abs(R).max()), np.finfo(float).tiny)
+        scale = float(np.abs(R).max()) if R.size else 0.0
+        if scale == 0.0:  # F_perp = 0: every vector is a null vector
+            return np.eye(N)[0]
+        floor = _U * scale
         diag = np.diagonal(R)
         R[np.diag_indices(N)] = np.where(np.abs(diag) < floor, np.copysign(floor, diag), diag)
         v = np.ones(N) / np.sqrt(N)

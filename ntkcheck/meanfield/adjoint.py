@@ -22,7 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .loss import RegressionLoss
-from .model import AttentionCache, MeanFieldTransformer, attention_field, log_weights, mask_of
+from ._parallel import Workspace, run_chunks, workspace
+from .model import (AttentionCache, AttentionChunk, MeanFieldTransformer, _alloc,
+                    attention_bounds, attention_chunk, attention_field, head_forms, log_weights,
+                    mask_of)
 
 __all__ = ["Gradient", "attention_vjp", "backward", "loss_and_gradient"]
 
@@ -44,6 +47,81 @@ class Gradient:
                     and np.isfinite(self.V).all())
 
 
+def _vjp_chunk(ch: AttentionChunk, p: np.ndarray, M: np.ndarray, Vt: np.ndarray,
+               Mt: np.ndarray, gX: np.ndarray, per_row: bool, ws: Workspace | None = None):
+    """VJP of one chunk of samples; writes (dv/dX)^T p into gX[:, s0:s1].
+
+    p : (C, Nc, n, d) cotangents of this chunk. Returns the chunk's gradients of the head forms
+    M_h and of V_h as (d, H, d) arrays [i, h, j] (per (c, sample) rows if ``per_row``).
+    """
+    X, E, r, Y, Pa, Xa = ch.X, ch.E, ch.r, ch.Y, ch.Pa, ch.Xa
+    C, Nc, n, d = p.shape
+    H = M.shape[0]
+    pbar = p * (ch.mask * (1.0 / H))
+    # G_ha = V_h^T pbar_a, the cotangent of the tilted mean Y_ha = sum_b A_hab x_b, A = r E;
+    # Gr = r G folds the row normalisation into the small (n x d) side, and its extra column
+    # -<r_a G_a, Y_a> turns the score cotangent into one GEMM with [x_b, 1]:
+    # dS_ab = A_ab (<G_a, x_b> - sum_c A_ac <G_a, x_c>) = E_ab <[r_a G_a, -<r_a G_a, Y_a>], [x_b, 1]>.
+    G = _alloc(ws, "G", (C, Nc, n, H, d))
+    np.matmul(pbar.reshape(C * Nc * n, d), Vt, out=G.reshape(C * Nc * n, H * d))
+    Gra = _alloc(ws, "Gra", (C, Nc, n, H, d + 1))
+    Gr = Gra[..., :d]
+    np.multiply(G, r, out=Gr)
+    beta = Gra[..., d]
+    np.einsum("cnahd,nahd->cnah", Gr, Y, out=beta)
+    np.negative(beta, out=beta)
+    XaT = np.ascontiguousarray(Xa.transpose(0, 2, 1))
+    gS = _alloc(ws, "gS", (C, Nc, n * H, n))
+    np.matmul(Gra.reshape(C, Nc, n * H, d + 1), XaT, out=gS)
+    gS *= E.reshape(Nc, n * H, n)
+    Ef = E.reshape(Nc, n * H, n).transpose(0, 2, 1)
+    # keys/values side: x_b's cotangent sum_{a,h} (A_hab G_ha + dS_hab M_h^T x_a)
+    gXc = gX[:, ch.s0:ch.s1]
+    np.matmul(Ef, Gr.reshape(C, Nc, n * H, d), out=gXc)
+    gXc += np.matmul(gS.transpose(0, 1, 3, 2), Pa[..., :d].reshape(Nc, n * H, d))
+    # queries side: x_a's cotangent sum_h M_h T1_ha, T1_ha = sum_b dS_hab x_b
+    T1 = _alloc(ws, "T1", (C, Nc, n * H, d))
+    np.matmul(gS, X, out=T1)
+    gXc += (T1.reshape(C * Nc * n, H * d) @ Mt).reshape(C, Nc, n, d)
+    if per_row:
+        gM = np.matmul(X.transpose(0, 2, 1), T1.reshape(C, Nc, n, H * d))
+        gV = np.matmul(pbar.transpose(0, 1, 3, 2), Y.reshape(Nc, n, H * d))
+        return gM.reshape(C, Nc, d, H, d), gV.reshape(C, Nc, d, H, d)
+    if C > 1:
+        T1 = T1.sum(axis=0)
+        pbar = pbar.sum(axis=0)
+    gM = X.reshape(Nc * n, d).T @ T1.reshape(Nc * n, H * d)
+    gV = pbar.reshape(Nc * n, d).T @ Y.reshape(Nc * n, H * d)
+    return gM.reshape(d, H, d), gV.reshape(d, H, d)
+
+
+def _vjp_operands(Q: np.ndarray, K: np.ndarray, V: np.ndarray, M: np.ndarray):
+    H, _, d = Q.shape
+    Vt = V.transpose(1, 0, 2).reshape(d, H * d)  # Vt[i, (h, j)] = V_h[i, j]
+    Mt = M.transpose(0, 2, 1).reshape(H * d, d)  # Mt[(h, j), i] = M_h[i, j]
+    return Vt, Mt
+
+
+def _finish_vjp(parts, Q: np.ndarray, K: np.ndarray, per_row: bool):
+    """Sum (or concatenate) the chunks' (gM, gV) in chunk order; gQ = K gM^T, gK = Q gM."""
+    if per_row:
+        gM = np.concatenate([pm for pm, _ in parts], axis=1).transpose(0, 1, 3, 2, 4)
+        gV = np.concatenate([pv for _, pv in parts], axis=1).transpose(0, 1, 3, 2, 4)
+        gQ = np.matmul(K, gM.transpose(0, 1, 2, 4, 3))
+        gK = np.matmul(Q, gM)
+        return gQ, gK, np.ascontiguousarray(gV)
+    gM, gV = parts[0]
+    if len(parts) > 1:
+        gM, gV = gM.copy(), gV.copy()
+        for pm, pv in parts[1:]:
+            gM += pm
+            gV += pv
+    gM = gM.transpose(1, 0, 2)  # (H, d, d)
+    gQ = np.matmul(K, gM.transpose(0, 2, 1))
+    gK = np.matmul(Q, gM)
+    return gQ, gK, np.ascontiguousarray(gV.transpose(1, 0, 2))
+
+
 def attention_vjp(cache: AttentionCache, p: np.ndarray, Q: np.ndarray, K: np.ndarray,
                   V: np.ndarray, *, per_row: bool = False):
     """Vector-Jacobian product of one layer's field v(X) = (1/H) sum_h V_h A_h X.
@@ -59,40 +137,46 @@ def attention_vjp(cache: AttentionCache, p: np.ndarray, Q: np.ndarray, K: np.nda
     -------
     gX : (C, N, n, d) = (dv/dX)^T p, including the softmax's dependence on queries and keys.
     gQ, gK : (H, k, d) or (C, N, H, k, d);  gV : (H, d, d) or (C, N, H, d, d).
+
+    The scores are x_a^T M_h x_b with M_h = Q_h^T K_h, so dQ_h = K_h dM_h^T and dK_h = Q_h dM_h.
     """
-    X, E, r, Y, q, kk = cache.X, cache.E, cache.r, cache.Y, cache.q, cache.kk
-    C, N, n, d = p.shape
-    H, k, _ = Q.shape
-    pbar = p * (cache.mask * (1.0 / H))
-    pf = pbar.reshape(C * N * n, d)
-    # G_ha = V_h^T pbar_a, the cotangent of the tilted mean Y_ha = sum_b A_hab x_b, A = r E.
-    G = (pf @ V.transpose(1, 0, 2).reshape(d, H * d)).reshape(C, N, n, H, d)
-    G = G.transpose(0, 1, 3, 2, 4)
-    Gr = G * r[None]  # folds the row normalisation into the small (n x d) side
-    gX = (E.transpose(0, 1, 3, 2)[None] @ Gr).sum(axis=2)  # value path: x_b weighted by A_ab
-    # softmax backward: dS_ab = A_ab (dA_ab - sum_c A_ac dA_ac) with dA_ab = <G_a, x_b> and
-    # sum_c A_ac dA_ac = <G_a, Y_a>; i.e. dS_ab = E_ab (<r_a G_a, x_b> - <r_a G_a, Y_a>).
-    gS = (np.ascontiguousarray(Gr).reshape(C, N, H * n, d) @ X.transpose(0, 2, 1)[None])
-    gS = gS.reshape(C, N, H, n, n)
-    gS -= np.einsum("cnhad,nhad->cnha", Gr, Y)[..., None]
-    gS *= E[None]
-    gq = gS @ kk[None]  # (C, N, H, n, k)
-    gk = gS.transpose(0, 1, 2, 4, 3) @ q[None]
-    gqf = gq.transpose(0, 1, 3, 2, 4).reshape(C * N * n, H * k)
-    gkf = gk.transpose(0, 1, 3, 2, 4).reshape(C * N * n, H * k)
-    gX += (gqf @ Q.reshape(H * k, d) + gkf @ K.reshape(H * k, d)).reshape(C, N, n, d)
-    if per_row:
-        Xr = X[None, :, None]
-        gQ = gq.transpose(0, 1, 2, 4, 3) @ Xr
-        gK = gk.transpose(0, 1, 2, 4, 3) @ Xr
-        gV = pbar[:, :, None].transpose(0, 1, 2, 4, 3) @ Y[None]
-        return gX, gQ, gK, gV
-    Xf = np.broadcast_to(X, (C, N, n, d)).reshape(C * N * n, d)
-    Yf = np.broadcast_to(Y.transpose(0, 2, 1, 3), (C, N, n, H, d)).reshape(C * N * n, H * d)
-    gQ = (gqf.T @ Xf).reshape(H, k, d)
-    gK = (gkf.T @ Xf).reshape(H, k, d)
-    gV = (pf.T @ Yf).reshape(d, H, d).transpose(1, 0, 2)
-    return gX, gQ, gK, gV
+    Vt, Mt = _vjp_operands(Q, K, V, cache.M)
+    gX = np.empty(p.shape)
+    parts = run_chunks(
+        lambda s0, s1: _vjp_chunk(_chunk_at(cache, s0), p[:, s0:s1], cache.M, Vt, Mt, gX,
+                                  per_row),
+        [(ch.s0, ch.s1) for ch in cache.chunks])
+    return (gX,) + _finish_vjp(parts, Q, K, per_row)
+
+
+def _chunk_at(cache: AttentionCache, s0: int) -> AttentionChunk:
+    for ch in cache.chunks:
+        if ch.s0 == s0:
+            return ch
+    raise KeyError(s0)  # pragma: no cover
+
+
+def _field_vjp(Q: np.ndarray, K: np.ndarray, V: np.ndarray, X: np.ndarray, logw: np.ndarray,
+               mask: np.ndarray, p: np.ndarray, per_row: bool):
+    """attention_vjp(attention_field(..., need_v=False)[1], p, ...), fused chunk by chunk so that
+    each chunk's attention matrices are used while still in cache."""
+    N, n, d = X.shape
+    H = Q.shape[0]
+    M = head_forms(Q, K)
+    Mnorm = (float(np.linalg.norm(M, ord=2, axis=(1, 2)).max(initial=0.0))
+             if np.isfinite(M).all() else np.inf)
+    lw = logw.reshape(N, n)
+    Vt, Mt = _vjp_operands(Q, K, V, M)
+    gX = np.empty(p.shape)
+
+    def work(s0: int, s1: int):
+        # scratch buffers only for a single cotangent (their size then stays O(chunk))
+        ws = workspace() if p.shape[0] == 1 else None
+        ch = attention_chunk(M, Mnorm, None, X, lw, mask, s0, s1, None, ws)
+        return _vjp_chunk(ch, p[:, s0:s1], M, Vt, Mt, gX, per_row, ws)
+
+    parts = run_chunks(work, attention_bounds(N, n, H))
+    return (gX,) + _finish_vjp(parts, Q, K, per_row)
 
 
 def _layer_backward(model: MeanFieldTransformer, layer: int, X: np.ndarray, lam: np.ndarray,
@@ -109,16 +193,22 @@ def _layer_backward(model: MeanFieldTransformer, layer: int, X: np.ndarray, lam:
     grads = None
     for Xs in reversed(starts):
         ks: list[np.ndarray] = []
-        caches: list[AttentionCache] = []
+        caches: list[AttentionCache | None] = []
         for i in range(s):
             Z = Xs
             for j in range(i):
                 if a[i, j] != 0.0:
                     Z = Z + (h * a[i, j]) * ks[j]
-            # the last stage's velocity feeds no later stage: its cache is all we need
-            v, cache = attention_field(Ql, Kl, Vl, Z, logw, mask, need_v=i < s - 1)
+            if i == s - 1:
+                # the last stage's velocity feeds no later stage and its VJP comes first:
+                # recompute it fused with the VJP (below), from its input state only
+                ks.append(Z)
+                caches.append(None)
+                break
+            v, cache = attention_field(Ql, Kl, Vl, Z, logw, mask)
             ks.append(v)
             caches.append(cache)
+        Z_last = ks[-1]
         del ks
         mus: list[np.ndarray | None] = [None] * s
         new_lam = lam
@@ -127,7 +217,11 @@ def _layer_backward(model: MeanFieldTransformer, layer: int, X: np.ndarray, lam:
             for j in range(i + 1, s):
                 if a[j, i] != 0.0 and mus[j] is not None:
                     kappa = kappa + (h * a[j, i]) * mus[j]
-            mu, gQ, gK, gV = attention_vjp(caches[i], kappa, Ql, Kl, Vl, per_row=per_row)
+            if i == s - 1:
+                mu, gQ, gK, gV = _field_vjp(Ql, Kl, Vl, Z_last, logw, mask, kappa, per_row)
+                del Z_last
+            else:
+                mu, gQ, gK, gV = attention_vjp(caches[i], kappa, Ql, Kl, Vl, per_row=per_row)
             caches[i] = None  # type: ignore[call-overload]
             mus[i] = mu
             new_lam = new_lam + mu

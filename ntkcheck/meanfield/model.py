@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._parallel import Workspace, chunk_bounds, run_chunks, workspace
 from .schemes import ButcherTableau, get_scheme
 
 __all__ = ["MeanFieldTransformer", "AttentionCache", "attention_field", "log_weights"]
@@ -94,7 +95,8 @@ class MeanFieldTransformer:
     def velocity(self, layer: int, X: np.ndarray, logw: np.ndarray,
                  mask: np.ndarray) -> np.ndarray:
         """v_l(X) of shape (N, n, d) (no cache kept)."""
-        v = attention_field(self.Q[layer], self.K[layer], self.V[layer], X, logw, mask)[0]
+        v = attention_field(self.Q[layer], self.K[layer], self.V[layer], X, logw, mask,
+                            keep_cache=False)[0]
         assert v is not None
         return v
 
@@ -153,81 +155,145 @@ def mask_of(weights: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class AttentionCache:
-    """What the adjoint needs of one evaluation of v_l (recomputed, never stored per layer).
+class AttentionChunk:
+    """One chunk of samples [s0, s1) of an evaluation of v_l, in token-major layout.
 
-    X (N, n, d) input states; E (N, H, n, n) unnormalised attention exp(S_ab + log w_b - c) with
-    row scales r (N, H, n, 1), so that A = r E (rows: queries, columns: keys); Y (N, H, n, d)
-    tilted means A X; q, kk (N, H, n, k) queries Q x_a and keys K x_b.
+    Scores are S_hab = x_a^T M_h x_b with M_h = Q_h^T K_h (d x d). E (Nc, n, H, n) holds the
+    unnormalised attention exp(S_hab + log w_b - c) (axes: sample, query a, head, key b) with row
+    scales r (Nc, n, H, 1), so that A = r E; Y (Nc, n, H, d) the tilted means A X; Pa
+    (Nc, n, H, d+1) the rows [x_a^T M_h, 1]; Xa (Nc, n, d+1) the tokens [x_b, 1].
     """
 
+    s0: int
+    s1: int
     X: np.ndarray
     mask: np.ndarray
     E: np.ndarray
     r: np.ndarray
     Y: np.ndarray
-    q: np.ndarray
-    kk: np.ndarray
+    Pa: np.ndarray
+    Xa: np.ndarray
 
 
-#: stands for log 0 in the fast path: finite (safe inside a GEMM) and exp(LOG0 + O(1e3)) == 0
+@dataclass(frozen=True, eq=False)
+class AttentionCache:
+    """What the adjoint needs of one evaluation of v_l (recomputed, never stored per layer).
+
+    X (N, n, d) input states, mask (N, n, 1), M (H, d, d) the heads' bilinear forms Q_h^T K_h,
+    and the per-chunk intermediates (:class:`AttentionChunk`, chunks in sample order).
+    """
+
+    X: np.ndarray
+    mask: np.ndarray
+    M: np.ndarray
+    chunks: list
+
+
+#: stands for log 0: finite (safe inside a GEMM) and exp(LOG0 + O(1e3)) == 0
 _LOG0 = -1e200
-#: the fast path's shift is within 2 max|q| max|k| of each row maximum; keep exp() above ~1e-261
+#: the fast path's shift is within 2 max_h gap of each row maximum; keep exp() above ~1e-261
 _MAX_GAP = 300.0
+
+
+def head_forms(Q: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """M_h = Q_h^T K_h, (H, d, d): <Q_h x, K_h y> = x^T M_h y."""
+    return np.matmul(Q.transpose(0, 2, 1), K)
+
+
+def _alloc(ws: Workspace | None, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    return np.empty(shape) if ws is None else ws.get(name, shape)
+
+
+def attention_chunk(M: np.ndarray, Mnorm: float, Vs: np.ndarray | None, X: np.ndarray,
+                    lw: np.ndarray, mask: np.ndarray, s0: int, s1: int,
+                    v_out: np.ndarray | None, ws: Workspace | None = None) -> AttentionChunk:
+    """Forward of the samples [s0, s1); writes (1/H) sum_h V_h Y_h (masked) into v_out[s0:s1].
+
+    M (H, d, d) head forms, Mnorm = max_h |M_h|_2, Vs (H d, d) stacked V_h^T, lw (N, n) log w
+    (-inf at padding). With a workspace ``ws`` the returned arrays are its scratch buffers
+    (valid until the workspace is reused); otherwise they are fresh.
+    """
+    Xc, lwc, mc = X[s0:s1], lw[s0:s1], mask[s0:s1]
+    Nc, n, d = Xc.shape
+    H = M.shape[0]
+    Xa = _alloc(ws, "Xa", (Nc, n, d + 1))
+    Xa[..., :d] = Xc
+    Xa[..., d] = 1.0
+    # Rows [x_a^T M_h, 1] of all heads in one GEMM: Maug[(i, d), (h, j)] = M_h[i, j], with the
+    # row of the constant input producing the trailing 1.
+    Maug = np.zeros((d + 1, H, d + 1))
+    Maug[:d, :, :d] = M.transpose(1, 0, 2)
+    Maug[d, :, d] = 1.0
+    Pa = _alloc(ws, "Pa", (Nc, n, H, d + 1))
+    np.matmul(Xa.reshape(Nc * n, d + 1), Maug.reshape(d + 1, H * (d + 1)),
+              out=Pa.reshape(Nc * n, H * (d + 1)))
+    # Keys side [x_b, log w_b - c]: the score GEMM yields S_hab + log w_b - c directly.
+    xmax2 = np.einsum("nad,nad->na", Xc, Xc).max(axis=-1)  # (Nc,) max_a |x_a|^2
+    gap = Mnorm * xmax2 if np.isfinite(Mnorm) else np.full(Nc, np.inf)  # |S_hab| <= gap
+    finite = np.isfinite(lwc)
+    fast = float(gap.max(initial=0.0)) <= _MAX_GAP
+    KaT = np.empty((Nc, d + 1, n))  # stored transposed: contiguous GEMM operand
+    KaT[:, :d, :] = Xc.transpose(0, 2, 1)
+    if fast:
+        # Shift c = gap + max_b log w_b >= every row maximum, and <= it + 2 max gap
+        # (Cauchy–Schwarz), so exp neither overflows nor loses a row; no max-reduction needed.
+        lwmax = np.where(finite, lwc, -np.inf).max(axis=-1)
+        KaT[:, d, :] = np.where(finite, lwc - (gap + lwmax)[:, None], _LOG0)
+    else:
+        KaT[:, d, :] = np.where(finite, lwc, _LOG0)
+    E = _alloc(ws, "E", (Nc, n * H, n))
+    np.matmul(Pa.reshape(Nc, n * H, d + 1), KaT, out=E)
+    if not fast:
+        # Every sample has a real token, so the row maximum is finite and exp(LOG0 - m) = 0.
+        E -= E.max(axis=-1, keepdims=True)
+    np.exp(E, out=E)
+    # Tilted means and row sums in one batched GEMM per sample: E [X, 1].
+    Yu = _alloc(ws, "Yu", (Nc, n, H, d + 1))
+    np.matmul(E, Xa, out=Yu.reshape(Nc, n * H, d + 1))
+    r = _alloc(ws, "r", (Nc, n, H, 1))
+    np.divide(1.0, Yu[..., d:], out=r)
+    Y = _alloc(ws, "Y", (Nc, n, H, d))
+    np.multiply(Yu[..., :d], r, out=Y)
+    if v_out is not None:
+        assert Vs is not None
+        v = v_out[s0:s1].reshape(Nc * n, d)
+        np.matmul(Y.reshape(Nc * n, H * d), Vs, out=v)
+        v *= mc.reshape(Nc * n, 1) * (1.0 / H)
+    return AttentionChunk(s0, s1, Xc, mc, E.reshape(Nc, n, H, n), r, Y, Pa, Xa)
+
+
+def attention_bounds(N: int, n: int, H: int) -> list[tuple[int, int]]:
+    """The fixed chunks of samples of one layer evaluation."""
+    return chunk_bounds(N, 8 * n * n * H)
 
 
 def attention_field(Q: np.ndarray, K: np.ndarray, V: np.ndarray, X: np.ndarray,
                     logw: np.ndarray, mask: np.ndarray,
-                    need_v: bool = True) -> tuple[np.ndarray | None, AttentionCache]:
+                    need_v: bool = True,
+                    keep_cache: bool = True) -> tuple[np.ndarray | None, AttentionCache | None]:
     """v(X) = (1/H) sum_h V_h softmax(<Q_h x_a, K_h x_b> + log w_b) X, for one layer.
 
     Parameters
     ----------
     Q, K : (H, k, d); V : (H, d, d); X : (N, n, d); logw : (N, 1, 1, n); mask : (N, n, 1).
     need_v : compute v (the adjoint of an Euler step only needs the cache).
+    keep_cache : return the cache (else None: the intermediates live in per-thread scratch).
 
     Returns
     -------
     v : (N, n, d), zero at padded tokens (None if not ``need_v``); cache : AttentionCache.
     """
     N, n, d = X.shape
-    H, k, _ = Q.shape
-    Xf = X.reshape(N * n, d)
-    # Queries and keys of all heads in one GEMM each, written into (N, H, n, k+1) buffers whose
-    # last column folds the softmax shift and log w into the score GEMM itself:
-    # [q_a, 1] . [k_b, log w_b - c] = S_ab + log w_b - c.
-    qa = np.empty((N, H, n, k + 1))
-    ka = np.empty((N, H, k + 1, n))  # keys stored transposed: contiguous GEMM operand
-    qa[..., :k] = (Xf @ Q.reshape(H * k, d).T).reshape(N, n, H, k).transpose(0, 2, 1, 3)
-    ka[..., :k, :] = (Xf @ K.reshape(H * k, d).T).reshape(N, n, H, k).transpose(0, 2, 3, 1)
-    q, kk = qa[..., :k], ka[..., :k, :].transpose(0, 1, 3, 2)
-    qmax = np.sqrt(np.einsum("nhak,nhak->nha", q, q).max(axis=-1))
-    kmax = np.sqrt(np.einsum("nhbk,nhbk->nhb", kk, kk).max(axis=-1))
-    gap = qmax * kmax  # (N, H); |S_ab| <= gap
-    lw = logw[:, 0, 0, :]  # (N, n)
-    if float(gap.max(initial=0.0)) <= _MAX_GAP:
-        # Shift c = gap + max_b log w_b >= every row maximum, and <= it + 2 gap (Cauchy–Schwarz),
-        # so exp neither overflows nor loses a row; it replaces a max-reduction over n^2 entries.
-        shift = gap + lw.max(axis=-1)[:, None]
-        qa[..., k] = 1.0
-        ka[..., k, :] = np.where(np.isfinite(lw), lw, _LOG0)[:, None, :] - shift[..., None]
-        E = qa @ ka
-    else:
-        E = q @ ka[..., :k, :]
-        E += logw
-        # Every sample has a real token, so the row maximum is finite and exp(-inf - m) = 0.
-        E -= E.max(axis=-1, keepdims=True)
-    np.exp(E, out=E)
-    # Tilted means and row sums in one batched GEMM per sample: E [X, 1].
-    Xa = np.empty((N, n, d + 1))
-    Xa[..., :d] = X
-    Xa[..., d] = 1.0
-    Yu = (E.reshape(N, H * n, n) @ Xa).reshape(N, H, n, d + 1)
-    r = 1.0 / Yu[..., d:]
-    Y = Yu[..., :d] * r
-    v = None
-    if need_v:
-        v = Y.transpose(0, 2, 1, 3).reshape(N * n, H * d) @ V.transpose(0, 2, 1).reshape(H * d, d)
-        v = v.reshape(N, n, d)
-        v *= mask * (1.0 / H)
-    return v, AttentionCache(X, mask, E, r, Y, q, kk)
+    H = Q.shape[0]
+    M = head_forms(Q, K)
+    # max_h |M_h|_2 bounds every score; non-finite heads take the (NaN-propagating) slow path
+    Mnorm = (float(np.linalg.norm(M, ord=2, axis=(1, 2)).max(initial=0.0))
+             if np.isfinite(M).all() else np.inf)
+    Vs = V.transpose(0, 2, 1).reshape(H * d, d)
+    lw = logw.reshape(N, n)
+    v = np.empty((N, n, d)) if need_v else None
+    chunks = run_chunks(
+        lambda s0, s1: attention_chunk(M, Mnorm, Vs, X, lw, mask, s0, s1, v,
+                                       None if keep_cache else workspace()),
+        attention_bounds(N, n, H))
+    return v, (AttentionCache(X, mask, M, chunks) if keep_cache else None)
