@@ -42,8 +42,9 @@ from .dataset import Dataset
 from .distributions import Distribution
 from .errors import InputError, NtkcheckWarning
 from .exact import ExactBudget, ExactCheckFailed, ExactRefused, ExactResult, decide
-from .features import (DEFAULT_SCALES, FeatureMatrix, Whitening, default_probe_count,
-                       feature_matrix, make_probes, make_whitening)
+from .features import (DEFAULT_SCALES, FeatureMatrix, Whitening, feature_matrix, make_probes,
+                       make_whitening, probe_settings)
+from .kernels import condition_number, effective_rank
 from .prescreen import Finding, prescreen
 from .rank import GAP, Dependency, Spectrum, fit_dependency, null_space_basis, svd_spectrum
 
@@ -208,12 +209,7 @@ def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[fl
                        whiten: bool, say: Progress) -> AnalysisResult:
     """The rank / SVD decision of SPEC §3 (steps 1-4 of the module docstring)."""
     N, d = len(dataset), dataset.dim
-    scales = tuple(float(s) for s in scales)
-    if not scales or any(not np.isfinite(s) or s <= 0 for s in scales):
-        raise InputError("must be positive finite numbers", field="scales")
-    M = int(probes) if probes is not None else default_probe_count(N, d)
-    if M < 1:
-        raise InputError(f"must be >= 1, got {M}", field="probes")
+    scales, M = probe_settings(scales, probes, N, d)
     say("pre-screen")
     findings = tuple(prescreen(dataset))
     say("whitening")
@@ -289,14 +285,13 @@ def gram_summary(spec: Spectrum, names: Sequence[str], probes: int) -> dict:
     """
     lam = spec.singular_values[::-1] ** 2 / probes
     tol = spec.noise**2 / probes
-    cond = float(lam[-1] / lam[0]) if lam[0] > tol else "inf"
-    total_sq = float(np.sum(lam**2))
+    cond = condition_number(lam, tol)
     vec = spec.smallest_right_vector()
     vec = vec * np.sign(vec[np.argmax(np.abs(vec))])
     return {"kernel": "gram", "eigenvalues": [float(x) for x in lam],
             "min_eigenvalue": float(lam[0]), "max_eigenvalue": float(lam[-1]),
-            "condition_number": cond,
-            "effective_rank": float(np.sum(lam) ** 2 / total_sq) if total_sq > 0 else 0.0,
+            "condition_number": cond if np.isfinite(cond) else "inf",
+            "effective_rank": effective_rank(lam),
             "numerical_rank": int(np.sum(lam > tol)), "tolerance": float(tol),
             "min_eigenvector": {n: float(x) for n, x in zip(names, vec)}}
 

@@ -25,9 +25,10 @@ import scipy.linalg
 
 from .dataset import Dataset, chunks
 from .distributions import Discrete, GaussianMixture, UniformBox
+from .errors import InputError
 
 __all__ = ["ProbeSet", "Whitening", "FeatureMatrix", "make_whitening", "make_probes",
-           "feature_matrix", "DEFAULT_SCALES", "OVERSAMPLING", "MIN_PROBES", "HULL_RTOL"]
+           "feature_matrix", "probe_settings", "default_probe_count", "DEFAULT_SCALES", "OVERSAMPLING", "MIN_PROBES", "HULL_RTOL"]
 
 DEFAULT_SCALES: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
 #: Default probe count is ``max(OVERSAMPLING * (N + d + 1), MIN_PROBES)``.
@@ -116,6 +117,18 @@ def make_whitening(dataset: Dataset, whiten: bool = True) -> Whitening:
 
 def default_probe_count(n_distributions: int, dim: int) -> int:
     return max(OVERSAMPLING * (n_distributions + dim + 1), MIN_PROBES)
+
+
+def probe_settings(scales, probes: int | None, n_distributions: int,
+                   dim: int) -> tuple[tuple[float, ...], int]:
+    """Validated (scales, M): positive finite scales, M >= 1 (default max(2 (N + d + 1), 256))."""
+    scales = tuple(float(s) for s in scales)
+    if not scales or any(not np.isfinite(s) or s <= 0 for s in scales):
+        raise InputError("must be positive finite numbers", field="scales")
+    M = int(probes) if probes is not None else default_probe_count(n_distributions, dim)
+    if M < 1:
+        raise InputError(f"must be >= 1, got {M}", field="probes")
+    return scales, M
 
 
 def make_probes(whitening: Whitening, count: int, scales=DEFAULT_SCALES, seed: int = 0) -> ProbeSet:

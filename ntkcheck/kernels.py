@@ -77,7 +77,7 @@ import scipy.linalg
 
 from .dataset import CHUNK_ELEMENTS, Dataset
 from .errors import InputError
-from .features import (DEFAULT_SCALES, ProbeSet, Whitening, default_probe_count, feature_matrix,
+from .features import (DEFAULT_SCALES, ProbeSet, Whitening, feature_matrix, probe_settings,
                        make_probes, make_whitening)
 from .rank import svd_spectrum
 
@@ -311,19 +311,12 @@ class KernelSpectrum:
     @property
     def condition_number(self) -> float:
         """lambda_max / lambda_min, or inf when lambda_min <= tolerance."""
-        if not self.positive_definite:
-            return float("inf")
-        return self.max_eigenvalue / self.min_eigenvalue
+        return condition_number(self.eigenvalues, self.tolerance)
 
     @property
     def effective_rank(self) -> float:
         """(sum lambda)^2 / sum lambda^2 over the clipped eigenvalues max(lambda, 0); 0 if K = 0."""
-        lam = np.maximum(self.eigenvalues, 0.0)
-        sq = float(np.sum(lam**2))
-        if sq == 0.0:
-            return 0.0
-        lam = lam / lam.max()  # avoids overflow / underflow of the squares
-        return float(np.sum(lam) ** 2 / np.sum(lam**2))
+        return effective_rank(self.eigenvalues)
 
     @property
     def exit_code(self) -> int:
@@ -378,15 +371,20 @@ def spectrum_summary(spectrum: KernelSpectrum, top: int = 5) -> dict:
         "min_eigenvector_top": {spectrum.names[i]: float(v[i]) for i in order}}
 
 
-def _right_singular(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Singular values (N,) descending (zero padded) and all N right singular vectors of A."""
-    M, N = A.shape
-    R = scipy.linalg.qr(A, mode="r", check_finite=False)[0][:N] if M > N else A
-    _, sv, vt = scipy.linalg.svd(R, full_matrices=True, check_finite=False,
-                                 lapack_driver="gesdd")
-    if sv.shape[0] < N:  # fewer probes than columns: the missing values are exact zeros
-        sv = np.concatenate([sv, np.zeros(N - sv.shape[0])])
-    return sv, vt.T
+def condition_number(eigenvalues: np.ndarray, tolerance: float) -> float:
+    """lambda_max / lambda_min of ascending ``eigenvalues``, inf when lambda_min <= tolerance."""
+    if not eigenvalues.size or not eigenvalues[0] > tolerance:
+        return float("inf")
+    return float(eigenvalues[-1] / eigenvalues[0])
+
+
+def effective_rank(eigenvalues: np.ndarray) -> float:
+    """(sum lambda)^2 / sum lambda^2 over the clipped eigenvalues max(lambda, 0); 0 if all are 0."""
+    lam = np.maximum(eigenvalues, 0.0)
+    if not lam.size or lam.max() == 0.0:
+        return 0.0
+    lam = lam / lam.max()  # avoids overflow / underflow of the squares
+    return float(np.sum(lam) ** 2 / np.sum(lam**2))
 
 
 def _fix_signs(vectors: np.ndarray) -> np.ndarray:
@@ -430,13 +428,8 @@ def kernel_spectrum(dataset: Dataset, kernel: "str | Kernel" = Kernel.QK, *,
     KernelSpectrum
     """
     kind = parse_kernel(kernel)
-    scales = tuple(float(s) for s in scales)
-    if not scales or any(not np.isfinite(s) or s <= 0 for s in scales):
-        raise InputError("must be positive finite numbers", field="scales")
     N, d = len(dataset), dataset.dim
-    M = int(probes) if probes is not None else default_probe_count(N, d)
-    if M < 1:
-        raise InputError(f"must be >= 1, got {M}", field="probes")
+    scales, M = probe_settings(scales, probes, N, d)
     if budget < 1:
         raise InputError(f"must be >= 1, got {budget}", field="budget")
     white = make_whitening(dataset, whiten)
@@ -447,8 +440,8 @@ def kernel_spectrum(dataset: Dataset, kernel: "str | Kernel" = Kernel.QK, *,
     scale = np.ones(N)
     if kind is Kernel.GRAM:
         feats = feature_matrix(dataset, white, probe_set)
-        spec = svd_spectrum(feats)  # the rank test's round-off level tau
-        sv, V = _right_singular(feats.perp)
+        spec = svd_spectrum(feats)  # the rank test's singular values and round-off level tau
+        sv, V = spec.singular_values, spec.right_vectors()
         # eigenpairs from the SVD of F_perp: accurate small eigenvalues (module notes)
         K = _symmetrise(feats.perp.T @ feats.perp / M)
         lam = (sv**2 / M)[::-1].copy()
