@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 import tracemalloc
+from fractions import Fraction
 
 import numpy as np
 
@@ -37,7 +38,6 @@ def digit_like(N: int, grid: int, seed: int = 0, duplicates: int = 2) -> Dataset
         if w.sum() == 0:
             w[0] = 1
         # integer weights are normalised in float; keep the exact ones through .rational
-        from fractions import Fraction
         keep = w > 0
         rational = {"atoms": np.array([[Fraction(int(a)) for a in p] for p in pts[keep]],
                                       dtype=object),

@@ -22,6 +22,7 @@ import os
 from fractions import Fraction
 from typing import Sequence
 
+from ..errors import InputError
 from .errors import ExactRefused
 
 __all__ = ["Engine", "get_engine", "ENGINES", "ENGINE_ENV"]
@@ -46,6 +47,16 @@ class Engine:
 
     def left_null_space(self, rows: Sequence[Sequence[int]],
                         ncols: int) -> tuple[int, list[list[Fraction]]]:
+        r = len(rows)
+        if r == 0:
+            return 0, []
+        if ncols == 0:
+            return 0, [[Fraction(int(i == j)) for j in range(r)] for i in range(r)]
+        return self._left_null_space(rows, ncols)
+
+    def _left_null_space(self, rows: Sequence[Sequence[int]],
+                         ncols: int) -> tuple[int, list[list[Fraction]]]:
+        """``left_null_space`` for at least one row and one column."""
         raise NotImplementedError
 
 
@@ -70,13 +81,9 @@ class FlintEngine(Engine):
         return int(content), [({k: int(v) for k, v in f.to_dict().items()}, int(e))
                               for f, e in factors]
 
-    def left_null_space(self, rows, ncols):
+    def _left_null_space(self, rows, ncols):
         flint = self._flint
         r = len(rows)
-        if r == 0:
-            return 0, []
-        if ncols == 0:
-            return 0, [[Fraction(int(i == j)) for j in range(r)] for i in range(r)]
         At = flint.fmpz_mat(ncols, r, [int(rows[i][j]) for j in range(ncols) for i in range(r)])
         null, nullity = At.nullspace()
         rank = r - int(nullity)
@@ -111,15 +118,11 @@ class SympyEngine(Engine):
         return int(content), [({k: int(v) for k, v in f.as_dict().items()}, int(e))
                               for f, e in factors]
 
-    def left_null_space(self, rows, ncols):
+    def _left_null_space(self, rows, ncols):
         from sympy import QQ
         from sympy.polys.matrices import DomainMatrix
 
         r = len(rows)
-        if r == 0:
-            return 0, []
-        if ncols == 0:
-            return 0, [[Fraction(int(i == j)) for j in range(r)] for i in range(r)]
         At = {j: {i: QQ(int(rows[i][j])) for i in range(r) if rows[i][j]} for j in range(ncols)}
         At = {j: v for j, v in At.items() if v}
         M = DomainMatrix(At, (ncols, r), QQ)
@@ -141,28 +144,24 @@ def _flint_available() -> bool:
     return True
 
 
+def _engine_name(value: str, field: str) -> str:
+    if value not in ENGINES:
+        raise InputError(f"is '{value}'; choose one of {', '.join(ENGINES)}", field=field)
+    return value
+
+
 def get_engine(engine: str, nvars: int) -> Engine:
     """The engine named ``engine`` (``auto``: flint if importable, else sympy; the environment
     variable NTKCHECK_EXACT_ENGINE overrides ``auto``)."""
-    if engine not in ENGINES:
-        from ..errors import InputError
-
-        raise InputError(f"is '{engine}'; choose one of {', '.join(ENGINES)}", field="engine")
+    engine = _engine_name(engine, "engine")
     if engine == "auto":
         env = os.environ.get(ENGINE_ENV, "").strip().lower()
         if env:
-            if env not in ENGINES:
-                from ..errors import InputError
-
-                raise InputError(f"is '{env}'; choose one of {', '.join(ENGINES)}",
-                                 field=ENGINE_ENV)
-            engine = env
+            engine = _engine_name(env, ENGINE_ENV)
     if engine == "auto":
         engine = "flint" if _flint_available() else "sympy"
-    if engine == "flint":
-        if not _flint_available():
-            raise ExactRefused("python-flint is not installed; install it with "
-                               "pip install 'ntkcheck[exact]' or use engine 'sympy'",
-                               kind="engine")
-        return FlintEngine(nvars)
-    return SympyEngine(nvars)
+    elif engine == "flint" and not _flint_available():
+        raise ExactRefused("python-flint is not installed; install it with "
+                           "pip install 'ntkcheck[exact]' or use engine 'sympy'",
+                           kind="engine")
+    return FlintEngine(nvars) if engine == "flint" else SympyEngine(nvars)

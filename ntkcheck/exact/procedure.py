@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 from math import gcd, lcm
 from typing import Callable, Sequence
 
@@ -99,29 +100,31 @@ class ExactDependency:
 
     def describe(self, names: Sequence[str]) -> str:
         """``LSE[b] - LSE[a] = log(3/4) + 1/2*z1``."""
-        left = _combination([(c, f"LSE[{n}]") for n, c in zip(names, self.coefficients) if c])
-        right_terms = [(b, f"z{l + 1}") for l, b in enumerate(self.linear) if b]
-        right = _combination(right_terms)
+        left = _joined(_signed([(c, f"LSE[{n}]") for n, c in zip(names, self.coefficients)
+                                if c]))
         const = str(self.constant)
-        if const != "0":
-            right = const if right == "0" else (
-                f"{const} {right}" if right.startswith("-") else f"{const} + {right}")
-        if right.startswith("- "):
-            right = "-" + right[2:]
-        return f"{left} = {right}"
+        right = [("+", const)] if const != "0" else []
+        right += _signed([(b, f"z{l + 1}") for l, b in enumerate(self.linear) if b])
+        return f"{left} = {_joined(right)}"
 
 
-def _combination(terms: list[tuple[Fraction, str]]) -> str:
-    out = ""
+def _signed(terms: list[tuple[Fraction, str]]) -> list[tuple[str, str]]:
+    """(sign, body) pairs: ``c*z1`` for variables, ``c LSE[a]`` otherwise, no ``1`` factor."""
+    out = []
     for c, label in terms:
         mag = abs(c)
         body = label if mag == 1 else (f"{mag}*{label}" if label.startswith("z")
                                        else f"{mag} {label}")
-        sign = "-" if c < 0 else "+"
-        out = (f"- {body}" if sign == "-" else body) if not out else f"{out} {sign} {body}"
-    if out.startswith("- "):
-        out = "-" + out[2:]
-    return out or "0"
+        out.append(("-" if c < 0 else "+", body))
+    return out
+
+
+def _joined(parts: list[tuple[str, str]]) -> str:
+    """``a - b + c`` from [("+", "a"), ("-", "b"), ("+", "c")]; "0" when empty."""
+    if not parts:
+        return "0"
+    text = ("-" if parts[0][0] == "-" else "") + parts[0][1]
+    return text + "".join(f" {s} {b}" for s, b in parts[1:])
 
 
 @dataclass(frozen=True)
@@ -222,8 +225,7 @@ def _poly_str(poly: dict, var_names: Sequence[str]) -> str:
         mag = abs(c)
         body = mono if (mono and mag == 1) else (f"{mag}*{mono}" if mono else str(mag))
         parts.append(("-" if c < 0 else "+", body))
-    text = ("-" if parts[0][0] == "-" else "") + parts[0][1]
-    return text + "".join(f" {s} {b}" for s, b in parts[1:])
+    return _joined(parts)
 
 
 def _canonical(poly: dict) -> tuple[int, tuple]:
@@ -248,7 +250,28 @@ class _Row:
     const: Fraction
     t: list[int]
     cols: dict  # key -> exponent
-    polys: list  # (poly dict, multiplicity) to factor
+    polys: list  # poly dicts still to factor
+
+    def absorb(self, content: int, factors: list, d: int) -> None:
+        """Multiply in the factorisation of one of ``polys``: the content and every monomial
+        factor (a variable to a power, times +-1) go to the constant, t (variables < d) and the
+        u columns; every other factor gets the column of its canonical form."""
+        self.const *= content
+        for f, e in factors:
+            if len(f) == 1:
+                ((exps, c),) = f.items()
+                self.const *= Fraction(c) ** e
+                for v, ev in enumerate(exps):
+                    if not ev:
+                        continue
+                    if v < d:
+                        self.t[v] += ev * e
+                    else:
+                        self.cols[("u", v)] = self.cols.get(("u", v), 0) + ev * e
+                continue
+            sign, fkey = _canonical(f)
+            self.const *= sign ** e
+            self.cols[("p", fkey)] = self.cols.get(("p", fkey), 0) + e
 
 
 class _Builder:
@@ -291,7 +314,7 @@ class _Builder:
                 const /= (b - a)
                 cols[("z", l)] = -1
                 exps_hi = tuple(n if j == l else 0 for j in range(self.nvars))
-                polys.append(({exps_hi: 1, (0,) * self.nvars: -1}, 1))
+                polys.append({exps_hi: 1, (0,) * self.nvars: -1})
             return _Row(const, t, cols, polys)
         terms: dict[tuple[int, ...], Fraction] = {}
         for k, (p, w) in enumerate(zip(law.points, law.weights)):
@@ -312,8 +335,17 @@ class _Builder:
         if len(poly) == 1:
             row.const *= next(iter(poly.values()))
         else:
-            row.polys.append((poly, 1))
+            row.polys.append(poly)
         return row
+
+
+@lru_cache(maxsize=4096)
+def _valuations(C: Fraction) -> tuple[tuple[int, int], ...]:
+    """((p, v_p(C)), ...) over the primes of C's numerator (v > 0) and denominator (v < 0)."""
+    import sympy
+
+    return (tuple(sympy.factorint(C.numerator).items())
+            + tuple((p, -v) for p, v in sympy.factorint(C.denominator).items()))
 
 
 def _log_product(constants: Sequence[Fraction], c: Sequence[Fraction]):
@@ -326,9 +358,8 @@ def _log_product(constants: Sequence[Fraction], c: Sequence[Fraction]):
     for ci, C in zip(c, constants):
         if not ci:
             continue
-        for part, sign in ((C.numerator, 1), (C.denominator, -1)):
-            for p, v in sympy.factorint(part).items():
-                powers[p] = powers.get(p, Fraction(0)) + sign * ci * v
+        for p, v in _valuations(C):
+            powers[p] = powers.get(p, Fraction(0)) + ci * v
     prod = sympy.Integer(1)
     for p, e in sorted(powers.items()):
         if e:
@@ -346,7 +377,7 @@ def _budget_check(builder: _Builder, rows: Sequence[_Row], names: Sequence[str],
                            f"budget of {budget.max_variables}", kind="budget")
     max_deg = budget.max_degree if engine == "flint" else budget.max_degree_sympy
     for name, row in zip(names, rows):
-        for poly, _ in row.polys:
+        for poly in row.polys:
             deg = max(sum(e) for e in poly)
             if deg > max_deg:
                 hint = _denominator_hint(laws, builder.D)
@@ -417,7 +448,7 @@ def decide(data: Dataset, *, engine: str = "auto", budget: ExactBudget | None = 
     todo = sum(len(r.polys) for r in rows)
     done = 0
     for row in rows:
-        for poly, mult in row.polys:
+        for poly in row.polys:
             if deadline is not None and time.monotonic() > deadline:
                 raise ExactRefused(
                     f"the exact test reached its time limit of {timeout:g} s after factoring "
@@ -425,28 +456,12 @@ def decide(data: Dataset, *, engine: str = "auto", budget: ExactBudget | None = 
             key = tuple(sorted(poly.items()))
             if key not in cache:
                 cache[key] = eng.factor(poly)
-            content, factors = cache[key]
-            row.const *= Fraction(content) ** mult
-            for f, e in factors:
-                if len(f) == 1:  # a monomial: a variable to a power (times +-1)
-                    ((exps, c),) = f.items()
-                    row.const *= Fraction(c) ** (e * mult)
-                    for v, ev in enumerate(exps):
-                        if not ev:
-                            continue
-                        if v < builder.d:
-                            row.t[v] += ev * e * mult
-                        else:
-                            row.cols[("u", v)] = row.cols.get(("u", v), 0) + ev * e * mult
-                    continue
-                sign, fkey = _canonical(f)
-                row.const *= Fraction(sign) ** (e * mult)
-                k = ("p", fkey)
-                row.cols[k] = row.cols.get(k, 0) + e * mult
+            row.absorb(*cache[key], builder.d)
             done += 1
             if done % 500 == 0:
                 say(f"exact: factored {done}/{todo} polynomials")
     timings["factor"] = time.monotonic() - t0
+    constants = tuple(row.const for row in rows)
     for name, row in zip(data.names, rows):
         if row.const <= 0:  # pragma: no cover - see the module docstring
             raise ExactCheckFailed(f"non-positive constant C for '{name}'")
@@ -465,15 +480,13 @@ def decide(data: Dataset, *, engine: str = "auto", budget: ExactBudget | None = 
     deps = []
     if null.basis:
         say("exact: checking the dependencies at 50 digits")
-        import sympy
-
         for j, c in enumerate(null.basis):
             if deadline is not None and time.monotonic() > deadline:
                 raise ExactRefused(
                     f"the exact test reached its time limit of {timeout:g} s while checking "
                     f"dependency {j + 1} of {len(null.basis)}; raise --exact-timeout",
                     kind="timeout")
-            a = _log_product([row.const for row in rows], c)
+            a = _log_product(constants, c)
             b = tuple(sum((ci * row.t[l] for ci, row in zip(c, rows) if ci), Fraction(0)) / D
                       for l in range(builder.d))
             residual = check_identity(laws, c, a, b)
@@ -496,6 +509,6 @@ def decide(data: Dataset, *, engine: str = "auto", budget: ExactBudget | None = 
         verdict="injective" if null.rank == len(rows) else "not_injective",
         names=tuple(data.names), engine=eng.name, denominator=D,
         variables=tuple(builder.descriptions(uses_z)), factors=tuple(labels),
-        exponents=tuple(sparse), rank=null.rank, constants=tuple(r.const for r in rows),
+        exponents=tuple(sparse), rank=null.rank, constants=constants,
         t_exponents=tuple(tuple(r.t) for r in rows), dependencies=tuple(deps),
         pivots=null.pivots, core_rows=null.core_rows, timings=timings, polynomials=len(cache))

@@ -15,7 +15,7 @@ from typing import Sequence
 import mpmath
 import numpy as np
 
-from .laws import DISCRETE, MIXTURE, UNIFORM, ExactLaw
+from .laws import MIXTURE, UNIFORM, ExactLaw
 
 __all__ = ["lse_mp", "check_identity", "CHECK_POINTS", "CHECK_DIGITS", "CHECK_RTOL"]
 
