@@ -25,7 +25,7 @@ from .loss import RegressionLoss
 from ._parallel import Workspace, run_chunks, workspace
 from .model import (AttentionCache, AttentionChunk, MeanFieldTransformer, _alloc,
                     attention_bounds, attention_chunk, attention_field, head_forms, log_weights,
-                    mask_of)
+                    mask_of, score_bound, stage_state)
 
 __all__ = ["Gradient", "attention_vjp", "backward", "loss_and_gradient"]
 
@@ -95,8 +95,8 @@ def _vjp_chunk(ch: AttentionChunk, p: np.ndarray, M: np.ndarray, Vt: np.ndarray,
     return gM.reshape(d, H, d), gV.reshape(d, H, d)
 
 
-def _vjp_operands(Q: np.ndarray, K: np.ndarray, V: np.ndarray, M: np.ndarray):
-    H, _, d = Q.shape
+def _vjp_operands(V: np.ndarray, M: np.ndarray):
+    H, d, _ = V.shape
     Vt = V.transpose(1, 0, 2).reshape(d, H * d)  # Vt[i, (h, j)] = V_h[i, j]
     Mt = M.transpose(0, 2, 1).reshape(H * d, d)  # Mt[(h, j), i] = M_h[i, j]
     return Vt, Mt
@@ -140,33 +140,25 @@ def attention_vjp(cache: AttentionCache, p: np.ndarray, Q: np.ndarray, K: np.nda
 
     The scores are x_a^T M_h x_b with M_h = Q_h^T K_h, so dQ_h = K_h dM_h^T and dK_h = Q_h dM_h.
     """
-    Vt, Mt = _vjp_operands(Q, K, V, cache.M)
+    Vt, Mt = _vjp_operands(V, cache.M)
     gX = np.empty(p.shape)
+    by_start = {ch.s0: ch for ch in cache.chunks}
     parts = run_chunks(
-        lambda s0, s1: _vjp_chunk(_chunk_at(cache, s0), p[:, s0:s1], cache.M, Vt, Mt, gX,
-                                  per_row),
+        lambda s0, s1: _vjp_chunk(by_start[s0], p[:, s0:s1], cache.M, Vt, Mt, gX, per_row),
         [(ch.s0, ch.s1) for ch in cache.chunks])
     return (gX,) + _finish_vjp(parts, Q, K, per_row)
 
 
-def _chunk_at(cache: AttentionCache, s0: int) -> AttentionChunk:
-    for ch in cache.chunks:
-        if ch.s0 == s0:
-            return ch
-    raise KeyError(s0)  # pragma: no cover
-
-
 def _field_vjp(Q: np.ndarray, K: np.ndarray, V: np.ndarray, X: np.ndarray, logw: np.ndarray,
                mask: np.ndarray, p: np.ndarray, per_row: bool):
-    """attention_vjp(attention_field(..., need_v=False)[1], p, ...), fused chunk by chunk so that
-    each chunk's attention matrices are used while still in cache."""
+    """attention_vjp(attention_field(...)[1], p, ...) without computing v, fused chunk by chunk
+    so that each chunk's attention matrices are used while still in cache."""
     N, n, d = X.shape
     H = Q.shape[0]
     M = head_forms(Q, K)
-    Mnorm = (float(np.linalg.norm(M, ord=2, axis=(1, 2)).max(initial=0.0))
-             if np.isfinite(M).all() else np.inf)
+    Mnorm = score_bound(M)
     lw = logw.reshape(N, n)
-    Vt, Mt = _vjp_operands(Q, K, V, M)
+    Vt, Mt = _vjp_operands(V, M)
     gX = np.empty(p.shape)
 
     def work(s0: int, s1: int):
@@ -194,35 +186,27 @@ def _layer_backward(model: MeanFieldTransformer, layer: int, X: np.ndarray, lam:
     for Xs in reversed(starts):
         ks: list[np.ndarray] = []
         caches: list[AttentionCache | None] = []
-        for i in range(s):
-            Z = Xs
-            for j in range(i):
-                if a[i, j] != 0.0:
-                    Z = Z + (h * a[i, j]) * ks[j]
-            if i == s - 1:
-                # the last stage's velocity feeds no later stage and its VJP comes first:
-                # recompute it fused with the VJP (below), from its input state only
-                ks.append(Z)
-                caches.append(None)
-                break
-            v, cache = attention_field(Ql, Kl, Vl, Z, logw, mask)
+        for i in range(s - 1):
+            v, cache = attention_field(Ql, Kl, Vl, stage_state(Xs, ks, a[i], h), logw, mask)
             ks.append(v)
             caches.append(cache)
-        Z_last = ks[-1]
+        # the last stage's velocity feeds no later stage and its VJP comes first:
+        # recompute it fused with the VJP (below), from its input state only
+        Z_last = stage_state(Xs, ks, a[s - 1], h)
         del ks
-        mus: list[np.ndarray | None] = [None] * s
+        mus: list = [None] * s  # mu_j, set (j > i) before stage i reads it
         new_lam = lam
         for i in reversed(range(s)):
             kappa = (h * b[i]) * lam if b[i] != 0.0 else np.zeros_like(lam)
             for j in range(i + 1, s):
-                if a[j, i] != 0.0 and mus[j] is not None:
+                if a[j, i] != 0.0:
                     kappa = kappa + (h * a[j, i]) * mus[j]
             if i == s - 1:
                 mu, gQ, gK, gV = _field_vjp(Ql, Kl, Vl, Z_last, logw, mask, kappa, per_row)
                 del Z_last
             else:
                 mu, gQ, gK, gV = attention_vjp(caches[i], kappa, Ql, Kl, Vl, per_row=per_row)
-            caches[i] = None  # type: ignore[call-overload]
+                caches[i] = None  # free this stage's attention before the next VJP
             mus[i] = mu
             new_lam = new_lam + mu
             grads = (gQ, gK, gV) if grads is None else (grads[0] + gQ, grads[1] + gK,

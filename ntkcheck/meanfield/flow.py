@@ -97,7 +97,8 @@ def gradient_flow(model: MeanFieldTransformer, tokens: np.ndarray, weights: np.n
         When the loss, gradient or updated heads are not finite (the heads of the last good
         step were already passed to the callback).
     """
-    scale = model.heads * model.layers
+    scale = model.heads * model.layers  # the metric factor H L
+    eta = step_size * scale
     state = (start_step, model)  # replaced in one assignment so an interrupt sees a valid pair
     records: list[StepRecord] = []
     status = FlowStatus.COMPLETED
@@ -127,7 +128,6 @@ def gradient_flow(model: MeanFieldTransformer, tokens: np.ndarray, weights: np.n
             if last:
                 status = FlowStatus.CONVERGED if converged else FlowStatus.COMPLETED
                 break
-            eta = step_size * scale
             with np.errstate(over="ignore", invalid="ignore"):
                 new = current.with_params(current.Q - eta * grad.Q, current.K - eta * grad.K,
                                           current.V - eta * grad.V)

@@ -43,19 +43,25 @@ class RegressionLoss:
     def target_dim(self) -> int:
         return int(self.targets.shape[-1])
 
+    def _misfit(self, XL: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """P x^L - T (token, (N, n, d')) or P sum_a w_a x_a^L - T (pooled, (N, d'))."""
+        e = self.target_dim
+        if self.kind is LossKind.TOKEN:
+            return XL[..., :e] - self.targets
+        return np.einsum("ia,iae->ie", weights, XL[..., :e]) - self.targets
+
     def value_and_cotangent(self, XL: np.ndarray,
                             weights: np.ndarray) -> tuple[float, np.ndarray]:
         """R and p^L = dR/dX^L (N, n, d) at output tokens ``XL`` (N, n, d)."""
         N = XL.shape[0]
         e = self.target_dim
         p = np.zeros_like(XL)
+        res = self._misfit(XL, weights)
         if self.kind is LossKind.TOKEN:
-            res = XL[..., :e] - self.targets
             wres = weights[..., None] * res
             R = float(np.sum(wres * res)) / (2 * N)
             p[..., :e] = wres / N
         else:
-            res = np.einsum("ia,iae->ie", weights, XL[..., :e]) - self.targets
             R = float(np.sum(res * res)) / (2 * N)
             p[..., :e] = weights[..., None] * res[:, None, :] / N
         return R, p
@@ -63,11 +69,10 @@ class RegressionLoss:
     def residual(self, XL: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """r with R = |r|^2 / 2: (real tokens x d') entries for ``token``, N d' for ``pooled``."""
         N = XL.shape[0]
-        e = self.target_dim
+        res = self._misfit(XL, weights)
         if self.kind is LossKind.TOKEN:
-            r = np.sqrt(weights / N)[..., None] * (XL[..., :e] - self.targets)
+            r = np.sqrt(weights / N)[..., None] * res
             return r[weights > 0].reshape(-1)
-        res = np.einsum("ia,iae->ie", weights, XL[..., :e]) - self.targets
         return (res / np.sqrt(N)).reshape(-1)
 
     def residual_cotangents(self, weights: np.ndarray, dim: int) -> np.ndarray:

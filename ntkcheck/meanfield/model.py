@@ -95,10 +95,8 @@ class MeanFieldTransformer:
     def velocity(self, layer: int, X: np.ndarray, logw: np.ndarray,
                  mask: np.ndarray) -> np.ndarray:
         """v_l(X) of shape (N, n, d) (no cache kept)."""
-        v = attention_field(self.Q[layer], self.K[layer], self.V[layer], X, logw, mask,
-                            keep_cache=False)[0]
-        assert v is not None
-        return v
+        return attention_field(self.Q[layer], self.K[layer], self.V[layer], X, logw, mask,
+                               keep_cache=False)[0]
 
     def substep_forward(self, layer: int, X: np.ndarray, logw: np.ndarray,
                         mask: np.ndarray) -> np.ndarray:
@@ -106,11 +104,7 @@ class MeanFieldTransformer:
         a, b, h = self.scheme.a, self.scheme.b, self.step
         ks: list[np.ndarray] = []
         for i in range(self.scheme.stages):
-            Z = X
-            for j in range(i):
-                if a[i, j] != 0.0:
-                    Z = Z + (h * a[i, j]) * ks[j]
-            ks.append(self.velocity(layer, Z, logw, mask))
+            ks.append(self.velocity(layer, stage_state(X, ks, a[i], h), logw, mask))
         out = X.copy()
         for i, k_i in enumerate(ks):
             if b[i] != 0.0:
@@ -140,6 +134,15 @@ class MeanFieldTransformer:
         for layer in range(self.layers):
             X = self.layer_forward(layer, X, logw, mask)
         return X
+
+
+def stage_state(X: np.ndarray, ks: list[np.ndarray], a_row: np.ndarray, h: float) -> np.ndarray:
+    """Runge–Kutta stage input Z_i = X + h sum_{j<i} a_ij k_j (i = len(ks), a_row = a[i])."""
+    Z = X
+    for j, k_j in enumerate(ks):
+        if a_row[j] != 0.0:
+            Z = Z + (h * a_row[j]) * k_j
+    return Z
 
 
 def log_weights(weights: np.ndarray) -> np.ndarray:
@@ -198,6 +201,14 @@ _MAX_GAP = 300.0
 def head_forms(Q: np.ndarray, K: np.ndarray) -> np.ndarray:
     """M_h = Q_h^T K_h, (H, d, d): <Q_h x, K_h y> = x^T M_h y."""
     return np.matmul(Q.transpose(0, 2, 1), K)
+
+
+def score_bound(M: np.ndarray) -> float:
+    """max_h |M_h|_2, which bounds every score; inf for non-finite heads (they take the
+    NaN-propagating slow path of :func:`attention_chunk`)."""
+    if not np.isfinite(M).all():
+        return np.inf
+    return float(np.linalg.norm(M, ord=2, axis=(1, 2)).max(initial=0.0))
 
 
 def _alloc(ws: Workspace | None, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -269,29 +280,25 @@ def attention_bounds(N: int, n: int, H: int) -> list[tuple[int, int]]:
 
 def attention_field(Q: np.ndarray, K: np.ndarray, V: np.ndarray, X: np.ndarray,
                     logw: np.ndarray, mask: np.ndarray,
-                    need_v: bool = True,
-                    keep_cache: bool = True) -> tuple[np.ndarray | None, AttentionCache | None]:
+                    keep_cache: bool = True) -> tuple[np.ndarray, AttentionCache | None]:
     """v(X) = (1/H) sum_h V_h softmax(<Q_h x_a, K_h x_b> + log w_b) X, for one layer.
 
     Parameters
     ----------
     Q, K : (H, k, d); V : (H, d, d); X : (N, n, d); logw : (N, 1, 1, n); mask : (N, n, 1).
-    need_v : compute v (the adjoint of an Euler step only needs the cache).
     keep_cache : return the cache (else None: the intermediates live in per-thread scratch).
 
     Returns
     -------
-    v : (N, n, d), zero at padded tokens (None if not ``need_v``); cache : AttentionCache.
+    v : (N, n, d), zero at padded tokens; cache : AttentionCache.
     """
     N, n, d = X.shape
     H = Q.shape[0]
     M = head_forms(Q, K)
-    # max_h |M_h|_2 bounds every score; non-finite heads take the (NaN-propagating) slow path
-    Mnorm = (float(np.linalg.norm(M, ord=2, axis=(1, 2)).max(initial=0.0))
-             if np.isfinite(M).all() else np.inf)
+    Mnorm = score_bound(M)
     Vs = V.transpose(0, 2, 1).reshape(H * d, d)
     lw = logw.reshape(N, n)
-    v = np.empty((N, n, d)) if need_v else None
+    v = np.empty((N, n, d))
     chunks = run_chunks(
         lambda s0, s1: attention_chunk(M, Mnorm, Vs, X, lw, mask, s0, s1, v,
                                        None if keep_cache else workspace()),

@@ -22,7 +22,7 @@ from .adjoint import backward
 from .loss import RegressionLoss
 from .model import MeanFieldTransformer
 
-__all__ = ["EmpiricalNTK", "residual_jacobian", "empirical_ntk", "ntk_size"]
+__all__ = ["EmpiricalNTK", "residual_jacobian", "empirical_ntk", "ntk_size", "ntk_bytes"]
 
 #: default bound on the bytes of the largest intermediate of a batched backward chunk
 CHUNK_BYTES = 64 * 2**20
@@ -63,6 +63,11 @@ def ntk_size(weights: np.ndarray, loss: RegressionLoss) -> int:
     return int(loss.row_mask(weights).sum())
 
 
+def ntk_bytes(M: int, n_params: int) -> int:
+    """Bytes of J (M x P) and K (M x M, plus its symmetrised copy)."""
+    return 8 * (M * n_params + 2 * M * M)
+
+
 def residual_jacobian(model: MeanFieldTransformer, tokens: np.ndarray, weights: np.ndarray,
                       loss: RegressionLoss, *,
                       chunk_bytes: int = CHUNK_BYTES) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +101,7 @@ def empirical_ntk(model: MeanFieldTransformer, tokens: np.ndarray, weights: np.n
     is raised beforehand when that exceeds ``max_bytes``.
     """
     M = ntk_size(weights, loss)
-    need = 8 * (M * model.n_params + 2 * M * M)
+    need = ntk_bytes(M, model.n_params)
     if need > max_bytes:
         raise InputError(f"the empirical NTK needs {need / 2**30:.1f} GiB for M = {M} residual "
                          f"entries and {model.n_params} parameters (limit "

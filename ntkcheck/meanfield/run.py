@@ -27,9 +27,9 @@ from ..errors import ConfigError, InputError, NumericalError
 from ..io.atomic import atomic_savez, atomic_write_text
 from ..io.tokens import read_npz
 from .config import TrainConfig, TrainingSet, load_training_set
-from .flow import FlowDiverged, FlowStatus, StepRecord, gradient_flow
+from .flow import FlowDiverged, StepRecord, gradient_flow
 from .model import MeanFieldTransformer
-from .ntk import MAX_BYTES, ntk_size
+from .ntk import MAX_BYTES, ntk_bytes, ntk_size
 from .schemes import get_scheme
 
 __all__ = ["TrainResult", "Checkpoint", "train", "load_checkpoint", "list_checkpoints",
@@ -194,11 +194,13 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     m = config.model
     if config.output.ntk_every > 0:
         M = ntk_size(ts.weights, ts.loss)
-        P = m.layers * m.heads * (2 * m.key_dim * ts.tokens.shape[2] + ts.tokens.shape[2] ** 2)
-        if 8 * (M * P + 2 * M * M) > MAX_BYTES:
-            raise ConfigError(f"the empirical NTK would need {8 * (M * P + 2 * M * M) / 2**30:.1f}"
-                              f" GiB (M = {M} residual entries, {P} parameters); set ntk_every = 0"
-                              " or use less data", source=config.source, field="output.ntk_every")
+        d = ts.tokens.shape[2]
+        P = m.layers * m.heads * (2 * m.key_dim * d + d * d)
+        need = ntk_bytes(M, P)
+        if need > MAX_BYTES:
+            raise ConfigError(f"the empirical NTK would need {need / 2**30:.1f} GiB (M = {M} "
+                              f"residual entries, {P} parameters); set ntk_every = 0 or use less "
+                              "data", source=config.source, field="output.ntk_every")
     run_dir = config.output.dir
     try:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -240,6 +242,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     every = config.output.checkpoint_every
 
     def on_step(record: StepRecord, current: MeanFieldTransformer) -> None:
+        records.append(record)
         if state["initial"] is None:
             state["initial"] = record.loss
         fh.write(json.dumps(record.to_dict()) + "\n")
@@ -256,13 +259,14 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
 
     def result(status: str, model: MeanFieldTransformer, step: int, error=None) -> TrainResult:
         last = state["last"]
+        at = last if last and last.step == step else None  # the record of the final heads
         ntk = state["ntk"]
         return TrainResult(
             status=status, run_dir=run_dir, start_step=start, step=step,
             initial_loss=state["initial"],
-            final_loss=last.loss if last and last.step == step else None,
-            grad_norm_sq=last.grad_norm_sq if last and last.step == step else None,
-            pl_ratio=last.pl_ratio if last and last.step == step else None,
+            final_loss=at.loss if at else None,
+            grad_norm_sq=at.grad_norm_sq if at else None,
+            pl_ratio=at.pl_ratio if at else None,
             time=last.time if last else offset, ntk_min_eig=ntk[1] if ntk else None,
             ntk_step=ntk[0] if ntk else None, n_params=model.n_params,
             checkpoint=state["ckpt"], model=model, config=config,
@@ -275,8 +279,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                                  steps=config.flow.steps, step_size=config.flow.step_size,
                                  start_step=start, tol=config.flow.tol,
                                  ntk_every=config.output.ntk_every, initial_loss=initial,
-                                 time_offset=offset, callback=lambda r, c: (records.append(r),
-                                                                            on_step(r, c)))
+                                 time_offset=offset, callback=on_step)
         except FlowDiverged as err:
             good = state["ckpt"]
             msg = (f"{err}; last good checkpoint: {good}" if good else
@@ -296,7 +299,6 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         state["ckpt"] = _save_checkpoint(run_dir, final, stub, state["initial"] or float("nan"),
                                          fingerprint)
         state["ckpt_step"] = flow.step
-    status = flow.status.value if isinstance(flow.status, FlowStatus) else str(flow.status)
-    res = result(status, final, flow.step)
+    res = result(flow.status.value, final, flow.step)
     atomic_write_text(run_dir / "summary.json", json.dumps(res.to_dict(), indent=2) + "\n")
     return res
