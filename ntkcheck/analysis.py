@@ -42,8 +42,9 @@ from .dataset import Dataset
 from .distributions import Distribution
 from .errors import InputError, NtkcheckWarning
 from .exact import ExactBudget, ExactCheckFailed, ExactRefused, ExactResult, decide
-from .features import (DEFAULT_SCALES, FeatureMatrix, Whitening, feature_matrix, make_probes,
-                       make_whitening, probe_settings)
+from .features import (FeatureMatrix, auto_scales, feature_matrix, make_probes, make_whitening,
+                       probe_settings)
+from .injectivity.verify import verify_relation
 from .kernels import condition_number, effective_rank
 from .prescreen import Finding, prescreen
 from .rank import GAP, Dependency, Spectrum, fit_dependency, null_space_basis, svd_spectrum
@@ -100,6 +101,7 @@ class AnalysisResult:
     exact: dict | None = field(default=None)
     disagreement: dict | None = field(default=None)
     spectrum: dict | None = field(default=None)
+    verification: dict | None = field(default=None)
 
     @property
     def n_distributions(self) -> int:
@@ -137,6 +139,8 @@ class AnalysisResult:
             out["disagreement"] = self.disagreement
         if self.spectrum is not None:
             out["spectrum"] = self.spectrum
+        if self.verification is not None:
+            out["verification"] = self.verification
         return out
 
 
@@ -149,7 +153,7 @@ def _as_dataset(data: Dataset | Sequence[Distribution], names: Sequence[str] | N
 
 
 def analyze(data: Dataset | Sequence[Distribution], *, names: Sequence[str] | None = None,
-            probes: int | None = None, scales: Sequence[float] = DEFAULT_SCALES, seed: int = 0,
+            probes: int | None = None, scales: Sequence[float] | None = None, seed: int = 0,
             whiten: bool = True, exact: str = "auto",
             exact_timeout: float | None = DEFAULT_EXACT_TIMEOUT, exact_engine: str = "auto",
             exact_budget: ExactBudget | None = None,
@@ -163,9 +167,11 @@ def analyze(data: Dataset | Sequence[Distribution], *, names: Sequence[str] | No
     names : sequence of str, optional
         Names when ``data`` is a plain sequence (default ``mu0, mu1, ...``).
     probes : int, optional
-        Number M of probe points; default max(2 (N + d + 1), 256).
-    scales : sequence of float
-        Probe scales after whitening (probes split evenly), default (1, 3, 10, 30).
+        Number M of probe points; default max(2 (N + d + 1), 64 x number of scales).
+    scales : sequence of float, optional
+        Probe scales after whitening (probes split evenly); default: (1, 3, 10, 30) plus scales
+        matched to distributions much tighter or wider than the pool
+        (:func:`ntkcheck.features.auto_scales`).
     seed : int
         Seed of the first probe draw; the confirmation draw uses seed + 1.
     whiten : bool
@@ -205,74 +211,153 @@ def analyze(data: Dataset | Sequence[Distribution], *, names: Sequence[str] | No
                        progress)
 
 
-def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[float], seed: int,
-                       whiten: bool, say: Progress) -> AnalysisResult:
-    """The rank / SVD decision of SPEC §3 (steps 1-4 of the module docstring)."""
+def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[float] | None,
+                       seed: int, whiten: bool, say: Progress) -> AnalysisResult:
+    """The rank / SVD decision of SPEC §3 and §3a (steps of the module docstring)."""
     N, d = len(dataset), dataset.dim
-    scales, M = probe_settings(scales, probes, N, d)
+    if seed < 0:
+        raise InputError(f"must be a non-negative integer, got {seed}", field="seed")
     say("pre-screen")
     findings = tuple(prescreen(dataset))
-    say("whitening")
-    white = make_whitening(dataset, whiten)
-    settings = {"probes": M, "scales": list(scales), "seed": seed, "whitening": whiten,
-                "affine_hull_dim": white.rank, "probe_law": "gaussian"}
+    say("geometry")
+    geom = make_whitening(dataset, whiten)
+    mode = "auto" if scales is None else "given"
+    scales, M = probe_settings(auto_scales(geom) if scales is None else scales, probes, N, d)
+    settings = {"probes": M, "scales": list(scales), "scales_mode": mode, "seed": seed,
+                "whitening": whiten, "affine_hull_dim": geom.rank, "probe_law": "gaussian",
+                "hull_tolerance": geom.hull_tolerance,
+                "equilibration": [int(np.frexp(s)[1] - 1) for s in geom.scaling]}
 
     say(f"features ({M} probes x {N} distributions)")
-    feats = feature_matrix(dataset, white, make_probes(white, M, scales, seed))
+    feats = feature_matrix(dataset, geom, make_probes(geom, M, scales, seed))
     say("SVD")
     spec = svd_spectrum(feats)
     sv = spec.singular_values
-    rank = int(np.sum(sv > spec.noise))
-
     summary = gram_summary(spec, dataset.names, M)
 
-    def result(verdict, evidence, reason, deps=(), redraw=None):
+    def result(verdict, evidence, reason, deps=(), redraw=None, rank=None, verification=None):
+        rank = int(np.sum(sv > spec.noise)) if rank is None else rank
         return AnalysisResult(verdict, evidence, reason, dataset.names, d, rank, sv,
                               spec.tolerance, spec.noise, tuple(deps), findings, settings, redraw,
-                              spectrum=summary)
+                              spectrum=summary, verification=verification)
 
-    if M < N + white.rank + 1:
+    if M < N + geom.rank + 1:
         return result(INCONCLUSIVE, None,
-                      f"only {M} probes for {N} distributions and {white.rank + 1} affine "
-                      f"functions; increase --probes to at least {N + white.rank + 1}")
-    if spec.smallest > spec.tolerance:
-        return result(INJECTIVE, "certified",
-                      f"smallest singular value {spec.smallest:.3g} exceeds the rigorous "
-                      f"round-off bound {spec.tolerance:.3g}")
-    k = spec.null_dim
-    lowest_nonnull = sv[N - k - 1] if k < N else np.inf
-    if lowest_nonnull < GAP * spec.noise:
+                      f"only {M} probes for {N} distributions and {geom.rank + 1} affine "
+                      f"functions: no rank decision is possible; increase --probes to at least "
+                      f"{N + geom.rank + 1}")
+    fast = _fast_certificate(spec)
+    if fast is not None:
+        say("rigorous certificate")
+        cert = rigorous_certificate(dataset, feats)
+        if cert is not None and cert.get("certified"):
+            return result(INJECTIVE, "certified",
+                          f"smallest singular value {spec.smallest:.3g}; {cert['statement']}",
+                          rank=N, verification=cert)
+    V = spec.right_vectors()
+    tau = spec.vector_noise(V)
+    k = _null_count(sv, tau)
+    grey = [j for j in range(N - k) if sv[j] < GAP * tau[j]]
+    if grey:
+        j = grey[-1]
         return result(INCONCLUSIVE, None,
-                      f"singular value {lowest_nonnull:.3g} lies in the grey zone between the "
-                      f"round-off level {spec.noise:.3g} and {GAP:g}x it; try --exact, more "
-                      "--probes or other --scales")
-    say("confirmation draw")
-    feats2 = feature_matrix(dataset, white, make_probes(white, M, scales, seed + 1))
-    spec2 = svd_spectrum(feats2)
-    sv2 = spec2.singular_values
-    k2 = spec2.null_dim
-    lowest2 = sv2[N - k2 - 1] if k2 < N else np.inf
-    if k2 != k or lowest2 < GAP * spec2.noise:
-        return result(INCONCLUSIVE, None,
-                      f"the number of round-off singular values changed from {k} to {k2} when "
-                      "the probes were redrawn; try --exact or more --probes", redraw=sv2)
+                      f"singular value {sv[j]:.3g} lies in the grey zone: above the round-off "
+                      f"level {tau[j]:.3g} of its own direction ({_top_names(V[:, j], dataset.names)})"
+                      f" but below {GAP:g}x it, so neither independence nor a dependency is "
+                      "established; try --exact (rational data), more --probes or other --scales",
+                      rank=N - k)
     if k == 0:
+        say("confirmation draw")
+        feats2 = feature_matrix(dataset, geom, make_probes(geom, M, scales, seed + 1))
+        spec2 = svd_spectrum(feats2)
+        V2 = spec2.right_vectors()
+        tau2 = spec2.vector_noise(V2)
+        ratio = spec2.singular_values / tau2
+        check = {"method": "confirmation draw", "seed": seed + 1,
+                 "smallest_singular_value": spec2.smallest,
+                 "smallest_ratio_to_noise": float(ratio.min())}
+        note = ("" if fast is None else "; the rigorous certificate did not confirm the fast "
+                "path's bound" if cert is not None else "; no rigorous certificate was computed")
+        if ratio.min() < GAP:
+            j = int(np.argmin(ratio))
+            return result(INCONCLUSIVE, None,
+                          f"every singular value is far above its round-off level on the first "
+                          f"probe draw (smallest {spec.smallest:.3g}), but on a redraw (seed "
+                          f"{seed + 1}) singular value {spec2.singular_values[j]:.3g} is only "
+                          f"{ratio[j]:.3g}x its level {tau2[j]:.3g}; try more --probes",
+                          redraw=spec2.singular_values, rank=N, verification=check)
         return result(INJECTIVE, "numerical",
-                      f"smallest singular value {spec.smallest:.3g} is far above the round-off "
-                      f"level {spec.noise:.3g} on two probe draws, but below the rigorous bound "
-                      f"{spec.tolerance:.3g}", redraw=sv2)
-    null = spec.right_vectors()[:, N - k:]
-    if not _stable_on(null, feats, feats2, spec2.noise):
-        return result(INCONCLUSIVE, None,
-                      "the near-dependencies of the first probe draw do not hold on a second "
-                      "draw; try --exact or more --probes", redraw=sv2)
+                      f"every singular value is at least {GAP:g}x the round-off level of its own "
+                      f"direction on two probe draws (smallest {spec.smallest:.3g}, noise "
+                      f"{tau[-1]:.3g}), but not certified{note}",
+                      redraw=spec2.singular_values, rank=N, verification=check)
     say("dependencies")
-    deps = _dependencies(null, feats, white, dataset.names)
-    return result(NOT_INJECTIVE, "numerical",
-                  f"{k} singular value(s) at round-off level (<= {spec.noise:.3g}), "
-                  "stable under a redraw of the probes"
-                  + (f", the next {lowest_nonnull:.3g}" if k < N else ""),
-                  deps, redraw=sv2)
+    basis = null_space_basis(V[:, N - k:])
+    deps, failed = [], []
+    for row in basis:
+        dep = fit_dependency(row, feats, dataset.names)
+        support = np.flatnonzero(row)
+        check = verify_relation([dataset.distributions[i] for i in support],
+                                np.array(list(dep.coefficients.values())), geom.transform,
+                                geom.spreads[support], seed=seed)
+        if check.passed:
+            coefs = {name: float(c) for name, c in zip(dep.coefficients, check.coefficients)}
+            deps.append(replace(dep, coefficients=coefs, verification=check.to_dict()))
+        else:
+            failed.append((dep, check))
+    lowest = sv[N - k - 1] if k < N else float("nan")
+    found = (f"{k} singular value(s) at the round-off level of their own directions"
+             + (f", the next {lowest:.3g} ({sv[N - k - 1] / tau[N - k - 1]:.3g}x its level)"
+                if k < N else ""))
+    if not failed:
+        return result(NOT_INJECTIVE, "numerical",
+                      f"{found}; every relation re-checked at fresh points in extended precision",
+                      deps, rank=N - k)
+    why = "; ".join(f"{dep.describe(4)} {chk.reason}" for dep, chk in failed[:3])
+    if deps:
+        return result(NOT_INJECTIVE, "numerical",
+                      f"{found}; {len(deps)} relation(s) hold at fresh points in extended "
+                      f"precision, {len(failed)} other candidate(s) did not and are not reported "
+                      f"({why})", deps, rank=N - k)
+    return result(INCONCLUSIVE, None,
+                  f"{found}, but no candidate relation survives the independent re-check: "
+                  f"{why}. The data are nearly dependent at double precision; try --exact "
+                  "(rational data) or inspect the named distributions", rank=N - k)
+
+
+def _fast_certificate(spec: Spectrum) -> float | None:
+    """The fast path's full-rank test: sigma_min > delta, or its per-column form (rank.py)."""
+    N = spec.singular_values.shape[0]
+    if spec.smallest > spec.tolerance:
+        return spec.smallest
+    weighted = spec.weighted_smallest()
+    return weighted if weighted > np.sqrt(N) * (1.0 + 4 * N * np.finfo(float).eps) else None
+
+
+def rigorous_certificate(dataset: Dataset, feats: FeatureMatrix) -> dict | None:
+    """The rigorous lower bound on sigma_min of :mod:`ntkcheck.injectivity.certify`, or None
+    when that module is not available."""
+    try:
+        from .injectivity.certify import certify_independence
+    except ImportError:
+        return None
+    cert = certify_independence(dataset.distributions, feats.probes.z, centres=feats.centres)
+    return cert.to_dict()
+
+
+def _null_count(sv: np.ndarray, tau: np.ndarray) -> int:
+    """Number k of trailing singular values at the round-off level of their own directions."""
+    k = 0
+    for j in range(len(sv) - 1, -1, -1):
+        if sv[j] > tau[j]:
+            break
+        k += 1
+    return k
+
+
+def _top_names(vec: np.ndarray, names: Sequence[str], count: int = 3) -> str:
+    order = np.argsort(-np.abs(vec))[:count]
+    return ", ".join(f"{names[i]} {vec[i]:+.3f}" for i in order)
 
 
 def gram_summary(spec: Spectrum, names: Sequence[str], probes: int) -> dict:
@@ -294,25 +379,6 @@ def gram_summary(spec: Spectrum, names: Sequence[str], probes: int) -> dict:
             "effective_rank": effective_rank(lam),
             "numerical_rank": int(np.sum(lam > tol)), "tolerance": float(tol),
             "min_eigenvector": {n: float(x) for n, x in zip(names, vec)}}
-
-
-def _stable_on(null: np.ndarray, f1: FeatureMatrix, f2: FeatureMatrix, noise2: float) -> bool:
-    """Do the null vectors of draw 1 (normalised coordinates) annihilate F_perp of draw 2?"""
-    # same original coefficients c = null / nu1, in draw-2 normalised coordinates c * nu2;
-    # affine (zeroed) columns have nu = 0 in F_perp terms and keep their entry
-    ok = (f1.col_norms > 0) & (f2.col_norms > 0)
-    ratio = np.divide(f2.col_norms, f1.col_norms, out=np.ones_like(f1.col_norms), where=ok)
-    coef2 = null * ratio[:, None]
-    coef2 /= np.linalg.norm(coef2, axis=0)
-    return bool(np.all(np.linalg.norm(f2.perp @ coef2, axis=0) <= noise2))
-
-
-def _dependencies(null: np.ndarray, feats: FeatureMatrix, white: Whitening,
-                  names: tuple[str, ...]) -> list[Dependency]:
-    # echelon form in normalised coordinates (supports do not depend on the column scaling);
-    # fit_dependency converts back to the distributions' own scale
-    basis = null_space_basis(null)
-    return [fit_dependency(row, feats, white.centre, names) for row in basis]
 
 
 def _exact_mode(exact: str) -> str:

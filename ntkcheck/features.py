@@ -1,19 +1,31 @@
 """Probes, whitening and the LSE feature matrix modulo affine functions (SPEC §3, steps 1-3).
 
-Whitening is done on the probes, not on the data: for an invertible affine map
-y -> A (y - m), LSE_{A(mu - m)}(s) = LSE_mu(A^T s) - <A^T s, m>, so probing the centred data at
-z = A^T s is the same as probing the whitened data at s, with no rounding of the data itself.
-With the pooled covariance C = U diag(lambda) U^T of r numerically non-zero eigenvalues,
-A^T = U_r diag(lambda_r)^(-1/2) (d x r): when the pooled tokens lie in an r-dimensional affine
-subspace the probes span only that subspace, which is exact (SPEC §2: the test reduces to the
-affine hull) and, for certificates of independence, always valid (a dependency on R^d restricts
-to one on any subspace of probes).
+Geometry (:mod:`ntkcheck.injectivity.geometry`): coordinates are equilibrated by powers of two,
+the affine hull is decided per coordinate's own round-off, and probes are whitened: for an
+invertible affine map y -> A (y - m), LSE_{A(mu - m)}(s) = LSE_mu(A^T s) - <A^T s, m>, so probing
+the data at z = A^T s is the same as probing the whitened data at s, with no rounding of the
+data itself. When the pooled support lies in an r-dimensional affine subspace the probes span
+only that subspace (SPEC §2: the test reduces to the affine hull).
 
-Default probe law: s ~ N(0, sigma^2 I_r) with the probes split evenly over the scales
-sigma in :data:`DEFAULT_SCALES` = (1, 3, 10, 30) (near 0 only low cumulants are visible, far out
-LSE tends to the support function; SPEC §3.2), M = max(2 (N + d + 1), 256) probes. Rows of scale
-sigma are weighted by 1/sigma so that every scale contributes comparably to the column norms
-(a row weighting keeps the rank test exact: it multiplies F and the affine basis alike).
+Probe law: s ~ N(0, sigma^2 I_r), the probes split evenly (round-robin) over the scales sigma.
+With ``scales="auto"`` (default) these are :data:`DEFAULT_SCALES` = (1, 3, 10, 30), which see the
+structure of distributions whose internal spread rho_i (whitened RMS radius) is of order 1, plus,
+for every distribution much tighter (rho_i < 1/10) or much wider (rho_i > 10) than the pooled
+data, the scales (1, 3, 10, 30) / rho_i rounded to half-decades: the LSE of mu_i has its
+non-affine structure where sigma rho_i is of order 1 to 30 (below, only its low cumulants are
+visible; above, it is close to its support function). That is enough in the following sense:
+in exact arithmetic any M >= N + r + 1 generic probes decide the condition (LSE functions are
+analytic), and in floating point a column's non-affine part is then O(1) on a fixed share of the
+rows instead of buried under round-off. M defaults to max(2 (N + d + 1), 64 x number of scales).
+Rows of scale sigma are weighted by 1/sigma so that every scale contributes comparably to the
+column norms (a row weighting keeps the rank test exact: it multiplies F and the affine basis
+alike).
+
+Every column i is evaluated on mu_i - m_i, its own distribution centred at its own mean m_i:
+LSE_{mu_i}(z) = LSE_{mu_i - m_i}(z) + <z, m_i> and <z, m_i> is affine, so F_perp is unchanged in
+exact arithmetic, while the rounding error of each entry is now relative to the distribution's
+own spread instead of its distance from the pooled centre (tight clusters far from the origin).
+The error estimates are per column (:class:`FeatureMatrix`).
 """
 
 from __future__ import annotations
@@ -26,40 +38,28 @@ import scipy.linalg
 from .dataset import Dataset, chunks
 from .distributions import Discrete, GaussianMixture, UniformBox
 from .errors import InputError
+from .injectivity.geometry import NOISE_SAFETY, Geometry, dataset_geometry
+
+#: The probe map and centre (an alias kept for the kernels and plots).
+Whitening = Geometry
 
 __all__ = ["ProbeSet", "Whitening", "FeatureMatrix", "make_whitening", "make_probes",
-           "feature_matrix", "probe_settings", "default_probe_count", "DEFAULT_SCALES", "OVERSAMPLING", "MIN_PROBES", "HULL_RTOL"]
+           "feature_matrix", "probe_settings", "default_probe_count", "auto_scales",
+           "DEFAULT_SCALES", "OVERSAMPLING", "PROBES_PER_SCALE", "NOISE_SAFETY"]
 
 DEFAULT_SCALES: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
-#: Default probe count is ``max(OVERSAMPLING * (N + d + 1), MIN_PROBES)``.
+#: Default probe count is ``max(OVERSAMPLING * (N + d + 1), PROBES_PER_SCALE * n_scales)``.
 OVERSAMPLING = 2
-MIN_PROBES = 256
-#: Pooled-covariance eigenvalues below ``HULL_RTOL * lambda_max`` are round-off (a degenerate
-#: direction): 100 d u, the eigenvalue error of a covariance computed in float64.
-HULL_RTOL_FACTOR = 100.0
-HULL_RTOL = HULL_RTOL_FACTOR * np.finfo(float).eps
+PROBES_PER_SCALE = 64
+#: A distribution whose internal spread rho_i (whitened) lies outside
+#: [1 / SPREAD_BAND, SPREAD_BAND] gets probe scales of its own (module docstring).
+SPREAD_BAND = 10.0
+#: At most this many probe scales (adaptive scales are merged on a coarser grid beyond it).
+MAX_SCALES = 16
 
 _U = np.finfo(float).eps / 2  # unit round-off
-#: Round-off estimates are multiplied by this safety factor before a value is called zero.
-NOISE_SAFETY = 10.0
-
-
-@dataclass(frozen=True)
-class Whitening:
-    """Probe map z = transform @ s and the centre m subtracted from every distribution.
-
-    Attributes
-    ----------
-    centre : (d,) pooled mean m
-    transform : (d, r) A^T; identity when whitening is off and the data are full-dimensional
-    rank : r, dimension of the pooled affine hull
-    whiten : whether the pooled covariance was normalised to the identity
-    """
-
-    centre: np.ndarray
-    transform: np.ndarray
-    rank: int
-    whiten: bool
+#: Largest probe scale accepted (whitened units): beyond it exp overflows for any spread.
+MAX_SCALE = 1e100
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,12 @@ class FeatureMatrix:
 
     Attributes
     ----------
-    values : (M, N) F[m, i] = LSE_{mu_i - m_pool}(z_m) (raw, centred data)
+    values : (M, N) F[m, i] = LSE_{mu_i - m_i}(z_m) (raw, each distribution at its own mean)
     perp : (M, N) weighted, projected, column-normalised features
     col_norms : (N,) norms nu_i of the weighted projected columns before normalisation
     error_bound : (N,) rigorous bound on || computed perp[:, i] - exact perp[:, i] ||
     error_typical : (N,) first-order round-off estimate of the same quantity
+    centres : (N, d) the means m_i subtracted from each distribution
 
     Columns whose projection is at round-off level (``NOISE_SAFETY * typical >= nu``: the LSE
     is affine, as for a Dirac mass) are set to exactly zero with zero error bounds.
@@ -94,38 +95,51 @@ class FeatureMatrix:
     error_bound: np.ndarray
     error_typical: np.ndarray
     probes: ProbeSet
+    centres: np.ndarray | None = None
 
 
-def make_whitening(dataset: Dataset, whiten: bool = True) -> Whitening:
-    """Pooled mean, affine hull and (optionally) whitening map of the dataset."""
-    mean, cov = dataset.pooled_moments
-    lam, U = scipy.linalg.eigh(cov)
-    lam_max = max(lam.max(), 0.0)
-    keep = lam > HULL_RTOL * dataset.dim * lam_max if lam_max > 0 else np.zeros_like(lam, bool)
-    r = int(keep.sum())
-    if r == 0:
-        # every distribution is the same Dirac mass: no direction to probe
-        return Whitening(mean, np.zeros((dataset.dim, 0)), 0, whiten)
-    if r == dataset.dim and not whiten:
-        transform = np.eye(dataset.dim)
-    elif whiten:
-        transform = U[:, keep] / np.sqrt(lam[keep])
-    else:
-        transform = U[:, keep]
-    return Whitening(mean, transform, r, whiten)
+def make_whitening(dataset: Dataset, whiten: bool = True) -> Geometry:
+    """Pooled centre, affine hull and (optionally) whitening map of the dataset (unit-invariant:
+    see :mod:`ntkcheck.injectivity.geometry`)."""
+    return dataset_geometry(dataset, whiten)
 
 
-def default_probe_count(n_distributions: int, dim: int) -> int:
-    return max(OVERSAMPLING * (n_distributions + dim + 1), MIN_PROBES)
+def auto_scales(geometry: Geometry, base=DEFAULT_SCALES) -> tuple[float, ...]:
+    """``base`` plus (1, 3, 10, 30) / rho_i for distributions much tighter or wider than the pool.
+
+    rho_i is rounded to half-decades so that a thousand clusters of similar spread add one set of
+    scales; beyond :data:`MAX_SCALES` scales the grid is coarsened (module docstring).
+    """
+    rho = np.asarray(geometry.spreads, dtype=float)
+    rho = rho[(rho > 0) & np.isfinite(rho)]
+    odd = rho[(rho < 1.0 / SPREAD_BAND) | (rho > SPREAD_BAND)]
+    if odd.size == 0:
+        return tuple(float(s) for s in base)
+    step = 0.5
+    while True:
+        bins = np.unique(np.round(-np.log10(odd) / step) * step)
+        extra = {float(f"{10.0 ** b * f:.3g}") for b in bins for f in (1.0, 3.0, 10.0, 30.0)}
+        scales = sorted(set(float(s) for s in base) | extra)
+        if len(scales) <= MAX_SCALES:
+            return tuple(scales)
+        step *= 2.0
+
+
+def default_probe_count(n_distributions: int, dim: int, n_scales: int = len(DEFAULT_SCALES)) -> int:
+    """max(OVERSAMPLING (N + d + 1), PROBES_PER_SCALE x number of scales)."""
+    return max(OVERSAMPLING * (n_distributions + dim + 1), PROBES_PER_SCALE * n_scales)
 
 
 def probe_settings(scales, probes: int | None, n_distributions: int,
                    dim: int) -> tuple[tuple[float, ...], int]:
-    """Validated (scales, M): positive finite scales, M >= 1 (default max(2 (N + d + 1), 256))."""
+    """Validated (scales, M): positive finite scales, M >= 1 (default
+    max(2 (N + d + 1), 64 x number of scales))."""
     scales = tuple(float(s) for s in scales)
-    if not scales or any(not np.isfinite(s) or s <= 0 for s in scales):
-        raise InputError("must be positive finite numbers", field="scales")
-    M = int(probes) if probes is not None else default_probe_count(n_distributions, dim)
+    if not scales or any(not np.isfinite(s) or s <= 0 or s > MAX_SCALE for s in scales):
+        raise InputError(f"must be positive finite numbers <= {MAX_SCALE:g} (whitened units)",
+                         field="scales")
+    M = (int(probes) if probes is not None
+         else default_probe_count(n_distributions, dim, len(scales)))
     if M < 1:
         raise InputError(f"must be >= 1, got {M}", field="probes")
     return scales, M
@@ -140,24 +154,48 @@ def make_probes(whitening: Whitening, count: int, scales=DEFAULT_SCALES, seed: i
     return ProbeSet(s, z, scale, seed)
 
 
-def _entry_scales(dataset: Dataset, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per distribution: linear size R_i, quadratic size S_i, log-weight size W_i, term count n_i.
+def _row_norms(x: np.ndarray) -> np.ndarray:
+    """Euclidean norms of the rows, without overflow or underflow of the squares."""
+    big = np.abs(x).max(axis=1, initial=0.0)
+    safe = np.where(big > 0, big, 1.0)
+    return big * np.sqrt(np.sum((x / safe[:, None]) ** 2, axis=1))
 
-    |<z, y>| <= |z| R_i, z^T S z / 2 <= |z|^2 S_i, |log w| <= W_i for the centred distribution.
+
+def centred_each(dataset: Dataset) -> tuple[Dataset, np.ndarray]:
+    """Every distribution translated by minus its own mean; returns (dataset, centres (N, d)).
+
+    One rounding per coordinate, fl(y - m_i), whose error is relative to |y - m_i| (and zero when
+    y and m_i are within a factor 2 of each other, by Sterbenz's lemma).
     """
+    centres = np.array([_own_mean(dist) for dist in dataset.distributions])
+    eye = np.eye(dataset.dim)
+    moved = tuple(dist.affine_image(eye, -m) for dist, m in zip(dataset.distributions, centres))
+    return Dataset(dataset.names, moved, dataset.source), centres
+
+
+def _own_mean(dist) -> np.ndarray:
+    if isinstance(dist, Discrete):
+        return dist.weights @ dist.atoms
+    if isinstance(dist, UniformBox):
+        return (dist.low + dist.high) / 2.0
+    return dist.weights @ dist.means
+
+
+def _entry_scales(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per (centred) distribution: linear size R_i, quadratic size S_i, log-weight size W_i,
+    term count n_i: |<z, y>| <= |z| R_i, z^T S z / 2 <= |z|^2 S_i, |log w| <= W_i."""
     N = len(dataset)
     R, S, W, n = np.zeros(N), np.zeros(N), np.zeros(N), np.ones(N)
     for i, dist in enumerate(dataset.distributions):
         if isinstance(dist, Discrete):
-            R[i] = np.linalg.norm(dist.atoms - centre, axis=1).max()
+            R[i] = _row_norms(dist.atoms).max()
             W[i] = np.abs(np.log(dist.weights)).max()
             n[i] = len(dist.weights)
         elif isinstance(dist, UniformBox):
-            R[i] = np.sqrt(np.sum(np.maximum(np.abs(dist.low - centre),
-                                             np.abs(dist.high - centre)) ** 2)) * 2
+            R[i] = _row_norms(np.maximum(np.abs(dist.low), np.abs(dist.high))[None, :])[0] * 2
             n[i] = dist.dim
         elif isinstance(dist, GaussianMixture):
-            R[i] = np.linalg.norm(dist.means - centre, axis=1).max()
+            R[i] = _row_norms(dist.means).max()
             S[i] = np.linalg.norm(dist.covariances, ord=2, axis=(1, 2)).max() / 2
             W[i] = np.abs(np.log(dist.weights)).max()
             n[i] = len(dist.weights)
@@ -165,17 +203,21 @@ def _entry_scales(dataset: Dataset, centre: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet) -> FeatureMatrix:
-    """Build F, project it off span{1, s} with an orthonormal basis, normalise columns.
+    """Build F (each column on its own centred distribution), project it off span{1, s} with an
+    orthonormal basis, normalise columns, with per-column error estimates.
 
-    Error model (first order in the unit round-off u, standard model of arithmetic, exp/log
-    correct to 2 ulps): an entry F[m, i] computed as a dot product of length d plus a
-    logsumexp over n_i terms has absolute error at most
-        e[m, i] = u (d + n_i + 10) (|z_m| R_i + |z_m|^2 S_i + W_i + |F[m, i]| + 1),
-    (the typical error uses sqrt(d + n_i + 10) instead: round-off accumulates like a random walk);
-    the projection F - Q (Q^T F) with a Householder Q adds at most 2 (d + 1) M u ||F[:, i]||
-    (typically sqrt((d + 1) M) u ||F[:, i]||).
+    Error model (standard model of arithmetic, exp/log correct to 2 ulps): an entry F[m, i]
+    computed as a dot product of length d plus a logsumexp over n_i terms has absolute error at
+    most (first order in u)
+        e[m, i] = u (d + n_i + 10) (|z_m| R_i + |z_m|^2 S_i + W_i + |F[m, i]| + 1)
+    (the typical error uses sqrt(d + n_i + 10) instead: round-off accumulates like a random
+    walk); the projection F - Q (Q^T F) with a Householder Q adds at most
+    2 (d + 1) M u ||F[:, i]|| (typically sqrt((d + 1) M) u ||F[:, i]||). The rounding of the
+    centred atoms, |fl(y - m_i) - (y - m_i)| <= u |y - m_i|, is part of the |z| R_i term.
+    These are the fast path's estimates; ``certified`` comes from the rigorous check of
+    :mod:`ntkcheck.injectivity.certify`.
     """
-    centred = dataset.translate(-whitening.centre)
+    centred, centres = centred_each(dataset)
     z = probes.z
     F = centred.lse(z)
     omega = 1.0 / probes.scale  # row weights
@@ -186,13 +228,16 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet) -> 
     perp = F * omega[:, None]
     fw_norm = np.linalg.norm(perp, axis=0)
     coeffs = Q.T @ perp
-    R, S, W, n = _entry_scales(centred, np.zeros(d))
-    znorm = np.linalg.norm(z, axis=1)
+    R, S, W, n = _entry_scales(centred)
+    znorm = _row_norms(z)
+    quad = S > 0  # only mixtures: avoids inf * 0 for huge probes of tiny discrete data
     base_sq = np.zeros(N)
     # row blocks keep the temporaries at CHUNK_ELEMENTS entries whatever M and N are
     for sl in chunks(M, N):
         perp[sl] -= Q[sl] @ coeffs
-        base = (znorm[sl, None] * R + znorm[sl, None] ** 2 * S + W + np.abs(F[sl]) + 1.0)
+        base = znorm[sl, None] * R + W + np.abs(F[sl]) + 1.0
+        if quad.any():
+            base[:, quad] += znorm[sl, None] ** 2 * S[quad]
         base *= omega[sl, None]
         base_sq += np.einsum("mi,mi->i", base, base)
     base_norm = np.sqrt(base_sq)
@@ -200,13 +245,13 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet) -> 
     terms = d + n + 10
     bound = _U * (terms * base_norm + 2 * (d + 1) * M * fw_norm)
     typical = _U * (np.sqrt(terms) * base_norm + np.sqrt((d + 1) * M) * fw_norm)
-    # a column whose projection is itself at round-off level is an affine function (e.g. a
-    # Dirac mass): zero it, so that it is an exact null direction and does not inflate the
-    # thresholds of the other columns; its bounds are then 0
+    # a column whose projection is itself at its own round-off level is an affine function
+    # (a Dirac mass, or a distribution too narrow to resolve in float64): zero it, so that it
+    # is an exact null direction whose claim is checked on its own (its bounds are then 0)
     affine = NOISE_SAFETY * typical >= nu
     safe = np.where(affine, 1.0, nu)
     perp /= safe
     perp[:, affine] = 0.0
     bound = np.where(affine, 0.0, bound / safe)
     typical = np.where(affine, 0.0, typical / safe)
-    return FeatureMatrix(F, perp, nu, bound, typical, probes)
+    return FeatureMatrix(F, perp, nu, bound, typical, probes, centres)

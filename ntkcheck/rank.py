@@ -1,18 +1,23 @@
 """The rank / SVD decision of SPEC §3 (steps 4-6) and readable dependencies.
 
-Thresholds (all relative to the column-normalised F_perp, whose spectral norm is <= sqrt(N)):
+The matrix is the column-normalised F_perp (spectral norm <= sqrt(N)). Round-off is tracked
+*per column* (SPEC §3a): column i carries a first-order bound beta_i and a typical level eta_i
+(:func:`ntkcheck.features.feature_matrix`, normalised), so one badly conditioned or near-affine
+column can neither hide nor invent relations among the others.
 
 ``tolerance`` (delta)
-    rigorous bound on || computed F_perp - exact F_perp ||_2, namely the Frobenius norm of the
-    per-column bounds of :func:`ntkcheck.features.feature_matrix` plus the backward error of the
-    SVD, 4 N u sqrt(N). By Weyl's inequality sigma_min(exact) >= sigma_min(computed) - delta, so
-    sigma_min > delta *certifies* full column rank, hence the condition (SPEC §3.4).
-``noise`` (tau)
-    the same with typical (random-walk) round-off constants, times :data:`NOISE_SAFETY` = 10:
-    a singular value <= tau is indistinguishable from an exact zero.
+    first-order bound on || computed F_perp - exact F_perp ||_2: the Frobenius norm of the
+    beta_i plus the backward error of the SVD, 4 N u sqrt(N). sigma_min > delta is the fast
+    path's test of full column rank; what is printed as ``certified`` is proved by
+    :mod:`ntkcheck.injectivity.certify`.
+``noise`` of a vector c (unit, normalised coordinates)
+    tau(c) = NOISE_SAFETY * (sum_i |c_i| eta_i + N u): the round-off level of F_perp c built
+    from its own columns. A singular value sigma_j <= tau(v_j) is indistinguishable from 0.
+    For a subspace with orthonormal basis V the level is NOISE_SAFETY * (sum_i ||V[i, :]|| eta_i
+    + N u), an upper bound of tau(c) over its unit vectors.
 ``gap``
-    :data:`GAP` = 100: numerical verdicts need every singular value either <= tau or
-    >= GAP * tau, on two independent probe draws; otherwise the verdict is ``inconclusive``.
+    :data:`GAP` = 100: a numerical verdict needs every other singular value >= GAP * tau(v_j),
+    otherwise it lies in the grey zone and the verdict is ``inconclusive``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from fractions import Fraction
 import numpy as np
 import scipy.linalg
 
-from .features import NOISE_SAFETY, FeatureMatrix
+from .features import FeatureMatrix
+from .injectivity.geometry import NOISE_SAFETY
 
 __all__ = ["Spectrum", "Dependency", "svd_spectrum", "null_space_basis", "fit_dependency",
            "NOISE_SAFETY", "GAP", "ZERO_COEF_RTOL"]
@@ -40,12 +46,44 @@ class Spectrum:
 
     ``triangle`` is the R factor of F_perp = Q R (same singular values and right singular
     vectors), kept so that :meth:`right_vectors` costs one N x N SVD, only when needed.
+    ``col_noise`` (eta_i) and ``col_bound`` (beta_i) are the per-column round-off levels.
+    ``noise`` is the level of the worst unit vector (for display; decisions use per-vector
+    levels, :meth:`vector_noise`).
     """
 
     singular_values: np.ndarray
     tolerance: float
     noise: float
     triangle: np.ndarray
+    col_noise: np.ndarray | None = None
+    col_bound: np.ndarray | None = None
+
+    def _floor(self) -> float:
+        return NOISE_SAFETY * self.singular_values.shape[0] * _U
+
+    def vector_noise(self, vectors: np.ndarray) -> np.ndarray:
+        """tau(c) for each column c of ``vectors`` (N, k) (normalised coordinates)."""
+        eta = self.col_noise if self.col_noise is not None else np.zeros(vectors.shape[0])
+        return NOISE_SAFETY * (np.abs(vectors).T @ eta) + self._floor()
+
+    def subspace_noise(self, basis: np.ndarray) -> float:
+        """Upper bound of tau(c) over the unit vectors of span(basis) (orthonormal columns)."""
+        eta = self.col_noise if self.col_noise is not None else np.zeros(basis.shape[0])
+        return float(NOISE_SAFETY * (np.linalg.norm(basis, axis=1) @ eta) + self._floor())
+
+    def weighted_smallest(self) -> float:
+        """sigma_min of F_perp diag(1 / beta) (columns scaled to unit round-off bound), or 0.
+
+        The R factor of A D is R D, so this costs one N x N singular value computation. Its
+        perturbation has Frobenius norm <= sqrt(N) + the SVD's backward error: sigma_min above
+        that is the per-column version of sigma_min > delta (no column's error inflates the
+        others' threshold).
+        """
+        beta = self.col_bound
+        if beta is None or np.any(beta <= 0):
+            return 0.0
+        sv = scipy.linalg.svdvals(self.triangle / beta[None, :], check_finite=False)
+        return float(sv[-1]) if sv.shape[0] == beta.shape[0] else 0.0
 
     @property
     def null_dim(self) -> int:
@@ -108,7 +146,7 @@ def svd_spectrum(features: FeatureMatrix) -> Spectrum:
     svd_err = 4 * N * _U * np.sqrt(N)
     delta = float(np.sqrt(np.sum(features.error_bound**2)) + svd_err)
     tau = float(NOISE_SAFETY * (np.sqrt(np.sum(features.error_typical**2)) + svd_err))
-    return Spectrum(sv, delta, tau, R)
+    return Spectrum(sv, delta, tau, R, features.error_typical, features.error_bound)
 
 
 @dataclass(frozen=True)
@@ -122,6 +160,9 @@ class Dependency:
     linear : b, length d
     residual : relative misfit || F c - (a + Z b) || / sum_i |c_i| ||F_i|| on the probes
     exact : True when proven symbolically (SPEC §4)
+    certificate : the exact certificate (rational coefficients), when exact
+    verification : how the claim was checked independently before it was reported
+        (``method`` and its figures; see :mod:`ntkcheck.injectivity.verify`)
     """
 
     coefficients: dict[str, float]
@@ -130,6 +171,7 @@ class Dependency:
     residual: float
     exact: bool = False
     certificate: dict | None = None
+    verification: dict | None = None
 
     def to_dict(self) -> dict:
         out = {"coefficients": dict(self.coefficients),
@@ -137,6 +179,8 @@ class Dependency:
                "residual": self.residual, "exact": self.exact}
         if self.certificate is not None:
             out["certificate"] = self.certificate
+        if self.verification is not None:
+            out["verification"] = self.verification
         return out
 
     def describe(self, precision: int = 6) -> str:
@@ -201,7 +245,7 @@ def null_space_basis(vectors: np.ndarray) -> np.ndarray:
     return A
 
 
-def fit_dependency(coef: np.ndarray, features: FeatureMatrix, centre: np.ndarray,
+def fit_dependency(coef: np.ndarray, features: FeatureMatrix,
                    names: tuple[str, ...]) -> Dependency:
     """Refine a relation on its support and fit its affine part by least squares.
 
@@ -223,6 +267,8 @@ def fit_dependency(coef: np.ndarray, features: FeatureMatrix, centre: np.ndarray
     misfit = np.linalg.norm(Fc - B @ sol)
     denom = np.sum(np.abs(c) * np.linalg.norm(F, axis=0))
     residual = float(misfit / denom) if denom > 0 else 0.0
-    linear = sol[1:] + np.sum(c) * centre  # undo the centring: LSE_mu = LSE_{mu-m} + <z, m>
+    # undo the centring: LSE_mu_i = LSE_{mu_i - m_i} + <z, m_i>
+    centres = features.centres if features.centres is not None else np.zeros((len(names), Z.shape[1]))
+    linear = sol[1:] + c @ centres[support]
     return Dependency({names[j]: float(cj) for j, cj in zip(support, c)}, float(sol[0]),
                       tuple(float(b) for b in linear), residual)
