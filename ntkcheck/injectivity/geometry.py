@@ -65,10 +65,10 @@ class Geometry:
     transform: np.ndarray
     rank: int
     whiten: bool
-    scaling: np.ndarray
-    hull_singular_values: np.ndarray
-    hull_tolerance: float
-    spreads: np.ndarray
+    scaling: np.ndarray | None = None
+    hull_singular_values: np.ndarray | None = None
+    hull_tolerance: float = 0.0
+    spreads: np.ndarray | None = None
 
 
 def support_rows(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

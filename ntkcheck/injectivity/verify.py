@@ -22,6 +22,11 @@ stored binary64 parameters taken as exact numbers, in ``digits``-digit arithmeti
    satisfy it (a translate with one atom moved by one ulp) leave at least ~1e-17. The threshold
    :data:`MISFIT_THRESHOLD` = 10^(-digits / 2) sits in that gap.
 
+5. **Data precision.** A misfit that relative changes of :data:`DATA_ROUNDING` u in the stored
+   values can explain (first-order sensitivity, evaluated at the same points) is reported as a
+   near-dependency at the data's own precision (SPEC §7: a translate y + t computed in floating
+   point), with ``level = "data_precision"``; any larger misfit fails.
+
 What "verified" then means: the relation holds to a relative misfit below the threshold at every
 test triple, in exact arithmetic up to ``digits`` digits on the stored values. Directions in
 which the pooled data vary only at round-off level (outside the affine hull of the test) are not
@@ -31,7 +36,7 @@ probed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import mpmath
@@ -49,6 +54,11 @@ MISFIT_THRESHOLD = 10.0 ** (-DIGITS / 2)
 #: Whitened scales of the fresh points, and multiples of 1/rho_i for each involved distribution.
 POOLED_SCALES = (0.1, 1.0, 10.0, 100.0, 1000.0)
 OWN_SCALES = (1.0, 10.0, 100.0)
+#: A misfit explained by relative changes of DATA_ROUNDING u in the stored values (a half-ulp
+#: rounding of each atom, e.g. y + t computed in floating point, moves each LSE by at most
+#: u sum_j p_j <|z|, |y_j|> to first order) is a near-dependency at the data's own precision.
+DATA_ROUNDING = 2.0
+_U = np.finfo(float).eps / 2
 #: Largest number of multiply-adds (points x atoms x dimension) spent on one relation.
 MAX_WORK = 30_000_000
 
@@ -65,6 +75,10 @@ class RelationCheck:
     coefficients : (k,) refitted coefficients (extended precision, rounded to float64)
     digits, fit_points, test_points, scales, seconds : how it was checked
     reason : one sentence
+    level : "exact" (holds to ``threshold``), "data_precision" (holds only up to the rounding of
+        the stored values) or "failed"
+    data_ratio : misfit divided by what a relative change of DATA_ROUNDING u of the stored values
+        can explain (<= 1: within the data's own precision)
     """
 
     passed: bool | None
@@ -77,11 +91,13 @@ class RelationCheck:
     scales: tuple[float, ...]
     seconds: float
     reason: str
-    extra: dict = field(default_factory=dict)
+    level: str = "failed"
+    data_ratio: float = float("nan")
 
     def to_dict(self) -> dict:
         return {"method": "extended-precision re-evaluation at fresh points (second differences)",
-                "passed": self.passed, "misfit": self.misfit, "threshold": self.threshold,
+                "passed": self.passed, "level": self.level, "misfit": self.misfit,
+                "threshold": self.threshold, "data_rounding_ratio": self.data_ratio,
                 "digits": self.digits, "fit_points": self.fit_points,
                 "test_points": self.test_points, "scales": [float(s) for s in self.scales],
                 "seconds": round(self.seconds, 4), "reason": self.reason}
@@ -115,24 +131,35 @@ def _logsumexp(s: list) -> mpmath.mpf:
     return top + mpmath.log(mpmath.fsum(mpmath.exp(v - top) for v in s))
 
 
-def _lse(law: tuple, p: list) -> mpmath.mpf:
-    """LSE_mu(p) in the current mpmath precision from :func:`_prepare`'s exact values."""
+def _lse(law: tuple, p: list) -> tuple[mpmath.mpf, mpmath.mpf]:
+    """LSE_mu(p) in the current mpmath precision from :func:`_prepare`'s exact values, and its
+    sensitivity to the rounding of the stored values: sum_j p_j(z) <|z|, |y_j|> (+ 1 for the
+    weights), so that a relative perturbation u of every stored value moves LSE by at most u
+    times it (to first order)."""
     kind = law[0]
+    ap = [abs(x) for x in p]
     if kind == "discrete":
-        return _logsumexp([mpmath.fdot(p, y) + lw for y, lw in zip(law[1], law[2])])
-    if kind == "uniform":
-        total = mpmath.mpf(0)
-        for pl, lo, hi in zip(p, law[1], law[2]):
+        scores = [mpmath.fdot(p, y) + lw for y, lw in zip(law[1], law[2])]
+        sizes = [mpmath.fdot(ap, [abs(x) for x in y]) for y in law[1]]
+    elif kind == "uniform":
+        total, size = mpmath.mpf(0), mpmath.mpf(0)
+        for pl, apl, lo, hi in zip(p, ap, law[1], law[2]):
             total += lo * pl
+            size += apl * max(abs(lo), abs(hi))
             h = (hi - lo) * pl
             if h != 0:
                 total += mpmath.log(mpmath.expm1(h) / h)
-        return total
-    scores = []
-    for m, S, lw in zip(law[1], law[2], law[3]):
-        quad = mpmath.fdot(p, [mpmath.fdot(row, p) for row in S])
-        scores.append(lw + mpmath.fdot(p, m) + quad / 2)
-    return _logsumexp(scores)
+        return total, size
+    else:
+        scores, sizes = [], []
+        for m, S, lw in zip(law[1], law[2], law[3]):
+            quad = mpmath.fdot(p, [mpmath.fdot(row, p) for row in S])
+            scores.append(lw + mpmath.fdot(p, m) + quad / 2)
+            absq = mpmath.fdot(ap, [mpmath.fdot([abs(x) for x in row], ap) for row in S])
+            sizes.append(mpmath.fdot(ap, [abs(x) for x in m]) + absq / 2)
+    value = _logsumexp(scores)
+    size = mpmath.fsum(mpmath.exp(s - value) * t for s, t in zip(scores, sizes)) + 1
+    return value, size
 
 
 def _triples(transform: np.ndarray, scales: Sequence[float], per_scale: int,
@@ -150,19 +177,26 @@ def _triples(transform: np.ndarray, scales: Sequence[float], per_scale: int,
     return out
 
 
-def _second_differences(dists: Sequence[Distribution], triples) -> tuple[list, list]:
-    """D2 LSE_i and the cancelled size |L(z+h)| + |L(z-h)| + 2 |L(z)| for every triple."""
+def _second_differences(dists: Sequence[Distribution], triples) -> tuple[list, list, list]:
+    """For every triple and distribution: D2 LSE_i, the cancelled size
+    |L(z+h)| + |L(z-h)| + 2 |L(z)|, and the same sum of rounding sensitivities (:func:`_lse`)."""
     laws = [_prepare(dist) for dist in dists]
-    d2, size = [], []
+    d2, size, sens = [], [], []
     for z, zp, zm in triples:
-        row, mag = [], []
+        row, mag, sen = [], [], []
         for law in laws:
-            l0, lp, lm = _lse(law, z), _lse(law, zp), _lse(law, zm)
+            (l0, s0), (lp, sp), (lm, sm) = _lse(law, z), _lse(law, zp), _lse(law, zm)
             row.append(lp + lm - 2 * l0)
             mag.append(abs(lp) + abs(lm) + 2 * abs(l0))
+            sen.append(sp + sm + 2 * s0)
         d2.append(row)
         size.append(mag)
-    return d2, size
+        sens.append(sen)
+    return d2, size, sens
+
+
+def _ratio(num, den):
+    return num / den if den != 0 else (mpmath.mpf(0) if num == 0 else mpmath.inf)
 
 
 def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndarray,
@@ -208,7 +242,7 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
         if k > 1:
             fit = _triples(transform, scales, fit_per_scale, rng)
             fit_points = len(fit)
-            d2, size = _second_differences(distributions, fit)
+            d2, size, _ = _second_differences(distributions, fit)
             others = [j for j in range(k) if j != lead]
             # rows scaled by the size of what cancels, so every scale weighs the same
             rows = [[d2[t][j] / (sum(size[t]) or 1) for j in others] for t in range(len(fit))]
@@ -220,19 +254,33 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
             except (ZeroDivisionError, ValueError):
                 pass  # rank-deficient fit: keep the float coefficients
         test = _triples(transform, scales, test_per_scale, rng)
-        d2, size = _second_differences(distributions, test)
-        worst = mpmath.mpf(0)
+        d2, size, sens = _second_differences(distributions, test)
+        worst, worst_data = mpmath.mpf(0), mpmath.mpf(0)
         for t in range(len(test)):
             num = abs(mpmath.fsum(cm[j] * d2[t][j] for j in range(k)))
             den = mpmath.fsum(abs(cm[j]) * size[t][j] for j in range(k))
-            ratio = num / den if den != 0 else (mpmath.mpf(0) if num == 0 else mpmath.inf)
-            worst = max(worst, ratio)
+            data = DATA_ROUNDING * mpmath.mpf(_U) * mpmath.fsum(abs(cm[j]) * sens[t][j]
+                                                                for j in range(k))
+            worst = max(worst, _ratio(num, den))
+            worst_data = max(worst_data, _ratio(num, data))
         misfit = float(worst)
+        data_ratio = float(worst_data)
         refit = np.array([float(x) for x in cm])
-    passed = bool(misfit <= threshold)
-    reason = (f"holds at {len(test)} fresh test points to a relative misfit {misfit:.2g} "
-              f"(<= {threshold:.0e}) in {digits}-digit arithmetic" if passed else
-              f"fails at fresh points in {digits}-digit arithmetic: relative misfit {misfit:.2g} "
-              f"(a true relation leaves <= {threshold:.0e})")
+    if misfit <= threshold:
+        passed, level = True, "exact"
+        reason = (f"holds at {len(test)} fresh test points to a relative misfit {misfit:.2g} "
+                  f"(<= {threshold:.0e}) in {digits}-digit arithmetic")
+    elif data_ratio <= 1.0:
+        passed, level = True, "data_precision"
+        reason = (f"holds at {len(test)} fresh test points only up to the rounding of the stored "
+                  f"values (misfit {data_ratio:.2g}x what a relative change of "
+                  f"{DATA_ROUNDING:g} u in the data explains; relative misfit {misfit:.2g}): a "
+                  "near-dependency at the data's own precision, e.g. a translate y + t computed "
+                  "in floating point")
+    else:
+        passed, level = False, "failed"
+        reason = (f"fails at fresh points in {digits}-digit arithmetic: relative misfit "
+                  f"{misfit:.2g}, {data_ratio:.2g}x what the rounding of the stored values "
+                  f"explains (a true relation leaves <= {threshold:.0e})")
     return RelationCheck(passed, misfit, threshold, refit, digits, fit_points, len(test), scales,
-                         time.perf_counter() - start, reason)
+                         time.perf_counter() - start, reason, level, data_ratio)
