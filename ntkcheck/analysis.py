@@ -47,7 +47,8 @@ from .features import (FeatureMatrix, auto_scales, feature_matrix, make_probes, 
 from .injectivity.verify import verify_relation
 from .kernels import condition_number, effective_rank
 from .prescreen import Finding, prescreen
-from .rank import GAP, Dependency, Spectrum, fit_dependency, null_space_basis, svd_spectrum
+from .rank import (GAP, Dependency, Spectrum, classify_singular_values, fit_dependency,
+                   null_space_basis, svd_spectrum)
 
 __all__ = ["AnalysisResult", "analyze", "INJECTIVE", "NOT_INJECTIVE", "INCONCLUSIVE", "EXACT_MODES",
            "DEFAULT_EXACT_TIMEOUT"]
@@ -256,8 +257,7 @@ def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[fl
                           rank=N, verification=cert)
     V = spec.right_vectors()
     tau = spec.vector_noise(V)
-    k = _null_count(sv, tau)
-    grey = [j for j in range(N - k) if sv[j] < GAP * tau[j]]
+    k, grey = classify_singular_values(sv, tau)
     if grey:
         j = grey[-1]
         return result(INCONCLUSIVE, None,
@@ -347,16 +347,6 @@ def rigorous_certificate(dataset: Dataset, feats: FeatureMatrix) -> dict | None:
         return None
     cert = certify_independence(dataset.distributions, feats.probes.z, centres=feats.centres)
     return cert.to_dict()
-
-
-def _null_count(sv: np.ndarray, tau: np.ndarray) -> int:
-    """Number k of trailing singular values at the round-off level of their own directions."""
-    k = 0
-    for j in range(len(sv) - 1, -1, -1):
-        if sv[j] > tau[j]:
-            break
-        k += 1
-    return k
 
 
 def _top_names(vec: np.ndarray, names: Sequence[str], count: int = 3) -> str:

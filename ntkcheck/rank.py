@@ -32,6 +32,7 @@ from .features import FeatureMatrix
 from .injectivity.geometry import NOISE_SAFETY
 
 __all__ = ["Spectrum", "Dependency", "svd_spectrum", "null_space_basis", "fit_dependency",
+           "classify_singular_values",
            "NOISE_SAFETY", "GAP", "ZERO_COEF_RTOL"]
 
 GAP = 100.0
@@ -147,6 +148,19 @@ def svd_spectrum(features: FeatureMatrix) -> Spectrum:
     delta = float(np.sqrt(np.sum(features.error_bound**2)) + svd_err)
     tau = float(NOISE_SAFETY * (np.sqrt(np.sum(features.error_typical**2)) + svd_err))
     return Spectrum(sv, delta, tau, R, features.error_typical, features.error_bound)
+
+
+def classify_singular_values(sv: np.ndarray, tau: np.ndarray) -> tuple[int, list[int]]:
+    """(k, grey): k trailing singular values at the round-off level of their own directions
+    (sigma_j <= tau_j), and the indices of the others that lie in the grey zone
+    (sigma_j < GAP tau_j). ``sv`` descending, ``tau`` the per-vector levels in the same order."""
+    k = 0
+    for j in range(len(sv) - 1, -1, -1):
+        if sv[j] > tau[j]:
+            break
+        k += 1
+    grey = [j for j in range(len(sv) - k) if sv[j] < GAP * tau[j]]
+    return k, grey
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,9 @@ def analyze_command(
                                          help="Number of probe points [default: max(2(N+d+1), 256)]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe draw (the redraw uses seed+1)."),
     scales: Optional[str] = typer.Option(None, "--scales",
-                                         help="Comma-separated probe scales [default: 1,3,10,30]."),
+                                         help="Comma-separated probe scales (whitened units) "
+                                         "[default: auto = 1,3,10,30 plus (1,3,10,30)/rho for "
+                                         "distributions of internal spread rho < 0.1 or > 10]."),
     no_whiten: bool = typer.Option(False, "--no-whiten", help="Do not whiten the probes."),
     exact: ExactMode = typer.Option(
         ExactMode.auto, "--exact", case_sensitive=False,
@@ -75,7 +77,7 @@ def analyze_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; use the exit code."),
 ) -> None:
     """Check the injectivity condition: exit 0 injective, 1 not injective, 3 inconclusive."""
-    scale_values = parse_scales(scales)
+    scale_values = None if scales is None else parse_scales(scales)  # None: adaptive scales
     dataset = load_dataset(file)
     with progress_reporter(quiet) as status:
         callback = (lambda msg: status.update(f"analyze: {msg}")) if status else None
