@@ -309,10 +309,6 @@ def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[fl
     found = (f"{k} singular value(s) at the round-off level of their own directions"
              + (f", the next {lowest:.3g} ({sv[N - k - 1] / tau[N - k - 1]:.3g}x its level)"
                 if k < N else ""))
-    rounded = sum(dep.verification["level"] == "data_precision" for dep in deps)
-    if rounded:
-        found += (f"; {rounded} relation(s) hold only up to the rounding of the stored values "
-                  "(near-dependencies at the data's own precision)")
     if not failed:
         return result(NOT_INJECTIVE, "numerical",
                       f"{found}; every relation re-checked at fresh points in extended precision",

@@ -12,13 +12,14 @@ decide the answer:
    range over the rows (an exact operation in binary64), so that every coordinate has range in
    [1/sqrt 2, sqrt 2) whatever its unit.
 3. **Affine hull** by a rank-revealing factorisation (Householder QR folded over row blocks,
-   then the SVD of R) of the weighted, centred, equilibrated rows. A direction is kept unless its
-   singular value is at the round-off level of *each coordinate's own* rounding error:
+   then the SVD of R) of the weighted, centred, equilibrated rows A. A direction is kept unless
+   its singular value is at the round-off level of *its own coordinates*:
    eps_l = (3 + log2 P) u max_p |y'_pl| bounds the error of centring coordinate l (P rows), so
-   the centred matrix is known to within sqrt(sum_l eps_l^2) in spectral norm, plus the
-   backward error sqrt(d) u ||A||_F of the factorisation; :data:`NOISE_SAFETY` times that sum is
-   the threshold. It is never relative to the largest variance: a timestamp in seconds next to
-   features of size 1e-2 keeps every direction in which the data vary beyond round-off.
+   A v_k is known to within sum_l |v_kl| eps_l (rows weighted to total 1), plus the backward
+   error sqrt(d) u ||A||_F of the factorisation; the direction is kept when sigma_k exceeds
+   :data:`NOISE_SAFETY` times that sum. The threshold is never relative to the largest variance,
+   and one coarsely rounded coordinate does not erase the others: a timestamp in seconds next
+   to features of size 1e-2 keeps every direction in which the data vary beyond round-off.
 4. **Whitening** (optional): probes s in R^r map to z = D V_r diag(1/sigma_r) s, so the rows have
    identity covariance in the probe's coordinates (z is a probe in the data's own units).
 
@@ -57,7 +58,8 @@ class Geometry:
     whiten : whether the pooled covariance was normalised to the identity
     scaling : (d,) the powers of two 2^k_l dividing each coordinate (equilibration)
     hull_singular_values : (d,) singular values of the equilibrated centred rows, descending
-    hull_tolerance : the threshold below which a direction is round-off
+    hull_tolerance : the largest per-direction threshold among the kept directions (or the
+        largest overall when none is kept)
     spreads : (N,) internal spread rho_i of each distribution in whitened coordinates
     """
 
@@ -148,9 +150,12 @@ def dataset_geometry(dataset: Dataset, whiten: bool = True) -> Geometry:
     U_, sv, Vt = scipy.linalg.svd(R, full_matrices=False, check_finite=False)
     sv_full = np.zeros(d)
     sv_full[: len(sv)] = sv
-    tol = NOISE_SAFETY * (float(np.sqrt(np.sum(eps**2)))
-                          + np.sqrt(d) * _U * float(np.linalg.norm(A)))
-    keep = sv > tol
+    # per direction: the centring errors move A v_k by at most sum_l |v_kl| eps_l (Frobenius
+    # over rows with weights summing to 1), plus the factorisation's backward error
+    floor = np.sqrt(d) * _U * float(np.linalg.norm(A))
+    level = NOISE_SAFETY * (np.abs(Vt) @ eps + floor)
+    keep = sv > level
+    tol = float(level[keep].max()) if keep.any() else float(level.max(initial=0.0))
     r = int(keep.sum())
     centre = centre_eq * scaling
     if r == 0:

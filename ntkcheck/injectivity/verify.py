@@ -22,10 +22,12 @@ stored binary64 parameters taken as exact numbers, in ``digits``-digit arithmeti
    satisfy it (a translate with one atom moved by one ulp) leave at least ~1e-17. The threshold
    :data:`MISFIT_THRESHOLD` = 10^(-digits / 2) sits in that gap.
 
-5. **Data precision.** A misfit that relative changes of :data:`DATA_ROUNDING` u in the stored
-   values can explain (first-order sensitivity, evaluated at the same points) is reported as a
-   near-dependency at the data's own precision (SPEC §7: a translate y + t computed in floating
-   point), with ``level = "data_precision"``; any larger misfit fails.
+5. **Data precision.** A relation that fails but whose misfit is within the typical effect of
+   rounding every stored value once (first-order sensitivity at the same points) is labelled
+   ``level = "data_precision"``: a near-dependency at the data's own precision (SPEC §7, e.g. a
+   translate y + t computed in floating point). It is *not* reported as a dependency by the
+   dense test; such translates and duplicates are recognised by the structural screen, whose
+   criterion (every value equal up to one rounding) is exact.
 
 What "verified" then means: the relation holds to a relative misfit below the threshold at every
 test triple, in exact arithmetic up to ``digits`` digits on the stored values. Directions in
@@ -54,10 +56,12 @@ MISFIT_THRESHOLD = 10.0 ** (-DIGITS / 2)
 #: Whitened scales of the fresh points, and multiples of 1/rho_i for each involved distribution.
 POOLED_SCALES = (0.1, 1.0, 10.0, 100.0, 1000.0)
 OWN_SCALES = (1.0, 10.0, 100.0)
-#: A misfit explained by relative changes of DATA_ROUNDING u in the stored values (a half-ulp
-#: rounding of each atom, e.g. y + t computed in floating point, moves each LSE by at most
-#: u sum_j p_j <|z|, |y_j|> to first order) is a near-dependency at the data's own precision.
-DATA_ROUNDING = 2.0
+#: A misfit within DATA_ROUNDING times the typical effect of rounding every stored value of the
+#: involved distributions once (relative errors u adding like a random walk, first order,
+#: evaluated on the same second differences; e.g. y + t computed in floating point) is a
+#: near-dependency at the data's own precision. A single value moved by more than a few ulps
+#: is not.
+DATA_ROUNDING = 1.0
 _U = np.finfo(float).eps / 2
 #: Largest number of multiply-adds (points x atoms x dimension) spent on one relation.
 MAX_WORK = 30_000_000
@@ -69,14 +73,15 @@ class RelationCheck:
 
     Attributes
     ----------
-    passed : whether the relation holds at every test triple (None: not checked, see reason)
+    passed : whether the relation holds to ``threshold`` at every test triple (None: not
+        checked, see reason)
     misfit : largest relative misfit on the test triples
     threshold : the misfit below which the relation passes
     coefficients : (k,) refitted coefficients (extended precision, rounded to float64)
     digits, fit_points, test_points, scales, seconds : how it was checked
     reason : one sentence
-    level : "exact" (holds to ``threshold``), "data_precision" (holds only up to the rounding of
-        the stored values) or "failed"
+    level : "exact" (holds to ``threshold``), "data_precision" (fails, but only by what the
+        rounding of the stored values explains) or "failed"
     data_ratio : misfit divided by what a relative change of DATA_ROUNDING u of the stored values
         can explain (<= 1: within the data's own precision)
     """
@@ -131,35 +136,43 @@ def _logsumexp(s: list) -> mpmath.mpf:
     return top + mpmath.log(mpmath.fsum(mpmath.exp(v - top) for v in s))
 
 
-def _lse(law: tuple, p: list) -> tuple[mpmath.mpf, mpmath.mpf]:
-    """LSE_mu(p) in the current mpmath precision from :func:`_prepare`'s exact values, and its
-    sensitivity to the rounding of the stored values: sum_j p_j(z) <|z|, |y_j|> (+ 1 for the
-    weights), so that a relative perturbation u of every stored value moves LSE by at most u
-    times it (to first order)."""
+def _lse(law: tuple, p: list) -> tuple[mpmath.mpf, list, list]:
+    """LSE_mu(p) in the current mpmath precision from :func:`_prepare`'s exact values, with its
+    first-order sensitivity to the stored values: G[q] = d LSE / d theta_q and A[q] = |theta_q|
+    over the parameters theta (atoms and log-weights; box bounds; means, covariances and
+    log-weights), so that a change |d theta_q| <= u A[q] moves LSE by sum_q G[q] d theta_q."""
     kind = law[0]
-    ap = [abs(x) for x in p]
-    if kind == "discrete":
-        scores = [mpmath.fdot(p, y) + lw for y, lw in zip(law[1], law[2])]
-        sizes = [mpmath.fdot(ap, [abs(x) for x in y]) for y in law[1]]
-    elif kind == "uniform":
-        total, size = mpmath.mpf(0), mpmath.mpf(0)
-        for pl, apl, lo, hi in zip(p, ap, law[1], law[2]):
-            total += lo * pl
-            size += apl * max(abs(lo), abs(hi))
+    if kind == "uniform":
+        total, G, A = mpmath.mpf(0), [], []
+        for pl, lo, hi in zip(p, law[1], law[2]):
             h = (hi - lo) * pl
+            total += lo * pl
             if h != 0:
                 total += mpmath.log(mpmath.expm1(h) / h)
-        return total, size
-    else:
-        scores, sizes = [], []
-        for m, S, lw in zip(law[1], law[2], law[3]):
-            quad = mpmath.fdot(p, [mpmath.fdot(row, p) for row in S])
-            scores.append(lw + mpmath.fdot(p, m) + quad / 2)
-            absq = mpmath.fdot(ap, [mpmath.fdot([abs(x) for x in row], ap) for row in S])
-            sizes.append(mpmath.fdot(ap, [abs(x) for x in m]) + absq / 2)
+                slope = 1 / (1 - mpmath.exp(-h)) - 1 / h if abs(h) > 1e-20 else mpmath.mpf(1) / 2
+            else:
+                slope = mpmath.mpf(1) / 2
+            G += [pl - pl * slope, pl * slope]
+            A += [abs(lo), abs(hi)]
+        return total, G, A
+    if kind == "discrete":
+        scores = [mpmath.fdot(p, y) + lw for y, lw in zip(law[1], law[2])]
+        value = _logsumexp(scores)
+        prob = [mpmath.exp(v - value) for v in scores]
+        G = [pj * pl for pj in prob for pl in p] + prob
+        A = [abs(x) for y in law[1] for x in y] + [mpmath.mpf(1)] * len(prob)
+        return value, G, A
+    scores = []
+    for m, S, lw in zip(law[1], law[2], law[3]):
+        quad = mpmath.fdot(p, [mpmath.fdot(row, p) for row in S])
+        scores.append(lw + mpmath.fdot(p, m) + quad / 2)
     value = _logsumexp(scores)
-    size = mpmath.fsum(mpmath.exp(s - value) * t for s, t in zip(scores, sizes)) + 1
-    return value, size
+    resp = [mpmath.exp(v - value) for v in scores]
+    G, A = [], []
+    for r, m, S in zip(resp, law[1], law[2]):
+        G += [r * pl for pl in p] + [r * pa * pb / 2 for pa in p for pb in p] + [r]
+        A += [abs(x) for x in m] + [abs(x) for row in S for x in row] + [mpmath.mpf(1)]
+    return value, G, A
 
 
 def _triples(transform: np.ndarray, scales: Sequence[float], per_scale: int,
@@ -179,16 +192,19 @@ def _triples(transform: np.ndarray, scales: Sequence[float], per_scale: int,
 
 def _second_differences(dists: Sequence[Distribution], triples) -> tuple[list, list, list]:
     """For every triple and distribution: D2 LSE_i, the cancelled size
-    |L(z+h)| + |L(z-h)| + 2 |L(z)|, and the same sum of rounding sensitivities (:func:`_lse`)."""
+    |L(z+h)| + |L(z-h)| + 2 |L(z)|, and the typical first-order change of D2 LSE_i when every
+    stored value is rounded once (independent relative errors of size u, which add like a
+    random walk): sqrt(sum_q (D2 G_q A_q)^2) (:func:`_lse`)."""
     laws = [_prepare(dist) for dist in dists]
     d2, size, sens = [], [], []
     for z, zp, zm in triples:
         row, mag, sen = [], [], []
         for law in laws:
-            (l0, s0), (lp, sp), (lm, sm) = _lse(law, z), _lse(law, zp), _lse(law, zm)
+            (l0, g0, amp), (lp, gp, _), (lm, gm, _) = _lse(law, z), _lse(law, zp), _lse(law, zm)
             row.append(lp + lm - 2 * l0)
             mag.append(abs(lp) + abs(lm) + 2 * abs(l0))
-            sen.append(sp + sm + 2 * s0)
+            sen.append(mpmath.sqrt(mpmath.fsum(((a + b - 2 * c) * w) ** 2
+                                               for a, b, c, w in zip(gp, gm, g0, amp))))
         d2.append(row)
         size.append(mag)
         sens.append(sen)
@@ -259,8 +275,8 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
         for t in range(len(test)):
             num = abs(mpmath.fsum(cm[j] * d2[t][j] for j in range(k)))
             den = mpmath.fsum(abs(cm[j]) * size[t][j] for j in range(k))
-            data = DATA_ROUNDING * mpmath.mpf(_U) * mpmath.fsum(abs(cm[j]) * sens[t][j]
-                                                                for j in range(k))
+            data = DATA_ROUNDING * mpmath.mpf(_U) * mpmath.sqrt(mpmath.fsum(
+                (cm[j] * sens[t][j]) ** 2 for j in range(k)))
             worst = max(worst, _ratio(num, den))
             worst_data = max(worst_data, _ratio(num, data))
         misfit = float(worst)
@@ -271,12 +287,11 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
         reason = (f"holds at {len(test)} fresh test points to a relative misfit {misfit:.2g} "
                   f"(<= {threshold:.0e}) in {digits}-digit arithmetic")
     elif data_ratio <= 1.0:
-        passed, level = True, "data_precision"
-        reason = (f"holds at {len(test)} fresh test points only up to the rounding of the stored "
-                  f"values (misfit {data_ratio:.2g}x what a relative change of "
-                  f"{DATA_ROUNDING:g} u in the data explains; relative misfit {misfit:.2g}): a "
-                  "near-dependency at the data's own precision, e.g. a translate y + t computed "
-                  "in floating point")
+        passed, level = False, "data_precision"
+        reason = (f"holds at fresh points only up to the rounding of the stored values "
+                  f"(relative misfit {misfit:.2g}, {data_ratio:.2g}x the typical effect of "
+                  "rounding every stored value once): a near-dependency at the data's own "
+                  "precision, not an exact relation")
     else:
         passed, level = False, "failed"
         reason = (f"fails at fresh points in {digits}-digit arithmetic: relative misfit "

@@ -1,0 +1,243 @@
+"""Every threshold and branch of the decision, with inputs on both sides of it.
+
+The expected values are computed here from the formulas documented in the modules' docstrings
+(rank.py, features.py, injectivity/geometry.py, injectivity/verify.py), so that changing a
+constant or a comparison in the code fails a test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ntkcheck import Dataset, Discrete, analyze
+from ntkcheck import analysis as analysis_module
+from ntkcheck.analysis import INCONCLUSIVE, INJECTIVE, NOT_INJECTIVE
+from ntkcheck.features import auto_scales, default_probe_count
+from ntkcheck.injectivity.geometry import Geometry, dataset_geometry
+from ntkcheck.injectivity.verify import verify_relation
+from ntkcheck.rank import Spectrum, classify_singular_values
+
+U = np.finfo(float).eps / 2
+
+
+# ---- rank.py: round-off level, grey zone --------------------------------------------------------
+
+@pytest.mark.parametrize("last, k, grey", [
+    (0.9e-3, 1, []),        # at the round-off level of its direction (sigma <= tau)
+    (1.1e-3, 0, [2]),       # just above it: neither zero nor clearly non-zero (< 100 tau)
+    (0.099, 0, [2]),        # still below GAP * tau = 0.1
+    (0.101, 0, []),         # clearly non-zero (>= 100 tau)
+])
+def test_classification_against_tau_and_gap(last, k, grey):
+    sv = np.array([1.0, 0.5, last])
+    tau = np.full(3, 1e-3)
+    assert classify_singular_values(sv, tau) == (k, grey)
+
+
+def test_only_trailing_values_are_null():
+    """A small singular value followed by a larger one at its own level: only the tail counts."""
+    sv = np.array([1.0, 1e-4, 1e-5])
+    tau = np.array([1e-6, 1e-6, 1e-3])  # v_3 is noisy, v_2 is not
+    assert classify_singular_values(sv, tau) == (1, [])
+    assert classify_singular_values(sv, np.array([1e-6, 1e-3, 1e-6]))[0] == 0
+
+
+def test_vector_noise_formula():
+    """tau(c) = 10 (sum_i |c_i| eta_i + N u) (rank.py docstring); the subspace bound uses the
+    row norms of the basis."""
+    eta = np.array([1e-12, 1e-6, 0.0])
+    spec = Spectrum(np.ones(3), 0.0, 0.0, np.eye(3), eta, eta)
+    v = np.array([[0.6], [0.0], [0.8]])
+    assert spec.vector_noise(v)[0] == pytest.approx(10 * (0.6e-12 + 3 * U), rel=1e-12)
+    basis = np.eye(3)[:, :2]
+    assert spec.subspace_noise(basis) == pytest.approx(10 * (1e-12 + 1e-6 + 3 * U), rel=1e-12)
+
+
+def test_fast_certificate_both_sides():
+    """sigma_min > delta passes; otherwise the per-column form sigma_min(R diag(1/beta)) must
+    exceed sqrt(N) (1 + 4 N eps)."""
+    fast = analysis_module._fast_certificate
+    R = np.diag([1.0, 1e-3])
+    assert fast(Spectrum(np.array([1.0, 1e-3]), 0.9e-3, 0.0, R, np.zeros(2), np.ones(2))) is not None
+    beta = np.array([1e-6, 1e-3 / (np.sqrt(2) * 1.01)])  # sigma_min(R/beta) = 1.01 sqrt(2)
+    assert fast(Spectrum(np.array([1.0, 1e-3]), 2e-3, 0.0, R, np.zeros(2), beta)) is not None
+    beta = np.array([1e-6, 1e-3 / (np.sqrt(2) * 0.99)])
+    assert fast(Spectrum(np.array([1.0, 1e-3]), 2e-3, 0.0, R, np.zeros(2), beta)) is None
+
+
+# ---- features.py: probe law ---------------------------------------------------------------------
+
+def _geometry_with(spreads):
+    return Geometry(np.zeros(1), np.eye(1), 1, True, np.ones(1), np.ones(1), 0.0,
+                    np.array(spreads, dtype=float))
+
+
+def test_auto_scales_add_own_scales_outside_the_band():
+    """rho = 0.05: 1/rho = 20 rounded to half-decades is 10^1.5; scales (1, 3, 10, 30) x that."""
+    base = (1.0, 3.0, 10.0, 30.0)
+    assert auto_scales(_geometry_with([1.0, 0.5, 9.0]), base) == base
+    got = auto_scales(_geometry_with([1.0, 0.05]), base)
+    own = [float(f"{10 ** 1.5 * f:.3g}") for f in base]
+    assert got == tuple(sorted(set(base) | set(own)))
+    assert auto_scales(_geometry_with([0.11]), base) == base   # inside [0.1, 10]
+    assert auto_scales(_geometry_with([0.09]), base) != base   # outside
+    assert auto_scales(_geometry_with([11.0]), base) != base
+    wide = auto_scales(_geometry_with([100.0]), base)
+    assert min(wide) == pytest.approx(0.01)
+
+
+def test_auto_scales_are_bounded():
+    """Spreads over 40 decades: at most 16 scales (the grid is coarsened)."""
+    got = auto_scales(_geometry_with(10.0 ** -np.arange(1, 40)), (1.0, 3.0, 10.0, 30.0))
+    assert len(got) <= 16
+    assert max(got) >= 1e38
+
+
+def test_default_probe_count():
+    assert default_probe_count(10, 3) == 256
+    assert default_probe_count(200, 3) == 2 * 204
+    assert default_probe_count(10, 3, 8) == 512
+
+
+def test_probe_count_guard_both_sides():
+    """M < N + r + 1 probes cannot decide (inconclusive); M = N + r + 1 can."""
+    X = list(np.random.default_rng(0).normal(size=(12, 5, 2)))
+    ds = Dataset.from_tokens(X)
+    low = analyze(ds, probes=12 + 2, exact="never")
+    assert low.verdict == INCONCLUSIVE and "increase --probes to at least 15" in low.reason
+    assert analyze(ds, probes=15 * 8, exact="never").verdict == INJECTIVE
+
+
+# ---- geometry.py: the affine hull ----------------------------------------------------------------
+
+def _documented_hull_levels(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Singular values and levels 10 (sum_l |v_kl| eps_l + sqrt(d) u ||A||_F) with
+    eps_l = (3 + log2 P) u max|y'_l|, for uniform token weights (geometry.py docstring),
+    computed independently."""
+    Y = X.reshape(-1, X.shape[-1])
+    P, d = Y.shape
+    span = Y.max(axis=0) - Y.min(axis=0)
+    scale = 2.0 ** np.round(np.log2(span))
+    Ye = Y / scale
+    A = (Ye - Ye.mean(axis=0)) / np.sqrt(P)
+    eps = (3 + np.log2(P)) * U * np.abs(Ye).max(axis=0)
+    _, sv, Vt = np.linalg.svd(A, full_matrices=False)
+    return sv, 10 * (np.abs(Vt) @ eps + np.sqrt(d) * U * np.linalg.norm(A))
+
+
+def test_hull_tolerance_matches_the_documented_formula():
+    X = np.random.default_rng(1).normal(size=(8, 4, 3)) * np.array([1e3, 1.0, 1e-4]) + 5.0
+    geo = dataset_geometry(Dataset.from_tokens(list(X)))
+    sv, level = _documented_hull_levels(X)
+    assert geo.rank == 3
+    assert geo.hull_tolerance == pytest.approx(level.max(), rel=1e-6)
+    assert np.allclose(geo.hull_singular_values, sv, rtol=1e-10)
+
+
+@pytest.mark.parametrize("factor, dim", [(0.3, 2), (3.0, 3)])
+def test_hull_keeps_a_direction_just_above_its_tolerance(factor, dim):
+    """Coordinate 3 is 0.5 +- k ulp(0.5) (60 tokens). Equilibrated by its own range 2k ulp, its
+    centred column has norm 1/2 and its rounding level is eps_3 = (3 + log2 60) / (4k), so by the
+    documented threshold it is kept iff 1/2 > 10 eps_3, i.e. k > 5 (3 + log2 60) ~ 44.5: a
+    variation of a few ulps is round-off, one of a few hundred ulps is a direction, whatever the
+    size of the coordinate."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(10, 6, 3))
+    noise = np.where(rng.random(size=X.shape[:2]) < 0.5, -1.0, 1.0)
+    steps = int(factor * 5 * (3 + np.log2(60)))
+    X[..., 2] = 0.5 + noise * steps * np.spacing(0.5)
+    g = dataset_geometry(Dataset.from_tokens(list(X)))
+    assert g.rank == dim, (steps, g.hull_singular_values, g.hull_tolerance)
+
+
+# ---- verify.py: the re-check's two levels --------------------------------------------------------
+
+def _pair(shift_ulps: int):
+    rng = np.random.default_rng(3)
+    Y = rng.normal(size=(5, 2))
+    moved = Y + np.array([0.5, -1.0])  # rounded translate
+    moved[2, 0] = moved[2, 0] + shift_ulps * np.spacing(moved[2, 0])
+    return [Discrete(Y), Discrete(moved)]
+
+
+def _check(dists):
+    geo = dataset_geometry(Dataset(("a", "b"), tuple(dists)))
+    return verify_relation(dists, np.array([1.0, -1.0]), geo.transform, geo.spreads[:2], seed=0)
+
+
+def test_rounded_translate_is_a_data_precision_relation():
+    chk = _check(_pair(0))
+    assert chk.passed and chk.level == "data_precision"
+    assert 1e-20 < chk.misfit < 1e-14 and chk.data_ratio <= 1
+
+
+def test_a_few_ulps_more_fails_the_recheck():
+    """One atom moved by 64 ulps beyond the rounding: no longer explained by relative changes of
+    2 u of the stored values."""
+    chk = _check(_pair(64))
+    assert chk.passed is False and chk.level == "failed" and chk.data_ratio > 1
+
+
+def test_exact_relation_level():
+    Y = np.random.default_rng(4).integers(-8, 8, size=(5, 2)) / 4
+    chk = _check([Discrete(Y), Discrete(Y + 0.25)])
+    assert chk.passed and chk.level == "exact" and chk.misfit < 1e-40
+
+
+# ---- analysis.py: branches -----------------------------------------------------------------------
+
+def test_uncertified_injective_needs_the_redraw(monkeypatch):
+    """Without a certificate, injective needs every singular value >= GAP tau on a redraw made
+    with seed + 1; when the redraw fails the gap test the verdict is inconclusive."""
+    monkeypatch.setattr(analysis_module, "_fast_certificate", lambda spec: None)
+    ds = Dataset.from_tokens(list(np.random.default_rng(5).normal(size=(10, 5, 2))))
+    r = analyze(ds, exact="never", seed=7)
+    assert r.verdict == INJECTIVE and r.evidence == "numerical"
+    assert r.verification["method"] == "confirmation draw" and r.verification["seed"] == 8
+    calls = []
+    real = analysis_module.svd_spectrum
+
+    def worse_on_redraw(feats):
+        spec = real(feats)
+        calls.append(feats.probes.seed)
+        if feats.probes.seed == 8:  # inflate the redraw's noise: gap lost
+            return Spectrum(spec.singular_values, spec.tolerance, spec.noise, spec.triangle,
+                            spec.col_noise * 1e12, spec.col_bound)
+        return spec
+
+    monkeypatch.setattr(analysis_module, "svd_spectrum", worse_on_redraw)
+    r = analyze(ds, exact="never", seed=7)
+    assert calls == [7, 8]
+    assert r.verdict == INCONCLUSIVE and "redraw" in r.reason
+
+
+def test_grey_zone_is_inconclusive(monkeypatch):
+    """A singular value between tau and GAP tau of its direction: inconclusive, with the
+    numbers and the names in the reason."""
+    monkeypatch.setattr(analysis_module, "_fast_certificate", lambda spec: None)
+    real = analysis_module.svd_spectrum
+
+    def noisy(feats):
+        spec = real(feats)
+        sv = spec.singular_values
+        # make the smallest singular value 10x its own level
+        eta = np.full_like(spec.col_noise, sv[-1] / 10 / 10)
+        return Spectrum(sv, spec.tolerance, spec.noise, spec.triangle, eta, spec.col_bound)
+
+    monkeypatch.setattr(analysis_module, "svd_spectrum", noisy)
+    ds = Dataset.from_tokens(list(np.random.default_rng(6).normal(size=(8, 5, 2))))
+    r = analyze(ds, exact="never")
+    assert r.verdict == INCONCLUSIVE and "grey zone" in r.reason and "seq" in r.reason
+
+
+def test_failed_recheck_is_never_printed():
+    """A near-translate whose perturbation (1e-13) is below the test's resolution looks like a
+    null vector, but its relation fails the extended-precision re-check: not printed,
+    verdict inconclusive, and the reason says so."""
+    X = list(np.random.default_rng(0).normal(size=(10, 5, 3)))
+    X[1] = X[0] + 0.25
+    X[1][2, 1] += 1e-13
+    r = analyze(Dataset.from_tokens(X), exact="never")
+    assert r.verdict == INCONCLUSIVE and r.dependencies == ()
+    assert "re-check" in r.reason and "misfit" in r.reason
