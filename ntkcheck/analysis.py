@@ -46,7 +46,7 @@ from .features import (FeatureMatrix, auto_scales, feature_matrix, make_probes, 
                        probe_settings)
 from .injectivity.verify import verify_relation
 from .kernels import condition_number, effective_rank
-from .prescreen import Finding, prescreen
+from .injectivity.screen import screen as structural_screen
 from .rank import (GAP, Dependency, Spectrum, classify_singular_values, fit_dependency,
                    null_space_basis, svd_spectrum)
 
@@ -96,7 +96,7 @@ class AnalysisResult:
     tolerance: float
     noise: float
     dependencies: tuple[Dependency, ...]
-    findings: tuple[Finding, ...]
+    findings: tuple
     settings: dict
     redraw: np.ndarray | None = None
     exact: dict | None = field(default=None)
@@ -214,12 +214,84 @@ def analyze(data: Dataset | Sequence[Distribution], *, names: Sequence[str] | No
 
 def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[float] | None,
                        seed: int, whiten: bool, say: Progress) -> AnalysisResult:
-    """The rank / SVD decision of SPEC §3 and §3a (steps of the module docstring)."""
-    N, d = len(dataset), dataset.dim
+    """Structural screen, then the dense test on the core (SPEC §7), combined."""
     if seed < 0:
         raise InputError(f"must be a non-negative integer, got {seed}", field="seed")
-    say("pre-screen")
-    findings = tuple(prescreen(dataset))
+    say("structural screen")
+    scr = structural_screen(dataset)
+    findings = scr.diracs + scr.classes
+    structural = _structural_dependencies(scr, dataset)
+    if not scr.core:
+        return AnalysisResult(
+            NOT_INJECTIVE, "exact" if scr.exact_reductions else "numerical",
+            f"the structural screen finds {_count(scr.reductions)} and every distribution is "
+            "a Dirac mass or a member of a class", dataset.names, dataset.dim, 0, np.zeros(0),
+            0.0, 0.0, tuple(structural), findings,
+            {"probes": 0, "scales": [], "seed": seed, "whitening": whiten, "core_size": 0,
+             "affine_hull_dim": 0, "probe_law": "gaussian"})
+    if scr.reductions == 0:
+        core = _dense_test(dataset, probes, scales, seed, whiten, say)
+        return replace(core, findings=findings,
+                       settings={**core.settings, "core_size": len(dataset)})
+    idx = list(scr.core)
+    core_ds = Dataset(tuple(dataset.names[i] for i in idx),
+                      tuple(dataset.distributions[i] for i in idx), dataset.source)
+    say(f"dense test on the core ({len(idx)} of {len(dataset)} distributions)")
+    core = _dense_test(core_ds, probes, scales, seed, whiten, say)
+    exact = scr.exact_reductions > 0
+    if core.verdict == NOT_INJECTIVE:
+        tail = f"the dense test on the core adds {_count(len(core.dependencies))}"
+    elif core.verdict == INJECTIVE:
+        tail = (f"the core of {len(idx)} is injective ({core.evidence}), so these are all the "
+                "dependencies")
+    else:
+        tail = (f"the dense test on the core of {len(idx)} is inconclusive ({core.reason}), so "
+                "there may be more")
+    reason = (f"the structural screen finds {_count(scr.reductions)} ({scr.exact_reductions} "
+              f"exact); {tail}")
+    return replace(core, verdict=NOT_INJECTIVE, evidence="exact" if exact else "numerical",
+                   reason=reason, names=dataset.names,
+                   dependencies=tuple(structural) + core.dependencies, findings=findings,
+                   settings={**core.settings, "core_size": len(idx),
+                             "core_verdict": core.verdict, "core_evidence": core.evidence})
+
+
+def _structural_dependencies(scr, dataset: Dataset) -> list[Dependency]:
+    """One relation per reduction of the screen: e_i for a Dirac mass at c (LSE = <c, z>),
+    LSE[parent] - LSE[member] = -<t, z> for a member translated by t from its parent."""
+    index = {name: i for i, name in enumerate(dataset.names)}
+    deps = []
+    for f in scr.diracs:
+        deps.append(Dependency({f.name: 1.0}, 0.0, tuple(float(x) for x in f.point), 0.0,
+                               exact=f.evidence == "exact",
+                               verification=_screen_verification(f.evidence)))
+    for c in scr.classes:
+        shift = {m: np.asarray(t, dtype=float) for m, t in zip(c.members, c.shifts)}
+        for pos in range(1, c.size):
+            member, parent = c.members[pos], c.parents[pos]
+            t = shift[member] - shift[parent]
+            deps.append(Dependency({dataset.names[parent]: 1.0, c.names[pos]: -1.0}, 0.0,
+                                   tuple(float(-x) for x in t), 0.0,
+                                   exact=c.evidence[pos] == "exact",
+                                   verification=_screen_verification(c.evidence[pos])))
+    del index
+    return deps
+
+
+def _screen_verification(evidence: str) -> dict:
+    if evidence == "exact":
+        return {"method": "structural screen", "level": "exact", "passed": True,
+                "reason": "equal in exact arithmetic on the stored binary64 values"}
+    return {"method": "structural screen", "level": "data_precision", "passed": True,
+            "reason": "equal up to the rounding of the stored values (e.g. y + t computed in "
+                      "floating point): a near-dependency at the data's own precision"}
+
+
+def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | None,
+                seed: int, whiten: bool, say: Progress) -> AnalysisResult:
+    """The rank / SVD decision of SPEC §3 and §3a (steps of the module docstring)."""
+    N, d = len(dataset), dataset.dim
+    findings: tuple = ()
     say("geometry")
     geom = make_whitening(dataset, whiten)
     mode = "auto" if scales is None else "given"

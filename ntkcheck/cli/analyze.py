@@ -131,12 +131,23 @@ def render_report(result: AnalysisResult, source: str) -> None:
                 tag = f"exact; {dep.certificate['check']['digits']}-digit check {dep.residual:.1e}"
             else:
                 text = dep.describe()
-                tag = "exact" if dep.exact else f"residual {dep.residual:.1e}"
+                tag = _verification_tag(dep)
             out.print(f"  {j}. {escape(text)}   [dim]({tag})[/]")
     if result.findings:
-        out.print("pre-screen:")
+        out.print("structure:")
         for f in result.findings:
             out.print(f"  - {escape(f.describe())}")
+
+
+def _verification_tag(dep) -> str:
+    """How a relation was checked, in a few words."""
+    v = dep.verification or {}
+    if v.get("method") == "structural screen":
+        return ("exact: structural screen" if v.get("level") == "exact" else
+                "structural screen: equal up to the rounding of the stored values")
+    if "digits" in v:
+        return f"re-checked at fresh points, {v['digits']} digits: misfit {v['misfit']:.1e}"
+    return "exact" if dep.exact else f"residual {dep.residual:.1e}"
 
 
 def _render_gram(out, summary: dict | None, top: int = 4) -> None:
