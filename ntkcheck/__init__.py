@@ -15,13 +15,15 @@ from .kernels import (Kernel, KernelSpectrum, full_kernel, gram_kernel, kernel_s
 from .meanfield import (EmpiricalNTK, Gradient, LossKind, MeanFieldTransformer, RegressionLoss,
                         TrainConfig, TrainResult, empirical_ntk, gradient_flow,
                         load_train_config, loss_and_gradient, teacher_data, train)
-from .prescreen import Finding, prescreen
+from .injectivity.screen import ScreenResult, screen
+from .injectivity.verify import RelationCheck, verify_relation
 from .rank import Dependency
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "analyze", "AnalysisResult", "Dependency", "Finding", "prescreen",
+    "analyze", "AnalysisResult", "Dependency", "screen", "ScreenResult", "verify_relation",
+    "RelationCheck",
     "load_dataset", "load_spec",
     "decide_exact", "ExactBudget", "ExactDependency", "ExactRefused", "ExactResult",
     "Kernel", "KernelSpectrum", "kernel_spectrum", "spectrum_summary", "qk_kernel",

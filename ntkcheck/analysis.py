@@ -78,7 +78,7 @@ class AnalysisResult:
     tolerance : delta, the rigorous round-off bound on F_perp
     noise : tau, the round-off level
     dependencies : a sparse basis of the dependency space
-    findings : pre-screen facts (Dirac, duplicate, translate)
+    findings : the structural screen's Dirac masses and classes of duplicates / translates
     settings : probes, scales, seed, whitening, affine-hull dimension
     redraw : singular values of the confirmation draw, when one was made
     exact : the exact test's summary (``status`` "decided" or "skipped", engine, D, variables,
@@ -108,6 +108,18 @@ class AnalysisResult:
     def n_distributions(self) -> int:
         return len(self.names)
 
+    def structure_dict(self) -> dict:
+        """The structural screen's findings: Dirac masses and classes (one entry per class of
+        duplicates or translates, however large), with the number of relations they give."""
+        diracs = [f.to_dict() for f in self.findings if f.to_dict()["kind"] == "dirac"]
+        classes = [f.to_dict() for f in self.findings if f.to_dict()["kind"] != "dirac"]
+        relations = len(diracs) + sum(c["relations"] for c in classes)
+        exact = (sum(d["evidence"] == "exact" for d in diracs)
+                 + sum(e == "exact" for c in classes for e in c["evidence"][1:]))
+        return {"reductions": relations, "exact_reductions": exact,
+                "core_size": self.settings.get("core_size", len(self.names)),
+                "diracs": diracs, "classes": classes}
+
     @property
     def exit_code(self) -> int:
         """0 injective, 1 not injective, 3 inconclusive (the CLI's exit codes)."""
@@ -129,7 +141,7 @@ class AnalysisResult:
             "noise": self.noise,
             "names": list(self.names),
             "dependencies": [d.to_dict() for d in self.dependencies],
-            "prescreen": [f.to_dict() for f in self.findings],
+            "structure": self.structure_dict(),
             "settings": dict(self.settings),
         }
         if self.redraw is not None:

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from ntkcheck import Dataset, Discrete, GaussianMixture, UniformBox
 from ntkcheck.analysis import INCONCLUSIVE, INJECTIVE, NOT_INJECTIVE, analyze
 from ntkcheck.features import feature_matrix, make_probes, make_whitening
-from ntkcheck.prescreen import prescreen
 
 COEF_RTOL = 1e-7
 
@@ -251,11 +250,15 @@ def test_permutation_invariance(seed):
         assert normalised(dep, order) == pytest.approx(normalised(other, order), rel=COEF_RTOL)
 
 
-# ---- pre-screen -------------------------------------------------------------------------------
+# ---- structural screen inside analyze -----------------------------------------------------------
 
-def test_prescreen_finds_diracs_duplicates_translates():
-    """Pre-screen flags a Dirac (discrete and degenerate box), a duplicate up to token order and a
-    translate with its shift (names[1] = names[0] + t)."""
+def _relations(result):
+    return {tuple(sorted(d.coefficients)): d for d in result.dependencies}
+
+
+def test_structure_gives_diracs_duplicates_translates_with_their_affine_parts():
+    """A Dirac at c has LSE = <c, z>; a duplicate up to order differs by 0; x + t differs by
+    <t, z>, so LSE[x] - LSE[xt] = -<t, z> (known from the construction)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(5, 2))
     t = np.array([0.5, -2.0])
@@ -263,20 +266,26 @@ def test_prescreen_finds_diracs_duplicates_translates():
                  (Discrete([[1.0, 1.0], [1.0, 1.0]]), Discrete(x), Discrete(x[::-1]),
                   Discrete(x + t), UniformBox([0.0, 1.0], [0.0, 1.0]),
                   Discrete(rng.normal(size=(5, 2)))))
-    found = {(f.kind, f.names): f for f in prescreen(ds)}
-    assert ("dirac", ("dirac",)) in found
-    assert ("dirac", ("flat",)) in found
-    assert ("duplicate", ("x", "xperm")) in found
-    tr = found[("translate", ("x", "xt"))]
-    assert np.allclose(tr.shift, t, atol=1e-12)
-    assert not any("other" in names for _, names in found)
+    r = analyze(ds, exact="never")
+    assert r.verdict == NOT_INJECTIVE and r.evidence == "exact"
+    rel = _relations(r)
+    assert set(rel) == {("dirac",), ("flat",), ("x", "xperm"), ("x", "xt")}
+    assert rel[("dirac",)].linear == (1.0, 1.0) and rel[("dirac",)].exact
+    assert rel[("flat",)].linear == (0.0, 1.0)
+    assert rel[("x", "xperm")].coefficients == {"x": 1.0, "xperm": -1.0}
+    assert rel[("x", "xperm")].linear == (0.0, 0.0) and rel[("x", "xperm")].exact
+    tr = rel[("x", "xt")]
+    assert tr.coefficients == {"x": 1.0, "xt": -1.0}
+    assert np.allclose(tr.linear, -t, atol=1e-12)
+    assert r.settings["core_size"] == 2
 
 
-def test_prescreen_box_translate():
-    """Two boxes of equal widths are translates."""
+def test_box_translate_is_structural():
+    """Two boxes of equal widths are translates: LSE[a] - LSE[b] = -2.5 z (exact shift)."""
     ds = Dataset(("a", "b"), (UniformBox([0.0], [1.0]), UniformBox([2.5], [3.5])))
-    (f,) = prescreen(ds)
-    assert f.kind == "translate" and f.shift == pytest.approx((2.5,))
+    r = analyze(ds, exact="never")
+    (dep,) = r.dependencies
+    assert dep.coefficients == {"a": 1.0, "b": -1.0} and dep.linear == (-2.5,) and dep.exact
 
 
 # ---- result schema ----------------------------------------------------------------------------
