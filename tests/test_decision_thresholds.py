@@ -242,3 +242,92 @@ def test_failed_recheck_is_never_printed():
     r = analyze(Dataset.from_tokens(X), exact="never")
     assert r.verdict == INCONCLUSIVE and r.dependencies == ()
     assert "re-check" in r.reason and "misfit" in r.reason
+
+
+def test_redraw_gap_threshold(monkeypatch):
+    """On the redraw, a smallest ratio sigma / tau of 50 (< GAP = 100) is inconclusive and one
+    of 200 is injective."""
+    monkeypatch.setattr(analysis_module, "_fast_certificate", lambda spec: None)
+    real = analysis_module.svd_spectrum
+    ds = Dataset.from_tokens(list(np.random.default_rng(5).normal(size=(10, 5, 2))))
+    verdicts = {}
+    for target in (50.0, 200.0):
+        def scaled(feats, target=target):
+            spec = real(feats)
+            if feats.probes.seed != 8:
+                return spec
+            V = spec.right_vectors()
+            ratio = spec.singular_values / spec.vector_noise(V)
+            # scaling eta by f multiplies every tau by ~f (the floor is negligible here)
+            f = ratio.min() / target
+            return Spectrum(spec.singular_values, spec.tolerance, spec.noise, spec.triangle,
+                            spec.col_noise * f, spec.col_bound)
+        monkeypatch.setattr(analysis_module, "svd_spectrum", scaled)
+        verdicts[target] = analyze(ds, exact="never", seed=7).verdict
+    assert verdicts == {50.0: INCONCLUSIVE, 200.0: INJECTIVE}
+
+
+def _binomial_bernoulli_plus(extra):
+    """Binomial(2, 1/2) = Bernoulli(1/2) * Bernoulli(1/2): LSE[binom] - 2 LSE[bern] = 0, a
+    relation only the dense test can find (no two laws are translates)."""
+    rng = np.random.default_rng(8)
+    laws = [Discrete([[0.0], [1.0], [2.0]], [0.25, 0.5, 0.25]), Discrete([[0.0], [1.0]])]
+    laws += [Discrete(rng.normal(size=(4, 1))) for _ in range(4)]
+    names = ["binom", "bern", "g0", "g1", "g2", "g3"]
+    for k, law in enumerate(extra):
+        laws.append(law)
+        names.append(f"x{k}")
+    return laws, names
+
+
+def test_dense_relation_is_verified_and_printed():
+    laws, names = _binomial_bernoulli_plus([])
+    r = analyze(laws, names=names, exact="never")
+    assert r.verdict == NOT_INJECTIVE and r.evidence == "numerical"
+    (dep,) = r.dependencies
+    assert dep.coefficients == pytest.approx({"binom": 1.0, "bern": -2.0}, rel=1e-12)
+    assert dep.verification["level"] == "exact" and dep.verification["passed"] is True
+
+
+def test_true_and_false_candidates_together():
+    """A true dense relation next to a near-translate below the test's resolution: the true one
+    is printed (not_injective), the false one is not, and the reason counts it."""
+    rng = np.random.default_rng(9)
+    y = rng.normal(size=(5, 1))
+    moved = y + 0.25
+    moved[2, 0] += 1e-13
+    laws, names = _binomial_bernoulli_plus([Discrete(y), Discrete(moved)])
+    r = analyze(laws, names=names, exact="never")
+    assert r.verdict == NOT_INJECTIVE
+    assert [sorted(d.coefficients) for d in r.dependencies] == [["bern", "binom"]]
+    assert "did not" in r.reason
+
+
+def test_unchecked_relation_is_not_printed(monkeypatch):
+    """A candidate the re-check cannot afford (work budget) is never printed."""
+    from ntkcheck.injectivity import verify
+    monkeypatch.setattr(verify, "MAX_WORK", 1)
+    laws, names = _binomial_bernoulli_plus([])
+    r = analyze(laws, names=names, exact="never")
+    assert r.verdict == INCONCLUSIVE and r.dependencies == ()
+    assert "not re-checked" in r.reason
+
+
+@pytest.mark.parametrize("shift, evidence", [(0.25, "exact"), (0.1, None)])
+def test_structural_evidence_follows_exact_arithmetic(shift, evidence):
+    """x + t is an exact translate when every sum is exact in binary64 (checked here with
+    Fractions); otherwise it holds up to rounding and the evidence is numerical."""
+    from fractions import Fraction
+    rng = np.random.default_rng(10)
+    x = rng.integers(-16, 16, size=(5, 2)) / 8 if evidence == "exact" else rng.normal(size=(5, 2))
+    moved = x + shift
+    exact = all(Fraction(b) - Fraction(a) == Fraction(shift)
+                for a, b in zip(x.ravel(), moved.ravel()))
+    expected = "exact" if exact else "numerical"
+    if evidence is not None:
+        assert expected == evidence
+    laws = [Discrete(x), Discrete(moved)] + [Discrete(rng.normal(size=(5, 2))) for _ in range(3)]
+    r = analyze(laws, exact="never")
+    (dep,) = r.dependencies
+    assert dep.exact == (expected == "exact")
+    assert r.evidence == expected
