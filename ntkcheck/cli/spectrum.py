@@ -89,16 +89,17 @@ def spectrum_command(
                                help="Kernel: qk (query-key NTK), value (value NTK), full "
                                     "(qk + value) or gram (feature Gram)."),
     probes: Optional[int] = typer.Option(
-        None, "--probes", min=1, help="Number of probe points [default: max(2(N+d+1), 256)]."),
+        None, "--probes", min=1, show_default="max(2 (N + d + 1), 256)",
+        help="Number of probe points."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe draw."),
-    scales: Optional[str] = typer.Option(None, "--scales",
-                                         help="Comma-separated probe scales [default: 1,3,10,30]."),
+    scales: Optional[str] = typer.Option(None, "--scales", show_default="1,3,10,30",
+                                         help="Comma-separated probe scales."),
     no_whiten: bool = typer.Option(False, "--no-whiten", help="Do not whiten the probes."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
-    save: Optional[Path] = typer.Option(None, "--save",
+    save: Optional[Path] = typer.Option(None, "--save", show_default="none",
                                         help="Write the kernel matrix and its eigendecomposition "
                                              "to this .npz file."),
-    plot: Optional[Path] = typer.Option(None, "--plot",
+    plot: Optional[Path] = typer.Option(None, "--plot", show_default="none",
                                         help="Draw the spectrum (and, in 1-D/2-D, the smallest "
                                              "eigenvector's LSE combination) to this PNG file "
                                              "(needs ntkcheck[plot])."),
