@@ -127,6 +127,14 @@ class Discrete(Distribution):
     rational: Mapping[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.rational is None:  # Fraction / Decimal inputs stay exact for the exact test
+            from .arrays import exact_entries
+
+            exact = {"atoms": exact_entries(self.atoms), "weights": exact_entries(self.weights)}
+            if any(v is not None for v in exact.values()):
+                if exact["atoms"] is None:
+                    exact["atoms"] = np.asarray(np.asarray(self.atoms).tolist(), dtype=object)
+                object.__setattr__(self, "rational", exact)
         atoms = _finite_array(self.atoms, "atoms", 2)
         if atoms.shape[0] == 0:
             raise InputError("is empty; a distribution needs at least one atom", field="atoms")

@@ -70,16 +70,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import scipy.linalg
 
+from .arrays import as_dataset
 from .dataset import CHUNK_ELEMENTS, Dataset
 from .errors import InputError
 from .features import (DEFAULT_SCALES, ProbeSet, Whitening, feature_matrix, probe_settings,
                        make_probes, make_whitening)
 from .rank import svd_spectrum
+
+if TYPE_CHECKING:
+    from .arrays import DataLike
 
 __all__ = ["Kernel", "KernelSpectrum", "kernel_spectrum", "qk_kernel", "value_kernel",
            "full_kernel", "gram_kernel", "kernel_matrix", "parse_kernel", "spectrum_summary",
@@ -401,17 +405,21 @@ def _ntk_tolerance(K: np.ndarray, lam_max: float, features_per_column: int) -> f
                                       + N * max(lam_max, 0.0)))
 
 
-def kernel_spectrum(dataset: Dataset, kernel: "str | Kernel" = Kernel.QK, *,
-                    probes: "int | None" = None, scales: Sequence[float] = DEFAULT_SCALES,
+def kernel_spectrum(dataset: "DataLike", kernel: "str | Kernel" = Kernel.QK, *,
+                    names: "Sequence[str] | None" = None, weights: Any = None,
+                    lengths: Any = None, mask: Any = None, probes: "int | None" = None, scales: Sequence[float] = DEFAULT_SCALES,
                     seed: int = 0, whiten: bool = True,
                     budget: int = CHUNK_ELEMENTS) -> KernelSpectrum:
     """Kernel of SPEC §5 on the rank test's probes and whitening, and its spectrum.
 
     Parameters
     ----------
-    dataset : Dataset
+    dataset : Dataset, sequence of Distribution, token array (N, n, d), list of (n_i, d)
+        arrays, or an object with ``__array__`` (see :func:`ntkcheck.arrays.as_dataset`)
         The distributions mu_1..mu_N on R^d.
     kernel : 'qk' (default), 'value', 'full' or 'gram'
+    names, weights, lengths, mask : optional
+        Names, token weights and padding of token arrays, as for ``analyze``.
     probes : int, optional
         Number M of probes; default max(2 (N + d + 1), 256) as for ``analyze``.
     scales : sequence of float
@@ -427,6 +435,7 @@ def kernel_spectrum(dataset: Dataset, kernel: "str | Kernel" = Kernel.QK, *,
     -------
     KernelSpectrum
     """
+    dataset = as_dataset(dataset, names=names, weights=weights, lengths=lengths, mask=mask)
     kind = parse_kernel(kernel)
     N, d = len(dataset), dataset.dim
     scales, M = probe_settings(scales, probes, N, d)
