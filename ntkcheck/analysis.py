@@ -46,6 +46,7 @@ from .features import (DEFAULT_SCALES, FeatureMatrix, Whitening, feature_matrix,
                        make_whitening, probe_settings)
 from .kernels import condition_number, effective_rank
 from .prescreen import Finding, prescreen
+from .results import AnalysisDisplay
 from .rank import GAP, Dependency, Spectrum, fit_dependency, null_space_basis, svd_spectrum
 
 if TYPE_CHECKING:
@@ -64,8 +65,8 @@ DEFAULT_EXACT_TIMEOUT = 30.0
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class AnalysisResult:
+@dataclass(frozen=True, repr=False)
+class AnalysisResult(AnalysisDisplay):
     """Verdict of the injectivity test with everything that supports it.
 
     Attributes

@@ -81,6 +81,7 @@ from .errors import InputError
 from .features import (DEFAULT_SCALES, ProbeSet, Whitening, feature_matrix, probe_settings,
                        make_probes, make_whitening)
 from .rank import svd_spectrum
+from .results import SpectrumDisplay
 
 if TYPE_CHECKING:
     from .arrays import DataLike
@@ -239,8 +240,8 @@ def kernel_matrix(dataset: Dataset, kernel: "str | Kernel", whitening: Whitening
 # spectra
 
 
-@dataclass(frozen=True)
-class KernelSpectrum:
+@dataclass(frozen=True, repr=False)
+class KernelSpectrum(SpectrumDisplay):
     """Eigen-decomposition of one kernel with its round-off tolerance (SPEC §5).
 
     Attributes
@@ -338,10 +339,12 @@ class KernelSpectrum:
         norms = np.linalg.norm(c, axis=0)
         return c / np.where(norms > 0, norms, 1.0)
 
-    def to_dict(self) -> dict:
-        """JSON-ready dictionary (the ``spectrum --json`` schema of the README)."""
+    def to_dict(self, *, arrays: bool = False) -> dict:
+        """JSON-ready dictionary (the ``spectrum --json`` schema of the README); with
+        ``arrays=True`` also the kernel matrix, the eigenvectors and the coefficient scale, so
+        that :meth:`from_dict` can rebuild the spectrum."""
         cond = self.condition_number
-        return {
+        out = {
             "kernel": self.kernel,
             "description": KERNEL_DESCRIPTIONS[Kernel(self.kernel)],
             "names": list(self.names),
@@ -357,6 +360,11 @@ class KernelSpectrum:
             "tolerance": self.tolerance,
             "settings": dict(self.settings),
         }
+        if arrays:
+            out["matrix"] = self.matrix.tolist()
+            out["eigenvectors"] = self.eigenvectors.tolist()
+            out["coefficient_scale"] = [float(x) for x in self.coefficient_scale]
+        return out
 
 
 def spectrum_summary(spectrum: KernelSpectrum, top: int = 5) -> dict:
