@@ -4,6 +4,7 @@ gradient flow.
 """
 
 from .analysis import AnalysisResult, analyze
+from .arrays import as_dataset, training_set
 from .dataset import Dataset
 from .distributions import Discrete, Distribution, GaussianMixture, UniformBox
 from .errors import ConfigError, InputError, NtkcheckError, NtkcheckWarning, NumericalError
@@ -15,6 +16,7 @@ from .kernels import (Kernel, KernelSpectrum, full_kernel, gram_kernel, kernel_s
 from .meanfield import (EmpiricalNTK, Gradient, LossKind, MeanFieldTransformer, RegressionLoss,
                         TrainConfig, TrainResult, empirical_ntk, gradient_flow,
                         load_train_config, loss_and_gradient, teacher_data, train)
+from .meanfield.trained import Run, TrainedModel, load_run
 from .prescreen import Finding, prescreen
 from .rank import Dependency
 
@@ -28,7 +30,8 @@ __all__ = [
     "value_kernel", "full_kernel", "gram_kernel",
     "MeanFieldTransformer", "LossKind", "RegressionLoss", "Gradient", "loss_and_gradient",
     "EmpiricalNTK", "empirical_ntk", "gradient_flow", "TrainConfig", "TrainResult",
-    "load_train_config", "train", "teacher_data",
+    "load_train_config", "train", "teacher_data", "load_run", "Run", "TrainedModel",
+    "as_dataset", "training_set",
     "Dataset", "Discrete", "Distribution", "GaussianMixture", "UniformBox",
     "ConfigError", "InputError", "NtkcheckError", "NtkcheckWarning", "NumericalError",
     "TokenArrays", "load_token_npz", "__version__",

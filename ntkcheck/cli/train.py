@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..meanfield.config import load_train_config, load_training_set
+from ..meanfield.explain import ntk_explanation
 from ..meanfield.flow import StepRecord
 from ..meanfield.run import TrainResult, train
 from .app import app, cli_errors, stderr_console, stdout_console
@@ -114,6 +115,11 @@ def render_summary(result: TrainResult) -> None:
     if result.ntk_min_eig is not None:
         out.print(f"ntk         smallest eigenvalue {result.ntk_min_eig:.4e} "
                   f"(step {result.ntk_step})")
+        at = next((r for r in result.history if r.step == result.ntk_step), None)
+        for line in ntk_explanation(result.ntk_min_eig, result.config.flow.step_size,
+                                    at.pl_ratio if at else None, at.loss if at else None,
+                                    result.ntk_step):
+            out.print(f"            [dim]{escape(line)}[/]")
     else:
         out.print("ntk         not computed (set output.ntk_every > 0 or --ntk-every)")
     m = result.config.model
