@@ -248,3 +248,12 @@ def test_help_shows_every_default(command):
               if p.param_type_name == "option" and not p.is_flag and not p.required]
     assert all(p.show_default not in (False, None) or p.default is not None for p in valued)
     assert text.count("[default:") == len(valued), text
+
+
+def test_quiet_keeps_json_of_spectrum_and_train(tmp_path):
+    """`spectrum -q --json` and `train -q --json` still print their JSON document."""
+    r = CliRunner().invoke(app, ["spectrum", str(SAMPLES / "mixed.toml"), "-q", "--json"])
+    assert r.exit_code == 3 and json.loads(r.stdout)["kernel"] == "qk"
+    r = CliRunner().invoke(app, ["train", str(SAMPLES / "train.toml"), "--out",
+                                 str(tmp_path / "run"), "--steps", "2", "-q", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["step"] == 2

@@ -103,7 +103,7 @@ def spectrum_command(
                                         help="Draw the spectrum (and, in 1-D/2-D, the smallest "
                                              "eigenvector's LSE combination) to this PNG file "
                                              "(needs ntkcheck[plot])."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; use the exit code."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no text report (--json is still printed); use the exit code."),
 ) -> None:
     """Kernel spectrum (SPEC §5): exit 0 positive definite, 3 singular to working precision."""
     kind = parse_kernel(kernel)
@@ -129,7 +129,7 @@ def spectrum_command(
                      settings=np.array(json.dumps(spectrum.settings)))
     if plotter is not None:
         plotter(spectrum, plot, dataset)
-    if as_json and not quiet:
+    if as_json:  # -q never silences a machine format asked for
         document = spectrum.to_dict()
         document["file"] = str(file)
         sys.stdout.write(json.dumps(document, indent=2) + "\n")

@@ -66,7 +66,7 @@ def train_command(
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Start over in an output dir that holds a run."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; use the exit code."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no text report (--json is still printed); use the exit code."),
 ) -> None:
     """Run the gradient flow of CONFIG: exit 0 done, 2 bad input, 4 diverged, 130 interrupted."""
     config = load_train_config(config_file).with_overrides(
@@ -84,7 +84,7 @@ def train_command(
     else:
         result = train(config, resume=resume, overwrite=overwrite,
                        progress=_PlainProgress(0, total), training_set=training_set)
-    if as_json and not quiet:
+    if as_json:  # -q never silences a machine format asked for
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     elif not quiet:
         render_summary(result)
