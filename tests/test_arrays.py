@@ -198,6 +198,14 @@ def main() -> int:
     again = nk.AnalysisResult.from_dict(exact.to_dict())
     print(verdict, smallest, again.verdict, result.exit_code)
     return 0
+
+
+def after_training(run_dir: str, tokens: np.ndarray) -> np.ndarray:
+    run: nk.Run = nk.load_run(run_dir)
+    losses: np.ndarray = run.history["loss"]
+    model: nk.TrainedModel = run.model(run.checkpoints[-1])
+    print(losses.shape, run.config.flow.step_size)
+    return model.predict(tokens)
 '''
 
 
