@@ -34,7 +34,7 @@ def require_matplotlib() -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
     except ImportError:
         raise PlotUnavailable("plotting needs matplotlib; install it with "
-                              "pip install 'ntkcheck[plot]'") from None
+                              "pip install matplotlib (the ntkcheck[plot] extra)") from None
 
 
 def plot_format(path: str | Path) -> str:

@@ -29,7 +29,7 @@ def plot_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing."),
 ) -> None:
     """Draw loss, gradient norm, smallest NTK eigenvalue and PL ratio against the step (log
-    scales; needs ntkcheck[plot])."""
+    scales; needs matplotlib, the plot extra)."""
     from ..plot_training import plot_format, plot_run, require_matplotlib
 
     target = out if out is not None else run_dir / "curves.png"

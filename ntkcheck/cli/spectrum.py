@@ -102,7 +102,7 @@ def spectrum_command(
     plot: Optional[Path] = typer.Option(None, "--plot", show_default="none",
                                         help="Draw the spectrum (and, in 1-D/2-D, the smallest "
                                              "eigenvector's LSE combination) to this PNG file "
-                                             "(needs ntkcheck[plot])."),
+                                             "(needs matplotlib, the plot extra)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no text report (--json is still printed); use the exit code."),
 ) -> None:
     """Kernel spectrum (SPEC §5): exit 0 positive definite, 3 singular to working precision."""
