@@ -4,6 +4,7 @@ gradient flow.
 """
 
 from .analysis import AnalysisResult, analyze
+from .arrays import as_dataset, training_set
 from .dataset import Dataset
 from .distributions import Discrete, Distribution, GaussianMixture, UniformBox
 from .errors import ConfigError, InputError, NtkcheckError, NtkcheckWarning, NumericalError
@@ -17,6 +18,7 @@ from .meanfield import (EmpiricalNTK, Gradient, LossKind, MeanFieldTransformer, 
                         load_train_config, loss_and_gradient, teacher_data, train)
 from .injectivity.screen import ScreenResult, screen
 from .injectivity.verify import RelationCheck, verify_relation
+from .meanfield.trained import Run, TrainedModel, load_run
 from .rank import Dependency
 
 __version__ = "0.1.0"
@@ -30,7 +32,8 @@ __all__ = [
     "value_kernel", "full_kernel", "gram_kernel",
     "MeanFieldTransformer", "LossKind", "RegressionLoss", "Gradient", "loss_and_gradient",
     "EmpiricalNTK", "empirical_ntk", "gradient_flow", "TrainConfig", "TrainResult",
-    "load_train_config", "train", "teacher_data",
+    "load_train_config", "train", "teacher_data", "load_run", "Run", "TrainedModel",
+    "as_dataset", "training_set",
     "Dataset", "Discrete", "Distribution", "GaussianMixture", "UniformBox",
     "ConfigError", "InputError", "NtkcheckError", "NtkcheckWarning", "NumericalError",
     "TokenArrays", "load_token_npz", "__version__",

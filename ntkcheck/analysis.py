@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from .arrays import as_dataset
 from .dataset import Dataset
-from .distributions import Distribution
 from .errors import InputError, NtkcheckWarning
 from .exact import ExactBudget, ExactCheckFailed, ExactRefused, ExactResult, decide
 from .features import (FeatureMatrix, auto_scales, feature_matrix, make_probes, make_whitening,
@@ -49,6 +49,10 @@ from .kernels import condition_number, effective_rank
 from .injectivity.screen import screen as structural_screen
 from .rank import (GAP, Dependency, Spectrum, classify_singular_values, fit_dependency,
                    null_space_basis, svd_spectrum)
+from .results import AnalysisDisplay
+
+if TYPE_CHECKING:
+    from .arrays import DataLike
 
 __all__ = ["AnalysisResult", "analyze", "INJECTIVE", "NOT_INJECTIVE", "INCONCLUSIVE", "EXACT_MODES",
            "DEFAULT_EXACT_TIMEOUT"]
@@ -63,8 +67,8 @@ DEFAULT_EXACT_TIMEOUT = 30.0
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class AnalysisResult:
+@dataclass(frozen=True, repr=False)
+class AnalysisResult(AnalysisDisplay):
     """Verdict of the injectivity test with everything that supports it.
 
     Attributes
@@ -157,16 +161,9 @@ class AnalysisResult:
         return out
 
 
-def _as_dataset(data: Dataset | Sequence[Distribution], names: Sequence[str] | None) -> Dataset:
-    if isinstance(data, Dataset):
-        return data
-    data = list(data)
-    return Dataset(tuple(names) if names is not None else tuple(f"mu{i}" for i in range(len(data))),
-                   tuple(data))
-
-
-def analyze(data: Dataset | Sequence[Distribution], *, names: Sequence[str] | None = None,
-            probes: int | None = None, scales: Sequence[float] | None = None, seed: int = 0,
+def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: Any = None,
+            lengths: Any = None, mask: Any = None, probes: int | None = None,
+            scales: Sequence[float] | None = None, seed: int = 0,
             whiten: bool = True, exact: str = "auto",
             exact_timeout: float | None = DEFAULT_EXACT_TIMEOUT, exact_engine: str = "auto",
             exact_budget: ExactBudget | None = None,
@@ -175,10 +172,13 @@ def analyze(data: Dataset | Sequence[Distribution], *, names: Sequence[str] | No
 
     Parameters
     ----------
-    data : Dataset or sequence of Distribution
-        The distributions mu_1..mu_N (all on one R^d).
+    data : Dataset, sequence of Distribution, token array (N, n, d), list of (n_i, d) arrays,
+        or an object with ``__array__``
+        The distributions mu_1..mu_N (all on one R^d); see :func:`ntkcheck.arrays.as_dataset`.
     names : sequence of str, optional
-        Names when ``data`` is a plain sequence (default ``mu0, mu1, ...``).
+        Names (default ``mu0, mu1, ...`` for distributions, ``seq0, seq1, ...`` for tokens).
+    weights, lengths, mask : optional
+        Token weights and padding of token arrays, as in the ``.npz`` format.
     probes : int, optional
         Number M of probe points; default max(2 (N + d + 1), 64 x number of scales).
     scales : sequence of float, optional
@@ -211,7 +211,7 @@ def analyze(data: Dataset | Sequence[Distribution], *, names: Sequence[str] | No
     NtkcheckWarning
         When the exact and numerical tests disagree (a bug; the verdict is then inconclusive).
     """
-    dataset = _as_dataset(data, names)
+    dataset = as_dataset(data, names=names, weights=weights, lengths=lengths, mask=mask)
     say = progress or (lambda msg: None)
     mode = _exact_mode(exact)
     if exact_timeout is not None and not (exact_timeout > 0):

@@ -38,6 +38,11 @@ __all__ = ["Distribution", "Discrete", "UniformBox", "GaussianMixture", "PSD_RTO
 #: 8+ significant digits) and is removed by symmetrising and clipping the eigenvalues at 0.
 PSD_RTOL = 1e-8
 
+#: What the constructors accept for an array parameter: numpy arrays, nested lists, objects with
+#: ``__array__``, with float, int, Fraction or Decimal entries. After validation the attribute
+#: is always a float64 numpy array.
+Values = Any
+
 
 def _finite_array(value: Any, field_name: str, ndim: int) -> np.ndarray:
     try:
@@ -122,11 +127,19 @@ class Discrete(Distribution):
         The exact rational parameters when the input gave them (used by the exact test).
     """
 
-    atoms: np.ndarray
-    weights: np.ndarray | None = None
+    atoms: Values
+    weights: Values | None = None
     rational: Mapping[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.rational is None:  # Fraction / Decimal inputs stay exact for the exact test
+            from .arrays import exact_entries
+
+            exact = {"atoms": exact_entries(self.atoms), "weights": exact_entries(self.weights)}
+            if any(v is not None for v in exact.values()):
+                if exact["atoms"] is None:
+                    exact["atoms"] = np.asarray(np.asarray(self.atoms).tolist(), dtype=object)
+                object.__setattr__(self, "rational", exact)
         atoms = _finite_array(self.atoms, "atoms", 2)
         if atoms.shape[0] == 0:
             raise InputError("is empty; a distribution needs at least one atom", field="atoms")
@@ -171,8 +184,8 @@ class UniformBox(Distribution):
     LSE(z) = sum_l low_l z_l + g((high_l - low_l) z_l), g(h) = log(expm1(h)/h).
     """
 
-    low: np.ndarray
-    high: np.ndarray
+    low: Values
+    high: Values
     rational: Mapping[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -228,9 +241,9 @@ class GaussianMixture(Distribution):
     LSE(z) = logsumexp_k(log pi_k + <m_k, z> + z^T S_k z / 2).
     """
 
-    weights: np.ndarray
-    means: np.ndarray
-    covariances: np.ndarray
+    weights: Values
+    means: Values
+    covariances: Values
     rational: Mapping[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

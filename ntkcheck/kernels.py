@@ -70,16 +70,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import scipy.linalg
 
+from .arrays import as_dataset
 from .dataset import CHUNK_ELEMENTS, Dataset
 from .errors import InputError
 from .features import (DEFAULT_SCALES, ProbeSet, Whitening, feature_matrix, probe_settings,
                        make_probes, make_whitening)
 from .rank import svd_spectrum
+from .results import SpectrumDisplay
+
+if TYPE_CHECKING:
+    from .arrays import DataLike
 
 __all__ = ["Kernel", "KernelSpectrum", "kernel_spectrum", "qk_kernel", "value_kernel",
            "full_kernel", "gram_kernel", "kernel_matrix", "parse_kernel", "spectrum_summary",
@@ -235,8 +240,8 @@ def kernel_matrix(dataset: Dataset, kernel: "str | Kernel", whitening: Whitening
 # spectra
 
 
-@dataclass(frozen=True)
-class KernelSpectrum:
+@dataclass(frozen=True, repr=False)
+class KernelSpectrum(SpectrumDisplay):
     """Eigen-decomposition of one kernel with its round-off tolerance (SPEC §5).
 
     Attributes
@@ -334,10 +339,12 @@ class KernelSpectrum:
         norms = np.linalg.norm(c, axis=0)
         return c / np.where(norms > 0, norms, 1.0)
 
-    def to_dict(self) -> dict:
-        """JSON-ready dictionary (the ``spectrum --json`` schema of the README)."""
+    def to_dict(self, *, arrays: bool = False) -> dict:
+        """JSON-ready dictionary (the ``spectrum --json`` schema of the README); with
+        ``arrays=True`` also the kernel matrix, the eigenvectors and the coefficient scale, so
+        that :meth:`from_dict` can rebuild the spectrum."""
         cond = self.condition_number
-        return {
+        out = {
             "kernel": self.kernel,
             "description": KERNEL_DESCRIPTIONS[Kernel(self.kernel)],
             "names": list(self.names),
@@ -353,6 +360,11 @@ class KernelSpectrum:
             "tolerance": self.tolerance,
             "settings": dict(self.settings),
         }
+        if arrays:
+            out["matrix"] = self.matrix.tolist()
+            out["eigenvectors"] = self.eigenvectors.tolist()
+            out["coefficient_scale"] = [float(x) for x in self.coefficient_scale]
+        return out
 
 
 def spectrum_summary(spectrum: KernelSpectrum, top: int = 5) -> dict:
@@ -401,17 +413,21 @@ def _ntk_tolerance(K: np.ndarray, lam_max: float, features_per_column: int) -> f
                                       + N * max(lam_max, 0.0)))
 
 
-def kernel_spectrum(dataset: Dataset, kernel: "str | Kernel" = Kernel.QK, *,
-                    probes: "int | None" = None, scales: Sequence[float] = DEFAULT_SCALES,
+def kernel_spectrum(dataset: "DataLike", kernel: "str | Kernel" = Kernel.QK, *,
+                    names: "Sequence[str] | None" = None, weights: Any = None,
+                    lengths: Any = None, mask: Any = None, probes: "int | None" = None, scales: Sequence[float] = DEFAULT_SCALES,
                     seed: int = 0, whiten: bool = True,
                     budget: int = CHUNK_ELEMENTS) -> KernelSpectrum:
     """Kernel of SPEC §5 on the rank test's probes and whitening, and its spectrum.
 
     Parameters
     ----------
-    dataset : Dataset
+    dataset : Dataset, sequence of Distribution, token array (N, n, d), list of (n_i, d)
+        arrays, or an object with ``__array__`` (see :func:`ntkcheck.arrays.as_dataset`)
         The distributions mu_1..mu_N on R^d.
     kernel : 'qk' (default), 'value', 'full' or 'gram'
+    names, weights, lengths, mask : optional
+        Names, token weights and padding of token arrays, as for ``analyze``.
     probes : int, optional
         Number M of probes; default max(2 (N + d + 1), 256) as for ``analyze``.
     scales : sequence of float
@@ -427,6 +443,7 @@ def kernel_spectrum(dataset: Dataset, kernel: "str | Kernel" = Kernel.QK, *,
     -------
     KernelSpectrum
     """
+    dataset = as_dataset(dataset, names=names, weights=weights, lengths=lengths, mask=mask)
     kind = parse_kernel(kernel)
     N, d = len(dataset), dataset.dim
     scales, M = probe_settings(scales, probes, N, d)

@@ -49,7 +49,7 @@ def require_matplotlib() -> Callable[[KernelSpectrum, "str | Path", Dataset | No
         from matplotlib.figure import Figure  # noqa: F401
     except ImportError:
         raise PlotUnavailable("--plot needs matplotlib; install it with "
-                              "pip install 'ntkcheck[plot]'") from None
+                              "pip install matplotlib (the ntkcheck[plot] extra)") from None
     return plot_spectrum
 
 

@@ -8,6 +8,7 @@ from .app import app
 from . import analyze  # noqa: F401,E402
 from . import train, generate  # noqa: F401,E402
 from . import spectrum  # noqa: F401,E402
+from . import runs  # noqa: F401,E402
 
 __all__ = ["app", "main"]
 

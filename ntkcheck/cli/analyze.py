@@ -1,25 +1,37 @@
-"""``ntkcheck analyze FILE``: the injectivity verdict, as a rich report or JSON."""
+"""``ntkcheck analyze FILE...``: the injectivity verdict for each file, in one output format.
+
+A thin loop: expand the paths (directories recursively), load and analyse each file, collect a
+:class:`~ntkcheck.report.FileReport` per file (the result, or the one-line error that made it
+unreadable), then print :func:`ntkcheck.report.render` of them. Exit code: the worst over the
+files (2 unreadable, 1 not injective, 3 inconclusive, 0 injective).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from contextlib import nullcontext
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, ContextManager, List, Optional
 
 import typer
-from rich.markup import escape
 
-from ..analysis import DEFAULT_EXACT_TIMEOUT, AnalysisResult, analyze
-from ..errors import InputError
+from ..analysis import DEFAULT_EXACT_TIMEOUT, analyze
+from ..errors import InputError, NtkcheckError
 from ..features import DEFAULT_SCALES
 from ..io import atomic_write_text, load_dataset
-from .app import app, cli_errors, stderr_console, stdout_console
+from ..io.inputs import expand_inputs
+from ..io.load import SUFFIXES
+from ..report import FileReport, render, worst_exit_code
+from ..report import json as json_report
+from ..report.text import render_result
+from .app import app, cli_errors, stderr_console
 
-__all__ = ["analyze_command", "render_report", "parse_scales", "ExactMode"]
+__all__ = ["analyze_command", "render_report", "parse_scales", "ExactMode", "OutputFormat",
+           "analyze_file"]
 
 
 class ExactMode(str, Enum):
@@ -28,6 +40,16 @@ class ExactMode(str, Enum):
     auto = "auto"
     always = "always"
     never = "never"
+
+
+class OutputFormat(str, Enum):
+    """``--output-format``: one renderer of :mod:`ntkcheck.report` each."""
+
+    text = "text"
+    json = "json"
+    github = "github"
+    sarif = "sarif"
+    junit = "junit"
 
 
 def parse_scales(text: str | None) -> tuple[float, ...]:
@@ -44,25 +66,63 @@ def parse_scales(text: str | None) -> tuple[float, ...]:
     return values
 
 
-def progress_reporter(quiet: bool):
+def progress_reporter(quiet: bool) -> ContextManager[Any]:
     """A spinner on stderr when it is a terminal; nothing otherwise."""
     if quiet or not sys.stderr.isatty():
         return nullcontext(None)
     return stderr_console().status("starting")
 
 
+def render_report(result: Any, source: str) -> None:
+    """Print the text report of one result on stdout (kept for callers of the old API)."""
+    sys.stdout.write(render_result(result, source, color=_color()))
+
+
+def _color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def analyze_file(path: Path, options: dict[str, Any],
+                 say: Callable[[str], None] | None = None) -> FileReport:
+    """Load and analyse one file; any library error becomes the report's one-line error.
+
+    Warnings (a disagreement between the exact and numerical tests is a bug) are printed on
+    stderr, with the file name, even with ``--quiet``.
+    """
+    name = str(path)
+    try:
+        if path.is_dir():
+            raise InputError(f"contains no {', '.join(SUFFIXES)} file; give a dataset file or "
+                             "a directory that holds some", source=name)
+        dataset = load_dataset(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = analyze(dataset, progress=say, **options)
+    except NtkcheckError as err:
+        message = str(err)
+        if name not in message:
+            message = f"{name}: {message}"
+        print(f"ntkcheck: error: {message}", file=sys.stderr)
+        return FileReport(name, error=message)
+    for w in caught:
+        print(f"ntkcheck: warning: {name}: {w.message}", file=sys.stderr)
+    return FileReport(name, result)
+
+
 @app.command("analyze")
 @cli_errors
 def analyze_command(
-    file: Path = typer.Argument(..., help="Token dataset (.npz) or distribution spec (.toml/.json).",
-                                show_default=False),
+    files: List[Path] = typer.Argument(
+        ..., metavar="FILE", show_default=False,
+        help="Token datasets (.npz), distribution specs (.toml/.json) or directories (searched "
+             "recursively for those)."),
     probes: Optional[int] = typer.Option(None, "--probes", min=1,
-                                         help="Number of probe points [default: max(2(N+d+1), 256)]."),
+                                         show_default="max(2 (N + d + 1), 256)",
+                                         help="Number of probe points."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe draw (the redraw uses seed+1)."),
-    scales: Optional[str] = typer.Option(None, "--scales",
-                                         help="Comma-separated probe scales (whitened units) "
-                                         "[default: auto = 1,3,10,30 plus (1,3,10,30)/rho for "
-                                         "distributions of internal spread rho < 0.1 or > 10]."),
+    scales: Optional[str] = typer.Option(
+        None, "--scales", show_default="auto: 1,3,10,30 plus (1,3,10,30)/rho for distributions "
+        "of internal spread rho < 0.1 or > 10", help="Comma-separated probe scales (whitened units)."),
     no_whiten: bool = typer.Option(False, "--no-whiten", help="Do not whiten the probes."),
     exact: ExactMode = typer.Option(
         ExactMode.auto, "--exact", case_sensitive=False,
@@ -71,123 +131,36 @@ def analyze_command(
     exact_timeout: float = typer.Option(
         DEFAULT_EXACT_TIMEOUT, "--exact-timeout", min=0.001, metavar="SECONDS",
         help="Time limit of the exact test; beyond it the numerical verdict stands."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o",
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.text, "--output-format", "-f", case_sensitive=False,
+        help="text (human report), json (versioned document, see its JSON Schema), github "
+             "(workflow annotations), sarif (SARIF 2.1.0), junit (JUnit XML)."),
+    as_json: bool = typer.Option(False, "--json", help="Short for --output-format json."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", show_default="none",
                                           help="Also write the JSON document to this file."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; use the exit code."),
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                               help="No progress and no text report (machine formats are "
+                                    "still printed); use the exit code."),
 ) -> None:
-    """Check the injectivity condition: exit 0 injective, 1 not injective, 3 inconclusive."""
-    scale_values = None if scales is None else parse_scales(scales)  # None: adaptive scales
-    dataset = load_dataset(file)
+    """Check the injectivity condition of each FILE: exit 0 injective, 1 not injective, 2 a file
+    could not be read, 3 inconclusive (several files: the worst, in that order 2, 1, 3, 0)."""
+    if as_json and output_format not in (OutputFormat.text, OutputFormat.json):
+        raise InputError(f"--json is short for --output-format json; it cannot be combined "
+                         f"with --output-format {output_format.value}", field="--json")
+    fmt = OutputFormat.json if as_json else output_format
+    options = {"probes": probes, "scales": None if scales is None else parse_scales(scales), "seed": seed,
+               "whiten": not no_whiten, "exact": exact.value, "exact_timeout": exact_timeout}
+    paths = expand_inputs(files)
+    single = len(files) == 1 and not files[0].is_dir()
+    reports = []
     with progress_reporter(quiet) as status:
-        callback = (lambda msg: status.update(f"analyze: {msg}")) if status else None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = analyze(dataset, probes=probes, scales=scale_values, seed=seed,
-                             whiten=not no_whiten, exact=exact.value, exact_timeout=exact_timeout,
-                             progress=callback)
-    for w in caught:  # even with --quiet: a disagreement between the two tests is a bug
-        print(f"ntkcheck: warning: {w.message}", file=sys.stderr)
-    document = result.to_dict()
-    document["file"] = str(file)
+        for path in paths:
+            say = (lambda msg, p=path: status.update(f"analyze {p}: {msg}")) if status else None
+            reports.append(analyze_file(path, options, say))
     if output is not None:
-        atomic_write_text(output, json.dumps(document, indent=2) + "\n")
-    if as_json and not quiet:
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
-    elif not quiet:
-        render_report(result, str(file))
-    raise typer.Exit(result.exit_code)
-
-
-_STYLE = {"injective": "bold green", "not_injective": "bold red", "inconclusive": "bold yellow"}
-
-
-def render_report(result: AnalysisResult, source: str) -> None:
-    """Verdict first, then the spectrum summary, then dependencies and pre-screen findings."""
-    out = stdout_console()
-    evidence = f" ({result.evidence} evidence)" if result.evidence else ""
-    out.print(f"[{_STYLE[result.verdict]}]{result.verdict}[/]{evidence}: {escape(source)}")
-    out.print(f"  {escape(result.reason)}")
-    s = result.settings
-    out.print(f"data      {result.n_distributions} distributions in R^{result.dim} "
-              f"(affine hull dimension {s['affine_hull_dim']})")
-    out.print(f"probes    {s['probes']} Gaussian probes, scales "
-              f"{', '.join(f'{x:g}' for x in s['scales'])}, seed {s['seed']}, "
-              f"whitening {'on' if s['whitening'] else 'off'}")
-    sv = result.singular_values
-    out.print(f"spectrum  rank {result.rank}/{result.n_distributions}; singular values "
-              f"largest {sv[0]:.3g}, smallest {sv[-1]:.3g}; "
-              f"round-off level {result.noise:.2g}, certification bound {result.tolerance:.2g}")
-    if len(sv) > 1:
-        tail = ", ".join(f"{x:.3g}" for x in sv[-min(5, len(sv)):])
-        out.print(f"          smallest {min(5, len(sv))}: {tail}")
-    _render_gram(out, result.spectrum)
-    _render_exact(out, result)
-    if result.dependencies:
-        out.print(f"dependencies ({len(result.dependencies)}):")
-        for j, dep in enumerate(result.dependencies, 1):
-            if dep.exact and dep.certificate:
-                text = dep.certificate["identity"]
-                tag = f"exact; {dep.certificate['check']['digits']}-digit check {dep.residual:.1e}"
-            else:
-                text = dep.describe()
-                tag = _verification_tag(dep)
-            out.print(f"  {j}. {escape(text)}   [dim]({tag})[/]")
-    if result.findings:
-        out.print("structure:")
-        for f in result.findings:
-            out.print(f"  - {escape(f.describe())}")
-
-
-def _verification_tag(dep) -> str:
-    """How a relation was checked, in a few words."""
-    v = dep.verification or {}
-    if v.get("method") == "structural screen":
-        return ("exact: structural screen" if v.get("level") == "exact" else
-                "structural screen: equal up to the rounding of the stored values")
-    if "digits" in v:
-        return f"re-checked at fresh points, {v['digits']} digits: misfit {v['misfit']:.1e}"
-    return "exact" if dep.exact else f"residual {dep.residual:.1e}"
-
-
-def _render_gram(out, summary: dict | None, top: int = 4) -> None:
-    """Feature-Gram spectrum: how strongly the condition holds and which direction nearly
-    breaks it (entries of the unit eigenvector below 1e-8 are round-off and omitted)."""
-    if not summary:
-        return
-    cond = summary["condition_number"]
-    cond_text = cond if isinstance(cond, str) else f"{cond:.3g}"
-    out.print(f"gram      smallest eigenvalue {summary['min_eigenvalue']:.3g} (tolerance "
-              f"{summary['tolerance']:.2g}), condition number {cond_text}, effective rank "
-              f"{summary['effective_rank']:.3g}; [dim]`ntkcheck spectrum` for the NTKs[/]")
-    vec = sorted(summary["min_eigenvector"].items(), key=lambda kv: -abs(kv[1]))
-    vec = [kv for kv in vec[:top] if abs(kv[1]) > 1e-8] or vec[:1]
-    more = f" (largest {len(vec)} of {len(summary['min_eigenvector'])})" if len(
-        summary["min_eigenvector"]) > len(vec) else ""
-    out.print(f"          weakest direction{more}: "
-              + ", ".join(f"{escape(name)} {v:+.3f}" for name, v in vec))
-
-
-def _render_exact(out, result: AnalysisResult) -> None:
-    """One line on the exact test: what it proved, or why it did not run (when that matters)."""
-    info = result.exact
-    if not info:
-        return
-    status = info.get("status")
-    if status == "decided":
-        N, K = info["shape"]
-        out.print(f"exact     {info['engine']}, D = {info['denominator']}, variables "
-                  f"{escape(', '.join(info['variables']))}; E {N} x {K}, rank {info['rank']}; "
-                  f"{info['time']['total']:.2g} s")
-        proof = info.get("proof")
-        if proof:
-            core = len(proof["core"]["rows"])
-            text = (f"proof: {proof['peeled']} distribution(s) peeled, each owning a non-affine "
-                    "factor that no remaining one has")
-            text += f"; the other {core} have full rank by exact elimination" if core else ""
-            out.print(f"          {text} (E and the factors: --json)")
-        if result.disagreement:
-            for dep in info.get("dependencies", []):
-                out.print(f"          exact dependency: {escape(dep['identity'])}")
-    elif status == "failed" or info.get("mode") == "always" or result.verdict == "inconclusive":
-        out.print(f"exact     {status}: {escape(info['reason'])}")
+        payload = json_report.payload(reports, single=single)
+        if payload is not None:
+            atomic_write_text(output, json.dumps(payload, indent=2) + "\n")
+    if fmt is not OutputFormat.text or not quiet:
+        sys.stdout.write(render(fmt.value, reports, single=single, color=_color()))
+    raise typer.Exit(worst_exit_code(reports))

@@ -28,6 +28,31 @@ __all__ = ["app", "EXIT_OK", "EXIT_FOUND", "EXIT_INPUT", "EXIT_INCONCLUSIVE", "E
 
 EXIT_OK, EXIT_FOUND, EXIT_INPUT, EXIT_INCONCLUSIVE, EXIT_NUMERICAL = 0, 1, 2, 3, 4
 
+def _hide_flag_types() -> None:
+    """Show no ``<bool>`` type after a flag in ``--help`` (a flag takes no value).
+
+    typer prints the parameter type of every option, flags included; an option's
+    ``display_type_rich`` is what the help table shows, so flags get None there.
+    """
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - older typer: it printed no type for flags
+        return
+    original = getattr(TyperOption, "display_type_rich", None)
+    if original is None or getattr(original, "_ntkcheck_flags", False):
+        return
+
+    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
+        if getattr(self, "is_flag", False) and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich._ntkcheck_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
+
 app = typer.Typer(
     name="ntkcheck",
     help="Check the attention-NTK injectivity condition (Barboni et al. 2026) and run the "

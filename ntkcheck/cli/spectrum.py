@@ -89,20 +89,21 @@ def spectrum_command(
                                help="Kernel: qk (query-key NTK), value (value NTK), full "
                                     "(qk + value) or gram (feature Gram)."),
     probes: Optional[int] = typer.Option(
-        None, "--probes", min=1, help="Number of probe points [default: max(2(N+d+1), 256)]."),
+        None, "--probes", min=1, show_default="max(2 (N + d + 1), 256)",
+        help="Number of probe points."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe draw."),
-    scales: Optional[str] = typer.Option(None, "--scales",
-                                         help="Comma-separated probe scales [default: 1,3,10,30]."),
+    scales: Optional[str] = typer.Option(None, "--scales", show_default="1,3,10,30",
+                                         help="Comma-separated probe scales."),
     no_whiten: bool = typer.Option(False, "--no-whiten", help="Do not whiten the probes."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
-    save: Optional[Path] = typer.Option(None, "--save",
+    save: Optional[Path] = typer.Option(None, "--save", show_default="none",
                                         help="Write the kernel matrix and its eigendecomposition "
                                              "to this .npz file."),
-    plot: Optional[Path] = typer.Option(None, "--plot",
+    plot: Optional[Path] = typer.Option(None, "--plot", show_default="none",
                                         help="Draw the spectrum (and, in 1-D/2-D, the smallest "
                                              "eigenvector's LSE combination) to this PNG file "
-                                             "(needs ntkcheck[plot])."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; use the exit code."),
+                                             "(needs matplotlib, the plot extra)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no text report (--json is still printed); use the exit code."),
 ) -> None:
     """Kernel spectrum (SPEC §5): exit 0 positive definite, 3 singular to working precision."""
     kind = parse_kernel(kernel)
@@ -128,7 +129,7 @@ def spectrum_command(
                      settings=np.array(json.dumps(spectrum.settings)))
     if plotter is not None:
         plotter(spectrum, plot, dataset)
-    if as_json and not quiet:
+    if as_json:  # -q never silences a machine format asked for
         document = spectrum.to_dict()
         document["file"] = str(file)
         sys.stdout.write(json.dumps(document, indent=2) + "\n")

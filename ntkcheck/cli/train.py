@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..meanfield.config import load_train_config, load_training_set
+from ..meanfield.explain import ntk_explanation
 from ..meanfield.flow import StepRecord
 from ..meanfield.run import TrainResult, train
 from .app import app, cli_errors, stderr_console, stdout_console
@@ -53,19 +54,19 @@ def _rich_progress(start: int, total: int) -> tuple[Progress, Callable[[StepReco
 def train_command(
     config_file: Path = typer.Argument(..., metavar="CONFIG", show_default=False,
                                        help="Training configuration (.toml)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Override flow.steps."),
-    step_size: Optional[float] = typer.Option(None, "--step-size",
+    steps: Optional[int] = typer.Option(None, "--steps", show_default="from CONFIG", help="Override flow.steps."),
+    step_size: Optional[float] = typer.Option(None, "--step-size", show_default="from CONFIG",
                                               help="Override flow.step_size."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Override output.dir."),
-    ntk_every: Optional[int] = typer.Option(None, "--ntk-every", help="Override output.ntk_every."),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every",
+    out: Optional[Path] = typer.Option(None, "--out", "-o", show_default="from CONFIG", help="Override output.dir."),
+    ntk_every: Optional[int] = typer.Option(None, "--ntk-every", show_default="from CONFIG", help="Override output.ntk_every."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", show_default="from CONFIG",
                                                    help="Override output.checkpoint_every."),
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue from the last checkpoint in the output dir."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Start over in an output dir that holds a run."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; use the exit code."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no text report (--json is still printed); use the exit code."),
 ) -> None:
     """Run the gradient flow of CONFIG: exit 0 done, 2 bad input, 4 diverged, 130 interrupted."""
     config = load_train_config(config_file).with_overrides(
@@ -83,7 +84,7 @@ def train_command(
     else:
         result = train(config, resume=resume, overwrite=overwrite,
                        progress=_PlainProgress(0, total), training_set=training_set)
-    if as_json and not quiet:
+    if as_json:  # -q never silences a machine format asked for
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     elif not quiet:
         render_summary(result)
@@ -114,6 +115,11 @@ def render_summary(result: TrainResult) -> None:
     if result.ntk_min_eig is not None:
         out.print(f"ntk         smallest eigenvalue {result.ntk_min_eig:.4e} "
                   f"(step {result.ntk_step})")
+        at = next((r for r in result.history if r.step == result.ntk_step), None)
+        for line in ntk_explanation(result.ntk_min_eig, result.config.flow.step_size,
+                                    at.pl_ratio if at else None, at.loss if at else None,
+                                    result.ntk_step):
+            out.print(f"            [dim]{escape(line)}[/]")
     else:
         out.print("ntk         not computed (set output.ntk_every > 0 or --ntk-every)")
     m = result.config.model

@@ -162,6 +162,6 @@ def get_engine(engine: str, nvars: int) -> Engine:
         engine = "flint" if _flint_available() else "sympy"
     elif engine == "flint" and not _flint_available():
         raise ExactRefused("python-flint is not installed; install it with "
-                           "pip install 'ntkcheck[exact]' or use engine 'sympy'",
+                           "pip install python-flint (the ntkcheck[exact] extra) or use engine 'sympy'",
                            kind="engine")
     return FlintEngine(nvars) if engine == "flint" else SympyEngine(nvars)

@@ -1,0 +1,167 @@
+"""A finished (or interrupted) training run, read back from its directory.
+
+:func:`load_run` only reads the run directory written by :func:`~ntkcheck.train`
+(``config.json``, ``history.jsonl``, ``summary.json``, ``checkpoints/``) and the data file the
+config names (for the target dimension); it never writes. :meth:`Run.model` gives the heads at
+any checkpoint as a :class:`TrainedModel`, whose :meth:`~TrainedModel.predict` is the forward
+pass followed by the run's readout (SPEC §6):
+
+* token loss:  prediction_ia = P x_ia^L            (N, n, d'), zero at padded tokens
+* pooled loss: prediction_i  = P sum_a w_ia x_ia^L  (N, d')
+
+with P the projection on the first d' coordinates (d' = the targets' last dimension).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import InputError
+from .config import TrainConfig, parse_train_config
+from .loss import LossKind
+from .model import MeanFieldTransformer
+from .run import _read_history, list_checkpoints, load_checkpoint
+
+__all__ = ["Run", "TrainedModel", "load_run", "HISTORY_FIELDS"]
+
+#: Columns of :attr:`Run.history` (NaN where a step did not record the quantity).
+HISTORY_FIELDS = ("step", "time", "loss", "grad_norm_sq", "ntk_min_eig", "pl_ratio")
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedModel:
+    """Heads of a run at one checkpoint, with the run's readout.
+
+    Attributes
+    ----------
+    model : MeanFieldTransformer
+    loss : LossKind (``token`` or ``pooled``)
+    target_dim : d', the number of leading coordinates read out
+    step : the checkpoint's step
+    """
+
+    model: MeanFieldTransformer
+    loss: LossKind
+    target_dim: int
+    step: int
+
+    def predict(self, tokens: Any, weights: Any = None, *, lengths: Any = None,
+                mask: Any = None) -> np.ndarray:
+        """Predictions for token sequences (N, n, d): (N, n, d') for the token loss, zero at
+        padded tokens, or (N, d') for the pooled loss. ``weights``/``lengths``/``mask`` as in
+        the ``.npz`` format (uniform weights over real tokens by default)."""
+        from ..arrays import _numeric
+        from ..io.tokens import TokenArrays
+
+        arrays: dict[str, Any] = {"tokens": _numeric(tokens, "tokens")}
+        for key, value in (("weights", weights), ("lengths", lengths), ("mask", mask)):
+            if value is not None:
+                arrays[key] = np.asarray(value)
+        data = TokenArrays.from_arrays(arrays, "<tokens>")
+        return self.predict_arrays(data.tokens, data.weights)
+
+    def predict_arrays(self, tokens: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """:meth:`predict` on validated padded arrays (weights normalised per sequence)."""
+        d = self.model.dim
+        if tokens.shape[-1] != d:
+            raise InputError(f"tokens have d = {tokens.shape[-1]} coordinates; this model was "
+                             f"trained with d = {d}", field="tokens")
+        XL = self.model.forward(tokens, weights)[..., : self.target_dim]
+        if self.loss is LossKind.TOKEN:
+            return np.where((weights > 0)[..., None], XL, 0.0)
+        return np.einsum("ia,iae->ie", weights, XL)
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """A run directory, read.
+
+    Attributes
+    ----------
+    run_dir : Path
+    config : TrainConfig (from ``config.json``)
+    history : {field: (S,) float64 array} over the S recorded steps, fields
+        :data:`HISTORY_FIELDS`; NaN where a step did not record the quantity (``ntk_min_eig``
+        only every ``output.ntk_every`` steps)
+    summary : ``summary.json`` as a dict (None while a run has not written it)
+    checkpoints : steps that have a checkpoint, ascending
+    """
+
+    run_dir: Path
+    config: TrainConfig
+    history: dict[str, np.ndarray]
+    summary: Optional[dict[str, Any]]
+    checkpoints: tuple[int, ...]
+    _paths: dict[int, Path] = field(default_factory=dict, repr=False)
+
+    def model(self, step: Optional[int] = None) -> TrainedModel:
+        """The heads at checkpoint ``step`` (default: the last checkpoint)."""
+        if not self.checkpoints:
+            raise InputError("has no checkpoint; train with output.checkpoint_every > 0 or let "
+                             "the run finish", source=str(self.run_dir / "checkpoints"))
+        if step is None:
+            step = self.checkpoints[-1]
+        if step not in self._paths:
+            near = ", ".join(str(s) for s in self.checkpoints[-5:])
+            raise InputError(f"no checkpoint at step {step}; available (last 5): {near}",
+                             source=str(self.run_dir), field="step")
+        ckpt = load_checkpoint(self._paths[step])
+        return TrainedModel(ckpt.model, self.config.loss, self._target_dim(), ckpt.step)
+
+    def _target_dim(self) -> int:
+        """d' from the targets of the run's data file."""
+        path = self.config.data_path
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return int(data["targets"].shape[-1])
+        except (OSError, KeyError, ValueError) as err:
+            raise InputError(f"the run's data file {path} cannot be read for the target "
+                             f"dimension ({type(err).__name__}); restore it", source=str(
+                                 self.run_dir / "config.json"), field="data.path") from None
+
+
+def _history_arrays(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    out = {}
+    for key in HISTORY_FIELDS:
+        vals = [r.get(key) for r in records]
+        out[key] = np.array([np.nan if v is None else float(v) for v in vals], dtype=np.float64)
+    out["step"] = out["step"].astype(np.int64) if records else np.zeros(0, np.int64)
+    return out
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read a run directory written by :func:`~ntkcheck.train` (read only).
+
+    Raises
+    ------
+    InputError
+        When the directory or its ``config.json`` is missing or malformed.
+    """
+    root = Path(run_dir)
+    cfg_path = root / "config.json"
+    if not root.is_dir():
+        raise InputError("no such run directory; give the output.dir of a train run",
+                         source=str(root))
+    if not cfg_path.is_file():
+        raise InputError("has no config.json; is it the output.dir of a train run?",
+                         source=str(root))
+    try:
+        doc = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"cannot be read ({type(err).__name__}: {err})",
+                         source=str(cfg_path)) from None
+    config = parse_train_config(doc, source=str(cfg_path), base_dir=root)
+    summary = None
+    if (root / "summary.json").is_file():
+        try:
+            summary = json.loads((root / "summary.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            summary = None  # a run killed while writing it: the history still holds
+    found = list_checkpoints(root)
+    return Run(root, config, _history_arrays(_read_history(root / "history.jsonl")), summary,
+               tuple(s for s, _ in found), {s: p for s, p in found})

@@ -1,0 +1,88 @@
+"""Renderers of ``analyze`` results, one module per output format.
+
+=========  ==============================================================================
+format     module
+=========  ==============================================================================
+text       :mod:`.text`    the human report (rich markup, colour only on a terminal)
+json       :mod:`.json`    one versioned JSON document, validated by ``analyze.schema.json``
+github     :mod:`.github`  GitHub Actions workflow commands (annotations in a pull request)
+sarif      :mod:`.sarif`   SARIF 2.1.0 (code-scanning upload), one result per dependency
+junit      :mod:`.junit`   JUnit XML, one test case per file
+=========  ==============================================================================
+
+Every renderer takes the same input, a sequence of :class:`FileReport` (one per input file:
+a result, or the one-line error that made the file unreadable), and returns the text to print.
+The CLI loops over the files, builds the reports and prints ``render(fmt, reports)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ..analysis import AnalysisResult
+
+__all__ = ["FileReport", "FORMATS", "MACHINE_FORMATS", "render", "worst_exit_code",
+           "EXIT_ORDER"]
+
+#: Every ``--output-format``; all but ``text`` are machine formats that ``-q`` never silences.
+FORMATS = ("text", "json", "github", "sarif", "junit")
+MACHINE_FORMATS = FORMATS[1:]
+
+#: Exit codes from worst to best: an unreadable file (2), a dependency (1), inconclusive (3),
+#: injective (0). Several files exit with the worst code among them.
+EXIT_ORDER = (2, 1, 3, 0)
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """The outcome of ``analyze`` on one file.
+
+    Attributes
+    ----------
+    file : the path as given on the command line (or found in a directory)
+    result : the analysis, or None when the file could not be read or analysed
+    error : the one-line error message when ``result`` is None
+    """
+
+    file: str
+    result: AnalysisResult | None = None
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """2 for an unreadable file, else the verdict's code (0, 1 or 3)."""
+        return 2 if self.result is None else self.result.exit_code
+
+
+def worst_exit_code(reports: Sequence[FileReport]) -> int:
+    """The worst code in :data:`EXIT_ORDER` among ``reports`` (0 when there are none)."""
+    codes = {r.exit_code for r in reports}
+    return next((c for c in EXIT_ORDER if c in codes), 0)
+
+
+def render(fmt: str, reports: Sequence[FileReport], *, single: bool = False,
+           color: bool = False) -> str:
+    """The whole output of one ``analyze`` call in format ``fmt`` (ends with a newline, or is
+    empty when there is nothing to say).
+
+    ``single`` is true when the command line named exactly one file (not a directory): the JSON
+    format then prints that file's document itself instead of the multi-file envelope.
+    ``color`` turns on ANSI colour in the text format (the CLI: stdout is a terminal and
+    ``NO_COLOR`` is not set).
+    """
+    renderers: dict[str, Callable[..., str]] = _renderers()
+    if fmt not in renderers:
+        raise ValueError(f"unknown format '{fmt}'; use one of {', '.join(FORMATS)}")
+    if fmt == "json":
+        return renderers[fmt](reports, single=single)
+    if fmt == "text":
+        return renderers[fmt](reports, color=color)
+    return renderers[fmt](reports)
+
+
+def _renderers() -> dict[str, Callable[..., str]]:
+    from . import github, json, junit, sarif, text
+
+    return {"text": text.render, "json": json.render, "github": github.render,
+            "sarif": sarif.render, "junit": junit.render}

@@ -1,0 +1,65 @@
+"""The JSON document of ``analyze``: a faithful serialisation of the result, versioned.
+
+* One file on the command line: the document of that file, ``AnalysisResult.to_dict()`` plus
+  ``schema_version`` and ``file``.
+* Several files or a directory: an envelope ``{"schema_version", "exit_code", "files": [...]}``
+  with one document per file; an unreadable file is ``{"schema_version", "file", "error"}``.
+
+Both shapes are described by ``analyze.schema.json`` (shipped in this package, JSON Schema
+draft-07; :func:`schema` loads it). The version is ``MAJOR.MINOR``: keys are only added within
+a major version, so consumers must ignore keys they do not know. Two runs on the same input and
+settings give identical documents except for the timings in ``exact.time``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Sequence
+
+from . import FileReport, worst_exit_code
+
+__all__ = ["SCHEMA_VERSION", "TIMING_FIELDS", "document", "envelope", "render", "schema"]
+
+#: Version of the document layout (``MAJOR.MINOR``).
+SCHEMA_VERSION = "1.0"
+#: Fields that are timings and differ from run to run (dotted paths).
+TIMING_FIELDS = ("exact.time",)
+
+
+def document(report: FileReport) -> dict[str, Any]:
+    """The document of one file (or its error document)."""
+    if report.result is None:
+        return {"schema_version": SCHEMA_VERSION, "file": report.file, "error": report.error or ""}
+    out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+    out.update(report.result.to_dict())
+    out["file"] = report.file
+    return out
+
+
+def envelope(reports: Sequence[FileReport]) -> dict[str, Any]:
+    """Several files: their documents and the exit code of the whole call."""
+    return {"schema_version": SCHEMA_VERSION, "exit_code": worst_exit_code(reports),
+            "files": [document(r) for r in reports]}
+
+
+def payload(reports: Sequence[FileReport], *, single: bool = False) -> dict[str, Any] | None:
+    """What ``--output-format json`` prints: the one document when ``single`` (None when that
+    file was unreadable: its error goes to stderr only), else the envelope."""
+    if single:
+        return document(reports[0]) if reports and reports[0].result is not None else None
+    return envelope(reports)
+
+
+def render(reports: Sequence[FileReport], *, single: bool = False) -> str:
+    """Indented JSON text of :func:`payload` with a final newline ('' when there is none)."""
+    doc = payload(reports, single=single)
+    return "" if doc is None else json.dumps(doc, indent=2) + "\n"
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The shipped JSON Schema of the documents (draft-07)."""
+    text = resources.files(__package__).joinpath("analyze.schema.json").read_text("utf-8")
+    return json.loads(text)  # type: ignore[no-any-return]

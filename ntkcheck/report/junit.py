@@ -1,0 +1,58 @@
+"""JUnit XML: one test suite ``ntkcheck analyze``, one test case per file.
+
+A case passes when the file is injective; a dependency is a ``<failure type="not_injective">``
+(its message the first relation, its text every relation and the sequences involved), an
+inconclusive verdict a ``<failure type="inconclusive">``, an unreadable file an
+``<error type="input_error">``. The case's ``classname`` is ``ntkcheck.analyze`` and its
+``name`` the file, as CI test reporters expect.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+from xml.etree import ElementTree as ET
+
+from . import FileReport
+from .common import dependency_identity, dependency_tag, involved, summary_line
+
+__all__ = ["render"]
+
+
+def _case(report: FileReport) -> ET.Element:
+    case = ET.Element("testcase", {"classname": "ntkcheck.analyze", "name": report.file})
+    result = report.result
+    if result is None:
+        err = ET.SubElement(case, "error", {"type": "input_error",
+                                            "message": report.error or "unreadable"})
+        err.text = report.error or ""
+        return case
+    if result.verdict == "injective":
+        out = ET.SubElement(case, "system-out")
+        out.text = summary_line(result)
+        return case
+    if result.verdict == "inconclusive":
+        fail = ET.SubElement(case, "failure", {"type": "inconclusive",
+                                               "message": summary_line(result)})
+        fail.text = result.reason
+        return case
+    lines = [f"{dependency_identity(d)} ({dependency_tag(d)}); sequences: {', '.join(involved(d))}"
+             for d in result.dependencies]
+    fail = ET.SubElement(case, "failure", {"type": "not_injective",
+                                           "message": summary_line(result)})
+    fail.text = "\n".join(lines) or result.reason
+    return case
+
+
+def render(reports: Sequence[FileReport]) -> str:
+    """The XML document (UTF-8 declaration, final newline)."""
+    failures = sum(1 for r in reports if r.result is not None and r.result.verdict != "injective")
+    errors = sum(1 for r in reports if r.result is None)
+    root = ET.Element("testsuites", {"name": "ntkcheck", "tests": str(len(reports)),
+                                     "failures": str(failures), "errors": str(errors)})
+    suite = ET.SubElement(root, "testsuite", {
+        "name": "ntkcheck analyze", "tests": str(len(reports)), "failures": str(failures),
+        "errors": str(errors), "skipped": "0"})
+    for r in reports:
+        suite.append(_case(r))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"

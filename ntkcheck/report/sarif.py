@@ -1,0 +1,124 @@
+"""SARIF 2.1.0 log of an ``analyze`` call (for code-scanning upload).
+
+One run of the tool ``ntkcheck``; every analysed file is an artifact. Results:
+
+=======  ===================  =======  =====================================================
+rule     name                 level    one result per
+=======  ===================  =======  =====================================================
+NTK001   lse-dependency       error    dependency sum_i c_i LSE_i = affine (not injective)
+NTK002   inconclusive         warning  file whose verdict is inconclusive
+NTK003   unreadable-input     error    file that could not be read or analysed (exit 2)
+=======  ===================  =======  =====================================================
+
+An injective file has no result (it is listed in ``artifacts``). Each result's location is the
+file as a whole (``region.startLine`` 1, since code scanning wants a line) and its logical
+locations are the sequences involved (``kind`` ``"object"``, fully qualified as
+``FILE::NAME``). ``properties`` carries the relation's coefficients, affine part, residual and
+evidence, so the log is as faithful as the JSON document for what it reports.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from . import FileReport, worst_exit_code
+from .common import dependency_identity, dependency_tag, involved
+
+__all__ = ["RULES", "SARIF_VERSION", "SARIF_SCHEMA_URI", "log", "render"]
+
+SARIF_VERSION = "2.1.0"
+#: The ``$schema`` value conventionally written in SARIF 2.1.0 logs.
+SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
+
+#: (id, name, level, short description, full description)
+RULES = (
+    ("NTK001", "lse-dependency", "error",
+     "The LSE functions of these sequences are linearly dependent modulo affine functions.",
+     "A relation sum_i c_i LSE_i(z) = a + <b, z> holds for all z: the attention NTK is not "
+     "injective on the data, so the global-convergence guarantee of the mean-field training flow "
+     "does not apply. Typical causes: a duplicated sequence (up to token order), a translated "
+     "copy, a single repeated token (Dirac mass), a convolution of two others."),
+    ("NTK002", "inconclusive", "warning",
+     "The injectivity test could not decide.",
+     "Singular values lie between the round-off level and 100 times it, or changed under a "
+     "redraw of the probes. Try --exact, more --probes or other --scales."),
+    ("NTK003", "unreadable-input", "error",
+     "The file could not be read or analysed.",
+     "The message names the file, the field at fault and the fix (exit code 2)."),
+)
+_INDEX = {rule[0]: j for j, rule in enumerate(RULES)}
+
+
+def _rule(rule: tuple[str, str, str, str, str]) -> dict[str, Any]:
+    rid, name, level, short, full = rule
+    return {"id": rid, "name": name, "shortDescription": {"text": short},
+            "fullDescription": {"text": full}, "help": {"text": full},
+            "defaultConfiguration": {"level": level}}
+
+
+def _location(file: str, index: int, names: Sequence[str] = ()) -> dict[str, Any]:
+    loc: dict[str, Any] = {"physicalLocation": {
+        "artifactLocation": {"uri": file, "index": index}, "region": {"startLine": 1}}}
+    if names:
+        loc["logicalLocations"] = [{"name": n, "fullyQualifiedName": f"{file}::{n}",
+                                    "kind": "object"} for n in names]
+    return loc
+
+
+def _result(rule: str, text: str, location: dict[str, Any],
+            properties: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"ruleId": rule, "ruleIndex": _INDEX[rule],
+                           "level": RULES[_INDEX[rule]][2], "message": {"text": text},
+                           "locations": [location]}
+    if properties:
+        out["properties"] = properties
+    return out
+
+
+def _results(report: FileReport, index: int) -> list[dict[str, Any]]:
+    result, file = report.result, report.file
+    if result is None:
+        return [_result("NTK003", report.error or "unreadable", _location(file, index))]
+    if result.verdict == "inconclusive":
+        return [_result("NTK002", f"inconclusive: {result.reason}",
+                        _location(file, index, result.names),
+                        {"smallest_singular_value": float(result.singular_values[-1]),
+                         "noise": result.noise, "tolerance": result.tolerance})]
+    out = []
+    for dep in result.dependencies:
+        names = involved(dep)
+        out.append(_result(
+            "NTK001",
+            f"{dependency_identity(dep)} ({dependency_tag(dep)}, {result.evidence} evidence); "
+            f"sequences involved: {', '.join(names)}",
+            _location(file, index, names),
+            {"evidence": result.evidence, **dep.to_dict()}))
+    return out
+
+
+def log(reports: Sequence[FileReport], *, version: str | None = None) -> dict[str, Any]:
+    """The SARIF log (a dict) of one ``analyze`` call over ``reports``."""
+    if version is None:
+        from .. import __version__ as version
+    results = [res for j, r in enumerate(reports) for res in _results(r, j)]
+    notifications = [{"level": "error", "message": {"text": r.error or "unreadable"},
+                      "locations": [_location(r.file, j)]}
+                     for j, r in enumerate(reports) if r.result is None]
+    invocation: dict[str, Any] = {"executionSuccessful": not notifications,
+                                  "exitCode": worst_exit_code(reports)}
+    if notifications:
+        invocation["toolExecutionNotifications"] = notifications
+    run = {
+        "tool": {"driver": {"name": "ntkcheck", "version": version, "semanticVersion": version,
+                            "rules": [_rule(r) for r in RULES]}},
+        "invocations": [invocation],
+        "artifacts": [{"location": {"uri": r.file}} for r in reports],
+        "results": results,
+    }
+    return {"$schema": SARIF_SCHEMA_URI, "version": SARIF_VERSION, "runs": [run]}
+
+
+def render(reports: Sequence[FileReport]) -> str:
+    """Indented JSON text of :func:`log` with a final newline."""
+    return json.dumps(log(reports), indent=2) + "\n"

@@ -1,0 +1,110 @@
+"""The human report: verdict first, then data, probes, spectrum, dependencies, structure.
+
+Unreadable files are not part of it: the CLI prints their one-line errors on stderr.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import io
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.markup import escape
+
+from ..analysis import AnalysisResult
+from . import FileReport
+from .common import dependency_identity, dependency_tag
+
+__all__ = ["render", "render_result"]
+
+_STYLE = {"injective": "bold green", "not_injective": "bold red", "inconclusive": "bold yellow"}
+
+
+def render(reports: Sequence[FileReport], *, color: bool = False) -> str:
+    """Reports of every readable file, separated by a blank line (ANSI colour when ``color``)."""
+    parts = [render_result(r.result, r.file, color=color) for r in reports if r.result is not None]
+    return "\n".join(parts)
+
+
+def render_result(result: AnalysisResult, source: str, *, color: bool = False) -> str:
+    """The report of one file as text (rich markup rendered, colour only when ``color``)."""
+    buffer = io.StringIO()
+    out = Console(file=buffer, force_terminal=color, no_color=not color, soft_wrap=True,
+                  highlight=False, width=100)
+    evidence = f" ({result.evidence} evidence)" if result.evidence else ""
+    out.print(f"[{_STYLE[result.verdict]}]{result.verdict}[/]{evidence}: {escape(source)}")
+    out.print(f"  {escape(result.reason)}")
+    s = result.settings
+    out.print(f"data      {result.n_distributions} distributions in R^{result.dim} "
+              f"(affine hull dimension {s['affine_hull_dim']})")
+    out.print(f"probes    {s['probes']} Gaussian probes, scales "
+              f"{', '.join(f'{x:g}' for x in s['scales'])}, seed {s['seed']}, "
+              f"whitening {'on' if s['whitening'] else 'off'}")
+    sv = result.singular_values
+    core = s.get("core_size", result.n_distributions)
+    if core != result.n_distributions:
+        out.print(f"core      {core} of {result.n_distributions} distributions after the "
+                  "structural screen (the dense test runs on these)")
+    out.print(f"spectrum  rank {result.rank}/{core}; singular values "
+              f"largest {sv[0]:.3g}, smallest {sv[-1]:.3g}; "
+              f"round-off level {result.noise:.2g}, certification bound {result.tolerance:.2g}")
+    if len(sv) > 1:
+        tail = ", ".join(f"{x:.3g}" for x in sv[-min(5, len(sv)):])
+        out.print(f"          smallest {min(5, len(sv))}: {tail}")
+    _render_gram(out, result.spectrum)
+    _render_exact(out, result)
+    if result.dependencies:
+        out.print(f"dependencies ({len(result.dependencies)}):")
+        for j, dep in enumerate(result.dependencies, 1):
+            out.print(f"  {j}. {escape(dependency_identity(dep))}   "
+                      f"[dim]({escape(dependency_tag(dep))})[/]")
+    if result.findings:
+        out.print("structure:")
+        for f in result.findings:
+            out.print(f"  - {escape(f.describe())}")
+    return buffer.getvalue()
+
+
+def _render_gram(out: Console, summary: dict[str, Any] | None, top: int = 4) -> None:
+    """Feature-Gram spectrum: how strongly the condition holds and which direction nearly
+    breaks it (entries of the unit eigenvector below 1e-8 are round-off and omitted)."""
+    if not summary:
+        return
+    cond = summary["condition_number"]
+    cond_text = cond if isinstance(cond, str) else f"{cond:.3g}"
+    out.print(f"gram      smallest eigenvalue {summary['min_eigenvalue']:.3g} (tolerance "
+              f"{summary['tolerance']:.2g}), condition number {cond_text}, effective rank "
+              f"{summary['effective_rank']:.3g}; [dim]`ntkcheck spectrum` for the NTKs[/]")
+    vec = sorted(summary["min_eigenvector"].items(), key=lambda kv: -abs(kv[1]))
+    vec = [kv for kv in vec[:top] if abs(kv[1]) > 1e-8] or vec[:1]
+    more = f" (largest {len(vec)} of {len(summary['min_eigenvector'])})" if len(
+        summary["min_eigenvector"]) > len(vec) else ""
+    out.print(f"          weakest direction{more}: "
+              + ", ".join(f"{escape(name)} {v:+.3f}" for name, v in vec))
+
+
+def _render_exact(out: Console, result: AnalysisResult) -> None:
+    """One line on the exact test: what it proved, or why it did not run (when that matters)."""
+    info = result.exact
+    if not info:
+        return
+    status = info.get("status")
+    if status == "decided":
+        N, K = info["shape"]
+        out.print(f"exact     {info['engine']}, D = {info['denominator']}, variables "
+                  f"{escape(', '.join(info['variables']))}; E {N} x {K}, rank {info['rank']}; "
+                  f"{info['time']['total']:.2g} s")
+        proof = info.get("proof")
+        if proof:
+            core = len(proof["core"]["rows"])
+            text = (f"proof: {proof['peeled']} distribution(s) peeled, each owning a non-affine "
+                    "factor that no remaining one has")
+            text += f"; the other {core} have full rank by exact elimination" if core else ""
+            out.print(f"          {text} (E and the factors: --json)")
+        if result.disagreement:
+            for dep in info.get("dependencies", []):
+                out.print(f"          exact dependency: {escape(dep['identity'])}")
+    elif status == "failed" or info.get("mode") == "always" or result.verdict == "inconclusive":
+        out.print(f"exact     {status}: {escape(info['reason'])}")

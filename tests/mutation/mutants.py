@@ -1,0 +1,88 @@
+"""The targeted mutants of the decision modules (see run_mutants.py).
+
+Each entry: path, an exact snippet ``old`` occurring once, its replacement ``new``, a label; and
+``equivalent: True`` when the change cannot alter any result (stated why).
+"""
+
+A = "ntkcheck/analysis.py"
+R = "ntkcheck/rank.py"
+F = "ntkcheck/features.py"
+G = "ntkcheck/injectivity/geometry.py"
+V = "ntkcheck/injectivity/verify.py"
+S = "ntkcheck/injectivity/screen.py"
+C = "ntkcheck/injectivity/certify.py"
+
+
+def m(path, old, new, label, equivalent=False):
+    return {"path": path, "old": old, "new": new, "label": label, "equivalent": equivalent}
+
+
+MUTANTS = [
+    # ---- analysis.py: branches of the decision
+    m(A, "if M < N + geom.rank + 1:", "if M < N + geom.rank:", "analysis: probe-count guard -1"),
+    m(A, "    if fast is not None:\n", "    if False:\n", "analysis: certification skipped"),
+    m(A, 'if cert is not None and cert.get("certified"):', "if cert is not None:",
+      "analysis: failed rigorous certificate accepted"),
+    m(A, "make_probes(geom, M, scales, seed + 1)", "make_probes(geom, M, scales, seed)",
+      "analysis: redraw with the same seed"),
+    m(A, "if ratio.min() < GAP:", "if ratio.min() < GAP / 10:", "analysis: redraw gap / 10"),
+    m(A, "if ratio.min() < GAP:", "if ratio.min() < GAP * 10:", "analysis: redraw gap x 10"),
+    m(A, "    if grey:\n", "    if False:\n", "analysis: grey zone dropped"),
+    m(A, "        if check.passed:\n", "        if check.passed is not False:\n",
+      "analysis: unchecked relation accepted"),
+    m(A, "        if check.passed:\n", "        if True:\n", "analysis: failed relation accepted"),
+    m(A, "    if deps:\n        return result(NOT_INJECTIVE", "    if False:\n        return result(NOT_INJECTIVE",
+      "analysis: partial verification branch dropped"),
+    m(A, "tuple(float(-x) for x in t)", "tuple(float(x) for x in t)",
+      "analysis: structural translate sign"),
+    m(A, 'exact=c.evidence[pos] == "exact"', "exact=True", "analysis: numerical class called exact"),
+    m(A, 'evidence="exact" if exact else "numerical",\n                   reason=reason',
+      'evidence="exact",\n                   reason=reason', "analysis: evidence always exact"),
+    m(A, "    if scr.reductions == 0:\n", "    if True:\n", "analysis: core reduction skipped"),
+    # ---- rank.py
+    m(R, "GAP = 100.0", "GAP = 1000.0", "rank: GAP x 10"),
+    m(R, "GAP = 100.0", "GAP = 10.0", "rank: GAP / 10"),
+    m(R, "        if sv[j] > tau[j]:\n", "        if sv[j] > 10 * tau[j]:\n",
+      "rank: null test against 10 tau"),
+    m(R, "        if sv[j] > tau[j]:\n", "        if sv[j] >= tau[j]:\n",
+      "rank: null test >= (ties have probability 0)", equivalent=True),
+    m(R, "return NOISE_SAFETY * (np.abs(vectors).T @ eta) + self._floor()",
+      "return (np.abs(vectors).T @ eta) + self._floor()", "rank: vector noise without safety"),
+    m(R, "np.linalg.norm(basis, axis=1) @ eta", "np.abs(basis).max(axis=1) @ eta",
+      "rank: subspace noise with max instead of norm"),
+    m(R, "self.triangle / beta[None, :]", "self.triangle * beta[None, :]",
+      "rank: weighted certificate scaling inverted"),
+    # ---- features.py
+    m(F, "SPREAD_BAND = 10.0", "SPREAD_BAND = 100.0", "features: spread band x 10"),
+    m(F, "PROBES_PER_SCALE = 64", "PROBES_PER_SCALE = 32", "features: probes per scale / 2"),
+    m(F, "    centred, centres = centred_each(dataset)\n",
+      "    centred, centres = dataset, np.zeros((len(dataset), dataset.dim))\n",
+      "features: per-distribution centring dropped"),
+    m(F, "omega = 1.0 / probes.scale  # row weights", "omega = np.ones_like(probes.scale)",
+      "features: row weights dropped"),
+    m(F, "    affine = NOISE_SAFETY * typical >= nu\n", "    affine = np.zeros_like(nu, dtype=bool)\n",
+      "features: affine-column zeroing dropped"),
+    m(F, "bins = np.unique(np.round(-2.0 * np.log10(odd)) / 2.0)",
+      "bins = np.unique(np.round(-np.log10(odd)))", "features: auto scales on whole decades"),
+    # ---- geometry.py
+    m(G, "    eq = rows / scaling  # exact: division by powers of two\n", "    eq = rows\n",
+      "geometry: no equilibration"),
+    m(G, "level = NOISE_SAFETY * (np.abs(Vt) @ eps + floor)", "level = (np.abs(Vt) @ eps + floor)",
+      "geometry: hull level without safety"),
+    m(G, "eps = (3.0 + np.log2(max(P, 2))) * _U", "eps = 3.0 * _U", "geometry: centring error term"),
+    m(G, "level = NOISE_SAFETY * (np.abs(Vt) @ eps + floor)",
+      "level = NOISE_SAFETY * (np.sqrt(np.sum(eps**2)) + floor) + 0 * Vt[:, 0]",
+      "geometry: global instead of per-direction hull level"),
+    m(G, "    white = V / sv[:r] if whiten else V\n", "    white = V\n", "geometry: no whitening"),
+    m(G, "spreads = np.sqrt(np.add.reduceat(dev, offsets[:-1]) / wi)",
+      "spreads = np.add.reduceat(dev, offsets[:-1]) / wi", "geometry: spread squared"),
+    # ---- verify.py
+    m(V, "threshold = 10.0 ** (-digits / 2)", "threshold = 10.0 ** (-digits / 4)",
+      "verify: misfit threshold 1e-12.5"),
+    m(V, "DATA_ROUNDING = 1.0", "DATA_ROUNDING = 10.0", "verify: data rounding x 10"),
+    m(V, "                for pos, j in enumerate(others):\n                    cm[j] = sol[pos]\n",
+      "                pass\n", "verify: no extended-precision refit"),
+    m(V, "row.append(lp + lm - 2 * l0)", "row.append(lp + lm - l0)",
+      "verify: second difference broken"),
+    m(V, "    if misfit <= threshold:\n", "    if True:\n", "verify: every relation passes"),
+]
