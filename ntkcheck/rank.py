@@ -13,8 +13,6 @@ column can neither hide nor invent relations among the others.
 ``noise`` of a vector c (unit, normalised coordinates)
     tau(c) = NOISE_SAFETY * (sum_i |c_i| eta_i + N u): the round-off level of F_perp c built
     from its own columns. A singular value sigma_j <= tau(v_j) is indistinguishable from 0.
-    For a subspace with orthonormal basis V the level is NOISE_SAFETY * (sum_i ||V[i, :]|| eta_i
-    + N u), an upper bound of tau(c) over its unit vectors.
 ``gap``
     :data:`GAP` = 100: a numerical verdict needs every other singular value >= GAP * tau(v_j),
     otherwise it lies in the grey zone and the verdict is ``inconclusive``.
@@ -66,11 +64,6 @@ class Spectrum:
         """tau(c) for each column c of ``vectors`` (N, k) (normalised coordinates)."""
         eta = self.col_noise if self.col_noise is not None else np.zeros(vectors.shape[0])
         return NOISE_SAFETY * (np.abs(vectors).T @ eta) + self._floor()
-
-    def subspace_noise(self, basis: np.ndarray) -> float:
-        """Upper bound of tau(c) over the unit vectors of span(basis) (orthonormal columns)."""
-        eta = self.col_noise if self.col_noise is not None else np.zeros(basis.shape[0])
-        return float(NOISE_SAFETY * (np.linalg.norm(basis, axis=1) @ eta) + self._floor())
 
     def weighted_smallest(self) -> float:
         """sigma_min of F_perp diag(1 / beta) (columns scaled to unit round-off bound), or 0.

@@ -44,14 +44,11 @@ def test_only_trailing_values_are_null():
 
 
 def test_vector_noise_formula():
-    """tau(c) = 10 (sum_i |c_i| eta_i + N u) (rank.py docstring); the subspace bound uses the
-    row norms of the basis."""
+    """tau(c) = 10 (sum_i |c_i| eta_i + N u) (rank.py docstring)."""
     eta = np.array([1e-12, 1e-6, 0.0])
     spec = Spectrum(np.ones(3), 0.0, 0.0, np.eye(3), eta, eta)
     v = np.array([[0.6], [0.0], [0.8]])
     assert spec.vector_noise(v)[0] == pytest.approx(10 * (0.6e-12 + 3 * U), rel=1e-12)
-    basis = np.eye(3)[:, :2]
-    assert spec.subspace_noise(basis) == pytest.approx(10 * (1e-12 + 1e-6 + 3 * U), rel=1e-12)
 
 
 def test_fast_certificate_both_sides():

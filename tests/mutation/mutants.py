@@ -48,8 +48,6 @@ MUTANTS = [
       "rank: null test >= (ties have probability 0)", equivalent=True),
     m(R, "return NOISE_SAFETY * (np.abs(vectors).T @ eta) + self._floor()",
       "return (np.abs(vectors).T @ eta) + self._floor()", "rank: vector noise without safety"),
-    m(R, "np.linalg.norm(basis, axis=1) @ eta", "np.abs(basis).max(axis=1) @ eta",
-      "rank: subspace noise with max instead of norm"),
     m(R, "self.triangle / beta[None, :]", "self.triangle * beta[None, :]",
       "rank: weighted certificate scaling inverted"),
     # ---- features.py
