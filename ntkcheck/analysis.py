@@ -479,9 +479,14 @@ def _with_exact(numerical: AnalysisResult, dataset: Dataset, mode: str, timeout:
     info = {**ex.to_dict(), "mode": mode,
             "dependencies": [d.certificate(ex.names) for d in ex.dependencies]}
     nullity = len(ex.names) - ex.rank
-    agree = numerical.verdict == INCONCLUSIVE or (
-        numerical.verdict == ex.verdict
-        and (ex.injective or len(numerical.dependencies) == nullity))
+    # relations that hold exactly on the float values (structural exact ones, and dense ones
+    # re-checked to 1e-25) must be exact relations too; those that hold only up to the rounding
+    # of the stored float values may vanish for the exact values the user wrote
+    firm = [d for d in numerical.dependencies
+            if (d.verification or {}).get("level", "exact") == "exact"]
+    rounded_only = numerical.verdict == NOT_INJECTIVE and not firm and ex.injective
+    agree = numerical.verdict == INCONCLUSIVE or rounded_only or (
+        numerical.verdict == ex.verdict and len(firm) <= nullity)
     if not agree:
         num_k = len(numerical.dependencies)
         message = (f"the exact test ({ex.verdict}, {_count(nullity)}) and the numerical test "
@@ -490,6 +495,9 @@ def _with_exact(numerical: AnalysisResult, dataset: Dataset, mode: str, timeout:
         return _disagree(numerical, message, info, ex.verdict)
     if numerical.verdict == INCONCLUSIVE:
         note = "; it settles the inconclusive numerical test"
+    elif rounded_only:
+        note = ("; the numerical relations hold only up to the rounding of the float values, "
+                "and the exact values are independent")
     else:
         note = f"; the numerical test agrees ({numerical.evidence} evidence)"
     deps = tuple(_as_dependency(d, ex) for d in ex.dependencies)
@@ -505,7 +513,10 @@ def _as_dependency(dep, ex: ExactResult) -> Dependency:
     names = ex.names
     return Dependency({n: float(c) for n, c in zip(names, dep.coefficients) if c},
                       dep.constant_value, tuple(float(b) for b in dep.linear),
-                      dep.check_residual, exact=True, certificate=dep.certificate(names))
+                      dep.check_residual, exact=True, certificate=dep.certificate(names),
+                      verification={"method": "exact symbolic test", "level": "exact",
+                                    "passed": True, "check_digits": 50,
+                                    "misfit": float(dep.check_residual)})
 
 
 def _disagree(numerical: AnalysisResult, message: str, info: dict,

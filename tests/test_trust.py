@@ -296,3 +296,16 @@ def test_verdict_does_not_depend_on_the_seed(case):
                 (analyze(Dataset.from_tokens(X), exact="never", seed=s) for s in range(4))}
     assert len(verdicts) == 1, verdicts
     assert verdicts.pop()[0] != INCONCLUSIVE
+
+
+# ---- samples and seeds -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sample", ["tokens_injective.npz", "tokens_dependent.npz", "mixed.toml"])
+def test_sample_verdicts_do_not_depend_on_the_seed(sample):
+    from pathlib import Path
+
+    from ntkcheck import load_dataset
+    ds = load_dataset(Path(__file__).resolve().parents[1] / "samples" / sample)
+    seen = {(r.verdict, r.evidence, len(r.dependencies)) for r in
+            (analyze(ds, exact="never", seed=s) for s in (0, 1, 2, 5))}
+    assert len(seen) == 1, seen
