@@ -85,17 +85,30 @@ def test_injective_case_carries_a_proof():
 
 
 def test_auto_skips_float_data_and_says_why():
-    """Random float tokens are not rational: auto keeps the numerical verdict, records why."""
+    """Random float tokens are exact binary64 values with denominators up to 2^60: the degree in
+    t = exp(z/D) is far over budget, so auto keeps the numerical verdict and records why."""
     ds = load_dataset(SAMPLES / "tokens_injective.npz")
     res = analyze(ds)
     assert res.evidence in ("certified", "numerical")
-    assert res.exact["status"] == "skipped" and res.exact["kind"] == "not_rational"
+    assert res.exact["status"] == "skipped" and res.exact["kind"] == "budget"
+    assert "binary64" in res.exact["reason"]
 
 
-def test_always_on_float_data_is_an_input_error():
-    """exact='always' with values that are not exact rationals: InputError naming the value."""
-    with pytest.raises(InputError, match="not exactly a small-denominator rational"):
-        analyze(load_dataset(SAMPLES / "tokens_injective.npz"), exact="always")
+def test_always_on_float_data_keeps_the_numerical_verdict():
+    """exact='always' on float tokens: over budget is not an input error (the values are exact),
+    the numerical verdict stands and the exact field says why."""
+    res = analyze(load_dataset(SAMPLES / "tokens_injective.npz"), exact="always")
+    assert res.evidence in ("certified", "numerical") and res.exact["kind"] == "budget"
+
+
+def test_always_on_a_covariance_symmetric_only_up_to_rounding_is_an_input_error():
+    """exact='always' with an inexact value (a covariance that is symmetric only to 1e-17, so
+    the numerical test accepts it): InputError naming the value."""
+    ds = parse_spec({"distribution": [{"name": "g", "kind": "gaussian_mixture", "weights": [1],
+                                       "means": [[0, 0]],
+                                       "covariances": [[[1, "1/3"], [0.3333333333333333, 1]]]}]})
+    with pytest.raises(InputError, match="not exactly symmetric"):
+        analyze(ds, exact="always")
 
 
 def test_always_over_budget_keeps_the_numerical_verdict():
@@ -230,12 +243,16 @@ def test_cli_budget_refusal_message(tmp_path):
     assert "exact     skipped:" in res.stdout and "budget" in res.stdout
 
 
-def test_cli_always_on_float_tokens_exits_2():
-    """--exact always on random float tokens: one error line, exit 2."""
-    res = runner.invoke(app, ["analyze", str(SAMPLES / "tokens_injective.npz"), "--exact",
-                              "always"])
+def test_cli_always_on_an_inexact_covariance_exits_2(tmp_path):
+    """--exact always on a covariance that is symmetric only up to rounding: one error line,
+    exit 2."""
+    spec = tmp_path / "g.toml"
+    spec.write_text('[[distribution]]\nname = "g"\nkind = "gaussian_mixture"\nweights = [1]\n'
+                    'means = [[0, 0]]\ncovariances = [[[1, "1/3"], [0.3333333333333333, 1]]]\n')
+    res = runner.invoke(app, ["analyze", str(spec), "--exact", "always"])
     assert res.exit_code == 2
     assert res.stderr.startswith("ntkcheck: error:") and res.stderr.count("\n") == 1
+    assert "not exactly symmetric" in res.stderr
 
 
 def test_cli_disagreement_warns_on_stderr_and_exits_3(monkeypatch):
