@@ -457,11 +457,30 @@ def decide(data: Dataset, *, engine: str = "auto", budget: ExactBudget | None = 
                          field="timeout")
     hint = " or install python-flint, much faster: pip install 'ntkcheck[exact]'" \
         if name == "sympy" else ""
+    _preload(name)
     start = time.monotonic()
     result = run_with_deadline(_decide, (data, name, budget), timeout=float(timeout),
                                progress=progress, timeout_hint=hint)
     result.timings["wall"] = time.monotonic() - start
     return result
+
+
+_WARM: set[str] = set()
+
+
+def _preload(engine: str) -> None:
+    """Import and warm the engine's libraries in this process, once per engine: a forked child
+    inherits them instead of importing them again on every call (about 1 s for sympy, whose
+    polynomial modules load lazily on first use), and the parent needs sympy anyway to unpickle
+    the result. Warming runs the whole procedure on a two-law case (a few ms)."""
+    if engine in _WARM:
+        return
+    from ..distributions import Discrete
+
+    coin = Discrete([[0.0], [1.0]])
+    binom = Discrete([[0.0], [1.0], [2.0]], [1.0, 2.0, 1.0])
+    _decide(Dataset(("coin", "binom"), (coin, binom)), engine, ExactBudget())
+    _WARM.add(engine)
 
 
 def _decide(data: Dataset, engine: str, budget: ExactBudget, *,

@@ -15,6 +15,7 @@ child ignores SIGINT (Ctrl-C interrupts the parent, which then kills the child) 
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -111,7 +112,11 @@ def run_with_deadline(func: Callable[..., Any], args: tuple, *, timeout: float,
         # killed at the deadline like a slow one.
         warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks",
                                 category=DeprecationWarning)
-        proc.start()
+        gc.freeze()  # the child's collections then skip (and do not copy) the parent's objects
+        try:
+            proc.start()
+        finally:
+            gc.unfreeze()
     writer.close()
     try:
         while True:

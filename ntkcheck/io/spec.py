@@ -130,9 +130,10 @@ def load_spec(path: str | Path) -> Dataset:
         raise InputError("cannot be read as UTF-8 text; save the spec as UTF-8",
                          source=src) from None
     _check_nesting(text, suffix, src)
+    if suffix == ".toml":
+        _check_digit_runs(text, src)
     try:
         if suffix == ".toml":
-            _check_digit_runs(text, src)
             doc = tomllib.loads(text, parse_float=_literal)
         else:
             doc = json.loads(text, parse_float=_literal, parse_int=_literal,
@@ -142,7 +143,7 @@ def load_spec(path: str | Path) -> Dataset:
     except json.JSONDecodeError as err:
         raise InputError(f"is not valid JSON ({err.msg} at line {err.lineno})",
                          source=src) from None
-    except (RecursionError, ValueError, InvalidOperation):  # safety nets behind the scans above
+    except (RecursionError, InvalidOperation, ValueError):  # safety nets behind the scans
         raise InputError("cannot be parsed: nesting or a number is beyond the supported limits "
                          f"(nesting {MAX_NESTING}, {MAX_DIGITS} significant digits)",
                          source=src) from None
@@ -331,13 +332,13 @@ def _numbers(value: Any, key: str, counter: _Counter) -> np.ndarray:
             break
         probe = probe[0]
     levels = _LEVELS[key]
+    if 0 in shape:
+        raise InputError("is empty; give at least one value per level", field=key)
     if len(shape) not in levels or isinstance(probe, list):
         want = " or ".join(f"{n}-level" for n in levels)
         got = (f"{len(shape)}-level nested list" if shape and not isinstance(probe, list)
                else _kind_of(value) if not shape else "deeper nesting")
         raise InputError(f"must be a {want} nested list of numbers, got {got}", field=key)
-    if 0 in shape:
-        raise InputError("is empty; give at least one value per level", field=key)
     counter.take(math.prod(shape), key)
     level: list[tuple[tuple[int, ...], Any]] = [((), value)]
     for depth, size in enumerate(shape):
