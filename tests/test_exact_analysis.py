@@ -281,3 +281,44 @@ def test_python_objects_from_small_dyadic_floats_get_exact_evidence():
     res = analyze(ds)
     assert (res.verdict, res.evidence) == ("not_injective", "exact")
     assert res.dependencies[0].certificate["linear"] == ["-1/4"]
+
+
+# ---------------------------------------------------------------- exact decimals (SPEC §3a)
+
+DECIMAL_TOML = """
+[[distribution]]
+name = "binom"
+kind = "discrete"
+atoms = [0, 1, 2]
+weights = [0.49, 0.42, 0.09]
+
+[[distribution]]
+name = "bern"
+kind = "discrete"
+atoms = [0, 1]
+weights = [0.7, 0.3]
+"""
+
+
+@pytest.mark.parametrize("fmt", ["toml", "json"])
+def test_cli_decimal_weights_are_the_decimals_written(tmp_path, fmt):
+    """Binomial(2, 0.3) written as weights [0.49, 0.42, 0.09] next to Bernoulli(0.3) as
+    [0.7, 0.3]: with the decimals read exactly, 0.49 + 0.42 t + 0.09 t^2 = (0.7 + 0.3 t)^2, so the
+    answer is not_injective with exact evidence and LSE[binom] - 2 LSE[bern] = 0 (at the binary64
+    values of the same numbers the identity fails and the exact test would prove independence)."""
+    import tomllib
+
+    path = tmp_path / f"decimal.{fmt}"
+    if fmt == "toml":
+        path.write_text(DECIMAL_TOML)
+    else:
+        doc = tomllib.loads(DECIMAL_TOML)  # floats -> JSON decimals 0.49, 0.42, ...
+        path.write_text(json.dumps(doc))
+        assert "0.49" in path.read_text()
+    res = runner.invoke(app, ["analyze", str(path), "--json"])
+    assert res.exit_code == 1, res.stderr
+    doc = json.loads(res.stdout)
+    assert (doc["verdict"], doc["evidence"]) == ("not_injective", "exact")
+    assert [d["certificate"]["identity"] for d in doc["dependencies"]] == \
+        ["LSE[binom] - 2 LSE[bern] = 0"]
+    assert doc["exact"]["status"] == "decided" and doc["exact"]["denominator"] == 1
