@@ -191,9 +191,15 @@ def _too_big(size: int) -> str:
 #: Strings and comments, whose brackets and digits are not structure (TOML; JSON uses only
 #: the double-quoted form). Alternatives are tried left to right at each position, so a '#'
 #: inside a string is part of the string and a quote inside a comment part of the comment.
-_TOML_SKIP = re.compile(r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"'
-                        r"|'[^'\n]*'|#[^\n]*", re.S)
-_JSON_SKIP = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+#: Each pattern consumes runs with character classes and also accepts an unterminated string
+#: (up to the end of its line or of the text), so no match fails after a long scan and the
+#: substitution is linear in the length of the text, whatever the text.
+_TOML_SKIP = re.compile(r'"""[^"\\]*(?:(?:\\[\s\S]|"(?!""))[^"\\]*)*(?:"""|\\?\Z)'
+                        r"|'''[^']*(?:'(?!'')[^']*)*(?:'''|\Z)"
+                        r'|"[^"\\\n]*(?:\\.[^"\\\n]*)*(?:"|\\?(?=\n)|\\?\Z)'
+                        r"|'[^'\n]*(?:'|(?=\n)|\Z)"
+                        r"|#[^\n]*")
+_JSON_SKIP = re.compile(r'"[^"\\]*(?:\\[\s\S][^"\\]*)*(?:"|\\?\Z)')
 
 
 def _check_nesting(text: str, suffix: str, src: str) -> None:
