@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -188,3 +189,47 @@ def test_infinite_timeout_means_no_limit():
     """timeout=inf runs in process, like None."""
     ds = Dataset(("a",), (Discrete([[0.0], [1.0]]),))
     assert "wall" not in decide(ds, timeout=float("inf")).timings
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux death signal, /proc")
+def test_orphaned_child_dies_with_its_parent(tmp_path):
+    """A parent killed with SIGKILL (no chance to clean up) does not leave its exact child
+    running (here with a 60 s limit): the kernel's death signal stops it within seconds."""
+    import signal
+    import subprocess
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from ntkcheck.exact import worker\n"
+        "sys.path.insert(0, os.path.dirname(__file__))\n"
+        "import tests_helper\n"
+        "worker.run_with_deadline(tests_helper.spin, (), timeout=60,\n"
+        "                         progress=lambda m: print(os.getpid(), m, flush=True))\n")
+    (tmp_path / "tests_helper.py").write_text(
+        "import os, time\n"
+        "def spin(*a, progress):\n"
+        "    progress(str(os.getpid()))\n"
+        "    while True:\n"
+        "        time.sleep(0.05)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                            env=env)
+    line = proc.stdout.readline().split()
+    child = int(line[1])
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        # a zombie (reaped by init soon) is dead too
+        with open(f"/proc/{child}/stat") as fh:
+            if fh.read().split(")")[-1].split()[0] == "Z":
+                return
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the exact child outlived its killed parent")
