@@ -373,3 +373,17 @@ def test_valid_spec_with_every_kind_still_loads(tmp_path):
                 assert np.allclose(got, expected, rtol=4 * np.finfo(float).eps, atol=0)
             else:
                 assert got.ravel().tolist() == [float(x) for x in np.asarray(exact).ravel()]
+
+
+@pytest.mark.parametrize("fmt", ["toml", "json"])
+@pytest.mark.parametrize("body", ['x = "' + '\\"' * 500_000, '"""' + '"\\' * 500_000,
+                                  "'" * 1_000_000])
+def test_adversarial_quoting_is_scanned_in_linear_time(tmp_path, fmt, body):
+    """1 MB of escaped or unbalanced quotes (each quote a new unterminated string for a naive
+    scanner, quadratic time): refused as invalid in about a second, not hours."""
+    path = tmp_path / f"q.{fmt}"
+    path.write_text(body)
+    t0 = time.perf_counter()
+    with pytest.raises(InputError):
+        load_spec(path)
+    assert time.perf_counter() - t0 < 4 * FAST
