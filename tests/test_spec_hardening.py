@@ -120,7 +120,8 @@ def test_decimal_literals_are_exact_and_floats_are_their_nearest_doubles(tmp_pat
     assert b.atoms[2, 0] == float(123456789012345678901)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(digits=st.integers(1, 10**17), exponent=st.integers(-60, 60),
        sign=st.sampled_from(["", "-"]), fmt=st.sampled_from(["toml", "json"]))
 def test_round_trip_of_decimal_literals(tmp_path, digits, exponent, sign, fmt):

@@ -177,7 +177,8 @@ class ExactResult:
         N, K = self.shape
         if self.injective:
             return (f"exact: the {N} x {K} exponent matrix of the non-affine factors has "
-                    f"rank {self.rank} = N ({self.engine}, D = {_int_text(self.denominator, 4000)})")
+                    f"rank {self.rank} = N ({self.engine}, "
+                    f"D = {_int_text(self.denominator, 4000)})")
         return (f"exact: the {N} x {K} exponent matrix of the non-affine factors has rank "
                 f"{self.rank} < N = {N}: {N - self.rank} independent exact "
                 f"{'dependency' if N - self.rank == 1 else 'dependencies'} "
@@ -475,10 +476,12 @@ def _preload(engine: str) -> None:
     the result. Warming runs the whole procedure on a two-law case (a few ms)."""
     if engine in _WARM:
         return
+    import numpy as np
+
     from ..distributions import Discrete
 
-    coin = Discrete([[0.0], [1.0]])
-    binom = Discrete([[0.0], [1.0], [2.0]], [1.0, 2.0, 1.0])
+    coin = Discrete(np.array([[0.0], [1.0]]))
+    binom = Discrete(np.array([[0.0], [1.0], [2.0]]), np.array([1.0, 2.0, 1.0]))
     _decide(Dataset(("coin", "binom"), (coin, binom)), engine, ExactBudget())
     _WARM.add(engine)
 

@@ -348,7 +348,7 @@ def _numbers(value: Any, key: str, counter: _Counter) -> np.ndarray:
     counter.take(math.prod(shape), key)
     level: list[tuple[tuple[int, ...], Any]] = [((), value)]
     for depth, size in enumerate(shape):
-        nxt = []
+        nxt: list[tuple[tuple[int, ...], Any]] = []
         for idx, item in level:
             if not isinstance(item, list):
                 raise InputError(f"is {_kind_of(item)} where a list of {size} entries is "
