@@ -32,7 +32,8 @@ import numpy as np
 from ..distributions import Discrete, Distribution, GaussianMixture, UniformBox
 from .errors import ExactRefused
 
-__all__ = ["ExactLaw", "exact_laws", "common_denominator", "exact_value"]
+__all__ = ["ExactLaw", "exact_law", "exact_laws", "common_denominator", "exact_value",
+           "degree_lower_bound"]
 
 DISCRETE, UNIFORM, MIXTURE = "discrete", "uniform", "gaussian_mixture"
 
@@ -161,7 +162,8 @@ def _source(dist: Distribution) -> Mapping[str, Any]:
     return {}
 
 
-def _law(name: str, dist: Distribution) -> ExactLaw:
+def exact_law(name: str, dist: Distribution) -> ExactLaw:
+    """Exact rational parameters of one distribution (see :func:`exact_laws`)."""
     src = _source(dist)
     d = dist.dim
     if isinstance(dist, Discrete):
@@ -193,7 +195,7 @@ def exact_laws(names: Sequence[str], distributions: Sequence[Distribution]) -> l
     """Exact rational parameters of every distribution (module docstring), or
     :class:`ExactRefused` for a covariance that is not exactly symmetric PSD or an unknown
     family."""
-    return [_law(n, dist) for n, dist in zip(names, distributions)]
+    return [exact_law(n, dist) for n, dist in zip(names, distributions)]
 
 
 def common_denominator(laws: Sequence[ExactLaw]) -> int:
@@ -203,3 +205,30 @@ def common_denominator(laws: Sequence[ExactLaw]) -> int:
         for x in law.exponents():
             D = lcm(D, x.denominator)
     return D
+
+
+def degree_lower_bound(law: ExactLaw) -> tuple[int, int]:
+    """(b, D_own): every polynomial of this law has total degree >= b whatever the common
+    denominator D of the data set, D_own being the denominator that forces it.
+
+    D is a multiple of the lcm D_l of the denominators of one exponent coordinate's values, so
+    the degree in that variable, D (max - min), is at least D_l (max - min); for a box side it
+    is D (b - a) >= lcm(den a, den b) (b - a). Cheap (no polynomial is built): it lets the
+    exact test refuse float data (D ~ 2^52) after looking at one distribution, not all.
+    """
+    columns: list[list[Fraction]] = [list(c) for c in zip(*law.points)] if law.points else []
+    for k in range(len(law.covariances)):
+        quad = law.quadratic(k)
+        for pair in sorted(quad):
+            columns.append([law.quadratic(j).get(pair, Fraction(0))
+                            for j in range(len(law.covariances))])
+    best = (0, 1)
+    for col in columns:
+        den = 1
+        for x in col:
+            den = lcm(den, x.denominator)
+        best = max(best, (int((max(col) - min(col)) * den), den))
+    for a, b in zip(law.low, law.high):
+        den = lcm(a.denominator, b.denominator)
+        best = max(best, (int((b - a) * den), den))
+    return best

@@ -35,7 +35,7 @@ from ..dataset import Dataset
 from ..errors import InputError
 from .engines import Engine, get_engine, resolve_engine
 from .errors import ExactCheckFailed, ExactRefused
-from .laws import UNIFORM, ExactLaw, common_denominator, exact_laws
+from .laws import UNIFORM, ExactLaw, common_denominator, degree_lower_bound, exact_law
 from .matrix import left_null_space
 from .verify import CHECK_DIGITS, CHECK_POINTS, CHECK_RTOL, check_identity
 from .worker import run_with_deadline
@@ -494,7 +494,17 @@ def _decide(data: Dataset, engine: str, budget: ExactBudget, *,
     timings: dict[str, float] = {}
 
     say("exact: rational parameters")
-    laws = exact_laws(data.names, data.distributions)
+    max_deg = budget.max_degree if engine == "flint" else budget.max_degree_sympy
+    laws = []
+    for name, dist in zip(data.names, data.distributions):
+        law = exact_law(name, dist)
+        bound, own = degree_lower_bound(law)
+        if bound > max_deg:  # refuse at the first such law (float data), before reading all
+            raise ExactRefused(
+                f"'{name}' gives a polynomial of degree {_int_text(bound)} or more in "
+                f"t = exp(z/D), D a multiple of {_int_text(own)}, above the {engine} budget "
+                f"of {max_deg}{_denominator_hint([law], own)}", kind="budget")
+        laws.append(law)
     D = common_denominator(laws)
     builder = _Builder(laws, D)
     rows = [builder.row(law) for law in laws]
