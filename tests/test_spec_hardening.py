@@ -138,10 +138,15 @@ def test_round_trip_of_decimal_literals(tmp_path, digits, exponent, sign, fmt):
 
 
 def test_python_values_keep_their_meaning():
-    """From Python: Decimal and Fraction are exact, a float is its binary64 value."""
-    ds = parse_spec({"distribution": [disc([Decimal("0.1"), Fraction(1, 3), 0.1])]})
+    """From Python: Decimal and Fraction are exact, a float (Python or numpy) is its binary64
+    value, a numpy integer an integer; a numpy boolean is refused like a Python one."""
+    ds = parse_spec({"distribution": [disc([Decimal("0.1"), Fraction(1, 3), 0.1,
+                                            np.float32(0.1), np.int64(-7)])]})
     assert ds.distributions[0].rational["atoms"][:, 0].tolist() == [
-        Fraction(1, 10), Fraction(1, 3), Fraction(3602879701896397, 2**55)]
+        Fraction(1, 10), Fraction(1, 3), Fraction(3602879701896397, 2**55),
+        Fraction(13421773, 2**27), -7]
+    with pytest.raises(InputError, match="boolean"):
+        parse_spec({"distribution": [disc([np.bool_(True), 0])]})
 
 
 # ---------------------------------------------------------------- bounded numbers

@@ -402,8 +402,12 @@ _NOT_A_NUMBER = "give a number or an exact rational string such as \"1/3\""
 def _exact(value: Any, field: str) -> Fraction:
     """One value as an exact Fraction, bounded before any costly conversion (module docstring).
     """
-    if isinstance(value, bool):
-        raise InputError(f"is {_kind_of(value)}; {_NOT_A_NUMBER}", field=field)
+    if isinstance(value, (bool, np.bool_)):
+        raise InputError(f"is {_kind_of(bool(value))}; {_NOT_A_NUMBER}", field=field)
+    if isinstance(value, np.integer):
+        value = int(value)
+    elif isinstance(value, np.floating):
+        value = float(value)  # exact: every float32/float64 value is a double
     if isinstance(value, Decimal):
         return _from_decimal(value, field, _short(value))
     if isinstance(value, int):
