@@ -19,6 +19,12 @@ finite z. Evaluation over a whole dataset is vectorised per family in :mod:`ntkc
 Validation happens once, in the constructors: finite values, weights >= 0 with a positive total
 (normalised; zero-weight atoms/components are dropped), low <= high, covariances symmetric and
 positive semi-definite up to the relative tolerance :data:`PSD_RTOL` (singular allowed).
+
+Exact values (SPEC §3a): ``rational`` holds the parameters exactly as given, for the exact test
+(:mod:`ntkcheck.exact`). A spec passes :class:`~fractions.Fraction` arrays (``0.49`` in a file is
+49/100); otherwise the constructors record the float64 values they were given *before*
+normalising the weights or repairing a covariance, and the exact test reads each float as its
+exact binary64 value. ``rational`` is None when the attributes are already those values.
 """
 
 from __future__ import annotations
@@ -58,7 +64,8 @@ def _finite_array(value: Any, field_name: str, ndim: int) -> np.ndarray:
     return arr
 
 
-def _weights(value: Any, size: int, field_name: str) -> np.ndarray:
+def _weights(value: Any, size: int, field_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(the weights as given, the weights normalised to sum 1)."""
     w = _finite_array(value, field_name, 1)
     if w.shape[0] != size:
         raise InputError(f"has {w.shape[0]} entries, expected {size}", field=field_name)
@@ -67,7 +74,7 @@ def _weights(value: Any, size: int, field_name: str) -> np.ndarray:
     total = w.sum()
     if not total > 0:
         raise InputError("sum to zero; give at least one positive weight", field=field_name)
-    return w / total
+    return w, w / total
 
 
 class Distribution:
@@ -124,7 +131,10 @@ class Discrete(Distribution):
         Non-negative weights with a positive sum; uniform when omitted. Normalised; atoms of
         weight 0 are dropped.
     rational : mapping, optional
-        The exact rational parameters when the input gave them (used by the exact test).
+        The exact parameters ``atoms`` and ``weights`` as given (Fraction arrays, e.g. from a
+        spec), for the exact test. When omitted and ``weights`` are given, the float64 weights
+        before normalisation are recorded (with the kept atoms): the exact test normalises
+        their binary64 values exactly.
     """
 
     atoms: Values
@@ -144,12 +154,14 @@ class Discrete(Distribution):
         if atoms.shape[0] == 0:
             raise InputError("is empty; a distribution needs at least one atom", field="atoms")
         if self.weights is None:
-            w = np.full(atoms.shape[0], 1.0 / atoms.shape[0])
+            raw, w = None, np.full(atoms.shape[0], 1.0 / atoms.shape[0])
         else:
-            w = _weights(self.weights, atoms.shape[0], "weights")
+            raw, w = _weights(self.weights, atoms.shape[0], "weights")
         keep = w > 0
         object.__setattr__(self, "atoms", np.ascontiguousarray(atoms[keep]))
         object.__setattr__(self, "weights", w[keep])
+        if self.rational is None and raw is not None:
+            object.__setattr__(self, "rational", {"atoms": self.atoms, "weights": raw[keep]})
 
     @property
     def dim(self) -> int:  # type: ignore[override]
@@ -239,6 +251,10 @@ class GaussianMixture(Distribution):
     """Mixture sum_k pi_k N(m_k, S_k) with PSD (possibly singular) covariances.
 
     LSE(z) = logsumexp_k(log pi_k + <m_k, z> + z^T S_k z / 2).
+
+    ``rational`` (optional): the exact ``weights``, ``means`` and ``covariances`` as given; when
+    omitted, the float64 values before normalising the weights and symmetrising/clipping the
+    covariances are recorded (kept components only), for the exact test.
     """
 
     weights: Values
@@ -251,18 +267,21 @@ class GaussianMixture(Distribution):
         k, d = means.shape
         if k == 0 or d == 0:
             raise InputError("is empty; give at least one component mean", field="means")
-        w = _weights(self.weights, k, "weights")
-        covs = _finite_array(self.covariances, "covariances", 3)
-        if covs.shape != (k, d, d):
+        raw, w = _weights(self.weights, k, "weights")
+        given = _finite_array(self.covariances, "covariances", 3)
+        if given.shape != (k, d, d):
             raise InputError(
-                f"has shape {covs.shape}, expected ({k}, {d}, {d}): one d x d matrix per component",
+                f"has shape {given.shape}, expected ({k}, {d}, {d}): one d x d matrix per component",
                 field="covariances",
             )
-        covs = np.array([_psd(S, i) for i, S in enumerate(covs)]).reshape(k, d, d)
+        covs = np.array([_psd(S, i) for i, S in enumerate(given)]).reshape(k, d, d)
         keep = w > 0
         object.__setattr__(self, "weights", w[keep])
         object.__setattr__(self, "means", means[keep])
         object.__setattr__(self, "covariances", covs[keep])
+        if self.rational is None:
+            object.__setattr__(self, "rational", {"weights": raw[keep], "means": self.means,
+                                                  "covariances": given[keep]})
 
     @property
     def dim(self) -> int:  # type: ignore[override]

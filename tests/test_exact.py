@@ -292,20 +292,45 @@ def test_equal_float_weights_are_read_as_uniform():
     assert only_dependency(res).certificate(res.names)["linear"] == ["-1"]
 
 
-def test_non_dyadic_float_is_refused_with_the_fix():
-    """0.1 is not exactly 1/10 in binary: refused (never rounded), the message says how."""
+def test_float_atom_is_its_binary_value_and_the_budget_says_how_to_fix_it():
+    """A Python float 0.1 is its binary64 value 3602879701896397/2^55 (never rounded to 1/10):
+    D = 2^55 makes the degree far over budget; the refusal names the binary value and the fix."""
     ds = Dataset(("a", "b"), (Discrete([[0.0], [0.1]]), Discrete([[0.0], [1.0]])))
     with pytest.raises(ExactRefused) as err:
         decide(ds)
-    assert err.value.kind == "not_rational"
-    assert "0.1 (an atom coordinate of 'a')" in err.value.reason and '"1/10"' in err.value.reason
+    assert err.value.kind == "budget"
+    assert f"D a multiple of {2**55}" in err.value.reason
+    assert "binary64" in err.value.reason and '"1/10"' in err.value.reason
 
 
-def test_non_dyadic_float_weight_is_refused():
-    """Float weights 1/3, 2/3 (from weights [1, 2]) are not exact: refused, kind not_rational."""
-    ds = Dataset(("a",), (Discrete([[0.0], [1.0]], [1.0, 2.0]),))
-    with pytest.raises(ExactRefused, match="a weight of 'a'"):
-        decide(ds)
+def test_float_weights_are_normalised_exactly_from_the_values_given():
+    """Weights [1., 4., 4.] on atoms 0, 1, 2 are (1 + 2t)^2 / 9, and [1., 2.] on 0, 1 is
+    (1 + 2t) / 3: LSE[sq] = 2 LSE[lin] exactly. Normalising in float first (1/9 and 4/9 are not
+    binary fractions) would have lost the identity; the exact test normalises the given values."""
+    ds = Dataset(("sq", "lin"), (Discrete([[0.0], [1.0], [2.0]], [1.0, 4.0, 4.0]),
+                                 Discrete([[0.0], [1.0]], [1.0, 2.0])))
+    res = decide(ds)
+    cert = only_dependency(res).certificate(res.names)
+    assert cert["coefficients"] == {"sq": "1", "lin": "-2"} and cert["constant"] == "0"
+    assert res.constants[:2] == (Fraction(1, 9), Fraction(1, 3))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_decimal_weights_are_exact_decimals(engine):
+    """Binomial(2, 3/10) written in decimals, [0.49, 0.42, 0.09] (Decimal, as a .toml/.json file
+    gives them), next to Bernoulli(3/10) as [0.7, 0.3]: 0.49 + 0.42 t + 0.09 t^2 = (0.7 + 0.3 t)^2
+    exactly, so LSE[binom] - 2 LSE[bern] = 0. The same numbers as Python floats are binary64
+    values, for which the identity fails ((0.7)^2 != 0.49 in binary64): independent."""
+    from decimal import Decimal as Dec
+
+    dec = [disc("binom", [0, 1, 2], [Dec("0.49"), Dec("0.42"), Dec("0.09")]),
+           disc("bern", [0, 1], [Dec("0.7"), Dec("0.3")])]
+    res = decide(spec(*dec), engine=engine)
+    cert = only_dependency(res).certificate(res.names)
+    assert cert["identity"] == "LSE[binom] - 2 LSE[bern] = 0"
+    assert Fraction(0.7) ** 2 != Fraction(0.49)  # why the binary64 reading is independent
+    floats = [disc("binom", [0, 1, 2], [0.49, 0.42, 0.09]), disc("bern", [0, 1], [0.7, 0.3])]
+    assert decide(spec(*floats), engine=engine).verdict == "injective"
 
 
 def test_zero_weight_atoms_are_dropped_from_the_exact_data():
@@ -331,12 +356,22 @@ def test_degree_budget_refuses_with_the_reason():
     assert err.value.kind == "budget" and "degree 1000" in err.value.reason
 
 
-def test_decimal_literal_in_a_spec_hits_the_budget_with_a_hint():
-    """A TOML float 0.1 is kept as its exact binary value (denominator 2^55): the degree is far
-    over budget and the message points at the value and at the "1/10" spelling."""
+def test_python_float_in_a_spec_dict_hits_the_budget_with_a_hint():
+    """A Python float 0.1 given to parse_spec is its exact binary value (denominator 2^55): the
+    degree is far over budget and the message points at the "1/10" spelling."""
     with pytest.raises(ExactRefused) as err:
         decide(spec(disc("a", [0, 0.1]), disc("b", [0, 1])))
     assert err.value.kind == "budget" and '"1/10"' in err.value.reason
+
+
+def test_decimal_atom_gives_a_decimal_denominator():
+    """The decimal 0.1 (Decimal or the string "0.1") is 1/10: D = 10, the translate by 1/10 is
+    found with b = 1/10."""
+    from decimal import Decimal as Dec
+
+    res = decide(spec(disc("a", [0, 1, 3]), disc("b", [Dec("0.1"), "1.1", "3.1"])))
+    assert res.denominator == 10
+    assert only_dependency(res).certificate(res.names)["linear"] == ["-1/10"]
 
 
 def test_timeout_refuses_cleanly():
@@ -435,3 +470,22 @@ def test_core_budget_refuses_instead_of_a_long_elimination():
     res = decide(ds)
     assert len(res.core_rows) == 11 and len(res.dependencies) == 10
     assert_certificate_holds(entries, res.dependencies[-1].certificate(res.names))
+
+
+def test_float_data_are_refused_at_the_first_law_without_reading_the_rest():
+    """Float tokens (denominators ~2^52) are over the degree budget whatever the common D: the
+    test refuses at the first such law, before converting the others (here a second law of a
+    family the exact test does not know, which would otherwise be refused as unsupported)."""
+    from ntkcheck import Distribution
+
+    class Unknown(Distribution):
+        dim, rational = 1, None
+
+    rng = np.random.default_rng(0)
+    ds = Dataset(("floats", "unknown"), (Discrete(rng.normal(size=(5, 1))), Unknown()))
+    with pytest.raises(ExactRefused) as err:
+        decide(ds)
+    assert err.value.kind == "budget" and "'floats'" in err.value.reason
+    with pytest.raises(ExactRefused) as err:
+        decide(Dataset(("unknown", "floats"), ds.distributions[::-1]))
+    assert err.value.kind == "unsupported"

@@ -85,17 +85,30 @@ def test_injective_case_carries_a_proof():
 
 
 def test_auto_skips_float_data_and_says_why():
-    """Random float tokens are not rational: auto keeps the numerical verdict, records why."""
+    """Random float tokens are exact binary64 values with denominators up to 2^60: the degree in
+    t = exp(z/D) is far over budget, so auto keeps the numerical verdict and records why."""
     ds = load_dataset(SAMPLES / "tokens_injective.npz")
     res = analyze(ds)
     assert res.evidence in ("certified", "numerical")
-    assert res.exact["status"] == "skipped" and res.exact["kind"] == "not_rational"
+    assert res.exact["status"] == "skipped" and res.exact["kind"] == "budget"
+    assert "binary64" in res.exact["reason"]
 
 
-def test_always_on_float_data_is_an_input_error():
-    """exact='always' with values that are not exact rationals: InputError naming the value."""
-    with pytest.raises(InputError, match="not exactly a small-denominator rational"):
-        analyze(load_dataset(SAMPLES / "tokens_injective.npz"), exact="always")
+def test_always_on_float_data_keeps_the_numerical_verdict():
+    """exact='always' on float tokens: over budget is not an input error (the values are exact),
+    the numerical verdict stands and the exact field says why."""
+    res = analyze(load_dataset(SAMPLES / "tokens_injective.npz"), exact="always")
+    assert res.evidence in ("certified", "numerical") and res.exact["kind"] == "budget"
+
+
+def test_always_on_a_covariance_symmetric_only_up_to_rounding_is_an_input_error():
+    """exact='always' with an inexact value (a covariance that is symmetric only to 1e-17, so
+    the numerical test accepts it): InputError naming the value."""
+    ds = parse_spec({"distribution": [{"name": "g", "kind": "gaussian_mixture", "weights": [1],
+                                       "means": [[0, 0]],
+                                       "covariances": [[[1, "1/3"], [0.3333333333333333, 1]]]}]})
+    with pytest.raises(InputError, match="not exactly symmetric"):
+        analyze(ds, exact="always")
 
 
 def test_always_over_budget_keeps_the_numerical_verdict():
@@ -230,12 +243,16 @@ def test_cli_budget_refusal_message(tmp_path):
     assert "exact     skipped:" in res.stdout and "budget" in res.stdout
 
 
-def test_cli_always_on_float_tokens_exits_2():
-    """--exact always on random float tokens: one error line, exit 2."""
-    res = runner.invoke(app, ["analyze", str(SAMPLES / "tokens_injective.npz"), "--exact",
-                              "always"])
+def test_cli_always_on_an_inexact_covariance_exits_2(tmp_path):
+    """--exact always on a covariance that is symmetric only up to rounding: one error line,
+    exit 2."""
+    spec = tmp_path / "g.toml"
+    spec.write_text('[[distribution]]\nname = "g"\nkind = "gaussian_mixture"\nweights = [1]\n'
+                    'means = [[0, 0]]\ncovariances = [[[1, "1/3"], [0.3333333333333333, 1]]]\n')
+    res = runner.invoke(app, ["analyze", str(spec), "--exact", "always"])
     assert res.exit_code == 2
     assert res.stderr.startswith("ntkcheck: error:") and res.stderr.count("\n") == 1
+    assert "not exactly symmetric" in res.stderr
 
 
 def test_cli_disagreement_warns_on_stderr_and_exits_3(monkeypatch):
@@ -264,3 +281,44 @@ def test_python_objects_from_small_dyadic_floats_get_exact_evidence():
     res = analyze(ds)
     assert (res.verdict, res.evidence) == ("not_injective", "exact")
     assert res.dependencies[0].certificate["linear"] == ["-1/4"]
+
+
+# ---------------------------------------------------------------- exact decimals (SPEC §3a)
+
+DECIMAL_TOML = """
+[[distribution]]
+name = "binom"
+kind = "discrete"
+atoms = [0, 1, 2]
+weights = [0.49, 0.42, 0.09]
+
+[[distribution]]
+name = "bern"
+kind = "discrete"
+atoms = [0, 1]
+weights = [0.7, 0.3]
+"""
+
+
+@pytest.mark.parametrize("fmt", ["toml", "json"])
+def test_cli_decimal_weights_are_the_decimals_written(tmp_path, fmt):
+    """Binomial(2, 0.3) written as weights [0.49, 0.42, 0.09] next to Bernoulli(0.3) as
+    [0.7, 0.3]: with the decimals read exactly, 0.49 + 0.42 t + 0.09 t^2 = (0.7 + 0.3 t)^2, so the
+    answer is not_injective with exact evidence and LSE[binom] - 2 LSE[bern] = 0 (at the binary64
+    values of the same numbers the identity fails and the exact test would prove independence)."""
+    import tomllib
+
+    path = tmp_path / f"decimal.{fmt}"
+    if fmt == "toml":
+        path.write_text(DECIMAL_TOML)
+    else:
+        doc = tomllib.loads(DECIMAL_TOML)  # floats -> JSON decimals 0.49, 0.42, ...
+        path.write_text(json.dumps(doc))
+        assert "0.49" in path.read_text()
+    res = runner.invoke(app, ["analyze", str(path), "--json"])
+    assert res.exit_code == 1, res.stderr
+    doc = json.loads(res.stdout)
+    assert (doc["verdict"], doc["evidence"]) == ("not_injective", "exact")
+    assert [d["certificate"]["identity"] for d in doc["dependencies"]] == \
+        ["LSE[binom] - 2 LSE[bern] = 0"]
+    assert doc["exact"]["status"] == "decided" and doc["exact"]["denominator"] == 1

@@ -25,7 +25,7 @@ from typing import Sequence
 from ..errors import InputError
 from .errors import ExactRefused
 
-__all__ = ["Engine", "get_engine", "ENGINES", "ENGINE_ENV"]
+__all__ = ["Engine", "get_engine", "resolve_engine", "ENGINES", "ENGINE_ENV"]
 
 ENGINES = ("auto", "flint", "sympy")
 ENGINE_ENV = "NTKCHECK_EXACT_ENGINE"
@@ -150,9 +150,10 @@ def _engine_name(value: str, field: str) -> str:
     return value
 
 
-def get_engine(engine: str, nvars: int) -> Engine:
-    """The engine named ``engine`` (``auto``: flint if importable, else sympy; the environment
-    variable NTKCHECK_EXACT_ENGINE overrides ``auto``)."""
+def resolve_engine(engine: str) -> str:
+    """"flint" or "sympy" for ``engine`` (``auto``: flint if importable, else sympy; the
+    environment variable NTKCHECK_EXACT_ENGINE overrides ``auto``); InputError for an unknown
+    name, ExactRefused (kind ``engine``) when python-flint is asked for but not installed."""
     engine = _engine_name(engine, "engine")
     if engine == "auto":
         env = os.environ.get(ENGINE_ENV, "").strip().lower()
@@ -164,4 +165,10 @@ def get_engine(engine: str, nvars: int) -> Engine:
         raise ExactRefused("python-flint is not installed; install it with "
                            "pip install python-flint (the ntkcheck[exact] extra) or use engine 'sympy'",
                            kind="engine")
+    return engine
+
+
+def get_engine(engine: str, nvars: int) -> Engine:
+    """The engine named ``engine`` (see :func:`resolve_engine`) for ``nvars`` variables."""
+    engine = resolve_engine(engine)
     return FlintEngine(nvars) if engine == "flint" else SympyEngine(nvars)

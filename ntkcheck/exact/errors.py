@@ -6,11 +6,13 @@ from ..errors import NtkcheckError
 
 __all__ = ["ExactRefused", "ExactCheckFailed", "REFUSAL_KINDS"]
 
-#: ``not_rational``: a value is not an exact small-denominator rational; ``unsupported``: a
-#: distribution family the exact test does not know; ``budget``: the case exceeds
-#: :class:`~ntkcheck.exact.ExactBudget`; ``timeout``: the deadline passed; ``engine``: the
-#: requested engine is not installed.
-REFUSAL_KINDS = ("not_rational", "unsupported", "budget", "timeout", "engine")
+#: ``not_rational``: an exact value does not have the required property (a covariance that is
+#: symmetric or positive semi-definite only up to rounding); ``unsupported``: a distribution
+#: family the exact test does not know; ``budget``: the case exceeds
+#: :class:`~ntkcheck.exact.ExactBudget` (or the memory); ``timeout``: the time limit passed and
+#: the worker process was stopped; ``engine``: the requested engine is not installed;
+#: ``internal``: the worker process failed unexpectedly (a bug, please report it).
+REFUSAL_KINDS = ("not_rational", "unsupported", "budget", "timeout", "engine", "internal")
 
 
 class ExactRefused(NtkcheckError):

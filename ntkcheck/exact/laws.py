@@ -1,39 +1,39 @@
 """Exact rational parameters of the distributions, for the symbolic test (SPEC §4).
 
-Where the numbers come from:
+Exact inputs are what the user wrote (SPEC §3a). Each value is read from
+``distribution.rational`` when present, else from the float64 attributes, and converted to a
+:class:`fractions.Fraction` without rounding:
 
-* ``distribution.rational`` (specs loaded from ``.toml``/``.json``): used as given, every value
-  an exact :class:`fractions.Fraction`. Weights are normalised exactly and zero-weight atoms or
-  components are dropped (the float objects drop them too).
-* otherwise (``.npz`` token data, objects built in Python) the float64 parameters, accepted only
-  when they are *exactly* small-denominator rationals: ``Fraction(x)`` (the exact binary value of
-  the float) must have a denominator ``<= max_denominator`` (default :data:`MAX_FLOAT_DENOMINATOR`
-  = 2^10). Nothing is ever rounded: ``0.1`` is refused with a message telling to write ``"1/10"``
-  in a spec. One exception: discrete weights that are all the same float are read as the uniform
-  law (the float objects keep only normalised weights, and equal weights are the default for
-  token data).
+* a Fraction (from a spec: the decimal ``0.49`` in a ``.toml``/``.json`` file is 49/100,
+  ``"1/3"`` is 1/3), an int or a Decimal is used at its exact value;
+* a float (an ``.npz`` file, a Python float) is its exact binary64 value: ``0.5`` is 1/2,
+  ``0.1`` is 3602879701896397/2^55. Nothing is ever rounded. A float exponent such as 0.1
+  makes the common denominator D huge, and the degree budget then refuses the case with the
+  advice to write ``"1/10"`` in a spec (a float *weight* is harmless: weights are
+  coefficients, not exponents).
 
-Covariances must be exactly symmetric and positive semi-definite (checked by exact symmetric
-elimination); their quadratic form z^T S z / 2 contributes the exponents S_ll / 2 (of z_l^2) and
-S_lm (of z_l z_m, l < m).
+Weights are normalised exactly (the distributions record the weights they were given before
+their float normalisation) and zero-weight atoms or components are dropped. Covariances must be
+exactly symmetric and positive semi-definite (checked by exact symmetric elimination); their
+quadratic form z^T S z / 2 contributes the exponents S_ll / 2 (of z_l^2) and S_lm (of z_l z_m,
+l < m).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 from math import lcm
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..distributions import Discrete, Distribution, GaussianMixture, UniformBox
 from .errors import ExactRefused
 
-__all__ = ["ExactLaw", "exact_laws", "common_denominator", "MAX_FLOAT_DENOMINATOR"]
-
-#: Largest denominator of Fraction(x) for a float x to count as an exact rational (2^10).
-MAX_FLOAT_DENOMINATOR = 1 << 10
+__all__ = ["ExactLaw", "exact_law", "exact_laws", "common_denominator", "exact_value",
+           "degree_lower_bound"]
 
 DISCRETE, UNIFORM, MIXTURE = "discrete", "uniform", "gaussian_mixture"
 
@@ -77,40 +77,23 @@ class ExactLaw:
             yield from self.quadratic(k).values()
 
 
-class _Reader:
-    """Converts one distribution's values to Fractions, naming the value in refusals."""
+def exact_value(x: Any) -> Fraction:
+    """The exact rational value of a Fraction, int, Decimal or float (binary64 value)."""
+    if isinstance(x, Fraction):
+        return x
+    if isinstance(x, (int, np.integer)):
+        return Fraction(int(x))
+    if isinstance(x, Decimal):
+        return Fraction(x)
+    return Fraction(float(x))
 
-    def __init__(self, name: str, exact: Any, max_denominator: int):
-        self.name = name
-        self.exact = exact
-        self.max_denominator = max_denominator
 
-    def value(self, x: Any, what: str) -> Fraction:
-        if isinstance(x, Fraction):
-            return x
-        if isinstance(x, (int, np.integer)):
-            return Fraction(int(x))
-        xf = float(x)
-        frac = Fraction(xf)  # the exact binary value, never rounded
-        if frac.denominator > self.max_denominator:
-            guess = frac.limit_denominator(1000)
-            if abs(float(guess) - xf) <= 1e-12 * max(1.0, abs(xf)):
-                fix = f"write it as the exact string \"{guess}\" in a .toml spec"
-            else:
-                fix = "the exact test needs rational data, e.g. a .toml spec with \"1/10\""
-            raise ExactRefused(
-                f"{xf!r} ({what} of '{self.name}') is not exactly a small-denominator rational "
-                f"(its binary value has denominator > {self.max_denominator}); {fix}",
-                kind="not_rational")
-        return frac
-
-    def array(self, key: str, arr: Any, what: str) -> np.ndarray:
-        src = self.exact.get(key) if self.exact is not None else None
-        a = np.asarray(src if src is not None else arr, dtype=object)
-        out = np.empty(a.shape, dtype=object)
-        for idx, x in np.ndenumerate(a):
-            out[idx] = self.value(x, what)
-        return out
+def _exact_array(values: Any) -> np.ndarray:
+    a = np.asarray(values, dtype=object)
+    out = np.empty(a.shape, dtype=object)
+    for idx, x in np.ndenumerate(a):
+        out[idx] = exact_value(x)
+    return out
 
 
 def _normalised(weights: Sequence[Fraction]) -> list[Fraction]:
@@ -118,20 +101,14 @@ def _normalised(weights: Sequence[Fraction]) -> list[Fraction]:
     return [w / total for w in weights]
 
 
-def _weights(reader: _Reader, dist: Distribution, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """(exact normalised weights, mask of the kept entries)."""
-    exact = reader.exact
-    if exact is not None:
-        if exact.get("weights") is None:
-            return np.array([Fraction(1, count)] * count, dtype=object), np.ones(count, bool)
-        w = [Fraction(x) for x in np.asarray(exact["weights"], dtype=object).ravel()]
-        keep = np.array([x != 0 for x in w])
-        return np.array(_normalised([x for x in w if x != 0]), dtype=object), keep
-    w = np.asarray(dist.weights, dtype=float)  # already normalised, zeros dropped
-    if np.all(w == w[0]):
-        return np.array([Fraction(1, len(w))] * len(w), dtype=object), np.ones(len(w), bool)
-    vals = [reader.value(x, "a weight") for x in w]
-    return np.array(_normalised(vals), dtype=object), np.ones(len(w), bool)
+def _weights(source: Mapping[str, Any], count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(exact normalised weights of the kept entries, mask of the kept entries); uniform when
+    the source has no weights."""
+    if source.get("weights") is None:
+        return np.array([Fraction(1, count)] * count, dtype=object), np.ones(count, bool)
+    w = list(_exact_array(source["weights"]).ravel())
+    keep = np.array([x != 0 for x in w])
+    return np.array(_normalised([x for x in w if x != 0]), dtype=object), keep
 
 
 def _check_psd(S: list[list[Fraction]], name: str, k: int) -> None:
@@ -168,28 +145,42 @@ _REQUIRED = {Discrete: ("atoms",), UniformBox: ("low", "high"),
              GaussianMixture: ("weights", "means", "covariances")}
 
 
-def _law(name: str, dist: Distribution, max_denominator: int) -> ExactLaw:
+def _source(dist: Distribution) -> Mapping[str, Any]:
+    """Where the exact values are read: ``dist.rational`` when it has every required key
+    (never mixed with the attributes, whose zero-weight entries are already dropped), else the
+    attributes themselves."""
     exact = dist.rational
-    if exact is not None and any(exact.get(k) is None for k in _REQUIRED.get(type(dist), ())):
-        exact = None  # partial exact data: use the floats throughout, never mix the two
-    reader = _Reader(name, exact, max_denominator)
+    if exact is not None and all(exact.get(k) is not None
+                                 for k in _REQUIRED.get(type(dist), ())):
+        return exact
+    if isinstance(dist, Discrete):
+        return {"atoms": dist.atoms, "weights": dist.weights}
+    if isinstance(dist, GaussianMixture):
+        return {"weights": dist.weights, "means": dist.means, "covariances": dist.covariances}
+    if isinstance(dist, UniformBox):
+        return {"low": dist.low, "high": dist.high}
+    return {}
+
+
+def exact_law(name: str, dist: Distribution) -> ExactLaw:
+    """Exact rational parameters of one distribution (see :func:`exact_laws`)."""
+    src = _source(dist)
     d = dist.dim
     if isinstance(dist, Discrete):
-        atoms = reader.array("atoms", dist.atoms, "an atom coordinate")
+        atoms = _exact_array(src["atoms"])
         if atoms.ndim == 1:
             atoms = atoms.reshape(-1, 1)
-        weights, keep = _weights(reader, dist, atoms.shape[0])
+        weights, keep = _weights(src, atoms.shape[0])
         atoms = atoms[keep]
         return ExactLaw(DISCRETE, d, points=tuple(tuple(a) for a in atoms),
                         weights=tuple(weights))
     if isinstance(dist, UniformBox):
-        low = reader.array("low", dist.low, "a lower bound")
-        high = reader.array("high", dist.high, "an upper bound")
+        low, high = _exact_array(src["low"]), _exact_array(src["high"])
         return ExactLaw(UNIFORM, d, low=tuple(low), high=tuple(high))
     if isinstance(dist, GaussianMixture):
-        means = reader.array("means", dist.means, "a mean coordinate")
-        covs = reader.array("covariances", dist.covariances, "a covariance entry")
-        weights, keep = _weights(reader, dist, means.shape[0])
+        means = _exact_array(src["means"])
+        covs = _exact_array(src["covariances"])
+        weights, keep = _weights(src, means.shape[0])
         means, covs = means[keep], covs[keep]
         cov_list = [[list(row) for row in S] for S in covs]
         for k, S in enumerate(cov_list):
@@ -200,11 +191,11 @@ def _law(name: str, dist: Distribution, max_denominator: int) -> ExactLaw:
                        "uniform and Gaussian-mixture laws", kind="unsupported")
 
 
-def exact_laws(names: Sequence[str], distributions: Sequence[Distribution],
-               max_denominator: int = MAX_FLOAT_DENOMINATOR) -> list[ExactLaw]:
-    """Exact rational parameters of every distribution, or :class:`ExactRefused` naming the
-    first value that is not an exact small-denominator rational."""
-    return [_law(n, dist, max_denominator) for n, dist in zip(names, distributions)]
+def exact_laws(names: Sequence[str], distributions: Sequence[Distribution]) -> list[ExactLaw]:
+    """Exact rational parameters of every distribution (module docstring), or
+    :class:`ExactRefused` for a covariance that is not exactly symmetric PSD or an unknown
+    family."""
+    return [exact_law(n, dist) for n, dist in zip(names, distributions)]
 
 
 def common_denominator(laws: Sequence[ExactLaw]) -> int:
@@ -214,3 +205,30 @@ def common_denominator(laws: Sequence[ExactLaw]) -> int:
         for x in law.exponents():
             D = lcm(D, x.denominator)
     return D
+
+
+def degree_lower_bound(law: ExactLaw) -> tuple[int, int]:
+    """(b, D_own): every polynomial of this law has total degree >= b whatever the common
+    denominator D of the data set, D_own being the denominator that forces it.
+
+    D is a multiple of the lcm D_l of the denominators of one exponent coordinate's values, so
+    the degree in that variable, D (max - min), is at least D_l (max - min); for a box side it
+    is D (b - a) >= lcm(den a, den b) (b - a). Cheap (no polynomial is built): it lets the
+    exact test refuse float data (D ~ 2^52) after looking at one distribution, not all.
+    """
+    columns: list[list[Fraction]] = [list(c) for c in zip(*law.points)] if law.points else []
+    for k in range(len(law.covariances)):
+        quad = law.quadratic(k)
+        for pair in sorted(quad):
+            columns.append([law.quadratic(j).get(pair, Fraction(0))
+                            for j in range(len(law.covariances))])
+    best = (0, 1)
+    for col in columns:
+        den = 1
+        for x in col:
+            den = lcm(den, x.denominator)
+        best = max(best, (int((max(col) - min(col)) * den), den))
+    for a, b in zip(law.low, law.high):
+        den = lcm(a.denominator, b.denominator)
+        best = max(best, (int((b - a) * den), den))
+    return best

@@ -10,7 +10,6 @@ triangular certificate of independence that anyone can check by reading E.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Sequence
@@ -55,7 +54,7 @@ def _peel(rows: Sequence[dict[int, int]]) -> tuple[list[tuple[int, int]], list[i
 
 
 def left_null_space(rows: Sequence[dict[int, int]], engine: Engine,
-                    deadline: float | None = None, max_core: int | None = None) -> NullSpace:
+                    max_core: int | None = None) -> NullSpace:
     """rank(E) and a reduced-echelon basis of the rational left null space of E.
 
     Parameters
@@ -64,17 +63,12 @@ def left_null_space(rows: Sequence[dict[int, int]], engine: Engine,
         The sparse rows of E (integer exponents, zero entries omitted).
     engine : Engine
         Does the exact elimination of the core.
-    deadline : float, optional
-        ``time.monotonic()`` value after which the computation is refused (kind ``timeout``).
     max_core : int, optional
         Largest core (rows left after peeling) sent to exact elimination; beyond it the
         computation is refused (kind ``budget``) instead of running for an unknown time.
     """
     N = len(rows)
     pivots, core = _peel(rows)
-    if deadline is not None and time.monotonic() > deadline:
-        raise ExactRefused("the time limit was reached before the exact rank computation; "
-                           "raise --exact-timeout", kind="timeout")
     if max_core is not None and len(core) > max_core:
         raise ExactRefused(f"{len(core)} distributions share their non-affine factors (the core "
                            f"of E after peeling), above the {engine.name} budget of {max_core}",

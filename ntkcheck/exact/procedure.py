@@ -23,6 +23,7 @@ each is positive for t_1 >> t_2 >> ... >> 1, where exp LSE and 1/z are positive 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -31,11 +32,13 @@ from math import gcd, lcm
 from typing import Callable, Sequence
 
 from ..dataset import Dataset
-from .engines import Engine, get_engine
+from ..errors import InputError
+from .engines import Engine, get_engine, resolve_engine
 from .errors import ExactCheckFailed, ExactRefused
-from .laws import MAX_FLOAT_DENOMINATOR, UNIFORM, ExactLaw, common_denominator, exact_laws
+from .laws import UNIFORM, ExactLaw, common_denominator, degree_lower_bound, exact_law
 from .matrix import left_null_space
 from .verify import CHECK_DIGITS, CHECK_POINTS, CHECK_RTOL, check_identity
+from .worker import run_with_deadline
 
 __all__ = ["ExactBudget", "ExactDependency", "ExactResult", "decide"]
 
@@ -53,8 +56,6 @@ class ExactBudget:
     max_distributions : N (default 100000)
     max_core : rows of E left after peeling, eliminated exactly by python-flint (default 3000)
     max_core_sympy : the same with sympy's DomainMatrix (default 400)
-    max_denominator : largest denominator of Fraction(x) for a float x to count as exact
-        (default 2^10, see :mod:`ntkcheck.exact.laws`)
     """
 
     max_variables: int = 16
@@ -64,7 +65,6 @@ class ExactBudget:
     max_distributions: int = 100_000
     max_core: int = 3000
     max_core_sympy: int = 400
-    max_denominator: int = MAX_FLOAT_DENOMINATOR
 
 
 @dataclass(frozen=True)
@@ -177,17 +177,20 @@ class ExactResult:
         N, K = self.shape
         if self.injective:
             return (f"exact: the {N} x {K} exponent matrix of the non-affine factors has "
-                    f"rank {self.rank} = N ({self.engine}, D = {self.denominator})")
+                    f"rank {self.rank} = N ({self.engine}, "
+                    f"D = {_int_text(self.denominator, 4000)})")
         return (f"exact: the {N} x {K} exponent matrix of the non-affine factors has rank "
                 f"{self.rank} < N = {N}: {N - self.rank} independent exact "
                 f"{'dependency' if N - self.rank == 1 else 'dependencies'} "
-                f"({self.engine}, D = {self.denominator})")
+                f"({self.engine}, D = {_int_text(self.denominator, 4000)})")
 
     def to_dict(self, max_listed: int = 500) -> dict:
         """JSON-ready summary; E and the factor list are included when K, N <= max_listed."""
         N, K = self.shape
         out = {"status": "decided", "verdict": self.verdict, "engine": self.engine,
-               "denominator": self.denominator, "variables": list(self.variables),
+               "denominator": (self.denominator if self.denominator < 10**300
+                               else _int_text(self.denominator)),
+               "variables": list(self.variables),
                "rank": self.rank, "shape": [N, K], "polynomials_factored": self.polynomials,
                "time": {k: round(v, 6) for k, v in self.timings.items()}}
         listed = K <= max_listed and N <= max_listed
@@ -294,7 +297,7 @@ class _Builder:
 
     def descriptions(self, uses_z: Sequence[int]) -> list[str]:
         D = self.D
-        den = "" if D == 1 else f"/{D}"
+        den = "" if D == 1 else f"/{_int_text(D, 4000)}"
         names = self.var_names()
         out = [f"{names[l]} = exp(z{l + 1}{den})" for l in range(self.d)]
         for j, (l, m) in enumerate(self.pairs):
@@ -382,20 +385,33 @@ def _budget_check(builder: _Builder, rows: Sequence[_Row], names: Sequence[str],
             if deg > max_deg:
                 hint = _denominator_hint(laws, builder.D)
                 raise ExactRefused(
-                    f"'{name}' gives a polynomial of degree {deg} in t = exp(z/D), D = "
-                    f"{builder.D}, above the {engine} budget of {max_deg}{hint}", kind="budget")
+                    f"'{name}' gives a polynomial of degree {_int_text(deg)} in t = exp(z/D), "
+                    f"D = {_int_text(builder.D)}, above the {engine} budget of {max_deg}{hint}",
+                    kind="budget")
             if len(poly) > budget.max_terms:
                 raise ExactRefused(f"'{name}' gives a polynomial with {len(poly)} terms, above "
                                    f"the budget of {budget.max_terms}", kind="budget")
+
+
+def _int_text(n: int, digits: int = 40) -> str:
+    """``str(n)``, or its order of magnitude when it has more than ``digits`` digits (too long
+    to read, or beyond Python's 4300-digit limit of int-to-str conversion)."""
+    if abs(n) < 10**digits:
+        return str(n)
+    return f"~10^{int(abs(n).bit_length() * 0.30103)}"
 
 
 def _denominator_hint(laws: Sequence[ExactLaw], D: int) -> str:
     if D == 1:
         return "; the exponents are large integers"
     worst = max((x for law in laws for x in law.exponents()), key=lambda x: x.denominator)
-    return (f"; D comes from the exponent {worst} (denominator {worst.denominator}): write "
-            "exponents as small-denominator rationals such as \"1/10\", not decimals that are "
-            "not exact binary numbers")
+    if worst.denominator & (worst.denominator - 1) == 0 and worst.denominator > 1024:
+        origin = ("a float is its exact binary64 value: write small-denominator rationals such "
+                  "as \"1/10\" in a .toml spec")
+    else:
+        origin = "write exponents as small-denominator rationals such as \"1/10\""
+    return (f"; D comes from an exponent of denominator {_int_text(worst.denominator)} "
+            f"(~{float(worst):.6g}): {origin}")
 
 
 def decide(data: Dataset, *, engine: str = "auto", budget: ExactBudget | None = None,
@@ -406,14 +422,16 @@ def decide(data: Dataset, *, engine: str = "auto", budget: ExactBudget | None = 
     Parameters
     ----------
     data : Dataset
-        Distributions with exact rational parameters (``.rational``) or floats that are exactly
-        small-denominator rationals.
+        Distributions; their exact values are read as described in :mod:`.laws` (spec values
+        as written, floats at their exact binary64 value).
     engine : "auto" | "flint" | "sympy"
         Factorisation and linear-algebra engine (see :mod:`ntkcheck.exact.engines`).
     budget : ExactBudget, optional
         Size limits checked before any factorisation.
     timeout : float, optional
-        Seconds; checked between factorisations and before the rank computation.
+        Seconds. The test then runs in a child process that is killed at the deadline
+        (:mod:`.worker`), so the call returns within ``timeout`` plus a few milliseconds. None
+        (or inf): no limit, run in this process.
     progress : callable(str), optional
         Receives short stage messages.
 
@@ -424,18 +442,69 @@ def decide(data: Dataset, *, engine: str = "auto", budget: ExactBudget | None = 
     Raises
     ------
     ExactRefused
-        Not rational, unsupported, over budget, out of time, or engine missing (``.kind``).
+        Over budget, out of time, a covariance not exactly PSD, an unsupported family, engine
+        missing, or an internal failure of the worker process (``.kind``).
     ExactCheckFailed
         An exact dependency failed its high-precision re-check (a bug; never expected).
+    InputError
+        Unknown engine name or a timeout that is not a positive number.
     """
+    name = resolve_engine(engine)
     budget = budget or ExactBudget()
+    if timeout is None or timeout == math.inf:
+        return _decide(data, name, budget, progress=progress)
+    if not timeout > 0:
+        raise InputError(f"must be a positive number of seconds, got {timeout}",
+                         field="timeout")
+    hint = " or install python-flint, much faster: pip install 'ntkcheck[exact]'" \
+        if name == "sympy" else ""
+    _preload(name)
+    start = time.monotonic()
+    result = run_with_deadline(_decide, (data, name, budget), timeout=float(timeout),
+                               progress=progress, timeout_hint=hint)
+    result.timings["wall"] = time.monotonic() - start
+    return result
+
+
+_WARM: set[str] = set()
+
+
+def _preload(engine: str) -> None:
+    """Import and warm the engine's libraries in this process, once per engine: a forked child
+    inherits them instead of importing them again on every call (about 1 s for sympy, whose
+    polynomial modules load lazily on first use), and the parent needs sympy anyway to unpickle
+    the result. Warming runs the whole procedure on a two-law case (a few ms)."""
+    if engine in _WARM:
+        return
+    import numpy as np
+
+    from ..distributions import Discrete
+
+    coin = Discrete(np.array([[0.0], [1.0]]))
+    binom = Discrete(np.array([[0.0], [1.0], [2.0]]), np.array([1.0, 2.0, 1.0]))
+    _decide(Dataset(("coin", "binom"), (coin, binom)), engine, ExactBudget())
+    _WARM.add(engine)
+
+
+def _decide(data: Dataset, engine: str, budget: ExactBudget, *,
+            progress: Callable[[str], None] | None = None) -> ExactResult:
+    """The procedure of the module docstring, start to end (no time limit of its own)."""
     say = progress or (lambda msg: None)
     start = time.monotonic()
-    deadline = None if timeout is None else start + float(timeout)
     timings: dict[str, float] = {}
 
     say("exact: rational parameters")
-    laws = exact_laws(data.names, data.distributions, budget.max_denominator)
+    max_deg = budget.max_degree if engine == "flint" else budget.max_degree_sympy
+    laws = []
+    for name, dist in zip(data.names, data.distributions):
+        law = exact_law(name, dist)
+        bound, own = degree_lower_bound(law)
+        if bound > max_deg:  # refuse at the first such law (float data), before reading all
+            raise ExactRefused(
+                f"'{name}' gives a polynomial of degree {_int_text(bound)} or more in "
+                f"t = exp(z/D), D a multiple of {_int_text(own)}, above the {engine} budget "
+                f"of {max_deg}{_denominator_hint([law], own)}", kind="budget")
+        laws.append(law)
     D = common_denominator(laws)
     builder = _Builder(laws, D)
     rows = [builder.row(law) for law in laws]
@@ -446,13 +515,10 @@ def decide(data: Dataset, *, engine: str = "auto", budget: ExactBudget | None = 
     t0 = time.monotonic()
     cache: dict[tuple, tuple[int, list]] = {}
     todo = sum(len(r.polys) for r in rows)
+    say(f"exact: factoring {todo} polynomials")
     done = 0
     for row in rows:
         for poly in row.polys:
-            if deadline is not None and time.monotonic() > deadline:
-                raise ExactRefused(
-                    f"the exact test reached its time limit of {timeout:g} s after factoring "
-                    f"{done} of {todo} polynomials; raise --exact-timeout", kind="timeout")
             key = tuple(sorted(poly.items()))
             if key not in cache:
                 cache[key] = eng.factor(poly)
@@ -473,19 +539,14 @@ def decide(data: Dataset, *, engine: str = "auto", budget: ExactBudget | None = 
     for row in rows:
         sparse.append({columns.setdefault(k, len(columns)): e for k, e in row.cols.items() if e})
     max_core = budget.max_core if eng.name == "flint" else budget.max_core_sympy
-    null = left_null_space(sparse, eng, deadline, max_core)
+    null = left_null_space(sparse, eng, max_core)
     timings["rank"] = time.monotonic() - t0
 
     t0 = time.monotonic()
     deps = []
     if null.basis:
         say("exact: checking the dependencies at 50 digits")
-        for j, c in enumerate(null.basis):
-            if deadline is not None and time.monotonic() > deadline:
-                raise ExactRefused(
-                    f"the exact test reached its time limit of {timeout:g} s while checking "
-                    f"dependency {j + 1} of {len(null.basis)}; raise --exact-timeout",
-                    kind="timeout")
+        for c in null.basis:
             a = _log_product(constants, c)
             b = tuple(sum((ci * row.t[l] for ci, row in zip(c, rows) if ci), Fraction(0)) / D
                       for l in range(builder.d))
