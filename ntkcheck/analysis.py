@@ -1,33 +1,47 @@
-"""``analyze``: the injectivity verdict for a dataset, with its evidence (SPEC §3).
+"""``analyze``: the injectivity verdict for a dataset, with its evidence (SPEC §3, §3a, §7).
 
-Decision procedure (thresholds defined in :mod:`ntkcheck.rank`):
+Decision procedure:
 
-1. sigma_min > delta (rigorous round-off bound)            -> ``injective``, ``certified``.
-2. all sigma >= GAP * tau on this draw and on a redraw     -> ``injective``, ``numerical``.
-3. k singular values <= tau, the others >= GAP * tau, and on a redraw of the probes (seed + 1)
-   again exactly k values <= tau with the first draw's null vectors still <= tau
-                                                            -> ``not_injective``, ``numerical``,
-   with the dependencies as a reduced-echelon basis.
-4. anything else (no gap, or unstable under redraw)        -> ``inconclusive``.
+0. Structural screen (:mod:`ntkcheck.injectivity.screen`): Dirac masses, duplicates and
+   translates, each a dependency (exact, or up to the rounding of the stored values); the dense
+   test runs on the *core* (one representative per class, Diracs removed), and the nullity is
+   the number of reductions plus the core's.
+1. Geometry and probes (:mod:`ntkcheck.injectivity.geometry`, :mod:`ntkcheck.features`):
+   unit-invariant hull and whitening, probe scales matched to every distribution's spread.
+2. M < N + r + 1 probes                                      -> ``inconclusive``.
+3. full rank beyond the fast path's error bound and the rigorous certificate of
+   :mod:`ntkcheck.injectivity.certify` holds                -> ``injective``, ``certified``.
+4. Singular values against the round-off level tau(v) of their own singular vectors
+   (:func:`ntkcheck.rank.classify_singular_values`): any value in [tau, GAP tau)
+                                                            -> ``inconclusive`` (grey zone).
+5. none at round-off, and again every value >= GAP tau on a redraw (seed + 1)
+                                                            -> ``injective``, ``numerical``.
+6. k values at round-off: k candidate relations (reduced echelon basis, refined on their
+   support), each re-checked in extended precision at fresh points
+   (:mod:`ntkcheck.injectivity.verify`); those that hold are printed
+                                                            -> ``not_injective``, ``numerical``;
+   if none holds                                            -> ``inconclusive``.
 
 Then the exact test of SPEC §4 (:mod:`ntkcheck.exact`), by ``exact=``:
 
 ``auto`` (default)
-    run it when every parameter is an exact rational and the case is within the
-    :class:`~ntkcheck.exact.ExactBudget` and ``exact_timeout``; otherwise keep the numerical
-    result (the JSON ``exact`` field says why it was skipped).
+    run it when the case is within the :class:`~ntkcheck.exact.ExactBudget` and
+    ``exact_timeout`` (values are exact: spec decimals as written, floats as their binary64
+    values); otherwise keep the numerical result (the JSON ``exact`` field says why it was
+    skipped).
 ``always``
-    the same, but a value that is not an exact rational (or a missing requested engine) is an
-    InputError (CLI exit 2); a case over budget or out of time keeps the numerical verdict and
-    the reason is reported.
+    the same, but an unsupported input (or a missing requested engine) is an InputError (CLI
+    exit 2); a case over budget or out of time keeps the numerical verdict with the reason.
 ``never``
     numerical test only (``exact`` field absent).
 
 When the exact test decides, its verdict, ``evidence = "exact"`` and its verified dependencies
 replace the numerical ones; it settles an inconclusive numerical verdict. When both tests are
-decisive they must agree (same verdict, same number of dependencies). A disagreement, or an exact
-certificate failing its 50-digit re-check, is a bug: the verdict becomes ``inconclusive`` (exit
-3), the ``disagreement`` field records both answers, and an :class:`NtkcheckWarning` is issued.
+decisive they must agree: the same verdict, and no more exactly-holding numerical relations
+than the exact nullity (relations that hold only up to the rounding of the float values may
+vanish for the exact values). A disagreement, or an exact certificate failing its 50-digit
+re-check, is a bug: the verdict becomes ``inconclusive`` (exit 3), the ``disagreement`` field
+records both answers, and an :class:`NtkcheckWarning` is issued.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def analyze_command(
     exact: ExactMode = typer.Option(
         ExactMode.auto, "--exact", case_sensitive=False,
         help="Exact symbolic test for rational data: auto (when rational and within budget), "
-        "always (also explain why not; exit 2 if a value is not an exact rational), never."),
+        "always (also explain why not; exit 2 for an unsupported input), never."),
     exact_timeout: float = typer.Option(
         DEFAULT_EXACT_TIMEOUT, "--exact-timeout", min=0.001, metavar="SECONDS",
         help="Time limit of the exact test; beyond it the numerical verdict stands."),
