@@ -355,14 +355,13 @@ def suggest_drop(data: "DataLike", *, result: "AnalysisResult | None" = None,
     kept = list(dataset.names)
     while not done(current) and rounds < max_rounds and len(kept) > 1:
         if current.verdict == NOT_INJECTIVE and current.dependencies:
-            chosen = _pivots(current)
+            pivots = _pivots(current)
         else:
-            chosen = _lowest(current)
-        chosen = [n for n in chosen if n in kept][:len(kept) - 1]
+            pivots = {n: None for n in _lowest(current)}
+        chosen = [n for n in current.names if n in pivots and n in kept][:len(kept) - 1]
         if not chosen:
             break
-        for name, why in chosen_reasons(current, chosen).items():
-            reasons[name] = why
+        reasons.update(_reasons(current, chosen, pivots))
         dropped += chosen
         kept = [n for n in kept if n not in set(dropped)]
         reduced = Dataset(tuple(kept), tuple(dataset.distributions[index[n]] for n in kept),
@@ -389,9 +388,10 @@ def _structural_roles(result: "AnalysisResult") -> dict[str, str]:
     return roles
 
 
-def _pivots(result: "AnalysisResult") -> list[str]:
-    """One pivot per relation, by Gaussian elimination with the preferences of
-    :func:`suggest_drop` (relations that become zero after elimination are redundant)."""
+def _pivots(result: "AnalysisResult") -> dict[str, Any]:
+    """{name: the relation it was chosen for}: one pivot per relation, by Gaussian elimination
+    with the preferences of :func:`suggest_drop` (relations that become zero after elimination
+    are redundant)."""
     names = list(result.names)
     col = {n: j for j, n in enumerate(names)}
     C = np.zeros((len(result.dependencies), len(names)))
@@ -401,6 +401,7 @@ def _pivots(result: "AnalysisResult") -> list[str]:
     roles = _structural_roles(result)
     scores = result.scores or {}
     chosen: list[int] = []
+    relation: dict[int, Any] = {}
     for r in range(C.shape[0]):
         row = C[r]
         big = np.abs(row).max(initial=0.0)
@@ -412,12 +413,15 @@ def _pivots(result: "AnalysisResult") -> list[str]:
         j = min(eligible, key=lambda j: (names[j] not in roles, scores.get(names[j], 1.0),
                                          -abs(row[j]) / big, -j))
         chosen.append(int(j))
+        dep = result.dependencies[r]
+        relation[int(j)] = (dep if names[j] in dep.coefficients else
+                            [names[k] for k in np.flatnonzero(row)])
         factors = C[r + 1:, j] / row[j]
         C[r + 1:] -= np.outer(factors, row)
         C[r + 1:, j] = 0.0
         small = np.abs(C[r + 1:]) <= 1e-12 * np.abs(C[r + 1:]).max(axis=1, initial=0.0)[:, None]
         C[r + 1:][small] = 0.0
-    return [names[j] for j in sorted(chosen)]
+    return {names[j]: relation[j] for j in sorted(chosen)}
 
 
 def _lowest(result: "AnalysisResult") -> list[str]:
@@ -428,7 +432,8 @@ def _lowest(result: "AnalysisResult") -> list[str]:
     return [min(scores, key=lambda n: (scores[n], -position.get(n, 0)))]
 
 
-def chosen_reasons(result: "AnalysisResult", chosen: Sequence[str]) -> dict[str, str]:
+def _reasons(result: "AnalysisResult", chosen: Sequence[str],
+             pivots: dict[str, Any]) -> dict[str, str]:
     """Why each chosen name was dropped (structural role, relation, or its low score)."""
     roles = _structural_roles(result)
     scores = result.scores or {}
@@ -438,8 +443,11 @@ def chosen_reasons(result: "AnalysisResult", chosen: Sequence[str]) -> dict[str,
         if name in roles:
             out[name] = roles[name]
             continue
-        dep = next((d for d in result.dependencies if name in d.coefficients), None)
-        if dep is not None and result.verdict == "not_injective":
+        dep = pivots.get(name)
+        if isinstance(dep, list):  # a combination of the reported relations
+            out[name] = f"in a dependency among {', '.join(dep)}"
+            continue
+        if dep is not None:
             out[name] = f"in the relation {dep.describe(4)}"
             continue
         partners = ", ".join(p["name"] for p in closest.get(name, []))
