@@ -33,8 +33,9 @@ pairs (member, parent) at distance 0 with ``source`` ``structural``.
 
 Margin
 ------
-``apply_margin(result, threshold)`` compares the scaled smallest singular value (the smallest singular
-value of the core's column-normalised F_perp; 0 when the core is empty) with ``threshold``:
+``apply_margin(result, threshold)`` compares the scaled smallest singular value (the smallest
+singular value of the core's column-normalised F_perp; 0 when the core is empty) with
+``threshold``:
 below it the data are close to a dependency. CLI: ``--fail-below`` (exit code
 :data:`EXIT_BELOW_MARGIN` for an injective verdict).
 """
@@ -103,7 +104,7 @@ def core_near_dependency(spec: "Spectrum", features: "FeatureMatrix",
         reasons[name] = ("affine" if affine[i] else
                          "dependent" if dist[i] == 0.0 else "dense")
     order = np.lexsort((np.arange(len(names)), dist))
-    closest = {}
+    closest: dict[str, list[dict[str, Any]]] = {}
     for i in order[:LISTED]:
         if affine[i]:
             closest[names[i]] = []
@@ -275,7 +276,8 @@ class DropSuggestion:
             m = self.after.margin
             marg = (f", scaled smallest singular value {m['scaled_smallest_singular_value']:.3g}"
                     f" {'<' if m['below'] else '>='} {self.margin:g}")
-        verdict = f"re-verified {self.after.verdict}{ev} on the remaining {len(self.kept)}{marg}"
+        verdict = (f"re-verified {self.after.verdict}{ev} on the remaining {len(self.kept)}{marg}"
+                   if self.rounds else f"{self.after.verdict}{ev} as it is{marg}")
         tail = "" if self.success else "; the suggestion is NOT successful"
         return f"{what}; {verdict}{tail}"
 
@@ -312,7 +314,8 @@ def suggest_drop(data: "DataLike", *, result: "AnalysisResult | None" = None,
       member of a structural class, the lowest score, the largest |coefficient|, the latest in
       dataset order;
     * inconclusive, or injective below ``margin``: drops the lowest-scoring sequence
-      (the column closest to the span of the others).
+      (the column closest to the span of the others); nothing when the verdict is
+      inconclusive only because there are too few probes (more ``probes`` decide it).
 
     The final analysis of the reduced data is ``after``; the suggestion is successful only if
     it is injective (and meets the margin).
@@ -331,7 +334,7 @@ def suggest_drop(data: "DataLike", *, result: "AnalysisResult | None" = None,
     -------
     DropSuggestion
     """
-    from .analysis import INJECTIVE, NOT_INJECTIVE, analyze
+    from .analysis import INCONCLUSIVE, INJECTIVE, NOT_INJECTIVE, analyze
     from .arrays import as_dataset
 
     dataset = as_dataset(data, names=names, weights=weights, lengths=lengths, mask=mask)
@@ -354,6 +357,8 @@ def suggest_drop(data: "DataLike", *, result: "AnalysisResult | None" = None,
 
     kept = list(dataset.names)
     while not done(current) and rounds < max_rounds and len(kept) > 1:
+        if current.verdict == INCONCLUSIVE and _too_few_probes(current):
+            break  # more probes decide it; dropping sequences would not
         if current.verdict == NOT_INJECTIVE and current.dependencies:
             pivots = _pivots(current)
         else:
@@ -422,6 +427,13 @@ def _pivots(result: "AnalysisResult") -> dict[str, Any]:
         small = np.abs(C[r + 1:]) <= 1e-12 * np.abs(C[r + 1:]).max(axis=1, initial=0.0)[:, None]
         C[r + 1:][small] = 0.0
     return {names[j]: relation[j] for j in sorted(chosen)}
+
+
+def _too_few_probes(result: "AnalysisResult") -> bool:
+    """The dense test could not decide because M < N_core + r + 1."""
+    s = result.settings
+    core = s.get("core_size", result.n_distributions)
+    return bool(core) and s.get("probes", 0) < core + s.get("affine_hull_dim", 0) + 1
 
 
 def _lowest(result: "AnalysisResult") -> list[str]:

@@ -31,8 +31,8 @@ import scipy.linalg
 from .features import FeatureMatrix
 from .injectivity.geometry import NOISE_SAFETY
 
-__all__ = ["Spectrum", "ColumnScores", "Dependency", "svd_spectrum", "null_space_basis", "fit_dependency",
-           "classify_singular_values",
+__all__ = ["Spectrum", "ColumnScores", "Dependency", "svd_spectrum", "null_space_basis",
+           "fit_dependency", "classify_singular_values",
            "NOISE_SAFETY", "GAP", "ZERO_COEF_RTOL"]
 
 GAP = 100.0

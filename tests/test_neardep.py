@@ -310,6 +310,20 @@ def test_suggest_drop_near_duplicates_with_margin():
     assert s.after.near_dependency["scaled_smallest_singular_value"] >= 1e-6
 
 
+def test_suggest_drop_unsuccessful_is_reported_as_such(tmp_path):
+    """Too few probes (inconclusive for lack of probes): nothing is dropped, the suggestion is
+    not successful and says so; --write-clean then writes nothing and exits 3."""
+    X = np.random.default_rng(3).normal(size=(12, 4, 2))
+    s = nk.suggest_drop(X, probes=6, exact="never")
+    assert s.before.verdict == "inconclusive" and s.drop == () and not s.success
+    assert "NOT successful" in s.summary()
+    src, out = tmp_path / "x.npz", tmp_path / "clean.npz"
+    np.savez(src, tokens=X)
+    r = run(src, "--probes", "6", "--exact", "never", "--write-clean", out)
+    assert r.exit_code == 3 and not out.exists()
+    assert "NOT successful" in r.stdout
+
+
 def test_suggest_drop_cli_on_the_dependent_sample():
     """The closing-note demonstration: drop translated and permuted, re-verified injective; the
     JSON document carries suggest_drop and validates; the exit code stays that of the data."""

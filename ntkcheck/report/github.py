@@ -7,7 +7,8 @@ Format (GitHub's documented workflow-command syntax)::
 
 ``error`` for a dependency and for an unreadable file, ``warning`` for an inconclusive verdict
 and, with ``--fail-below``, for each sequence scoring below the margin (title ``ntkcheck
-near-dependency``, naming the sequences it is closest to), ``notice`` for an injective one. Data are escaped (``%``, CR, LF) and so are property values
+near-dependency``, naming the sequences it is closest to), ``notice`` for an injective one.
+Data are escaped (``%``, CR, LF) and so are property values
 (also ``:`` and ``,``), as the runner expects.
 """
 
@@ -48,9 +49,9 @@ def _lines(report: FileReport) -> list[str]:
 def _margin_lines(report: FileReport) -> list[str]:
     """One warning per sequence below the ``--fail-below`` margin."""
     result = report.result
-    m = result.margin if result is not None else None
-    if not m or not m["below"]:
+    if result is None or not result.margin or not result.margin["below"]:
         return []
+    m = result.margin
     closest = {d["name"]: d["closest"] for d in (result.near_dependency or {}).get("lowest", [])}
     out = []
     for item in m["sequences"][:MAX_MARGIN_ANNOTATIONS]:

@@ -5,8 +5,8 @@ A case passes when the file is injective; a dependency is a ``<failure type="not
 inconclusive verdict a ``<failure type="inconclusive">``, an unreadable file an
 ``<error type="input_error">``; with ``--fail-below``, an injective file below the margin is a
 ``<failure type="near_dependency">`` (the sequences below it in its text), and a failing file
-below the margin has those sequences added to its failure text. The case's ``classname`` is ``ntkcheck.analyze`` and its
-``name`` the file, as CI test reporters expect.
+below the margin has those sequences added to its failure text. The case's ``classname`` is
+``ntkcheck.analyze`` and its ``name`` the file, as CI test reporters expect.
 """
 
 from __future__ import annotations
