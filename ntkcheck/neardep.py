@@ -12,8 +12,9 @@ in [0, 1]: 1 when the LSE of mu_i is orthogonal to the others modulo affine func
 is exactly a combination of them plus an affine function. It is scale-free (columns are
 normalised, and whitening makes it invariant under affine maps of the data), computed from the
 R factor of the test's QR (:meth:`ntkcheck.rank.Spectrum.scores`), and bounds the scaled smallest
-singular value: ``sigma_min <= min_i score_i <= sqrt(N) sigma_min``. ``closest`` lists the
-sequences j with the largest |x_j| in the best approximation a_i ~ -sum_{j != i} x_j a_j.
+singular value: ``sigma_min <= min_i score_i <= sqrt(N) sigma_min``. ``closest`` lists the (at
+most 3) sequences j with the largest |x_j| in the best approximation a_i ~ -sum_{j != i} x_j a_j,
+as ``coefficient`` -x_j, leaving out terms below 5 % of the largest.
 
 Sequences removed by the structural screen (:mod:`ntkcheck.injectivity.screen`) have score 0
 with reason ``structural``, and so do the representatives of their classes (a duplicate of
@@ -66,8 +67,10 @@ PAIR_LIMIT = 0.05
 MAX_PAIRS = 20
 #: The lowest-scoring sequences described in detail (partners) in the result.
 LISTED = 10
-#: Partners named per described sequence.
+#: Partners named per described sequence (at most), among those with |coefficient| at least
+#: PARTNER_RTOL times the largest.
 PARTNERS = 3
+PARTNER_RTOL = 0.05
 #: Exit code of ``analyze --fail-below`` when the verdict is injective but the margin is not met.
 EXIT_BELOW_MARGIN = 6
 #: Ratio of column norms within this of 1: a near duplicate or translate, not a proportional pair.
@@ -111,8 +114,9 @@ def core_near_dependency(spec: "Spectrum", features: "FeatureMatrix",
             continue
         x = cs.approximation(int(i))
         x[i] = 0.0
+        biggest = float(np.abs(x).max())
         top = [j for j in np.argsort(-np.abs(x), kind="stable")[:PARTNERS]
-               if abs(x[j]) > 1e-8 * max(1.0, float(np.abs(x).max()))]
+               if biggest > 0 and abs(x[j]) >= PARTNER_RTOL * biggest]
         closest[names[i]] = [{"name": names[j], "coefficient": float(-x[j])} for j in top]
     return {"scores": {n: float(d) for n, d in zip(names, dist)}, "reasons": reasons,
             "closest": closest, "pairs": _pairs(spec, features, dataset, dist),
