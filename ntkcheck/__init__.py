@@ -19,13 +19,14 @@ from .meanfield import (EmpiricalNTK, Gradient, LossKind, MeanFieldTransformer, 
 from .injectivity.screen import ScreenResult, screen
 from .injectivity.verify import RelationCheck, verify_relation
 from .meanfield.trained import Run, TrainedModel, load_run
+from .neardep import DropSuggestion, apply_margin, suggest_drop
 from .rank import Dependency
 
 __version__ = "0.1.0"
 
 __all__ = [
     "analyze", "AnalysisResult", "Dependency", "screen", "ScreenResult", "verify_relation",
-    "RelationCheck",
+    "RelationCheck", "suggest_drop", "DropSuggestion", "apply_margin",
     "load_dataset", "load_spec",
     "decide_exact", "ExactBudget", "ExactDependency", "ExactRefused", "ExactResult",
     "Kernel", "KernelSpectrum", "kernel_spectrum", "spectrum_summary", "qk_kernel",

@@ -61,6 +61,7 @@ from .features import (FeatureMatrix, auto_scales, feature_matrix, make_probes, 
 from .injectivity.verify import verify_relation
 from .kernels import condition_number, effective_rank
 from .injectivity.screen import screen as structural_screen
+from .neardep import EXIT_BELOW_MARGIN, core_near_dependency, with_structure
 from .rank import (GAP, Dependency, Spectrum, classify_singular_values, fit_dependency,
                    null_space_basis, svd_spectrum)
 from .results import AnalysisDisplay
@@ -102,6 +103,11 @@ class AnalysisResult(AnalysisDisplay):
     exact : the exact test's summary (``status`` "decided" or "skipped", engine, D, variables,
         rank and shape of E, timings, proof) or None when it was not attempted
     disagreement : both answers when the exact and numerical tests disagree (a bug), else None
+    scores : {name: score} in [0, 1], distance of each sequence's normalised LSE column to the
+        span of the others modulo affine functions (0 = dependent; :mod:`ntkcheck.neardep`)
+    near_dependency : the lowest scores with the sequences they are closest to, near pairs,
+        the scaled smallest singular value (:mod:`ntkcheck.neardep`)
+    margin : set by :func:`ntkcheck.neardep.apply_margin` (``--fail-below``), else None
     """
 
     verdict: str
@@ -121,6 +127,9 @@ class AnalysisResult(AnalysisDisplay):
     disagreement: dict | None = field(default=None)
     spectrum: dict | None = field(default=None)
     verification: dict | None = field(default=None)
+    scores: dict | None = field(default=None)
+    near_dependency: dict | None = field(default=None)
+    margin: dict | None = field(default=None)
 
     @property
     def n_distributions(self) -> int:
@@ -140,7 +149,10 @@ class AnalysisResult(AnalysisDisplay):
 
     @property
     def exit_code(self) -> int:
-        """0 injective, 1 not injective, 3 inconclusive (the CLI's exit codes)."""
+        """0 injective, 1 not injective, 3 inconclusive (the CLI's exit codes); 6 injective but
+        below the margin of :func:`ntkcheck.neardep.apply_margin` (``--fail-below``)."""
+        if self.verdict == INJECTIVE and self.margin and self.margin.get("below"):
+            return EXIT_BELOW_MARGIN
         return {INJECTIVE: 0, NOT_INJECTIVE: 1, INCONCLUSIVE: 3}[self.verdict]
 
     def to_dict(self) -> dict:
@@ -172,6 +184,12 @@ class AnalysisResult(AnalysisDisplay):
             out["spectrum"] = self.spectrum
         if self.verification is not None:
             out["verification"] = self.verification
+        if self.scores is not None:
+            out["scores"] = dict(self.scores)
+        if self.near_dependency is not None:
+            out["near_dependency"] = self.near_dependency
+        if self.margin is not None:
+            out["margin"] = self.margin
         return out
 
 
@@ -248,17 +266,19 @@ def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[fl
     findings = scr.diracs + scr.classes
     structural = _structural_dependencies(scr, dataset)
     if not scr.core:
+        near = with_structure(None, findings, dataset.names)
         return AnalysisResult(
             NOT_INJECTIVE, "exact" if scr.exact_reductions else "numerical",
             f"the structural screen finds {_count(scr.reductions)} and every distribution is "
             "a Dirac mass or a member of a class", dataset.names, dataset.dim, 0, np.zeros(0),
             0.0, 0.0, tuple(structural), findings,
             {"probes": 0, "scales": [], "seed": seed, "whitening": whiten, "core_size": 0,
-             "affine_hull_dim": 0, "probe_law": "gaussian"})
+             "affine_hull_dim": 0, "probe_law": "gaussian"}, **near)
     if scr.reductions == 0:
         core = _dense_test(dataset, probes, scales, seed, whiten, say)
         return replace(core, findings=findings,
-                       settings={**core.settings, "core_size": len(dataset)})
+                       settings={**core.settings, "core_size": len(dataset)},
+                       **with_structure(core.near_dependency, findings, dataset.names))
     idx = list(scr.core)
     core_ds = Dataset(tuple(dataset.names[i] for i in idx),
                       tuple(dataset.distributions[i] for i in idx), dataset.source)
@@ -279,7 +299,8 @@ def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[fl
                    reason=reason, names=dataset.names,
                    dependencies=tuple(structural) + core.dependencies, findings=findings,
                    settings={**core.settings, "core_size": len(idx),
-                             "core_verdict": core.verdict, "core_evidence": core.evidence})
+                             "core_verdict": core.verdict, "core_evidence": core.evidence},
+                   **with_structure(core.near_dependency, findings, dataset.names))
 
 
 def _structural_dependencies(scr, dataset: Dataset) -> list[Dependency]:
@@ -333,12 +354,14 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
     spec = svd_spectrum(feats)
     sv = spec.singular_values
     summary = gram_summary(spec, dataset.names, M)
+    near = core_near_dependency(spec, feats, dataset)
 
     def result(verdict, evidence, reason, deps=(), redraw=None, rank=None, verification=None):
         rank = int(np.sum(sv > spec.noise)) if rank is None else rank
         return AnalysisResult(verdict, evidence, reason, dataset.names, d, rank, sv,
                               spec.tolerance, spec.noise, tuple(deps), findings, settings, redraw,
-                              spectrum=summary, verification=verification)
+                              spectrum=summary, verification=verification,
+                              near_dependency=near)
 
     if M < N + geom.rank + 1:
         return result(INCONCLUSIVE, None,

@@ -29,14 +29,46 @@ import scipy.linalg
 from .features import FeatureMatrix
 from .injectivity.geometry import NOISE_SAFETY
 
-__all__ = ["Spectrum", "Dependency", "svd_spectrum", "null_space_basis", "fit_dependency",
-           "classify_singular_values",
+__all__ = ["Spectrum", "ColumnScores", "Dependency", "svd_spectrum", "null_space_basis",
+           "fit_dependency", "classify_singular_values",
            "NOISE_SAFETY", "GAP", "ZERO_COEF_RTOL"]
 
 GAP = 100.0
 #: Coefficients below ZERO_COEF_RTOL * max |c| in a relation are round-off (sqrt(u)).
 ZERO_COEF_RTOL = float(np.sqrt(np.finfo(float).eps))
 _U = np.finfo(float).eps / 2
+#: :meth:`Spectrum.scores` inverts R when sigma_min / sigma_max is at least this, else uses the SVD.
+SCORE_TRIANGULAR_COND = 1e-8
+
+
+@dataclass(frozen=True)
+class ColumnScores:
+    """Distances of the unit columns of F_perp to the span of the others (:meth:`Spectrum.scores`).
+
+    Attributes
+    ----------
+    distance : (N,) dist_i in [0, 1]
+    factor : (N, r) W with G^+ = W W^T on the complement of the exact null space
+    null : (N, k) orthonormal basis of the exact null space (k = 0 on the triangular path)
+    method : "triangular" (R^{-1}) or "svd"
+    """
+
+    distance: np.ndarray
+    factor: np.ndarray
+    null: np.ndarray
+    method: str
+
+    def approximation(self, i: int) -> np.ndarray:
+        """x (N,) with x_i = 1 minimising || F_perp x ||: a_i = -sum_{j != i} x_j a_j + residual.
+
+        For an exactly dependent column, the projection of e_i on the null space (a relation
+        through column i), scaled to x_i = 1.
+        """
+        if self.distance[i] == 0.0 and self.null.shape[1]:
+            g = self.null @ self.null[i]
+        else:
+            g = self.factor @ self.factor[i]
+        return g / g[i] if g[i] != 0 else np.eye(len(g))[i]
 
 
 @dataclass(frozen=True)
@@ -117,6 +149,49 @@ class Spectrum:
             if moved < 1e-10:
                 break
         return v
+
+    def scores(self) -> "ColumnScores":
+        """Distance of each column of F_perp (unit columns) to the span of the other columns.
+
+        With F_perp = Q R and G = R^T R, for a column i outside every exact dependency
+
+            dist_i = min_{x : x_i = 1} || F_perp x || = 1 / sqrt((G^+)_{ii})
+                   = 1 / || row i of R^{-1} ||   (R invertible),
+
+        in [0, 1] (columns have norm 1; 0 = exactly dependent). sigma_min <= dist_i and
+        min_i dist_i <= sqrt(N) sigma_min. The vector x attaining the minimum, scaled so that
+        x_i = 1, is G^+ e_i / (G^+)_{ii}: a_i ~ -sum_{j != i} x_j a_j is the best approximation of
+        column i by the others.
+
+        When sigma_min >= :data:`SCORE_TRIANGULAR_COND` * sigma_max this costs one triangular
+        inverse of R (N^3 / 3 flops, no second QR; ``factor`` = R^{-1}, G^{-1} = factor
+        factor^T). Otherwise R^{-1} would be inaccurate or overflow and the SVD R = U S V^T is
+        used: the directions with sigma_j at the round-off level of their own direction
+        (:meth:`vector_noise`, as in the decision) are the exact null space ``null`` (N, k); a
+        column with a non-negligible entry there (row norm > sqrt(u)) is exactly dependent,
+        dist_i = 0; the others use G^+ = V_r S_r^{-2} V_r^T (``factor`` = V_r S_r^{-1}).
+        """
+        R = np.asarray(self.triangle, dtype=float)
+        sv = self.singular_values
+        N = sv.shape[0]
+        if N == 0:
+            return ColumnScores(np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)), "empty")
+        square = R.shape == (N, N)
+        if square and sv[-1] > 0 and sv[-1] >= SCORE_TRIANGULAR_COND * sv[0]:
+            W = scipy.linalg.solve_triangular(R, np.eye(N), check_finite=False)
+            dist = 1.0 / np.linalg.norm(W, axis=1)
+            return ColumnScores(np.minimum(dist, 1.0), W, np.zeros((N, 0)), "triangular")
+        _, s, vt = scipy.linalg.svd(R, full_matrices=True, check_finite=False,
+                                    lapack_driver="gesdd")
+        V = vt.T
+        s = np.concatenate([s, np.zeros(N - s.shape[0])])[:N]
+        null = s <= self.vector_noise(V)
+        V0, Vr, sr = V[:, null], V[:, ~null], s[~null]
+        W = Vr / sr[None, :]
+        dependent = np.linalg.norm(V0, axis=1) > np.sqrt(_U)
+        with np.errstate(divide="ignore"):
+            dist = np.where(dependent, 0.0, 1.0 / np.linalg.norm(W, axis=1))
+        return ColumnScores(np.minimum(dist, 1.0), W, V0, "svd")
 
     def right_vectors(self) -> np.ndarray:
         """(N, N) right singular vectors, columns in the order of ``singular_values``."""

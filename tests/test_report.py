@@ -125,12 +125,15 @@ def test_several_files_and_directories(tmp_path):
 
 
 def test_worst_exit_code_order():
-    """2 (unreadable) beats 1 (dependency) beats 3 (inconclusive) beats 0 (injective)."""
+    """2 (unreadable) beats 1 (dependency) beats 3 (inconclusive) beats 6 (injective below
+    --fail-below) beats 0 (injective)."""
     def reports(*codes):
         return [SimpleNamespace(exit_code=c) for c in codes]
-    assert EXIT_ORDER == (2, 1, 3, 0)
+    assert EXIT_ORDER == (2, 1, 3, 6, 0)
     assert worst_exit_code(reports(0, 3, 1, 2)) == 2
     assert worst_exit_code(reports(0, 3, 1)) == 1
+    assert worst_exit_code(reports(0, 6, 3)) == 3
+    assert worst_exit_code(reports(0, 6)) == 6
     assert worst_exit_code(reports(0, 3)) == 3
     assert worst_exit_code(reports(0, 0)) == 0
     assert worst_exit_code([]) == 0

@@ -3,7 +3,13 @@
 A thin loop: expand the paths (directories recursively), load and analyse each file, collect a
 :class:`~ntkcheck.report.FileReport` per file (the result, or the one-line error that made it
 unreadable), then print :func:`ntkcheck.report.render` of them. Exit code: the worst over the
-files (2 unreadable, 1 not injective, 3 inconclusive, 0 injective).
+files (2 unreadable, 1 not injective, 3 inconclusive, 6 injective but below ``--fail-below``,
+0 injective).
+
+``--fail-below MARGIN`` attaches :func:`ntkcheck.neardep.apply_margin` to each result;
+``--suggest-drop`` runs :func:`ntkcheck.neardep.suggest_drop` on each file (re-analysing the
+reduced data); ``--write-clean OUT.npz`` (one ``.npz`` file) also writes the reduced data set
+when the suggestion is re-verified injective.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from ..errors import InputError, NtkcheckError
 from ..features import DEFAULT_SCALES
 from ..io import atomic_write_text, load_dataset
 from ..io.inputs import expand_inputs
+from ..io.clean import write_subset_npz
 from ..io.load import SUFFIXES
+from ..neardep import apply_margin, suggest_drop
 from ..report import FileReport, render, worst_exit_code
 from ..report import json as json_report
 from ..report.text import render_result
@@ -82,9 +90,28 @@ def _color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
+def _write_clean(report: FileReport, target: Path, quiet: bool) -> None:
+    """Write the reduced data of a successful suggestion; explain on stderr otherwise."""
+    s = report.suggestion
+    if s is None:
+        return  # the file could not be read: its error is already on stderr
+    if not s.success:
+        print(f"ntkcheck: warning: {report.file}: the reduced data are not re-verified "
+              f"injective ({s.after.verdict}); {target} not written", file=sys.stderr)
+        return
+    kept = write_subset_npz(report.file, target, s.kept_indices)
+    if not quiet:
+        print(f"ntkcheck: wrote {target}: {kept} of {len(s.before.names)} sequences "
+              f"(dropped {', '.join(s.drop) or 'none'})", file=sys.stderr)
+
+
 def analyze_file(path: Path, options: dict[str, Any],
-                 say: Callable[[str], None] | None = None) -> FileReport:
+                 say: Callable[[str], None] | None = None, *, fail_below: float | None = None,
+                 suggest: bool = False) -> FileReport:
     """Load and analyse one file; any library error becomes the report's one-line error.
+
+    ``fail_below`` attaches the margin to the result; ``suggest`` also computes the drop
+    suggestion (its re-analyses use the same options).
 
     Warnings (a disagreement between the exact and numerical tests is a bug) are printed on
     stderr, with the file name, even with ``--quiet``.
@@ -98,6 +125,13 @@ def analyze_file(path: Path, options: dict[str, Any],
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = analyze(dataset, progress=say, **options)
+            if fail_below is not None:
+                result = apply_margin(result, fail_below)
+            suggestion = None
+            if suggest:
+                if say:
+                    say("suggest drop")
+                suggestion = suggest_drop(dataset, result=result, margin=fail_below, **options)
     except NtkcheckError as err:
         message = str(err)
         if name not in message:
@@ -106,7 +140,7 @@ def analyze_file(path: Path, options: dict[str, Any],
         return FileReport(name, error=message)
     for w in caught:
         print(f"ntkcheck: warning: {name}: {w.message}", file=sys.stderr)
-    return FileReport(name, result)
+    return FileReport(name, result, suggestion=suggestion)
 
 
 @app.command("analyze")
@@ -141,22 +175,50 @@ def analyze_command(
     quiet: bool = typer.Option(False, "--quiet", "-q",
                                help="No progress and no text report (machine formats are "
                                     "still printed); use the exit code."),
+    fail_below: Optional[float] = typer.Option(
+        None, "--fail-below", metavar="MARGIN", show_default="none",
+        help="Exit 6 when the verdict is injective but the scaled smallest singular value "
+             "(of the core's column-normalised F_perp) is below MARGIN, e.g. 1e-6; the "
+             "sequences scoring below it are reported."),
+    suggest: bool = typer.Option(
+        False, "--suggest-drop",
+        help="Suggest sequences to drop so that the data become injective (and meet "
+             "--fail-below), re-verified by a full analysis of the reduced data."),
+    write_clean: Optional[Path] = typer.Option(
+        None, "--write-clean", metavar="OUT.npz", show_default="none",
+        help="With one .npz FILE: write the data without the suggested sequences (implies "
+             "--suggest-drop; written only when the reduced data are re-verified injective)."),
 ) -> None:
     """Check the injectivity condition of each FILE: exit 0 injective, 1 not injective, 2 a file
-    could not be read, 3 inconclusive (several files: the worst, in that order 2, 1, 3, 0)."""
+    could not be read, 3 inconclusive, 6 injective but below --fail-below (several files: the
+    worst, in that order 2, 1, 3, 6, 0)."""
     if as_json and output_format not in (OutputFormat.text, OutputFormat.json):
         raise InputError(f"--json is short for --output-format json; it cannot be combined "
                          f"with --output-format {output_format.value}", field="--json")
     fmt = OutputFormat.json if as_json else output_format
     options = {"probes": probes, "scales": None if scales is None else parse_scales(scales), "seed": seed,
                "whiten": not no_whiten, "exact": exact.value, "exact_timeout": exact_timeout}
+    if fail_below is not None and not (0 < fail_below < float("inf")):
+        raise InputError(f"must be a positive number, got {fail_below}", field="--fail-below")
     paths = expand_inputs(files)
     single = len(files) == 1 and not files[0].is_dir()
+    if write_clean is not None:
+        if len(paths) != 1:
+            raise InputError(f"writes one reduced data set; give exactly one .npz FILE "
+                             f"(got {len(paths)} files)", field="--write-clean")
+        if paths[0].suffix.lower() != ".npz":
+            raise InputError(f"writes token datasets (.npz) only, but {paths[0]} is a "
+                             "distribution spec; remove the suggested sequences from it by hand",
+                             field="--write-clean")
+        suggest = True
     reports = []
     with progress_reporter(quiet) as status:
         for path in paths:
             say = (lambda msg, p=path: status.update(f"analyze {p}: {msg}")) if status else None
-            reports.append(analyze_file(path, options, say))
+            reports.append(analyze_file(path, options, say, fail_below=fail_below,
+                                        suggest=suggest))
+    if write_clean is not None:
+        _write_clean(reports[0], write_clean, quiet)
     if output is not None:
         payload = json_report.payload(reports, single=single)
         if payload is not None:

@@ -18,7 +18,7 @@ The CLI loops over the files, builds the reports and prints ``render(fmt, report
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ..analysis import AnalysisResult
 
@@ -30,8 +30,9 @@ FORMATS = ("text", "json", "github", "sarif", "junit")
 MACHINE_FORMATS = FORMATS[1:]
 
 #: Exit codes from worst to best: an unreadable file (2), a dependency (1), inconclusive (3),
-#: injective (0). Several files exit with the worst code among them.
-EXIT_ORDER = (2, 1, 3, 0)
+#: injective but below the ``--fail-below`` margin (6), injective (0). Several files exit with
+#: the worst code among them: an undecided file outranks a proven but barely injective one.
+EXIT_ORDER = (2, 1, 3, 6, 0)
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,17 @@ class FileReport:
     file : the path as given on the command line (or found in a directory)
     result : the analysis, or None when the file could not be read or analysed
     error : the one-line error message when ``result`` is None
+    suggestion : the :class:`~ntkcheck.neardep.DropSuggestion` (``--suggest-drop``), or None
     """
 
     file: str
     result: AnalysisResult | None = None
     error: str | None = None
+    suggestion: Any = None
 
     @property
     def exit_code(self) -> int:
-        """2 for an unreadable file, else the verdict's code (0, 1 or 3)."""
+        """2 for an unreadable file, else the verdict's code (0, 1, 3, or 6 below the margin)."""
         return 2 if self.result is None else self.result.exit_code
 
 

@@ -5,8 +5,10 @@ Format (GitHub's documented workflow-command syntax)::
 
     ::error file=data/train.npz,title=ntkcheck dependency::LSE[a] - LSE[b] = z1 (sequences a, b; ...)
 
-``error`` for a dependency and for an unreadable file, ``warning`` for an inconclusive verdict,
-``notice`` for an injective one. Data are escaped (``%``, CR, LF) and so are property values
+``error`` for a dependency and for an unreadable file, ``warning`` for an inconclusive verdict
+and, with ``--fail-below``, for each sequence scoring below the margin (title ``ntkcheck
+near-dependency``, naming the sequences it is closest to), ``notice`` for an injective one.
+Data are escaped (``%``, CR, LF) and so are property values
 (also ``:`` and ``,``), as the runner expects.
 """
 
@@ -17,7 +19,10 @@ from typing import Sequence
 from . import FileReport
 from .common import dependency_identity, dependency_tag, involved
 
-__all__ = ["render", "annotation"]
+__all__ = ["render", "annotation", "MAX_MARGIN_ANNOTATIONS"]
+
+#: At most this many near-dependency warnings per file (then one line counting the rest).
+MAX_MARGIN_ANNOTATIONS = 20
 
 
 def _escape_data(text: str) -> str:
@@ -38,6 +43,37 @@ def _lines(report: FileReport) -> list[str]:
     result, file = report.result, report.file
     if result is None:
         return [annotation("error", file, "ntkcheck input error", report.error or "")]
+    return _verdict_lines(report) + _margin_lines(report)
+
+
+def _margin_lines(report: FileReport) -> list[str]:
+    """One warning per sequence below the ``--fail-below`` margin."""
+    result = report.result
+    if result is None or not result.margin or not result.margin["below"]:
+        return []
+    m = result.margin
+    closest = {d["name"]: d["closest"] for d in (result.near_dependency or {}).get("lowest", [])}
+    out = []
+    for item in m["sequences"][:MAX_MARGIN_ANNOTATIONS]:
+        partners = ", ".join(p["name"] for p in closest.get(item["name"], []))
+        out.append(annotation(
+            "warning", report.file, "ntkcheck near-dependency",
+            f"sequence {item['name']} has near-dependency score {item['score']:.3g} (distance "
+            f"of its normalised LSE to the span of the others modulo affine functions)"
+            + (f", closest to {partners}" if partners else "")
+            + f"; scaled smallest singular value {m['scaled_smallest_singular_value']:.3g} < "
+            f"--fail-below {m['threshold']:g}"))
+    rest = len(m["sequences"]) - MAX_MARGIN_ANNOTATIONS
+    if rest > 0:
+        out.append(annotation("warning", report.file, "ntkcheck near-dependency",
+                              f"{rest} more sequence(s) below --fail-below {m['threshold']:g} "
+                              "(all in --output-format json)"))
+    return out
+
+
+def _verdict_lines(report: FileReport) -> list[str]:
+    result, file = report.result, report.file
+    assert result is not None
     evidence = f"{result.evidence} evidence" if result.evidence else "no evidence"
     if result.verdict == "injective":
         return [annotation("notice", file, "ntkcheck injective",

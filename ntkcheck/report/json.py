@@ -1,7 +1,7 @@
 """The JSON document of ``analyze``: a faithful serialisation of the result, versioned.
 
 * One file on the command line: the document of that file, ``AnalysisResult.to_dict()`` plus
-  ``schema_version`` and ``file``.
+  ``schema_version`` and ``file`` (and ``suggest_drop`` with ``--suggest-drop``).
 * Several files or a directory: an envelope ``{"schema_version", "exit_code", "files": [...]}``
   with one document per file; an unreadable file is ``{"schema_version", "file", "error"}``.
 
@@ -23,7 +23,7 @@ from . import FileReport, worst_exit_code
 __all__ = ["SCHEMA_VERSION", "TIMING_FIELDS", "document", "envelope", "render", "schema"]
 
 #: Version of the document layout (``MAJOR.MINOR``).
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 #: Fields that are timings and differ from run to run (dotted paths).
 TIMING_FIELDS = ("exact.time",)
 
@@ -34,6 +34,8 @@ def document(report: FileReport) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, "file": report.file, "error": report.error or ""}
     out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
     out.update(report.result.to_dict())
+    if report.suggestion is not None:
+        out["suggest_drop"] = report.suggestion.to_dict()
     out["file"] = report.file
     return out
 

@@ -3,8 +3,10 @@
 A case passes when the file is injective; a dependency is a ``<failure type="not_injective">``
 (its message the first relation, its text every relation and the sequences involved), an
 inconclusive verdict a ``<failure type="inconclusive">``, an unreadable file an
-``<error type="input_error">``. The case's ``classname`` is ``ntkcheck.analyze`` and its
-``name`` the file, as CI test reporters expect.
+``<error type="input_error">``; with ``--fail-below``, an injective file below the margin is a
+``<failure type="near_dependency">`` (the sequences below it in its text), and a failing file
+below the margin has those sequences added to its failure text. The case's ``classname`` is
+``ntkcheck.analyze`` and its ``name`` the file, as CI test reporters expect.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from typing import Sequence
 from xml.etree import ElementTree as ET
 
+from ..analysis import AnalysisResult
 from . import FileReport
 from .common import dependency_identity, dependency_tag, involved, summary_line
 
@@ -26,26 +29,43 @@ def _case(report: FileReport) -> ET.Element:
                                             "message": report.error or "unreadable"})
         err.text = report.error or ""
         return case
+    margin = _margin_text(result)
     if result.verdict == "injective":
+        if margin:
+            fail = ET.SubElement(case, "failure", {"type": "near_dependency",
+                                                   "message": margin.splitlines()[0]})
+            fail.text = margin
         out = ET.SubElement(case, "system-out")
         out.text = summary_line(result)
         return case
     if result.verdict == "inconclusive":
         fail = ET.SubElement(case, "failure", {"type": "inconclusive",
                                                "message": summary_line(result)})
-        fail.text = result.reason
+        fail.text = result.reason + (f"\n{margin}" if margin else "")
         return case
     lines = [f"{dependency_identity(d)} ({dependency_tag(d)}); sequences: {', '.join(involved(d))}"
              for d in result.dependencies]
     fail = ET.SubElement(case, "failure", {"type": "not_injective",
                                            "message": summary_line(result)})
-    fail.text = "\n".join(lines) or result.reason
+    fail.text = ("\n".join(lines) or result.reason) + (f"\n{margin}" if margin else "")
     return case
+
+
+def _margin_text(result: AnalysisResult) -> str:
+    """'' unless the ``--fail-below`` margin is not met; else one line for the margin and one
+    per sequence below it."""
+    m = result.margin
+    if not m or not m["below"]:
+        return ""
+    head = (f"near-dependency: scaled smallest singular value "
+            f"{m['scaled_smallest_singular_value']:.3g} < --fail-below {m['threshold']:g}")
+    return "\n".join([head] + [f"{s['name']}: score {s['score']:.3g}" for s in m["sequences"]])
 
 
 def render(reports: Sequence[FileReport]) -> str:
     """The XML document (UTF-8 declaration, final newline)."""
-    failures = sum(1 for r in reports if r.result is not None and r.result.verdict != "injective")
+    failures = sum(1 for r in reports if r.result is not None
+                   and (r.result.verdict != "injective" or r.exit_code != 0))
     errors = sum(1 for r in reports if r.result is None)
     root = ET.Element("testsuites", {"name": "ntkcheck", "tests": str(len(reports)),
                                      "failures": str(failures), "errors": str(errors)})

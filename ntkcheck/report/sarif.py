@@ -8,7 +8,12 @@ rule     name                 level    one result per
 NTK001   lse-dependency       error    dependency sum_i c_i LSE_i = affine (not injective)
 NTK002   inconclusive         warning  file whose verdict is inconclusive
 NTK003   unreadable-input     error    file that could not be read or analysed (exit 2)
+NTK004   near-dependency      warning  sequence scoring below the ``--fail-below`` margin
 =======  ===================  =======  =====================================================
+
+An NTK004 result names the sequence and, as further logical locations, the sequences it is
+closest to; its ``properties`` carry the score, the margin and the scaled smallest singular
+value.
 
 An injective file has no result (it is listed in ``artifacts``). Each result's location is the
 file as a whole (``region.startLine`` 1, since code scanning wants a line) and its logical
@@ -46,6 +51,13 @@ RULES = (
     ("NTK003", "unreadable-input", "error",
      "The file could not be read or analysed.",
      "The message names the file, the field at fault and the fix (exit code 2)."),
+    ("NTK004", "near-dependency", "warning",
+     "This sequence is close to the span of the others modulo affine functions.",
+     "Its near-dependency score (distance of its column-normalised LSE features to the span of "
+     "the other sequences' columns, in [0, 1]) is below the --fail-below margin, and so is the "
+     "scaled smallest singular value: the injectivity condition holds barely or not at all. "
+     "Typical causes: near-duplicates (augmented copies with small jitter), near-translates. "
+     "`ntkcheck analyze --suggest-drop` lists sequences to remove."),
 )
 _INDEX = {rule[0]: j for j, rule in enumerate(RULES)}
 
@@ -84,7 +96,8 @@ def _results(report: FileReport, index: int) -> list[dict[str, Any]]:
         return [_result("NTK002", f"inconclusive: {result.reason}",
                         _location(file, index, result.names),
                         {"smallest_singular_value": float(result.singular_values[-1]),
-                         "noise": result.noise, "tolerance": result.tolerance})]
+                         "noise": result.noise, "tolerance": result.tolerance})] + \
+            _margin_results(result, file, index)
     out = []
     for dep in result.dependencies:
         names = involved(dep)
@@ -94,6 +107,28 @@ def _results(report: FileReport, index: int) -> list[dict[str, Any]]:
             f"sequences involved: {', '.join(names)}",
             _location(file, index, names),
             {"evidence": result.evidence, **dep.to_dict()}))
+    return out + _margin_results(result, file, index)
+
+
+def _margin_results(result: Any, file: str, index: int) -> list[dict[str, Any]]:
+    """One NTK004 warning per sequence below the ``--fail-below`` margin."""
+    m = result.margin
+    if not m or not m["below"]:
+        return []
+    closest = {d["name"]: d["closest"] for d in (result.near_dependency or {}).get("lowest", [])}
+    out = []
+    for item in m["sequences"]:
+        partners = [p["name"] for p in closest.get(item["name"], [])]
+        out.append(_result(
+            "NTK004",
+            f"sequence {item['name']}: near-dependency score {item['score']:.3g}"
+            + (f", closest to {', '.join(partners)}" if partners else "")
+            + f"; scaled smallest singular value {m['scaled_smallest_singular_value']:.3g} "
+            f"< margin {m['threshold']:g}",
+            _location(file, index, [item["name"], *partners]),
+            {"score": item["score"], "threshold": m["threshold"],
+             "scaled_smallest_singular_value": m["scaled_smallest_singular_value"],
+             "closest": closest.get(item["name"], [])}))
     return out
 
 

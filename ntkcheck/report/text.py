@@ -24,12 +24,15 @@ _STYLE = {"injective": "bold green", "not_injective": "bold red", "inconclusive"
 
 def render(reports: Sequence[FileReport], *, color: bool = False) -> str:
     """Reports of every readable file, separated by a blank line (ANSI colour when ``color``)."""
-    parts = [render_result(r.result, r.file, color=color) for r in reports if r.result is not None]
+    parts = [render_result(r.result, r.file, color=color, suggestion=r.suggestion)
+             for r in reports if r.result is not None]
     return "\n".join(parts)
 
 
-def render_result(result: AnalysisResult, source: str, *, color: bool = False) -> str:
-    """The report of one file as text (rich markup rendered, colour only when ``color``)."""
+def render_result(result: AnalysisResult, source: str, *, color: bool = False,
+                  suggestion: Any = None) -> str:
+    """The report of one file as text (rich markup rendered, colour only when ``color``);
+    ``suggestion`` is the ``--suggest-drop`` outcome, if any."""
     buffer = io.StringIO()
     out = Console(file=buffer, force_terminal=color, no_color=not color, soft_wrap=True,
                   highlight=False, width=100)
@@ -54,6 +57,8 @@ def render_result(result: AnalysisResult, source: str, *, color: bool = False) -
         tail = ", ".join(f"{x:.3g}" for x in sv[-min(5, len(sv)):])
         out.print(f"          smallest {min(5, len(sv))}: {tail}")
     _render_gram(out, result.spectrum)
+    _render_scores(out, result)
+    _render_margin(out, result)
     _render_exact(out, result)
     if result.dependencies:
         out.print(f"dependencies ({len(result.dependencies)}):")
@@ -64,7 +69,65 @@ def render_result(result: AnalysisResult, source: str, *, color: bool = False) -
         out.print("structure:")
         for f in result.findings:
             out.print(f"  - {escape(f.describe())}")
+    if suggestion is not None:
+        _render_suggestion(out, suggestion)
     return buffer.getvalue()
+
+
+def _render_scores(out: Console, result: AnalysisResult, top: int = 3) -> None:
+    """The lowest near-dependency scores (distance of a sequence's normalised LSE to the span
+    of the others modulo affine functions), one line each, and the closest near pairs."""
+    near = result.near_dependency
+    if not near or not near.get("lowest"):
+        return
+    st = result.structure_dict()
+    structural = len(st["diracs"]) + sum(len(c["members"]) for c in st["classes"])
+    shown = [item for item in near["lowest"] if item["reason"] != "structural"][:top]
+    out.print("scores    lowest (distance to the span of the others, 1 = orthogonal, "
+              "0 = dependent; all in --json)"
+              + (f"; {structural} at 0 from the structure below" if structural else "") + ":")
+    for item in shown:
+        partners = ", ".join(f"{escape(p['name'])} {p['coefficient']:+.3g}"
+                             for p in item["closest"])
+        why = "" if item["reason"] == "dense" else escape(f" [{item['reason']}]")
+        out.print(f"          {escape(item['name'])} {item['score']:.3g}{why}"
+                  + (f"  closest to {partners}" if partners else ""))
+    pairs = near.get("pairs", [])
+    if pairs:
+        shown = pairs[:top]
+        more = len(pairs) - len(shown) + near.get("pairs_omitted", 0)
+        out.print(f"near pairs (unit columns closer than {near.get('pair_limit', 0):g}"
+                  + (f", {more} more in --json" if more else "") + "):")
+        for p in shown:
+            a, b = (escape(n) for n in p["names"])
+            extra = "" if p["source"] == "dense" else " (structural)"
+            ratio = (f", ratio {p['ratio']:.4g}" if p["kind"] == "proportional" else "")
+            out.print(f"          {a} ~ {b}: distance {p['distance']:.3g}, "
+                      f"{p['kind'].replace('_', ' ')}{ratio}{extra}")
+
+
+def _render_margin(out: Console, result: AnalysisResult) -> None:
+    m = result.margin
+    if not m:
+        return
+    sigma, threshold = m["scaled_smallest_singular_value"], m["threshold"]
+    if not m["below"]:
+        out.print(f"margin    scaled smallest singular value {sigma:.3g} >= {threshold:g} "
+                  "(--fail-below): met")
+        return
+    names = ", ".join(f"{escape(s['name'])} {s['score']:.3g}" for s in m["sequences"][:5])
+    more = len(m["sequences"]) - 5
+    style = "bold yellow" if result.verdict == "injective" else "bold red"
+    out.print(f"margin    [{style}]below[/]: scaled smallest singular value {sigma:.3g} < "
+              f"{threshold:g} (--fail-below); near-dependent: {names}"
+              + (f" (+{more} more)" if more > 0 else ""))
+
+
+def _render_suggestion(out: Console, suggestion: Any) -> None:
+    style = "bold green" if suggestion.success else "bold red"
+    out.print(f"suggest drop: [{style}]{escape(suggestion.summary())}[/]")
+    for name in suggestion.drop:
+        out.print(f"  - {escape(name)}: {escape(suggestion.reasons.get(name, ''))}")
 
 
 def _render_gram(out: Console, summary: dict[str, Any] | None, top: int = 4) -> None:
