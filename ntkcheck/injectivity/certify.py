@@ -283,7 +283,8 @@ def feature_enclosure(distributions: Sequence[Distribution], z: np.ndarray,
     if method == "arb":
         return _enclose_arb(dists, z, centres)
     if method == "a-priori":
-        return _enclose_apriori(dists, z, centres)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _enclose_apriori(dists, z, centres)
     raise InputError(f"unknown method {method!r}; choose 'arb' or 'a-priori'", field="method")
 
 
@@ -690,7 +691,8 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
     if chosen == "arb":
         fmid, frad = _enclose_arb(dists, zs, centres)
     else:
-        fmid, frad = _enclose_apriori(dists, zs, centres)
+        with np.errstate(over="ignore", invalid="ignore"):
+            fmid, frad = _enclose_apriori(dists, zs, centres)
     if not (np.all(np.isfinite(fmid)) and np.all(np.isfinite(frad))):
         return result(False, np.nan, "an LSE entry could not be enclosed in float64 range")
     A = np.column_stack([np.ones(Mp), zs, fmid])
@@ -698,7 +700,7 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
     rad[:, d + 1:] = frad
     with np.errstate(over="ignore", under="ignore"):
         A = np.ldexp(A, row_exp[:, None])
-        col = np.sqrt(np.sum(A * A, axis=0))
+    col = _norm_up(A, axis=0)  # any power of two is valid; this one brings norms near 1
     _, e = np.frexp(np.where((col > 0) & np.isfinite(col), col, 1.0))
     col_exp = -(e - 1)
     total_exp = row_exp[:, None] + col_exp[None, :]
