@@ -38,7 +38,9 @@ proves along the way.
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -58,6 +60,10 @@ LIBM_ULPS = 4
 DEFAULT_BUDGET = 2_000_000
 #: Working precision of the Arb enclosures (bits).
 ARB_PREC = 128
+
+#: Entries per temporary block of the a-priori path, and threads working on blocks.
+_BLOCK = 1 << 19
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 _U = 2.0**-53  # unit round-off
 _K_LIBM = 2 * LIBM_ULPS  # libm relative error in units of u
@@ -486,34 +492,48 @@ def _apriori_logsumexp_group(idx, n, z, zeta, mid, rad, *, atoms, weights, centr
     theta = _gamma(_K_LIBM + 2 * n + 2)
     lse_err = float(_up(theta / (1.0 - theta), 3))
     M = z.shape[0]
-    per = max(1, (1 << 21) // max(n * M, 1))  # distributions per block
-    for g0 in range(0, G, per):
-        g1 = min(G, g0 + per)
-        blk = slice(g0, g1)
-        Y = yc[blk].reshape(-1, d)
-        s = (z @ Y.T).reshape(M, g1 - g0, n)
+    idx = np.asarray(idx)
+    # token-major packing (n, G, d): the reductions over the n terms run over contiguous slabs
+    ytm = np.ascontiguousarray(yc.transpose(1, 0, 2))
+    lwt = np.ascontiguousarray(lw.T)
+    stm = np.ascontiguousarray(covariances.transpose(1, 0, 2, 3)) if quad else None
+
+    zt = np.ascontiguousarray(z.T)
+
+    def block(g0: int, g1: int) -> None:
+        gb = g1 - g0
+        # scores laid out (n, gb, M): the reductions over the n terms combine contiguous slabs
+        s = (ytm[:, g0:g1].reshape(-1, d) @ zt).reshape(n, gb, M)
         if quad:
-            S = covariances[blk].reshape(-1, d, d)
-            zs = np.einsum("ma,jab->mjb", z, S)  # S_j z, then <z, S_j z>: gamma_2d
-            q = np.einsum("mjb,mb->mj", zs, z)
-            s += (q / 2.0).reshape(M, g1 - g0, n)
-        s += lw[blk][None]
-        mx = s.max(axis=2)
-        with np.errstate(under="ignore"):
-            ssum = np.exp(s - mx[..., None]).sum(axis=2)
-        ls = np.log(ssum)
-        F = ls + mx
+            S = stm[:, g0:g1].reshape(-1, d, d)
+            sz = np.einsum("jab,bm->jam", S, zt)  # S_j z, then <z, S_j z>: gamma_2d
+            s += (np.einsum("jam,am->jm", sz, zt) / 2.0).reshape(n, gb, M)
+        s += lwt[:, g0:g1, None]
+        mx = s.max(axis=0)
+        np.subtract(s, mx[None], out=s)
+        np.exp(s, out=s)
+        ls = np.log(s.sum(axis=0)).T  # (M, gb)
+        F = ls + mx.T
         # score error: max over j of the bound, via the per-distribution maxima
-        lin = rho[blk]
         if quad:
-            lin = lin[None] + zeta[:, None, None] * sig[blk][None] / 2.0
-            smax = (zeta[:, None] * lin.max(axis=2))
+            lin = rho[None, g0:g1] + zeta[:, None, None] * sig[None, g0:g1] / 2.0
+            smax = zeta[:, None] * lin.max(axis=2)
         else:
-            smax = zeta[:, None] * lin.max(axis=1)[None]
-        e_score = _up(g_score * smax + g_log * wmax[blk][None] + (d * d + 4 * d + 8) * _ETA, 4)
+            smax = zeta[:, None] * rho[g0:g1].max(axis=1)[None]
+        e_score = _up(g_score * smax + g_log * wmax[None, g0:g1] + (d * d + 4 * d + 8) * _ETA, 4)
         err = e_score + _gamma(_K_LIBM + 1) * np.abs(ls) + lse_err + _gamma(1) * np.abs(F)
-        mid[:, [idx[g] for g in range(g0, g1)]] = F
-        rad[:, [idx[g] for g in range(g0, g1)]] = _up(err, 6)
+        mid[:, idx[g0:g1]] = F
+        rad[:, idx[g0:g1]] = _up(err, 6)
+
+    per = max(1, _BLOCK // max(n * M, 1))  # distributions per block
+    bounds = [(g0, min(G, g0 + per)) for g0 in range(0, G, per)]
+    with np.errstate(under="ignore"):
+        if len(bounds) == 1 or _WORKERS == 1:
+            for g0, g1 in bounds:
+                block(g0, g1)
+        else:
+            with ThreadPoolExecutor(_WORKERS) as pool:
+                list(pool.map(lambda b: block(*b), bounds))
 
 
 def _uniform_g(h: np.ndarray) -> np.ndarray:
