@@ -349,7 +349,9 @@ def _arb_discrete(dists, idx, z, zrows, centres, values) -> None:
     from flint import arb, arb_mat
 
     d = z.shape[1]
-    cols, weights, slices = [], [], []
+    cols: list[list] = []
+    weights: list = []
+    slices: list[tuple[int, int, int]] = []
     for i in idx:
         dist = dists[i]
         c = [arb(float(v)) for v in centres[i]]
@@ -365,7 +367,7 @@ def _arb_discrete(dists, idx, z, zrows, centres, values) -> None:
         for r, m in enumerate(range(lo, hi)):
             base = r * T
             for i, a, b in slices:
-                s = sum(weights[j] * P[base + j].exp() for j in range(a, b))
+                s = sum((weights[j] * P[base + j].exp() for j in range(a, b)), arb(0))
                 values[m][i] = s.log()
 
 
@@ -375,7 +377,9 @@ def _arb_gaussian(dists, idx, z, zrows, centres, values) -> None:
 
     d = z.shape[1]
     pairs = [(a, b) for a in range(d) for b in range(a, d)]
-    cols, weights, slices = [], [], []
+    cols: list[list] = []
+    weights: list = []
+    slices: list[tuple[int, int, int]] = []
     half = arb(0.5)
     for i in idx:
         dist = dists[i]
@@ -396,7 +400,7 @@ def _arb_gaussian(dists, idx, z, zrows, centres, values) -> None:
         for r, m in enumerate(range(lo, hi)):
             base = r * T
             for i, a, b in slices:
-                s = sum(weights[j] * P[base + j].exp() for j in range(a, b))
+                s = sum((weights[j] * P[base + j].exp() for j in range(a, b)), arb(0))
                 values[m][i] = s.log()
 
 
@@ -486,7 +490,7 @@ def _apriori_logsumexp_group(idx, n, z, zeta, mid, rad, *, atoms, weights, centr
         lw = np.log(weights)  # weights > 0 (validated)
     wmax = np.abs(lw).max(axis=1)  # (G,)
     quad = covariances is not None
-    sig = _norm_up(covariances.reshape(G, n, d * d), axis=2) if quad else None
+    sig = np.asarray(_norm_up(covariances.reshape(G, n, d * d), axis=2)) if quad else None
     g_score = _gamma(d * d + 3 * d + 12)  # covers any summation order of z^T S z
     g_log = _gamma(_K_LIBM + 4)
     theta = _gamma(_K_LIBM + 2 * n + 2)
@@ -504,7 +508,7 @@ def _apriori_logsumexp_group(idx, n, z, zeta, mid, rad, *, atoms, weights, centr
         gb = g1 - g0
         # scores laid out (n, gb, M): the reductions over the n terms combine contiguous slabs
         s = (ytm[:, g0:g1].reshape(-1, d) @ zt).reshape(n, gb, M)
-        if quad:
+        if stm is not None:
             S = stm[:, g0:g1].reshape(-1, d, d)
             sz = np.einsum("jab,bm->jam", S, zt)  # S_j z, then <z, S_j z>: gamma_2d
             s += (np.einsum("jam,am->jm", sz, zt) / 2.0).reshape(n, gb, M)
@@ -515,7 +519,7 @@ def _apriori_logsumexp_group(idx, n, z, zeta, mid, rad, *, atoms, weights, centr
         ls = np.log(s.sum(axis=0)).T  # (M, gb)
         F = ls + mx.T
         # score error: max over j of the bound, via the per-distribution maxima
-        if quad:
+        if sig is not None:
             lin = rho[None, g0:g1] + zeta[:, None, None] * sig[None, g0:g1] / 2.0
             smax = zeta[:, None] * lin.max(axis=2)
         else:
@@ -646,7 +650,7 @@ def sigma_min_lower_bound(A: np.ndarray) -> tuple[float, str]:
     sc = float(_down(np.sqrt(_down(1.0 - eta, 1)), 1)) - e_c
     sc = float(_down(sc, 1)) if sc > 0 else sc
     if not sc > 0:
-        return sc, f"||C - C~||_F bound {e_c:.3g} exceeds sigma_min(C~) (A~ too ill-conditioned)"
+        return float(sc), f"||C - C~||_F bound {e_c:.3g} exceeds sigma_min(C~) (A~ too ill-conditioned)"
     norm_v = float(_up(np.sqrt(_up(1.0 + eta_v, 1)), 1))
     bound = float(_down(sc * smin / norm_v, 3))
     return bound, (f"sigma_min(A~) >= {bound:.6g} (computed {smin:.6g}; ||C^T C - I|| <= "
