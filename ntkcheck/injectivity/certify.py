@@ -618,7 +618,7 @@ def sigma_min_lower_bound(A: np.ndarray) -> tuple[float, str]:
         return 0.0, f"fewer rows ({M}) than columns ({n})"
     if not np.all(np.isfinite(A)):
         return float("nan"), "the float matrix has non-finite entries"
-    R = scipy.linalg.qr(A, mode="r", check_finite=False)[0][:n]
+    R = scipy.linalg.qr(A, mode="raw", check_finite=False)[1]  # (n, n); Q is not formed
     try:
         _, s, vt = scipy.linalg.svd(R, lapack_driver="gesdd", check_finite=False)
     except np.linalg.LinAlgError:
@@ -628,13 +628,13 @@ def sigma_min_lower_bound(A: np.ndarray) -> tuple[float, str]:
         return 0.0, f"the computed smallest singular value is {smin:.3g}"
     V = vt.T
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        W = A @ V
-        C = W / s
+        C = A @ V  # W~ = fl(A V), then C~ = fl(W~ / s) in place
+        col_w = _norm_up(C, axis=0)
+        C /= s
     if not np.all(np.isfinite(C)):
         return float("nan"), "overflow in A V diag(1/s)"
     fro_a = _norm_up(A)
     col_v = _norm_up(V, axis=0)
-    col_w = _norm_up(W, axis=0)
     e_col = _up((_gamma(n) * fro_a * col_v + _U * col_w + np.sqrt(M) * n * 2 * _ETA) / s, 6)
     e_c = _norm_up(e_col)
     gram = C.T @ C
