@@ -342,10 +342,10 @@ def test_too_few_rows_and_overflow_are_refused_with_a_reason():
 
 
 def test_sigma_min_lower_bound_of_float_matrices():
-    """For float matrices with known singular values (Q diag(s) W^T from exact orthogonal
-    Householder reflections would not be exact in float, so the truth is a 50-digit SVD of the
-    same doubles), the bound is below the truth and within 1e-6 relative of it up to
-    condition 1e8; a rank-deficient matrix is never bounded away from 0."""
+    """For float matrices of condition 1 to 1e8 (truth: a 50-digit SVD of the same doubles) the
+    bound is below the truth and within 1e-3 of it (the bound on ||R^-1||_2 carries a relative
+    margin of at least 1e-4, the rest is O(n u cond)); an exactly rank-deficient matrix is
+    never bounded away from 0."""
     rng = np.random.default_rng(2)
     for cond in (1.0, 1e4, 1e8):
         U, _ = np.linalg.qr(rng.normal(size=(12, 5)))
@@ -355,7 +355,7 @@ def test_sigma_min_lower_bound_of_float_matrices():
         with mp.workdps(DPS):
             truth = min(mp.svd_r(mp.matrix(A.tolist()), compute_uv=False))
         assert bound <= truth
-        assert bound >= truth * (1 - 1e-6)
+        assert bound >= truth * (1 - 1e-3)
     A = rng.integers(-9, 10, size=(10, 4)).astype(float)
     A[:, 3] = A[:, 0] + A[:, 1]  # exact in float: small integers
     assert not sigma_min_lower_bound(A)[0] > 0

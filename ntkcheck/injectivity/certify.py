@@ -604,13 +604,16 @@ def _apriori_box(dist: UniformBox, z, zeta, c) -> tuple[np.ndarray, np.ndarray]:
 def sigma_min_lower_bound(A: np.ndarray) -> tuple[float, str]:
     """Rigorous lower bound on sigma_min of the float matrix A (M x n, M >= n), with a note.
 
-    V, s from the SVD of the R factor of A (approximations only). With C := A V diag(1/s)
-    (exact), A V = C diag(s) so sigma_min(A) >= sigma_min(C) min(s) / ||V||_2 (V is then
-    invertible, and sigma_min(A V) <= sigma_min(A) ||V||_2). C~ = fl(fl(A V) / s) obeys
-    ||C~_j - C_j|| <= (gamma_n ||A||_F ||v_j|| + u ||W~_j|| + sqrt(M) n 2^-1074) / s_j;
-    sigma_min(C~)^2 >= 1 - ||C~^T C~ - I||_2 >= 1 - ||fl(C~^T C~) - I||_F - gamma_M ||C~||_F^2
-    (the subtraction of I is exact up to u per diagonal entry, covered by the margins);
-    likewise ||V||_2^2 <= 1 + ||fl(V^T V) - I||_F + gamma_n ||V||_F^2.
+    R from a Householder QR of A and Y = R^-1 are approximations only; with the exact product
+    C := A Y, sigma_min(A) >= sigma_min(C) / ||Y||_2 (A = C Y^-1), where
+
+    * sigma_min(C) >= sqrt(1 - eta) - ||C - C~||_F (Weyl), C~ = fl(A Y) with
+      ||C~ - C||_F <= gamma_n ||A||_F ||Y||_F (|fl(A Y) - A Y| <= gamma_n |A| |Y|), and
+      eta >= ||C~^T C~ - I||_2: ||fl(C~^T C~) - I||_F + gamma_M ||C~||_F^2;
+    * ||Y||_2 <= sqrt(alpha), alpha proved >= lambda_max(Y^T Y) by :func:`_norm2_upper`.
+
+    C is nearly orthonormal, so the condition number of A is never squared. Cost: the QR, a
+    triangular inverse (n^3/3), A Y (M n^2), C^T C (M n^2) and the norm bound (~ 1.7 n^3).
     """
     A = np.asarray(A, dtype=np.float64)
     M, n = A.shape
@@ -619,42 +622,101 @@ def sigma_min_lower_bound(A: np.ndarray) -> tuple[float, str]:
     if not np.all(np.isfinite(A)):
         return float("nan"), "the float matrix has non-finite entries"
     R = scipy.linalg.qr(A, mode="raw", check_finite=False)[1]  # (n, n); Q is not formed
-    try:
-        _, s, vt = scipy.linalg.svd(R, lapack_driver="gesdd", check_finite=False)
-    except np.linalg.LinAlgError:
-        _, s, vt = scipy.linalg.svd(R, lapack_driver="gesvd", check_finite=False)
-    smin = float(s[-1])
-    if not smin > 0 or not np.all(np.isfinite(s)):
-        return 0.0, f"the computed smallest singular value is {smin:.3g}"
-    V = vt.T
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        Y, info = scipy.linalg.lapack.dtrtri(R, lower=0)
+    rmin = float(np.abs(np.diagonal(R)).min()) if n else 1.0
+    if info != 0 or not np.all(np.isfinite(Y)):
+        return 0.0, f"the triangular factor is singular to working precision (min |R_jj| {rmin:.3g})"
+    fro_a = float(_norm_up(A))
+    fro_y = float(_norm_up(Y))
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        C = A @ V  # W~ = fl(A V), then C~ = fl(W~ / s) in place
-        col_w = _norm_up(C, axis=0)
-        C /= s
-    if not np.all(np.isfinite(C)):
-        return float("nan"), "overflow in A V diag(1/s)"
-    fro_a = _norm_up(A)
-    col_v = _norm_up(V, axis=0)
-    e_col = _up((_gamma(n) * fro_a * col_v + _U * col_w + np.sqrt(M) * n * 2 * _ETA) / s, 6)
-    e_c = _norm_up(e_col)
-    gram = C.T @ C
+        C = scipy.linalg.blas.dtrmm(1.0, Y, A, side=1, lower=0)  # fl(A Y), Y upper triangular
+    if not (np.all(np.isfinite(C)) and np.isfinite(fro_y)):
+        return float("nan"), "overflow in A R^-1"
+    e_c = float(_up(_gamma(n) * fro_a * fro_y + np.sqrt(float(M) * n) * n * 2 * _ETA, 4))
+    fro_c = float(_norm_up(C))
+    gram = scipy.linalg.blas.dsyrk(1.0, C, trans=1)  # upper triangle of fl(C^T C)
+    del C
     gram[np.diag_indices(n)] -= 1.0
-    eta = float(_up(_norm_up(gram) * (1 + 2 * _U) + _gamma(M) * _norm_up(C) ** 2
-                    + M * n * _ETA, 4))
-    hv = V.T @ V
-    hv[np.diag_indices(n)] -= 1.0
-    eta_v = float(_up(_norm_up(hv) * (1 + 2 * _U) + _gamma(n) * _norm_up(V) ** 2
-                      + n * n * _ETA, 4))
+    off = np.triu(gram, 1)
+    fro_g = float(_up(np.sqrt(_up(2.0 * _norm_up(off) ** 2 + _norm_up(np.diagonal(gram)) ** 2,
+                                  4)), 1))
+    del off, gram
+    eta = float(_up(fro_g * (1 + 2 * _U) + _gamma(M) * fro_c**2 + M * n * _ETA, 4))
     if not eta < 1.0:
         return 0.0, f"||C^T C - I|| bound {eta:.3g} >= 1 (A~ too ill-conditioned to verify)"
     sc = float(_down(np.sqrt(_down(1.0 - eta, 1)), 1)) - e_c
-    sc = float(_down(sc, 1)) if sc > 0 else sc
     if not sc > 0:
-        return float(sc), f"||C - C~||_F bound {e_c:.3g} exceeds sigma_min(C~) (A~ too ill-conditioned)"
-    norm_v = float(_up(np.sqrt(_up(1.0 + eta_v, 1)), 1))
-    bound = float(_down(sc * smin / norm_v, 3))
-    return bound, (f"sigma_min(A~) >= {bound:.6g} (computed {smin:.6g}; ||C^T C - I|| <= "
-                   f"{eta:.2g}, ||C - C~||_F <= {e_c:.2g}, ||V||_2 <= {norm_v:.17g})")
+        return float(sc), (f"||C - C~||_F bound {e_c:.3g} exceeds sigma_min(C~) "
+                           "(A~ too ill-conditioned to verify)")
+    sc = float(_down(sc, 1))
+    norm_y, how = _norm2_upper(Y, fro_y)
+    bound = float(_down(sc / norm_y, 2))
+    return bound, (f"sigma_min(A~) >= {bound:.6g} (||C^T C - I|| <= {eta:.2g}, "
+                   f"||C - C~||_F <= {e_c:.2g}, ||R^-1||_2 <= {norm_y:.6g} by {how})")
+
+
+#: Relative margins tried for alpha = lambda_est (1 + delta) in :func:`_norm2_upper`.
+_NORM_MARGINS = (1e-4, 3e-3, 3e-2, 0.3, 3.0)
+
+
+def _norm2_upper(Y: np.ndarray, fro_y: float) -> tuple[float, str]:
+    """Upper bound on ||Y||_2 (Y square), tight to ~(1 + delta)^(1/2), else ||Y||_F.
+
+    G~ = fl(Y^T Y) with ||G~ - Y^T Y||_2 <= e_g = gamma_n ||Y||_F^2. For alpha slightly above
+    a power-iteration estimate of lambda_max, X' = fl(fl(alpha I - G~) - c I) is given to
+    Cholesky (LAPACK dpotrf). If it runs to completion, L L^T = X' + D with
+    |D| <= gamma_(n+1) |L| |L^T|, hence ||D||_2 <= rho = gamma_(n+1) / (1 - gamma_(n+1)) tr(X')
+    (Higham, Accuracy and Stability, Thm 10.3; Rump, BIT 46 (2006)), so X' >= -rho I and
+    alpha I - Y^T Y = X' + (G~ - Y^T Y) + c I - (diagonal roundings) is positive definite when
+    c > rho + e_g + u (max|X~_ii| + max|X'_ii|) (+ underflow terms): then ||Y||_2 < sqrt(alpha).
+    """
+    n = Y.shape[0]
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        G = scipy.linalg.blas.dsyrk(1.0, Y, trans=1)
+    G = np.triu(G) + np.triu(G, 1).T  # exact copy of the computed upper triangle
+    if not np.all(np.isfinite(G)):
+        return float(fro_y), "||R^-1||_F"
+    e_g = float(_up(_gamma(n) * fro_y**2 + n * n * _ETA, 2))
+    x = np.random.default_rng(0).standard_normal(n)
+    lam = 0.0
+    for _ in range(100):
+        x = G @ x
+        norm = np.linalg.norm(x)
+        if not norm > 0 or not np.isfinite(norm):
+            return float(fro_y), "||R^-1||_F"
+        x /= norm
+        lam_new = float(x @ (G @ x))
+        if abs(lam_new - lam) <= 1e-6 * lam_new:
+            lam = lam_new
+            break
+        lam = lam_new
+    rho_factor = _gamma(n + 1) / (1.0 - _gamma(n + 1))
+    idx = np.diag_indices(n)
+    for delta in _NORM_MARGINS:
+        alpha = float(_up((lam + e_g) * (1.0 + delta), 2))
+        X = -G
+        X[idx] += alpha
+        diag1 = np.abs(X[idx]).max()
+        tr = float(_up(np.abs(X[idx]).sum(), n))
+        c = 2.0 * (rho_factor * tr + e_g + 2 * _U * diag1 + 8 * n * (n + 2) * _ETA)
+        if not c < alpha:
+            break
+        X[idx] -= c
+        diag_x = X[idx].copy()  # the diagonal of X' actually factored
+        diag2 = np.abs(diag_x).max()
+        _, info = scipy.linalg.lapack.dpotrf(X, lower=0, clean=0, overwrite_a=1)
+        if info != 0:
+            continue
+        rho = rho_factor * float(_up(np.abs(diag_x).sum(), n + 4))
+        slack = c - float(_up(rho + e_g + _U * (diag1 + diag2) * (1 + 4 * _U)
+                              + 4 * n * (n + 2) * _ETA, 6))
+        if slack > 0:
+            bound = float(_up(np.sqrt(alpha), 1))
+            if bound < fro_y:
+                return bound, f"a Cholesky certificate (alpha = lambda_est (1 + {delta:g}))"
+            break
+    return float(fro_y), "||R^-1||_F"
 
 
 # ------------------------------------------------------------------------------------------
@@ -719,28 +781,27 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
             fmid, frad = _enclose_apriori(dists, zs, centres)
     if not (np.all(np.isfinite(fmid)) and np.all(np.isfinite(frad))):
         return result(False, np.nan, "an LSE entry could not be enclosed in float64 range")
-    A = np.column_stack([np.ones(Mp), zs, fmid])
-    rad = np.zeros_like(A)
-    rad[:, d + 1:] = frad
+    original = np.column_stack([np.ones(Mp), zs, fmid])
+    del fmid
     with np.errstate(over="ignore", under="ignore"):
-        A = np.ldexp(A, row_exp[:, None])
-    col = _norm_up(A, axis=0)  # any power of two is valid; this one brings norms near 1
+        col = _norm_up(np.ldexp(original, row_exp[:, None]), axis=0)
     _, e = np.frexp(np.where((col > 0) & np.isfinite(col), col, 1.0))
-    col_exp = -(e - 1)
+    col_exp = -(e - 1)  # any power of two is valid; this one brings column norms into [1, 2)
     total_exp = row_exp[:, None] + col_exp[None, :]
     with np.errstate(over="ignore", under="ignore"):
-        A = np.ldexp(np.column_stack([np.ones(Mp), zs, fmid]), total_exp)
-        rad = np.ldexp(rad, total_exp)
-        back = np.ldexp(A, -total_exp)
-    original = np.column_stack([np.ones(Mp), zs, fmid])
-    # scaling by 2^k is exact unless it overflows or lands in the subnormal range
-    inexact = back != original
-    rad = np.nextafter(rad, np.inf) + np.where(inexact, 2 * _ETA, 0.0)
+        A = np.ldexp(original, total_exp)
+        rad = np.nextafter(np.ldexp(frad, total_exp[:, d + 1:]), np.inf)  # <= 1 ulp lost
+    del frad
+    # scaling by 2^k is exact unless the result overflows (caught below) or is subnormal
+    small = np.abs(A) < _TINY
+    inexact = int(np.count_nonzero(np.ldexp(A[small], -total_exp[small]) != original[small]))
+    del original, total_exp, small
     if not (np.all(np.isfinite(A)) and np.all(np.isfinite(rad))):
         return result(False, np.nan, "overflow when scaling the matrix", col_exp)
     sig, note = sigma_min_lower_bound(A)
-    radn = _norm_up(rad)
-    max_rad = float(rad.max()) if rad.size else 0.0
+    # each inexactly scaled entry is within 2^-1074 of its exact value
+    radn = float(_up(_norm_up(rad) + np.sqrt(inexact) * 2 * _ETA, 2))
+    max_rad = float(rad.max()) + (2 * _ETA if inexact else 0.0) if rad.size else 0.0
     if not np.isfinite(sig):
         return result(False, np.nan, note, col_exp, max_rad, sig, radn)
     lower = sig - radn
