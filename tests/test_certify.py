@@ -390,3 +390,21 @@ def test_bad_inputs_raise_input_errors(kwargs, field):
         certify_independence(dists, args.pop("z"), **args)
     with pytest.raises(InputError, match="dimensions"):
         certify_independence([Discrete([[0.0]]), Discrete([[0.0, 1.0]])], np.zeros((5, 1)))
+
+
+@pytest.mark.parametrize("scale_exp", [-1070, -1000, -300, 0, 300, 1000])
+def test_norm_bounds_are_upper_bounds_and_tight(scale_exp):
+    """The Frobenius and column-norm bounds used in every step are >= the exact norms (50-digit
+    sums of exact squares) and within 1e-10 relative of them, from subnormal to huge entries."""
+    from ntkcheck.injectivity.certify import _norm_up
+
+    rng = np.random.default_rng(abs(scale_exp))
+    x = np.ldexp(rng.normal(size=(7, 5)), scale_exp)
+    x[0, 0] = 0.0
+    with mp.workdps(DPS):
+        exact = mp.sqrt(mp.fsum(_mp(v) ** 2 for v in x.ravel()))
+        cols = [mp.sqrt(mp.fsum(_mp(v) ** 2 for v in x[:, j])) for j in range(5)]
+        fro = _mp(_norm_up(x))
+        assert exact <= fro <= exact * (1 + mp.mpf(1e-10)) + mp.mpf(2.0**-1060)
+        for col, bound in zip(cols, _norm_up(x, axis=0)):
+            assert col <= _mp(bound) <= col * (1 + mp.mpf(1e-10)) + mp.mpf(2.0**-1060)

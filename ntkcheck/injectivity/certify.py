@@ -101,21 +101,45 @@ def _norm_up(x: np.ndarray, axis=None) -> np.ndarray | float:
     <= 2^-1074 each), squared and summed (k squares and k - 1 additions: gamma_(2k+1)), and the
     square root adds one rounding; each underflowing square adds at most 2^-1074.
     """
-    a = np.abs(np.asarray(x, float))
+    x = np.asarray(x, float)
+    if axis is None:
+        return _fro_up(x)
+    a = np.abs(x)
     if a.size == 0:
-        return 0.0 if axis is None else np.zeros(np.delete(a.shape, axis))
+        return np.zeros(np.delete(a.shape, axis))
     big = a.max(axis=axis, keepdims=True)
     if not np.all(np.isfinite(big)):
-        return np.inf if axis is None else np.full(np.squeeze(big, axis).shape, np.inf)
+        return np.full(np.squeeze(big, axis).shape, np.inf)
     _, e = np.frexp(np.where(big > 0, big, 1.0))
     scaled = np.ldexp(a, -e)  # entries <= 1
-    count = a.size if axis is None else a.shape[axis]
+    count = a.shape[axis]
     ssq = np.sum(scaled * scaled, axis=axis, keepdims=True)
     ssq = _up(ssq, 2 * count + 1) + count * 2 * _ETA + _ETA
     out = np.ldexp(_up(np.sqrt(ssq), 1), e)  # sqrt of an upper bound of the sum of squares
     # the subnormal part lost by scaling: each entry moves by <= 2^-1074, i.e. sqrt(count) 2^-1074
     out = _up(out + np.ldexp(np.sqrt(count) * _ETA * 2, e) + _ETA, 2)
-    return float(out.squeeze()) if axis is None else np.squeeze(out, axis)
+    return np.squeeze(out, axis)
+
+
+def _fro_up(x: np.ndarray) -> float:
+    """Upper bound of the Frobenius norm of ``x`` (as :func:`_norm_up`, in row chunks)."""
+    if x.size == 0:
+        return 0.0
+    big = max(float(np.max(x)), -float(np.min(x)))
+    if not np.isfinite(big):
+        return float("inf")
+    _, e = np.frexp(big if big > 0 else 1.0)
+    flat = x.reshape(x.shape[0], -1) if x.ndim > 1 else x.reshape(-1, 1)
+    step = max(1, (1 << 20) // max(flat.shape[1], 1))
+    ssq = 0.0
+    for r0 in range(0, flat.shape[0], step):
+        blk = np.ldexp(flat[r0:r0 + step], -int(e))  # entries <= 1
+        ssq += float(np.einsum("ij,ij->", blk, blk))
+    count = x.size
+    ssq = float(_up(ssq, 2 * count + 1)) + count * 2 * _ETA + _ETA
+    out = np.ldexp(float(_up(np.sqrt(ssq), 1)), int(e))
+    out = out + np.ldexp(np.sqrt(count) * _ETA * 2, int(e)) + _ETA
+    return float(_up(out, 2))
 
 
 # ------------------------------------------------------------------------------------------
@@ -784,18 +808,29 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
     original = np.column_stack([np.ones(Mp), zs, fmid])
     del fmid
     with np.errstate(over="ignore", under="ignore"):
-        col = _norm_up(np.ldexp(original, row_exp[:, None]), axis=0)
+        col = np.array([_norm_up(np.ldexp(original[:, j], row_exp)) for j in range(n_cols)])
     _, e = np.frexp(np.where((col > 0) & np.isfinite(col), col, 1.0))
     col_exp = -(e - 1)  # any power of two is valid; this one brings column norms into [1, 2)
-    total_exp = row_exp[:, None] + col_exp[None, :]
+    # scale in column blocks (temporaries stay small); 2^k scaling is exact unless the result
+    # overflows (caught below) or is subnormal (checked by scaling back)
+    A = np.empty_like(original)
+    rad = frad
+    inexact = 0
+    step = max(1, (1 << 20) // max(Mp, 1))
     with np.errstate(over="ignore", under="ignore"):
-        A = np.ldexp(original, total_exp)
-        rad = np.nextafter(np.ldexp(frad, total_exp[:, d + 1:]), np.inf)  # <= 1 ulp lost
-    del frad
-    # scaling by 2^k is exact unless the result overflows (caught below) or is subnormal
-    small = np.abs(A) < _TINY
-    inexact = int(np.count_nonzero(np.ldexp(A[small], -total_exp[small]) != original[small]))
-    del original, total_exp, small
+        for j0 in range(0, n_cols, step):
+            j1 = min(n_cols, j0 + step)
+            ex = row_exp[:, None] + col_exp[None, j0:j1]
+            blk = np.ldexp(original[:, j0:j1], ex)
+            A[:, j0:j1] = blk
+            small = np.abs(blk) < _TINY
+            inexact += int(np.count_nonzero(np.ldexp(blk[small], -ex[small])
+                                            != original[:, j0:j1][small]))
+            f0, f1 = max(j0, d + 1), j1
+            if f1 > f0:  # radii of the F columns, rounded up (<= 1 ulp lost when subnormal)
+                fr = rad[:, f0 - d - 1:f1 - d - 1]
+                fr[...] = np.nextafter(np.ldexp(fr, ex[:, f0 - j0:]), np.inf)
+    del original
     if not (np.all(np.isfinite(A)) and np.all(np.isfinite(rad))):
         return result(False, np.nan, "overflow when scaling the matrix", col_exp)
     sig, note = sigma_min_lower_bound(A)
