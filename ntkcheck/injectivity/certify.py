@@ -8,7 +8,7 @@ built from the stored binary64 parameters of the distributions and the probes z_
 exact real numbers), a shift c_i per distribution (any vector: <z, c_i> is affine) and power-of-two
 row and column scalings (r, k) chosen here. A lower bound sigma_min(A) >= beta > 0 proves full
 column rank, hence independence: a relation sum_i a_i LSE_i = a_0 + <b, z> would give the null
-vector (-a_0, -b - sum_i a_i c_i, a_i) of [1, Z, F] (before scaling). Dropping probes only
+vector (-a_0, sum_i a_i c_i - b, a_1..a_N) of [1, Z, F] (before scaling). Dropping probes only
 lowers singular values, so a certificate on a subset of probe rows certifies every larger set.
 
 beta = beta_float - ||Rad||_F, where (Weyl's inequality for A = A~ + E, |E| <= Rad entrywise):
@@ -19,17 +19,19 @@ beta = beta_float - ||Rad||_F, where (Weyl's inequality for A = A~ + E, |E| <= R
    * ``"a-priori"``: F~ computed here in float64 with an error bound that includes every order
      (Higham's gamma_k = k u / (1 - k u), u = 2^-53, underflow terms included). It assumes
      that numpy's exp, log and log1p are accurate to :data:`LIBM_ULPS` ulps in the normal range
-     (documented, not proved; glibc and numpy's SIMD routines claim < 4 ulps), a
-     1-Lipschitz argument for logsumexp in its scores and for g(h) = log(expm1(h)/h) in h.
-2. **beta_float**, a rigorous lower bound on sigma_min of the float matrix A~ (no squaring
-   of its condition number): V from an SVD of the QR factor of A~, singular values s;
-   C := A~ V diag(1/s) (exact), so sigma_min(A~) >= sigma_min(C) min(s) / ||V||_2 with
-   sigma_min(C) >= sqrt(1 - ||C~^T C~ - I||_2) - ||C - C~||_F and
-   ||V||_2 <= sqrt(1 + ||V^T V - I||_2). The float products are bounded by
-   |fl(X Y) - X Y| <= gamma_k |X| |Y| (k the inner dimension, any summation order and FMA
-   allowed: the standard model, which BLAS gemm satisfies as it uses no Strassen-like
-   algorithm), with Cauchy-Schwarz for |X| |Y|; every bound is evaluated in float64 with an
-   explicit upward (or downward) margin.
+     (an assumption, not proved here; the test suite checks it against 50-digit values on
+     the machine it runs on); logsumexp is 1-Lipschitz in its scores and
+     g(h) = log(expm1(h)/h) in h.
+2. **beta_float**, a rigorous lower bound on sigma_min of the float matrix A~ (its condition
+   number is never squared): R from a QR of A~, Y ~ R^-1 (both approximations, any Y is
+   valid); with the exact C := A~ Y, sigma_min(A~) >= sigma_min(C) / ||Y||_2, where
+   sigma_min(C) >= sqrt(1 - ||C~^T C~ - I||_2) - ||C - C~||_F for the computed C~, and
+   ||Y||_2 <= sqrt(alpha) is proved by a Cholesky factorisation of alpha I - Y^T Y run to
+   completion (Higham's backward error bound for Cholesky, as in Rump's verification of
+   positive definiteness). Float products obey |fl(X Y) - X Y| <= gamma_k |X| |Y| (k the
+   inner dimension, any summation order, FMA allowed: the standard model, which BLAS
+   satisfies as it uses no Strassen-like algorithm), with Cauchy-Schwarz for |X| |Y|; every
+   bound is evaluated in float64 with an explicit upward (or downward) margin.
 3. **Weyl**: sigma_min(A) >= beta_float - ||Rad||_F.
 
 [1, Z] must itself have full column rank (probes not in a hyperplane), which the certificate
@@ -56,7 +58,8 @@ __all__ = ["Certificate", "certify_independence", "feature_enclosure", "sigma_mi
 #: Assumed accuracy of numpy's exp, log and log1p on float64 (normal range), in ulps. One ulp
 #: of y is at most 2 u |y|, so the assumed relative error is 2 LIBM_ULPS u.
 LIBM_ULPS = 4
-#: ``method="auto"`` uses Arb when M' * (atoms + components + d per box) is at most this.
+#: ``method="auto"`` uses Arb when M' * (atoms + (1 + d) per component + d per box) is at most
+#: this (about 1.5 us per unit: a few seconds).
 DEFAULT_BUDGET = 2_000_000
 #: Working precision of the Arb enclosures (bits).
 ARB_PREC = 128
@@ -691,7 +694,9 @@ def _norm2_upper(Y: np.ndarray, fro_y: float) -> tuple[float, str]:
     a power-iteration estimate of lambda_max, X' = fl(fl(alpha I - G~) - c I) is given to
     Cholesky (LAPACK dpotrf). If it runs to completion, L L^T = X' + D with
     |D| <= gamma_(n+1) |L| |L^T|, hence ||D||_2 <= rho = gamma_(n+1) / (1 - gamma_(n+1)) tr(X')
-    (Higham, Accuracy and Stability, Thm 10.3; Rump, BIT 46 (2006)), so X' >= -rho I and
+    (Higham, Accuracy and Stability, Thm 10.3, valid for the blocked and recursive variants of
+    LAPACK with conventional BLAS; Rump, BIT 46 (2006), who also gives the underflow terms),
+    so X' >= -rho I and
     alpha I - Y^T Y = X' + (G~ - Y^T Y) + c I - (diagonal roundings) is positive definite when
     c > rho + e_g + u (max|X~_ii| + max|X'_ii|) (+ underflow terms): then ||Y||_2 < sqrt(alpha).
     """
@@ -723,7 +728,8 @@ def _norm2_upper(Y: np.ndarray, fro_y: float) -> tuple[float, str]:
         X[idx] += alpha
         diag1 = np.abs(X[idx]).max()
         tr = float(_up(np.abs(X[idx]).sum(), n))
-        c = 2.0 * (rho_factor * tr + e_g + 2 * _U * diag1 + 8 * n * (n + 2) * _ETA)
+        under = 4 * n * (2 * (n + 1) + diag1) * _ETA  # underflow terms (Rump 2006)
+        c = 2.0 * (rho_factor * tr + e_g + 2 * _U * diag1 + under)
         if not c < alpha:
             break
         X[idx] -= c
@@ -734,7 +740,7 @@ def _norm2_upper(Y: np.ndarray, fro_y: float) -> tuple[float, str]:
             continue
         rho = rho_factor * float(_up(np.abs(diag_x).sum(), n + 4))
         slack = c - float(_up(rho + e_g + _U * (diag1 + diag2) * (1 + 4 * _U)
-                              + 4 * n * (n + 2) * _ETA, 6))
+                              + under, 6))
         if slack > 0:
             bound = float(_up(np.sqrt(alpha), 1))
             if bound < fro_y:
