@@ -58,6 +58,7 @@ from .errors import InputError, NtkcheckWarning
 from .exact import ExactBudget, ExactCheckFailed, ExactRefused, ExactResult, decide
 from .features import (FeatureMatrix, auto_scales, feature_matrix, make_probes, make_whitening,
                        probe_settings)
+from .injectivity.certify import certify_independence
 from .injectivity.verify import verify_relation
 from .kernels import condition_number, effective_rank
 from .injectivity.screen import screen as structural_screen
@@ -371,10 +372,13 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
     fast = _fast_certificate(spec)
     if fast is not None:
         say("rigorous certificate")
-        cert = rigorous_certificate(dataset, feats)
+        cert = rigorous_certificate(dataset, feats, geom, seed)
         if cert is not None and cert.get("certified"):
             return result(INJECTIVE, "certified",
-                          f"smallest singular value {spec.smallest:.3g}; {cert['statement']}",
+                          f"rigorous certificate ({cert['enclosure']}): the smallest singular "
+                          f"value of the scaled [1, Z, F] on {cert['rows']} probes is at least "
+                          f"{cert['lower_bound']:.3g} > 0, so no dependency exists (smallest "
+                          f"singular value of F_perp {spec.smallest:.3g})",
                           rank=N, verification=cert)
     V = spec.right_vectors()
     tau = spec.vector_noise(V)
@@ -397,8 +401,8 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
         check = {"method": "confirmation draw", "seed": seed + 1,
                  "smallest_singular_value": spec2.smallest,
                  "smallest_ratio_to_noise": float(ratio.min())}
-        note = ("" if fast is None else "; the rigorous certificate did not confirm the fast "
-                "path's bound" if cert is not None else "; no rigorous certificate was computed")
+        note = ("" if fast is None else
+                f"; the rigorous certificate was not obtained ({cert['reason']})")
         if ratio.min() < GAP:
             j = int(np.argmin(ratio))
             return result(INCONCLUSIVE, None,
@@ -455,15 +459,25 @@ def _fast_certificate(spec: Spectrum) -> float | None:
     return weighted if weighted > np.sqrt(N) * (1.0 + 4 * N * np.finfo(float).eps) else None
 
 
-def rigorous_certificate(dataset: Dataset, feats: FeatureMatrix) -> dict | None:
-    """The rigorous lower bound on sigma_min of :mod:`ntkcheck.injectivity.certify`, or None
-    when that module is not available."""
-    try:
-        from .injectivity.certify import certify_independence
-    except ImportError:
-        return None
-    cert = certify_independence(dataset.distributions, feats.probes.z, centres=feats.centres)
-    return cert.to_dict()
+def rigorous_certificate(dataset: Dataset, feats: FeatureMatrix, geom, seed: int) -> dict:
+    """The rigorous lower bound on sigma_min of :mod:`ntkcheck.injectivity.certify` on the
+    test's probes (when the data's hull is lower-dimensional, each probe also gets a random
+    component along the complement of the hull, of its own scale, so that [1, Z] has full
+    column rank; any probes are valid for the certificate)."""
+    z = feats.probes.z
+    extra = geom.complement.shape[1] if geom.complement is not None else 0
+    if extra:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0xCE27]))
+        g = rng.standard_normal((len(z), extra)) * feats.probes.scale[:, None]
+        z = z + g @ geom.complement.T
+    cert = certify_independence(dataset.distributions, z, centre=feats.centres,
+                                row_weights=1.0 / feats.probes.scale)
+    out = cert.to_dict()
+    out.pop("row_indices", None)  # the probes are reproducible from the seed; keep JSON small
+    out["enclosure"] = cert.method
+    out["method"] = "rigorous certificate"
+    out["complement_probes"] = bool(extra)
+    return out
 
 
 def _top_names(vec: np.ndarray, names: Sequence[str], count: int = 3) -> str:

@@ -328,3 +328,30 @@ def test_structural_evidence_follows_exact_arithmetic(shift, evidence):
     (dep,) = r.dependencies
     assert dep.exact == (expected == "exact")
     assert r.evidence == expected
+
+
+def test_certified_needs_the_rigorous_certificate(monkeypatch):
+    """The fast path's bound alone never prints `certified`: with a failing rigorous certificate
+    the verdict falls back to the numerical path (redraw) and says why."""
+    from ntkcheck.injectivity.certify import Certificate
+
+    def failing(*args, **kwargs):
+        return Certificate(False, float("nan"), "a-priori", np.arange(3), 3, np.zeros(3, int),
+                           np.zeros(3, int), 0.0, 0.0, 0.0, 0.0, "forced failure", "nothing")
+    ds = Dataset.from_tokens(list(np.random.default_rng(5).normal(size=(10, 5, 2))))
+    assert analyze(ds, exact="never").evidence == "certified"
+    monkeypatch.setattr(analysis_module, "certify_independence", failing)
+    r = analyze(ds, exact="never")
+    assert r.verdict == INJECTIVE and r.evidence == "numerical"
+    assert "forced failure" in r.reason
+
+
+def test_hull_reduced_data_can_be_certified():
+    """Tokens with a constant coordinate: hull of dimension 2 in R^3; the certificate's probes
+    get a component off the hull so that [1, Z] has full rank."""
+    X = np.random.default_rng(0).normal(size=(15, 5, 3))
+    X[..., 2] = 1.0
+    r = analyze(Dataset.from_tokens(list(X)), exact="never")
+    assert r.settings["affine_hull_dim"] == 2
+    assert (r.verdict, r.evidence) == (INJECTIVE, "certified")
+    assert r.verification["complement_probes"] is True

@@ -61,6 +61,10 @@ class Geometry:
     hull_tolerance : the largest per-direction threshold among the kept directions (or the
         largest overall when none is kept)
     spreads : (N,) internal spread rho_i of each distribution in whitened coordinates
+    complement : (d, d - r) data-unit probe directions orthogonal (in equilibrated coordinates)
+        to the hull, each of the size of a unit whitened direction; probes along them see only
+        affine functions of exactly flat data, but keep [1, Z] of full column rank (needed by
+        the rigorous certificate, whose probes span R^d)
     """
 
     centre: np.ndarray
@@ -71,6 +75,7 @@ class Geometry:
     hull_singular_values: np.ndarray | None = None
     hull_tolerance: float = 0.0
     spreads: np.ndarray | None = None
+    complement: np.ndarray | None = None
 
 
 def support_rows(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -158,8 +163,15 @@ def dataset_geometry(dataset: Dataset, whiten: bool = True) -> Geometry:
     tol = float(level[keep].max()) if keep.any() else float(level.max(initial=0.0))
     r = int(keep.sum())
     centre = centre_eq * scaling
+    # complement directions in equilibrated coordinates, mapped like the probes
+    complement = (Vt[r:].T if r < len(sv) else np.zeros((d, 0)))
+    if len(sv) < d:  # fewer rows than coordinates: complete the basis
+        q, _ = np.linalg.qr(np.column_stack([Vt[:r].T, np.eye(d)]))
+        complement = q[:, r:d]
+    complement = complement / scaling[:, None]
     if r == 0:
-        return Geometry(centre, np.zeros((d, 0)), 0, whiten, scaling, sv_full, tol, np.zeros(len(dataset)))
+        return Geometry(centre, np.zeros((d, 0)), 0, whiten, scaling, sv_full, tol,
+                        np.zeros(len(dataset)), complement)
     V = Vt[:r].T  # (d, r) hull directions in equilibrated coordinates
     white = V / sv[:r] if whiten else V
     # <z', y'> = <z', y / scaling> = <z' / scaling, y>: data-unit probes are z' / scaling
@@ -171,4 +183,4 @@ def dataset_geometry(dataset: Dataset, whiten: bool = True) -> Geometry:
     owner = np.repeat(np.arange(len(dataset)), np.diff(offsets))
     dev = np.sum((proj - mean_i[owner]) ** 2, axis=1) * w
     spreads = np.sqrt(np.add.reduceat(dev, offsets[:-1]) / wi)
-    return Geometry(centre, transform, r, whiten, scaling, sv_full, tol, spreads)
+    return Geometry(centre, transform, r, whiten, scaling, sv_full, tol, spreads, complement)
