@@ -373,7 +373,7 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
     if fast is not None:
         say("rigorous certificate")
         cert = rigorous_certificate(dataset, feats, geom, seed)
-        if cert is not None and cert.get("certified"):
+        if cert["certified"]:
             return result(INJECTIVE, "certified",
                           f"rigorous certificate ({cert['enclosure']}): the smallest singular "
                           f"value of the scaled [1, Z, F] on {cert['rows']} probes is at least "

@@ -21,8 +21,9 @@ MUTANTS = [
     # ---- analysis.py: branches of the decision
     m(A, "if M < N + geom.rank + 1:", "if M < N + geom.rank:", "analysis: probe-count guard -1"),
     m(A, "    if fast is not None:\n", "    if False:\n", "analysis: certification skipped"),
-    m(A, 'if cert is not None and cert.get("certified"):', "if cert is not None:",
-      "analysis: failed rigorous certificate accepted"),
+    m(A, 'if cert["certified"]:', "if True:", "analysis: failed rigorous certificate accepted"),
+    m(A, "        z = z + g @ geom.complement.T\n", "        pass\n",
+      "analysis: no complement probes for hull-reduced data"),
     m(A, "make_probes(geom, M, scales, seed + 1)", "make_probes(geom, M, scales, seed)",
       "analysis: redraw with the same seed"),
     m(A, "if ratio.min() < GAP:", "if ratio.min() < GAP / 10:", "analysis: redraw gap / 10"),
@@ -83,4 +84,10 @@ MUTANTS = [
     m(V, "row.append(lp + lm - 2 * l0)", "row.append(lp + lm - l0)",
       "verify: second difference broken"),
     m(V, "    if misfit <= threshold:\n", "    if True:\n", "verify: every relation passes"),
+    # ---- certify.py (rigorous certificate)
+    m(C, "    lower = sig - radn\n", "    lower = sig\n", "certify: entry radii ignored (no Weyl)"),
+    m(C, "LIBM_ULPS = 4", "LIBM_ULPS = 0", "certify: libm assumed exact"),
+    m(C, "    if Mp < n_cols:\n", "    if Mp < 0:\n", "certify: too few rows accepted"),
+    # ---- screen.py (structural screen)
+    m(S, "ULPS = 4", "ULPS = 400", "screen: numerical match 100x wider"),
 ]
