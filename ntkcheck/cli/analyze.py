@@ -151,7 +151,7 @@ def analyze_command(
         help="Token datasets (.npz), distribution specs (.toml/.json) or directories (searched "
              "recursively for those)."),
     probes: Optional[int] = typer.Option(None, "--probes", min=1,
-                                         show_default="max(2 (N + d + 1), 256)",
+                                         show_default="max(2 (N + d + 1), 64 x number of scales)",
                                          help="Number of probe points."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe draw (the redraw uses seed+1)."),
     scales: Optional[str] = typer.Option(
