@@ -16,26 +16,46 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``ntkcheck`` console script.
 
     Usage errors (unknown option, invalid value, missing argument) are printed as one line
-    ``ntkcheck: error: ...`` with exit code 2, like every other input error.
+    ``ntkcheck: error: ...`` with exit code 2, like every other input error. ``--debug``
+    anywhere before a ``--`` turns on tracebacks of internal errors (exit 5).
     """
+    import os
     import sys
 
     import typer
 
+    from ..io.paths import printable
+    from .app import EXIT_INTERNAL, EXIT_INTERRUPTED, _silence_stdout, internal_error
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    cut = args.index("--") if "--" in args else len(args)
+    if "--debug" in args[:cut]:
+        os.environ["NTKCHECK_DEBUG"] = "1"
+        args = [a for a in args[:cut] if a != "--debug"] + args[cut:]
     try:
-        code = app(args=argv, prog_name="ntkcheck", standalone_mode=False)
+        code = app(args=args, prog_name="ntkcheck", standalone_mode=False)
     except typer.Abort:
         print("ntkcheck: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        print("ntkcheck: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(EXIT_INTERNAL)
     except Exception as err:
         # click's exceptions (vendored by recent typer releases, a dependency of older ones)
         if not (hasattr(err, "format_message") and hasattr(err, "exit_code")):
-            raise
+            sys.exit(internal_error(err).exit_code)
         if type(err).__name__ == "NoArgsIsHelpError":
             err.show()
             sys.exit(err.exit_code)
         ctx = getattr(err, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        print(f"ntkcheck: error: {err.format_message()}{hint}", file=sys.stderr)
+        print(f"ntkcheck: error: {printable(err.format_message())}{hint}", file=sys.stderr)
         sys.exit(err.exit_code)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
     sys.exit(code if isinstance(code, int) else 0)

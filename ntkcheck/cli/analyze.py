@@ -17,9 +17,16 @@ from ..analysis import DEFAULT_EXACT_TIMEOUT, AnalysisResult, analyze
 from ..errors import InputError
 from ..features import DEFAULT_SCALES
 from ..io import atomic_write_text, load_dataset
-from .app import app, cli_errors, stderr_console, stdout_console
+from ..io.paths import output_target, printable
+from ..resources import analysis_bytes, check_memory, probe_count, resolve_max_memory
+from .app import (app, cli_errors, closed_stdout_exits, max_memory_option, stderr_console,
+                  stdout_console)
 
-__all__ = ["analyze_command", "render_report", "parse_scales", "ExactMode"]
+__all__ = ["analyze_command", "render_report", "parse_scales", "ExactMode", "MAX_SCALE"]
+
+#: Largest probe scale: whitened tokens are O(1) to O(sqrt(N n)), so larger scales only
+#: overflow exp() and add nothing beyond the support function (SPEC §3.2).
+MAX_SCALE = 1e6
 
 
 class ExactMode(str, Enum):
@@ -39,8 +46,9 @@ def parse_scales(text: str | None) -> tuple[float, ...]:
     except ValueError:
         raise InputError(f"'{text}' is not a comma-separated list of numbers, e.g. 1,3,10,30",
                          field="--scales") from None
-    if not values or any(not (v > 0 and v < float("inf")) for v in values):
-        raise InputError("needs positive finite numbers, e.g. 1,3,10,30", field="--scales")
+    if not values or any(not (v > 0 and v <= MAX_SCALE) for v in values):
+        raise InputError(f"needs positive numbers up to {MAX_SCALE:g}, e.g. 1,3,10,30",
+                         field="--scales")
     return values
 
 
@@ -58,7 +66,7 @@ def analyze_command(
                                 show_default=False),
     probes: Optional[int] = typer.Option(None, "--probes", min=1,
                                          help="Number of probe points [default: max(2(N+d+1), 256)]."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the probe draw (the redraw uses seed+1)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probe draw (the redraw uses seed+1)."),
     scales: Optional[str] = typer.Option(None, "--scales",
                                          help="Comma-separated probe scales [default: 1,3,10,30]."),
     no_whiten: bool = typer.Option(False, "--no-whiten", help="Do not whiten the probes."),
@@ -67,16 +75,24 @@ def analyze_command(
         help="Exact symbolic test for rational data: auto (when rational and within budget), "
         "always (also explain why not; exit 2 if a value is not an exact rational), never."),
     exact_timeout: float = typer.Option(
-        DEFAULT_EXACT_TIMEOUT, "--exact-timeout", min=0.001, metavar="SECONDS",
+        DEFAULT_EXACT_TIMEOUT, "--exact-timeout", min=0.001, max=1e7, metavar="SECONDS",
         help="Time limit of the exact test; beyond it the numerical verdict stands."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
                                           help="Also write the JSON document to this file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; use the exit code."),
+    max_memory: Optional[str] = max_memory_option(),
 ) -> None:
     """Check the injectivity condition: exit 0 injective, 1 not injective, 3 inconclusive."""
     scale_values = parse_scales(scales)
-    dataset = load_dataset(file)
+    limit = resolve_max_memory(max_memory)
+    if output is not None:
+        output_target(output, "--output", inputs=[file])
+    dataset = load_dataset(file, limit)
+    M = probe_count(probes, len(dataset), dataset.dim)
+    check_memory(analysis_bytes(M, len(dataset), dataset.dim), limit,
+                 f"the analysis of N = {len(dataset)} distributions with M = {M} probes",
+                 "pass fewer --probes or analyse fewer distributions", source=str(file))
     with progress_reporter(quiet) as status:
         callback = (lambda msg: status.update(f"analyze: {msg}")) if status else None
         with warnings.catch_warnings(record=True) as caught:
@@ -85,15 +101,16 @@ def analyze_command(
                              whiten=not no_whiten, exact=exact.value, exact_timeout=exact_timeout,
                              progress=callback)
     for w in caught:  # even with --quiet: a disagreement between the two tests is a bug
-        print(f"ntkcheck: warning: {w.message}", file=sys.stderr)
+        print(f"ntkcheck: warning: {printable(w.message)}", file=sys.stderr)
     document = result.to_dict()
     document["file"] = str(file)
     if output is not None:
         atomic_write_text(output, json.dumps(document, indent=2) + "\n")
-    if as_json and not quiet:
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
-    elif not quiet:
-        render_report(result, str(file))
+    with closed_stdout_exits(result.exit_code):
+        if as_json and not quiet:
+            sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        elif not quiet:
+            render_report(result, str(file))
     raise typer.Exit(result.exit_code)
 
 

@@ -1,25 +1,64 @@
-"""Load any supported dataset file by its extension."""
+"""Load any supported dataset file by its extension, within the memory limit."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from ..dataset import Dataset
-from ..errors import InputError
-from .spec import load_spec
-from .tokens import load_token_npz
+import numpy as np
 
-__all__ = ["load_dataset", "SUFFIXES"]
+from ..dataset import Dataset
+from ..distributions import Discrete, GaussianMixture, UniformBox
+from ..errors import InputError
+from .paths import existing_file
+from .spec import load_spec
+from .tokens import MAX_TOKEN_MAGNITUDE, load_token_npz
+
+__all__ = ["load_dataset", "SUFFIXES", "MAX_SPEC_BYTES"]
 
 SUFFIXES = (".npz", ".toml", ".json")
+#: Largest ``.toml`` / ``.json`` spec file read (a spec lists distributions by hand).
+MAX_SPEC_BYTES = 16 * 2**20
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """``.npz`` token sequences or a ``.toml`` / ``.json`` distribution spec -> Dataset."""
+def load_dataset(path: str | Path, max_memory: int | None = None) -> Dataset:
+    """``.npz`` token sequences or a ``.toml`` / ``.json`` distribution spec -> Dataset.
+
+    Only regular files are read; ``.npz`` arrays are sized from their headers against
+    ``max_memory`` bytes (default: :func:`ntkcheck.resources.default_max_memory`) before they
+    are read, spec files are limited to :data:`MAX_SPEC_BYTES`, and every coordinate must have
+    magnitude <= :data:`~ntkcheck.io.tokens.MAX_TOKEN_MAGNITUDE`.
+    """
     suffix = Path(path).suffix.lower()
     if suffix == ".npz":
-        return load_token_npz(path).to_dataset()
+        return load_token_npz(path, max_memory).to_dataset()
     if suffix in (".toml", ".json"):
-        return load_spec(path)
+        p = existing_file(path, "a .toml or .json file")
+        size = os.stat(p).st_size
+        if size > MAX_SPEC_BYTES:
+            raise InputError(f"is {size} bytes, over the {MAX_SPEC_BYTES // 2**20} MiB limit of a "
+                             "spec file; store many sequences as an .npz", source=str(path))
+        dataset = load_spec(path)
+        _check_magnitudes(dataset)
+        return dataset
     raise InputError(f"has unknown extension '{suffix or '(none)'}'; use "
                      f"{', '.join(SUFFIXES)}", source=str(path))
+
+
+def _check_magnitudes(dataset: Dataset) -> None:
+    """Refuse coordinates beyond MAX_TOKEN_MAGNITUDE (and covariances beyond its square)."""
+    for name, dist in zip(dataset.names, dataset.distributions):
+        if isinstance(dist, Discrete):
+            values, field = [dist.atoms], "atoms"
+        elif isinstance(dist, UniformBox):
+            values, field = [dist.low, dist.high], "low/high"
+        elif isinstance(dist, GaussianMixture):
+            values, field = [dist.means, np.sqrt(np.abs(dist.covariances))], "means/covariances"
+        else:  # pragma: no cover - every loader returns one of the three
+            continue
+        peak = max(float(np.max(np.abs(v))) if np.size(v) else 0.0 for v in values)
+        if not peak <= MAX_TOKEN_MAGNITUDE:
+            raise InputError(f"has a value of magnitude {peak:.3g}; the largest supported "
+                             f"magnitude is {MAX_TOKEN_MAGNITUDE:g}; rescale the data (the "
+                             "condition is affine-invariant)", source=dataset.source,
+                             field=f"{name}.{field}")
