@@ -22,7 +22,7 @@ from .errors import InputError, ResourceError
 __all__ = ["DEFAULT_FRACTION", "machine_memory", "default_max_memory", "parse_memory",
            "resolve_max_memory", "format_bytes", "check_memory", "npz_read_bytes",
            "padded_tokens_bytes", "ragged_padding_bytes", "feature_matrix_bytes",
-           "analysis_bytes", "spectrum_bytes", "probe_count"]
+           "analysis_bytes", "spectrum_bytes", "probe_count", "train_bytes"]
 
 #: Default limit: this fraction of the machine's memory.
 DEFAULT_FRACTION = 0.5
@@ -33,7 +33,8 @@ _UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB"
 
 
 def machine_memory() -> int:
-    """Bytes of memory available to this process: min(physical RAM, cgroup v2/v1 limit)."""
+    """Bytes of memory available to this process: min(physical RAM, cgroup v2/v1 limit, the
+    address-space limit RLIMIT_AS)."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
@@ -47,6 +48,14 @@ def machine_memory() -> int:
             continue
         if text.isdigit() and 0 < int(text) < total:
             total = int(text)
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY and 0 < soft < total:
+            total = soft
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX
+        pass
     return int(total)
 
 
@@ -144,3 +153,15 @@ def probe_count(probes: Optional[int], N: int, d: int) -> int:
     from .features import default_probe_count
 
     return int(probes) if probes is not None else default_probe_count(N, d)
+
+
+def train_bytes(*, layers: int, heads: int, key_dim: int, dim: int, samples: int, tokens: int,
+                depth_states: int) -> int:
+    """Peak bytes of one training step (excluding the empirical NTK, guarded separately).
+
+    P = L H (2 k d + d^2) parameters held about 10 times (heads, gradient, update, the adjoint's
+    accumulators and the (d+1) x (d+1) head forms), and ``depth_states`` token states
+    (N, n, d) kept by the forward pass and read back by the adjoint (three per state).
+    """
+    P = layers * heads * (2 * key_dim * dim + dim * dim + (dim + 1) ** 2)
+    return _FLOAT * (10 * P + 3 * (depth_states + 1) * samples * tokens * dim)

@@ -38,7 +38,11 @@ def load_dataset(path: str | Path, max_memory: int | None = None) -> Dataset:
         if size > MAX_SPEC_BYTES:
             raise InputError(f"is {size} bytes, over the {MAX_SPEC_BYTES // 2**20} MiB limit of a "
                              "spec file; store many sequences as an .npz", source=str(path))
-        dataset = load_spec(path)
+        try:
+            dataset = load_spec(path)
+        except RecursionError:
+            raise InputError("is nested too deeply to parse; flatten it (a spec is a list of "
+                             "distributions)", source=str(path)) from None
         _check_magnitudes(dataset)
         return dataset
     raise InputError(f"has unknown extension '{suffix or '(none)'}'; use "

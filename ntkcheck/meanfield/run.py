@@ -44,6 +44,7 @@ import numpy as np
 from ..errors import ConfigError, InputError, NumericalError, Terminated
 from ..io.atomic import atomic_savez, atomic_write_text, remove_stale_temps
 from ..io.tokens import read_npz
+from ..resources import check_memory, train_bytes
 from .config import TrainConfig, TrainingSet, load_training_set
 from .flow import FlowDiverged, StepRecord, gradient_flow
 from .model import MeanFieldTransformer
@@ -340,6 +341,13 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     """
     ts = training_set if training_set is not None else load_training_set(config)
     m = config.model
+    N, n, d = ts.tokens.shape
+    stages = len(get_scheme(m.scheme).b)
+    check_memory(train_bytes(layers=m.layers, heads=m.heads, key_dim=m.key_dim, dim=d,
+                             samples=N, tokens=n, depth_states=m.layers * m.substeps * stages),
+                 None, f"training {m.layers} layers x {m.heads} heads (key_dim {m.key_dim}) on "
+                 f"{N} x {n} tokens", "use fewer layers, heads or samples",
+                 source=config.source, field="model.heads")
     if config.output.ntk_every > 0:
         M = ntk_size(ts.weights, ts.loss)
         d = ts.tokens.shape[2]
