@@ -61,6 +61,12 @@ class SafeConsole(Console):
     def print(self, *objects, **kwargs) -> None:  # type: ignore[override]
         super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **kwargs)
 
+    def on_broken_pipe(self) -> None:
+        """rich exits 1 on a closed stdout, which would read as a verdict: let the command's
+        :func:`closed_stdout_exits` choose the exit code instead."""
+        self.quiet = True
+        raise BrokenPipeError(32, "Broken pipe")
+
 
 def stdout_console() -> Console:
     """Console for results (stdout); colour off when NO_COLOR is set or not a terminal."""
