@@ -206,7 +206,10 @@ def build_cases(tmp: Path) -> tuple[list[dict], dict]:
         "verdict")
     add("names escapes in --json", [*an, "--json", tmp / "esc.npz"], "verdict")
     add("tokens 1e90 (supported)", [*an, npz(tmp / "big_ok.npz", tokens=T * 1e90)], "verdict")
-    add("tokens 1e-200 (tiny)", [*an, npz(tmp / "tiny.npz", tokens=T * 1e-200)], "any")
+    add("tokens spread 1e-200", [*an, npz(tmp / "tiny.npz", tokens=T * 1e-200)],
+        frag="smallest supported spread")
+    add("tokens all equal (spread 0)", [*an, npz(tmp / "same.npz", tokens=np.ones((4, 3, 2)))],
+        "verdict")
     add("weights 1e300 (sum overflows)", [*an, npz(tmp / "wbig.npz", tokens=T,
                                                    weights=np.full((4, 3), 1e300))], "verdict")
     esc_dir = tmp / "dir\x1b[31m"
@@ -265,7 +268,10 @@ def build_cases(tmp: Path) -> tuple[list[dict], dict]:
         xf=SPEC_XFAIL)
     add("spec rational 1e-9999", [*an, "--exact", "auto", spec("r9999.toml",
                                   d1 % '[["1e-9999"], ["1"]]' + two)], "any", xf=SPEC_XFAIL)
-    add("spec atoms 1e200", [*an, spec("a200.toml", d1 % "[[1e200], [0]]" + two)])
+    add("spec atoms 1e200", [*an, spec("a200.toml", d1 % "[[1e200], [0]]" + two)],
+        frag="largest supported magnitude")
+    add("spec spread 1e-160", [*an, spec("s160.toml", d1 % "[[1e-160], [0]]" + two.replace(
+        "[[0], [1]]", "[[0], [2e-160]]"))], frag="smallest supported spread")
     add("spec invalid utf-8", [*an, tmp / "bad.toml"], xf=SPEC_XFAIL)
     (tmp / "bad.toml").write_bytes(b"\xff\xfe[[distribution]]\n")
     add("spec empty", [*an, spec("empty.json", "")])

@@ -12,7 +12,7 @@ from ..distributions import Discrete, GaussianMixture, UniformBox
 from ..errors import InputError
 from .paths import existing_file
 from .spec import load_spec
-from .tokens import MAX_TOKEN_MAGNITUDE, load_token_npz
+from .tokens import MAX_TOKEN_MAGNITUDE, MIN_TOKEN_SPREAD, check_spread, load_token_npz
 
 __all__ = ["load_dataset", "SUFFIXES", "MAX_SPEC_BYTES"]
 
@@ -50,19 +50,27 @@ def load_dataset(path: str | Path, max_memory: int | None = None) -> Dataset:
 
 
 def _check_magnitudes(dataset: Dataset) -> None:
-    """Refuse coordinates beyond MAX_TOKEN_MAGNITUDE (and covariances beyond its square)."""
+    """Refuse coordinates beyond MAX_TOKEN_MAGNITUDE (covariances beyond its square), and a
+    positive spread below MIN_TOKEN_SPREAD: the spread of all points (atoms, box corners, means)
+    around their mean, or the largest standard deviation of a Gaussian component."""
+    points, stds = [], [0.0]
     for name, dist in zip(dataset.names, dataset.distributions):
         if isinstance(dist, Discrete):
             values, field = [dist.atoms], "atoms"
         elif isinstance(dist, UniformBox):
-            values, field = [dist.low, dist.high], "low/high"
+            values, field = [dist.low[None, :], dist.high[None, :]], "low/high"
         elif isinstance(dist, GaussianMixture):
-            values, field = [dist.means, np.sqrt(np.abs(dist.covariances))], "means/covariances"
+            std = np.sqrt(np.abs(np.diagonal(dist.covariances, axis1=1, axis2=2)))
+            values, field = [dist.means, std], "means/covariances"
+            stds.append(float(std.max()))
         else:  # pragma: no cover - every loader returns one of the three
             continue
+        points += values[:1] if isinstance(dist, GaussianMixture) else values
         peak = max(float(np.max(np.abs(v))) if np.size(v) else 0.0 for v in values)
         if not peak <= MAX_TOKEN_MAGNITUDE:
             raise InputError(f"has a value of magnitude {peak:.3g}; the largest supported "
                              f"magnitude is {MAX_TOKEN_MAGNITUDE:g}; rescale the data (the "
                              "condition is affine-invariant)", source=dataset.source,
                              field=f"{name}.{field}")
+    if max(stds) < MIN_TOKEN_SPREAD:
+        check_spread(np.concatenate(points), dataset.source, "distribution")

@@ -31,7 +31,7 @@ from ..errors import InputError
 from .paths import existing_file
 
 __all__ = ["TokenArrays", "load_token_npz", "read_npz", "npz_members", "NpyMember",
-           "MAX_TOKEN_MAGNITUDE"]
+           "MAX_TOKEN_MAGNITUDE", "MIN_TOKEN_SPREAD", "check_spread"]
 
 _KNOWN = {"tokens", "weights", "mask", "lengths", "offsets", "names"}
 
@@ -85,6 +85,10 @@ class TokenArrays:
 #: from the float64 overflow at 1.8e308, and probe products |z| |x| stay finite at every
 #: supported scale. Rescale larger data (the condition is affine-invariant, SPEC §2).
 MAX_TOKEN_MAGNITUDE = 1e100
+#: Smallest accepted non-zero spread max |x - pooled mean| of the tokens: whitening divides by
+#: the square root of covariances of order spread^2, which must stay far above the float64
+#: underflow (2.2e-308). Data with no spread at all (one point) are accepted.
+MIN_TOKEN_SPREAD = 1e-100
 #: Most members an ``.npz`` may hold (a zip directory of millions of entries is refused).
 MAX_NPZ_MEMBERS = 4096
 
@@ -264,6 +268,7 @@ def _validate(arrays: dict, src: str, max_memory: int | None = None) -> TokenArr
                          f"sequence {i}, token {a}; the largest supported magnitude is "
                          f"{MAX_TOKEN_MAGNITUDE:g}; rescale the data (the condition is "
                          "affine-invariant)", source=src, field="tokens")
+    check_spread(tokens[real], src, "tokens")
     totals = weights.sum(axis=1)
     huge = ~np.isfinite(totals)
     if huge.any():  # finite weights whose sum overflows: rescale those rows first
@@ -277,6 +282,22 @@ def _validate(arrays: dict, src: str, max_memory: int | None = None) -> TokenArr
     names = _names(arrays, N, src)
     extra = {k: v for k, v in arrays.items() if k not in _KNOWN}
     return TokenArrays(tokens, weights, names, src, extra)
+
+
+def check_spread(points: np.ndarray, src: str | None, field: str) -> None:
+    """Refuse points (K, d) whose spread max |x - mean| is positive but below MIN_TOKEN_SPREAD.
+
+    The check is exact in the sense that matters: the pooled covariance that whitening uses
+    has entries of order spread^2, and below 1e-100 they come within reach of underflow, where
+    the affine hull and every verdict would be wrong.
+    """
+    if points.size == 0:
+        return
+    spread = float(np.max(np.abs(points - points.mean(axis=0))))
+    if 0.0 < spread < MIN_TOKEN_SPREAD:
+        raise InputError(f"varies by at most {spread:.3g} around its mean; the smallest "
+                         f"supported spread is {MIN_TOKEN_SPREAD:g}; rescale the data (the "
+                         "condition is affine-invariant)", source=src, field=field)
 
 
 def _check_weights(w: np.ndarray, src: str) -> None:
