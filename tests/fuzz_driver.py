@@ -3,11 +3,11 @@
 Usage: ``python fuzz_driver.py CASES.json RESULTS.json``. CASES.json is a list of
 ``{"name": ..., "argv": [...], "env": {...}}``; for each case the driver calls
 ``ntkcheck.cli.main(argv)`` with stdout and stderr captured, a time limit of ``TIME_LIMIT``
-seconds (SIGALRM) and the given environment variables (and ``timeout`` if given), and records the exit code, both streams,
-the wall time and any exception that escaped ``main`` (a contract violation). The caller runs this
-script under an address-space limit (RLIMIT_AS), so that a missing memory guard shows up as a
-failed case instead of swapping. The peak resident size of the process (ru_maxrss) is reported
-after every case.
+seconds or the case's ``timeout`` (SIGALRM) and the given environment variables, and records
+the exit code, both streams, the wall time and any exception that escaped ``main`` (a contract
+violation). The caller runs this script under an address-space limit (RLIMIT_AS), so that a
+missing memory guard shows up as a failed case instead of swapping. The peak resident size of
+the process (ru_maxrss) is reported after every case.
 """
 
 from __future__ import annotations

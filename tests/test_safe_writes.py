@@ -81,7 +81,8 @@ def test_file_size_limit_is_a_clean_error(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ntkcheck: error: ") and "File too large" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("ntkcheck: error: ")
+    assert "File too large" in lines[0]
     assert out.read_text() == "previous"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["report.json"]
 

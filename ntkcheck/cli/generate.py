@@ -15,7 +15,7 @@ from ..io.paths import output_target, printable
 from ..meanfield.loss import LossKind
 from ..meanfield.teacher import teacher_data
 from ..resources import check_memory, resolve_max_memory
-from .app import app, cli_errors, max_memory_option
+from .app import app, cli_errors, closed_stdout_exits, max_memory_option
 
 __all__ = ["generate_app", "teacher_command"]
 
@@ -63,5 +63,7 @@ def teacher_command(
     atomic_savez(out, **arrays)
     if not quiet:
         shape = arrays["targets"].shape
-        print(f"wrote {printable(out)}: tokens {arrays['tokens'].shape}, {loss.value} targets {shape}, "
-              f"teacher {layers} layers x {heads} heads (scale {scale:g}, seed {seed})")
+        with closed_stdout_exits(0):
+            print(f"wrote {printable(out)}: tokens {arrays['tokens'].shape}, {loss.value} "
+                  f"targets {shape}, teacher {layers} layers x {heads} heads (scale "
+                  f"{scale:g}, seed {seed})")

@@ -319,7 +319,8 @@ def _latest_good_checkpoint(run_dir: Path, notes: list[str]) -> Optional[Checkpo
 
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
           progress: Optional[Callable[[StepRecord], None]] = None,
-          training_set: Optional[TrainingSet] = None) -> TrainResult:
+          training_set: Optional[TrainingSet] = None,
+          max_memory: Optional[int] = None) -> TrainResult:
     """Run (or resume) the gradient flow of ``config`` and write its run directory.
 
     Parameters
@@ -328,6 +329,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     overwrite : start over in a directory that already holds a run (our files only).
     progress : called with every record; may raise KeyboardInterrupt to stop cleanly.
     training_set : the loaded data (default: :func:`load_training_set`).
+    max_memory : bytes a training step may need (estimated by
+        :func:`ntkcheck.resources.train_bytes`); default: the machine's default limit.
 
     Returns
     -------
@@ -345,8 +348,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     stages = len(get_scheme(m.scheme).b)
     check_memory(train_bytes(layers=m.layers, heads=m.heads, key_dim=m.key_dim, dim=d,
                              samples=N, tokens=n, depth_states=m.layers * m.substeps * stages),
-                 None, f"training {m.layers} layers x {m.heads} heads (key_dim {m.key_dim}) on "
-                 f"{N} x {n} tokens", "use fewer layers, heads or samples",
+                 max_memory, f"training {m.layers} layers x {m.heads} heads (key_dim "
+                 f"{m.key_dim}) on {N} x {n} tokens", "use fewer layers, heads or samples",
                  source=config.source, field="model.heads")
     if config.output.ntk_every > 0:
         M = ntk_size(ts.weights, ts.loss)
