@@ -33,6 +33,15 @@ _umask_lock = threading.Lock()
 
 
 def _umask_mode() -> int:
+    """0o666 & ~umask, read from /proc (Linux) so that no other thread ever sees a changed
+    umask; elsewhere set and restored under a lock."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     with _umask_lock:
         mask = os.umask(0o022)
         os.umask(mask)

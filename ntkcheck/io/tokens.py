@@ -129,7 +129,7 @@ def npz_members(path: str | Path) -> list[NpyMember]:
     except InputError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError,
-            RuntimeError, KeyError, OverflowError) as err:
+            RuntimeError, KeyError, OverflowError, zlib.error) as err:
         raise InputError(f"is not a readable .npz file ({_reason(err)}); write it with "
                          "numpy.savez", source=src) from None
     return members

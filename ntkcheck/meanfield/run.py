@@ -27,6 +27,7 @@ Guarantees after a crash (SIGKILL, power loss) at any point:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -41,7 +42,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..errors import ConfigError, InputError, NumericalError, Terminated
+from ..errors import ConfigError, InputError, NumericalError, ResourceError, Terminated
 from ..io.atomic import atomic_savez, atomic_write_text, remove_stale_temps
 from ..io.tokens import read_npz
 from ..resources import check_memory, train_bytes
@@ -246,7 +247,10 @@ class RunLock:
                               field="output.dir") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                os.close(fd)  # no flock on this file system (e.g. some network mounts)
+                return
             try:
                 holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
             finally:
@@ -305,6 +309,8 @@ def _latest_good_checkpoint(run_dir: Path, notes: list[str]) -> Optional[Checkpo
     for _, path in reversed(list_checkpoints(run_dir)):
         try:
             return load_checkpoint(path)
+        except ResourceError:
+            raise  # too large for the memory limit is not corrupt: never rename it
         except (InputError, OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
             reason = err.reason if isinstance(err, InputError) else str(err)[:100]
             try:
