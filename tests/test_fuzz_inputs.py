@@ -206,6 +206,9 @@ def build_cases(tmp: Path) -> tuple[list[dict], dict]:
         "verdict")
     add("names escapes in --json", [*an, "--json", tmp / "esc.npz"], "verdict")
     add("tokens 1e90 (supported)", [*an, npz(tmp / "big_ok.npz", tokens=T * 1e90)], "verdict")
+    add("spectrum gram at 1e90", ["spectrum", "-k", "gram", tmp / "big_ok.npz"], "verdict")
+    add("spectrum value kernel at 1e90", ["spectrum", "-k", "value", tmp / "big_ok.npz"],
+        frag="supports token coordinates up to")
     add("tokens spread 1e-200", [*an, npz(tmp / "tiny.npz", tokens=T * 1e-200)],
         frag="smallest supported spread")
     add("tokens all equal (spread 0)", [*an, npz(tmp / "same.npz", tokens=np.ones((4, 3, 2)))],

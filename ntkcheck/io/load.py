@@ -14,7 +14,7 @@ from .paths import existing_file
 from .spec import load_spec
 from .tokens import MAX_TOKEN_MAGNITUDE, MIN_TOKEN_SPREAD, check_spread, load_token_npz
 
-__all__ = ["load_dataset", "SUFFIXES", "MAX_SPEC_BYTES"]
+__all__ = ["load_dataset", "SUFFIXES", "MAX_SPEC_BYTES", "max_magnitude"]
 
 SUFFIXES = (".npz", ".toml", ".json")
 #: Largest ``.toml`` / ``.json`` spec file read (a spec lists distributions by hand).
@@ -47,6 +47,17 @@ def load_dataset(path: str | Path, max_memory: int | None = None) -> Dataset:
         return dataset
     raise InputError(f"has unknown extension '{suffix or '(none)'}'; use "
                      f"{', '.join(SUFFIXES)}", source=str(path))
+
+
+def max_magnitude(dataset: Dataset) -> float:
+    """Largest |coordinate| of any atom, box corner or mixture mean of ``dataset``."""
+    peak = 0.0
+    for dist in dataset.distributions:
+        for name in ("atoms", "low", "high", "means"):
+            v = getattr(dist, name, None)
+            if v is not None and np.size(v):
+                peak = max(peak, float(np.max(np.abs(v))))
+    return peak
 
 
 def _check_magnitudes(dataset: Dataset) -> None:
