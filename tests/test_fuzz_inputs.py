@@ -193,6 +193,9 @@ def build_cases(tmp: Path) -> tuple[list[dict], dict]:
         "offsets empty": dict(tokens=T.reshape(12, 2), offsets=np.zeros(0, int)),
         "offsets huge": dict(tokens=T.reshape(12, 2), offsets=np.array([0, 2**62, 12])),
         "offsets with 3-D": dict(tokens=T, offsets=np.array([0, 1])),
+        "tokens structured": dict(tokens=np.zeros((4, 3), dtype=[("a", "<f8"), ("b", "<i4")])),
+        "tokens datetime": dict(tokens=np.zeros((4, 3, 2), dtype="datetime64[s]")),
+        "names empty string": dict(tokens=T, names=np.array(["", "a", "b", "c"])),
         "names int": dict(tokens=T, names=np.arange(4)),
         "names duplicate": dict(tokens=T, names=np.array(["a", "a", "b", "c"])),
         "names wrong length": dict(tokens=T, names=np.array(["a"])),
@@ -211,6 +214,12 @@ def build_cases(tmp: Path) -> tuple[list[dict], dict]:
         frag="supports token coordinates up to")
     add("tokens spread 1e-200", [*an, npz(tmp / "tiny.npz", tokens=T * 1e-200)],
         frag="smallest supported spread")
+    add("tokens float16 big-endian Fortran", [*an, npz(tmp / "f16.npz", tokens=np.asfortranarray(
+        T.astype(">f2")))], "verdict")
+    add("tokens uint64 near 2**64", [*an, npz(tmp / "u64.npz", tokens=rng.integers(
+        2**63, 2**64 - 1, size=(4, 3, 2), dtype=np.uint64))], "verdict")
+    add("names 1 MB each", [*an, npz(tmp / "longnames.npz", tokens=T, names=np.array(
+        [c * 2**18 for c in "abcd"]))], "verdict")
     add("tokens all equal (spread 0)", [*an, npz(tmp / "same.npz", tokens=np.ones((4, 3, 2)))],
         "verdict")
     add("weights 1e300 (sum overflows)", [*an, npz(tmp / "wbig.npz", tokens=T,
