@@ -115,12 +115,14 @@ def npz_read_bytes(member_bytes: Iterable[int]) -> int:
 
 
 def padded_tokens_bytes(N: int, n: int, d: int) -> int:
-    """Peak bytes of validating padded tokens (N, n, d) into a dataset.
+    """Bytes that validating padded tokens (N, n, d) into a dataset adds to the arrays read.
 
-    float64 tokens, the masked copy and the per-sequence atoms of the dataset (3 N n d), and
-    the weights, mask and normalised weights (3 N n).
+    float64 tokens, the masked copy, the real tokens and their centred copy (the spread check)
+    and the per-sequence atoms of the dataset (5 N n d), and the weights, mask and normalised
+    weights (3 N n). The loader adds the bytes of the arrays as read (still alive) to get the
+    peak; measured peaks are below this sum (tests/test_safe_writes.py).
     """
-    return _FLOAT * (3 * N * n * d + 3 * N * n)
+    return _FLOAT * (5 * N * n * d + 3 * N * n)
 
 
 def ragged_padding_bytes(lengths_max: int, N: int, d: int) -> int:
@@ -136,16 +138,27 @@ def feature_matrix_bytes(M: int, N: int) -> int:
 
 
 def analysis_bytes(M: int, N: int, d: int) -> int:
-    """Peak bytes of ``analyze``: about 6 M x N matrices alive at once (raw features F, the
-    projected copy, the SVD's copy and left vectors, the redraw's two matrices) plus the
-    probes (M x d, twice) and N x N right vectors."""
-    return 6 * feature_matrix_bytes(M, N) + _FLOAT * (2 * M * d + 2 * N * N)
+    """Peak bytes of ``analyze``: at most 10 M x N matrices alive at once (raw features F, the
+    projected copy, the round-off bounds, the SVD's copy and left vectors, the redraw's
+    matrices; measured peaks are 5 to 8.4 of them for N = 300..2000), the probes (M x d,
+    twice), N x N right vectors and the chunk workspaces of the LSE evaluation."""
+    return (10 * feature_matrix_bytes(M, N) + _FLOAT * (2 * M * d + 2 * N * N)
+            + _chunk_bytes())
 
 
 def spectrum_bytes(M: int, N: int, d: int) -> int:
-    """Peak bytes of ``spectrum``: the feature matrices of the Gram kernel (4 M x N), the
-    kernel, its eigenvectors and a symmetrised copy (3 N x N), and the probes."""
-    return 4 * feature_matrix_bytes(M, N) + _FLOAT * (3 * N * N + 2 * M * d)
+    """Peak bytes of ``spectrum``: at most 10 M x N matrices (the rank test's features, which
+    every kernel computes for its tolerance, and the Hessian chunks' results; measured peaks
+    are 7 to 9 of them), the kernel, its eigenvectors and copies (4 N x N), the probes, and the
+    chunk workspaces (``CHUNK_ELEMENTS`` float64 entries per worker thread)."""
+    return (10 * feature_matrix_bytes(M, N) + _FLOAT * (4 * N * N + 2 * M * d)
+            + _chunk_bytes())
+
+
+def _chunk_bytes() -> int:
+    from .dataset import CHUNK_ELEMENTS, WORKERS
+
+    return _FLOAT * CHUNK_ELEMENTS * WORKERS
 
 
 def probe_count(probes: Optional[int], N: int, d: int) -> int:

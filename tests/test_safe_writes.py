@@ -212,3 +212,37 @@ def test_generate_refuses_non_finite_scale(tmp_path):
                                        "--scale", value])
         assert res.exit_code == 2 and "--scale" in res.stderr, res.stderr
     assert not (tmp_path / "t.npz").exists()
+
+
+def test_estimates_bound_measured_peaks(tmp_path):
+    """Each stage's estimate bounds the peak of the memory it allocates, as traced by
+    tracemalloc (numpy reports its buffers to it): loading 4 MiB of padded tokens, the qk
+    spectrum (the heaviest kernel) and the analysis of N = 300 distributions in R^2."""
+    import tracemalloc
+
+    from ntkcheck import Dataset, Discrete
+    from ntkcheck.analysis import analyze
+    from ntkcheck.io import load_dataset
+    from ntkcheck.kernels import kernel_spectrum
+
+    rng = np.random.default_rng(0)
+    N, n, d = 16, 512, 64
+    np.savez(tmp_path / "t.npz", tokens=rng.standard_normal((N, n, d)))
+    N2, d2 = 300, 2
+    ds = Dataset([f"s{i}" for i in range(N2)],
+                 [Discrete(rng.standard_normal((3, d2))) for _ in range(N2)])
+    M = resources.probe_count(None, N2, d2)
+    stages = [("load", lambda: load_dataset(tmp_path / "t.npz"),
+               N * n * d * 8 + resources.padded_tokens_bytes(N, n, d)),
+              ("spectrum", lambda: kernel_spectrum(ds, "qk"), resources.spectrum_bytes(M, N2, d2)),
+              ("analyze", lambda: analyze(ds, exact="never"), resources.analysis_bytes(M, N2, d2))]
+    tracemalloc.start()
+    try:
+        for stage, run, estimate in stages:
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            run()
+            grown = tracemalloc.get_traced_memory()[1] - before
+            assert 0 < grown <= estimate, (stage, grown, estimate)
+    finally:
+        tracemalloc.stop()

@@ -241,7 +241,8 @@ def _validate(arrays: dict, src: str, max_memory: int | None = None) -> TokenArr
         raise InputError(f"is 2-D {raw.shape} without 'offsets'; give (N, n, d) padded tokens "
                          "or add offsets (N+1,) for the ragged layout", source=src, field="tokens")
     elif raw.ndim == 3:
-        resources.check_memory(resources.padded_tokens_bytes(*raw.shape), max_memory,
+        held = sum(np.asarray(a).nbytes for a in arrays.values())  # the arrays as read
+        resources.check_memory(held + resources.padded_tokens_bytes(*raw.shape), max_memory,
                                f"validating tokens of shape {raw.shape}",
                                "use fewer or shorter sequences", source=src, field="tokens")
         tokens, weights = _padded(arrays, src)
@@ -371,7 +372,8 @@ def _ragged_to_padded(arrays: dict, src: str,
     lengths = np.diff(offsets)
     N = lengths.shape[0]
     n = int(lengths.max()) if N else 0
-    resources.check_memory(resources.ragged_padding_bytes(n, N, d), max_memory,
+    held = sum(np.asarray(a).nbytes for a in arrays.values()) + flat.nbytes + wf.nbytes
+    resources.check_memory(held + resources.ragged_padding_bytes(n, N, d), max_memory,
                            f"padding {N} sequences to the longest one ({n} tokens)",
                            "split off or shorten the longest sequences", source=src,
                            field="offsets")
