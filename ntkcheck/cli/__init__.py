@@ -25,8 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     import typer
 
     from ..io.paths import printable
-    from .app import EXIT_INTERNAL, EXIT_INTERRUPTED, _silence_stdout, internal_error
+    from ..errors import Terminated
+    from .app import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, _silence_stdout,
+                      internal_error)
 
+    _terminate_like_interrupt()
     args = list(sys.argv[1:] if argv is None else argv)
     cut = args.index("--") if "--" in args else len(args)
     if "--debug" in args[:cut]:
@@ -37,9 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         print("ntkcheck: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
-        print("ntkcheck: interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as err:
+        term = isinstance(err, Terminated)
+        print(f"ntkcheck: {'terminated' if term else 'interrupted'}", file=sys.stderr)
+        sys.exit(EXIT_TERMINATED if term else EXIT_INTERRUPTED)
     except BrokenPipeError:
         _silence_stdout()
         sys.exit(EXIT_INTERNAL)
@@ -59,3 +63,20 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         _silence_stdout()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _terminate_like_interrupt() -> None:
+    """SIGTERM raises :class:`~ntkcheck.errors.Terminated` (a KeyboardInterrupt): every command
+    then stops like on Ctrl-C, with one line and exit 143 (``train`` checkpoints first)."""
+    import signal
+    import threading
+
+    from ..errors import Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)

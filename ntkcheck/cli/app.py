@@ -150,9 +150,9 @@ def cli_errors(func: F) -> F:
         except NtkcheckError as err:
             raise fail(str(err), EXIT_INPUT) from None
         except KeyboardInterrupt as err:
-            print("ntkcheck: interrupted", file=sys.stderr)
-            raise typer.Exit(EXIT_TERMINATED if isinstance(err, Terminated)
-                             else EXIT_INTERRUPTED) from None
+            term = isinstance(err, Terminated)
+            print(f"ntkcheck: {'terminated' if term else 'interrupted'}", file=sys.stderr)
+            raise typer.Exit(EXIT_TERMINATED if term else EXIT_INTERRUPTED) from None
         except MemoryError:
             raise fail("ran out of memory; lower --max-memory so that the estimate refuses "
                        "the work early, or reduce the data or --probes", EXIT_INPUT) from None
