@@ -17,8 +17,20 @@ def main(argv: list[str] | None = None) -> None:
 
     Usage errors (unknown option, invalid value, missing argument) are printed as one line
     ``ntkcheck: error: ...`` with exit code 2, like every other input error. ``--debug``
-    anywhere before a ``--`` turns on tracebacks of internal errors (exit 5).
+    anywhere before a ``--`` turns on tracebacks of internal errors (exit 5). SIGTERM stops
+    the command like Ctrl-C (exit 143); the previous SIGTERM handler is restored on return.
     """
+    import signal
+
+    previous = _terminate_like_interrupt()
+    try:
+        _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> None:
     import os
     import sys
 
@@ -29,7 +41,6 @@ def main(argv: list[str] | None = None) -> None:
     from .app import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, _silence_stdout,
                       internal_error)
 
-    _terminate_like_interrupt()
     args = list(sys.argv[1:] if argv is None else argv)
     cut = args.index("--") if "--" in args else len(args)
     if "--debug" in args[:cut]:
@@ -65,18 +76,19 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def _terminate_like_interrupt() -> None:
+def _terminate_like_interrupt():
     """SIGTERM raises :class:`~ntkcheck.errors.Terminated` (a KeyboardInterrupt): every command
-    then stops like on Ctrl-C, with one line and exit 143 (``train`` checkpoints first)."""
+    then stops like on Ctrl-C, with one line and exit 143 (``train`` checkpoints first).
+    Returns the previous handler (None outside the main thread, where nothing is changed)."""
     import signal
     import threading
 
     from ..errors import Terminated
 
     if threading.current_thread() is not threading.main_thread():
-        return
+        return None
 
     def handler(signum, frame):
         raise Terminated()
 
-    signal.signal(signal.SIGTERM, handler)
+    return signal.signal(signal.SIGTERM, handler)
