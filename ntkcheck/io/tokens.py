@@ -17,6 +17,8 @@ Weights of each sequence are normalised to sum 1.
 
 from __future__ import annotations
 
+import os
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -115,6 +117,10 @@ def npz_members(path: str | Path) -> list[NpyMember]:
     if not zipfile.is_zipfile(p):
         raise InputError("is not an .npz file (a zip archive written by numpy.savez)",
                          source=src)
+    count = _declared_members(p)
+    if count > MAX_NPZ_MEMBERS:
+        raise InputError(f"holds {count} members, more than {MAX_NPZ_MEMBERS}; store the arrays "
+                         "in fewer members", source=src)
     members = []
     try:
         with zipfile.ZipFile(p) as zf:
@@ -133,6 +139,24 @@ def npz_members(path: str | Path) -> list[NpyMember]:
         raise InputError(f"is not a readable .npz file ({_reason(err)}); write it with "
                          "numpy.savez", source=src) from None
     return members
+
+
+def _declared_members(path: Path) -> int:
+    """Number of entries the zip's end-of-central-directory record (or its ZIP64 version)
+    declares, read from the last 64 KiB of the file, before zipfile builds one object per
+    entry. 0 when the record is not found (zipfile then reports the damage)."""
+    size = os.stat(path).st_size
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - (1 << 16) - 22))
+        tail = fh.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        return 0
+    count = struct.unpack_from("<H", tail, at + 10)[0]
+    z64 = tail.rfind(b"PK\x06\x06", 0, at)
+    if count == 0xFFFF and z64 >= 0 and z64 + 40 <= len(tail):
+        count = struct.unpack_from("<Q", tail, z64 + 32)[0]
+    return int(count)
 
 
 def _reason(err: BaseException) -> str:
