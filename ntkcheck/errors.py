@@ -6,7 +6,8 @@ message on stderr and exit code 2. Messages name the file, the field and the fix
 
 from __future__ import annotations
 
-__all__ = ["NtkcheckError", "InputError", "ConfigError", "NumericalError", "NtkcheckWarning"]
+__all__ = ["NtkcheckError", "InputError", "ConfigError", "NumericalError", "NtkcheckWarning",
+           "ResourceError", "Terminated", "EXIT_INTERNAL"]
 
 
 class NtkcheckError(Exception):
@@ -52,3 +53,16 @@ class NumericalError(NtkcheckError, ArithmeticError):
 
 class NtkcheckWarning(UserWarning):
     """A result is usable but weaker than asked; the message says what to change."""
+
+
+class ResourceError(InputError):
+    """A stage would need more memory (or other resources) than allowed; the message names the
+    estimate, the limit and the options that reduce the work."""
+
+
+#: Exit code of an unexpected internal error (a bug): never 0, 1 or 3, which are verdicts.
+EXIT_INTERNAL = 5
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received; raised like Ctrl-C so that a run stops at a clean point (exit 143)."""

@@ -400,7 +400,7 @@ def test_write_clean_refuses_specs_several_files_and_the_input(tmp_path):
     src = tmp_path / "dep.npz"
     src.write_bytes((SAMPLES / "tokens_dependent.npz").read_bytes())
     r = run(src, "--write-clean", src)
-    assert r.exit_code == 2 and "input file" in r.output
+    assert r.exit_code == 2 and "is also an input" in r.output
     assert src.read_bytes() == (SAMPLES / "tokens_dependent.npz").read_bytes()
 
 

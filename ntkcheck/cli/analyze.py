@@ -27,16 +27,18 @@ import typer
 
 from ..analysis import DEFAULT_EXACT_TIMEOUT, analyze
 from ..errors import InputError, NtkcheckError
-from ..features import DEFAULT_SCALES
+from ..features import DEFAULT_SCALES, MAX_SCALE
 from ..io import atomic_write_text, load_dataset
-from ..io.inputs import expand_inputs
+from ..io.inputs import _is_dir, expand_inputs
 from ..io.clean import write_subset_npz
 from ..io.load import SUFFIXES
 from ..neardep import apply_margin, suggest_drop
 from ..report import FileReport, render, worst_exit_code
 from ..report import json as json_report
 from ..report.text import render_result
-from .app import app, cli_errors, stderr_console
+from ..io.paths import output_target, printable
+from ..resources import analysis_bytes, check_memory, probe_count, resolve_max_memory
+from .app import app, cli_errors, closed_stdout_exits, max_memory_option, stderr_console
 
 __all__ = ["analyze_command", "render_report", "parse_scales", "ExactMode", "OutputFormat",
            "analyze_file"]
@@ -69,8 +71,9 @@ def parse_scales(text: str | None) -> tuple[float, ...]:
     except ValueError:
         raise InputError(f"'{text}' is not a comma-separated list of numbers, e.g. 1,3,10,30",
                          field="--scales") from None
-    if not values or any(not (v > 0 and v < float("inf")) for v in values):
-        raise InputError("needs positive finite numbers, e.g. 1,3,10,30", field="--scales")
+    if not values or any(not (v > 0 and v <= MAX_SCALE) for v in values):
+        raise InputError(f"needs positive numbers up to {MAX_SCALE:g}, e.g. 1,3,10,30",
+                         field="--scales")
     return values
 
 
@@ -118,10 +121,16 @@ def analyze_file(path: Path, options: dict[str, Any],
     """
     name = str(path)
     try:
-        if path.is_dir():
+        if _is_dir(path):
             raise InputError(f"contains no {', '.join(SUFFIXES)} file; give a dataset file or "
                              "a directory that holds some", source=name)
-        dataset = load_dataset(path)
+        options = dict(options)
+        limit = options.pop("max_memory", None)
+        dataset = load_dataset(path, limit)
+        M = probe_count(options.get("probes"), len(dataset), dataset.dim)
+        check_memory(analysis_bytes(M, len(dataset), dataset.dim), limit,
+                     f"the analysis of N = {len(dataset)} distributions with M = {M} probes",
+                     "pass fewer --probes or analyse fewer distributions", source=name)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = analyze(dataset, progress=say, **options)
@@ -136,10 +145,10 @@ def analyze_file(path: Path, options: dict[str, Any],
         message = str(err)
         if name not in message:
             message = f"{name}: {message}"
-        print(f"ntkcheck: error: {message}", file=sys.stderr)
+        print(f"ntkcheck: error: {printable(message)}", file=sys.stderr)
         return FileReport(name, error=message)
     for w in caught:
-        print(f"ntkcheck: warning: {name}: {w.message}", file=sys.stderr)
+        print(f"ntkcheck: warning: {printable(name)}: {printable(w.message)}", file=sys.stderr)
     return FileReport(name, result, suggestion=suggestion)
 
 
@@ -153,7 +162,7 @@ def analyze_command(
     probes: Optional[int] = typer.Option(None, "--probes", min=1,
                                          show_default="max(2 (N + d + 1), 64 x number of scales)",
                                          help="Number of probe points."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the probe draw (the redraw uses seed+1)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probe draw (the redraw uses seed+1)."),
     scales: Optional[str] = typer.Option(
         None, "--scales", show_default="auto: 1,3,10,30 plus (1,3,10,30)/rho for distributions "
         "of internal spread rho < 0.1 or > 10", help="Comma-separated probe scales (whitened units)."),
@@ -163,7 +172,7 @@ def analyze_command(
         help="Exact symbolic test for rational data: auto (when rational and within budget), "
         "always (also explain why not; exit 2 for an unsupported input), never."),
     exact_timeout: float = typer.Option(
-        DEFAULT_EXACT_TIMEOUT, "--exact-timeout", min=0.001, metavar="SECONDS",
+        DEFAULT_EXACT_TIMEOUT, "--exact-timeout", min=0.001, max=1e7, metavar="SECONDS",
         help="Time limit of the exact test; beyond it the numerical verdict stands."),
     output_format: OutputFormat = typer.Option(
         OutputFormat.text, "--output-format", "-f", case_sensitive=False,
@@ -188,6 +197,7 @@ def analyze_command(
         None, "--write-clean", metavar="OUT.npz", show_default="none",
         help="With one .npz FILE: write the data without the suggested sequences (implies "
              "--suggest-drop; written only when the reduced data are re-verified injective)."),
+    max_memory: Optional[str] = max_memory_option(),
 ) -> None:
     """Check the injectivity condition of each FILE: exit 0 injective, 1 not injective, 2 a file
     could not be read, 3 inconclusive, 6 injective but below --fail-below (several files: the
@@ -200,8 +210,13 @@ def analyze_command(
                "whiten": not no_whiten, "exact": exact.value, "exact_timeout": exact_timeout}
     if fail_below is not None and not (0 < fail_below < float("inf")):
         raise InputError(f"must be a positive number, got {fail_below}", field="--fail-below")
+    limit = resolve_max_memory(max_memory)
     paths = expand_inputs(files)
-    single = len(files) == 1 and not files[0].is_dir()
+    single = len(files) == 1 and not _is_dir(files[0])
+    for target, option in ((output, "--output"), (write_clean, "--write-clean")):
+        if target is not None:  # before any work: a refused target costs nothing
+            output_target(target, option, inputs=paths)
+    options["max_memory"] = limit
     if write_clean is not None:
         if len(paths) != 1:
             raise InputError(f"writes one reduced data set; give exactly one .npz FILE "
@@ -223,6 +238,8 @@ def analyze_command(
         payload = json_report.payload(reports, single=single)
         if payload is not None:
             atomic_write_text(output, json.dumps(payload, indent=2) + "\n")
-    if fmt is not OutputFormat.text or not quiet:
-        sys.stdout.write(render(fmt.value, reports, single=single, color=_color()))
-    raise typer.Exit(worst_exit_code(reports))
+    code = worst_exit_code(reports)
+    with closed_stdout_exits(code):
+        if fmt is not OutputFormat.text or not quiet:
+            sys.stdout.write(render(fmt.value, reports, single=single, color=_color()))
+    raise typer.Exit(code)

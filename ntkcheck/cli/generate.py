@@ -7,11 +7,15 @@ from typing import Optional
 
 import typer
 
+import math
+
 from ..errors import InputError
 from ..io.atomic import atomic_savez
+from ..io.paths import output_target, printable
 from ..meanfield.loss import LossKind
 from ..meanfield.teacher import teacher_data
-from .app import app, cli_errors
+from ..resources import check_memory, resolve_max_memory
+from .app import app, cli_errors, closed_stdout_exits, max_memory_option
 
 __all__ = ["generate_app", "teacher_command"]
 
@@ -37,17 +41,29 @@ def teacher_command(
                                 help="Std of the teacher's Q, K, V entries (small values)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of tokens and teacher."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing."),
+    max_memory: Optional[str] = max_memory_option(),
 ) -> None:
     """Tokens x ~ N(0, I) and targets from a random teacher transformer with small heads."""
     e = dim if target_dim is None else target_dim
     if e > dim:
         raise InputError(f"must be <= --dim = {dim}, got {e}", field="--target-dim")
+    if not math.isfinite(scale):
+        raise InputError(f"must be a finite number >= 0, got {scale}", field="--scale")
     if out.suffix != ".npz":
         raise InputError("must end in .npz", field="--out")
+    output_target(out, "--out")
+    # token states of every layer, attention weights of one head, heads and targets
+    need = 8 * (samples * tokens * dim * (layers + 4) + 2 * samples * tokens * tokens
+                + layers * heads * (2 * key_dim * dim + dim * dim))
+    check_memory(need, resolve_max_memory(max_memory),
+                 f"a teacher of {layers} x {heads} heads on {samples} x {tokens} tokens",
+                 "use fewer --samples, --tokens, --layers or --heads")
     arrays = teacher_data(samples=samples, tokens=tokens, dim=dim, layers=layers, heads=heads,
                           key_dim=key_dim, target_dim=e, loss=loss, scale=scale, seed=seed)
     atomic_savez(out, **arrays)
     if not quiet:
         shape = arrays["targets"].shape
-        print(f"wrote {out}: tokens {arrays['tokens'].shape}, {loss.value} targets {shape}, "
-              f"teacher {layers} layers x {heads} heads (scale {scale:g}, seed {seed})")
+        with closed_stdout_exits(0):
+            print(f"wrote {printable(out)}: tokens {arrays['tokens'].shape}, {loss.value} "
+                  f"targets {shape}, teacher {layers} layers x {heads} heads (scale "
+                  f"{scale:g}, seed {seed})")

@@ -15,11 +15,12 @@ from ..meanfield.config import load_train_config, load_training_set
 from ..meanfield.explain import ntk_explanation
 from ..meanfield.flow import StepRecord
 from ..meanfield.run import TrainResult, train
-from .app import app, cli_errors, stderr_console, stdout_console
+from ..io.paths import printable
+from ..resources import resolve_max_memory
+from .app import (EXIT_INTERRUPTED, EXIT_TERMINATED, app, cli_errors, closed_stdout_exits,
+                  max_memory_option, stderr_console, stdout_console)
 
 __all__ = ["train_command", "render_summary"]
-
-EXIT_INTERRUPTED = 130
 
 
 class _PlainProgress:
@@ -67,31 +68,40 @@ def train_command(
                                    help="Start over in an output dir that holds a run."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no text report (--json is still printed); use the exit code."),
+    max_memory: Optional[str] = max_memory_option(),
 ) -> None:
-    """Run the gradient flow of CONFIG: exit 0 done, 2 bad input, 4 diverged, 130 interrupted."""
+    """Run the gradient flow of CONFIG: exit 0 done, 2 bad input, 4 diverged, 130 interrupted
+    (Ctrl-C), 143 terminated (SIGTERM); both leave a checkpoint to --resume from."""
     config = load_train_config(config_file).with_overrides(
         steps=steps, out=out, step_size=step_size, ntk_every=ntk_every,
         checkpoint_every=checkpoint_every)
+    limit = resolve_max_memory(max_memory)
     training_set = load_training_set(config)
     total = config.flow.steps
+    run = dict(resume=resume, overwrite=overwrite, training_set=training_set, max_memory=limit)
     if quiet:
-        result = train(config, resume=resume, overwrite=overwrite, training_set=training_set)
+        result = train(config, **run)
     elif sys.stderr.isatty():
         bar, update = _rich_progress(0, total)
         with bar:
-            result = train(config, resume=resume, overwrite=overwrite, progress=update,
-                           training_set=training_set)
+            result = train(config, progress=update, **run)
     else:
-        result = train(config, resume=resume, overwrite=overwrite,
-                       progress=_PlainProgress(0, total), training_set=training_set)
-    if as_json:  # -q never silences a machine format asked for
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
-    elif not quiet:
-        render_summary(result)
+        result = train(config, progress=_PlainProgress(0, total), **run)
+    for note in result.notes:
+        print(f"ntkcheck: note: {printable(note)}", file=sys.stderr)
+    code = 0
     if result.status == "interrupted":
-        print(f"ntkcheck: interrupted at step {result.step}; checkpoint written, continue with "
+        code = EXIT_TERMINATED if result.signal == "SIGTERM" else EXIT_INTERRUPTED
+    with closed_stdout_exits(code):
+        if as_json:  # -q never silences a machine format asked for
+            sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        elif not quiet:
+            render_summary(result)
+    if result.status == "interrupted":
+        what = "terminated" if code == EXIT_TERMINATED else "interrupted"
+        print(f"ntkcheck: {what} at step {result.step}; checkpoint written, continue with "
               "--resume", file=sys.stderr)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(code)
 
 
 def _fmt(x: Optional[float], spec: str = ".4e") -> str:

@@ -11,6 +11,20 @@ from .load import SUFFIXES
 __all__ = ["expand_inputs"]
 
 
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except (OSError, ValueError):  # a name too long, a loop: the loader reports it
+        return False
+
+
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
     """Every path in order; a directory is replaced by the dataset files under it.
 
@@ -23,14 +37,14 @@ def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
     seen: set[Path] = set()
 
     def add(p: Path) -> None:
-        key = p.resolve() if p.exists() else p
+        key = p.resolve() if _exists(p) else p
         if key not in seen:
             seen.add(key)
             out.append(p)
 
     for raw in paths:
         path = Path(raw)
-        if not path.is_dir():
+        if not _is_dir(path):
             add(path)
             continue
         found = []

@@ -113,7 +113,7 @@ MAX_NAME_CHARS = 1000
 #: inside the TOML parser. Anything near it is far beyond MAX_DIGITS anyway.
 _MAX_DIGIT_RUN = 4000
 
-_RANGE = "non-zero values need 1e-300 <= |x| <= 1e150"
+_RANGE = "non-zero values need 1e-300 <= |x| <= 1e150 (largest supported magnitude 1e150)"
 
 
 def load_spec(path: str | Path) -> Dataset:

@@ -17,7 +17,10 @@ Weights of each sequence are normalised to sum 1.
 
 from __future__ import annotations
 
+import os
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,10 +28,12 @@ import numpy as np
 
 from ..dataset import Dataset
 from ..distributions import Discrete
+from .. import resources
 from ..errors import InputError
 from .paths import existing_file
 
-__all__ = ["TokenArrays", "load_token_npz", "read_npz"]
+__all__ = ["TokenArrays", "load_token_npz", "read_npz", "npz_members", "NpyMember",
+           "MAX_TOKEN_MAGNITUDE", "MIN_TOKEN_SPREAD", "check_spread"]
 
 _KNOWN = {"tokens", "weights", "mask", "lengths", "offsets", "names"}
 
@@ -71,22 +76,140 @@ class TokenArrays:
         return Dataset(self.names, dists, self.source)
 
     @classmethod
-    def from_arrays(cls, arrays: dict, source: str = "<arrays>") -> "TokenArrays":
+    def from_arrays(cls, arrays: dict, source: str = "<arrays>",
+                    max_memory: int | None = None) -> "TokenArrays":
         """Validate a mapping of arrays in either layout (see module docstring)."""
-        return _validate(arrays, source)
+        return _validate(arrays, source, max_memory)
 
 
-def read_npz(path: str | Path) -> dict:
-    """All arrays of an ``.npz`` file (no pickles), or an :class:`InputError` naming the file."""
+#: Largest accepted |token coordinate|. Whitening squares centred tokens and sums them over
+#: all tokens and coordinates; with |x| <= 1e100 those sums stay below 1e200 * (N n d), far
+#: from the float64 overflow at 1.8e308, and probe products |z| |x| stay finite at every
+#: supported scale. Rescale larger data (the condition is affine-invariant, SPEC §2).
+MAX_TOKEN_MAGNITUDE = 1e100
+#: Smallest accepted non-zero spread max |x - pooled mean| of the tokens: whitening divides by
+#: the square root of covariances of order spread^2, which must stay far above the float64
+#: underflow (2.2e-308). Data with no spread at all (one point) are accepted.
+MIN_TOKEN_SPREAD = 1e-100
+#: Most members an ``.npz`` may hold (a zip directory of millions of entries is refused).
+MAX_NPZ_MEMBERS = 4096
+
+
+@dataclass(frozen=True)
+class NpyMember:
+    """One array of an ``.npz`` as its ``.npy`` header declares it (nothing read yet)."""
+
+    key: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    nbytes: int
+
+
+def npz_members(path: str | Path) -> list[NpyMember]:
+    """Keys, shapes, dtypes and sizes of the arrays of an ``.npz``, from the headers only.
+
+    Raises InputError for a file that is not a zip archive, a member that is not an ``.npy``
+    array, an object (pickle) dtype, a corrupt header, or a header that declares more bytes
+    than its member holds (truncated data).
+    """
     src = str(path)
     p = existing_file(path, "an .npz file")
     if not zipfile.is_zipfile(p):
         raise InputError("is not an .npz file (a zip archive written by numpy.savez)",
                          source=src)
+    count = _declared_members(p)
+    if count > MAX_NPZ_MEMBERS:
+        raise InputError(f"holds {count} members, more than {MAX_NPZ_MEMBERS}; store the arrays "
+                         "in fewer members", source=src)
+    members = []
+    try:
+        with zipfile.ZipFile(p) as zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_NPZ_MEMBERS:
+                raise InputError(f"holds {len(infos)} members, more than {MAX_NPZ_MEMBERS}; "
+                                 "store the arrays in fewer members", source=src)
+            for info in infos:
+                key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                with zf.open(info) as fh:
+                    members.append(_npy_header(fh, key, info.file_size, src))
+    except InputError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError,
+            RuntimeError, KeyError, OverflowError, zlib.error) as err:
+        raise InputError(f"is not a readable .npz file ({_reason(err)}); write it with "
+                         "numpy.savez", source=src) from None
+    return members
+
+
+def _declared_members(path: Path) -> int:
+    """Number of entries the zip's end-of-central-directory record (or its ZIP64 version)
+    declares, read from the last 64 KiB of the file, before zipfile builds one object per
+    entry. 0 when the record is not found (zipfile then reports the damage)."""
+    size = os.stat(path).st_size
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - (1 << 16) - 22))
+        tail = fh.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        return 0
+    count = struct.unpack_from("<H", tail, at + 10)[0]
+    z64 = tail.rfind(b"PK\x06\x06", 0, at)
+    if count == 0xFFFF and z64 >= 0 and z64 + 40 <= len(tail):
+        count = struct.unpack_from("<Q", tail, z64 + 32)[0]
+    return int(count)
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else "corrupt data"
+
+
+def _npy_header(fh, key: str, stored: int, src: str) -> NpyMember:
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+    except ValueError:
+        raise InputError("is not a .npy array; write the file with numpy.savez", source=src,
+                         field=key) from None
+    try:
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+        else:
+            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+    except (ValueError, SyntaxError, TypeError, OverflowError) as err:
+        raise InputError(f"has a corrupt .npy header ({_reason(err)}); write the file again "
+                         "with numpy.savez", source=src, field=key) from None
+    if dtype.hasobject:
+        raise InputError("is an object array (pickled); store it as a numeric or str array, "
+                         "e.g. np.array(names, dtype=str)", source=src, field=key)
+    count = 1
+    for k in shape:
+        count *= int(k)
+    nbytes = count * dtype.itemsize
+    if nbytes > stored:
+        raise InputError(f"is truncated or corrupt: its header declares {nbytes} bytes of data, "
+                         f"the member holds at most {stored}; write the file again",
+                         source=src, field=key)
+    return NpyMember(key, tuple(int(k) for k in shape), dtype, nbytes)
+
+
+def read_npz(path: str | Path, max_memory: int | None = None) -> dict:
+    """All arrays of an ``.npz`` file (no pickles), or an :class:`InputError` naming the file.
+
+    The headers are read first: the declared sizes (whatever the compression ratio) must fit
+    in ``max_memory`` bytes (default :func:`ntkcheck.resources.default_max_memory`) before any
+    array is decompressed.
+    """
+    src = str(path)
+    members = npz_members(path)
+    need = resources.npz_read_bytes(m.nbytes for m in members)
+    big = max(members, key=lambda m: m.nbytes).key if members else ""
+    resources.check_memory(need, max_memory, f"reading its arrays (largest '{big}')",
+                           "use a smaller file", source=src)
     arrays = {}
     try:
         # open the file ourselves so that it is closed even when numpy fails half-way
-        with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as data:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
             for key in data.files:
                 try:
                     arrays[key] = data[key]
@@ -95,18 +218,20 @@ def read_npz(path: str | Path) -> dict:
                         raise InputError("is an object array (pickled); store it as a numeric "
                                          "or str array, e.g. np.array(names, dtype=str)",
                                          source=src, field=key) from None
-                    raise InputError(f"cannot be read ({err})", source=src, field=key) from None
+                    raise InputError(f"cannot be read ({_reason(err)})", source=src,
+                                     field=key) from None
     except InputError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise InputError(f"is not a readable .npz file ({type(err).__name__}: {err}); "
-                         "write it with numpy.savez", source=src) from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError,
+            RuntimeError, OverflowError, zlib.error) as err:
+        raise InputError(f"is not a readable .npz file ({_reason(err)}); write it with "
+                         "numpy.savez", source=src) from None
     return arrays
 
 
-def load_token_npz(path: str | Path) -> TokenArrays:
-    """Read and validate a token dataset (padded or ragged layout)."""
-    return _validate(read_npz(path), str(path))
+def load_token_npz(path: str | Path, max_memory: int | None = None) -> TokenArrays:
+    """Read and validate a token dataset (padded or ragged layout) within ``max_memory``."""
+    return _validate(read_npz(path, max_memory), str(path), max_memory)
 
 
 def _float(arrays: dict, key: str, src: str, ndim: int) -> np.ndarray:
@@ -128,18 +253,22 @@ def _int(arrays: dict, key: str, src: str, shape: tuple) -> np.ndarray:
     return a.astype(np.int64)
 
 
-def _validate(arrays: dict, src: str) -> TokenArrays:
+def _validate(arrays: dict, src: str, max_memory: int | None = None) -> TokenArrays:
     if "tokens" not in arrays:
         found = ", ".join(sorted(arrays)) or "nothing"
         raise InputError(f"missing array; found {found}; save the token array as tokens=...",
                          source=src, field="tokens")
     raw = np.asarray(arrays["tokens"])
     if raw.ndim == 2 and "offsets" in arrays:
-        tokens, weights = _ragged_to_padded(arrays, src)
+        tokens, weights = _ragged_to_padded(arrays, src, max_memory)
     elif raw.ndim == 2:
         raise InputError(f"is 2-D {raw.shape} without 'offsets'; give (N, n, d) padded tokens "
                          "or add offsets (N+1,) for the ragged layout", source=src, field="tokens")
     elif raw.ndim == 3:
+        held = sum(np.asarray(a).nbytes for a in arrays.values())  # the arrays as read
+        resources.check_memory(held + resources.padded_tokens_bytes(*raw.shape), max_memory,
+                               f"validating tokens of shape {raw.shape}",
+                               "use fewer or shorter sequences", source=src, field="tokens")
         tokens, weights = _padded(arrays, src)
     else:
         raise InputError(f"must be (N, n, d) or ragged (T, d), got shape {raw.shape}",
@@ -157,7 +286,19 @@ def _validate(arrays: dict, src: str) -> TokenArrays:
         raise InputError(f"has NaN or Inf at sequence {i}, token {a}; clean the data or mask "
                          "those tokens", source=src, field="tokens")
     tokens = np.where(real[..., None], tokens, 0.0)
+    big = np.abs(tokens) > MAX_TOKEN_MAGNITUDE
+    if big.any():
+        i, a, _ = np.argwhere(big)[0]
+        raise InputError(f"has a coordinate of magnitude {np.abs(tokens[i, a]).max():.3g} at "
+                         f"sequence {i}, token {a}; the largest supported magnitude is "
+                         f"{MAX_TOKEN_MAGNITUDE:g}; rescale the data (the condition is "
+                         "affine-invariant)", source=src, field="tokens")
+    check_spread(tokens[real], src, "tokens")
     totals = weights.sum(axis=1)
+    huge = ~np.isfinite(totals)
+    if huge.any():  # finite weights whose sum overflows: rescale those rows first
+        weights[huge] /= weights[huge].max(axis=1, keepdims=True)
+        totals = weights.sum(axis=1)
     empty = np.flatnonzero(~(totals > 0))
     if empty.size:
         raise InputError(f"sequence {empty[0]} has no token of positive weight (empty sequence); "
@@ -166,6 +307,22 @@ def _validate(arrays: dict, src: str) -> TokenArrays:
     names = _names(arrays, N, src)
     extra = {k: v for k, v in arrays.items() if k not in _KNOWN}
     return TokenArrays(tokens, weights, names, src, extra)
+
+
+def check_spread(points: np.ndarray, src: str | None, field: str) -> None:
+    """Refuse points (K, d) whose spread max |x - mean| is positive but below MIN_TOKEN_SPREAD.
+
+    The check is exact in the sense that matters: the pooled covariance that whitening uses
+    has entries of order spread^2, and below 1e-100 they come within reach of underflow, where
+    the affine hull and every verdict would be wrong.
+    """
+    if points.size == 0:
+        return
+    spread = float(np.max(np.abs(points - points.mean(axis=0))))
+    if 0.0 < spread < MIN_TOKEN_SPREAD:
+        raise InputError(f"varies by at most {spread:.3g} around its mean; the smallest "
+                         f"supported spread is {MIN_TOKEN_SPREAD:g}; rescale the data (the "
+                         "condition is affine-invariant)", source=src, field=field)
 
 
 def _check_weights(w: np.ndarray, src: str) -> None:
@@ -212,7 +369,8 @@ def _padded(arrays: dict, src: str) -> tuple[np.ndarray, np.ndarray]:
     return tokens, w
 
 
-def _ragged_to_padded(arrays: dict, src: str) -> tuple[np.ndarray, np.ndarray]:
+def _ragged_to_padded(arrays: dict, src: str,
+                      max_memory: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     flat = _float(arrays, "tokens", src, 2)
     T, d = flat.shape
     off_raw = np.asarray(arrays["offsets"])
@@ -238,6 +396,11 @@ def _ragged_to_padded(arrays: dict, src: str) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.diff(offsets)
     N = lengths.shape[0]
     n = int(lengths.max()) if N else 0
+    held = sum(np.asarray(a).nbytes for a in arrays.values()) + flat.nbytes + wf.nbytes
+    resources.check_memory(held + resources.ragged_padding_bytes(n, N, d), max_memory,
+                           f"padding {N} sequences to the longest one ({n} tokens)",
+                           "split off or shorten the longest sequences", source=src,
+                           field="offsets")
     tokens = np.zeros((N, max(n, 1), d))
     weights = np.zeros((N, max(n, 1)))
     row = np.repeat(np.arange(N), lengths)

@@ -10,22 +10,42 @@ Layout of ``output.dir``::
 Every file is written atomically (history.jsonl is appended line by line and rewritten
 atomically when a resume truncates it to the checkpoint's step). The flow is deterministic given
 a checkpoint, so an interrupted and resumed run ends with bit-identical heads.
+
+Guarantees after a crash (SIGKILL, power loss) at any point:
+
+* only one process writes a run directory: ``.ntkcheck.lock`` is held with ``flock`` for the
+  whole run; the kernel releases it when its holder dies, so a lock left by a killed run is
+  stale by construction and is taken over (no manual cleanup);
+* a checkpoint at step 0 is written before the history, so every run directory that holds a
+  history can be resumed; a directory with no usable checkpoint at all resumes from step 0;
+* ``--resume`` skips a corrupt or truncated checkpoint (renamed ``*.corrupt``) for the previous
+  good one, skips torn or corrupt lines of history.jsonl while keeping every later good record,
+  and removes the temporary files of interrupted writes; each of these is reported as a note;
+* SIGTERM is handled like SIGINT (Ctrl-C): the flow stops at the current step, its checkpoint
+  and summary are written, and further signals are deferred until they are.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import re
+import signal
+import threading
+import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
-from ..errors import ConfigError, InputError, NumericalError
-from ..io.atomic import atomic_savez, atomic_write_text
+from ..errors import ConfigError, InputError, NumericalError, ResourceError, Terminated
+from ..io.atomic import atomic_savez, atomic_write_text, remove_stale_temps
 from ..io.tokens import read_npz
+from ..resources import check_memory, train_bytes
 from .config import TrainConfig, TrainingSet, load_training_set
 from .flow import FlowDiverged, StepRecord, gradient_flow
 from .model import MeanFieldTransformer
@@ -33,9 +53,11 @@ from .ntk import MAX_BYTES, ntk_bytes, ntk_size
 from .schemes import get_scheme
 
 __all__ = ["TrainResult", "Checkpoint", "train", "load_checkpoint", "list_checkpoints",
-           "checkpoint_path"]
+           "checkpoint_path", "RunLock", "LOCK_NAME"]
 
 _CKPT = re.compile(r"^step_(\d{6,})\.npz$")
+#: Lock file of a run directory (held with flock while a process writes the directory).
+LOCK_NAME = ".ntkcheck.lock"
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,6 +94,8 @@ class TrainResult:
     config: TrainConfig
     history: tuple[StepRecord, ...] = field(default=())
     error: Optional[str] = None
+    notes: tuple[str, ...] = field(default=())   # what a resume repaired or skipped
+    signal: Optional[str] = None                 # SIGINT or SIGTERM when interrupted by one
 
     @property
     def loss_ratio(self) -> Optional[float]:
@@ -87,7 +111,8 @@ class TrainResult:
             "pl_ratio": self.pl_ratio, "time": self.time, "ntk_min_eig": self.ntk_min_eig,
             "ntk_step": self.ntk_step, "n_params": self.n_params,
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
-            "error": self.error, "config": self.config.to_dict(),
+            "error": self.error, "signal": self.signal, "notes": list(self.notes),
+            "config": self.config.to_dict(),
         }
 
 
@@ -133,24 +158,50 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if missing:
         raise InputError(f"is not an ntkcheck checkpoint (missing {', '.join(missing)})",
                          source=str(path))
-    model = MeanFieldTransformer(arrays["Q"], arrays["K"], arrays["V"],
-                                 get_scheme(str(arrays["scheme"])), int(arrays["substeps"]))
-    return Checkpoint(model, int(arrays["step"]), float(arrays["elapsed"]),
-                      float(arrays["initial_loss"]), float(arrays["loss"]),
-                      json.loads(str(arrays["fingerprint"])), Path(path))
+    Q, K, V = (np.asarray(arrays[k]) for k in ("Q", "K", "V"))
+    ok = (all(a.dtype == np.float64 for a in (Q, K, V)) and Q.ndim == 4 and K.shape == Q.shape
+          and V.shape == Q.shape[:2] + (Q.shape[3], Q.shape[3])
+          and all(np.all(np.isfinite(a)) for a in (Q, K, V)))
+    if not ok:
+        raise InputError("holds heads of inconsistent shapes, types or non-finite values; it "
+                         "is corrupt", source=str(path))
+    try:
+        fingerprint = json.loads(str(arrays["fingerprint"]))
+        model = MeanFieldTransformer(Q, K, V, get_scheme(str(arrays["scheme"])),
+                                     int(arrays["substeps"]))
+        ckpt = Checkpoint(model, int(arrays["step"]), float(arrays["elapsed"]),
+                          float(arrays["initial_loss"]), float(arrays["loss"]), fingerprint,
+                          Path(path))
+    except (ValueError, TypeError, KeyError, OverflowError, InputError) as err:
+        raise InputError(f"has corrupt metadata ({str(err)[:100]})", source=str(path)) from None
+    if not isinstance(fingerprint, dict) or ckpt.step < 0:
+        raise InputError("has corrupt metadata (fingerprint or step)", source=str(path))
+    return ckpt
 
 
-def _read_history(path: Path) -> list[dict]:
-    """Complete JSON lines of history.jsonl (a torn last line from a crash is dropped)."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return out
+def _read_history(path: Path) -> tuple[list[dict], list[int]]:
+    """Good records of history.jsonl and the (1-based) numbers of the lines skipped.
+
+    A record is good when it is a JSON object with an integer ``step``; a torn line (a crash
+    in mid-write) or a corrupt one is skipped, and the good records after it are kept.
+    """
+    if not path.is_file():
+        return [], []
+    out, bad = [], []
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                bad.append(number)
+                continue
+            if isinstance(rec, dict) and type(rec.get("step")) is int:
+                out.append(rec)
+            else:
+                bad.append(number)
+    return out, bad
 
 
 def _lines(records: list[dict]) -> str:
@@ -160,7 +211,10 @@ def _lines(records: list[dict]) -> str:
 def _prepare_new(run_dir: Path, overwrite: bool) -> None:
     ours = [run_dir / "history.jsonl", run_dir / "summary.json", run_dir / "config.json"]
     ckpts = [p for _, p in list_checkpoints(run_dir)]
-    if not overwrite and (ckpts or (run_dir / "history.jsonl").exists()):
+    ckpts += sorted((run_dir / "checkpoints").glob("step_*.npz.corrupt"))
+    history = run_dir / "history.jsonl"
+    used = history.exists() and (not history.is_file() or history.stat().st_size > 0)
+    if not overwrite and (ckpts or used):
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, "
                           "--overwrite to start over, or choose another --out",
                           field="output.dir")
@@ -169,9 +223,110 @@ def _prepare_new(run_dir: Path, overwrite: bool) -> None:
             p.unlink()
 
 
+class RunLock:
+    """Exclusive ``flock`` on ``run_dir/.ntkcheck.lock`` (pid written inside, for messages).
+
+    The kernel drops the lock when the holding process exits or is killed, so a leftover lock
+    file is never an obstacle (stale-lock detection without timeouts). Where ``fcntl`` is
+    missing (Windows) the lock is a no-op.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_NAME
+        self.fd: Optional[int] = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as err:
+            raise ConfigError(f"cannot create the lock file {self.path} ({err.strerror})",
+                              field="output.dir") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                os.close(fd)  # no flock on this file system (e.g. some network mounts)
+                return
+            try:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise ConfigError(f"{self.path.parent} is being written by another ntkcheck train "
+                              f"(pid {holder}); wait for it to end, or choose another --out",
+                              field="output.dir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+@contextmanager
+def _interrupts(state: dict):
+    """SIGINT and SIGTERM stop the run like Ctrl-C: the first one raises KeyboardInterrupt
+    (:class:`Terminated` for SIGTERM) and is recorded in ``state['signal']``; later ones are
+    only recorded, so that the final checkpoint and summary are always written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        first = state.get("signal") is None
+        if first:
+            state["signal"] = signal.Signals(signum).name
+        if first and not state.get("deferred"):
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _latest_good_checkpoint(run_dir: Path, notes: list[str]) -> Optional[Checkpoint]:
+    """The newest checkpoint that loads; corrupt ones are renamed ``*.corrupt`` (with a note)."""
+    for _, path in reversed(list_checkpoints(run_dir)):
+        try:
+            return load_checkpoint(path)
+        except ResourceError:
+            raise  # too large for the memory limit is not corrupt: never rename it
+        except (InputError, OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
+            reason = err.reason if isinstance(err, InputError) else str(err)[:100]
+            try:
+                os.replace(path, path.with_name(path.name + ".corrupt"))
+                moved = f"; renamed {path.name}.corrupt"
+            except OSError:
+                moved = ""
+            notes.append(f"checkpoint {path.name} is unreadable ({reason}){moved}; resuming "
+                         "from the previous one")
+    return None
+
+
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
           progress: Optional[Callable[[StepRecord], None]] = None,
-          training_set: Optional[TrainingSet] = None) -> TrainResult:
+          training_set: Optional[TrainingSet] = None,
+          max_memory: Optional[int] = None) -> TrainResult:
     """Run (or resume) the gradient flow of ``config`` and write its run directory.
 
     Parameters
@@ -180,10 +335,13 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     overwrite : start over in a directory that already holds a run (our files only).
     progress : called with every record; may raise KeyboardInterrupt to stop cleanly.
     training_set : the loaded data (default: :func:`load_training_set`).
+    max_memory : bytes a training step may need (estimated by
+        :func:`ntkcheck.resources.train_bytes`); default: the machine's default limit.
 
     Returns
     -------
-    TrainResult; status ``interrupted`` after a KeyboardInterrupt (checkpoint written).
+    TrainResult; status ``interrupted`` after a KeyboardInterrupt, SIGINT or SIGTERM
+    (checkpoint written; ``signal`` names the signal). ``notes`` lists what a resume repaired.
 
     Raises
     ------
@@ -192,6 +350,13 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     """
     ts = training_set if training_set is not None else load_training_set(config)
     m = config.model
+    N, n, d = ts.tokens.shape
+    stages = len(get_scheme(m.scheme).b)
+    check_memory(train_bytes(layers=m.layers, heads=m.heads, key_dim=m.key_dim, dim=d,
+                             samples=N, tokens=n, depth_states=m.layers * m.substeps * stages),
+                 max_memory, f"training {m.layers} layers x {m.heads} heads (key_dim "
+                 f"{m.key_dim}) on {N} x {n} tokens", "use fewer layers, heads or samples",
+                 source=config.source, field="model.heads")
     if config.output.ntk_every > 0:
         M = ntk_size(ts.weights, ts.loss)
         d = ts.tokens.shape[2]
@@ -205,39 +370,71 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     try:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ConfigError(f"cannot create {run_dir} ({err.strerror})", source=config.source,
-                          field="output.dir") from None
+        raise ConfigError(f"cannot create {run_dir} ({err.strerror or err})",
+                          source=config.source, field="output.dir") from None
+    signals: dict = {"signal": None}
+    with RunLock(run_dir), _interrupts(signals):
+        return _train_locked(config, ts, run_dir, resume, overwrite, progress, signals)
+
+
+def _train_locked(config: TrainConfig, ts: TrainingSet, run_dir: Path, resume: bool,
+                  overwrite: bool, progress: Optional[Callable[[StepRecord], None]],
+                  signals: dict) -> TrainResult:
+    """:func:`train` once the run directory is locked and the signal handlers installed."""
+    m = config.model
+    notes: list[str] = []
+    stale = remove_stale_temps(run_dir) + remove_stale_temps(run_dir / "checkpoints")
+    if stale:
+        notes.append(f"removed {len(stale)} temporary file(s) of an interrupted write")
     fingerprint = _fingerprint(config)
     history_path = run_dir / "history.jsonl"
-    if resume:
-        ckpts = list_checkpoints(run_dir)
-        if not ckpts:
+    had_ckpts = bool(list_checkpoints(run_dir))
+    ckpt = _latest_good_checkpoint(run_dir, notes) if resume else None
+    if resume and ckpt is None:
+        if not had_ckpts and not _read_history(history_path)[0]:
             raise InputError(f"no checkpoint in {run_dir / 'checkpoints'}; run without --resume",
                              field="--resume")
-        ckpt = load_checkpoint(ckpts[-1][1])
+        notes.append(f"no usable checkpoint in {run_dir / 'checkpoints'}; starting at step 0")
+    if ckpt is not None:
         changed = [k for k in fingerprint if ckpt.fingerprint.get(k) != fingerprint[k]]
         if changed:
             k = changed[0]
             raise InputError(f"{ckpt.path} was made with {k} = {ckpt.fingerprint.get(k)!r}, the "
                              f"config has {fingerprint[k]!r}; resume with the original config "
                              "or start a new run with --out", field="--resume")
+        if ckpt.model.dim != ts.tokens.shape[2]:
+            raise InputError(f"{ckpt.path} has heads for d = {ckpt.model.dim}, the data have d = "
+                             f"{ts.tokens.shape[2]}; start a new run with --out",
+                             field="--resume")
         model, start, offset = ckpt.model, ckpt.step, ckpt.elapsed
         initial = ckpt.initial_loss if np.isfinite(ckpt.initial_loss) else None
-        kept = [r for r in _read_history(history_path) if r.get("step", -1) < start]
+        records_read, bad = _read_history(history_path)
+        if bad:
+            notes.append(f"history.jsonl: skipped {len(bad)} torn or corrupt line(s) (line "
+                         f"{bad[0]}{' ...' if len(bad) > 1 else ''}); later good records kept")
+        kept = sorted((r for r in records_read if r["step"] < start), key=lambda r: r["step"])
         atomic_write_text(history_path, _lines(kept))
+        state_ckpt, state_step = ckpt.path, start
     else:
-        _prepare_new(run_dir, overwrite)
+        if not resume:
+            _prepare_new(run_dir, overwrite)
+        else:
+            _prepare_new(run_dir, overwrite=True)  # nothing usable: start over, ours only
         model = MeanFieldTransformer.init(layers=m.layers, heads=m.heads, key_dim=m.key_dim,
                                           dim=ts.tokens.shape[2], init_qk_std=m.init_qk_std,
                                           init_v_std=m.init_v_std, seed=m.seed, scheme=m.scheme,
                                           substeps=m.substeps)
         start, offset, initial, kept = 0, 0.0, None, []
+        # step 0 first: any directory with a history can then be resumed
+        nan = float("nan")
+        state_ckpt = _save_checkpoint(run_dir, model, StepRecord(0, 0.0, nan, nan, None, None),
+                                      nan, fingerprint)
+        state_step = None  # rewritten at step 0 with the loss once it is known
         atomic_write_text(history_path, "")
     atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
 
     ntk_seen = [(r["step"], r["ntk_min_eig"]) for r in kept if r.get("ntk_min_eig") is not None]
-    state: dict = {"ckpt": checkpoint_path(run_dir, start) if resume else None,
-                   "ckpt_step": start if resume else None, "initial": initial,
+    state: dict = {"ckpt": state_ckpt, "ckpt_step": state_step, "initial": initial,
                    "last": None, "ntk": ntk_seen[-1] if ntk_seen else None}
     every = config.output.checkpoint_every
 
@@ -270,7 +467,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             time=last.time if last else offset, ntk_min_eig=ntk[1] if ntk else None,
             ntk_step=ntk[0] if ntk else None, n_params=model.n_params,
             checkpoint=state["ckpt"], model=model, config=config,
-            history=tuple(records), error=error)
+            history=tuple(records), error=error, notes=tuple(notes),
+            signal=signals["signal"] if status == "interrupted" else None)
 
     records: list[StepRecord] = []
     with open(history_path, "a", encoding="utf-8") as fh:
@@ -284,9 +482,12 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             good = state["ckpt"]
             msg = (f"{err}; last good checkpoint: {good}" if good else
                    f"{err}; no checkpoint was written (set output.checkpoint_every > 0)")
+            signals["deferred"] = True
             res = result("diverged", model, err.step, error=msg)
             atomic_write_text(run_dir / "summary.json", json.dumps(res.to_dict(), indent=2) + "\n")
             raise NumericalError(msg) from None
+        # from here on, a signal is only recorded: the final checkpoint must be written
+        signals["deferred"] = True
     final = flow.model
     last = state["last"]
     if state["ckpt_step"] != flow.step and last is not None and last.step == flow.step:

@@ -163,5 +163,5 @@ def load_run(run_dir: str | Path) -> Run:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             summary = None  # a run killed while writing it: the history still holds
     found = list_checkpoints(root)
-    return Run(root, config, _history_arrays(_read_history(root / "history.jsonl")), summary,
+    return Run(root, config, _history_arrays(_read_history(root / "history.jsonl")[0]), summary,
                tuple(s for s, _ in found), {s: p for s, p in found})

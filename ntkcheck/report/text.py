@@ -11,7 +11,9 @@ import io
 from typing import Any, Sequence
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _markup_escape
+
+from ..io.paths import printable
 
 from ..analysis import AnalysisResult
 from . import FileReport
@@ -20,6 +22,11 @@ from .common import dependency_identity, dependency_tag
 __all__ = ["render", "render_result"]
 
 _STYLE = {"injective": "bold green", "not_injective": "bold red", "inconclusive": "bold yellow"}
+
+
+def escape(text: object) -> str:
+    """Rich markup escaped and control characters shown as escapes (one terminal line)."""
+    return _markup_escape(printable(text))
 
 
 def render(reports: Sequence[FileReport], *, color: bool = False) -> str:
@@ -42,20 +49,24 @@ def render_result(result: AnalysisResult, source: str, *, color: bool = False,
     s = result.settings
     out.print(f"data      {result.n_distributions} distributions in R^{result.dim} "
               f"(affine hull dimension {s['affine_hull_dim']})")
-    out.print(f"probes    {s['probes']} Gaussian probes, scales "
-              f"{', '.join(f'{x:g}' for x in s['scales'])}, seed {s['seed']}, "
-              f"whitening {'on' if s['whitening'] else 'off'}")
-    sv = result.singular_values
     core = s.get("core_size", result.n_distributions)
-    if core != result.n_distributions:
-        out.print(f"core      {core} of {result.n_distributions} distributions after the "
-                  "structural screen (the dense test runs on these)")
-    out.print(f"spectrum  rank {result.rank}/{core}; singular values "
-              f"largest {sv[0]:.3g}, smallest {sv[-1]:.3g}; "
-              f"round-off level {result.noise:.2g}, certification bound {result.tolerance:.2g}")
-    if len(sv) > 1:
-        tail = ", ".join(f"{x:.3g}" for x in sv[-min(5, len(sv)):])
-        out.print(f"          smallest {min(5, len(sv))}: {tail}")
+    if core == 0:
+        out.print("core      empty: every distribution is a Dirac mass or a member of a class "
+                  "(structure below); no dense test")
+    else:
+        out.print(f"probes    {s['probes']} Gaussian probes, scales "
+                  f"{', '.join(f'{x:g}' for x in s['scales'])}, seed {s['seed']}, "
+                  f"whitening {'on' if s['whitening'] else 'off'}")
+        if core != result.n_distributions:
+            out.print(f"core      {core} of {result.n_distributions} distributions after the "
+                      "structural screen (the dense test runs on these)")
+        sv = result.singular_values
+        out.print(f"spectrum  rank {result.rank}/{core}; singular values "
+                  f"largest {sv[0]:.3g}, smallest {sv[-1]:.3g}; round-off level "
+                  f"{result.noise:.2g}, certification bound {result.tolerance:.2g}")
+        if len(sv) > 1:
+            tail = ", ".join(f"{x:.3g}" for x in sv[-min(5, len(sv)):])
+            out.print(f"          smallest {min(5, len(sv))}: {tail}")
     _render_gram(out, result.spectrum)
     _render_scores(out, result)
     _render_margin(out, result)

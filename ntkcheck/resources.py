@@ -1,0 +1,180 @@
+"""Memory estimates of each stage and the ``--max-memory`` guard.
+
+Every stage that allocates in proportion to its input estimates its peak from sizes known before
+the allocation (``.npy`` headers inside an ``.npz``, ragged lengths, the number of probes M and of
+distributions N) and refuses, with a :class:`~ntkcheck.errors.ResourceError` naming the
+estimate, the limit and the fix, when the estimate exceeds the limit. The default limit is
+:data:`DEFAULT_FRACTION` of the machine's memory (the smaller of physical RAM and a cgroup
+limit); ``--max-memory`` (or :envvar:`NTKCHECK_MAX_MEMORY`) sets another one.
+
+The estimates count float64 arrays (8 bytes per entry) that are alive at the same time; they are
+upper bounds of the arrays ntkcheck allocates, not of the interpreter's own overhead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterable, Optional
+
+from .errors import InputError, ResourceError
+
+__all__ = ["DEFAULT_FRACTION", "machine_memory", "default_max_memory", "parse_memory",
+           "resolve_max_memory", "format_bytes", "check_memory", "npz_read_bytes",
+           "padded_tokens_bytes", "ragged_padding_bytes", "feature_matrix_bytes",
+           "analysis_bytes", "spectrum_bytes", "probe_count", "train_bytes"]
+
+#: Default limit: this fraction of the machine's memory.
+DEFAULT_FRACTION = 0.5
+_FLOAT = 8
+_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20,
+          "MIB": 2**20, "G": 2**30, "GB": 2**30, "GIB": 2**30, "T": 2**40, "TB": 2**40,
+          "TIB": 2**40}
+
+
+def machine_memory() -> int:
+    """Bytes of memory available to this process: min(physical RAM, cgroup v2/v1 limit, the
+    address-space limit RLIMIT_AS)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        total = 8 * 2**30
+    for limit_file in ("/sys/fs/cgroup/memory.max",
+                       "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(limit_file, encoding="ascii") as fh:
+                text = fh.read(64).strip()
+        except OSError:
+            continue
+        if text.isdigit() and 0 < int(text) < total:
+            total = int(text)
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY and 0 < soft < total:
+            total = soft
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX
+        pass
+    return int(total)
+
+
+def default_max_memory() -> int:
+    """:data:`DEFAULT_FRACTION` of :func:`machine_memory`, or :envvar:`NTKCHECK_MAX_MEMORY`."""
+    env = os.environ.get("NTKCHECK_MAX_MEMORY")
+    if env:
+        return parse_memory(env, field="NTKCHECK_MAX_MEMORY")
+    return int(DEFAULT_FRACTION * machine_memory())
+
+
+def parse_memory(text: str, field: str = "--max-memory") -> int:
+    """'512M', '4G', '1.5GiB', '1000000' (bytes) -> bytes; binary units (K = 1024)."""
+    m = re.fullmatch(r"\s*([0-9]{1,15}(?:\.[0-9]{1,6})?)\s*([A-Za-z]{0,3})\s*", str(text))
+    unit = m.group(2).upper() if m else ""
+    if not m or unit not in _UNITS:
+        raise InputError(f"'{text}' is not a memory size; give e.g. 512M, 4G or 1.5GiB",
+                         field=field)
+    value = float(m.group(1)) * _UNITS[unit]
+    if not value >= 1:
+        raise InputError(f"must be positive, got '{text}'", field=field)
+    return int(value)
+
+
+def resolve_max_memory(option: Optional[str]) -> int:
+    """The limit in bytes: ``option`` parsed, or :func:`default_max_memory`."""
+    return default_max_memory() if option is None else parse_memory(option)
+
+
+def format_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover
+
+
+def check_memory(need: float, limit: Optional[int], what: str, fix: str, *,
+                 source: str | None = None, field: str | None = None) -> None:
+    """Raise ResourceError when ``need`` bytes exceed ``limit`` (None: the default limit).
+
+    The message reads ``WHAT would need about X; the limit is Y; FIX or raise --max-memory``.
+    """
+    if limit is None:
+        limit = default_max_memory()
+    if need > limit:
+        raise ResourceError(f"{what} would need about {format_bytes(need)}, over the memory "
+                            f"limit of {format_bytes(limit)}; {fix}, or raise --max-memory",
+                            source=source, field=field)
+
+
+def npz_read_bytes(member_bytes: Iterable[int]) -> int:
+    """Bytes that reading every member of an ``.npz`` allocates: the sum of the sizes declared
+    by the ``.npy`` headers (prod(shape) * itemsize), whatever the compression ratio."""
+    return int(sum(int(b) for b in member_bytes))
+
+
+def padded_tokens_bytes(N: int, n: int, d: int) -> int:
+    """Bytes that validating padded tokens (N, n, d) into a dataset adds to the arrays read.
+
+    float64 tokens, the masked copy, the real tokens and their centred copy (the spread check)
+    and the per-sequence atoms of the dataset (5 N n d), and the weights, mask and normalised
+    weights (3 N n). The loader adds the bytes of the arrays as read (still alive) to get the
+    peak; measured peaks are below this sum (tests/test_safe_writes.py).
+    """
+    return _FLOAT * (5 * N * n * d + 3 * N * n)
+
+
+def ragged_padding_bytes(lengths_max: int, N: int, d: int) -> int:
+    """Peak bytes of padding ragged tokens to (N, max length, d): as :func:`padded_tokens_bytes`
+    with n = the longest sequence, plus the (T,) index arrays (bounded by the same)."""
+    return padded_tokens_bytes(N, max(int(lengths_max), 1), d) + _FLOAT * 2 * N * max(
+        int(lengths_max), 1)
+
+
+def feature_matrix_bytes(M: int, N: int) -> int:
+    """Bytes of one M x N float64 feature matrix."""
+    return _FLOAT * M * N
+
+
+def analysis_bytes(M: int, N: int, d: int) -> int:
+    """Peak bytes of ``analyze``: at most 10 M x N matrices alive at once (raw features F, the
+    projected copy, the round-off bounds, the SVD's copy and left vectors, the redraw's
+    matrices; measured peaks are 5 to 8.4 of them for N = 300..2000), the probes (M x d,
+    twice), N x N right vectors and the chunk workspaces of the LSE evaluation."""
+    return (10 * feature_matrix_bytes(M, N) + _FLOAT * (2 * M * d + 2 * N * N)
+            + _chunk_bytes())
+
+
+def spectrum_bytes(M: int, N: int, d: int) -> int:
+    """Peak bytes of ``spectrum``: at most 10 M x N matrices (the rank test's features, which
+    every kernel computes for its tolerance, and the Hessian chunks' results; measured peaks
+    are 7 to 9 of them), the kernel, its eigenvectors and copies (4 N x N), the probes, and the
+    chunk workspaces (``CHUNK_ELEMENTS`` float64 entries per worker thread)."""
+    return (10 * feature_matrix_bytes(M, N) + _FLOAT * (4 * N * N + 2 * M * d)
+            + _chunk_bytes())
+
+
+def _chunk_bytes() -> int:
+    from .dataset import CHUNK_ELEMENTS, WORKERS
+
+    return _FLOAT * CHUNK_ELEMENTS * WORKERS
+
+
+def probe_count(probes: Optional[int], N: int, d: int) -> int:
+    """M as the analysis will use it (the default is max(2 (N + d + 1), 256))."""
+    from .features import default_probe_count
+
+    return int(probes) if probes is not None else default_probe_count(N, d)
+
+
+def train_bytes(*, layers: int, heads: int, key_dim: int, dim: int, samples: int, tokens: int,
+                depth_states: int) -> int:
+    """Peak bytes of one training step (excluding the empirical NTK, guarded separately).
+
+    P = L H (2 k d + d^2) parameters held about 10 times (heads, gradient, update, the adjoint's
+    accumulators and the (d+1) x (d+1) head forms), and ``depth_states`` token states
+    (N, n, d) kept by the forward pass and read back by the adjoint (three per state).
+    """
+    P = layers * heads * (2 * key_dim * dim + dim * dim + (dim + 1) ** 2)
+    return _FLOAT * (10 * P + 3 * (depth_states + 1) * samples * tokens * dim)
