@@ -20,7 +20,7 @@ from rich.markup import escape
 
 from ..errors import InputError
 from ..io import atomic_savez, load_dataset
-from ..io.load import max_magnitude
+from ..io.load import check_units, dataset_points, max_magnitude
 from ..io.paths import output_target
 from ..resources import check_memory, probe_count, resolve_max_memory, spectrum_bytes
 from ..kernels import KERNEL_DESCRIPTIONS, Kernel, KernelSpectrum, kernel_spectrum, parse_kernel
@@ -131,6 +131,7 @@ def spectrum_command(
 
         plotter = require_matplotlib()  # before the computation: fail fast, exit 2
     dataset = load_dataset(file, limit)
+    check_units(dataset_points(dataset), str(file), "tokens", "spectrum")
     peak = max_magnitude(dataset)
     if kind in (Kernel.VALUE, Kernel.FULL) and peak > MAX_VALUE_KERNEL_MAGNITUDE:
         raise InputError(f"'{kind.value}' supports token coordinates up to "

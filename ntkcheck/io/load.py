@@ -12,9 +12,11 @@ from ..distributions import Discrete, GaussianMixture, UniformBox
 from ..errors import InputError
 from .paths import existing_file
 from .spec import load_spec
-from .tokens import MAX_TOKEN_MAGNITUDE, MIN_TOKEN_SPREAD, check_spread, load_token_npz
+from .tokens import (MAX_TOKEN_MAGNITUDE, MAX_UNITS_MAGNITUDE, MIN_TOKEN_SPREAD, check_spread,
+                     load_token_npz)
 
-__all__ = ["load_dataset", "SUFFIXES", "MAX_SPEC_BYTES", "max_magnitude"]
+__all__ = ["load_dataset", "SUFFIXES", "MAX_SPEC_BYTES", "max_magnitude", "check_units",
+           "dataset_points"]
 
 SUFFIXES = (".npz", ".toml", ".json")
 #: Largest ``.toml`` / ``.json`` spec file read (a spec lists distributions by hand).
@@ -58,6 +60,37 @@ def max_magnitude(dataset: Dataset) -> float:
             if v is not None and np.size(v):
                 peak = max(peak, float(np.max(np.abs(v))))
     return peak
+
+
+def check_units(points: np.ndarray, source: str | None, field: str, command: str) -> None:
+    """Refuse |coordinate| > MAX_UNITS_MAGNITUDE or a non-zero spread below its inverse, for the
+    commands that compute in the data's own units (``spectrum``, ``train``); ``analyze`` is
+    scale-invariant and accepts any magnitude up to MAX_TOKEN_MAGNITUDE."""
+    pts = np.asarray(points, dtype=float).reshape(-1, np.shape(points)[-1])
+    if pts.size == 0:
+        return
+    peak = float(np.abs(pts).max())
+    spread = float(np.abs(pts - pts.mean(axis=0)).max())
+    if peak > MAX_UNITS_MAGNITUDE or 0.0 < spread < 1.0 / MAX_UNITS_MAGNITUDE:
+        what = (f"reaches magnitude {peak:.3g}" if peak > MAX_UNITS_MAGNITUDE
+                else f"varies by only {spread:.3g}")
+        raise InputError(f"{what}; `{command}` computes in the data's units and supports "
+                         f"|x| <= {MAX_UNITS_MAGNITUDE:g} with a spread >= "
+                         f"{1 / MAX_UNITS_MAGNITUDE:g}; rescale the data (`analyze` is "
+                         "scale-invariant and accepts it)", source=source, field=field)
+
+
+def dataset_points(dataset: Dataset) -> np.ndarray:
+    """Every atom, box corner and mixture mean of ``dataset``, as rows (K, d)."""
+    rows = []
+    for dist in dataset.distributions:
+        for name in ("atoms", "means"):
+            v = getattr(dist, name, None)
+            if v is not None:
+                rows.append(np.asarray(v))
+        if isinstance(dist, UniformBox):
+            rows += [dist.low[None, :], dist.high[None, :]]
+    return np.concatenate(rows) if rows else np.zeros((0, dataset.dim))
 
 
 def _check_magnitudes(dataset: Dataset) -> None:

@@ -33,7 +33,7 @@ from ..errors import InputError
 from .paths import existing_file
 
 __all__ = ["TokenArrays", "load_token_npz", "read_npz", "npz_members", "NpyMember",
-           "MAX_TOKEN_MAGNITUDE", "MIN_TOKEN_SPREAD", "check_spread"]
+           "MAX_TOKEN_MAGNITUDE", "MIN_TOKEN_SPREAD", "MAX_UNITS_MAGNITUDE", "check_spread"]
 
 _KNOWN = {"tokens", "weights", "mask", "lengths", "offsets", "names"}
 
@@ -82,15 +82,21 @@ class TokenArrays:
         return _validate(arrays, source, max_memory)
 
 
-#: Largest accepted |token coordinate|. Whitening squares centred tokens and sums them over
-#: all tokens and coordinates; with |x| <= 1e100 those sums stay below 1e200 * (N n d), far
-#: from the float64 overflow at 1.8e308, and probe products |z| |x| stay finite at every
-#: supported scale. Rescale larger data (the condition is affine-invariant, SPEC §2).
-MAX_TOKEN_MAGNITUDE = 1e100
-#: Smallest accepted non-zero spread max |x - pooled mean| of the tokens: whitening divides by
-#: the square root of covariances of order spread^2, which must stay far above the float64
-#: underflow (2.2e-308). Data with no spread at all (one point) are accepted.
-MIN_TOKEN_SPREAD = 1e-100
+#: Largest accepted |token coordinate|. ``analyze`` divides every coordinate by a power of two
+#: (exact) before anything is squared, so it handles any representable data whose sums over
+#: tokens stay finite: |x| <= 1e300 (a factor 1e8 below the float64 overflow at 1.8e308).
+#: ``spectrum`` and ``train`` work in the data's own units and check the stricter
+#: :data:`MAX_UNITS_MAGNITUDE` themselves. Rescale larger data (the condition is
+#: affine-invariant, SPEC §2).
+MAX_TOKEN_MAGNITUDE = 1e300
+#: Smallest accepted non-zero spread max |x - pooled mean| of the tokens: a spread below it is
+#: within a factor 1e8 of the float64 underflow (2.2e-308), where differences of tokens lose
+#: their digits. Data with no spread at all (one point) are accepted.
+MIN_TOKEN_SPREAD = 1e-300
+#: Largest |coordinate| (and smallest non-zero spread, 1 / it) for the commands that compute in
+#: the data's own units (``spectrum`` kernels square tilted moments; ``train`` exponentiates
+#: attention scores): 1e100 keeps their squares and sums far from overflow and underflow.
+MAX_UNITS_MAGNITUDE = 1e100
 #: Most members an ``.npz`` may hold (a zip directory of millions of entries is refused).
 MAX_NPZ_MEMBERS = 4096
 

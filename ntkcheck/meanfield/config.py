@@ -263,6 +263,9 @@ class TrainingSet:
         return self.data.weights
 
 
+from ..io.load import check_units  # noqa: E402  (io imports nothing from meanfield)
+
+
 def load_training_set(config: TrainConfig) -> TrainingSet:
     """Load ``data.path`` and check its ``targets`` against ``loss.kind``.
 
@@ -275,6 +278,7 @@ def load_training_set(config: TrainConfig) -> TrainingSet:
                           f"{path} is not a file", source=src, field="data.path")
     data = load_token_npz(path)
     N, n, d = data.tokens.shape
+    check_units(data.tokens[data.weights > 0], str(path), "tokens", "train")
     if "targets" not in data.extra:
         raise ConfigError(f"{path} has no 'targets' array; save the regression targets as "
                           "targets=... ((N, n, d') for the token loss, (N, d') pooled)",
