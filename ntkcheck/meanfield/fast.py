@@ -17,9 +17,10 @@ gradients back: dQ = K dM^T, dK = Q dM with dM = dQe^T).
 
 Determinism. The chunks of samples depend only on N; each chunk is processed by one thread, in
 sample order, into its own gradient buffer; the buffers and the per-sample losses are then reduced
-in chunk (sample) order. So the result is bit-identical whatever the number of threads. The
-kernels call no BLAS: the compiled loops use numba's threads (:func:`set_threads`) and BLAS's own
-pool stays idle, so the two never oversubscribe the cores.
+in chunk (sample) order. So the result is bit-identical whatever the number of threads. Chunks
+run on the worker threads of :mod:`._parallel` (``NTKCHECK_NUM_THREADS``, default: the CPUs
+available), the compiled kernels release the GIL and call no BLAS, so BLAS's own pool stays idle
+and the two never oversubscribe the cores.
 
 Memory: the token states of the whole batch are never stored; per thread, one sample's (L+1)
 states, its sub-step starts and the attention of one RK step (stages x H x n^2); per chunk, one
@@ -36,18 +37,15 @@ import math
 import numpy as np
 
 from ..errors import InputError
-from ._parallel import num_threads
+from ._parallel import run_chunks
 
 try:  # pragma: no cover - exercised through AVAILABLE
-    import numba
-    from numba import njit, prange
+    from numba import njit
     AVAILABLE = True
 except ImportError:  # pragma: no cover - depends on the environment
-    numba = None
     AVAILABLE = False
 
-__all__ = ["AVAILABLE", "MISSING_MESSAGE", "chunk_starts", "loss_and_gradient_fast",
-           "require", "set_threads"]
+__all__ = ["AVAILABLE", "MISSING_MESSAGE", "chunk_starts", "loss_and_gradient_fast", "require"]
 
 MISSING_MESSAGE = ("the fast training path needs numba, which is not installed; "
                    "pip install 'ntkcheck[fast]' (or set NTKCHECK_BACKEND=numpy)")
@@ -65,15 +63,6 @@ def require() -> None:
     """Raise an :class:`InputError` naming the fix when numba is missing."""
     if not AVAILABLE:
         raise InputError(MISSING_MESSAGE, field="backend")
-
-
-def set_threads(threads: int | None = None) -> int:
-    """Size numba's pool to ``threads`` (default :func:`num_threads`), capped by its maximum."""
-    require()
-    want = num_threads() if threads is None else max(1, int(threads))
-    n = min(want, numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(n)
-    return n
 
 
 def chunk_starts(N: int) -> np.ndarray:
@@ -367,37 +356,38 @@ def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, s
     return R
 
 
-@_jit(parallel=True, fastmath=_FLAGS)
-def _step(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, bounds, gW, losses):
-    """All samples: chunk c (samples bounds[c]..bounds[c+1]-1, in order) accumulates into gW[c];
-    losses[i] = R_i. Chunks run in parallel (numba threads)."""
+@_jit(fastmath=_FLAGS, nogil=True)
+def _chunk(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, s0, s1, gW, losses):
+    """Samples s0 .. s1-1, in order: gW (L, d, 2e + d, H) = sum_i dR_i/dW, losses[i] = R_i.
+
+    Runs without the GIL, so chunks run concurrently on Python threads.
+    """
     L, d, C, H = W.shape
     n = X.shape[1]
     s = b.shape[0]
-    for c in prange(bounds.shape[0] - 1):
-        S = np.empty((L + 1, n, d))
-        starts = np.empty((substeps, n, d))
-        Zs = np.empty((s, n, d))
-        ks = np.empty((s, n, d))
-        P = np.empty((s, n, C, H))
-        A = np.empty((s, n, n, H))
-        lam = np.empty((n, d))
-        new_lam = np.empty((n, d))
-        mu = np.empty((s, n, d))
-        kappa = np.empty((n, d))
-        dP = np.empty((n, C, H))
-        row = np.empty((n, H))
-        dot = np.empty(H)
-        acc = np.empty((d, H))
-        mx = np.empty(H)
-        bits = np.empty(n * H, dtype=np.int64)
-        idx = np.empty(n, dtype=np.int64)
-        lw = np.empty(n)
-        gW[c] = 0.0
-        for i in range(bounds[c], bounds[c + 1]):
-            losses[i] = _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW[c],
-                                S, starts, Zs, ks, P, A, lam, new_lam, mu, kappa, dP, row, dot,
-                                acc, mx, bits, idx, lw)
+    S = np.empty((L + 1, n, d))
+    starts = np.empty((substeps, n, d))
+    Zs = np.empty((s, n, d))
+    ks = np.empty((s, n, d))
+    P = np.empty((s, n, C, H))
+    A = np.empty((s, n, n, H))
+    lam = np.empty((n, d))
+    new_lam = np.empty((n, d))
+    mu = np.empty((s, n, d))
+    kappa = np.empty((n, d))
+    dP = np.empty((n, C, H))
+    row = np.empty((n, H))
+    dot = np.empty(H)
+    acc = np.empty((d, H))
+    mx = np.empty(H)
+    bits = np.empty(n * H, dtype=np.int64)
+    idx = np.empty(n, dtype=np.int64)
+    lw = np.empty(n)
+    gW[...] = 0.0
+    for i in range(s0, s1):
+        losses[i] = _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S,
+                            starts, Zs, ks, P, A, lam, new_lam, mu, kappa, dP, row, dot, acc, mx,
+                            bits, idx, lw)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -423,33 +413,40 @@ def loss_and_gradient_fast(model, tokens: np.ndarray, weights: np.ndarray, loss,
     model : MeanFieldTransformer
     tokens : (N, n, d) float64; weights : (N, n) (zero at padding; every sample has a real token).
     loss : RegressionLoss (token targets (N, n, d'), pooled (N, d')).
-    threads : numba threads (default :func:`~ntkcheck.meanfield._parallel.num_threads`).
+    threads : worker threads (default :func:`~ntkcheck.meanfield._parallel.num_threads`); the
+        result does not depend on it.
 
     Returns
     -------
     R : float; gQ, gK : (L, H, k, d); gV : (L, H, d, d).
     """
     require()
-    set_threads(threads)
     from .loss import LossKind
 
-    X = np.ascontiguousarray(tokens, dtype=np.float64)
-    w = np.ascontiguousarray(weights, dtype=np.float64)
+    X = np.array(tokens, dtype=np.float64, order="C")
+    w = np.array(weights, dtype=np.float64, order="C")
     N = X.shape[0]
     token_loss = loss.kind is LossKind.TOKEN
-    T = np.ascontiguousarray(loss.targets if token_loss else loss.targets[:, None, :],
-                             dtype=np.float64)
+    T = np.array(loss.targets if token_loss else loss.targets[:, None, :], dtype=np.float64,
+                 order="C")
     Qe, Ke, via_M = _score_factors(model.Q, model.K)
     L, H, e, d = Qe.shape
     # stacked projections, heads last: W[l, j, :, h] = [Qe_h[:, j], Ke_h[:, j], V_h[:, j]]
     W = np.ascontiguousarray(np.concatenate([Qe, Ke, model.V], axis=2).transpose(0, 3, 2, 1))
-    scheme = model.scheme
+    a = np.array(model.scheme.a)  # writable copies: one compiled signature for all inputs
+    b = np.array(model.scheme.b)
     bounds = chunk_starts(N)
     C = bounds.shape[0] - 1
     gWc = np.empty((C,) + W.shape)
     losses = np.empty(N)
-    _step(W, X, w, T, token_loss, 1.0 / N, np.ascontiguousarray(scheme.a),
-          np.ascontiguousarray(scheme.b), model.step, int(model.substeps), e, bounds, gWc, losses)
+    token = bool(token_loss)
+
+    def run(s0: int, s1: int) -> None:
+        c = int(np.searchsorted(bounds, s0))
+        _chunk(W, X, w, T, token, 1.0 / N, a, b, model.step, int(model.substeps), e, s0, s1,
+               gWc[c], losses)
+
+    run_chunks(run, [(int(bounds[c]), int(bounds[c + 1])) for c in range(C)], threads)
     # fixed-order reductions: bit-identical whatever the thread count
     R = 0.0
     for x in losses:
