@@ -85,57 +85,57 @@ _LOG2E = 1.4426950408889634
 _LN2_HI = 0.693147180369123816490
 _LN2_LO = 1.90821492927058770002e-10
 _SHIFT = 6755399441055744.0  # 1.5 * 2^52: x + _SHIFT rounds x to an integer (low mantissa bits)
-_SHIFT_BITS = 4843621399236968448  # the int64 bits of _SHIFT
 _EXP_LOW = -708.0  # exp(x) < 3.3e-308 below: flushed to 0 (rows always hold a 1)
 
 
-@_jit(fastmath={"contract"})
-def _exp_nonpos(x, out, bits):
-    """out = exp(x) for x <= 0 (vectorisable; relative error ~2 ulp; 0 below -708, and at -inf).
+#: 2^-k for k = 0 .. 1023 (and 0 beyond): the scale of exp(x) = 2^-k exp(r)
+_POW2 = np.concatenate([2.0 ** -np.arange(1023.0), np.zeros(77)])
 
-    exp(x) = 2^k exp(r), k = round(x / log 2), r = x - k log 2 (Cody–Waite, |r| <= log(2)/2),
-    exp(r) by its degree-13 Taylor polynomial (remainder < 2e-17), 2^k built in the exponent
-    bits. ``bits`` is int64 scratch of x's length.
+
+@_jit(fastmath={"contract"}, inline="never")
+def _exp_nonpos(x):
+    """exp(x) for x <= 0, vectorisable (relative error <= 2 ulp; 0 below -708 and at -inf).
+
+    exp(x) = 2^k exp(r), k = round(x / log 2), r = x - k log 2 by the Cody–Waite split of log 2
+    (|r| <= log(2) / 2), exp(r) by its degree-13 Taylor polynomial (remainder < 2e-17), 2^k from
+    a table. Compiled without reassociation (the split must be evaluated as written); LLVM still
+    inlines it into the vectorised loops of the callers.
     """
-    n = x.shape[0]
-    fb = bits.view(np.float64)
-    for t in range(n):
-        y = x[t]
-        y = y if y > _EXP_LOW else _EXP_LOW
-        sh = y * _LOG2E + _SHIFT
-        kf = sh - _SHIFT
-        r = (y - kf * _LN2_HI) - kf * _LN2_LO
-        p = 1.0 / 6227020800.0
-        p = p * r + 1.0 / 479001600.0
-        p = p * r + 1.0 / 39916800.0
-        p = p * r + 1.0 / 3628800.0
-        p = p * r + 1.0 / 362880.0
-        p = p * r + 1.0 / 40320.0
-        p = p * r + 1.0 / 5040.0
-        p = p * r + 1.0 / 720.0
-        p = p * r + 1.0 / 120.0
-        p = p * r + 1.0 / 24.0
-        p = p * r + 1.0 / 6.0
-        p = p * r + 0.5
-        p = p * r + 1.0
-        p = p * r + 1.0
-        out[t] = p
-        fb[t] = sh
-    for t in range(n):
-        bits[t] = (bits[t] - _SHIFT_BITS + 1023) << 52
-    for t in range(n):
-        v = out[t] * fb[t]
-        out[t] = v if x[t] > _EXP_LOW else 0.0
+    y = x if x > _EXP_LOW else _EXP_LOW
+    kf = (y * _LOG2E + _SHIFT) - _SHIFT
+    r = (y - kf * _LN2_HI) - kf * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    return p * _POW2[np.int64(-kf)] if x > _EXP_LOW else 0.0
 
 
 @_jit(fastmath=_FLAGS)
-def _field(W, Z, lw, m, P, A, v, acc, mx, bits, e):
+def _exp_array(x, out):
+    """out = exp(x) elementwise for x <= 0 (tests and benchmarks of :func:`_exp_nonpos`)."""
+    for t in range(x.shape[0]):
+        out[t] = _exp_nonpos(x[t])
+
+
+@_jit(fastmath=_FLAGS)
+def _field(W, Z, lw, m, P, A, v, acc, mx, e):
     """v_a = (1/H) sum_h sum_b A_hab V_h z_b, A_h = softmax_b(<Qe_h z_a, Ke_h z_b> + log w_b).
 
     W (d, 2e + d, H) the stacked projections: W[j, f, h] = Qe_h[f, j], W[j, e + f, h] =
     Ke_h[f, j], W[j, 2e + i, h] = V_h[i, j]. Z (>=m, d), lw (>=m,). Writes the projections
     P[a] = [Qe z_a, Ke z_a, V z_a] (>=m, 2e + d, H), the attention A (>=m, >=m, H) and v (>=m, d).
-    Scratch: acc (d, H), mx (H,), bits (int64, >= m H).
+    Scratch: acc (d, H), mx (H,).
     """
     d, C, H = W.shape
     CH = C * H
@@ -162,16 +162,15 @@ def _field(W, Z, lw, m, P, A, v, acc, mx, bits, e):
                     Aa[b, h] += P[a, f, h] * P[b, e + f, h]
             for h in range(H):
                 mx[h] = max(mx[h], Aa[b, h])
-        for b in range(m):
-            for h in range(H):
-                Aa[b, h] -= mx[h]
-        flat = Aa[:m].reshape(m * H)
-        _exp_nonpos(flat, flat, bits)
         for h in range(H):
-            mx[h] = 0.0
+            acc[0, h] = 0.0
         for b in range(m):
             for h in range(H):
-                mx[h] += Aa[b, h]
+                t = _exp_nonpos(Aa[b, h] - mx[h])
+                Aa[b, h] = t
+                acc[0, h] += t
+        for h in range(H):
+            mx[h] = acc[0, h]
         for h in range(H):
             mx[h] = 1.0 / mx[h]
         for b in range(m):
@@ -248,7 +247,7 @@ def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, row, dot, e):
 
 
 @_jit(fastmath=_FLAGS)
-def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, acc, mx, bits, e):
+def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, acc, mx, e):
     """One RK step from X (m, d) into out; stage inputs Zs (s, m, d), velocities ks (s, m, d) and
     the attention of every stage (P, A with a leading stage axis) are kept."""
     s = b.shape[0]
@@ -261,7 +260,7 @@ def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, acc, mx, bits, e):
                     if a[i, p] != 0.0:
                         z += hstep * a[i, p] * ks[p, t, j]
                 Zs[i, t, j] = z
-        _field(W, Zs[i], lw, m, P[i], A[i], ks[i], acc, mx, bits, e)
+        _field(W, Zs[i], lw, m, P[i], A[i], ks[i], acc, mx, e)
     for t in range(m):
         for j in range(d):
             x = X[t, j]
@@ -273,7 +272,7 @@ def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, acc, mx, bits, e):
 
 @_jit(fastmath=_FLAGS)
 def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, starts, Zs, ks,
-            P, A, lam, new_lam, mu, kappa, dP, row, dot, acc, mx, bits, idx, lw):
+            P, A, lam, new_lam, mu, kappa, dP, row, dot, acc, mx, idx, lw):
     """Loss R_i of sample i; adds dR_i/dW into gW (L, d, 2e + d, H).
 
     The other arguments are scratch (see :func:`_step` for their shapes).
@@ -298,8 +297,7 @@ def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, s
                 starts[0, j, c] = S[layer, j, c]
         for sub in range(substeps):
             dst = starts[sub + 1] if sub + 1 < substeps else S[layer + 1]
-            _rk_step(W[layer], starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, dst, acc, mx, bits,
-                     e)
+            _rk_step(W[layer], starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, dst, acc, mx, e)
     # loss and p^L = dR_i/dX^L on the real tokens
     R = 0.0
     for j in range(m):
@@ -330,10 +328,10 @@ def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, s
                 starts[0, j, c] = S[layer, j, c]
         for sub in range(substeps - 1):
             _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, starts[sub + 1], acc, mx,
-                     bits, e)
+                     e)
         for sub in range(substeps - 1, -1, -1):
             # recompute this sub-step's stages (its output goes to scratch: only caches matter)
-            _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, new_lam, acc, mx, bits, e)
+            _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, new_lam, acc, mx, e)
             for j in range(m):
                 for c in range(d):
                     new_lam[j, c] = lam[j, c]
@@ -380,14 +378,13 @@ def _chunk(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, s0, s1, gW, 
     dot = np.empty(H)
     acc = np.empty((d, H))
     mx = np.empty(H)
-    bits = np.empty(n * H, dtype=np.int64)
     idx = np.empty(n, dtype=np.int64)
     lw = np.empty(n)
     gW[...] = 0.0
     for i in range(s0, s1):
         losses[i] = _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S,
                             starts, Zs, ks, P, A, lam, new_lam, mu, kappa, dP, row, dot, acc, mx,
-                            bits, idx, lw)
+                            idx, lw)
 
 
 # ----------------------------------------------------------------------------------------------
