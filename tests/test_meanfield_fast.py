@@ -185,3 +185,64 @@ def test_backend_choice_and_messages(monkeypatch):
     assert adjoint.resolve_backend() == "numpy"
     with pytest.raises(InputError, match=r"pip install 'ntkcheck\[fast\]'"):
         adjoint.resolve_backend("numba")
+
+
+def _train_setup(tmp_path):
+    from typer.testing import CliRunner
+
+    from ntkcheck.cli import app
+
+    runner = CliRunner()
+    data = tmp_path / "teacher.npz"
+    res = runner.invoke(app, ["generate", "teacher", "--out", str(data), "--samples", "5",
+                              "--tokens", "4", "--dim", "3", "--layers", "2", "--heads", "4",
+                              "--key-dim", "2", "--seed", "3", "--quiet"])
+    assert res.exit_code == 0, res.output
+    cfg = tmp_path / "train.toml"
+    cfg.write_text('[data]\npath = "teacher.npz"\n[model]\nlayers = 2\nheads = 4\nkey_dim = 2\n'
+                   'init_qk_std = 1.0\ninit_v_std = 1.0\nscheme = "heun"\n[flow]\nsteps = 5\n'
+                   'step_size = 0.2\n[output]\ncheckpoint_every = 0\n')
+    return runner, app, cfg
+
+
+def _history(run_dir):
+    import json
+
+    return [json.loads(x) for x in (run_dir / "history.jsonl").read_text().splitlines()]
+
+
+def test_cli_train_backends_agree_and_bad_backend_is_exit_two(tmp_path, monkeypatch):
+    """``ntkcheck train`` runs the fast path by default; with NTKCHECK_BACKEND=numpy the same
+    history (losses to 1e-12 relative: round-off of 5 steps); an unknown NTKCHECK_BACKEND is a
+    one-line error with exit 2."""
+    runner, app, cfg = _train_setup(tmp_path)
+    losses = {}
+    for backend in ("auto", "numpy"):
+        monkeypatch.setenv("NTKCHECK_BACKEND", backend)
+        res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / backend), "-q"])
+        assert res.exit_code == 0, res.output
+        losses[backend] = [r["loss"] for r in _history(tmp_path / backend)]
+    assert len(losses["auto"]) == 6
+    np.testing.assert_allclose(losses["auto"], losses["numpy"], rtol=1e-12)
+    monkeypatch.setenv("NTKCHECK_BACKEND", "gpu")
+    res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "bad"), "-q"])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1
+    assert lines[0].startswith("ntkcheck: error:") and "NTKCHECK_BACKEND" in lines[0]
+
+
+def test_cli_train_notes_the_numpy_fallback(tmp_path, monkeypatch):
+    """Without numba, ``ntkcheck train`` still trains (numpy reference path) and says so once
+    on stderr with the install hint; -q silences it."""
+    import ntkcheck.cli.train as cli_train
+
+    runner, app, cfg = _train_setup(tmp_path)
+    monkeypatch.delenv("NTKCHECK_BACKEND", raising=False)
+    monkeypatch.setattr(fast, "AVAILABLE", False)
+    monkeypatch.setattr(cli_train, "fast_available", False)
+    res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    notes = [x for x in res.stderr.splitlines() if x.startswith("ntkcheck: note:")]
+    assert len(notes) == 1 and "pip install 'ntkcheck[fast]'" in notes[0]
+    res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "b"), "-q"])
+    assert res.exit_code == 0 and res.stderr == ""

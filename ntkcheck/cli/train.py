@@ -11,7 +11,9 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..meanfield.adjoint import resolve_backend
 from ..meanfield.config import load_train_config, load_training_set
+from ..meanfield.fast import AVAILABLE as fast_available, FAST_HINT
 from ..meanfield.flow import StepRecord
 from ..meanfield.run import TrainResult, train
 from .app import app, cli_errors, stderr_console, stdout_console
@@ -72,6 +74,9 @@ def train_command(
         steps=steps, out=out, step_size=step_size, ntk_every=ntk_every,
         checkpoint_every=checkpoint_every)
     training_set = load_training_set(config)
+    if resolve_backend() == "numpy" and not fast_available and not quiet:
+        print(f"ntkcheck: note: numba is not installed, training runs on the slower numpy "
+              f"reference path; {FAST_HINT}", file=sys.stderr)
     total = config.flow.steps
     if quiet:
         result = train(config, resume=resume, overwrite=overwrite, training_set=training_set)

@@ -45,8 +45,11 @@ try:  # pragma: no cover - exercised through AVAILABLE
 except ImportError:  # pragma: no cover - depends on the environment
     AVAILABLE = False
 
-__all__ = ["AVAILABLE", "MISSING_MESSAGE", "chunk_starts", "loss_and_gradient_fast", "require"]
+__all__ = ["AVAILABLE", "FAST_HINT", "MISSING_MESSAGE", "chunk_starts", "loss_and_gradient_fast",
+           "require"]
 
+#: how to get the fast path
+FAST_HINT = "pip install 'ntkcheck[fast]' for the compiled kernels"
 MISSING_MESSAGE = ("the fast training path needs numba, which is not installed; "
                    "pip install 'ntkcheck[fast]' (or set NTKCHECK_BACKEND=numpy)")
 
