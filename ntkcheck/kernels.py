@@ -158,13 +158,14 @@ Progress = Callable[[int, int], None]
 
 
 def _syrk_update(K: np.ndarray, X: np.ndarray) -> None:
-    """K += X^T X on the upper triangle of the Fortran-ordered (N, N) K (BLAS dsyrk: half the
-    flops of a GEMM), X (L, N) Fortran-ordered (a free transpose of a C-ordered (N, L) array)."""
+    """K += X^T X on the upper triangle of the Fortran-ordered (N, N) K, X (L, N), by BLAS dsyrk
+    (half the flops of a GEMM); C- or Fortran-ordered X is passed without a copy."""
     if X.shape[0] == 0:
         return
-    if not X.flags.f_contiguous:
-        X = np.asfortranarray(X)
-    dsyrk(1.0, X, beta=1.0, c=K, trans=1, lower=0, overwrite_c=1)
+    if X.flags.f_contiguous:
+        dsyrk(1.0, X, beta=1.0, c=K, trans=1, lower=0, overwrite_c=1)
+    else:  # X^T is a Fortran-ordered (N, L) array: K += X^T (X^T)^T
+        dsyrk(1.0, np.ascontiguousarray(X).T, beta=1.0, c=K, trans=0, lower=0, overwrite_c=1)
 
 
 def _from_upper(K: np.ndarray) -> np.ndarray:
@@ -191,6 +192,21 @@ def _pack_outer(A: np.ndarray, out: np.ndarray) -> np.ndarray:
 _SQRT2 = float(np.sqrt(2.0))
 
 
+def _pack_outer_rows(AT: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """:func:`_pack_outer` with the vector axis second: AT (B, r, m) -> out (B, p, m), the
+    packed products of the columns AT[b, :, k]; every operation is a block of contiguous runs
+    of length >= m (rows i, i+1..r-1 of the packed triangle)."""
+    r = AT.shape[1]
+    off = 0
+    for i in range(r):
+        ai = AT[:, i:i + 1]
+        np.multiply(ai, ai, out=out[:, off:off + 1])
+        np.multiply(ai, AT[:, i + 1:], out=out[:, off + 1:off + r - i])
+        out[:, off + 1:off + r - i] *= _SQRT2
+        off += r - i
+    return out
+
+
 def _discrete_qk(dataset: Dataset, transform: np.ndarray, s: np.ndarray, budget: int,
                  K: np.ndarray, progress: Progress | None, done: int, total: int) -> None:
     """Add sum_m <H_i(s_m), H_j(s_m)>_F to the upper triangle of K for discrete laws.
@@ -202,8 +218,8 @@ def _discrete_qk(dataset: Dataset, transform: np.ndarray, s: np.ndarray, budget:
     entries times sqrt 2, so that Frobenius products are dot products), per chunk of m probes and
     block of B laws:
 
-        P (B, n, m) softmax weights,  mc = P^T Y' (B, m, r),  O (B, n, p) = pack(y'_a y'_a^T),
-        H (B, m, p) = P^T O - pack(mc mc^T)          (batched GEMMs),
+        P (B, n, m) softmax weights,  mc = Y'^T P (B, r, m),  O (B, n, p) = pack(y'_a y'_a^T),
+        H (B, p, m) = O^T P - pack(mc mc^T)          (batched GEMMs),
 
     then K += H H^T over the m p packed entries of the chunk (BLAS dsyrk, all N laws at once).
     Cost: O(M N n p) for H and O(M p N^2 / 2) for the Gram update (p = r (r + 1) / 2), the
@@ -224,24 +240,25 @@ def _discrete_qk(dataset: Dataset, transform: np.ndarray, s: np.ndarray, budget:
     step = max(1, min(M, 4 * budget // max(N * p, 1)))
     block = max(1, min(N, budget // max(n * max(p, step), 1)))
     blocks = [(b0, min(N, b0 + block)) for b0 in range(0, N, block)]
-    # the packed outer products once (O(N n p) memory) unless too large: then per block
-    O_all = _pack_outer(Y, np.empty((N, n, p))) if N * n * p <= _OUTER_CAP else None
-    H = np.empty((N, step, p))
+    # the packed outer products once, transposed (N, p, n) (O(N n p) memory; per block beyond
+    # _OUTER_CAP), and the atoms transposed (N, r, n): every GEMM below is (p or r) x n x m
+    Yt = np.ascontiguousarray(Y.transpose(0, 2, 1))
+    Ot_all = (np.ascontiguousarray(_pack_outer(Y, np.empty((N, n, p))).transpose(0, 2, 1))
+              if N * n * p <= _OUTER_CAP else None)
 
-    def fill(b0: int, b1: int, scT: np.ndarray) -> None:
+    def fill(H: np.ndarray, b0: int, b1: int, scT: np.ndarray) -> None:
         # every matmul operand C-contiguous: numpy hands those to BLAS
-        Yb = Y[b0:b1]
-        P = np.matmul(Yb, scT)  # (B, n, m) scores
+        P = np.matmul(Y[b0:b1], scT)  # (B, n, m) scores
         P += logw[b0:b1, :, None]
         P -= P.max(axis=1, keepdims=True)
         np.exp(P, out=P)
         P /= P.sum(axis=1, keepdims=True)
-        Pt = np.ascontiguousarray(P.transpose(0, 2, 1))  # (B, m, n)
-        O = O_all[b0:b1] if O_all is not None else _pack_outer(Yb, np.empty((b1 - b0, n, p)))
-        m = scT.shape[1]
-        Hb = np.matmul(Pt, O)
-        Hb -= _pack_outer(np.matmul(Pt, Yb), np.empty((b1 - b0, m, p)))
-        H[b0:b1, :m] = Hb
+        Ot = (Ot_all[b0:b1] if Ot_all is not None else np.ascontiguousarray(
+            _pack_outer(Y[b0:b1], np.empty((b1 - b0, n, p))).transpose(0, 2, 1)))
+        mcT = np.matmul(Yt[b0:b1], P)  # (B, r, m) tilted means
+        Hb = H[b0:b1]  # (B, p, m)
+        np.matmul(Ot, P, out=Hb)
+        Hb -= _pack_outer_rows(mcT, np.empty(Hb.shape))
 
     blas = _BlasThreads()
     threads = num_threads() if blas.available else 1
@@ -250,12 +267,13 @@ def _discrete_qk(dataset: Dataset, transform: np.ndarray, s: np.ndarray, budget:
             sc = s[start:start + step]
             m = sc.shape[0]
             scT = np.ascontiguousarray(sc.T)
+            H = np.empty((N, p, m))  # packed Hessians of the chunk, rows (entry, probe) per law
             # many small GEMMs: one BLAS thread each, blocks of laws on our threads; then one
             # large dsyrk on all of BLAS's threads (never both at once: no oversubscription)
             with blas.limit(1):
-                list(pool.map(lambda b: fill(b[0], b[1], scT), blocks))
-            Hm = H if m == step else np.ascontiguousarray(H[:, :m])
-            _syrk_update(K, Hm.reshape(N, m * p).T)
+                list(pool.map(lambda b: fill(H, b[0], b[1], scT), blocks))
+            _syrk_update(K, H.reshape(N, p * m).T)
+            del H
             if progress is not None:
                 progress(done + start + m, total)
 
