@@ -243,8 +243,15 @@ def _discrete_qk(dataset: Dataset, transform: np.ndarray, s: np.ndarray, budget:
     # the packed outer products once, transposed (N, p, n) (O(N n p) memory; per block beyond
     # _OUTER_CAP), and the atoms transposed (N, r, n): every GEMM below is (p or r) x n x m
     Yt = np.ascontiguousarray(Y.transpose(0, 2, 1))
-    Ot_all = (np.ascontiguousarray(_pack_outer(Y, np.empty((N, n, p))).transpose(0, 2, 1))
-              if N * n * p <= _OUTER_CAP else None)
+
+    def outer_t(b0: int, b1: int) -> np.ndarray:
+        return _pack_outer(Y[b0:b1], np.empty((b1 - b0, n, p))).transpose(0, 2, 1)
+
+    Ot_all = None
+    if N * n * p <= _OUTER_CAP:
+        Ot_all = np.empty((N, p, n))
+        for b0, b1 in blocks:
+            Ot_all[b0:b1] = outer_t(b0, b1)
 
     def fill(H: np.ndarray, b0: int, b1: int, scT: np.ndarray) -> None:
         # every matmul operand C-contiguous: numpy hands those to BLAS
@@ -253,8 +260,7 @@ def _discrete_qk(dataset: Dataset, transform: np.ndarray, s: np.ndarray, budget:
         P -= P.max(axis=1, keepdims=True)
         np.exp(P, out=P)
         P /= P.sum(axis=1, keepdims=True)
-        Ot = (Ot_all[b0:b1] if Ot_all is not None else np.ascontiguousarray(
-            _pack_outer(Y[b0:b1], np.empty((b1 - b0, n, p))).transpose(0, 2, 1)))
+        Ot = Ot_all[b0:b1] if Ot_all is not None else np.ascontiguousarray(outer_t(b0, b1))
         mcT = np.matmul(Yt[b0:b1], P)  # (B, r, m) tilted means
         Hb = H[b0:b1]  # (B, p, m)
         np.matmul(Ot, P, out=Hb)

@@ -96,3 +96,17 @@ def test_plain_progress_lines_are_periodic(capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == ["spectrum: qk kernel: 50/200 probes (25%), elapsed 11 s, ETA 33 s",
                      "spectrum: qk kernel: 100/200 probes (50%), elapsed 25 s, ETA 25 s"]
+
+
+def test_outer_products_per_block_give_the_same_kernel(monkeypatch):
+    """Beyond the memory cap the packed outer products are rebuilt per block of laws instead of
+    kept: the arithmetic is the same, so the kernel is bit-identical."""
+    import ntkcheck.kernels as kernels
+
+    ds = _tokens(seed=9, N=12)
+    white = make_whitening(ds, True)
+    probes = make_probes(white, 20, (1.0, 3.0), 10)
+    kept = qk_kernel(ds, white, probes, budget=200)
+    monkeypatch.setattr(kernels, "_OUTER_CAP", 0)
+    rebuilt = qk_kernel(ds, white, probes, budget=200)
+    assert np.array_equal(kept, rebuilt)
