@@ -223,8 +223,8 @@ def _discrete_qk(dataset: Dataset, transform: np.ndarray, s: np.ndarray, budget:
 
     then K += H H^T over the m p packed entries of the chunk (BLAS dsyrk, all N laws at once).
     Cost: O(M N n p) for H and O(M p N^2 / 2) for the Gram update (p = r (r + 1) / 2), the
-    latter dominant once N > 2 n; memory: H (N m p <= 4 budget entries) plus the blocks' O
-    (<= budget entries each).
+    latter dominant once N > 2 n; memory: H (N m p <= 4 budget entries), O for all laws (N n p
+    entries; rebuilt per block when that exceeds ``_OUTER_CAP``) and K.
     """
     dists = dataset.distributions
     N, r = len(dists), transform.shape[1]
