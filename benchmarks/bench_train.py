@@ -11,7 +11,8 @@ is its own), all with the same thread count:
 * ``train``  ``ntkcheck train`` itself (subprocess, default backend): the median of the
   per-step times recorded in its history.jsonl.
 
-Printed per row: median and min time per step over --repeats, peak RSS growth over the RSS
+Printed per row: median and min wall time per step over --repeats, the median process CPU time
+per step (all threads; less sensitive than wall time to other load on the machine), peak RSS growth over the RSS
 before the first full-size step (MiB; libraries are warmed up on one sample before), the loss (a cross-check: the rows must agree), and the achieved GFLOP/s
 (the fast path's flop count, below) next to the machine's measured dgemm rate with the same
 threads. The ratio line is numba / torch (the issue's target: <= 0.5).
@@ -140,13 +141,15 @@ def worker(impl: str, N: int, repeats: int, threads: int) -> dict:
     step = make_step(X, w, T)
     rss0 = _rss_now_kib()
     step()
-    times, R = [], None
+    times, cpu, R = [], [], None
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         R = step()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
     return {"impl": impl, "N": N, "median_s": sorted(times)[len(times) // 2], "min_s": min(times),
+            "cpu_s": sorted(cpu)[len(cpu) // 2],
             "peak_rss_mib": max(peak_rss, 0) / 1024, "loss": float(R),
             "flops": step_flops(w, d, L, H, k)}
 
@@ -217,7 +220,7 @@ def main() -> None:
           f"key_dim={SHAPE['k']}, float64, median of {args.repeats}; threads {args.threads} "
           f"(NTKCHECK/OMP/OPENBLAS/MKL_NUM_THREADS, torch.set_num_threads); cpus "
           f"{os.cpu_count()}; load {load}; dgemm {gemm:.1f} GFLOP/s")
-    print(f"{'N':>5} {'impl':>6} {'median s':>10} {'min s':>8} {'peak RSS MiB':>13} "
+    print(f"{'N':>5} {'impl':>6} {'median s':>10} {'min s':>8} {'cpu s':>8} {'peak RSS MiB':>13} "
           f"{'loss':>14} {'GFLOP/s':>8} {'% dgemm':>8}")
     for N in (int(x) for x in args.sizes.split(",")):
         rows = {}
@@ -230,12 +233,12 @@ def main() -> None:
             rows[impl] = row = json.loads(out.stdout.strip().splitlines()[-1])
             rate = row["flops"] / row["median_s"] / 1e9
             print(f"{N:>5} {impl:>6} {row['median_s']:>10.4f} {row['min_s']:>8.4f} "
-                  f"{row['peak_rss_mib']:>13.1f} {row['loss']:>14.8e} {rate:>8.2f} "
+                  f"{row['cpu_s']:>8.4f} {row['peak_rss_mib']:>13.1f} {row['loss']:>14.8e} {rate:>8.2f} "
                   f"{100 * rate / gemm:>7.1f}%", flush=True)
         if args.train_steps > 0:
             row = rows["train"] = train_run(N, args.train_steps, env)
             print(f"{N:>5} {'train':>6} {row['median_s']:>10.4f} {row['min_s']:>8.4f} "
-                  f"{'-':>13} {row['loss']:>14.8e}   (`ntkcheck train`, {row['steps']} steps, "
+                  f"{'-':>8} {'-':>13} {row['loss']:>14.8e}   (`ntkcheck train`, {row['steps']} steps, "
                   f"{row['wall_s']:.1f} s wall incl. start-up)", flush=True)
         if "torch" in rows:
             fastest = rows["numba"]["median_s"]
