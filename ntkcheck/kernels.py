@@ -223,7 +223,7 @@ def _discrete_qk(dataset: Dataset, transform: np.ndarray, s: np.ndarray, budget:
 
     then K += H H^T over the m p packed entries of the chunk (BLAS dsyrk, all N laws at once).
     Cost: O(M N n p) for H and O(M p N^2 / 2) for the Gram update (p = r (r + 1) / 2), the
-    latter dominant once N > 2 n; memory: H (N m p <= 4 budget entries), O for all laws (N n p
+    latter dominant once N > 2 n; memory: H (N m p <= 8 budget entries), O for all laws (N n p
     entries; rebuilt per block when that exceeds ``_OUTER_CAP``) and K.
     """
     dists = dataset.distributions
@@ -237,7 +237,7 @@ def _discrete_qk(dataset: Dataset, transform: np.ndarray, s: np.ndarray, budget:
         logw[i, :k] = np.log(dist.weights)
     p = r * (r + 1) // 2
     M = s.shape[0]
-    step = max(1, min(M, 4 * budget // max(N * p, 1)))
+    step = max(1, min(M, 8 * budget // max(N * p, 1)))
     block = max(1, min(N, budget // max(n * max(p, step), 1)))
     blocks = [(b0, min(N, b0 + block)) for b0 in range(0, N, block)]
     # the packed outer products once, transposed (N, p, n) (O(N n p) memory; per block beyond
