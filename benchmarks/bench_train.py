@@ -12,10 +12,11 @@ is its own), all with the same thread count:
   per-step times recorded in its history.jsonl.
 
 Printed per row: median and min wall time per step over --repeats, the median process CPU time
-per step (all threads; less sensitive than wall time to other load on the machine), peak RSS growth over the RSS
-before the first full-size step (MiB; libraries are warmed up on one sample before), the loss (a cross-check: the rows must agree), and the achieved GFLOP/s
-(the fast path's flop count, below) next to the machine's measured dgemm rate with the same
-threads. The ratio line is numba / torch (the issue's target: <= 0.5).
+per step (all threads; less sensitive than wall time to other load on the machine), peak RSS
+growth over the RSS before the first full-size step (MiB; libraries are warmed up on one sample
+before), the loss (a cross-check: the rows must agree), and the achieved GFLOP/s (the fast
+path's flop count, below) next to the machine's measured dgemm rate with the same threads. The
+ratio line is numba / torch (the issue's target: <= 0.5).
 
 Flop count of one step (each multiply-add = 2 flops), with m_i real tokens of sample i,
 C = 2 key_dim + d, s RK stages, per sample, layer and stage: forward m d C H + m^2 key_dim H +
@@ -233,12 +234,14 @@ def main() -> None:
             rows[impl] = row = json.loads(out.stdout.strip().splitlines()[-1])
             rate = row["flops"] / row["median_s"] / 1e9
             print(f"{N:>5} {impl:>6} {row['median_s']:>10.4f} {row['min_s']:>8.4f} "
-                  f"{row['cpu_s']:>8.4f} {row['peak_rss_mib']:>13.1f} {row['loss']:>14.8e} {rate:>8.2f} "
+                  f"{row['cpu_s']:>8.4f} {row['peak_rss_mib']:>13.1f} {row['loss']:>14.8e} "
+                  f"{rate:>8.2f} "
                   f"{100 * rate / gemm:>7.1f}%", flush=True)
         if args.train_steps > 0:
             row = rows["train"] = train_run(N, args.train_steps, env)
             print(f"{N:>5} {'train':>6} {row['median_s']:>10.4f} {row['min_s']:>8.4f} "
-                  f"{'-':>8} {'-':>13} {row['loss']:>14.8e}   (`ntkcheck train`, {row['steps']} steps, "
+                  f"{'-':>8} {'-':>13} {row['loss']:>14.8e}   (`ntkcheck train`, "
+                  f"{row['steps']} steps, "
                   f"{row['wall_s']:.1f} s wall incl. start-up)", flush=True)
         if "torch" in rows:
             fastest = rows["numba"]["median_s"]

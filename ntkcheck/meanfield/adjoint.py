@@ -274,7 +274,8 @@ def resolve_backend(backend: str | None = None) -> str:
 
 
 def loss_and_gradient(model: MeanFieldTransformer, tokens: np.ndarray, weights: np.ndarray,
-                      loss: RegressionLoss, *, backend: str | None = None) -> tuple[float, Gradient]:
+                      loss: RegressionLoss, *,
+                      backend: str | None = None) -> tuple[float, Gradient]:
     """R(theta) and the exact gradient dR/dtheta of the discretised model (SPEC §6).
 
     Parameters
