@@ -6,8 +6,9 @@ import time
 import tracemalloc
 
 
-def measure(fn, repeat: int = 1):
-    """(result, best wall time in s over ``repeat`` runs, tracemalloc peak in MiB of one more run).
+def measure(fn, repeat: int = 1, trace: bool = True):
+    """(result, best wall time in s over ``repeat`` runs, tracemalloc peak in MiB of one more run
+    or nan when ``trace`` is off).
 
     Timing and tracing are separate passes so that tracing does not slow the timed runs.
     """
@@ -17,6 +18,8 @@ def measure(fn, repeat: int = 1):
         t0 = time.perf_counter()
         out = fn()
         best = min(best, time.perf_counter() - t0)
+    if not trace:
+        return out, best, float("nan")
     tracemalloc.start()
     fn()
     peak = tracemalloc.get_traced_memory()[1]

@@ -1,16 +1,29 @@
-"""Time and peak memory of one training step (loss + exact gradient) of the mean-field transformer.
+"""Time, memory and arithmetic rate of one training step (loss + exact gradient).
 
-Sizes (N, n, d, L, H, key_dim): (64, 16, 8, 16, 32, 4) and a 4x larger batch (N = 256).
-Our discrete adjoint (numpy) is compared with PyTorch autograd on the same model (float64, same
-CPU, same thread count) when torch is installed; otherwise the comparison is skipped.
+Sizes (N, n, d, L, H, key_dim) = (N, 16, 8, 16, 32, 4), N in --sizes (default 64 and 256), float64,
+two padded tokens per sequence. Implementations, each in a fresh subprocess (so that peak memory
+is its own), all with the same thread count:
 
-Each measurement runs in a fresh subprocess so that peak memory is not polluted by earlier
-cases: ``peak_rss`` is the growth of the process's max RSS over its RSS before the first step
-(both implementations, including BLAS/allocator buffers),
-``peak_traced`` the tracemalloc peak of one step (allocations through Python/numpy only, so
-it is reported for numpy alone).
+* ``numpy``  the reference discrete adjoint (``backend="numpy"``);
+* ``numba``  the fused kernels of :mod:`ntkcheck.meanfield.fast` (``backend="numba"``);
+* ``torch``  a straightforward PyTorch autograd implementation of the same model (when torch is
+  installed; skipped otherwise), which keeps every layer's attention for its backward pass;
+* ``train``  ``ntkcheck train`` itself (subprocess, default backend): the median of the
+  per-step times recorded in its history.jsonl.
 
-    python benchmarks/bench_train.py [--repeats 5] [--sizes 64,256] [--no-torch] [--threads 2]
+Printed per row: median and min wall time per step over --repeats, the median process CPU time
+per step (all threads; less sensitive than wall time to other load on the machine), peak RSS
+growth over the RSS before the first full-size step (MiB; libraries are warmed up on one sample
+before), the loss (a cross-check: the rows must agree), and the achieved GFLOP/s (the fast
+path's flop count, below) next to the machine's measured dgemm rate with the same threads. The
+ratio line is numba / torch (the issue's target: <= 0.5).
+
+Flop count of one step (each multiply-add = 2 flops), with m_i real tokens of sample i,
+C = 2 key_dim + d, s RK stages, per sample, layer and stage: forward m d C H + m^2 key_dim H +
+m^2 d H, done twice (forward, recompute), plus the VJP 2 m^2 d H + 2 m^2 key_dim H + 2 m d C H.
+
+    python benchmarks/bench_train.py [--repeats 5] [--sizes 64,256] [--threads 2] [--no-torch]
+                                     [--train-steps 6]
 """
 
 from __future__ import annotations
@@ -21,10 +34,13 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
-import tracemalloc
+from pathlib import Path
 
 SHAPE = dict(n=16, d=8, L=16, H=32, k=4)
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 
 
 def _rss_now_kib() -> int:
@@ -43,13 +59,69 @@ def _data(N: int, n: int, d: int, seed: int = 0):
     w = rng.uniform(0.5, 1.0, (N, n))
     w[:, n - 2:] = 0.0  # some padding, as in real data
     w /= w.sum(axis=1, keepdims=True)
-    T = rng.standard_normal((N, n, d))
+    X[w == 0] = 0.0
+    T = rng.standard_normal((N, n, d)) * (w > 0)[..., None]
     return X, w, T
 
 
-def worker(impl: str, N: int, repeats: int) -> dict:
+def step_flops(weights, d: int, L: int, H: int, k: int, stages: int = 1) -> float:
+    """Flops of one fused step (module docstring)."""
+    m = (weights > 0).sum(axis=1).astype(float)
+    C = 2 * k + d
+    field = m * d * C * H + m * m * k * H + m * m * d * H
+    vjp = 2 * m * m * d * H + 2 * m * m * k * H + 2 * m * d * C * H
+    return float(2.0 * L * stages * (2 * field + vjp).sum())
+
+
+def gemm_rate(size: int = 1000, repeats: int = 5) -> float:
+    """Measured dgemm GFLOP/s (numpy matmul, size^3, best of ``repeats``)."""
     import numpy as np
 
+    a = np.random.default_rng(0).standard_normal((size, size))
+    a @ a
+    best = min(_timed(lambda: a @ a) for _ in range(repeats))
+    return 2.0 * size**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _torch_step(model, X, w, loss, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    L, H = model.layers, model.heads
+    N = X.shape[0]
+    Q = torch.tensor(model.Q, requires_grad=True)
+    K = torch.tensor(model.K, requires_grad=True)
+    V = torch.tensor(model.V, requires_grad=True)
+    x0 = torch.tensor(X)
+    wt = torch.tensor(w)
+    Tt = torch.tensor(loss.targets)
+    logw = torch.log(wt.clamp_min(1e-300)).masked_fill(wt == 0, -torch.inf)[:, None, None, :]
+    mask = (wt > 0).to(torch.float64)[..., None]
+
+    def step():
+        Q.grad = K.grad = V.grad = None
+        x = x0
+        for layer in range(L):
+            q = torch.einsum("hkd,nad->nhak", Q[layer], x)
+            kk = torch.einsum("hkd,nbd->nhbk", K[layer], x)
+            A = torch.softmax(q @ kk.transpose(-1, -2) + logw, dim=-1)
+            Y = A @ x[:, None]
+            v = torch.einsum("hde,nhae->nad", V[layer], Y) / H
+            x = x + mask * v / L
+        R = (wt[..., None] * (x - Tt) ** 2).sum() / (2 * N)
+        R.backward()
+        return float(R)
+
+    return step
+
+
+def worker(impl: str, N: int, repeats: int, threads: int) -> dict:
     n, d, L, H, k = (SHAPE[x] for x in ("n", "d", "L", "H", "k"))
     X, w, T = _data(N, n, d)
     from ntkcheck.meanfield import LossKind, MeanFieldTransformer, RegressionLoss, \
@@ -57,74 +129,74 @@ def worker(impl: str, N: int, repeats: int) -> dict:
 
     model = MeanFieldTransformer.init(layers=L, heads=H, key_dim=k, dim=d, init_qk_std=0.5,
                                       init_v_std=0.5, seed=1)
-    loss = RegressionLoss(LossKind.TOKEN, T * (w > 0)[..., None])
-    if impl == "numpy":
-        def step():
-            return loss_and_gradient(model, X, w, loss)
-    else:
-        import torch
 
-        Q = torch.tensor(model.Q, requires_grad=True)
-        K = torch.tensor(model.K, requires_grad=True)
-        V = torch.tensor(model.V, requires_grad=True)
-        x0 = torch.tensor(X)
-        wt = torch.tensor(w)
-        Tt = torch.tensor(loss.targets)
-        logw = torch.log(wt.clamp_min(1e-300)).masked_fill(wt == 0, -torch.inf)[:, None, None, :]
-        mask = (wt > 0).to(torch.float64)[..., None]
+    def make_step(X, w, T):
+        loss = RegressionLoss(LossKind.TOKEN, T)
+        if impl == "torch":
+            return _torch_step(model, X, w, loss, threads)
+        return lambda: loss_and_gradient(model, X, w, loss, backend=impl)[0]
 
-        def step():
-            Q.grad = K.grad = V.grad = None
-            x = x0
-            for layer in range(L):
-                q = torch.einsum("hkd,nad->nhak", Q[layer], x)
-                kk = torch.einsum("hkd,nbd->nhbk", K[layer], x)
-                A = torch.softmax(q @ kk.transpose(-1, -2) + logw, dim=-1)
-                Y = A @ x[:, None]
-                v = torch.einsum("hde,nhae->nad", V[layer], Y) / H
-                x = x + mask * v / L
-            R = (wt[..., None] * (x - Tt) ** 2).sum() / (2 * N)
-            R.backward()
-            return float(R), (Q.grad, K.grad, V.grad)
-
+    # warm-up on one sample (compiled-kernel cache load, BLAS/torch thread pools), so that the
+    # RSS growth below is that of the step at this size, not of library start-up
+    make_step(X[:1], w[:1], T[:1])()
+    step = make_step(X, w, T)
     rss0 = _rss_now_kib()
-    step()  # warm-up (BLAS threads, allocator)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = step()
-        times.append(time.perf_counter() - t0)
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
-    tracemalloc.start()  # separate pass: tracing slows allocations down
     step()
-    traced = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    R = out[0]
-    gV = out[1].V if impl == "numpy" else out[1][2].numpy()
-    return {"impl": impl, "N": N, "median_s": sorted(times)[len(times) // 2],
-            "min_s": min(times), "peak_rss_mib": max(peak_rss, 0) / 1024,
-            "peak_traced_mib": traced / 2**20, "loss": float(R),
-            "gV_checksum": float(np.abs(gV).sum())}
+    times, cpu, R = [], [], None
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        R = step()
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
+    return {"impl": impl, "N": N, "median_s": sorted(times)[len(times) // 2], "min_s": min(times),
+            "cpu_s": sorted(cpu)[len(cpu) // 2],
+            "peak_rss_mib": max(peak_rss, 0) / 1024, "loss": float(R),
+            "flops": step_flops(w, d, L, H, k)}
+
+
+def train_run(N: int, steps: int, env: dict) -> dict:
+    """``ntkcheck train`` on the benchmark data: median per-step time from history.jsonl."""
+    import numpy as np
+
+    n, d, L, H, k = (SHAPE[x] for x in ("n", "d", "L", "H", "k"))
+    X, w, T = _data(N, n, d)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        np.savez(tmp / "data.npz", tokens=X, weights=w, targets=T)
+        (tmp / "train.toml").write_text(
+            f'[data]\npath = "data.npz"\n[model]\nlayers = {L}\nheads = {H}\nkey_dim = {k}\n'
+            'init_qk_std = 0.5\ninit_v_std = 0.5\nseed = 1\n[flow]\n'
+            f'steps = {steps}\nstep_size = 0.01\n[output]\ndir = "run"\ncheckpoint_every = 0\n')
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "ntkcheck", "train", str(tmp / "train.toml"),
+                              "-q"], capture_output=True, text=True, env=env, cwd=tmp)
+        wall = time.perf_counter() - t0
+        if out.returncode != 0:
+            sys.exit(f"ntkcheck train failed:\n{out.stderr}")
+        hist = [json.loads(x) for x in (tmp / "run" / "history.jsonl").read_text().splitlines()]
+    t = np.array([h["time"] for h in hist])
+    dt = np.diff(t)  # the first record's time includes the first step only
+    return {"impl": "train", "N": N, "median_s": float(np.median(dt)), "min_s": float(dt.min()),
+            "loss": hist[0]["loss"], "wall_s": wall, "steps": len(hist)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", default="64,256", help="comma-separated batch sizes N")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="BLAS/torch threads (default: library default)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="threads of every implementation (BLAS, torch, ntkcheck)")
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--train-steps", type=int, default=6,
+                        help="steps of the `ntkcheck train` run (0: skip it)")
     parser.add_argument("--worker", nargs=2, metavar=("IMPL", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        impl, N = args.worker[0], int(args.worker[1])
-        if args.threads and impl == "torch":
-            import torch
-
-            torch.set_num_threads(args.threads)
-        print(json.dumps(worker(impl, N, args.repeats)))
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.repeats,
+                                args.threads)))
         return
-    impls = ["numpy"]
+    impls = ["numpy", "numba"]
     if not args.no_torch:
         try:
             import torch  # noqa: F401
@@ -134,29 +206,50 @@ def main() -> None:
             print("torch not installed: skipping the autograd comparison "
                   "(pip install torch to enable it)", file=sys.stderr)
     env = dict(os.environ)
-    if args.threads:
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = str(args.threads)
+    for var in ("NTKCHECK_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "MKL_NUM_THREADS"):
+        env[var] = str(args.threads)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in
+                                                       [env.get("PYTHONPATH", "")] if p])
+    gemm = json.loads(subprocess.run(
+        [sys.executable, "-c", "import json, sys; sys.path.insert(0, %r); import bench_train; "
+         "print(json.dumps(bench_train.gemm_rate()))" % str(HERE)],
+        capture_output=True, text=True, env=env, check=True).stdout)
+    with open("/proc/loadavg") as fh:
+        load = " ".join(fh.read().split()[:3])
     print(f"shape n={SHAPE['n']} d={SHAPE['d']} L={SHAPE['L']} H={SHAPE['H']} "
-          f"key_dim={SHAPE['k']}, float64, {args.repeats} repeats, cpus={os.cpu_count()}")
-    print(f"{'N':>5} {'impl':>6} {'median s':>10} {'min s':>8} {'peak RSS MiB':>13} "
-          f"{'traced MiB':>11} {'loss':>12} {'|gV| sum':>12}")
+          f"key_dim={SHAPE['k']}, float64, median of {args.repeats}; threads {args.threads} "
+          f"(NTKCHECK/OMP/OPENBLAS/MKL_NUM_THREADS, torch.set_num_threads); cpus "
+          f"{os.cpu_count()}; load {load}; dgemm {gemm:.1f} GFLOP/s")
+    print(f"{'N':>5} {'impl':>6} {'median s':>10} {'min s':>8} {'cpu s':>8} {'peak RSS MiB':>13} "
+          f"{'loss':>14} {'GFLOP/s':>8} {'% dgemm':>8}")
     for N in (int(x) for x in args.sizes.split(",")):
-        rows = []
+        rows = {}
         for impl in impls:
             cmd = [sys.executable, __file__, "--worker", impl, str(N), "--repeats",
-                   str(args.repeats)] + (["--threads", str(args.threads)] if args.threads else [])
+                   str(args.repeats), "--threads", str(args.threads)]
             out = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if out.returncode != 0:
                 sys.exit(f"{impl} worker failed:\n{out.stderr}")
-            row = json.loads(out.stdout.strip().splitlines()[-1])
-            rows.append(row)
-            traced = f"{row['peak_traced_mib']:.1f}" if impl == "numpy" else "-"
+            rows[impl] = row = json.loads(out.stdout.strip().splitlines()[-1])
+            rate = row["flops"] / row["median_s"] / 1e9
             print(f"{N:>5} {impl:>6} {row['median_s']:>10.4f} {row['min_s']:>8.4f} "
-                  f"{row['peak_rss_mib']:>13.1f} {traced:>11} {row['loss']:>12.6e} "
-                  f"{row['gV_checksum']:>12.6e}")
-        if len(rows) == 2:
-            print(f"{'':>5} ratio torch/numpy time: {rows[1]['median_s'] / rows[0]['median_s']:.2f}")
+                  f"{row['cpu_s']:>8.4f} {row['peak_rss_mib']:>13.1f} {row['loss']:>14.8e} "
+                  f"{rate:>8.2f} "
+                  f"{100 * rate / gemm:>7.1f}%", flush=True)
+        if args.train_steps > 0:
+            row = rows["train"] = train_run(N, args.train_steps, env)
+            print(f"{N:>5} {'train':>6} {row['median_s']:>10.4f} {row['min_s']:>8.4f} "
+                  f"{'-':>8} {'-':>13} {row['loss']:>14.8e}   (`ntkcheck train`, "
+                  f"{row['steps']} steps, "
+                  f"{row['wall_s']:.1f} s wall incl. start-up)", flush=True)
+        if "torch" in rows:
+            fastest = rows["numba"]["median_s"]
+            line = f"      ratio numba/torch {fastest / rows['torch']['median_s']:.2f}"
+            if "train" in rows:
+                line += f", train/torch {rows['train']['median_s'] / rows['torch']['median_s']:.2f}"
+            line += f", numpy/torch {rows['numpy']['median_s'] / rows['torch']['median_s']:.2f}"
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

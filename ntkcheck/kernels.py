@@ -68,18 +68,23 @@ eigenvalues max(lambda, 0): N for a multiple of the identity, 1 for rank one, co
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import scipy.linalg
+from scipy.linalg.blas import dsyrk
 
 from .arrays import as_dataset
 from .dataset import CHUNK_ELEMENTS, Dataset
+from .distributions import Discrete
 from .errors import InputError
 from .features import (DEFAULT_SCALES, ProbeSet, Whitening, feature_matrix, probe_settings,
                        make_probes, make_whitening)
+from .meanfield._parallel import num_threads
 from .rank import svd_spectrum
 from .results import SpectrumDisplay
 
@@ -153,37 +158,210 @@ def _complement_projector(transform: np.ndarray) -> np.ndarray:
     return np.eye(d) - q @ q.T
 
 
+#: Progress callback of the kernels: called with (probes done, probes in total).
+Progress = Callable[[int, int], None]
+
+
+def _syrk_update(K: np.ndarray, X: np.ndarray) -> None:
+    """K += X^T X on the upper triangle of the Fortran-ordered (N, N) K, X (L, N), by BLAS dsyrk
+    (half the flops of a GEMM); C- or Fortran-ordered X is passed without a copy."""
+    if X.shape[0] == 0:
+        return
+    if X.flags.f_contiguous:
+        dsyrk(1.0, X, beta=1.0, c=K, trans=1, lower=0, overwrite_c=1)
+    else:  # X^T is a Fortran-ordered (N, L) array: K += X^T (X^T)^T
+        dsyrk(1.0, np.ascontiguousarray(X).T, beta=1.0, c=K, trans=0, lower=0, overwrite_c=1)
+
+
+def _from_upper(K: np.ndarray) -> np.ndarray:
+    """The symmetric matrix whose upper triangle is that of K (C-ordered copy)."""
+    upper = np.triu(K)
+    return np.ascontiguousarray(upper + np.triu(K, 1).T)
+
+
+def _pack_outer(A: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out[..., :] = packed upper triangle of a a^T for every row a = A[..., :] (r,): diagonal
+    entries a_i^2, off-diagonal ones sqrt(2) a_i a_j (i < j), row-major (np.triu_indices order),
+    so that <a a^T, b b^T>_F = <pack(a a^T), pack(b b^T)>. Contiguous slices, no gather."""
+    r = A.shape[-1]
+    off = 0
+    for i in range(r):
+        ai = A[..., i:i + 1]
+        np.multiply(ai[..., 0], ai[..., 0], out=out[..., off])
+        np.multiply(ai, A[..., i + 1:], out=out[..., off + 1:off + r - i])
+        out[..., off + 1:off + r - i] *= _SQRT2
+        off += r - i
+    return out
+
+
+_SQRT2 = float(np.sqrt(2.0))
+
+
+def _pack_outer_rows(AT: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """:func:`_pack_outer` with the vector axis second: AT (B, r, m) -> out (B, p, m), the
+    packed products of the columns AT[b, :, k]; every operation is a block of contiguous runs
+    of length >= m (rows i, i+1..r-1 of the packed triangle)."""
+    r = AT.shape[1]
+    off = 0
+    for i in range(r):
+        ai = AT[:, i:i + 1]
+        np.multiply(ai, ai, out=out[:, off:off + 1])
+        np.multiply(ai, AT[:, i + 1:], out=out[:, off + 1:off + r - i])
+        out[:, off + 1:off + r - i] *= _SQRT2
+        off += r - i
+    return out
+
+
+def _discrete_qk(dataset: Dataset, transform: np.ndarray, s: np.ndarray, budget: int,
+                 K: np.ndarray, progress: Progress | None, done: int, total: int) -> None:
+    """Add sum_m <H_i(s_m), H_j(s_m)>_F to the upper triangle of K for discrete laws.
+
+    Works in whitened coordinates from the start: with y' = T^T (y - ybar_i) (each law's atoms
+    centred on their untilted mean ybar_i; the tilted covariance ignores translations), the
+    Hessian of s -> LSE_i(T s) is the covariance of y' under the weights
+    p_a(s) = softmax_a(<s, y'_a> + log w_a). In packed coordinates (upper triangle, off-diagonal
+    entries times sqrt 2, so that Frobenius products are dot products), per chunk of m probes and
+    block of B laws:
+
+        P (B, n, m) softmax weights,  mc = Y'^T P (B, r, m),  O (B, n, p) = pack(y'_a y'_a^T),
+        H (B, p, m) = O^T P - pack(mc mc^T)          (batched GEMMs),
+
+    then K += H H^T over the m p packed entries of the chunk (BLAS dsyrk, all N laws at once).
+    Cost: O(M N n p) for H and O(M p N^2 / 2) for the Gram update (p = r (r + 1) / 2), the
+    latter dominant once N > 2 n; memory: H (N m p <= 8 budget entries), O for all laws (N n p
+    entries; rebuilt per block when that exceeds ``_OUTER_CAP``) and K.
+    """
+    dists = dataset.distributions
+    N, r = len(dists), transform.shape[1]
+    n = max(len(d.weights) for d in dists)
+    Y = np.zeros((N, n, r))
+    logw = np.full((N, n), -np.inf)
+    for i, dist in enumerate(dists):
+        k = len(dist.weights)
+        Y[i, :k] = (dist.atoms - dist.weights @ dist.atoms) @ transform
+        logw[i, :k] = np.log(dist.weights)
+    p = r * (r + 1) // 2
+    M = s.shape[0]
+    step = max(1, min(M, 8 * budget // max(N * p, 1)))
+    block = max(1, min(N, budget // max(n * max(p, step), 1)))
+    blocks = [(b0, min(N, b0 + block)) for b0 in range(0, N, block)]
+    # the packed outer products once, transposed (N, p, n) (O(N n p) memory; per block beyond
+    # _OUTER_CAP), and the atoms transposed (N, r, n): every GEMM below is (p or r) x n x m
+    Yt = np.ascontiguousarray(Y.transpose(0, 2, 1))
+
+    def outer_t(b0: int, b1: int) -> np.ndarray:
+        return _pack_outer(Y[b0:b1], np.empty((b1 - b0, n, p))).transpose(0, 2, 1)
+
+    Ot_all = None
+    if N * n * p <= _OUTER_CAP:
+        Ot_all = np.empty((N, p, n))
+        for b0, b1 in blocks:
+            Ot_all[b0:b1] = outer_t(b0, b1)
+
+    def fill(H: np.ndarray, b0: int, b1: int, scT: np.ndarray) -> None:
+        # every matmul operand C-contiguous: numpy hands those to BLAS
+        P = np.matmul(Y[b0:b1], scT)  # (B, n, m) scores
+        P += logw[b0:b1, :, None]
+        P -= P.max(axis=1, keepdims=True)
+        np.exp(P, out=P)
+        P /= P.sum(axis=1, keepdims=True)
+        Ot = Ot_all[b0:b1] if Ot_all is not None else np.ascontiguousarray(outer_t(b0, b1))
+        mcT = np.matmul(Yt[b0:b1], P)  # (B, r, m) tilted means
+        Hb = H[b0:b1]  # (B, p, m)
+        np.matmul(Ot, P, out=Hb)
+        Hb -= _pack_outer_rows(mcT, np.empty(Hb.shape))
+
+    blas = _BlasThreads()
+    threads = num_threads() if blas.available else 1
+    with ThreadPoolExecutor(threads) as pool:
+        for start in range(0, M, step):
+            sc = s[start:start + step]
+            m = sc.shape[0]
+            scT = np.ascontiguousarray(sc.T)
+            H = np.empty((N, p, m))  # packed Hessians of the chunk, rows (entry, probe) per law
+            # many small GEMMs: one BLAS thread each, blocks of laws on our threads; then one
+            # large dsyrk on all of BLAS's threads (never both at once: no oversubscription)
+            with blas.limit(1):
+                list(pool.map(lambda b: fill(H, b[0], b[1], scT), blocks))
+            _syrk_update(K, H.reshape(N, p * m).T)
+            del H
+            if progress is not None:
+                progress(done + start + m, total)
+
+
+#: largest number of packed outer products kept for the whole dataset (512 MiB)
+_OUTER_CAP = 1 << 26
+
+
+class _BlasThreads:
+    """BLAS thread limits through threadpoolctl when installed (else a no-op, and the blocks of
+    :func:`_discrete_qk` run serially so that BLAS keeps its own threads)."""
+
+    def __init__(self) -> None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            self._ctl = ThreadpoolController()
+        except ImportError:  # pragma: no cover - optional dependency
+            self._ctl = None
+
+    @property
+    def available(self) -> bool:
+        return self._ctl is not None
+
+    def limit(self, n: int):
+        if self._ctl is None:
+            return nullcontext()
+        return self._ctl.limit(limits=n, user_api="blas")
+
+
 def _accumulate(dataset: Dataset, whitening: Whitening, probes: ProbeSet, qk: bool,
-                value: bool, budget: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """One pass over the probes in chunks: (K^qk or None, K^value or None), each (N, N)."""
+                value: bool, budget: int,
+                progress: Progress | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """One pass over the probes in chunks: (K^qk or None, K^value or None), each (N, N).
+
+    Token datasets (all laws discrete) take :func:`_discrete_qk` for K^qk; other families
+    go through :meth:`Dataset.iter_tilted_moments`. ``progress(done, total)`` is called after
+    every chunk of probes.
+    """
     N = len(dataset)
     T = whitening.transform
     r = T.shape[1]
     M = probes.z.shape[0]
-    k_qk = np.zeros((N, N)) if qk else None
-    k_v = np.zeros((N, N)) if value else None
+    k_qk = np.zeros((N, N), order="F") if qk else None
+    k_v = np.zeros((N, N), order="F") if value else None
+    discrete = qk and all(isinstance(d, Discrete) for d in dataset.distributions)
+    passes = int(discrete) + int(value or (qk and not discrete))
+    total = max(M, 1) * passes
     if r == 0 or M == 0:
         # one point: every Hessian is 0 and every gradient the same vector (added below)
         pass
     else:
-        # iter_tilted_moments bounds its own (m, N, d, d) arrays; our whitened copies are no
-        # larger (r <= d), so the peak stays a small multiple of ``budget`` entries.
-        for _, grad, hess in dataset.iter_tilted_moments(probes.z, covariance=qk, budget=budget):
-            if qk:
-                X = _packed_hessians(hess, T)
-                k_qk += X.T @ X
-            if value:
-                G = np.matmul(grad, T)  # (m, N, r)
-                X = G.transpose(0, 2, 1).reshape(-1, N)
-                k_v += X.T @ X
+        done = 0
+        if discrete:
+            _discrete_qk(dataset, T, probes.s, budget, k_qk, progress, 0, total)
+            done = M
+        if value or (qk and not discrete):
+            hess_here = qk and not discrete
+            # iter_tilted_moments bounds its own (m, N, d, d) arrays; our whitened copies are
+            # no larger (r <= d), so the peak stays a small multiple of ``budget`` entries.
+            for sl, grad, hess in dataset.iter_tilted_moments(probes.z, covariance=hess_here,
+                                                              budget=budget):
+                if hess_here:
+                    _syrk_update(k_qk, _packed_hessians(hess, T))
+                if value:
+                    G = np.matmul(grad, T)  # (m, N, r)
+                    _syrk_update(k_v, G.transpose(0, 2, 1).reshape(-1, N))
+                if progress is not None:
+                    progress(done + sl.stop, total)
     if value:
+        k_v = _from_upper(k_v)
         # component of every gradient outside col(T): P grad = P m for all i and all probes
         P = _complement_projector(T)
         off = P @ dataset.pooled_moments[0]
         k_v += float(off @ off) * max(M, 1) * np.ones((N, N))
     scale = 1.0 / max(M, 1)
     if k_qk is not None:
-        k_qk = _symmetrise(k_qk * scale)
+        k_qk = _symmetrise(_from_upper(k_qk) * scale)
     if k_v is not None:
         k_v = _symmetrise(k_v * scale)
     return k_qk, k_v
@@ -194,29 +372,29 @@ def _symmetrise(K: np.ndarray) -> np.ndarray:
 
 
 def qk_kernel(dataset: Dataset, whitening: Whitening, probes: ProbeSet,
-              budget: int = CHUNK_ELEMENTS) -> np.ndarray:
+              budget: int = CHUNK_ELEMENTS, progress: Progress | None = None) -> np.ndarray:
     """Query-key NTK K_ij = (1/M) sum_m <T^T H_i(z_m) T, T^T H_j(z_m) T>_F, shape (N, N).
 
     H_i = Hess LSE_i = tilted covariance (SPEC §1), T = ``whitening.transform`` (d, r), probes
     z_m = T s_m. Memory: chunks of at most ~``budget`` Hessian entries (SPEC §5).
     """
-    return _accumulate(dataset, whitening, probes, True, False, budget)[0]
+    return _accumulate(dataset, whitening, probes, True, False, budget, progress)[0]
 
 
 def value_kernel(dataset: Dataset, whitening: Whitening, probes: ProbeSet,
-                 budget: int = CHUNK_ELEMENTS) -> np.ndarray:
+                 budget: int = CHUNK_ELEMENTS, progress: Progress | None = None) -> np.ndarray:
     """Value NTK K^V_ij = (1/M) sum_m <T^T g_i(z_m), T^T g_j(z_m)> + <P m, P m>, shape (N, N).
 
     g_i = grad LSE_i = tilted mean (not centred: see the module notes), P the projector onto
     the complement of col(T), m the pooled mean (the term vanishes for full-dimensional data).
     """
-    return _accumulate(dataset, whitening, probes, False, True, budget)[1]
+    return _accumulate(dataset, whitening, probes, False, True, budget, progress)[1]
 
 
 def full_kernel(dataset: Dataset, whitening: Whitening, probes: ProbeSet,
-                budget: int = CHUNK_ELEMENTS) -> np.ndarray:
+                budget: int = CHUNK_ELEMENTS, progress: Progress | None = None) -> np.ndarray:
     """Full NTK K^qk + K^V (queries and values trained), one pass over the probes."""
-    k_qk, k_v = _accumulate(dataset, whitening, probes, True, True, budget)
+    k_qk, k_v = _accumulate(dataset, whitening, probes, True, True, budget, progress)
     return _symmetrise(k_qk + k_v)
 
 
@@ -227,13 +405,15 @@ def gram_kernel(dataset: Dataset, whitening: Whitening, probes: ProbeSet) -> np.
 
 
 def kernel_matrix(dataset: Dataset, kernel: "str | Kernel", whitening: Whitening,
-                  probes: ProbeSet, budget: int = CHUNK_ELEMENTS) -> np.ndarray:
-    """Dispatch on ``kernel`` ('qk', 'value', 'full', 'gram')."""
+                  probes: ProbeSet, budget: int = CHUNK_ELEMENTS,
+                  progress: Progress | None = None) -> np.ndarray:
+    """Dispatch on ``kernel`` ('qk', 'value', 'full', 'gram'); ``progress(done, total)`` is
+    called after every chunk of probes (not for 'gram')."""
     kind = parse_kernel(kernel)
     if kind is Kernel.GRAM:
         return gram_kernel(dataset, whitening, probes)
     return {Kernel.QK: qk_kernel, Kernel.VALUE: value_kernel,
-            Kernel.FULL: full_kernel}[kind](dataset, whitening, probes, budget)
+            Kernel.FULL: full_kernel}[kind](dataset, whitening, probes, budget, progress)
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,7 +597,8 @@ def kernel_spectrum(dataset: "DataLike", kernel: "str | Kernel" = Kernel.QK, *,
                     names: "Sequence[str] | None" = None, weights: Any = None,
                     lengths: Any = None, mask: Any = None, probes: "int | None" = None, scales: Sequence[float] = DEFAULT_SCALES,
                     seed: int = 0, whiten: bool = True,
-                    budget: int = CHUNK_ELEMENTS) -> KernelSpectrum:
+                    budget: int = CHUNK_ELEMENTS,
+                    progress: Progress | None = None) -> KernelSpectrum:
     """Kernel of SPEC §5 on the rank test's probes and whitening, and its spectrum.
 
     Parameters
@@ -438,6 +619,9 @@ def kernel_spectrum(dataset: "DataLike", kernel: "str | Kernel" = Kernel.QK, *,
         Whiten with the pooled covariance (the affine hull is always reduced to).
     budget : int
         Largest number of Hessian entries held at once (chunking over probes).
+    progress : callable, optional
+        ``progress(done, total)`` after every chunk of probes (qk, value, full), e.g. for a
+        progress bar; the core never prints.
 
     Returns
     -------
@@ -467,7 +651,7 @@ def kernel_spectrum(dataset: "DataLike", kernel: "str | Kernel" = Kernel.QK, *,
         scale = feats.col_norms.copy()
         settings["tolerance_rule"] = "rank-test round-off level tau^2 / M"
     else:
-        K = kernel_matrix(dataset, kind, white, probe_set, budget)
+        K = kernel_matrix(dataset, kind, white, probe_set, budget, progress)
         lam, V = scipy.linalg.eigh(K, check_finite=False)
         p = {Kernel.QK: r * (r + 1) // 2, Kernel.VALUE: r + 1,
              Kernel.FULL: r * (r + 1) // 2 + r + 1}[kind]

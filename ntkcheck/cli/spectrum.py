@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -17,6 +19,8 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
 
 from ..errors import InputError
 from ..io import atomic_savez, load_dataset
@@ -24,8 +28,9 @@ from ..io.load import check_units, dataset_points, max_magnitude
 from ..io.paths import output_target
 from ..resources import check_memory, probe_count, resolve_max_memory, spectrum_bytes
 from ..kernels import KERNEL_DESCRIPTIONS, Kernel, KernelSpectrum, kernel_spectrum, parse_kernel
-from .analyze import parse_scales, progress_reporter
-from .app import app, cli_errors, closed_stdout_exits, max_memory_option, stdout_console
+from .analyze import parse_scales
+from .app import (app, cli_errors, closed_stdout_exits, max_memory_option, stderr_console,
+                  stdout_console)
 
 __all__ = ["spectrum_command", "render_spectrum", "spectrum_lines", "MAX_VALUE_KERNEL_MAGNITUDE"]
 
@@ -88,6 +93,44 @@ def render_spectrum(spectrum: KernelSpectrum, source: str | None = None,
         out.print(line)
 
 
+class _PlainProbeProgress:
+    """One line on stderr at most every ``every`` seconds (not a terminal: logs, CI); nothing
+    for runs shorter than that."""
+
+    def __init__(self, label: str, every: float = 10.0, clock=time.monotonic):
+        self.label, self.every, self.clock = label, every, clock
+        self.t0 = clock()
+        self.last = self.t0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self.clock()
+        if now - self.last < self.every or done >= total:
+            return
+        self.last = now
+        elapsed = now - self.t0
+        eta = elapsed * (total - done) / max(done, 1)
+        print(f"{self.label}: {done}/{total} probes ({100 * done / max(total, 1):.0f}%), "
+              f"elapsed {elapsed:.0f} s, ETA {eta:.0f} s", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def probe_progress(quiet: bool, label: str):
+    """A ``progress(done, total)`` callback for the kernels: a rich bar with an ETA on a
+    terminal, periodic plain lines otherwise, None with --quiet."""
+    if quiet:
+        yield None
+        return
+    if not sys.stderr.isatty():
+        yield _PlainProbeProgress(label)
+        return
+    bar = Progress(TextColumn(escape(label)), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("probes"), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn(), console=stderr_console(), transient=True)
+    task = bar.add_task(label, total=None)
+    with bar:
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
 @app.command("spectrum")
 @cli_errors
 def spectrum_command(
@@ -141,11 +184,9 @@ def spectrum_command(
     check_memory(spectrum_bytes(M, len(dataset), dataset.dim), limit,
                  f"the {kind.value} kernel of N = {len(dataset)} distributions with M = {M} "
                  "probes", "pass fewer --probes or use fewer distributions", source=str(file))
-    with progress_reporter(quiet) as status:
-        if status:
-            status.update(f"spectrum: {kind.value} kernel")
+    with probe_progress(quiet, f"spectrum: {kind.value} kernel") as report:
         spectrum = kernel_spectrum(dataset, kind, probes=probes, scales=scale_values, seed=seed,
-                                   whiten=not no_whiten)
+                                   whiten=not no_whiten, progress=report)
     if save is not None:
         atomic_savez(save, kernel=np.array(spectrum.kernel), names=np.array(spectrum.names),
                      matrix=spectrum.matrix, eigenvalues=spectrum.eigenvalues,

@@ -11,8 +11,10 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..meanfield.adjoint import resolve_backend
 from ..meanfield.config import load_train_config, load_training_set
 from ..meanfield.explain import ntk_explanation
+from ..meanfield.fast import AVAILABLE as fast_available, FAST_HINT
 from ..meanfield.flow import StepRecord
 from ..meanfield.run import TrainResult, train
 from ..io.paths import printable
@@ -77,6 +79,9 @@ def train_command(
         checkpoint_every=checkpoint_every)
     limit = resolve_max_memory(max_memory)
     training_set = load_training_set(config)
+    if resolve_backend() == "numpy" and not fast_available and not quiet:
+        print(f"ntkcheck: note: numba is not installed, training runs on the slower numpy "
+              f"reference path; {FAST_HINT}", file=sys.stderr)
     total = config.flow.steps
     run = dict(resume=resume, overwrite=overwrite, training_set=training_set, max_memory=limit)
     if quiet:

@@ -64,9 +64,13 @@ def _get_pool(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def run_chunks(fn: Callable[[int, int], T], bounds: list[tuple[int, int]]) -> list[T]:
-    """[fn(s0, s1) for (s0, s1) in bounds], possibly concurrently; results in chunk order."""
-    workers = min(num_threads(), len(bounds))
+def run_chunks(fn: Callable[[int, int], T], bounds: list[tuple[int, int]],
+               threads: int | None = None) -> list[T]:
+    """[fn(s0, s1) for (s0, s1) in bounds], possibly concurrently; results in chunk order.
+
+    ``threads`` defaults to :func:`num_threads`.
+    """
+    workers = min(num_threads() if threads is None else max(1, int(threads)), len(bounds))
     if workers <= 1 or threading.current_thread().name.startswith("ntkcheck-attn"):
         return [fn(s0, s1) for s0, s1 in bounds]
     pool = _get_pool(workers)

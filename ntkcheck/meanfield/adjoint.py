@@ -17,9 +17,12 @@ of one sample for the Jacobian rows of the empirical NTK (``per_row=True``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..errors import InputError
 
 from .loss import RegressionLoss
 from ._parallel import Workspace, run_chunks, workspace
@@ -27,7 +30,8 @@ from .model import (AttentionCache, AttentionChunk, MeanFieldTransformer, _alloc
                     attention_bounds, attention_chunk, attention_field, head_forms, log_weights,
                     mask_of, score_bound, stage_state)
 
-__all__ = ["Gradient", "attention_vjp", "backward", "loss_and_gradient"]
+__all__ = ["BACKENDS", "Gradient", "attention_vjp", "backward", "loss_and_gradient",
+           "resolve_backend"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,14 +248,48 @@ def backward(model: MeanFieldTransformer, states: np.ndarray, weights: np.ndarra
     return lam, gQ, gK, gV
 
 
+#: ``backend`` choices of :func:`loss_and_gradient` (``auto``: numba when installed)
+BACKENDS = ("auto", "numba", "numpy")
+
+
+def resolve_backend(backend: str | None = None) -> str:
+    """'numba' or 'numpy' for ``backend`` (default: ``NTKCHECK_BACKEND``, else ``auto``).
+
+    ``auto`` picks the fused numba kernels when numba is importable, else the numpy reference;
+    asking for ``numba`` without numba installed is an :class:`InputError` naming the fix.
+    """
+    from . import fast
+
+    name = backend if backend is not None else (os.environ.get("NTKCHECK_BACKEND", "").strip()
+                                                or "auto")
+    name = name.lower()
+    if name not in BACKENDS:
+        raise InputError(f"unknown backend {name!r}; valid choices: {', '.join(BACKENDS)}",
+                         field="NTKCHECK_BACKEND" if backend is None else "backend")
+    if name == "auto":
+        return "numba" if fast.AVAILABLE else "numpy"
+    if name == "numba":
+        fast.require()
+    return name
+
+
 def loss_and_gradient(model: MeanFieldTransformer, tokens: np.ndarray, weights: np.ndarray,
-                      loss: RegressionLoss) -> tuple[float, Gradient]:
+                      loss: RegressionLoss, *,
+                      backend: str | None = None) -> tuple[float, Gradient]:
     """R(theta) and the exact gradient dR/dtheta of the discretised model (SPEC §6).
 
     Parameters
     ----------
     tokens : (N, n, d), weights : (N, n) as in :class:`~ntkcheck.TokenArrays`.
+    backend : 'auto' (default, see :func:`resolve_backend`), 'numba' (fused compiled kernels,
+        :mod:`ntkcheck.meanfield.fast`) or 'numpy' (the reference implementation below). Both
+        compute the same discrete adjoint; they agree to round-off.
     """
+    if resolve_backend(backend) == "numba":
+        from .fast import loss_and_gradient_fast
+
+        R, gQ, gK, gV = loss_and_gradient_fast(model, tokens, weights, loss)
+        return R, Gradient(gQ, gK, gV)
     states = model.states(tokens, weights)
     R, pL = loss.value_and_cotangent(states[-1], weights)
     _, gQ, gK, gV = backward(model, states, weights, pL[None])
