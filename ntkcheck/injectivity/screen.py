@@ -1,0 +1,564 @@
+"""Exact structural screen: Dirac masses, duplicates and translates, and the core (SPEC §7).
+
+Some dependencies are certain and cheap to find on any number of distributions:
+
+* a **Dirac mass** delta_c: LSE(z) = <c, z> is affine, a dependency on its own;
+* **duplicates**: two laws equal after merging repeated atoms, up to token order (uniform on
+  {a, a, b} is the law with atoms {a, b} and weights 2/3, 1/3);
+* **translates**: mu' = mu(. - t), LSE_mu'(z) = LSE_mu(z) + <t, z>.
+
+Weights are compared up to a common factor: a law stored with weights summing to s != 1 has
+LSE shifted by the constant log s, which is affine, so proportional weights are the same class.
+
+Why the core decides the rest
+-----------------------------
+Let L_i be the class of LSE_i modulo the affine functions A, and call the dependency space of
+mu_1..mu_N the kernel of c -> sum_i c_i L_i, of dimension N - dim span{L_i}. A Dirac has
+L_i = 0; a duplicate or translate j of a representative r has L_j = L_r, since LSE_j - LSE_r is
+affine. Removing Diracs and all but one member of each class therefore leaves span{L_i}
+unchanged, so with the *core* K the set of the representatives and of the other non-Diracs,
+
+    dim dep(all) = N - dim span = (N - |K|) + (|K| - dim span{L_k : k in K})
+                 = reductions + dim dep(core),
+
+where ``reductions = #Diracs + sum over classes (size - 1)``. Each reduction is itself a
+dependency (e_i for a Dirac, e_j - e_r for a class member) and together with any basis of the
+core's dependencies they form a basis of the whole space. The dense test (SPEC §3) runs on the
+core only. A *numerical* relation holds only up to the rounding of the stored values, so for it
+the identity is exact for the data rounded to its own precision, not for the stored values.
+
+Algorithm, O(T log T) time and O(T) memory for T tokens in total
+----------------------------------------------------------------
+Each family is packed into one token array (boxes as the point pair {low, high}, Gaussian
+mixtures with zero covariances as discrete laws, other mixtures as component rows (mean |
+covariance)). Tokens are sorted lexicographically within each distribution (this order is
+translation invariant), exactly equal tokens are merged (their weights added), and each
+distribution gets a 64-bit hash of its merged tokens relative to its first one: the rounded
+differences ``fl(y_j - y_0)`` (identical floats for exact translates, since the exact
+differences are equal) for the exact pass, and these differences on a coarse grid of
+``2**KEY_BITS`` ulps of the coordinate's largest magnitude for the numerical pass. Candidates
+share a hash; every candidate is then checked against its class representative, vectorised over
+all pairs at once:
+
+* exact: y'_j - y_j is the same real number for every j, checked with the error-free
+  transformation TwoSum (y' - y = s + e exactly, and (s, e) determines the real number, so equal
+  pairs (s, e) mean equal differences); weights proportional, checked by comparing the exact
+  products v'_j v_0 and v_j v'_0 as TwoProduct pairs; covariances equal as doubles. Merged
+  weights are exact when a law has uniform weights (then the merged weights are the counts) or
+  no repeated atoms; otherwise, and on overflow or underflow, the check falls back to
+  :class:`fractions.Fraction` for that pair.
+* numerical: per coordinate the differences spread by at most
+  ``ULPS * u * (max |y_l| + max |y'_l|)`` (what ``fl(y + t)`` produces, u = 2^-53), weight
+  ratios agree to ``ULPS * (n + n') * u`` relatively, covariances to ``ULPS * u`` relatively.
+  Genuine near-translates, perturbed by more than that, never match.
+
+The exact pass forms exact classes first (exact equality is transitive); the numerical pass
+then joins their representatives, largest class first, so every exact relation found is kept as
+one. A numerical match whose coordinates straddle a grid line of the coarse hash (probability
+about 2^-30 per coordinate) is missed; it stays in the core where the dense test sees it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Sequence
+
+import numpy as np
+
+from ..dataset import Dataset
+from ..distributions import Discrete, GaussianMixture, UniformBox
+
+__all__ = ["ScreenResult", "TranslateClass", "DiracFinding", "screen", "ULPS", "KEY_BITS"]
+
+#: Width of the numerical match in units of the round-off of the stored coordinates.
+ULPS = 4
+#: Grid of the candidate hash of the numerical pass, in ulps of each coordinate's magnitude.
+KEY_BITS = 36
+#: Grid of the candidate hash of weight ratios (absolute, ratios lie in (0, 1]).
+WEIGHT_KEY_BITS = 30
+#: Budget of float64 entries per vectorised verification chunk.
+CHUNK = 1 << 22
+
+_U = 2.0**-53
+_EXACT, _NUMERICAL = "exact", "numerical"
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLD = 0x9E3779B97F4A7C15
+
+
+# ---------------------------------------------------------------------------------------------
+# findings
+# ---------------------------------------------------------------------------------------------
+
+def _fmt(v: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{x:.6g}" for x in v) + ")"
+
+
+@dataclass(frozen=True)
+class DiracFinding:
+    """A Dirac mass delta_point: its LSE <point, z> is affine, a dependency on its own.
+
+    ``evidence`` is ``exact`` when all atoms are the same double (or low == high for a box),
+    ``numerical`` when they differ only at the rounding of the stored values.
+    """
+
+    index: int
+    name: str
+    point: tuple[float, ...]
+    evidence: str
+
+    def to_dict(self) -> dict:
+        return {"kind": "dirac", "index": self.index, "name": self.name,
+                "point": list(self.point), "evidence": self.evidence}
+
+    def describe(self) -> str:
+        return f"{self.name} is a Dirac mass at {_fmt(self.point)} [{self.evidence}]"
+
+
+@dataclass(frozen=True)
+class TranslateClass:
+    """Distributions equal up to translation (and up to token order, after merging atoms).
+
+    Attributes
+    ----------
+    members : tuple of int, length k >= 2
+        Dataset indices; ``members[0]`` is the representative kept in the core.
+    names : tuple of str, length k
+    shifts : tuple of k tuples of d floats
+        t with mu_member = mu_rep(. - t) (atoms of the member = atoms of the representative
+        + t); the nearest doubles to the exact shifts, ``shifts[0]`` is zero.
+    parents : tuple of int, length k
+        The member each one was matched against (a spanning tree of the class rooted at the
+        representative; the representative is its own parent).
+    evidence : tuple of str, length k
+        Evidence of each member's match with its parent (``exact`` or ``numerical``).
+    family : str
+        ``discrete``, ``box`` or ``mixture``.
+    """
+
+    members: tuple[int, ...]
+    names: tuple[str, ...]
+    shifts: tuple[tuple[float, ...], ...]
+    parents: tuple[int, ...]
+    evidence: tuple[str, ...]
+    family: str
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    @property
+    def kind(self) -> str:
+        """``duplicates`` when every shift is zero, else ``translates``."""
+        return "duplicates" if all(x == 0.0 for t in self.shifts for x in t) else "translates"
+
+    @property
+    def exact_relations(self) -> int:
+        return sum(e == _EXACT for e in self.evidence[1:])
+
+    @property
+    def class_evidence(self) -> str:
+        """``exact`` when every match in the class is exact, else ``numerical``."""
+        return _EXACT if self.exact_relations == self.size - 1 else _NUMERICAL
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "family": self.family, "members": list(self.members),
+                "names": list(self.names), "shifts": [list(t) for t in self.shifts],
+                "parents": list(self.parents), "evidence": list(self.evidence),
+                "class_evidence": self.class_evidence, "relations": self.size - 1}
+
+    def describe(self) -> str:
+        shown = ", ".join(self.names[1:4]) + (f" (+{self.size - 4} more)" if self.size > 4 else "")
+        what = "duplicate" if self.kind == "duplicates" else "translate(s) of"
+        ev = self.class_evidence
+        if ev == _NUMERICAL and self.exact_relations:
+            ev = f"{self.exact_relations} exact, {self.size - 1 - self.exact_relations} numerical"
+        return f"{shown} {what} {self.names[0]}: {self.size - 1} relation(s) [{ev}]"
+
+
+@dataclass(frozen=True)
+class ScreenResult:
+    """Outcome of :func:`screen` on N distributions.
+
+    ``core`` lists, in increasing order, the indices kept for the dense test: every non-Dirac
+    distribution that is not a non-representative class member.
+    ``reductions = len(diracs) + sum(size - 1 over classes)`` and
+    dim dep(dataset) = reductions + dim dep(core) (module docstring).
+    """
+
+    n: int
+    classes: tuple[TranslateClass, ...]
+    diracs: tuple[DiracFinding, ...]
+    core: tuple[int, ...]
+
+    @property
+    def reductions(self) -> int:
+        return len(self.diracs) + sum(c.size - 1 for c in self.classes)
+
+    @property
+    def exact_reductions(self) -> int:
+        return (sum(d.evidence == _EXACT for d in self.diracs)
+                + sum(c.exact_relations for c in self.classes))
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "reductions": self.reductions,
+                "exact_reductions": self.exact_reductions, "core": list(self.core),
+                "diracs": [d.to_dict() for d in self.diracs],
+                "classes": [c.to_dict() for c in self.classes]}
+
+    def describe(self) -> list[str]:
+        """One line per finding (a class is one line whatever its size)."""
+        return [d.describe() for d in self.diracs] + [c.describe() for c in self.classes]
+
+
+# ---------------------------------------------------------------------------------------------
+# packing: one token array per family, sorted and merged
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Family:
+    kind: str
+    index: np.ndarray       # (Nf,) dataset indices
+    start: np.ndarray       # (Nf,) first merged token of each distribution
+    size: np.ndarray        # (Nf,) merged token counts
+    raw: np.ndarray         # (Nf,) raw token counts
+    shift: np.ndarray       # (Tm, d) merged tokens, translated part
+    fixed: np.ndarray       # (Tm, k) merged tokens, untranslated part (covariances)
+    weight: np.ndarray      # (Tm,) merged weights (counts for uniform laws)
+    weight_exact: np.ndarray  # (Nf,) merged weights are exact doubles
+    raw_start: np.ndarray   # (Tm,) first raw (sorted) token of each merged token
+    raw_weight: np.ndarray  # (T,) raw weights in sorted order
+
+
+def _pack(kind: str, index: list[int], shift: list[np.ndarray], fixed: list[np.ndarray] | None,
+          weights: list[np.ndarray]) -> _Family:
+    raw = np.array([len(w) for w in weights])
+    owner = np.repeat(np.arange(len(index)), raw)
+    X = np.concatenate(shift) + 0.0  # -0.0 -> +0.0: the same real number
+    d = X.shape[1]
+    F = (np.concatenate(fixed) + 0.0) if fixed is not None else np.zeros((len(X), 0))
+    W = np.concatenate(weights)
+    keys = [F[:, c] for c in range(F.shape[1] - 1, -1, -1)]
+    keys += [X[:, c] for c in range(d - 1, -1, -1)] + [owner]
+    order = np.lexsort(keys)
+    X, F, W, owner = X[order], F[order], W[order], owner[order]
+    new = np.ones(len(X), bool)
+    new[1:] = ((owner[1:] != owner[:-1]) | np.any(X[1:] != X[:-1], axis=1)
+               | np.any(F[1:] != F[:-1], axis=1))
+    raw_start = np.flatnonzero(new)
+    counts = np.diff(np.append(raw_start, len(X)))
+    m_owner = owner[raw_start]
+    start = np.searchsorted(m_owner, np.arange(len(index)))
+    size = np.diff(np.append(start, len(raw_start)))
+    dist_raw_start = np.searchsorted(owner, np.arange(len(index)))
+    uniform = np.minimum.reduceat(W, dist_raw_start) == np.maximum.reduceat(W, dist_raw_start)
+    repeats = size < raw
+    summed = np.add.reduceat(W, raw_start)
+    weight = np.where(uniform[m_owner], counts.astype(float), summed)
+    return _Family(kind, np.asarray(index), start, size, raw, X[raw_start], F[raw_start], weight,
+                   uniform | ~repeats, raw_start, W)
+
+
+def _families(dataset: Dataset) -> list[_Family]:
+    groups: dict[str, tuple[list, list, list, list]] = {
+        k: ([], [], [], []) for k in ("discrete", "box", "mixture")}
+    for i, dist in enumerate(dataset.distributions):
+        if isinstance(dist, Discrete):
+            g = groups["discrete"]
+            g[0].append(i), g[1].append(dist.atoms), g[3].append(dist.weights)
+        elif isinstance(dist, UniformBox):
+            g = groups["box"]
+            g[0].append(i), g[1].append(np.stack([dist.low, dist.high])), g[3].append(np.ones(2))
+        elif isinstance(dist, GaussianMixture):
+            if not np.any(dist.covariances):
+                g = groups["discrete"]
+                g[0].append(i), g[1].append(dist.means), g[3].append(dist.weights)
+            else:
+                g = groups["mixture"]
+                g[0].append(i), g[1].append(dist.means), g[3].append(dist.weights)
+                g[2].append(dist.covariances.reshape(len(dist.weights), -1))
+    return [_pack(kind, idx, sh, fx or None, w)
+            for kind, (idx, sh, fx, w) in groups.items() if idx]
+
+
+# ---------------------------------------------------------------------------------------------
+# hashing and exact arithmetic helpers
+# ---------------------------------------------------------------------------------------------
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser on a uint64 array (wrapping arithmetic)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def _hash_rows(cols: list[np.ndarray]) -> np.ndarray:
+    h = np.zeros(len(cols[0]), np.uint64)
+    for c, col in enumerate(cols):
+        h = _mix(h ^ (col + np.uint64((_GOLD * (c + 1)) % 2**64)))
+    return h
+
+
+def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """s = fl(a + b) and e with a + b = s + e exactly (Knuth), barring overflow."""
+    s = a + b
+    ap = s - b
+    bp = s - ap
+    return s, (a - ap) + (b - bp)
+
+
+def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    c = 134217729.0 * a  # 2^27 + 1 (Veltkamp)
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def _two_prod(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """p = fl(a b) and e with a b = p + e exactly (Dekker), barring over/underflow."""
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+# ---------------------------------------------------------------------------------------------
+# candidate keys and pairwise verification
+# ---------------------------------------------------------------------------------------------
+
+def _keys(fam: _Family, members: np.ndarray, coarse: bool, grid: np.ndarray,
+          fgrid: np.ndarray) -> np.ndarray:
+    """64-bit hash per member of (size, tokens relative to the first, weight ratios)."""
+    m = fam.size[members]
+    owner = np.repeat(np.arange(len(members)), m)
+    first = np.repeat(fam.start[members], m)
+    tok = first + (np.arange(len(owner)) - np.repeat(np.cumsum(m) - m, m))
+    D = fam.shift[tok] - fam.shift[first]
+    F = fam.fixed[tok]
+    vmax = np.maximum.reduceat(fam.weight[tok], np.cumsum(m) - m)
+    r = fam.weight[tok] / vmax[owner]
+    if coarse:
+        cols = [np.floor(D[:, c] / grid[c]).astype(np.int64).view(np.uint64)
+                for c in range(D.shape[1])]
+        cols += [np.floor(F[:, c] / fgrid[c]).astype(np.int64).view(np.uint64)
+                 for c in range(F.shape[1])]
+        cols.append(np.floor(r * 2.0**WEIGHT_KEY_BITS).astype(np.int64).view(np.uint64))
+    else:
+        cols = [np.ascontiguousarray(D[:, c] + 0.0).view(np.uint64) for c in range(D.shape[1])]
+        cols += [np.ascontiguousarray(F[:, c]).view(np.uint64) for c in range(F.shape[1])]
+        cols.append(r.view(np.uint64))
+    cols.append((tok - first).astype(np.uint64))
+    h = np.add.reduceat(_hash_rows(cols), np.cumsum(m) - m)
+    return _mix(h ^ m.astype(np.uint64))
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    exact: np.ndarray      # (P,) bool
+    numerical: np.ndarray  # (P,) bool (includes exact)
+    shift: np.ndarray      # (P, d) member - representative
+
+
+def _verify(fam: _Family, a: np.ndarray, b: np.ndarray) -> _Verdict:
+    """Is member a[k] a translate (or duplicate) of representative b[k]? Exact and numerical."""
+    P, d = len(a), fam.shift.shape[1]
+    exact = np.zeros(P, bool)
+    numer = np.zeros(P, bool)
+    shift = np.zeros((P, d))
+    width = d + fam.fixed.shape[1] + 4
+    same = fam.size[a] == fam.size[b]
+    pos = 0
+    while pos < P:
+        stop, total = pos, 0
+        while stop < P and (stop == pos or total + fam.size[a[stop]] * width <= CHUNK):
+            total += fam.size[a[stop]] * width
+            stop += 1
+        sl = slice(pos, stop)
+        pos = stop
+        idx = np.flatnonzero(same[sl]) + sl.start
+        if len(idx) == 0:
+            continue
+        ex, nu, sh, fallback = _verify_chunk(fam, a[idx], b[idx])
+        for k in np.flatnonzero(fallback):
+            ex[k] = _verify_fraction(fam, a[idx[k]], b[idx[k]])
+        exact[idx], numer[idx], shift[idx] = ex, nu | ex, sh
+    return _Verdict(exact, numer, shift)
+
+
+def _verify_chunk(fam: _Family, a: np.ndarray, b: np.ndarray):
+    m = fam.size[a]
+    starts = np.cumsum(m) - m
+    pair = np.repeat(np.arange(len(a)), m)
+    off = np.arange(len(pair)) - starts[pair]
+    ia = fam.start[a][pair] + off
+    ib = fam.start[b][pair] + off
+    Xa, Xb = fam.shift[ia], fam.shift[ib]
+    s, e = _two_sum(Xa, -Xb)
+    finite = np.isfinite(s).all(axis=1) & np.isfinite(e).all(axis=1)
+    ref = starts[pair]
+    same_diff = np.all((s == s[ref]) & (e == e[ref]), axis=1)
+    fa, fb = fam.fixed[ia], fam.fixed[ib]
+    same_fixed = np.all(fa == fb, axis=1)
+    # weights: v_a[j] v_b[0] == v_b[j] v_a[0] exactly (TwoProduct pairs)
+    va, vb = fam.weight[ia], fam.weight[ib]
+    p1, e1 = _two_prod(va, vb[ref])
+    p2, e2 = _two_prod(vb, va[ref])
+    same_w = (p1 == p2) & (e1 == e2)
+    bad_tok = ~(same_diff & same_fixed & same_w)
+    exact = np.add.reduceat(bad_tok.astype(np.int64), starts) == 0
+    # numerical: spread of the rounded differences within ULPS ulps of the coordinates
+    spread = np.maximum.reduceat(s, starts) - np.minimum.reduceat(s, starts)
+    scale = np.maximum.reduceat(np.abs(Xa), starts) + np.maximum.reduceat(np.abs(Xb), starts)
+    ok_shift = np.all(spread <= ULPS * _U * scale, axis=1)
+    fdev = np.abs(fa - fb) <= ULPS * _U * (np.abs(fa) + np.abs(fb))
+    ra, rb = va / va[ref], vb / vb[ref]
+    ntok = (fam.raw[a] + fam.raw[b])[pair]
+    wdev = np.abs(ra - rb) <= ULPS * ntok * _U * np.maximum(ra, rb)
+    bad_num = ~(np.all(fdev, axis=1) & wdev)
+    numer = ok_shift & (np.add.reduceat(bad_num.astype(np.int64), starts) == 0)
+    shift = (np.maximum.reduceat(s, starts) + np.minimum.reduceat(s, starts)) / 2.0
+    shift = np.where(exact[:, None], s[starts], shift)
+    # exact arithmetic unavailable in doubles: inexact merged weights, over/underflow
+    tiny = np.minimum.reduceat(np.minimum(va, vb), starts) < 2.0**-450
+    fallback = (~fam.weight_exact[a] | ~fam.weight_exact[b] | tiny
+                | (np.add.reduceat((~finite).astype(np.int64), starts) > 0))
+    exact &= ~fallback
+    numer &= np.isfinite(shift).all(axis=1)
+    return exact, numer, shift, fallback
+
+
+def _exact_weights(fam: _Family, first: int, m: int) -> list[Fraction]:
+    counts = np.diff(np.append(fam.raw_start, len(fam.raw_weight)))
+    return [sum((Fraction(float(w)) for w in
+                 fam.raw_weight[fam.raw_start[t]: fam.raw_start[t] + counts[t]]), Fraction(0))
+            for t in range(first, first + m)]
+
+
+def _verify_fraction(fam: _Family, a: int, b: int) -> bool:
+    """Exact check of one pair in rational arithmetic (the rare fallback)."""
+    m = int(fam.size[a])
+    sa, sb = int(fam.start[a]), int(fam.start[b])
+    Xa, Xb = fam.shift[sa:sa + m], fam.shift[sb:sb + m]
+    if not np.array_equal(fam.fixed[sa:sa + m], fam.fixed[sb:sb + m]):
+        return False
+    t0 = [Fraction(float(x)) - Fraction(float(y)) for x, y in zip(Xa[0], Xb[0])]
+    for j in range(1, m):
+        if [Fraction(float(x)) - Fraction(float(y)) for x, y in zip(Xa[j], Xb[j])] != t0:
+            return False
+    wa, wb = _exact_weights(fam, sa, m), _exact_weights(fam, sb, m)
+    return all(wa[j] * wb[0] == wb[j] * wa[0] for j in range(m))
+
+
+# ---------------------------------------------------------------------------------------------
+# the screen
+# ---------------------------------------------------------------------------------------------
+
+def _greedy(fam: _Family, cand: np.ndarray, group: np.ndarray, exact_only: bool):
+    """Partition candidates (ordered by priority within equal ``group`` labels, groups
+    contiguous) into classes, each member matched against the first remaining one.
+    Returns parent (local ids), evidence flags (True = exact) and shifts, for the matched."""
+    parent: dict[int, tuple[int, bool, np.ndarray]] = {}
+    rem, grp = cand, group
+    while len(rem) > 1:
+        first = np.ones(len(rem), bool)
+        first[1:] = grp[1:] != grp[:-1]
+        rep_of = rem[first][np.cumsum(first) - 1]
+        others, reps = rem[~first], rep_of[~first]
+        if len(others) == 0:
+            break
+        v = _verify(fam, others, reps)
+        ok = v.exact if exact_only else v.numerical
+        for k in np.flatnonzero(ok):
+            parent[int(others[k])] = (int(reps[k]), bool(v.exact[k]), v.shift[k])
+        rem, grp = others[~ok], grp[~first][~ok]
+    return parent
+
+
+def _screen_family(fam: _Family, names: Sequence[str]):
+    d = fam.shift.shape[1]
+    nf = len(fam.index)
+    # Diracs: one merged atom (exact) or atoms within the rounding of their coordinates
+    lo = np.minimum.reduceat(fam.shift, fam.start)
+    hi = np.maximum.reduceat(fam.shift, fam.start)
+    mag = np.maximum(np.abs(lo), np.abs(hi))
+    if fam.fixed.shape[1]:
+        is_exact_dirac = np.zeros(nf, bool)
+        is_num_dirac = np.zeros(nf, bool)
+    else:
+        is_exact_dirac = fam.size == 1
+        is_num_dirac = ~is_exact_dirac & np.all(hi - lo <= 2 * ULPS * _U * mag, axis=1)
+    diracs = [DiracFinding(int(fam.index[i]), names[fam.index[i]],
+                           tuple(float(x) for x in fam.shift[fam.start[i]]),
+                           _EXACT if is_exact_dirac[i] else _NUMERICAL)
+              for i in np.flatnonzero(is_exact_dirac | is_num_dirac)]
+    live = np.flatnonzero(~(is_exact_dirac | is_num_dirac))
+    grid = np.abs(fam.shift).max(axis=0) * _U * 2.0**KEY_BITS if len(fam.shift) else np.ones(d)
+    grid = np.where(grid > 0, grid, 1.0)
+    fgrid = np.abs(fam.fixed).max(axis=0) * _U * 2.0**KEY_BITS if fam.fixed.shape[1] else \
+        np.ones(0)
+    fgrid = np.where(fgrid > 0, fgrid, 1.0)
+    # pass 1: exact classes among candidates with identical rounded differences
+    key = _keys(fam, live, False, grid, fgrid)
+    order = np.lexsort((live, key))
+    p1 = _greedy(fam, live[order], key[order], exact_only=True)
+    # pass 2: join the exact classes' representatives numerically, largest class first
+    size = {int(i): 1 for i in live}
+    for j, (r, _, _) in p1.items():
+        size[r] += 1
+    reps = np.array([i for i in live if int(i) not in p1], dtype=np.intp)
+    rsize = np.array([size[int(i)] for i in reps])
+    key2 = _keys(fam, reps, True, grid, fgrid)
+    order = np.lexsort((reps, -rsize, key2))
+    p2 = _greedy(fam, reps[order], key2[order], exact_only=False)
+    # assemble classes: root -> members with parent, evidence, shift relative to the root
+    members: dict[int, list[tuple[int, int, bool, np.ndarray]]] = {}
+    for s, (r, ex, t) in p2.items():
+        members.setdefault(r, []).append((s, r, ex, t))
+    root_of = {s: r for s, (r, _, _) in p2.items()}
+    shift_to_root = {s: t for s, (_, _, t) in p2.items()}
+    for j, (s, ex, t) in p1.items():
+        r = root_of.get(s, s)
+        total = t + shift_to_root[s] if s in shift_to_root else t
+        members.setdefault(r, []).append((j, s, ex, total))
+    classes = []
+    zero = tuple(0.0 for _ in range(d))
+    for r, mem in members.items():
+        mem.sort(key=lambda x: fam.index[x[0]])
+        idx = [int(fam.index[r])] + [int(fam.index[j]) for j, _, _, _ in mem]
+        classes.append(TranslateClass(
+            members=tuple(idx), names=tuple(names[i] for i in idx),
+            shifts=(zero,) + tuple(tuple(float(x) for x in t) for _, _, _, t in mem),
+            parents=(idx[0],) + tuple(int(fam.index[p]) for _, p, _, _ in mem),
+            evidence=(_EXACT,) + tuple(_EXACT if ex else _NUMERICAL for _, _, ex, _ in mem),
+            family=fam.kind))
+    removed = {int(fam.index[j]) for j in p1} | {int(fam.index[j]) for j in p2}
+    core = [int(fam.index[i]) for i in live if int(fam.index[i]) not in removed]
+    return diracs, classes, core
+
+
+def screen(dataset: Dataset) -> ScreenResult:
+    """Find Dirac masses, duplicates and translates in ``dataset`` and its core (SPEC §7).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        N distributions with T tokens (atoms, box corners, mixture components) in total.
+
+    Returns
+    -------
+    ScreenResult
+        Diracs and classes sorted by their first index, each with its evidence; the core.
+        O(T log T) time, O(T) memory.
+    """
+    diracs: list[DiracFinding] = []
+    classes: list[TranslateClass] = []
+    core: list[int] = []
+    for fam in _families(dataset):
+        dd, cc, kk = _screen_family(fam, dataset.names)
+        diracs += dd
+        classes += cc
+        core += kk
+    return ScreenResult(len(dataset), tuple(sorted(classes, key=lambda c: c.members[0])),
+                        tuple(sorted(diracs, key=lambda f: f.index)), tuple(sorted(core)))
