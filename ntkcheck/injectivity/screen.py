@@ -231,6 +231,26 @@ class _Family:
     raw_weight: np.ndarray  # (T,) raw weights in sorted order
 
 
+def _lex_order(owner: np.ndarray, X: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """Order sorting tokens by owner, then lexicographically by (X row, F row).
+
+    Sorted by (owner, first coordinate) first; only runs tied there (rare for continuous data,
+    all the tokens of a Dirac) are sorted again on the full rows."""
+    order = np.lexsort((X[:, 0], owner))
+    o, x0 = owner[order], X[order, 0]
+    tie = (o[1:] == o[:-1]) & (x0[1:] == x0[:-1])
+    if tie.any():
+        in_run = np.zeros(len(order), bool)
+        in_run[1:] |= tie
+        in_run[:-1] |= tie
+        pos = np.flatnonzero(in_run)
+        sub = order[pos]
+        keys = [F[sub, c] for c in range(F.shape[1] - 1, -1, -1)]
+        keys += [X[sub, c] for c in range(X.shape[1] - 1, -1, -1)] + [owner[sub]]
+        order[pos] = sub[np.lexsort(keys)]
+    return order
+
+
 def _pack(kind: str, index: list[int], shift: list[np.ndarray], fixed: list[np.ndarray] | None,
           weights: list[np.ndarray]) -> _Family:
     raw = np.array([len(w) for w in weights])
@@ -239,9 +259,7 @@ def _pack(kind: str, index: list[int], shift: list[np.ndarray], fixed: list[np.n
     d = X.shape[1]
     F = (np.concatenate(fixed) + 0.0) if fixed is not None else np.zeros((len(X), 0))
     W = np.concatenate(weights)
-    keys = [F[:, c] for c in range(F.shape[1] - 1, -1, -1)]
-    keys += [X[:, c] for c in range(d - 1, -1, -1)] + [owner]
-    order = np.lexsort(keys)
+    order = _lex_order(owner, X, F)
     X, F, W, owner = X[order], F[order], W[order], owner[order]
     new = np.ones(len(X), bool)
     new[1:] = ((owner[1:] != owner[:-1]) | np.any(X[1:] != X[:-1], axis=1)
