@@ -1,0 +1,126 @@
+"""Streaming factorisation (TSQR / CholeskyQR2) against the in-memory LAPACK SVD and QR."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ntkcheck.errors import InputError
+from ntkcheck.injectivity.factor import (Factor, fold_blocks, householder_fold, merge_r,
+                                         tree_reduce)
+
+U = 2.0**-53
+
+
+def matrix(M, N, cond, seed=0, rank=None):
+    """A = U diag(s) V^T with singular values log-spaced from 1 to 1/cond (the last N - rank
+    set to zero), so the exact singular values are known."""
+    rng = np.random.default_rng(seed)
+    Uq, _ = np.linalg.qr(rng.normal(size=(M, N)))
+    V, _ = np.linalg.qr(rng.normal(size=(N, N)))
+    s = np.logspace(0, -np.log10(cond), N)
+    if rank is not None:
+        s[rank:] = 0.0
+    return (Uq * s) @ V.T, s
+
+
+def split(A, sizes):
+    out, i = [], 0
+    for b in sizes:
+        out.append(A[i:i + b])
+        i += b
+    out.append(A[i:])
+    return out
+
+
+def svd_tol(A):
+    """Round-off of the reference SVD and of the factorisation, both backward stable:
+    a few N u ||A||_2 (factor 10 for the constants)."""
+    return 10 * A.shape[1] * U * np.linalg.norm(A, 2)
+
+
+@pytest.mark.parametrize("method", ["householder", "cholqr2", "auto"])
+@pytest.mark.parametrize("sizes", [[400], [1, 7, 0, 100, 3], [37] * 11])
+def test_well_conditioned_matches_in_memory(method, sizes):
+    """Same singular values as the in-memory SVD to round-off, R equal to the in-memory R
+    (positive diagonal, unique for full rank) to kappa * round-off, and the returned
+    intervals contain the reference singular values."""
+    A, s = matrix(500, 60, 1e3, seed=len(sizes))
+    f = fold_blocks(split(A, sizes), 60, method)
+    assert f.method == ("householder" if method == "householder" else "cholqr2")
+    assert f.rows == 500
+    ref = np.linalg.svd(A, compute_uv=False)
+    got = f.singular_values()
+    assert np.abs(got - ref).max() <= svd_tol(A)
+    R_ref = np.linalg.qr(A, mode="r")
+    R_ref *= np.sign(np.diag(R_ref))[:, None]
+    assert np.abs(f.R - R_ref).max() <= 1e3 * svd_tol(A)  # kappa = 1e3
+    lo, hi = f.sigma_bounds(got)
+    assert np.all(lo <= ref + svd_tol(A)) and np.all(ref - svd_tol(A) <= hi)
+    # the bounds are meaningful: far below the smallest singular value
+    assert f.backward_error_bound < 1e-4 * s.min()
+
+
+@pytest.mark.parametrize("method", ["auto", "cholqr2"])
+@pytest.mark.parametrize("cond, rank", [(1e12, None), (1e3, 45)])
+def test_ill_conditioned_takes_the_householder_path(method, cond, rank):
+    """kappa = 1e12, or rank 45 of 60: CholeskyQR2 is unsafe, the Householder path runs, the
+    reason is recorded, and the singular values (zeros included) match to round-off."""
+    A, s = matrix(400, 60, cond, seed=3, rank=rank)
+    f = fold_blocks(split(A, [50] * 7), 60, method)
+    assert f.method == "householder" and f.fallback
+    got = f.singular_values()
+    assert np.abs(got - np.sort(s)[::-1]).max() <= svd_tol(A)
+    lo, hi = f.sigma_bounds(got)
+    assert np.all(lo <= np.sort(s)[::-1] + svd_tol(A))
+
+
+def test_tree_of_partial_factors_equals_one_fold():
+    """merge_r of partial factors (a fixed tree) gives the same R as one sequential fold, and
+    R^T R = A^T A to round-off."""
+    A, _ = matrix(600, 40, 1e2, seed=5)
+    parts = [householder_fold([A[i:i + 100]], 40) for i in range(0, 600, 100)]
+    f = tree_reduce(parts)
+    g = householder_fold([A[i:i + 50] for i in range(0, 600, 50)], 40)
+    tol = svd_tol(A) * np.linalg.norm(A, 2)
+    assert np.abs(f.R - g.R).max() <= 1e2 * svd_tol(A)
+    assert np.abs(f.R.T @ f.R - A.T @ A).max() <= tol
+    assert np.abs(merge_r(parts[0].R, parts[1].R) - householder_fold([A[:200]], 40).R).max() \
+        <= 1e2 * svd_tol(A)
+    assert f.rows == 600 and f.backward_error_bound > sum(p.backward_error_bound for p in parts)
+
+
+def test_one_shot_iterators_and_errors():
+    """A generator is consumed once: auto folds it by Householder, cholqr2 refuses it;
+    malformed blocks and unknown methods are InputErrors naming the fix."""
+    A, _ = matrix(200, 20, 10.0)
+    assert fold_blocks((A[i:i + 40] for i in range(0, 200, 40)), 20).method == "householder"
+    with pytest.raises(InputError, match="re-iterable"):
+        fold_blocks((A[i:i + 40] for i in range(0, 200, 40)), 20, "cholqr2")
+    with pytest.raises(InputError, match=r"shape \(40, 19\)"):
+        fold_blocks([A[:40, :19]], 20)
+    with pytest.raises(InputError, match="choose one of auto, householder, cholqr2"):
+        fold_blocks([A], 20, "lu")
+    with pytest.raises(InputError, match="NaN"):
+        fold_blocks([np.full((3, 20), np.nan)], 20)
+
+
+def test_fewer_rows_than_columns():
+    """M < N: R is the (zero-padded) R factor of the short matrix; its non-zero singular
+    values are those of A, CholeskyQR2 falls back."""
+    A, _ = matrix(30, 30, 10.0, seed=2)
+    A = A[:12]
+    f = fold_blocks([A[:5], A[5:]], 30)
+    assert f.method == "householder" and "fewer rows" in f.fallback
+    ref = np.linalg.svd(A, compute_uv=False)
+    assert np.abs(f.singular_values()[:12] - ref).max() <= svd_tol(A)
+    assert np.abs(f.singular_values()[12:]).max() <= svd_tol(A)
+
+
+def test_factor_serialises():
+    """to_dict carries the method, sizes and bounds as plain JSON types."""
+    import json
+    A, _ = matrix(100, 10, 10.0)
+    d = fold_blocks([A], 10, "householder").to_dict()
+    assert json.loads(json.dumps(d))["columns"] == 10 and d["method"] == "householder"
+    assert isinstance(fold_blocks([A], 10), Factor)
