@@ -17,6 +17,19 @@ N, B, ROWS = 48, 10, 30
 U = 2.0**-53
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Small matrices gain nothing from BLAS threads, and spinning BLAS threads on a loaded
+    machine slow these tests tenfold; the numerics checked do not depend on the count."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def make_block(k: int) -> np.ndarray:
     """Block k of a fixed well-conditioned matrix (module level: picklable)."""
     return np.random.default_rng(k).normal(size=(ROWS, N))

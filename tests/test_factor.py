@@ -12,6 +12,19 @@ from ntkcheck.injectivity.factor import (Factor, fold_blocks, householder_fold, 
 U = 2.0**-53
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Small matrices gain nothing from BLAS threads, and spinning BLAS threads on a loaded
+    machine slow these tests tenfold; the numerics checked do not depend on the count."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def matrix(M, N, cond, seed=0, rank=None):
     """A = U diag(s) V^T with singular values log-spaced from 1 to 1/cond (the last N - rank
     set to zero), so the exact singular values are known."""
@@ -124,3 +137,57 @@ def test_factor_serialises():
     d = fold_blocks([A], 10, "householder").to_dict()
     assert json.loads(json.dumps(d))["columns"] == 10 and d["method"] == "householder"
     assert isinstance(fold_blocks([A], 10), Factor)
+
+
+# ---------------------------------------------------------------------------------------------
+# time and memory estimate
+# ---------------------------------------------------------------------------------------------
+
+from ntkcheck.injectivity.estimate import (Rates, check_memory, estimate_streaming,  # noqa: E402
+                                           measure_rates)
+
+
+def test_rates_are_measured_once():
+    """The rates are measured once per process and positive."""
+    r = measure_rates()
+    assert r is measure_rates() and min(r.gemm, r.tpqrt, r.exp) > 0
+
+
+def test_estimate_follows_the_cost_model():
+    """With fixed rates the model is exact: factorisation time 2 M N^2 / rate, linear in M;
+    factor memory (w + 1) N^2 words for Householder."""
+    r = Rates(gemm=1e10, tpqrt=5e9, exp=1e9)
+    e = estimate_streaming(1000, 8, 4000, 32000, 256, rates=r)
+    assert e.time["factorisation"] == pytest.approx(2 * 4000 * 1000**2 / 5e9, rel=1e-12)
+    assert e.memory["factors"] == 2 * 1000**2 * 8
+    e2 = estimate_streaming(1000, 8, 8000, 32000, 256, rates=r)
+    assert e2.time["factorisation"] == pytest.approx(2 * e.time["factorisation"], rel=1e-12)
+    assert e2.time["features"] == pytest.approx(2 * e.time["features"], rel=1e-12)
+    assert "estimated peak memory" in e.describe() and e.to_dict()["inputs"]["M"] == 4000
+    with pytest.raises(InputError, match="positive integer"):
+        estimate_streaming(0, 8, 10, 10, 10, rates=r)
+
+
+def test_estimate_bounds_the_measured_memory_of_a_fold():
+    """The factor + block part of the estimate bounds the tracemalloc peak of an actual
+    Householder fold (numpy allocations are traced) and is within a factor 3 of it."""
+    import tracemalloc
+    N, b, M = 300, 200, 1000
+    blocks = (np.random.default_rng(k).normal(size=(b, N)) for k in range(M // b))
+    tracemalloc.start()
+    householder_fold(blocks, N)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    e = estimate_streaming(N, 1, M, 1, b, scratch_bytes=0, rates=Rates(1e9, 1e9, 1e9))
+    model = e.memory["factors"] + e.memory["blocks"]
+    assert peak <= model <= 3 * peak
+
+
+def test_refusal_names_numbers_and_options():
+    """Above the limit: an InputError with the estimate, the limit and the options."""
+    e = estimate_streaming(20000, 32, 40000, 1280000, 512, rates=Rates(1e10, 1e10, 1e9))
+    assert 6.4e9 < e.peak_bytes < 1e10  # two N x N factors dominate
+    with pytest.raises(InputError, match=r"needs about \d\.\d+ GB .* limit is 1 GB; raise "
+                                         r"--max-memory"):
+        check_memory(e, 10**9)
+    check_memory(e, 10**11)

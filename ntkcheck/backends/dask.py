@@ -6,8 +6,9 @@ cluster, and only the final N x N result travels to the client. The tree depends
 number of leaves, so the result does not depend on worker timing. Needs the optional extra
 ``ntkcheck[dask]`` (``dask`` and ``distributed``).
 
-Memory: a merge holds two N x N factors and the LAPACK workspace, about 3 N^2 * 8 bytes on
-one worker (N = 20000: 9.6 GB; a worker with 16 GB handles N up to about 25000).
+Memory: a merge holds its two input factors and their working copies, about 4 N^2 doubles
+(32 N^2 bytes) on one worker: N up to about 22000 on a 16 GB worker, 31000 on 32 GB,
+44000 on 64 GB. The client receives R (8 N^2 bytes).
 """
 
 from __future__ import annotations

@@ -158,8 +158,11 @@ def _check_block(block, n_cols: int, k: int) -> np.ndarray:
 
 
 def _positive_diagonal(R: np.ndarray) -> np.ndarray:
-    """The unique R with diag >= 0 (rows of negative pivot flipped: Q absorbs the signs)."""
-    R = np.triu(R)
+    """The unique R with diag >= 0 (rows of negative pivot flipped: Q absorbs the signs),
+    made in place (LAPACK leaves reflectors below the diagonal: zeroed column by column, so
+    no second N x N array is needed)."""
+    for j in range(R.shape[1] - 1):
+        R[j + 1:, j] = 0.0
     neg = np.diag(R) < 0
     R[neg] *= -1.0
     return R
