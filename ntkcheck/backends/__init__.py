@@ -78,10 +78,7 @@ def drive(executor, make_block: Callable[[int], np.ndarray], ranges: list[tuple[
     """Run a factorisation over ``ranges`` of blocks with an executor providing
     ``map(fn, argument_tuples) -> handles``, ``combine(fn, a, b) -> handle``,
     ``get(handle) -> value`` and ``share(value) -> handle`` (the same algorithm for every
-    backend: partial folds or Gram sums per range, a fixed combination tree). Executors that
-    run tasks concurrently wrap each task in
-    :func:`~ntkcheck.injectivity.factor.single_threaded`, so every BLAS call runs on one
-    thread whatever else runs at the time, and the bits do not depend on timing."""
+    backend: partial folds or Gram sums per range, a fixed combination tree)."""
     from dataclasses import replace
 
     from ..injectivity.factor import (Method, _method, first_cholesky, finish_cholqr2,

@@ -3,7 +3,9 @@
 Each task folds a contiguous range of blocks (``make_block`` runs on the worker), partial R
 factors (or Gram matrices for CholeskyQR2) are combined by a fixed binary tree of tasks on the
 cluster, and only the final N x N result travels to the client. The tree depends only on the
-number of leaves, so the result does not depend on worker timing. Needs the optional extra
+number of leaves, so the result does not depend on worker timing (given the workers' BLAS
+thread count: process workers started by a nanny, the default, run BLAS on one thread, which
+also suits the narrow-panel QR folds). Needs the optional extra
 ``ntkcheck[dask]`` (``dask`` and ``distributed``).
 
 Memory: a merge holds its two input factors and their working copies, about 4 N^2 doubles
@@ -18,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
-from ..injectivity.factor import Factor, single_threaded
+from ..injectivity.factor import Factor
 from . import drive, split_ranges
 
 __all__ = ["fold_dask"]
@@ -38,10 +40,10 @@ class _Cluster:
         self.client = client
 
     def map(self, fn, args):
-        return [self.client.submit(single_threaded, fn, *a, pure=False) for a in args]
+        return [self.client.submit(fn, *a, pure=False) for a in args]
 
     def combine(self, fn, a, b):
-        return self.client.submit(single_threaded, fn, a, b, pure=False)
+        return self.client.submit(fn, a, b, pure=False)
 
     def get(self, future):
         return future.result()

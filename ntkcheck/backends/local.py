@@ -1,8 +1,9 @@
 """Local backend: fold ranges of blocks on threads of this machine.
 
 With ``threadpoolctl`` installed, ``workers`` threads (default: the usable cores) each fold a
-contiguous range of blocks with BLAS limited to one thread while they run, so Python threads
-and BLAS threads never oversubscribe the cores; partial results are combined by a fixed tree.
+contiguous range of blocks with BLAS limited to one thread while they run (set in the calling
+thread, which must be the main thread for the limit to apply), so Python threads and BLAS
+threads never oversubscribe the cores; partial results are combined by a fixed tree.
 Without ``threadpoolctl`` the fold is sequential (one range, BLAS as configured), which is
 deterministic too. Peak memory is about ``workers * (N^2 + b N)`` numbers.
 """
@@ -16,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
-from ..injectivity.factor import Factor, single_threaded
+from ..injectivity.factor import Factor, blas_single_thread
 from . import drive, split_ranges
 
 __all__ = ["fold_local", "usable_cores", "have_threadpoolctl"]
@@ -45,10 +46,10 @@ class _Threads:
     def map(self, fn, args):
         if self.pool is None:
             return [fn(*a) for a in args]
-        return list(self.pool.map(lambda a: single_threaded(fn, *a), args))
+        return list(self.pool.map(lambda a: fn(*a), args))
 
     def combine(self, fn, a, b):
-        return fn(a, b) if self.pool is None else single_threaded(fn, a, b)
+        return fn(a, b)
 
     def get(self, value):
         return value
@@ -82,5 +83,6 @@ def fold_local(make_block: Callable[[int], np.ndarray], n_blocks: int, n_cols: i
     ranges = split_ranges(n_blocks, workers)
     if len(ranges) == 1:
         return drive(_Threads(None), make_block, ranges, n_cols, method)
-    with ThreadPoolExecutor(len(ranges)) as pool:
+    # one BLAS thread for every task, set once here in the calling thread
+    with blas_single_thread(), ThreadPoolExecutor(len(ranges)) as pool:
         return drive(_Threads(pool), make_block, ranges, n_cols, method)

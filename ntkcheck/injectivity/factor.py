@@ -55,7 +55,7 @@ from scipy.linalg import lapack
 
 from ..errors import InputError
 
-__all__ = ["Method", "Factor", "blas_single_thread", "single_threaded", "GramPart", "fold_blocks", "householder_fold", "merge_r",
+__all__ = ["Method", "Factor", "blas_single_thread", "GramPart", "fold_blocks", "householder_fold", "merge_r",
            "merge_factors", "tree_reduce", "gram_pass", "sum_grams", "first_cholesky",
            "finish_cholqr2", "HOUSEHOLDER_C", "KAPPA_SAFETY"]
 
@@ -168,45 +168,27 @@ def _positive_diagonal(R: np.ndarray) -> np.ndarray:
     return R
 
 
-_LIMIT_LOCK = threading.Lock()
-_LIMIT_DEPTH = 0
-_LIMITER = None
-
-
 @contextlib.contextmanager
 def blas_single_thread():
-    """Limit BLAS to one thread (threadpoolctl) while any caller is inside; a no-op when
-    threadpoolctl is not installed.
+    """Limit BLAS to one thread (threadpoolctl) in the main thread; a no-op in other threads
+    and when threadpoolctl is not installed.
 
     ``dtpqrt`` works on narrow panels: with several BLAS threads it spends its time
     synchronising (measured 20x slower on a loaded 2-core machine), so folds run on one BLAS
     thread and parallelism comes from folding independent blocks (:mod:`ntkcheck.backends`).
-    The limit is reference counted across threads, so concurrent folds never see it lifted
-    by another thread's exit (their results stay independent of timing)."""
-    global _LIMIT_DEPTH, _LIMITER
+    Only the main thread changes the limit: OpenBLAS ignores a request to raise the thread
+    count made from another thread, so a limit set there could not be undone. Code that runs
+    folds on worker threads sets the limit once around them (the local backend does)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         yield
         return
-    with _LIMIT_LOCK:
-        if _LIMIT_DEPTH == 0:
-            _LIMITER = threadpool_limits(limits=1, user_api="blas")
-        _LIMIT_DEPTH += 1
-    try:
+    with threadpool_limits(limits=1, user_api="blas"):
         yield
-    finally:
-        with _LIMIT_LOCK:
-            _LIMIT_DEPTH -= 1
-            if _LIMIT_DEPTH == 0 and _LIMITER is not None:
-                _LIMITER.restore_original_limits()
-                _LIMITER = None
-
-
-def single_threaded(fn, *args):
-    """``fn(*args)`` with BLAS on one thread (a picklable task wrapper for the backends)."""
-    with blas_single_thread():
-        return fn(*args)
 
 
 def _tpqrt(R: np.ndarray, B: np.ndarray, l: int) -> np.ndarray:
