@@ -235,3 +235,14 @@ def test_order_of_distributions_does_not_change_the_reduction():
     r1 = screen(ds([dists[i] for i in perm]))
     assert r0.reductions == r1.reductions == 4
     assert sorted(c.size for c in r0.classes) == sorted(c.size for c in r1.classes)
+
+
+def test_chunked_verification_gives_the_same_result(monkeypatch):
+    """Verification in chunks of a few entries (many chunks) finds the same classes."""
+    import ntkcheck.injectivity.screen as module
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(6, 3))
+    dists = [Discrete(x + k) for k in range(5)] + [Discrete(x[::-1]), Discrete(x * 3.0)]
+    whole = screen(ds(dists)).to_dict()
+    monkeypatch.setattr(module, "CHUNK", 7)
+    assert screen(ds(dists)).to_dict() == whole

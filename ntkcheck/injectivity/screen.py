@@ -387,15 +387,12 @@ def _verify(fam: _Family, a: np.ndarray, b: np.ndarray) -> _Verdict:
     shift = np.zeros((P, d))
     width = d + fam.fixed.shape[1] + 4
     same = fam.size[a] == fam.size[b]
-    pos = 0
-    while pos < P:
-        stop, total = pos, 0
-        while stop < P and (stop == pos or total + fam.size[a[stop]] * width <= CHUNK):
-            total += fam.size[a[stop]] * width
-            stop += 1
-        sl = slice(pos, stop)
-        pos = stop
-        idx = np.flatnonzero(same[sl]) + sl.start
+    cost = fam.size[a] * width
+    # a pair belongs to the chunk where its entries start: at most CHUNK + one pair per chunk
+    chunk = (np.cumsum(cost) - cost) // CHUNK
+    edges = np.concatenate([[0], np.flatnonzero(np.diff(chunk)) + 1, [P]])
+    for start, stop in zip(edges[:-1], edges[1:]):
+        idx = np.flatnonzero(same[start:stop]) + start
         if len(idx) == 0:
             continue
         ex, nu, sh, fallback = _verify_chunk(fam, a[idx], b[idx])
