@@ -43,7 +43,8 @@ def main() -> None:
     r = measure_rates()
     print(f"measured: GEMM {r.gemm / 1e9:.1f} GFLOP/s, dtpqrt (1 thread) {r.tpqrt / 1e9:.1f} "
           f"GFLOP/s, exp {r.exp / 1e6:.0f} M/s")
-    print(f"{'N':>6} {'method':>22} {'seconds':>8} {'GFLOP/s':>8} {'peak MiB':>9} {'max|ds|/s1':>11}")
+    print(f"{'N':>6} {'method':>22} {'seconds':>8} {'GFLOP/s':>8} {'peak MiB':>9} "
+          f"{'max|ds|/s1':>11}")
     for N in sizes:
         M, b = 4 * N, 512
         A = np.random.default_rng(N).normal(size=(M, N))

@@ -42,7 +42,8 @@ def test_shuffled_tokens_are_exact_duplicates(seed, n, d):
     """A permutation of the tokens is the same law: one exact class, zero shift."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n + 1, d)) * 10.0 ** rng.integers(-3, 4)
-    r = screen(ds([Discrete(x), Discrete(x[rng.permutation(n + 1)]), Discrete(rng.normal(size=(n + 1, d)))]))
+    other = rng.normal(size=(n + 1, d))
+    r = screen(ds([Discrete(x), Discrete(x[rng.permutation(n + 1)]), Discrete(other)]))
     assert len(r.classes) == 1 and r.classes[0].members == (0, 1)
     assert r.classes[0].kind == "duplicates" and r.classes[0].class_evidence == "exact"
     assert r.core == (0, 2) and r.reductions == 1 and not r.diracs

@@ -151,7 +151,7 @@ def estimate_streaming(N: int, d: int, M: int, tokens: int, block_rows: int, *,
             raise InputError(f"got {v}; must be a positive integer", field=name)
     m = _method(method)
     r = rates or measure_rates()
-    N, d, M, T, b, w = (float(v) for v in (N, d, M, tokens, block_rows, workers))
+    N, d, M, T, b, w = (int(v) for v in (N, d, M, tokens, block_rows, workers))
     feat = (2 * M * T * d) / r.gemm + 3 * M * T / r.exp
     t: dict[str, float] = {}
     t["features"] = feat / w
@@ -166,15 +166,15 @@ def estimate_streaming(N: int, d: int, M: int, tokens: int, block_rows: int, *,
         t["features"] *= 3
         t["factorisation"] = chol + hh
     t["merges_and_svd"] = ((w - 1) * N**3 + 4 * N**3) / r.tpqrt
-    word = 8.0
-    mem = {"tokens": 3 * T * d * word, "feature_scratch": float(scratch_bytes),
+    word = 8
+    mem: dict[str, float] = {"tokens": 3 * T * d * word, "feature_scratch": scratch_bytes,
            "factors": w * N**2 * word * (1 if m is Method.HOUSEHOLDER else 2) + N**2 * word,
            "blocks": w * 3 * b * N * word}
     if m is not Method.HOUSEHOLDER:
         mem["factors"] += 2 * N**2 * word  # G, R_1 and R_2 on the driver
     return Estimate(int(sum(mem.values())), float(sum(t.values())), mem, t, r,
-                    {"N": int(N), "d": int(d), "M": int(M), "tokens": int(T),
-                     "block_rows": int(b), "method": m.value, "workers": int(w)})
+                    {"N": N, "d": d, "M": M, "tokens": T, "block_rows": b, "method": m.value,
+                     "workers": w})
 
 
 def default_memory_limit() -> int:

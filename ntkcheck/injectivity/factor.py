@@ -55,7 +55,8 @@ from scipy.linalg import lapack
 
 from ..errors import InputError
 
-__all__ = ["Method", "Factor", "blas_single_thread", "GramPart", "fold_blocks", "householder_fold", "merge_r",
+__all__ = ["Method", "Factor", "blas_single_thread", "GramPart", "fold_blocks",
+           "householder_fold", "merge_r",
            "merge_factors", "tree_reduce", "gram_pass", "sum_grams", "first_cholesky",
            "finish_cholqr2", "HOUSEHOLDER_C", "KAPPA_SAFETY"]
 
@@ -320,16 +321,15 @@ def sum_grams(parts: Sequence[GramPart]) -> GramPart:
 def _kappa_estimate(R1: np.ndarray, iters: int = 30, seed: int = 0) -> float:
     """kappa_2(R1) by power iteration on R1^T R1 and on its inverse (triangular solves)."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=R1.shape[1])
-    y = x.copy()
+    x = np.asarray(rng.normal(size=R1.shape[1]), dtype=np.float64)
+    y = np.array(x)
     smax2 = smin2inv = 0.0
     for _ in range(iters):
-        x /= np.linalg.norm(x)
-        x = R1.T @ (R1 @ x)
+        x = R1.T @ (R1 @ (x / np.linalg.norm(x)))
         smax2 = float(np.linalg.norm(x))
-        y /= np.linalg.norm(y)
-        y = sla.solve_triangular(R1, sla.solve_triangular(R1, y, trans="T", check_finite=False),
-                                 check_finite=False)
+        y = sla.solve_triangular(
+            R1, sla.solve_triangular(R1, y / np.linalg.norm(y), trans="T", check_finite=False),
+            check_finite=False)
         smin2inv = float(np.linalg.norm(y))
     return float(np.sqrt(smax2 * smin2inv))
 

@@ -279,25 +279,32 @@ def _pack(kind: str, index: list[int], shift: list[np.ndarray], fixed: list[np.n
 
 
 def _families(dataset: Dataset) -> list[_Family]:
-    groups: dict[str, tuple[list, list, list, list]] = {
+    """Pack the distributions by family: (kind, index, translated rows, fixed rows, weights)."""
+    rows: dict[str, tuple[list, list, list, list]] = {
         k: ([], [], [], []) for k in ("discrete", "box", "mixture")}
+
+    def add(kind: str, i: int, shift: np.ndarray, weights: np.ndarray,
+            fixed: np.ndarray | None = None) -> None:
+        idx, sh, fx, w = rows[kind]
+        idx.append(i)
+        sh.append(shift)
+        w.append(weights)
+        if fixed is not None:
+            fx.append(fixed)
+
     for i, dist in enumerate(dataset.distributions):
         if isinstance(dist, Discrete):
-            g = groups["discrete"]
-            g[0].append(i), g[1].append(dist.atoms), g[3].append(dist.weights)
-        elif isinstance(dist, UniformBox):
-            g = groups["box"]
-            g[0].append(i), g[1].append(np.stack([dist.low, dist.high])), g[3].append(np.ones(2))
+            add("discrete", i, dist.atoms, np.asarray(dist.weights))
+        elif isinstance(dist, UniformBox):  # the point pair {low, high}: translates alike
+            add("box", i, np.stack([dist.low, dist.high]), np.ones(2))
         elif isinstance(dist, GaussianMixture):
-            if not np.any(dist.covariances):
-                g = groups["discrete"]
-                g[0].append(i), g[1].append(dist.means), g[3].append(dist.weights)
+            if not np.any(dist.covariances):  # the discrete law of its means
+                add("discrete", i, dist.means, dist.weights)
             else:
-                g = groups["mixture"]
-                g[0].append(i), g[1].append(dist.means), g[3].append(dist.weights)
-                g[2].append(dist.covariances.reshape(len(dist.weights), -1))
+                add("mixture", i, dist.means, dist.weights,
+                    dist.covariances.reshape(len(dist.weights), -1))
     return [_pack(kind, idx, sh, fx or None, w)
-            for kind, (idx, sh, fx, w) in groups.items() if idx]
+            for kind, (idx, sh, fx, w) in rows.items() if idx]
 
 
 # ---------------------------------------------------------------------------------------------
