@@ -50,6 +50,25 @@ def test_shuffled_tokens_are_exact_duplicates(seed, n, d):
 
 
 @settings(max_examples=30, deadline=None)
+@given(SEEDS, st.integers(1, 10), st.integers(1, 4))
+def test_shuffled_weighted_tokens_match_with_honest_evidence(seed, n, d):
+    """Weighted tokens shuffled together with their weights: a duplicate; `exact` exactly when
+    the stored (normalised) weights are proportional as rationals (reference: Fractions),
+    since normalising by a sum taken in another order can round differently."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n + 1, d))
+    w = rng.uniform(0.1, 1.0, size=n + 1)
+    p = rng.permutation(n + 1)
+    a, b = Discrete(x, w), Discrete(x[p], w[p])
+    r = screen(ds([a, b]))
+    assert len(r.classes) == 1 and r.classes[0].kind == "duplicates"
+    wa = [Fraction(float(v)) for v in a.weights]
+    wb = [Fraction(float(v)) for v in b.weights[np.argsort(p)]]
+    proportional = all(wa[j] * wb[0] == wb[j] * wa[0] for j in range(n + 1))
+    assert r.classes[0].evidence[1] == ("exact" if proportional else "numerical")
+
+
+@settings(max_examples=30, deadline=None)
 @given(SEEDS, st.integers(1, 6), st.integers(1, 4))
 def test_repeated_atoms_merge(seed, k, d):
     """{a, a, b, ...} uniform equals {a, b, ...} weighted by the multiplicities. With
