@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ntkcheck.dataset import Dataset
 from ntkcheck.distributions import Discrete, GaussianMixture, UniformBox
-from ntkcheck.injectivity.screen import screen
+from ntkcheck.injectivity.screen import core_dataset, screen
 
 SEEDS = st.integers(0, 2**32 - 1)
 
@@ -238,8 +238,8 @@ def test_nullity_adds_up():
               Discrete([[1.0, 1.0]] * 3), Discrete(bern + 2.0)]
     full = ds(dists)
     r = screen(full)
-    core = Dataset(tuple(full.names[i] for i in r.core),
-                   tuple(full.distributions[i] for i in r.core))
+    core = core_dataset(full, r)
+    assert core.names == tuple(full.names[i] for i in r.core)
     assert r.reductions == 5
     assert _nullity(full) == r.reductions + _nullity(core) == 5 + 1
 
@@ -266,3 +266,27 @@ def test_chunked_verification_gives_the_same_result(monkeypatch):
     whole = screen(ds(dists)).to_dict()
     monkeypatch.setattr(module, "CHUNK", 7)
     assert screen(ds(dists)).to_dict() == whole
+
+
+def test_coordinates_near_overflow():
+    """Atoms near the largest double: differences between atoms overflow in floating point,
+    yet an exact translate is found exactly and a sign flip is no relation."""
+    x = np.array([[1.5e308, 0.0], [-1.5e308, 1.0], [0.0, 2.0]])
+    t = np.array([0.0, 0.5])
+    r = screen(ds([Discrete(x), Discrete(x + t), Discrete(-x)]))
+    assert [c.members for c in r.classes] == [(0, 1)]
+    assert r.classes[0].class_evidence == "exact"
+
+
+def test_overflowing_pair_differences_go_to_the_rational_check():
+    """Candidate pairs whose coordinate differences overflow are decided in Fractions: a
+    translate by t = -2.5 * 2^1023 (itself beyond the largest double) is exact; the same with
+    one coordinate changed is rejected; no floating-point warning escapes."""
+    from ntkcheck.injectivity.screen import _families, _verify
+    h = 2.0**1023
+    x = np.array([[1.5 * h, 0.0], [h, 1.0]])
+    y = np.array([[-h, 0.0], [-1.5 * h, 1.0]])  # x + t exactly, t = (-2.5 h, 0)
+    z = np.array([[-h, 0.0], [-1.5 * h, 3.0]])
+    fam = _families(ds([Discrete(x), Discrete(y), Discrete(z)]))[0]
+    v = _verify(fam, np.array([1, 2]), np.array([0, 0]))
+    assert v.exact.tolist() == [True, False] and v.numerical.tolist() == [True, False]

@@ -69,7 +69,8 @@ import numpy as np
 from ..dataset import Dataset
 from ..distributions import Discrete, GaussianMixture, UniformBox
 
-__all__ = ["ScreenResult", "TranslateClass", "DiracFinding", "screen", "ULPS", "KEY_BITS"]
+__all__ = ["ScreenResult", "TranslateClass", "DiracFinding", "screen", "core_dataset", "ULPS",
+           "KEY_BITS"]
 
 #: Width of the numerical match in units of the round-off of the stored coordinates.
 ULPS = 4
@@ -360,7 +361,9 @@ def _keys(fam: _Family, members: np.ndarray, coarse: bool, grid: np.ndarray,
     owner = np.repeat(np.arange(len(members)), m)
     first = np.repeat(fam.start[members], m)
     tok = first + (np.arange(len(owner)) - np.repeat(np.cumsum(m) - m, m))
-    D = fam.shift[tok] - fam.shift[first]
+    with np.errstate(over="ignore", invalid="ignore"):
+        D = fam.shift[tok] - fam.shift[first]
+    D[~np.isfinite(D)] = 0.0  # overflowing differences: candidates on the other columns only
     F = fam.fixed[tok]
     vmax = np.maximum.reduceat(fam.weight[tok], np.cumsum(m) - m)
     r = fam.weight[tok] / vmax[owner]
@@ -410,6 +413,13 @@ def _verify(fam: _Family, a: np.ndarray, b: np.ndarray) -> _Verdict:
 
 
 def _verify_chunk(fam: _Family, a: np.ndarray, b: np.ndarray):
+    # differences near the overflow threshold give inf/nan here; those pairs are marked for
+    # the rational fallback, so the floating-point warnings carry no information
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _verify_chunk_float(fam, a, b)
+
+
+def _verify_chunk_float(fam: _Family, a: np.ndarray, b: np.ndarray):
     m = fam.size[a]
     starts = np.cumsum(m) - m
     pair = np.repeat(np.arange(len(a)), m)
@@ -510,7 +520,8 @@ def _screen_family(fam: _Family, names: Sequence[str]):
         is_num_dirac = np.zeros(nf, bool)
     else:
         is_exact_dirac = fam.size == 1
-        is_num_dirac = ~is_exact_dirac & np.all(hi - lo <= 2 * ULPS * _U * mag, axis=1)
+        with np.errstate(over="ignore"):  # an overflowing spread is no Dirac
+            is_num_dirac = ~is_exact_dirac & np.all(hi - lo <= 2 * ULPS * _U * mag, axis=1)
     diracs = [DiracFinding(int(fam.index[i]), names[fam.index[i]],
                            tuple(float(x) for x in fam.shift[fam.start[i]]),
                            _EXACT if is_exact_dirac[i] else _NUMERICAL)
@@ -584,3 +595,11 @@ def screen(dataset: Dataset) -> ScreenResult:
         core += kk
     return ScreenResult(len(dataset), tuple(sorted(classes, key=lambda c: c.members[0])),
                         tuple(sorted(diracs, key=lambda f: f.index)), tuple(sorted(core)))
+
+
+def core_dataset(dataset: Dataset, result: ScreenResult) -> Dataset:
+    """The core of ``dataset`` (``result.core``, in order) as a Dataset with the same names,
+    for the dense test. Raises InputError when the core is empty (every distribution a Dirac
+    or a class member: the screen alone decided)."""
+    return Dataset(tuple(dataset.names[i] for i in result.core),
+                   tuple(dataset.distributions[i] for i in result.core), dataset.source)
