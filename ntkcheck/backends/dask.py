@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..injectivity.factor import Factor
-from . import drive, split_ranges
+from . import BlockRange, drive, split_ranges
 
 __all__ = ["fold_dask"]
 
@@ -35,12 +35,21 @@ def _distributed():
     return distributed
 
 
+def _on_range(fn, make_block, start: int, stop: int, *rest):
+    return fn(BlockRange(make_block, start, stop), *rest)
+
+
 class _Cluster:
-    def __init__(self, client):
+    """Tasks on a Dask client; ``make_block`` (which may carry a whole dataset) is sent to the
+    workers once and passed to every task by reference."""
+
+    def __init__(self, client, make_block):
         self.client = client
+        self.make_block = client.scatter(make_block, broadcast=True, hash=False)
 
     def map(self, fn, args):
-        return [self.client.submit(fn, *a, pure=False) for a in args]
+        return [self.client.submit(_on_range, fn, self.make_block, a[0].start, a[0].stop,
+                                   *a[1:], pure=False) for a in args]
 
     def combine(self, fn, a, b):
         return self.client.submit(fn, a, b, pure=False)
@@ -89,7 +98,7 @@ def fold_dask(make_block: Callable[[int], np.ndarray], n_blocks: int, n_cols: in
         if leaves is None:
             leaves = max(1, sum(client.nthreads().values()))
         ranges = split_ranges(n_blocks, int(leaves))
-        return drive(_Cluster(client), make_block, ranges, n_cols, method)
+        return drive(_Cluster(client, make_block), make_block, ranges, n_cols, method)
     finally:
         if own is not None:
             own.close()
