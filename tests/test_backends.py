@@ -135,3 +135,12 @@ def test_dask_needs_an_address():
     pytest.importorskip("distributed")
     with pytest.raises(InputError, match="scheduler address"):
         fold(make_block, B, N, backend="dask")
+
+
+def test_dask_by_scheduler_address(client):
+    """Given only the scheduler address, the backend opens its own client, gives the same
+    bits as through an existing client, and closes it."""
+    address = client.scheduler.address
+    f = fold(make_block, B, N, backend="dask", scheduler=address, leaves=3)
+    g = fold(make_block, B, N, backend="dask", client=client, leaves=3)
+    assert np.array_equal(f.R, g.R)
