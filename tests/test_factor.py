@@ -93,7 +93,12 @@ def test_tree_of_partial_factors_equals_one_fold():
     R^T R = A^T A to round-off."""
     A, _ = matrix(600, 40, 1e2, seed=5)
     parts = [householder_fold([A[i:i + 100]], 40) for i in range(0, 600, 100)]
+    saved = [p.R.copy() for p in parts]
     f = tree_reduce(parts)
+    assert all(np.array_equal(p.R, r) for p, r in zip(parts, saved))  # inputs kept
+    R01 = merge_r(parts[0].R, parts[1].R)
+    assert np.array_equal(merge_r(parts[0].R.copy(order="F"), parts[1].R.copy(order="F"),
+                                  overwrite=True), R01)  # in place: the same bits
     g = householder_fold([A[i:i + 50] for i in range(0, 600, 50)], 40)
     tol = svd_tol(A) * np.linalg.norm(A, 2)
     assert np.abs(f.R - g.R).max() <= 1e2 * svd_tol(A)

@@ -12,6 +12,7 @@ range order), so the result is the same whatever the timing of the workers.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -87,9 +88,12 @@ def drive(executor, make_block: Callable[[int], np.ndarray], ranges: list[tuple[
     m = _method(method)
     parts = [BlockRange(make_block, a, b) for a, b in ranges]
 
+    # executors that own the partial results (local threads) merge them in place
+    merge = functools.partial(merge_factors, overwrite=getattr(executor, "owns_results", False))
+
     def householder():
         leaves = executor.map(householder_fold, [(p, n_cols) for p in parts])
-        return executor.get(_tree(lambda a, b: executor.combine(merge_factors, a, b), leaves))
+        return executor.get(_tree(lambda a, b: executor.combine(merge, a, b), leaves))
 
     if m is Method.HOUSEHOLDER:
         return householder()

@@ -40,6 +40,8 @@ def have_threadpoolctl() -> bool:
 
 
 class _Threads:
+    owns_results = True  # partial factors live only here: merges may overwrite them
+
     def __init__(self, pool: ThreadPoolExecutor | None):
         self.pool = pool
 
