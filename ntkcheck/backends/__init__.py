@@ -83,7 +83,7 @@ def drive(executor, make_block: Callable[[int], np.ndarray], ranges: list[tuple[
     from dataclasses import replace
 
     from ..injectivity.factor import (Method, _method, first_cholesky, finish_cholqr2,
-                                      gram_pass, householder_fold, merge_factors, sum_grams)
+                                      gram_pass, householder_fold, merge_factors)
 
     m = _method(method)
     parts = [BlockRange(make_block, a, b) for a, b in ranges]

@@ -114,7 +114,8 @@ class Factor:
     fallback : str or None
         Why CholeskyQR2 was not used, when it was asked for or chosen by ``auto``.
     timings : dict
-        Seconds per stage (``blocks``: producing blocks, ``fold``, ``gram``, ``cholesky``...).
+        Seconds per stage (``blocks``: producing blocks, ``fold``, ``gram``, ``cholesky``,
+        ``merge``), summed over workers when blocks are folded in parallel.
     """
 
     R: np.ndarray
