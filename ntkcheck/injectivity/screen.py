@@ -93,7 +93,7 @@ _U = 2.0**-53
 _EXACT, _NUMERICAL = "exact", "numerical"
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-_GOLD = 0x9E3779B97F4A7C15
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,11 +329,12 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def _hash_rows(cols: list[np.ndarray]) -> np.ndarray:
-    h = np.zeros(len(cols[0]), np.uint64)
-    for c, col in enumerate(cols):
-        h = _mix(h ^ (col + np.uint64((_GOLD * (c + 1)) % 2**64)))
-    return h
+def _hash_rows(Q: np.ndarray) -> np.ndarray:
+    """64-bit hash of each row of Q (T, k) uint64: sum_c K_c Q[:, c] mod 2^64 with fixed
+    random odd multipliers K (one pass, no transposition), then a splitmix64 finaliser.
+    Collisions only cost a rejected verification."""
+    K = _mix(np.arange(1, Q.shape[1] + 1, dtype=np.uint64) * _GOLD) | np.uint64(1)
+    return _mix(np.einsum("tk,k->t", Q, K))
 
 
 def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -375,18 +376,16 @@ def _keys(fam: _Family, members: np.ndarray, coarse: bool, grid: np.ndarray,
     F = fam.fixed[tok]
     vmax = np.maximum.reduceat(fam.weight[tok], np.cumsum(m) - m)
     r = fam.weight[tok] / vmax[owner]
+    pos = (tok - first)[:, None]
     if coarse:
-        cols = [np.floor(D[:, c] / grid[c]).astype(np.int64).view(np.uint64)
-                for c in range(D.shape[1])]
-        cols += [np.floor(F[:, c] / fgrid[c]).astype(np.int64).view(np.uint64)
-                 for c in range(F.shape[1])]
-        cols.append(np.floor(r * 2.0**WEIGHT_KEY_BITS).astype(np.int64).view(np.uint64))
+        Q = np.concatenate([np.floor(D / grid), np.floor(F / fgrid),
+                            np.floor(r * 2.0**WEIGHT_KEY_BITS)[:, None]],
+                           axis=1).astype(np.int64)
+        Q = np.concatenate([Q, pos], axis=1).view(np.uint64)
     else:
-        cols = [np.ascontiguousarray(D[:, c] + 0.0).view(np.uint64) for c in range(D.shape[1])]
-        cols += [np.ascontiguousarray(F[:, c]).view(np.uint64) for c in range(F.shape[1])]
-        cols.append(r.view(np.uint64))
-    cols.append((tok - first).astype(np.uint64))
-    h = np.add.reduceat(_hash_rows(cols), np.cumsum(m) - m)
+        Q = np.concatenate([(D + 0.0).view(np.uint64), F.view(np.uint64),
+                            r.view(np.uint64)[:, None], pos.astype(np.uint64)], axis=1)
+    h = np.add.reduceat(_hash_rows(Q), np.cumsum(m) - m)
     return _mix(h ^ m.astype(np.uint64))
 
 
