@@ -370,21 +370,30 @@ def _keys(fam: _Family, members: np.ndarray, coarse: bool, grid: np.ndarray,
     owner = np.repeat(np.arange(len(members)), m)
     first = np.repeat(fam.start[members], m)
     tok = first + (np.arange(len(owner)) - np.repeat(np.cumsum(m) - m, m))
+    D = fam.shift[tok]
     with np.errstate(over="ignore", invalid="ignore"):
-        D = fam.shift[tok] - fam.shift[first]
+        np.subtract(D, fam.shift[first], out=D)
     D[~np.isfinite(D)] = 0.0  # overflowing differences: candidates on the other columns only
     F = fam.fixed[tok]
     vmax = np.maximum.reduceat(fam.weight[tok], np.cumsum(m) - m)
     r = fam.weight[tok] / vmax[owner]
-    pos = (tok - first)[:, None]
+    d, k = D.shape[1], F.shape[1]
+    Q = np.empty((len(tok), d + k + 2), np.uint64)  # one key row per token, filled in place
     if coarse:
-        Q = np.concatenate([np.floor(D / grid), np.floor(F / fgrid),
-                            np.floor(r * 2.0**WEIGHT_KEY_BITS)[:, None]],
-                           axis=1).astype(np.int64)
-        Q = np.concatenate([Q, pos], axis=1).view(np.uint64)
+        np.floor(np.divide(D, grid, out=D), out=D)
+        np.floor(np.divide(F, fgrid, out=F), out=F)
+        for c in range(d):  # column by column: no second T x d temporary
+            Q[:, c] = D[:, c].astype(np.int64).view(np.uint64)
+        for c in range(k):
+            Q[:, d + c] = F[:, c].astype(np.int64).view(np.uint64)
+        Q[:, d + k] = np.floor(r * 2.0**WEIGHT_KEY_BITS).astype(np.int64).view(np.uint64)
     else:
-        Q = np.concatenate([(D + 0.0).view(np.uint64), F.view(np.uint64),
-                            r.view(np.uint64)[:, None], pos.astype(np.uint64)], axis=1)
+        D += 0.0  # -0.0 -> +0.0
+        Q[:, :d] = D.view(np.uint64)
+        Q[:, d:d + k] = np.ascontiguousarray(F).view(np.uint64)
+        Q[:, d + k] = r.view(np.uint64)
+    del D, F
+    Q[:, d + k + 1] = tok - first
     h = np.add.reduceat(_hash_rows(Q), np.cumsum(m) - m)
     return _mix(h ^ m.astype(np.uint64))
 
@@ -515,6 +524,13 @@ def _greedy(fam: _Family, cand: np.ndarray, group: np.ndarray, exact_only: bool)
     return parent
 
 
+def _magnitude(X: np.ndarray) -> np.ndarray:
+    """max_j |X[j, c]| per column, without a full-size temporary."""
+    if X.shape[0] == 0:
+        return np.zeros(X.shape[1])
+    return np.maximum(np.abs(X.max(axis=0)), np.abs(X.min(axis=0)))
+
+
 def _screen_family(fam: _Family, names: Sequence[str]):
     d = fam.shift.shape[1]
     nf = len(fam.index)
@@ -534,10 +550,9 @@ def _screen_family(fam: _Family, names: Sequence[str]):
                            _EXACT if is_exact_dirac[i] else _NUMERICAL)
               for i in np.flatnonzero(is_exact_dirac | is_num_dirac)]
     live = np.flatnonzero(~(is_exact_dirac | is_num_dirac))
-    grid = np.abs(fam.shift).max(axis=0) * _U * 2.0**KEY_BITS if len(fam.shift) else np.ones(d)
+    grid = _magnitude(fam.shift) * (_U * 2.0**KEY_BITS)
     grid = np.where(grid > 0, grid, 1.0)
-    fgrid = np.abs(fam.fixed).max(axis=0) * _U * 2.0**KEY_BITS if fam.fixed.shape[1] else \
-        np.ones(0)
+    fgrid = _magnitude(fam.fixed) * (_U * 2.0**KEY_BITS)
     fgrid = np.where(fgrid > 0, fgrid, 1.0)
     # pass 1: exact classes among candidates with identical rounded differences
     key = _keys(fam, live, False, grid, fgrid)
