@@ -301,7 +301,8 @@ class GramPart:
     block_seconds: float
 
 
-def gram_pass(blocks: Iterable[np.ndarray], n_cols: int, R1: np.ndarray | None = None) -> GramPart:
+def gram_pass(blocks: Iterable[np.ndarray], n_cols: int,
+              R1: np.ndarray | None = None) -> GramPart:
     """sum_k C_k^T C_k with C_k = B_k, or C_k = B_k R1^-1 (triangular solve) when R1 is given."""
     N = int(n_cols)
     G = np.zeros((N, N))
