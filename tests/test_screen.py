@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ntkcheck.dataset import Dataset
 from ntkcheck.distributions import Discrete, GaussianMixture, UniformBox
-from ntkcheck.injectivity.screen import screen
+from ntkcheck.injectivity.screen import core_dataset, screen
 
 SEEDS = st.integers(0, 2**32 - 1)
 
@@ -42,10 +42,30 @@ def test_shuffled_tokens_are_exact_duplicates(seed, n, d):
     """A permutation of the tokens is the same law: one exact class, zero shift."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n + 1, d)) * 10.0 ** rng.integers(-3, 4)
-    r = screen(ds([Discrete(x), Discrete(x[rng.permutation(n + 1)]), Discrete(rng.normal(size=(n + 1, d)))]))
+    other = rng.normal(size=(n + 1, d))
+    r = screen(ds([Discrete(x), Discrete(x[rng.permutation(n + 1)]), Discrete(other)]))
     assert len(r.classes) == 1 and r.classes[0].members == (0, 1)
     assert r.classes[0].kind == "duplicates" and r.classes[0].class_evidence == "exact"
     assert r.core == (0, 2) and r.reductions == 1 and not r.diracs
+
+
+@settings(max_examples=30, deadline=None)
+@given(SEEDS, st.integers(1, 10), st.integers(1, 4))
+def test_shuffled_weighted_tokens_match_with_honest_evidence(seed, n, d):
+    """Weighted tokens shuffled together with their weights: a duplicate; `exact` exactly when
+    the stored (normalised) weights are proportional as rationals (reference: Fractions),
+    since normalising by a sum taken in another order can round differently."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n + 1, d))
+    w = rng.uniform(0.1, 1.0, size=n + 1)
+    p = rng.permutation(n + 1)
+    a, b = Discrete(x, w), Discrete(x[p], w[p])
+    r = screen(ds([a, b]))
+    assert len(r.classes) == 1 and r.classes[0].kind == "duplicates"
+    wa = [Fraction(float(v)) for v in a.weights]
+    wb = [Fraction(float(v)) for v in b.weights[np.argsort(p)]]
+    proportional = all(wa[j] * wb[0] == wb[j] * wa[0] for j in range(n + 1))
+    assert r.classes[0].evidence[1] == ("exact" if proportional else "numerical")
 
 
 @settings(max_examples=30, deadline=None)
@@ -218,8 +238,8 @@ def test_nullity_adds_up():
               Discrete([[1.0, 1.0]] * 3), Discrete(bern + 2.0)]
     full = ds(dists)
     r = screen(full)
-    core = Dataset(tuple(full.names[i] for i in r.core),
-                   tuple(full.distributions[i] for i in r.core))
+    core = core_dataset(full, r)
+    assert core.names == tuple(full.names[i] for i in r.core)
     assert r.reductions == 5
     assert _nullity(full) == r.reductions + _nullity(core) == 5 + 1
 
@@ -235,3 +255,38 @@ def test_order_of_distributions_does_not_change_the_reduction():
     r1 = screen(ds([dists[i] for i in perm]))
     assert r0.reductions == r1.reductions == 4
     assert sorted(c.size for c in r0.classes) == sorted(c.size for c in r1.classes)
+
+
+def test_chunked_verification_gives_the_same_result(monkeypatch):
+    """Verification in chunks of a few entries (many chunks) finds the same classes."""
+    import ntkcheck.injectivity.screen as module
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(6, 3))
+    dists = [Discrete(x + k) for k in range(5)] + [Discrete(x[::-1]), Discrete(x * 3.0)]
+    whole = screen(ds(dists)).to_dict()
+    monkeypatch.setattr(module, "CHUNK", 7)
+    assert screen(ds(dists)).to_dict() == whole
+
+
+def test_coordinates_near_overflow():
+    """Atoms near the largest double: differences between atoms overflow in floating point,
+    yet an exact translate is found exactly and a sign flip is no relation."""
+    x = np.array([[1.5e308, 0.0], [-1.5e308, 1.0], [0.0, 2.0]])
+    t = np.array([0.0, 0.5])
+    r = screen(ds([Discrete(x), Discrete(x + t), Discrete(-x)]))
+    assert [c.members for c in r.classes] == [(0, 1)]
+    assert r.classes[0].class_evidence == "exact"
+
+
+def test_overflowing_pair_differences_go_to_the_rational_check():
+    """Candidate pairs whose coordinate differences overflow are decided in Fractions: a
+    translate by t = -2.5 * 2^1023 (itself beyond the largest double) is exact; the same with
+    one coordinate changed is rejected; no floating-point warning escapes."""
+    from ntkcheck.injectivity.screen import _families, _verify
+    h = 2.0**1023
+    x = np.array([[1.5 * h, 0.0], [h, 1.0]])
+    y = np.array([[-h, 0.0], [-1.5 * h, 1.0]])  # x + t exactly, t = (-2.5 h, 0)
+    z = np.array([[-h, 0.0], [-1.5 * h, 3.0]])
+    fam = _families(ds([Discrete(x), Discrete(y), Discrete(z)]))[0]
+    v = _verify(fam, np.array([1, 2]), np.array([0, 0]))
+    assert v.exact.tolist() == [True, False] and v.numerical.tolist() == [True, False]

@@ -1,0 +1,198 @@
+"""Streaming factorisation (TSQR / CholeskyQR2) against the in-memory LAPACK SVD and QR."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ntkcheck.errors import InputError
+from ntkcheck.injectivity.factor import (Factor, fold_blocks, householder_fold, merge_r,
+                                         tree_reduce)
+
+U = 2.0**-53
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Small matrices gain nothing from BLAS threads, and spinning BLAS threads on a loaded
+    machine slow these tests tenfold; the numerics checked do not depend on the count."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def matrix(M, N, cond, seed=0, rank=None):
+    """A = U diag(s) V^T with singular values log-spaced from 1 to 1/cond (the last N - rank
+    set to zero), so the exact singular values are known."""
+    rng = np.random.default_rng(seed)
+    Uq, _ = np.linalg.qr(rng.normal(size=(M, N)))
+    V, _ = np.linalg.qr(rng.normal(size=(N, N)))
+    s = np.logspace(0, -np.log10(cond), N)
+    if rank is not None:
+        s[rank:] = 0.0
+    return (Uq * s) @ V.T, s
+
+
+def split(A, sizes):
+    out, i = [], 0
+    for b in sizes:
+        out.append(A[i:i + b])
+        i += b
+    out.append(A[i:])
+    return out
+
+
+def svd_tol(A):
+    """Round-off of the reference SVD and of the factorisation, both backward stable:
+    a few N u ||A||_2 (factor 10 for the constants)."""
+    return 10 * A.shape[1] * U * np.linalg.norm(A, 2)
+
+
+@pytest.mark.parametrize("method", ["householder", "cholqr2", "auto"])
+@pytest.mark.parametrize("sizes", [[400], [1, 7, 0, 100, 3], [37] * 11])
+def test_well_conditioned_matches_in_memory(method, sizes):
+    """Same singular values as the in-memory SVD to round-off, R equal to the in-memory R
+    (positive diagonal, unique for full rank) to kappa * round-off, and the returned
+    intervals contain the reference singular values."""
+    A, s = matrix(500, 60, 1e3, seed=len(sizes))
+    f = fold_blocks(split(A, sizes), 60, method)
+    assert f.method == ("householder" if method == "householder" else "cholqr2")
+    assert f.rows == 500
+    ref = np.linalg.svd(A, compute_uv=False)
+    got = f.singular_values()
+    assert np.abs(got - ref).max() <= svd_tol(A)
+    R_ref = np.linalg.qr(A, mode="r")
+    R_ref *= np.sign(np.diag(R_ref))[:, None]
+    assert np.abs(f.R - R_ref).max() <= 1e3 * svd_tol(A)  # kappa = 1e3
+    lo, hi = f.sigma_bounds(got)
+    assert np.all(lo <= ref + svd_tol(A)) and np.all(ref - svd_tol(A) <= hi)
+    # the bounds are meaningful: far below the smallest singular value
+    assert f.backward_error_bound < 1e-4 * s.min()
+
+
+@pytest.mark.parametrize("method", ["auto", "cholqr2"])
+@pytest.mark.parametrize("cond, rank", [(1e12, None), (1e3, 45)])
+def test_ill_conditioned_takes_the_householder_path(method, cond, rank):
+    """kappa = 1e12, or rank 45 of 60: CholeskyQR2 is unsafe, the Householder path runs, the
+    reason is recorded, and the singular values (zeros included) match to round-off."""
+    A, s = matrix(400, 60, cond, seed=3, rank=rank)
+    f = fold_blocks(split(A, [50] * 7), 60, method)
+    assert f.method == "householder" and f.fallback
+    got = f.singular_values()
+    assert np.abs(got - np.sort(s)[::-1]).max() <= svd_tol(A)
+    lo, hi = f.sigma_bounds(got)
+    assert np.all(lo <= np.sort(s)[::-1] + svd_tol(A))
+
+
+def test_tree_of_partial_factors_equals_one_fold():
+    """merge_r of partial factors (a fixed tree) gives the same R as one sequential fold, and
+    R^T R = A^T A to round-off."""
+    A, _ = matrix(600, 40, 1e2, seed=5)
+    parts = [householder_fold([A[i:i + 100]], 40) for i in range(0, 600, 100)]
+    saved = [p.R.copy() for p in parts]
+    f = tree_reduce(parts)
+    assert all(np.array_equal(p.R, r) for p, r in zip(parts, saved))  # inputs kept
+    R01 = merge_r(parts[0].R, parts[1].R)
+    assert np.array_equal(merge_r(parts[0].R.copy(order="F"), parts[1].R.copy(order="F"),
+                                  overwrite=True), R01)  # in place: the same bits
+    g = householder_fold([A[i:i + 50] for i in range(0, 600, 50)], 40)
+    tol = svd_tol(A) * np.linalg.norm(A, 2)
+    assert np.abs(f.R - g.R).max() <= 1e2 * svd_tol(A)
+    assert np.abs(f.R.T @ f.R - A.T @ A).max() <= tol
+    assert np.abs(merge_r(parts[0].R, parts[1].R) - householder_fold([A[:200]], 40).R).max() \
+        <= 1e2 * svd_tol(A)
+    assert f.rows == 600 and f.backward_error_bound > sum(p.backward_error_bound for p in parts)
+
+
+def test_one_shot_iterators_and_errors():
+    """A generator is consumed once: auto folds it by Householder, cholqr2 refuses it;
+    malformed blocks and unknown methods are InputErrors naming the fix."""
+    A, _ = matrix(200, 20, 10.0)
+    assert fold_blocks((A[i:i + 40] for i in range(0, 200, 40)), 20).method == "householder"
+    with pytest.raises(InputError, match="re-iterable"):
+        fold_blocks((A[i:i + 40] for i in range(0, 200, 40)), 20, "cholqr2")
+    with pytest.raises(InputError, match=r"shape \(40, 19\)"):
+        fold_blocks([A[:40, :19]], 20)
+    with pytest.raises(InputError, match="choose one of auto, householder, cholqr2"):
+        fold_blocks([A], 20, "lu")
+    with pytest.raises(InputError, match="NaN"):
+        fold_blocks([np.full((3, 20), np.nan)], 20)
+
+
+def test_fewer_rows_than_columns():
+    """M < N: R is the (zero-padded) R factor of the short matrix; its non-zero singular
+    values are those of A, CholeskyQR2 falls back."""
+    A, _ = matrix(30, 30, 10.0, seed=2)
+    A = A[:12]
+    f = fold_blocks([A[:5], A[5:]], 30)
+    assert f.method == "householder" and "fewer rows" in f.fallback
+    ref = np.linalg.svd(A, compute_uv=False)
+    assert np.abs(f.singular_values()[:12] - ref).max() <= svd_tol(A)
+    assert np.abs(f.singular_values()[12:]).max() <= svd_tol(A)
+
+
+def test_factor_serialises():
+    """to_dict carries the method, sizes and bounds as plain JSON types."""
+    import json
+    A, _ = matrix(100, 10, 10.0)
+    d = fold_blocks([A], 10, "householder").to_dict()
+    assert json.loads(json.dumps(d))["columns"] == 10 and d["method"] == "householder"
+    assert isinstance(fold_blocks([A], 10), Factor)
+
+
+# ---------------------------------------------------------------------------------------------
+# time and memory estimate
+# ---------------------------------------------------------------------------------------------
+
+from ntkcheck.injectivity.estimate import (Rates, check_memory, estimate_streaming,  # noqa: E402
+                                           measure_rates)
+
+
+def test_rates_are_measured_once():
+    """The rates are measured once per process and positive."""
+    r = measure_rates()
+    assert r is measure_rates() and min(r.gemm, r.tpqrt, r.exp) > 0
+
+
+def test_estimate_follows_the_cost_model():
+    """With fixed rates the model is exact: factorisation time 2 M N^2 / rate, linear in M;
+    factor memory (w + 1) N^2 words for Householder."""
+    r = Rates(gemm=1e10, tpqrt=5e9, exp=1e9)
+    e = estimate_streaming(1000, 8, 4000, 32000, 256, rates=r)
+    assert e.time["factorisation"] == pytest.approx(2 * 4000 * 1000**2 / 5e9, rel=1e-12)
+    assert e.memory["factors"] == 2 * 1000**2 * 8
+    e2 = estimate_streaming(1000, 8, 8000, 32000, 256, rates=r)
+    assert e2.time["factorisation"] == pytest.approx(2 * e.time["factorisation"], rel=1e-12)
+    assert e2.time["features"] == pytest.approx(2 * e.time["features"], rel=1e-12)
+    assert "estimated peak memory" in e.describe() and e.to_dict()["inputs"]["M"] == 4000
+    with pytest.raises(InputError, match="positive integer"):
+        estimate_streaming(0, 8, 10, 10, 10, rates=r)
+
+
+def test_estimate_bounds_the_measured_memory_of_a_fold():
+    """The factor + block part of the estimate bounds the tracemalloc peak of an actual
+    Householder fold (numpy allocations are traced) and is within a factor 3 of it."""
+    import tracemalloc
+    N, b, M = 300, 200, 1000
+    blocks = (np.random.default_rng(k).normal(size=(b, N)) for k in range(M // b))
+    tracemalloc.start()
+    householder_fold(blocks, N)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    e = estimate_streaming(N, 1, M, 1, b, scratch_bytes=0, rates=Rates(1e9, 1e9, 1e9))
+    model = e.memory["factors"] + e.memory["blocks"]
+    assert peak <= model <= 3 * peak
+
+
+def test_refusal_names_numbers_and_options():
+    """Above the limit: an InputError with the estimate, the limit and the options."""
+    e = estimate_streaming(20000, 32, 40000, 1280000, 512, rates=Rates(1e10, 1e10, 1e9))
+    assert 6.4e9 < e.peak_bytes < 1e10  # two N x N factors dominate
+    with pytest.raises(InputError, match=r"needs about \d\.\d+ GB .* limit is 1 GB; raise "
+                                         r"--max-memory"):
+        check_memory(e, 10**9)
+    check_memory(e, 10**11)
