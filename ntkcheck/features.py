@@ -182,24 +182,31 @@ def _own_mean(dist) -> np.ndarray:
 
 
 def _entry_scales(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per (centred) distribution: linear size R_i, quadratic size S_i, log-weight size W_i,
-    term count n_i: |<z, y>| <= |z| R_i, z^T S z / 2 <= |z|^2 S_i, |log w| <= W_i."""
-    N = len(dataset)
-    R, S, W, n = np.zeros(N), np.zeros(N), np.zeros(N), np.ones(N)
+    """Per (centred) distribution and coordinate: linear sizes R (N, d), quadratic sizes Q (N, d),
+    log-weight size W (N,), term count n (N,), such that for every probe z
+
+        |<z, y>| <= sum_l |z_l| R[i, l],   z^T S z / 2 <= (sum_l |z_l| Q[i, l])^2,
+
+    bounds taken coordinate by coordinate, so that they stay tight whatever the units of each
+    coordinate (|z| |y| would mix a coordinate of size 1e9 with one of size 1e-9). For a PSD S,
+    |S_lm| <= sqrt(S_ll S_mm), hence Q = sqrt(max_k diag S_k / 2)."""
+    N, d = len(dataset), dataset.dim
+    R, Q, W, n = np.zeros((N, d)), np.zeros((N, d)), np.zeros(N), np.ones(N)
     for i, dist in enumerate(dataset.distributions):
         if isinstance(dist, Discrete):
-            R[i] = _row_norms(dist.atoms).max()
+            R[i] = np.abs(dist.atoms).max(axis=0)
             W[i] = np.abs(np.log(dist.weights)).max()
             n[i] = len(dist.weights)
         elif isinstance(dist, UniformBox):
-            R[i] = _row_norms(np.maximum(np.abs(dist.low), np.abs(dist.high))[None, :])[0] * 2
+            R[i] = 2 * np.maximum(np.abs(dist.low), np.abs(dist.high))
             n[i] = dist.dim
         elif isinstance(dist, GaussianMixture):
-            R[i] = _row_norms(dist.means).max()
-            S[i] = np.linalg.norm(dist.covariances, ord=2, axis=(1, 2)).max() / 2
+            R[i] = np.abs(dist.means).max(axis=0)
+            diag = np.diagonal(dist.covariances, axis1=1, axis2=2)
+            Q[i] = np.sqrt(np.maximum(diag, 0.0).max(axis=0) / 2)
             W[i] = np.abs(np.log(dist.weights)).max()
             n[i] = len(dist.weights)
-    return R, S, W, n
+    return R, Q, W, n
 
 
 def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet) -> FeatureMatrix:
@@ -209,11 +216,14 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet) -> 
     Error model (standard model of arithmetic, exp/log correct to 2 ulps): an entry F[m, i]
     computed as a dot product of length d plus a logsumexp over n_i terms has absolute error at
     most (first order in u)
-        e[m, i] = u (d + n_i + 10) (|z_m| R_i + |z_m|^2 S_i + W_i + |F[m, i]| + 1)
+        e[m, i] = u (d + n_i + 10) (sum_l |z_ml| R_il + (sum_l |z_ml| Q_il)^2 + W_i
+                                    + |F[m, i]| + 1)
     (the typical error uses sqrt(d + n_i + 10) instead: round-off accumulates like a random
     walk); the projection F - Q (Q^T F) with a Householder Q adds at most
     2 (d + 1) M u ||F[:, i]|| (typically sqrt((d + 1) M) u ||F[:, i]||). The rounding of the
-    centred atoms, |fl(y - m_i) - (y - m_i)| <= u |y - m_i|, is part of the |z| R_i term.
+    centred atoms, |fl(y - m_i) - (y - m_i)| <= u |y - m_i|, is part of the R term; every size is
+    taken coordinate by coordinate (:func:`_entry_scales`), so the estimates do not depend on
+    the units of the coordinates.
     These are the fast path's estimates; ``certified`` comes from the rigorous check of
     :mod:`ntkcheck.injectivity.certify`.
     """
@@ -228,16 +238,16 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet) -> 
     perp = F * omega[:, None]
     fw_norm = np.linalg.norm(perp, axis=0)
     coeffs = Q.T @ perp
-    R, S, W, n = _entry_scales(centred)
-    znorm = _row_norms(z)
-    quad = S > 0  # only mixtures: avoids inf * 0 for huge probes of tiny discrete data
+    R, Qd, W, n = _entry_scales(centred)
+    quad = np.flatnonzero(Qd.any(axis=1))  # only mixtures: no inf * 0 for tiny discrete data
     base_sq = np.zeros(N)
     # row blocks keep the temporaries at CHUNK_ELEMENTS entries whatever M and N are
     for sl in chunks(M, N):
         perp[sl] -= Q[sl] @ coeffs
-        base = znorm[sl, None] * R + W + np.abs(F[sl]) + 1.0
-        if quad.any():
-            base[:, quad] += znorm[sl, None] ** 2 * S[quad]
+        az = np.abs(z[sl])
+        base = az @ R.T + W + np.abs(F[sl]) + 1.0
+        if quad.size:
+            base[:, quad] += (az @ Qd[quad].T) ** 2
         base *= omega[sl, None]
         base_sq += np.einsum("mi,mi->i", base, base)
     base_norm = np.sqrt(base_sq)
