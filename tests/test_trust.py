@@ -309,3 +309,15 @@ def test_sample_verdicts_do_not_depend_on_the_seed(sample):
     seen = {(r.verdict, r.evidence, len(r.dependencies)) for r in
             (analyze(ds, exact="never", seed=s) for s in (0, 1, 2, 5))}
     assert len(seen) == 1, seen
+
+
+def test_clusters_in_wildly_different_units_are_decided():
+    """Tight clusters far apart, coordinates in units 1e8, 1e-8 and 1 times 1e170: the error
+    estimates are taken coordinate by coordinate (a |z| |y| bound would mix the 1e8 and 1e-8
+    coordinates and put every column at its round-off level), so the verdict is injective."""
+    rng = np.random.default_rng(12)
+    X = tokens(12, N=14, n=5) * 1e-3 + 10.0 ** rng.integers(0, 4, size=(14, 1, 1)) * rng.normal(
+        size=(14, 1, 3))
+    X *= np.array([1e8, 1e-8, 1.0]) * 1e170
+    r = analyze(Dataset.from_tokens(list(X)), exact="never")
+    assert r.verdict == INJECTIVE, r.reason

@@ -52,6 +52,8 @@ MUTANTS = [
     m(R, "self.triangle / beta[None, :]", "self.triangle * beta[None, :]",
       "rank: weighted certificate scaling inverted"),
     # ---- features.py
+    m(F, "        base = az @ R.T + W", "        base = (np.linalg.norm(az, axis=1)[:, None] * np.linalg.norm(R, axis=1)) + W",
+      "features: Cauchy-Schwarz |z| |y| instead of per-coordinate bound"),
     m(F, "SPREAD_BAND = 10.0", "SPREAD_BAND = 100.0", "features: spread band x 10"),
     m(F, "PROBES_PER_SCALE = 64", "PROBES_PER_SCALE = 32", "features: probes per scale / 2"),
     m(F, "    centred, centres = centred_each(dataset)\n",
