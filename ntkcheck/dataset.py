@@ -231,7 +231,10 @@ class Dataset:
             slices = list(chunks(z.shape[0], self._per_probe_cost(pack),
                                  max(1, CHUNK_ELEMENTS // WORKERS)))
             if WORKERS > 1 and len(slices) > 1:
-                with ThreadPoolExecutor(WORKERS) as pool:
+                # our threads each run a GEMM: BLAS on one thread meanwhile (no 2 x 2 threads
+                # on 2 cores; oversubscription made this stage 10x slower on a loaded machine)
+                from .injectivity.factor import blas_single_thread
+                with blas_single_thread(), ThreadPoolExecutor(WORKERS) as pool:
                     list(pool.map(work, slices))
             else:
                 for sl in slices:

@@ -179,12 +179,13 @@ USER_SCRIPT = '''
 from __future__ import annotations
 from fractions import Fraction
 import numpy as np
+import numpy.typing as npt
 import ntkcheck as nk
 
 
 def main() -> int:
     rng = np.random.default_rng(0)
-    tokens: np.ndarray = rng.normal(size=(6, 4, 2))
+    tokens: npt.NDArray[np.float64] = rng.normal(size=(6, 4, 2))
     result: nk.AnalysisResult = nk.analyze(tokens, names=[f"s{i}" for i in range(6)])
     verdict: str = result.verdict
     for dep in result.dependencies:
@@ -201,9 +202,10 @@ def main() -> int:
     return 0
 
 
-def after_training(run_dir: str, tokens: np.ndarray) -> np.ndarray:
+def after_training(run_dir: str,
+                   tokens: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     run: nk.Run = nk.load_run(run_dir)
-    losses: np.ndarray = run.history["loss"]
+    losses: npt.NDArray[np.float64] = run.history["loss"]
     model: nk.TrainedModel = run.model(run.checkpoints[-1])
     print(losses.shape, run.config.flow.step_size)
     return model.predict(tokens)

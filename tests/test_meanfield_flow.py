@@ -57,7 +57,9 @@ def test_flow_reaches_thousandth_of_initial_loss(kind, step_size, steps):
 def test_callback_interrupt_stops_at_a_valid_step():
     """A KeyboardInterrupt raised by the callback at step 5 stops the flow cleanly: status
     interrupted, step 5, and the heads returned are those the step-5 record was computed at
-    (the loss recomputed from them equals the recorded loss exactly)."""
+    (the loss recomputed from them equals the recorded loss to 4 ulps: the recomputation may
+    run on the numpy reference while the flow ran on the fused kernels, whose sums are ordered
+    differently; heads of another step would change the loss by orders of magnitude more)."""
     X, w, loss = _teacher()
 
     def cb(record, model):
@@ -67,7 +69,8 @@ def test_callback_interrupt_stops_at_a_valid_step():
     result = gradient_flow(_student(), X, w, loss, steps=50, step_size=0.5, callback=cb)
     assert result.status is FlowStatus.INTERRUPTED
     assert result.step == 5
-    assert loss_value(result.model, X, w, loss) == result.records[-1].loss
+    assert loss_value(result.model, X, w, loss) == pytest.approx(
+        result.records[-1].loss, rel=4 * np.finfo(float).eps, abs=0)
 
 
 def test_divergence_raises_numerical_error():

@@ -563,7 +563,8 @@ def _apriori_logsumexp_group(idx, n, z, zeta, mid, rad, *, atoms, weights, centr
             for g0, g1 in bounds:
                 block(g0, g1)
         else:
-            with ThreadPoolExecutor(_WORKERS) as pool:
+            from .factor import blas_single_thread
+            with blas_single_thread(), ThreadPoolExecutor(_WORKERS) as pool:
                 list(pool.map(lambda b: block(*b), bounds))
 
 
