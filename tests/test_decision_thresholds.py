@@ -355,3 +355,31 @@ def test_hull_reduced_data_can_be_certified():
     assert r.settings["affine_hull_dim"] == 2
     assert (r.verdict, r.evidence) == (INJECTIVE, "certified")
     assert r.verification["complement_probes"] is True
+
+
+def test_spreads_are_the_whitened_rms_radius():
+    """rho_i = sqrt(trace(C^-1 S_i)) with C the pooled covariance of all tokens (equal total
+    weight per sequence) and S_i the covariance of sequence i: the RMS distance of its tokens
+    from their mean in whitened coordinates (computed here with numpy, independently)."""
+    rng = np.random.default_rng(13)
+    X = rng.normal(size=(7, 6, 3)) * rng.uniform(0.01, 2.0, size=(7, 1, 1)) \
+        + 5 * rng.normal(size=(7, 1, 3))
+    geo = dataset_geometry(Dataset.from_tokens(list(X)))
+    Y = X.reshape(-1, 3)
+    C = np.cov(Y.T, bias=True)
+    for i in range(7):
+        Si = np.cov(X[i].T, bias=True)
+        assert geo.spreads[i] == pytest.approx(np.sqrt(np.trace(np.linalg.solve(C, Si))),
+                                               rel=1e-9)
+
+
+def test_clusters_at_offsets_beyond_the_double_precision_of_their_spread():
+    """Sequences of spread ~1 around centres ~2^47 = 1.4e14 (dyadic tokens, exact): u |y| is
+    ~0.03 of the spread, so features computed on the raw tokens lose the structure; each column
+    is evaluated on its distribution minus its own mean (exact here by Sterbenz's lemma), and
+    the generic data are decided injective."""
+    rng = np.random.default_rng(14)
+    centres = 2.0**47 + np.round(rng.normal(size=(10, 1, 2)) * 2**40)
+    X = centres + rng.integers(-8, 9, size=(10, 5, 2)) / 8.0
+    r = analyze(Dataset.from_tokens(list(X)), exact="never")
+    assert r.verdict == INJECTIVE, r.reason

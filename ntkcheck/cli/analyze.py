@@ -27,7 +27,7 @@ import typer
 
 from ..analysis import DEFAULT_EXACT_TIMEOUT, analyze
 from ..errors import InputError, NtkcheckError
-from ..features import DEFAULT_SCALES, MAX_SCALE
+from ..features import DEFAULT_SCALES
 from ..io import atomic_write_text, load_dataset
 from ..io.inputs import _is_dir, expand_inputs
 from ..io.clean import write_subset_npz
@@ -60,6 +60,12 @@ class OutputFormat(str, Enum):
     github = "github"
     sarif = "sarif"
     junit = "junit"
+
+
+#: Largest probe scale accepted on the command line (whitened units): whitened tokens are O(1)
+#: to O(sqrt(N n)), so larger scales add nothing beyond the support function; the automatic
+#: scales of `analyze` may exceed it for tight clusters (up to features.MAX_SCALE).
+MAX_SCALE = 1e6
 
 
 def parse_scales(text: str | None) -> tuple[float, ...]:

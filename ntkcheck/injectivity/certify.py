@@ -40,6 +40,7 @@ proves along the way.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -792,7 +793,12 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
     N, d = len(dists), z.shape[1]
     n_cols = N + d + 1
     Mp = rows.size
-    chosen = method if method != "auto" else ("arb" if Mp * _work(dists) <= budget else "a-priori")
+    arb_ok = importlib.util.find_spec("flint") is not None
+    if method == "arb" and not arb_ok:
+        raise InputError("needs python-flint (pip install python-flint); or use "
+                         "method='a-priori'", field="method")
+    chosen = method if method != "auto" else (
+        "arb" if arb_ok and Mp * _work(dists) <= budget else "a-priori")
 
     def result(certified, lower, reason, col_exp=np.zeros(n_cols, int), max_rad=np.nan,
                sig=np.nan, radn=np.nan):
