@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..analysis import AnalysisResult
 from ..rank import Dependency
 
-__all__ = ["dependency_identity", "dependency_tag", "involved", "summary_line"]
+__all__ = ["dependency_identity", "dependency_tag", "dependency_evidence", "involved",
+           "summary_line"]
 
 
 def dependency_identity(dep: Dependency) -> str:
@@ -28,6 +29,12 @@ def dependency_tag(dep: Dependency) -> str:
     if "digits" in v:
         return f"re-checked at fresh points, {v['digits']} digits: misfit {v['misfit']:.1e}"
     return "exact" if dep.exact else f"residual {dep.residual:.1e}"
+
+
+def dependency_evidence(dep: Dependency) -> str:
+    """Evidence of one relation: ``exact`` when proven exactly (symbolic test or exact equality
+    of the stored values), else ``numerical``."""
+    return "exact" if dep.exact else "numerical"
 
 
 def involved(dep: Dependency) -> list[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from . import FileReport
-from .common import dependency_identity, dependency_tag, involved
+from .common import dependency_evidence, dependency_identity, dependency_tag, involved
 
 __all__ = ["render", "annotation", "MAX_MARGIN_ANNOTATIONS"]
 
@@ -89,7 +89,8 @@ def _verdict_lines(report: FileReport) -> list[str]:
         names = involved(dep)
         out.append(annotation(
             "error", file, f"ntkcheck dependency {j}/{total}",
-            f"{dependency_identity(dep)} ({dependency_tag(dep)}; {evidence}); sequences "
+            f"{dependency_identity(dep)} ({dependency_tag(dep)}; "
+            f"{dependency_evidence(dep)} evidence); sequences "
             f"involved: {', '.join(names)}. The attention NTK is not injective on this data: "
             "remove or change one of these sequences."))
     if not out:  # not injective without an explicit relation (should not happen): still fail

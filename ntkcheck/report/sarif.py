@@ -28,7 +28,7 @@ import json
 from typing import Any, Sequence
 
 from . import FileReport, worst_exit_code
-from .common import dependency_identity, dependency_tag, involved
+from .common import dependency_evidence, dependency_identity, dependency_tag, involved
 
 __all__ = ["RULES", "SARIF_VERSION", "SARIF_SCHEMA_URI", "log", "render"]
 
@@ -103,10 +103,11 @@ def _results(report: FileReport, index: int) -> list[dict[str, Any]]:
         names = involved(dep)
         out.append(_result(
             "NTK001",
-            f"{dependency_identity(dep)} ({dependency_tag(dep)}, {result.evidence} evidence); "
+            f"{dependency_identity(dep)} ({dependency_tag(dep)}, {dependency_evidence(dep)} "
+            "evidence); "
             f"sequences involved: {', '.join(names)}",
             _location(file, index, names),
-            {"evidence": result.evidence, **dep.to_dict()}))
+            {"evidence": dependency_evidence(dep), **dep.to_dict()}))
     return out + _margin_results(result, file, index)
 
 
