@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from .dataset import Dataset
+from .distributions import Discrete, UniformBox
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -145,14 +146,26 @@ def _pairs(spec: "Spectrum", features: "FeatureMatrix", dataset: Dataset,
     return out
 
 
+def _extent(dist: Any) -> np.ndarray:
+    """Per-coordinate extent of a distribution's support (range of atoms, box widths, range of
+    the means plus component standard deviations)."""
+    if isinstance(dist, Discrete):
+        return np.ptp(dist.atoms, axis=0)
+    if isinstance(dist, UniformBox):
+        return dist.high - dist.low
+    sd = np.sqrt(np.maximum(np.diagonal(dist.covariances, axis1=1, axis2=2), 0.0)).max(axis=0)
+    return np.ptp(dist.means, axis=0) + sd
+
+
 def _pair(dataset: Dataset, i: int, j: int, d: float, ratio: float) -> dict[str, Any]:
     mi, mj = (np.asarray(dataset.distributions[k].mean, dtype=float) for k in (i, j))
     shift = mj - mi
-    spread = sum(float(np.sqrt(max(np.trace(dataset.distributions[k].cov), 0.0)))
-                 for k in (i, j))
+    # coordinate by coordinate, with no squares: any units, any magnitude up to 1e300
+    size = _extent(dataset.distributions[i]) + _extent(dataset.distributions[j]) \
+        + np.abs(mi) + np.abs(mj)
     if abs(ratio - 1.0) > RATIO_TOL:
         kind = "proportional"
-    elif np.linalg.norm(shift) <= 1e-6 * (spread + np.linalg.norm(mi) + np.linalg.norm(mj)):
+    elif np.all(np.abs(shift) <= 1e-6 * size):
         kind = "near_duplicate"
     else:
         kind = "near_translate"
