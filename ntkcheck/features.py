@@ -48,7 +48,8 @@ Whitening = Geometry
 
 __all__ = ["ProbeSet", "Whitening", "FeatureMatrix", "make_whitening", "make_probes",
            "feature_matrix", "streamed_feature_matrix", "FeatureBlocks", "ProgressUpdate",
-           "stream_applies", "stream_block_rows", "STREAM_THRESHOLD_BYTES", "probe_settings", "default_probe_count", "auto_scales",
+           "stream_applies", "stream_block_rows", "STREAM_THRESHOLD_BYTES", "probe_settings",
+           "default_probe_count", "auto_scales",
            "DEFAULT_SCALES", "OVERSAMPLING", "PROBES_PER_SCALE", "NOISE_SAFETY"]
 
 DEFAULT_SCALES: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
