@@ -381,7 +381,7 @@ def _dense_plan(dataset: Dataset, geom, M: int, dense: _DenseOptions) -> tuple[d
     from .backends.local import have_threadpoolctl, usable_cores
     from .features import _entry_scales
     from .injectivity.estimate import estimate_streaming
-    from .resources import analysis_bytes, check_memory, default_max_memory
+    from .resources import _chunk_bytes, analysis_bytes, check_memory, default_max_memory
 
     N, d = len(dataset), dataset.dim
     tokens = int(np.sum(_entry_scales(dataset)[3]))
@@ -394,7 +394,7 @@ def _dense_plan(dataset: Dataset, geom, M: int, dense: _DenseOptions) -> tuple[d
     workers = usable_cores() if (have_threadpoolctl() and dense.backend == "local") else 1
     while True:
         est = estimate_streaming(n_cols, d, M, max(tokens, 1), b, method="householder",
-                                 workers=workers)
+                                 workers=workers, scratch_bytes=workers * _chunk_bytes())
         if not streamed or dense.backend != "local" or workers == 1 or est.peak_bytes <= limit:
             break
         workers -= 1

@@ -133,9 +133,10 @@ def stream_applies(M: int, N: int, stream: bool | None = None) -> bool:
 
 
 def stream_block_rows(n_cols: int, M: int) -> int:
-    """Probe rows per streamed block: about :data:`STREAM_BLOCK_ELEMENTS` / n_cols, in
-    [64, 4096], at most M."""
-    return int(max(1, min(M, max(64, min(4096, STREAM_BLOCK_ELEMENTS // max(n_cols, 1))))))
+    """Probe rows per streamed block: about :data:`STREAM_BLOCK_ELEMENTS` / n_cols and at most
+    M / 16 (at least 16 blocks, for progress and parallel folds), within [64, 4096]."""
+    b = min(STREAM_BLOCK_ELEMENTS // max(n_cols, 1), -(-M // 16))
+    return int(max(1, min(M, max(64, min(4096, b)))))
 
 
 @dataclass(frozen=True)
