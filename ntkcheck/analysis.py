@@ -395,17 +395,19 @@ def _dense_plan(dataset: Dataset, geom, M: int, dense: _DenseOptions) -> tuple[d
     while True:
         est = estimate_streaming(n_cols, d, M, max(tokens, 1), b, method="householder",
                                  workers=workers, scratch_bytes=workers * _chunk_bytes())
-        if not streamed or dense.backend != "local" or workers == 1 or est.peak_bytes <= limit:
+        if (not streamed or dense.backend != "local" or workers == 1
+                or est.peak_bytes + 8 * M * (geom.rank + d + 1) <= limit):
             break
         workers -= 1
     info = {"mode": "streamed" if streamed else "in_memory", "backend": dense.backend,
             "seconds": est.seconds, "time": dict(est.time), "draws": "per probe draw; a "
             "confirmation draw, when made, costs as much again"}
     if streamed:
-        info.update(peak_bytes=est.peak_bytes, memory=dict(est.memory), block_rows=b,
-                    workers=workers)
+        probe_bytes = 8 * M * (geom.rank + d + 1)  # s, z and the scales, held throughout
+        info.update(peak_bytes=int(est.peak_bytes + probe_bytes),
+                    memory={**est.memory, "probes": probe_bytes}, block_rows=b, workers=workers)
         if dense.backend == "local":
-            check_memory(est.peak_bytes, limit,
+            check_memory(info["peak_bytes"], limit,
                          f"the streamed dense test of N = {N} distributions with M = {M} probes",
                          "pass fewer --probes, shrink N, or run it on a cluster with "
                          "--backend dask --scheduler ADDRESS", field="max-memory")

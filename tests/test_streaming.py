@@ -149,11 +149,11 @@ def test_estimate_recorded_and_refusal(monkeypatch):
                        "--backend dask"):
         analyze(X, exact="never", stream=True, max_memory=1000)
     # automatic mode streams instead of refusing when the in-memory test would not fit
-    Y = list(rng.standard_normal((300, 3, 2)))
-    M = default_probe_count(300, 2)
-    r2 = analyze(Y, exact="never", max_memory=analysis_bytes(M, 300, 2) - 1)
+    Y = list(rng.standard_normal((150, 3, 2)))
+    M = default_probe_count(150, 2)
+    r2 = analyze(Y, exact="never", max_memory=analysis_bytes(M, 150, 2) - 1)
     assert r2.settings["estimate"]["mode"] == "streamed"
-    assert r2.settings["estimate"]["peak_bytes"] < analysis_bytes(M, 300, 2)
+    assert r2.settings["estimate"]["peak_bytes"] < analysis_bytes(M, 150, 2)
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ class ProgressReporter:
     (ETA 12 s)`` for every stage that runs longer than :data:`PLAIN_FIRST` seconds, every
     :data:`PLAIN_EVERY` seconds; a background thread keeps them coming while one long call
     runs) or ``"quiet"`` (nothing). The dense test's estimate is printed once in both
-    non-quiet modes.
+    non-quiet modes when the test streams or is estimated to take PLAIN_FIRST seconds or more.
     """
 
     def __init__(self, mode: str):
@@ -160,7 +160,9 @@ class ProgressReporter:
         now = time.monotonic()
         with self._lock:
             if getattr(msg, "kind", "stage") == "estimate":
-                self._emit(f"ntkcheck: {prefix}{msg}")
+                data = getattr(msg, "data", None) or {}
+                if data.get("mode") == "streamed" or data.get("seconds", 0) >= PLAIN_FIRST:
+                    self._emit(f"ntkcheck: {prefix}{msg}")
                 return
             stage = (prefix, getattr(msg, "stage", str(msg)))
             if stage != self._stage:
