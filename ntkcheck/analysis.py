@@ -400,8 +400,9 @@ def _dense_plan(dataset: Dataset, geom, M: int, dense: _DenseOptions) -> tuple[d
             break
         workers -= 1
     info = {"mode": "streamed" if streamed else "in_memory", "backend": dense.backend,
-            "seconds": est.seconds, "time": dict(est.time), "draws": "per probe draw; a "
-            "confirmation draw, when made, costs as much again"}
+            "seconds": est.seconds, "time": dict(est.time), "covers": "features, "
+            "factorisation and SVD of one probe draw; a confirmation draw, when made, costs as "
+            "much again; the rigorous certificate and the relation checks are not included"}
     if streamed:
         probe_bytes = 8 * M * (geom.rank + d + 1)  # s, z and the scales, held throughout
         info.update(peak_bytes=int(est.peak_bytes + probe_bytes),

@@ -235,3 +235,20 @@ def test_cli_dask_backend(cluster, sample):
 def test_cli_dask_needs_scheduler(sample):
     res = CliRunner().invoke(app, ["analyze", "--backend", "dask", str(sample)])
     assert res.exit_code == 2 and "--scheduler" in res.stderr
+
+
+def test_eta_text_and_rich_mode(monkeypatch):
+    """ETA = elapsed (1 - f) / f: 40% done after 8 s leaves 12 s; a message without a fraction
+    shows the elapsed time; the rich reporter accepts updates from any thread."""
+    msg = ProgressUpdate("features 40%", stage="features", done=4, total=10)
+    assert cli_analyze._eta_text(msg, 100.0, 108.0) == "features 40% (ETA 12 s)"
+    assert cli_analyze._eta_text("SVD", 100.0, 106.0) == "SVD (6 s)"
+    import threading
+
+    with cli_analyze.ProgressReporter("rich") as rep:
+        say = rep.callback("f.npz")
+        t = threading.Thread(target=say, args=(msg,))
+        t.start()
+        t.join()
+        say("SVD")
+    assert cli_analyze.ProgressReporter("quiet").callback("f.npz") is None
