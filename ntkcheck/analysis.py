@@ -456,7 +456,9 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
                        + (", streamed)" if stream_options else ")"), stage="features"))
     feats = _features(dataset, geom, make_probes(geom, M, scales, seed), stream_options, say)
     if feats.stream is not None:
-        settings["stream"] = {k: v for k, v in feats.stream.items() if k != "timings"}
+        settings["stream"] = {k: (float(v) if isinstance(v, float) else v)
+                              for k, v in feats.stream.items()
+                              if k != "timings" and not (isinstance(v, float) and np.isnan(v))}
     say("SVD")
     spec = svd_spectrum(feats)
     sv = spec.singular_values
