@@ -403,6 +403,10 @@ def _dense_plan(dataset: Dataset, geom, M: int, dense: _DenseOptions) -> tuple[d
             "seconds": est.seconds, "time": dict(est.time), "covers": "features, "
             "factorisation and SVD of one probe draw; a confirmation draw, when made, costs as "
             "much again; the rigorous certificate and the relation checks are not included"}
+    n_cert = N + d + 1
+    # the certificate (when reached) runs on the rows that fit the limit (rigorous_certificate)
+    info["certificate_peak_bytes"] = int(min(
+        CERT_BYTES_PER_ENTRY * M * n_cert + CERT_BYTES_PER_SQUARE * n_cert**2, limit))
     if streamed:
         probe_bytes = 8 * M * (geom.rank + d + 1)  # s, z and the scales, held throughout
         info.update(peak_bytes=int(est.peak_bytes + probe_bytes),
