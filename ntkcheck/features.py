@@ -354,18 +354,13 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet,
     perp = F * omega[:, None]
     fw_norm = np.linalg.norm(perp, axis=0)
     coeffs = Q.T @ perp
-    R, Qd, W, n = _entry_scales(centred)
-    quad = np.flatnonzero(Qd.any(axis=1))  # only mixtures: no inf * 0 for tiny discrete data
+    entry = _entry_scales(centred)
+    n = entry[3]
     base_sq = np.zeros(N)
     # row blocks keep the temporaries at CHUNK_ELEMENTS entries whatever M and N are
     for sl in chunks(M, N):
         perp[sl] -= Q[sl] @ coeffs
-        az = np.abs(z[sl])
-        base = az @ R.T + W + np.abs(F[sl]) + 1.0
-        if quad.size:
-            base[:, quad] += (az @ Qd[quad].T) ** 2
-        base *= omega[sl, None]
-        base_sq += np.einsum("mi,mi->i", base, base)
+        base_sq += _base_sq(z[sl], F[sl], omega[sl], entry)
     base_norm = np.sqrt(base_sq)
     nu = np.linalg.norm(perp, axis=0)
     terms = d + n + 10
@@ -381,6 +376,20 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet,
     bound = np.where(affine, 0.0, bound / safe)
     typical = np.where(affine, 0.0, typical / safe)
     return FeatureMatrix(F, perp, nu, bound, typical, probes, centres)
+
+
+def _base_sq(z: np.ndarray, F: np.ndarray, omega: np.ndarray, entry) -> np.ndarray:
+    """(N,) sum over these probe rows of base[m, i]^2, the weighted first-order error scale
+    base = omega_m (sum_l |z_ml| R_il + (sum_l |z_ml| Q_il)^2 + W_i + |F[m, i]| + 1) of
+    :func:`feature_matrix` (shared by the in-memory and streamed paths)."""
+    R, Qd, W, _ = entry
+    quad = np.flatnonzero(Qd.any(axis=1))  # only mixtures: no inf * 0 for tiny discrete data
+    az = np.abs(z)
+    base = az @ R.T + W + np.abs(F) + 1.0
+    if quad.size:
+        base[:, quad] += (az @ Qd[quad].T) ** 2
+    base *= omega[:, None]
+    return np.einsum("mi,mi->i", base, base)
 
 
 class FeatureBlocks:
@@ -431,14 +440,7 @@ class FeatureBlocks:
         out[:, 0] = omega
         out[:, 1:p] = self.s[sl] * omega[:, None]
         np.multiply(F, omega[:, None], out=out[:, p:])
-        R, S, W, _ = self.entry
-        znorm = _row_norms(z)
-        base = znorm[:, None] * R + W + np.abs(F) + 1.0
-        quad = S > 0
-        if quad.any():
-            base[:, quad] += znorm[:, None] ** 2 * S[quad]
-        base *= omega[:, None]
-        base_sq = np.einsum("mi,mi->i", base, base)
+        base_sq = _base_sq(z, F, omega, self.entry)
         fw_sq = np.einsum("mi,mi->i", out[:, p:], out[:, p:])
         return out, base_sq, fw_sq
 
