@@ -315,14 +315,14 @@ def analyze_command(
              "--suggest-drop; written only when the reduced data are re-verified injective)."),
     max_memory: Optional[str] = max_memory_option(),
     stream: Optional[bool] = typer.Option(
-        None, "--stream/--no-stream", show_default="auto: when the M x N feature matrix "
-        "would exceed 512 MiB or the memory limit",
+        None, "--stream/--no-stream", show_default=False,
         help="Stream the dense test in probe blocks with bounded memory (about N^2 + block x N "
-             "numbers) instead of holding the feature matrix."),
+             "numbers) instead of holding the feature matrix; without either flag it streams "
+             "when the M x N feature matrix would exceed 512 MiB or the memory limit."),
     backend: Backend = typer.Option(
         "local", "--backend", case_sensitive=False,
         help="Where the streamed probe blocks are computed and folded: local threads, or a "
-             "Dask cluster (needs ntkcheck[dask] and --scheduler)."),
+             "Dask cluster (needs the dask extra and --scheduler)."),
     scheduler: Optional[str] = typer.Option(
         None, "--scheduler", metavar="ADDRESS", show_default="none",
         help="Dask scheduler address for --backend dask, e.g. tcp://host:8786."),
