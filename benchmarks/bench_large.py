@@ -2,7 +2,8 @@
 memory, against the exp + GEMM time of the same probe count.
 
 Run ``python benchmarks/bench_large.py [N ...] [--n 64] [--d 32] [--stream auto|on|off]
-[--planted]`` (default N = 1000 3000 10000). Each N runs in its own subprocess (a clean peak
+[--planted]`` (default N = 1000 3000 10000), or ``python benchmarks/bench_large.py
+--factor-only N n d [--planted]`` for the streamed features, factorisation and SVD alone. Each N runs in its own subprocess (a clean peak
 RSS). Printed per N: the stage times (from the ``progress`` callback's timestamps: screen,
 geometry, features (+ factorisation when streamed), SVD / decision steps, certificate,
 confirmation draw), the total, the process peak RSS, the estimate made before the dense test,
@@ -91,10 +92,44 @@ def one(N: int, n: int, d: int, stream: str, planted: bool) -> dict:
             "relation_sizes": sorted({len(dp.coefficients) for dp in r.dependencies})}
 
 
+def factor_only(N: int, n: int, d: int, planted: bool) -> dict:
+    """The streamed features and factorisation of one probe draw and the singular values of
+    R22 / nu, without the decision steps after them (for sizes whose certificate and
+    decision take too long to run here)."""
+    from ntkcheck.features import (auto_scales, make_probes, make_whitening, probe_settings,
+                                   streamed_feature_matrix)
+    from ntkcheck.rank import svd_spectrum
+
+    ds_t0 = time.perf_counter()
+    from ntkcheck import Dataset
+    ds = Dataset.from_tokens(build(N, n, d, planted))
+    geom = make_whitening(ds)
+    scales, M = probe_settings(auto_scales(geom), None, N, d)
+    probes = make_probes(geom, M, scales, 0)
+    t0 = time.perf_counter()
+    feats = streamed_feature_matrix(ds, geom, probes)
+    t1 = time.perf_counter()
+    spec = svd_spectrum(feats)
+    t2 = time.perf_counter()
+    floor = exp_gemm_seconds(build(N, n, d, planted), M, d)
+    return {"N": N, "n": n, "d": d, "M": M, "setup_s": t0 - ds_t0,
+            "features_and_factorisation_s": t1 - t0, "svd_s": t2 - t1,
+            "smallest_singular_value": spec.smallest, "stream": {
+                k: v for k, v in feats.stream.items() if k in ("block_rows", "blocks", "method")},
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "exp_gemm_s": floor}
+
+
 def main(argv: list[str]) -> None:
     if argv and argv[0] == "--one":
         N, n, d = (int(x) for x in argv[1:4])
         print(json.dumps(one(N, n, d, argv[4], argv[5] == "1")))
+        return
+    if argv and argv[0] == "--factor-only":
+        N, n, d = (int(x) for x in argv[1:4])
+        print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
+              f"load {open('/proc/loadavg').read().split()[:3]}", flush=True)
+        print(json.dumps(factor_only(N, n, d, "--planted" in argv)))
         return
     n, d, stream, planted, sizes = 64, 32, "auto", False, []
     it = iter(argv)
