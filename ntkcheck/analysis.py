@@ -56,8 +56,9 @@ from .arrays import as_dataset
 from .dataset import Dataset
 from .errors import InputError, NtkcheckWarning
 from .exact import ExactBudget, ExactCheckFailed, ExactRefused, ExactResult, decide
-from .features import (FeatureMatrix, auto_scales, feature_matrix, make_probes, make_whitening,
-                       probe_settings)
+from .features import (FeatureMatrix, ProgressUpdate, auto_scales, feature_matrix, make_probes,
+                       make_whitening, probe_settings, stream_applies, stream_block_rows,
+                       streamed_feature_matrix)
 from .injectivity.certify import certify_independence
 from .injectivity.verify import verify_relation
 from .kernels import condition_number, effective_rank
@@ -200,7 +201,9 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
             whiten: bool = True, exact: str = "auto",
             exact_timeout: float | None = DEFAULT_EXACT_TIMEOUT, exact_engine: str = "auto",
             exact_budget: ExactBudget | None = None,
-            progress: Progress | None = None) -> AnalysisResult:
+            progress: Progress | None = None, stream: bool | None = None,
+            backend: str = "local", scheduler: str | None = None, client: Any = None,
+            max_memory: int | None = None) -> AnalysisResult:
     """Test whether the LSE functions of ``data`` are independent modulo affine functions.
 
     Parameters
@@ -233,7 +236,21 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
     exact_budget : ExactBudget, optional
         Size limits of the exact test.
     progress : callable(str), optional
-        Receives a short message at the start of each stage.
+        Receives a short message at the start of each stage, and as long stages advance; the
+        messages are :class:`ntkcheck.features.ProgressUpdate` strings with ``stage``,
+        ``done`` / ``total`` (for a fraction and an ETA) and ``kind`` (``"estimate"``: the
+        dense test's time and memory estimate, before it starts).
+    stream : bool or None
+        Streamed dense test with bounded memory (:func:`ntkcheck.features.
+        streamed_feature_matrix`): None (default) when the M x N feature matrix would exceed
+        :data:`ntkcheck.features.STREAM_THRESHOLD_BYTES`, or forced on / off.
+    backend : "local" | "dask"
+        Where the streamed probe blocks are computed and folded (``dask`` streams always).
+    scheduler : str, optional
+        Dask scheduler address (``tcp://host:8786``) for ``backend="dask"``; or pass ``client``.
+    max_memory : int, optional
+        Refuse (ResourceError) when the dense test's estimated peak exceeds this many bytes
+        (default: the ``--max-memory`` default, :func:`ntkcheck.resources.default_max_memory`).
 
     Returns
     -------
@@ -250,15 +267,37 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
     if exact_timeout is not None and not (exact_timeout > 0):
         raise InputError(f"must be a positive number of seconds, got {exact_timeout}",
                          field="exact_timeout")
-    numerical = _analyze_numerical(dataset, probes, scales, seed, whiten, say)
+    if backend not in ("local", "dask"):
+        raise InputError(f"unknown backend '{backend}'; choose local or dask", field="backend")
+    if backend == "dask":
+        from .backends.dask import _distributed
+        _distributed()  # a clear InputError when dask is missing
+        if client is None and not scheduler:
+            raise InputError("give a scheduler address (e.g. tcp://host:8786) or a client",
+                             field="scheduler")
+        stream = True
+    dense = _DenseOptions(stream, backend, scheduler, client, max_memory)
+    numerical = _analyze_numerical(dataset, probes, scales, seed, whiten, say, dense)
     if mode == "never":
         return numerical
     return _with_exact(numerical, dataset, mode, exact_timeout, exact_engine, exact_budget,
                        progress)
 
 
+@dataclass(frozen=True)
+class _DenseOptions:
+    """How the dense test runs (never what it decides): streaming, backend, memory limit."""
+
+    stream: bool | None = None
+    backend: str = "local"
+    scheduler: str | None = None
+    client: Any = None
+    max_memory: int | None = None
+
+
 def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[float] | None,
-                       seed: int, whiten: bool, say: Progress) -> AnalysisResult:
+                       seed: int, whiten: bool, say: Progress,
+                       dense: _DenseOptions = _DenseOptions()) -> AnalysisResult:
     """Structural screen, then the dense test on the core (SPEC §7), combined."""
     if seed < 0:
         raise InputError(f"must be a non-negative integer, got {seed}", field="seed")
@@ -276,7 +315,7 @@ def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[fl
             {"probes": 0, "scales": [], "seed": seed, "whitening": whiten, "core_size": 0,
              "affine_hull_dim": 0, "probe_law": "gaussian"}, **near)
     if scr.reductions == 0:
-        core = _dense_test(dataset, probes, scales, seed, whiten, say)
+        core = _dense_test(dataset, probes, scales, seed, whiten, say, dense)
         return replace(core, findings=findings,
                        settings={**core.settings, "core_size": len(dataset)},
                        **with_structure(core.near_dependency, findings, dataset.names))
@@ -284,7 +323,7 @@ def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[fl
     core_ds = Dataset(tuple(dataset.names[i] for i in idx),
                       tuple(dataset.distributions[i] for i in idx), dataset.source)
     say(f"dense test on the core ({len(idx)} of {len(dataset)} distributions)")
-    core = _dense_test(core_ds, probes, scales, seed, whiten, say)
+    core = _dense_test(core_ds, probes, scales, seed, whiten, say, dense)
     exact = scr.exact_reductions > 0
     if core.verdict == NOT_INJECTIVE:
         tail = f"the dense test on the core adds {_count(len(core.dependencies))}"
@@ -335,8 +374,72 @@ def _screen_verification(evidence: str) -> dict:
                       "floating point): a near-dependency at the data's own precision"}
 
 
+def _dense_plan(dataset: Dataset, geom, M: int, dense: _DenseOptions) -> tuple[dict, dict]:
+    """(estimate, feature options): whether the test streams, its blocks and workers, and the
+    estimated time and memory (:mod:`ntkcheck.injectivity.estimate`, :mod:`ntkcheck.resources`),
+    checked against ``dense.max_memory``."""
+    from .backends.local import have_threadpoolctl, usable_cores
+    from .features import _entry_scales
+    from .injectivity.estimate import estimate_streaming
+    from .resources import _chunk_bytes, analysis_bytes, check_memory, default_max_memory
+
+    N, d = len(dataset), dataset.dim
+    tokens = int(np.sum(_entry_scales(dataset)[3]))
+    n_cols = N + geom.rank + 1
+    limit = default_max_memory() if dense.max_memory is None else int(dense.max_memory)
+    # automatic: stream beyond the threshold, or when the in-memory test would not fit
+    streamed = M >= n_cols and (stream_applies(M, N, dense.stream) or (
+        dense.stream is None and analysis_bytes(M, N, d) > limit))
+    b = stream_block_rows(n_cols, M)
+    workers = usable_cores() if (have_threadpoolctl() and dense.backend == "local") else 1
+    while True:
+        est = estimate_streaming(n_cols, d, M, max(tokens, 1), b, method="householder",
+                                 workers=workers, scratch_bytes=workers * _chunk_bytes())
+        if (not streamed or dense.backend != "local" or workers == 1
+                or est.peak_bytes + 8 * M * (geom.rank + d + 1) <= limit):
+            break
+        workers -= 1
+    info = {"mode": "streamed" if streamed else "in_memory", "backend": dense.backend,
+            "seconds": est.seconds, "time": dict(est.time), "covers": "features, "
+            "factorisation and SVD of one probe draw; a confirmation draw, when made, costs as "
+            "much again; the rigorous certificate and the relation checks are not included"}
+    n_cert = N + d + 1
+    # the certificate (when reached) runs on the rows that fit the limit (rigorous_certificate)
+    info["certificate_peak_bytes"] = int(min(
+        CERT_BYTES_PER_ENTRY * M * n_cert + CERT_BYTES_PER_SQUARE * n_cert**2, limit))
+    if streamed:
+        probe_bytes = 8 * M * (geom.rank + d + 1)  # s, z and the scales, held throughout
+        info.update(peak_bytes=int(est.peak_bytes + probe_bytes),
+                    memory={**est.memory, "probes": probe_bytes}, block_rows=b, workers=workers)
+        if dense.backend == "local":
+            check_memory(info["peak_bytes"], limit,
+                         f"the streamed dense test of N = {N} distributions with M = {M} probes",
+                         "pass fewer --probes, shrink N, or run it on a cluster with "
+                         "--backend dask --scheduler ADDRESS", field="max-memory")
+        options = {"block_rows": b, "backend": dense.backend}
+        if dense.backend == "local":
+            options["workers"] = workers
+        else:
+            options.update(scheduler=dense.scheduler, client=dense.client)
+    else:
+        need = analysis_bytes(M, N, d)
+        info.update(peak_bytes=int(need), memory={"in_memory_features": int(need)})
+        check_memory(need, limit, f"the dense test of N = {N} distributions with M = {M} probes "
+                     "in memory", "pass --stream (bounded memory), fewer --probes, or shrink N",
+                     field="max-memory")
+        options = None
+    return info, options
+
+
+def _features(dataset: Dataset, geom, probes, options: dict | None, say: Progress) -> FeatureMatrix:
+    if options is None:
+        return feature_matrix(dataset, geom, probes, progress=say)
+    return streamed_feature_matrix(dataset, geom, probes, progress=say, **options)
+
+
 def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | None,
-                seed: int, whiten: bool, say: Progress) -> AnalysisResult:
+                seed: int, whiten: bool, say: Progress,
+                dense: _DenseOptions = _DenseOptions()) -> AnalysisResult:
     """The rank / SVD decision of SPEC §3 and §3a (steps of the module docstring)."""
     N, d = len(dataset), dataset.dim
     findings: tuple = ()
@@ -349,8 +452,17 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
                 "hull_tolerance": geom.hull_tolerance,
                 "equilibration": [int(np.frexp(s)[1] - 1) for s in geom.scaling]}
 
-    say(f"features ({M} probes x {N} distributions)")
-    feats = feature_matrix(dataset, geom, make_probes(geom, M, scales, seed))
+    estimate, stream_options = _dense_plan(dataset, geom, M, dense)
+    settings["estimate"] = estimate
+    say(ProgressUpdate(_describe_estimate(estimate, M, N), stage="estimate", kind="estimate",
+                       data=estimate))
+    say(ProgressUpdate(f"features ({M} probes x {N} distributions"
+                       + (", streamed)" if stream_options else ")"), stage="features"))
+    feats = _features(dataset, geom, make_probes(geom, M, scales, seed), stream_options, say)
+    if feats.stream is not None:
+        settings["stream"] = {k: (float(v) if isinstance(v, float) else v)
+                              for k, v in feats.stream.items()
+                              if k != "timings" and not (isinstance(v, float) and np.isnan(v))}
     say("SVD")
     spec = svd_spectrum(feats)
     sv = spec.singular_values
@@ -372,7 +484,7 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
     fast = _fast_certificate(spec)
     if fast is not None:
         say("rigorous certificate")
-        cert = rigorous_certificate(dataset, feats, geom, seed)
+        cert = rigorous_certificate(dataset, feats, geom, seed, dense.max_memory)
         if cert["certified"]:
             return result(INJECTIVE, "certified",
                           f"rigorous certificate ({cert['enclosure']}): the smallest singular "
@@ -393,7 +505,8 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
                       rank=N - k)
     if k == 0:
         say("confirmation draw")
-        feats2 = feature_matrix(dataset, geom, make_probes(geom, M, scales, seed + 1))
+        feats2 = _features(dataset, geom, make_probes(geom, M, scales, seed + 1), stream_options,
+                           say)
         spec2 = svd_spectrum(feats2)
         V2 = spec2.right_vectors()
         tau2 = spec2.vector_noise(V2)
@@ -459,19 +572,59 @@ def _fast_certificate(spec: Spectrum) -> float | None:
     return weighted if weighted > np.sqrt(N) * (1.0 + 4 * N * np.finfo(float).eps) else None
 
 
-def rigorous_certificate(dataset: Dataset, feats: FeatureMatrix, geom, seed: int) -> dict:
+def _describe_estimate(est: dict, M: int, N: int) -> str:
+    from .injectivity.estimate import format_seconds
+    from .resources import format_bytes
+
+    how = (f"streamed, blocks of {est['block_rows']} probes, {est['backend']} backend"
+           if est["mode"] == "streamed" else "in memory")
+    return (f"estimate: dense test of {N} distributions x {M} probes ({how}): about "
+            f"{format_seconds(est['seconds'])} per probe draw, peak memory about "
+            f"{format_bytes(est['peak_bytes'])}")
+
+
+#: Bytes the certificate holds per entry of its M' x (N + d + 1) matrix (mid, rad, A, its copy,
+#: the QR's copy, C = A Y and a spare) and per entry of its (N + d + 1)^2 factors.
+CERT_BYTES_PER_ENTRY = 7 * 8
+CERT_BYTES_PER_SQUARE = 3 * 8
+
+
+def rigorous_certificate(dataset: Dataset, feats: FeatureMatrix, geom, seed: int,
+                         max_memory: int | None = None) -> dict:
     """The rigorous lower bound on sigma_min of :mod:`ntkcheck.injectivity.certify` on the
     test's probes (when the data's hull is lower-dimensional, each probe also gets a random
     component along the complement of the hull, of its own scale, so that [1, Z] has full
-    column rank; any probes are valid for the certificate)."""
+    column rank; any probes are valid for the certificate).
+
+    When the features were streamed, its memory (about ``CERT_BYTES_PER_ENTRY`` M' n +
+    ``CERT_BYTES_PER_SQUARE`` n^2 bytes, n = N + d + 1) is checked against ``max_memory``
+    (default: half the machine): it runs on the first M' rows that fit (dropping probe rows
+    only lowers singular values, so the certificate stays valid), at least n + n / 4 of them;
+    if even those do not fit it is not attempted (``certified`` False, with the reason)."""
     z = feats.probes.z
     extra = geom.complement.shape[1] if geom.complement is not None else 0
     if extra:
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0xCE27]))
         g = rng.standard_normal((len(z), extra)) * feats.probes.scale[:, None]
         z = z + g @ geom.complement.T
+    rows = None
+    if feats.perp is None:
+        from .resources import default_max_memory, format_bytes
+
+        limit = default_max_memory() if max_memory is None else int(max_memory)
+        n = len(dataset) + z.shape[1] + 1
+        fit = int((limit - CERT_BYTES_PER_SQUARE * n * n) // (CERT_BYTES_PER_ENTRY * n))
+        need = n + -(-n // 4)
+        if fit < min(need, len(z)):
+            need_bytes = CERT_BYTES_PER_ENTRY * need * n + CERT_BYTES_PER_SQUARE * n * n
+            return {"certified": False, "method": "rigorous certificate",
+                    "reason": f"not attempted: it needs about {format_bytes(need_bytes)} for "
+                              f"{need} probe rows, over the memory limit of "
+                              f"{format_bytes(limit)}"}
+        if fit < len(z):
+            rows = np.arange(fit)
     cert = certify_independence(dataset.distributions, z, centre=feats.centres,
-                                row_weights=1.0 / feats.probes.scale)
+                                row_weights=1.0 / feats.probes.scale, rows=rows)
     out = cert.to_dict()
     out.pop("row_indices", None)  # the probes are reproducible from the seed; keep JSON small
     out["enclosure"] = cert.method

@@ -30,7 +30,10 @@ The error estimates are per column (:class:`FeatureMatrix`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import scipy.linalg
@@ -44,7 +47,9 @@ from .injectivity.geometry import NOISE_SAFETY, Geometry, dataset_geometry
 Whitening = Geometry
 
 __all__ = ["ProbeSet", "Whitening", "FeatureMatrix", "make_whitening", "make_probes",
-           "feature_matrix", "probe_settings", "default_probe_count", "auto_scales",
+           "feature_matrix", "streamed_feature_matrix", "FeatureBlocks", "ProgressUpdate",
+           "stream_applies", "stream_block_rows", "STREAM_THRESHOLD_BYTES", "probe_settings",
+           "default_probe_count", "auto_scales",
            "DEFAULT_SCALES", "OVERSAMPLING", "PROBES_PER_SCALE", "NOISE_SAFETY"]
 
 DEFAULT_SCALES: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
@@ -72,30 +77,131 @@ class ProbeSet:
     seed: int
 
 
+#: The dense test streams its probe blocks (never holding the M x N feature matrix, see
+#: :func:`streamed_feature_matrix`) when M N 8 bytes exceed this (512 MiB).
+STREAM_THRESHOLD_BYTES = 512 * 2**20
+#: Target number of float64 entries in one streamed block [B_w | F_w] (2^24 = 128 MiB).
+STREAM_BLOCK_ELEMENTS = 1 << 24
+
+
+class ProgressUpdate(str):
+    """A progress message: a ``str`` (so callbacks that take strings keep working) with
+    structured fields for callers that can use them.
+
+    Attributes
+    ----------
+    stage : str
+        Stage name (e.g. ``"features"``); the text may add details.
+    done, total : int or None
+        Units of work done out of ``total`` (probe blocks) when the stage reports them.
+    kind : str
+        ``"stage"`` (a stage starts or advances) or ``"estimate"`` (the estimate of the dense
+        test before it starts; ``data`` is its dictionary).
+    data : dict or None
+    """
+
+    stage: str
+    done: int | None
+    total: int | None
+    kind: str
+    data: dict | None
+
+    def __new__(cls, text: str, *, stage: str | None = None, done: int | None = None,
+                total: int | None = None, kind: str = "stage", data: dict | None = None):
+        obj = super().__new__(cls, text)
+        obj.stage = stage or text
+        obj.done, obj.total, obj.kind, obj.data = done, total, kind, data
+        return obj
+
+    @property
+    def fraction(self) -> float | None:
+        """done / total in [0, 1], or None."""
+        if self.done is None or not self.total:
+            return None
+        return min(1.0, max(0.0, self.done / self.total))
+
+
+Progress = Callable[[str], None]
+
+
+def stream_applies(M: int, N: int, stream: bool | None = None) -> bool:
+    """Whether the dense test streams: ``stream`` when given, else M N 8 bytes >
+    :data:`STREAM_THRESHOLD_BYTES`."""
+    if stream is not None:
+        return bool(stream)
+    return 8 * M * N > STREAM_THRESHOLD_BYTES
+
+
+def stream_block_rows(n_cols: int, M: int) -> int:
+    """Probe rows per streamed block: about :data:`STREAM_BLOCK_ELEMENTS` / n_cols and at most
+    M / 16 (at least 16 blocks, for progress and parallel folds), within [64, 4096]."""
+    b = min(STREAM_BLOCK_ELEMENTS // max(n_cols, 1), -(-M // 16))
+    return int(max(1, min(M, max(64, min(4096, b)))))
+
+
 @dataclass(frozen=True)
 class FeatureMatrix:
     """F_perp: LSE features projected off the affine functions, columns normalised.
 
     Attributes
     ----------
-    values : (M, N) F[m, i] = LSE_{mu_i - m_i}(z_m) (raw, each distribution at its own mean)
-    perp : (M, N) weighted, projected, column-normalised features
+    values : (M, N) F[m, i] = LSE_{mu_i - m_i}(z_m) (raw, each distribution at its own mean),
+        or None when streamed (:func:`streamed_feature_matrix`; :meth:`columns` recomputes
+        any columns from the probes)
+    perp : (M, N) weighted, projected, column-normalised features, or None when streamed
     col_norms : (N,) norms nu_i of the weighted projected columns before normalisation
     error_bound : (N,) rigorous bound on || computed perp[:, i] - exact perp[:, i] ||
     error_typical : (N,) first-order round-off estimate of the same quantity
     centres : (N, d) the means m_i subtracted from each distribution
 
+    triangle : (N, N) R factor of ``perp`` (same singular values), set when streamed
+    stream : dict describing the streamed factorisation (blocks, method, backend, bounds)
+
     Columns whose projection is at round-off level (``NOISE_SAFETY * typical >= nu``: the LSE
     is affine, as for a Dirac mass) are set to exactly zero with zero error bounds.
     """
 
-    values: np.ndarray
-    perp: np.ndarray
+    values: np.ndarray | None
+    perp: np.ndarray | None
     col_norms: np.ndarray
     error_bound: np.ndarray
     error_typical: np.ndarray
     probes: ProbeSet
     centres: np.ndarray | None = None
+    triangle: np.ndarray | None = None
+    stream: dict | None = None
+    source: object | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def affine_mask(self) -> np.ndarray:
+        """(N,) True for the columns zeroed as affine (exactly those with a zero error bound:
+        every other column has bound >= u sqrt(M) min(omega) / nu > 0)."""
+        return np.asarray(self.error_bound) == 0.0
+
+    def columns(self, support) -> tuple[np.ndarray, np.ndarray]:
+        """(values[:, support], perp[:, support]), (M, k) each; recomputed from the probes
+        (the same formulas as :func:`feature_matrix`, on these columns only) when streamed."""
+        support = np.asarray(support, dtype=int)
+        if self.perp is not None and self.values is not None:
+            return self.values[:, support], self.perp[:, support]
+        centred = self.source
+        sub = Dataset(tuple(centred.names[i] for i in support),
+                      tuple(centred.distributions[i] for i in support), centred.source)
+        F = sub.lse(self.probes.z)
+        omega = 1.0 / self.probes.scale
+        Q = _affine_basis(self.probes, omega)
+        P = F * omega[:, None]
+        P -= Q @ (Q.T @ P)
+        nu = self.col_norms[support]
+        P /= np.where(self.affine_mask[support], 1.0, nu)
+        P[:, self.affine_mask[support]] = 0.0
+        return F, P
+
+
+def _affine_basis(probes: ProbeSet, omega: np.ndarray) -> np.ndarray:
+    """Orthonormal basis Q (M, r + 1) of the weighted affine functions omega [1, s]."""
+    B = np.column_stack([np.ones(len(omega)), probes.s]) * omega[:, None]
+    return np.linalg.qr(B)[0]
 
 
 def make_whitening(dataset: Dataset, whiten: bool = True) -> Geometry:
@@ -209,7 +315,8 @@ def _entry_scales(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return R, Q, W, n
 
 
-def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet) -> FeatureMatrix:
+def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet,
+                   progress: Progress | None = None) -> FeatureMatrix:
     """Build F (each column on its own centred distribution), project it off span{1, s} with an
     orthonormal basis, normalise columns, with per-column error estimates.
 
@@ -229,7 +336,16 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet) -> 
     """
     centred, centres = centred_each(dataset)
     z = probes.z
-    F = centred.lse(z)
+    if progress is None:
+        F = centred.lse(z)
+    else:  # the same entries, in 20 row slices so that the caller sees the progress
+        F = np.empty((z.shape[0], len(centred)))
+        edges = np.linspace(0, z.shape[0], 21).round().astype(int)
+        for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+            if b > a:
+                F[a:b] = centred.lse(z[a:b])
+            progress(ProgressUpdate(f"features {5 * (k + 1)}%", stage="features",
+                                    done=k + 1, total=20))
     omega = 1.0 / probes.scale  # row weights
     M, N = F.shape
     d = dataset.dim
@@ -238,18 +354,13 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet) -> 
     perp = F * omega[:, None]
     fw_norm = np.linalg.norm(perp, axis=0)
     coeffs = Q.T @ perp
-    R, Qd, W, n = _entry_scales(centred)
-    quad = np.flatnonzero(Qd.any(axis=1))  # only mixtures: no inf * 0 for tiny discrete data
+    entry = _entry_scales(centred)
+    n = entry[3]
     base_sq = np.zeros(N)
     # row blocks keep the temporaries at CHUNK_ELEMENTS entries whatever M and N are
     for sl in chunks(M, N):
         perp[sl] -= Q[sl] @ coeffs
-        az = np.abs(z[sl])
-        base = az @ R.T + W + np.abs(F[sl]) + 1.0
-        if quad.size:
-            base[:, quad] += (az @ Qd[quad].T) ** 2
-        base *= omega[sl, None]
-        base_sq += np.einsum("mi,mi->i", base, base)
+        base_sq += _base_sq(z[sl], F[sl], omega[sl], entry)
     base_norm = np.sqrt(base_sq)
     nu = np.linalg.norm(perp, axis=0)
     terms = d + n + 10
@@ -265,3 +376,174 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet) -> 
     bound = np.where(affine, 0.0, bound / safe)
     typical = np.where(affine, 0.0, typical / safe)
     return FeatureMatrix(F, perp, nu, bound, typical, probes, centres)
+
+
+def _base_sq(z: np.ndarray, F: np.ndarray, omega: np.ndarray, entry) -> np.ndarray:
+    """(N,) sum over these probe rows of base[m, i]^2, the weighted first-order error scale
+    base = omega_m (sum_l |z_ml| R_il + (sum_l |z_ml| Q_il)^2 + W_i + |F[m, i]| + 1) of
+    :func:`feature_matrix` (shared by the in-memory and streamed paths)."""
+    R, Qd, W, _ = entry
+    quad = np.flatnonzero(Qd.any(axis=1))  # only mixtures: no inf * 0 for tiny discrete data
+    az = np.abs(z)
+    base = az @ R.T + W + np.abs(F) + 1.0
+    if quad.size:
+        base[:, quad] += (az @ Qd[quad].T) ** 2
+    base *= omega[:, None]
+    return np.einsum("mi,mi->i", base, base)
+
+
+class FeatureBlocks:
+    """Row blocks of the weighted matrix [B_w | F_w] of the streamed dense test (picklable:
+    the Dask backend sends it to the workers).
+
+    Block k holds the probe rows [k b, (k + 1) b): B_w = omega [1, s] (r + 1 columns, the
+    weighted affine functions) and F_w = omega F (N columns, F as in :func:`feature_matrix`),
+    omega = 1 / scale. Calling it also records the block's per-column error-model sums
+    (``stats[k]`` = (sum_m base^2, sum_m F_w^2), the sums :func:`feature_matrix` accumulates;
+    recomputing a block overwrites its entry, so a two-pass factorisation counts it once).
+    """
+
+    def __init__(self, centred: Dataset, probes: ProbeSet, block_rows: int,
+                 progress: Progress | None = None):
+        self.centred = centred
+        self.s, self.z, self.scale = probes.s, probes.z, probes.scale
+        self.block_rows = int(block_rows)
+        self.n_blocks = -(-len(self.scale) // self.block_rows)
+        self.entry = _entry_scales(centred)
+        self.stats: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.progress = progress
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_lock"], state["progress"], state["stats"] = None, None, {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def n_cols(self) -> int:
+        return 1 + self.s.shape[1] + len(self.centred)
+
+    def rows(self, k: int) -> slice:
+        return slice(k * self.block_rows, min(len(self.scale), (k + 1) * self.block_rows))
+
+    def evaluate(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(block [B_w | F_w], sum of base^2, sum of F_w^2) for block k."""
+        sl = self.rows(k)
+        z, omega = self.z[sl], 1.0 / self.scale[sl]
+        F = self.centred.lse(z)
+        p = 1 + self.s.shape[1]
+        out = np.empty((F.shape[0], p + F.shape[1]))
+        out[:, 0] = omega
+        out[:, 1:p] = self.s[sl] * omega[:, None]
+        np.multiply(F, omega[:, None], out=out[:, p:])
+        base_sq = _base_sq(z, F, omega, self.entry)
+        fw_sq = np.einsum("mi,mi->i", out[:, p:], out[:, p:])
+        return out, base_sq, fw_sq
+
+    def __call__(self, k: int) -> np.ndarray:
+        block, base_sq, fw_sq = self.evaluate(k)
+        lock = self._lock or threading.Lock()
+        with lock:
+            self.stats[k] = (base_sq, fw_sq)
+            done = len(self.stats)
+        if self.progress is not None:
+            self.progress(ProgressUpdate(f"features and factorisation {done}/{self.n_blocks} "
+                                         "blocks", stage="features and factorisation",
+                                         done=done, total=self.n_blocks))
+        return block
+
+    def block_stats(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The error-model sums of block k alone (for backends whose workers hold copies)."""
+        _, base_sq, fw_sq = self.evaluate(k)
+        return base_sq, fw_sq
+
+
+def streamed_feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet, *,
+                            block_rows: int | None = None, backend: str = "local",
+                            method: str = "householder", progress: Progress | None = None,
+                            **backend_options) -> FeatureMatrix:
+    """:func:`feature_matrix` with bounded memory: the M x N matrix is never formed.
+
+    Probe blocks of b rows, [B_w | F_w] (``FeatureBlocks``: B_w = omega [1, s], the weighted
+    affine basis, F_w = omega F), are folded into the R factor of the M x (r + 1 + N) matrix
+    A = [B_w | F_w] by a backend (:func:`ntkcheck.backends.fold`: TSQR on local threads or a
+    Dask cluster). Partition
+
+        R = [[R11, R12], [0, R22]],   A = [Q1, Q2] R,
+
+    so B_w = Q1 R11 and F_w = Q1 R12 + Q2 R22 with Q2 orthogonal to col(Q1) = col(B_w): hence
+    (I - P_B) F_w = Q2 R22, and R22 (N x N) is an R factor of the weighted features projected
+    off the affine functions, the in-memory path's F_w - Q (Q^T F_w). Its column norms are the
+    nu_i, and the normalised triangle R22 / nu (affine columns zeroed) has the singular values
+    and right singular vectors of ``perp``. The column norms of F_w and the error-model sums
+    (base_norm) are accumulated per block exactly as :func:`feature_matrix` does, so the error
+    estimates are the same formulas (Householder QR's backward error is columnwise, of the
+    same first order form 2 (d + 1) M u ||F_i|| as the projection term it replaces).
+
+    Peak memory: the R factor (n_cols^2 numbers per worker, n_cols = N + r + 1), blocks of
+    b n_cols numbers, the probes; ``values`` and ``perp`` are None and :meth:`FeatureMatrix.
+    columns` recomputes the columns a later step needs.
+    """
+    from .backends import fold
+
+    centred, centres = centred_each(dataset)
+    M, N = len(probes.scale), len(dataset)
+    d = dataset.dim
+    r = probes.s.shape[1]
+    p = r + 1
+    n_cols = p + N
+    b = stream_block_rows(n_cols, M) if block_rows is None else int(block_rows)
+    blocks = FeatureBlocks(centred, probes, b, progress if backend == "local" else None)
+    t0 = time.perf_counter()
+    factor = fold(blocks, blocks.n_blocks, n_cols, backend=backend, method=method,
+                  **backend_options)
+    seconds = time.perf_counter() - t0
+    if len(blocks.stats) < blocks.n_blocks:  # the blocks were evaluated on copies (Dask)
+        stats = _remote_stats(blocks, backend_options)
+    else:
+        stats = [blocks.stats[k] for k in range(blocks.n_blocks)]
+    base_norm = np.sqrt(np.sum([s[0] for s in stats], axis=0))
+    fw_norm = np.sqrt(np.sum([s[1] for s in stats], axis=0))
+    R22 = np.triu(factor.R[p:, p:])
+    nu = np.linalg.norm(R22, axis=0)
+    _, _, W, n = _entry_scales(centred)
+    terms = d + n + 10
+    bound = _U * (terms * base_norm + 2 * (d + 1) * M * fw_norm)
+    typical = _U * (np.sqrt(terms) * base_norm + np.sqrt((d + 1) * M) * fw_norm)
+    affine = NOISE_SAFETY * typical >= nu
+    safe = np.where(affine, 1.0, nu)
+    R22 /= safe[None, :]
+    R22[:, affine] = 0.0
+    bound = np.where(affine, 0.0, bound / safe)
+    typical = np.where(affine, 0.0, typical / safe)
+    info = {"block_rows": b, "blocks": blocks.n_blocks, "columns": n_cols,
+            "backend": backend, "seconds": seconds, **factor.to_dict()}
+    return FeatureMatrix(None, None, nu, bound, typical, probes, centres, triangle=R22,
+                         stream=info, source=centred)
+
+
+def _remote_stats(blocks: FeatureBlocks, options: dict) -> list:
+    """Per-block error-model sums computed on the cluster (one more feature pass)."""
+    from .backends.dask import _distributed
+
+    distributed = _distributed()
+    client = options.get("client")
+    own = None
+    if client is None:
+        own = client = distributed.Client(options["scheduler"], timeout="30s")
+    try:
+        remote = client.scatter(blocks, broadcast=True, hash=False)
+        futures = [client.submit(_block_stats, remote, k, pure=False)
+                   for k in range(blocks.n_blocks)]
+        return client.gather(futures)
+    finally:
+        if own is not None:
+            own.close()
+
+
+def _block_stats(blocks: FeatureBlocks, k: int):
+    return blocks.block_stats(k)

@@ -102,7 +102,7 @@ def core_near_dependency(spec: "Spectrum", features: "FeatureMatrix",
     names = dataset.names
     cs = spec.scores()
     dist = cs.distance
-    affine = np.linalg.norm(np.asarray(features.perp), axis=0) == 0.0
+    affine = features.affine_mask
     reasons = {}
     for i, name in enumerate(names):
         reasons[name] = ("affine" if affine[i] else

@@ -202,10 +202,13 @@ class Spectrum:
 
 
 def svd_spectrum(features: FeatureMatrix) -> Spectrum:
-    """Singular values of F_perp via a QR factorisation (2 M N^2 + O(N^3) flops)."""
-    A = features.perp
+    """Singular values of F_perp via a QR factorisation (2 M N^2 + O(N^3) flops); when the
+    features were streamed, of their R factor ``features.triangle`` (O(N^3))."""
+    A = features.perp if features.perp is not None else features.triangle
     M, N = A.shape
-    if M >= N:
+    if features.perp is None:
+        R = A
+    elif M >= N:
         R = scipy.linalg.qr(A, mode="r", check_finite=False)[0][:N]
     else:
         R = A
@@ -335,13 +338,12 @@ def fit_dependency(coef: np.ndarray, features: FeatureMatrix,
     of F_perp[:, S] (more accurate than the global null basis), scaled so the leading one is 1.
     """
     support = np.flatnonzero(coef)
-    A = features.perp[:, support]
+    F, A = features.columns(support)
     _, _, vt = np.linalg.svd(A, full_matrices=False)
     c_norm = vt[-1]
     nu = features.col_norms[support]
     c = c_norm / np.where(nu > 0, nu, 1.0)  # zeroed (affine) columns have no scale
     c = c / c[np.flatnonzero(c)[0]] if np.any(c) else np.ones_like(c)
-    F = features.values[:, support]
     Fc = F @ c
     Z = features.probes.z
     B = np.column_stack([np.ones(len(Z)), Z])

@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 import warnings
-from contextlib import nullcontext
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, ContextManager, List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 
@@ -37,7 +38,7 @@ from ..report import FileReport, render, worst_exit_code
 from ..report import json as json_report
 from ..report.text import render_result
 from ..io.paths import output_target, printable
-from ..resources import analysis_bytes, check_memory, probe_count, resolve_max_memory
+from ..resources import resolve_max_memory
 from .app import app, cli_errors, closed_stdout_exits, max_memory_option, stderr_console
 
 __all__ = ["analyze_command", "render_report", "parse_scales", "ExactMode", "OutputFormat",
@@ -50,6 +51,13 @@ class ExactMode(str, Enum):
     auto = "auto"
     always = "always"
     never = "never"
+
+
+class Backend(str, Enum):
+    """``--backend``: where the streamed dense test runs (:mod:`ntkcheck.backends`)."""
+
+    local = "local"
+    dask = "dask"
 
 
 class OutputFormat(str, Enum):
@@ -83,11 +91,114 @@ def parse_scales(text: str | None) -> tuple[float, ...]:
     return values
 
 
-def progress_reporter(quiet: bool) -> ContextManager[Any]:
-    """A spinner on stderr when it is a terminal; nothing otherwise."""
-    if quiet or not sys.stderr.isatty():
-        return nullcontext(None)
-    return stderr_console().status("starting")
+#: Plain progress lines (stderr not a terminal): a stage's first line once it has run this
+#: many seconds, then one line every PLAIN_EVERY seconds while it runs.
+PLAIN_FIRST = 1.0
+PLAIN_EVERY = 5.0
+
+
+def _eta_text(msg: str, started: float, now: float) -> str:
+    """'features 40% (ETA 12 s)' from a ProgressUpdate's fraction, else 'SVD (6 s)'."""
+    from ..injectivity.estimate import format_seconds
+
+    frac = getattr(msg, "fraction", None)
+    elapsed = now - started
+    if frac is not None and 0 < frac < 1 and elapsed > 0:
+        stage = getattr(msg, "stage", str(msg))
+        return f"{stage} {100 * frac:.0f}% (ETA {format_seconds(elapsed * (1 - frac) / frac)})"
+    if frac is not None:
+        return str(msg)
+    return f"{msg} ({format_seconds(elapsed)})"
+
+
+class ProgressReporter:
+    """Progress of ``analyze`` on stderr (the library only calls ``progress`` callbacks).
+
+    ``mode``: ``"rich"`` (a terminal: a rich status line updated with the fraction and ETA),
+    ``"plain"`` (not a terminal, e.g. CI logs: lines ``ntkcheck: analyze FILE: features 40%
+    (ETA 12 s)`` for every stage that runs longer than :data:`PLAIN_FIRST` seconds, every
+    :data:`PLAIN_EVERY` seconds; a background thread keeps them coming while one long call
+    runs) or ``"quiet"`` (nothing). The dense test's estimate is printed once in both
+    non-quiet modes when the test streams or is estimated to take PLAIN_FIRST seconds or more.
+    """
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self._lock = threading.Lock()
+        self._prefix = ""
+        self._msg: str | None = None
+        self._stage = None
+        self._started = self._printed = 0.0
+        self._status = None
+        self._stop = threading.Event()
+        self._thread = None
+
+    def __enter__(self) -> "ProgressReporter":
+        if self.mode == "rich":
+            self._status = stderr_console().status("starting")
+            self._status.__enter__()
+        elif self.mode == "plain":
+            self._thread = threading.Thread(target=self._tick, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._status is not None:
+            self._status.__exit__(*exc)
+
+    def callback(self, path: Path) -> Callable[[str], None] | None:
+        """The ``progress`` callback for one file (None when quiet)."""
+        if self.mode == "quiet":
+            return None
+        prefix = f"analyze {printable(str(path))}: "
+        return lambda msg: self.update(prefix, msg)
+
+    def update(self, prefix: str, msg: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if getattr(msg, "kind", "stage") == "estimate":
+                data = getattr(msg, "data", None) or {}
+                if data.get("mode") == "streamed" or data.get("seconds", 0) >= PLAIN_FIRST:
+                    self._emit(f"ntkcheck: {prefix}{msg}")
+                return
+            stage = (prefix, getattr(msg, "stage", str(msg)))
+            if stage != self._stage:
+                self._stage, self._started, self._printed = stage, now, 0.0
+            self._prefix, self._msg = prefix, msg
+            if self.mode == "rich":
+                self._status.update(f"{prefix}{_eta_text(msg, self._started, now)}")
+            else:
+                self._maybe_print(now)
+
+    def _maybe_print(self, now: float) -> None:
+        if self._msg is None or now - self._started < PLAIN_FIRST:
+            return
+        if self._printed and now - self._printed < PLAIN_EVERY:
+            return
+        self._printed = now
+        self._emit(f"ntkcheck: {self._prefix}{_eta_text(self._msg, self._started, now)}")
+
+    def _emit(self, line: str) -> None:
+        if self.mode == "rich":
+            stderr_console().print(line, markup=False, highlight=False)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.25):
+            with self._lock:
+                self._maybe_print(time.monotonic())
+
+
+def progress_reporter(quiet: bool) -> ProgressReporter:
+    """A rich status line on stderr when it is a terminal, plain periodic lines otherwise,
+    nothing with ``quiet`` (:class:`ProgressReporter`)."""
+    if quiet:
+        return ProgressReporter("quiet")
+    return ProgressReporter("rich" if sys.stderr.isatty() else "plain")
 
 
 def render_report(result: Any, source: str) -> None:
@@ -133,10 +244,9 @@ def analyze_file(path: Path, options: dict[str, Any],
         options = dict(options)
         limit = options.pop("max_memory", None)
         dataset = load_dataset(path, limit)
-        M = probe_count(options.get("probes"), len(dataset), dataset.dim)
-        check_memory(analysis_bytes(M, len(dataset), dataset.dim), limit,
-                     f"the analysis of N = {len(dataset)} distributions with M = {M} probes",
-                     "pass fewer --probes or analyse fewer distributions", source=name)
+        # the dense test checks its own estimate (in memory or streamed, on the core left by
+        # the structural screen) against the limit before it allocates
+        options["max_memory"] = limit
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = analyze(dataset, progress=say, **options)
@@ -204,6 +314,18 @@ def analyze_command(
         help="With one .npz FILE: write the data without the suggested sequences (implies "
              "--suggest-drop; written only when the reduced data are re-verified injective)."),
     max_memory: Optional[str] = max_memory_option(),
+    stream: Optional[bool] = typer.Option(
+        None, "--stream/--no-stream", show_default=False,
+        help="Stream the dense test in probe blocks with bounded memory (about N^2 + block x N "
+             "numbers) instead of holding the feature matrix; without either flag it streams "
+             "when the M x N feature matrix would exceed 512 MiB or the memory limit."),
+    backend: Backend = typer.Option(
+        "local", "--backend", case_sensitive=False,
+        help="Where the streamed probe blocks are computed and folded: local threads, or a "
+             "Dask cluster (needs the dask extra and --scheduler)."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", metavar="ADDRESS", show_default="none",
+        help="Dask scheduler address for --backend dask, e.g. tcp://host:8786."),
 ) -> None:
     """Check the injectivity condition of each FILE: exit 0 injective, 1 not injective, 2 a file
     could not be read, 3 inconclusive, 6 injective but below --fail-below (several files: the
@@ -213,7 +335,16 @@ def analyze_command(
                          f"with --output-format {output_format.value}", field="--json")
     fmt = OutputFormat.json if as_json else output_format
     options = {"probes": probes, "scales": None if scales is None else parse_scales(scales), "seed": seed,
-               "whiten": not no_whiten, "exact": exact.value, "exact_timeout": exact_timeout}
+               "whiten": not no_whiten, "exact": exact.value, "exact_timeout": exact_timeout,
+               "stream": stream, "backend": backend.value, "scheduler": scheduler}
+    if backend is Backend.dask:
+        if not scheduler:
+            raise InputError("needs --scheduler ADDRESS (e.g. tcp://host:8786)",
+                             field="--backend dask")
+        from ..backends.dask import _distributed
+        _distributed()
+    elif scheduler:
+        raise InputError("is only used with --backend dask", field="--scheduler")
     if fail_below is not None and not (0 < fail_below < float("inf")):
         raise InputError(f"must be a positive number, got {fail_below}", field="--fail-below")
     limit = resolve_max_memory(max_memory)
@@ -233,9 +364,9 @@ def analyze_command(
                              field="--write-clean")
         suggest = True
     reports = []
-    with progress_reporter(quiet) as status:
+    with progress_reporter(quiet) as reporter:
         for path in paths:
-            say = (lambda msg, p=path: status.update(f"analyze {p}: {msg}")) if status else None
+            say = reporter.callback(path)
             reports.append(analyze_file(path, options, say, fail_below=fail_below,
                                         suggest=suggest))
     if write_clean is not None:

@@ -1,0 +1,167 @@
+"""Size sweep of ``analyze`` (SPEC §7): N sequences of n tokens in R^d, per stage time and peak
+memory, against the exp + GEMM time of the same probe count.
+
+Run ``python benchmarks/bench_large.py [N ...] [--n 64] [--d 32] [--stream auto|on|off]
+[--planted]`` (default N = 1000 3000 10000), or ``python benchmarks/bench_large.py
+--factor-only N n d [--planted]`` for the streamed features, factorisation and SVD alone. Each N runs in its own subprocess (a clean peak
+RSS). Printed per N: the stage times (from the ``progress`` callback's timestamps: screen,
+geometry, features (+ factorisation when streamed), SVD / decision steps, certificate,
+confirmation draw), the total, the process peak RSS, the estimate made before the dense test,
+and the ratio of the features stage to the measured time of its exponentials and GEMMs
+(the scores z @ atoms, 2 M T d flops, and exp of the M x T scores, in row chunks), for the
+probe count M the analysis used.
+
+``--planted`` plants 1% duplicates (token order shuffled), one translate, one Dirac and one
+convolution triple (c = a * b on 8 + 8 atoms, 64 tokens: LSE_c = LSE_a + LSE_b, which only the
+dense test can find), with dyadic token values so the relations are exact on the stored values.
+State ``OPENBLAS_NUM_THREADS`` and the load when quoting the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def build(N: int, n: int, d: int, planted: bool, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = [np.round(rng.normal(size=(n, d)) * 2.0**10) / 2.0**10 for _ in range(N)]
+    if planted:
+        half = n // 8  # a and b with n / 8 atoms each: a * b has n^2 / 64 = n atoms for n = 64
+        a = np.round(rng.normal(size=(half, d)) * 2.0**10) / 2.0**10
+        b = np.round(rng.normal(size=(n // half, d)) * 2.0**10) / 2.0**10
+        X[0], X[1] = a, b
+        X[2] = (a[:, None, :] + b[None, :, :]).reshape(-1, d)
+        X[3] = np.zeros((1, d)) + 0.5  # a Dirac mass
+        X[4] = X[5] + 0.25  # an exact dyadic translate
+        for k in range(N // 100):  # duplicates with shuffled token order
+            i, j = 6 + 2 * k, 7 + 2 * k
+            X[j] = X[i][rng.permutation(len(X[i]))]
+    return X
+
+
+def exp_gemm_seconds(X: list[np.ndarray], M: int, d: int, seed: int = 1) -> float:
+    """Wall time of the scores Z @ atoms^T and their exponentials for M probes (row chunks of
+    at most 2^22 entries), the arithmetic floor of the feature matrix."""
+    atoms = np.concatenate(X)
+    T = atoms.shape[0]
+    z = np.random.default_rng(seed).normal(size=(M, d))
+    step = max(1, (1 << 22) // T)
+    t0 = time.perf_counter()
+    for a in range(0, M, step):
+        s = z[a:a + step] @ atoms.T
+        np.exp(s, out=s)
+    return time.perf_counter() - t0
+
+
+def one(N: int, n: int, d: int, stream: str, planted: bool) -> dict:
+    from ntkcheck.analysis import analyze
+
+    X = build(N, n, d, planted)
+    marks: list[tuple[float, str]] = []
+    t0 = time.perf_counter()
+
+    def say(msg):
+        stage = getattr(msg, "stage", str(msg))
+        if not marks or marks[-1][1] != stage:
+            marks.append((time.perf_counter() - t0, stage))
+
+    s = {"auto": None, "on": True, "off": False}[stream]
+    r = analyze(X, exact="never", stream=s, progress=say)
+    total = time.perf_counter() - t0
+    stages: dict[str, float] = {}
+    for (t, name), nxt in zip(marks, marks[1:] + [(total, "")]):
+        key = name.split(" (")[0]
+        stages[key] = stages.get(key, 0.0) + nxt[0] - t
+    M = r.settings.get("probes", 0)
+    floor = exp_gemm_seconds(X, M, d) if M else float("nan")
+    feat = sum(v for k, v in stages.items() if k.startswith("features"))
+    return {"N": N, "n": n, "d": d, "M": M, "verdict": r.verdict, "evidence": r.evidence,
+            "dependencies": len(r.dependencies), "core_size": r.settings.get("core_size"),
+            "total_s": total, "stages_s": stages,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "estimate": {k: r.settings.get("estimate", {}).get(k) for k in
+                         ("mode", "seconds", "peak_bytes", "workers", "block_rows")},
+            "exp_gemm_s": floor, "features_over_exp_gemm": feat / floor if floor else None,
+            "relation_sizes": sorted({len(dp.coefficients) for dp in r.dependencies})}
+
+
+def factor_only(N: int, n: int, d: int, planted: bool) -> dict:
+    """The streamed features and factorisation of one probe draw and the singular values of
+    R22 / nu, without the decision steps after them (for sizes whose certificate and
+    decision take too long to run here)."""
+    from ntkcheck.features import (auto_scales, make_probes, make_whitening, probe_settings,
+                                   streamed_feature_matrix)
+    from ntkcheck.rank import svd_spectrum
+
+    ds_t0 = time.perf_counter()
+    from ntkcheck import Dataset
+    ds = Dataset.from_tokens(build(N, n, d, planted))
+    geom = make_whitening(ds)
+    scales, M = probe_settings(auto_scales(geom), None, N, d)
+    probes = make_probes(geom, M, scales, 0)
+    t0 = time.perf_counter()
+    feats = streamed_feature_matrix(ds, geom, probes)
+    t1 = time.perf_counter()
+    spec = svd_spectrum(feats)
+    t2 = time.perf_counter()
+    floor = exp_gemm_seconds(build(N, n, d, planted), M, d)
+    return {"N": N, "n": n, "d": d, "M": M, "setup_s": t0 - ds_t0,
+            "features_and_factorisation_s": t1 - t0, "svd_s": t2 - t1,
+            "smallest_singular_value": spec.smallest, "stream": {
+                k: v for k, v in feats.stream.items() if k in ("block_rows", "blocks", "method")},
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "exp_gemm_s": floor}
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] == "--one":
+        N, n, d = (int(x) for x in argv[1:4])
+        print(json.dumps(one(N, n, d, argv[4], argv[5] == "1")))
+        return
+    if argv and argv[0] == "--factor-only":
+        N, n, d = (int(x) for x in argv[1:4])
+        print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
+              f"load {open('/proc/loadavg').read().split()[:3]}", flush=True)
+        print(json.dumps(factor_only(N, n, d, "--planted" in argv)))
+        return
+    n, d, stream, planted, sizes = 64, 32, "auto", False, []
+    it = iter(argv)
+    for a in it:
+        if a == "--n":
+            n = int(next(it))
+        elif a == "--d":
+            d = int(next(it))
+        elif a == "--stream":
+            stream = next(it)
+        elif a == "--planted":
+            planted = True
+        else:
+            sizes.append(int(a))
+    sizes = sizes or [1000, 3000, 10000]
+    print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
+          f"load {open('/proc/loadavg').read().split()[:3]}, n = {n}, d = {d}, stream {stream}")
+    for N in sizes:
+        out = subprocess.run([sys.executable, __file__, "--one", str(N), str(n), str(d), stream,
+                              "1" if planted else "0"], capture_output=True, text=True)
+        if out.returncode:
+            print(f"N = {N}: failed: {out.stderr.strip().splitlines()[-1:]}")
+            continue
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        st = ", ".join(f"{k} {v:.1f}" for k, v in res["stages_s"].items() if v >= 0.05)
+        print(f"N = {N}: M = {res['M']}, {res['verdict']} ({res['evidence']}, "
+              f"{res['dependencies']} deps, core {res['core_size']}), total {res['total_s']:.1f} s,"
+              f" peak RSS {res['peak_rss_mib']:.0f} MiB; stages [s]: {st}; estimate "
+              f"{res['estimate']}; exp+GEMM {res['exp_gemm_s']:.2f} s, features / exp+GEMM "
+              f"{res['features_over_exp_gemm']:.2f}")
+        print(json.dumps(res), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
