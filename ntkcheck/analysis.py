@@ -346,7 +346,6 @@ def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[fl
 def _structural_dependencies(scr, dataset: Dataset) -> list[Dependency]:
     """One relation per reduction of the screen: e_i for a Dirac mass at c (LSE = <c, z>),
     LSE[parent] - LSE[member] = -<t, z> for a member translated by t from its parent."""
-    index = {name: i for i, name in enumerate(dataset.names)}
     deps = []
     for f in scr.diracs:
         deps.append(Dependency({f.name: 1.0}, 0.0, tuple(float(x) for x in f.point), 0.0,
@@ -361,7 +360,6 @@ def _structural_dependencies(scr, dataset: Dataset) -> list[Dependency]:
                                    tuple(float(-x) for x in t), 0.0,
                                    exact=c.evidence[pos] == "exact",
                                    verification=_screen_verification(c.evidence[pos])))
-    del index
     return deps
 
 
