@@ -531,40 +531,44 @@ def _apriori_logsumexp_group(idx, n, z, zeta, mid, rad, *, atoms, weights, centr
 
     zt = np.ascontiguousarray(z.T)
 
-    def block(g0: int, g1: int) -> None:
-        gb = g1 - g0
-        # scores laid out (n, gb, M): the reductions over the n terms combine contiguous slabs
-        s = (ytm[:, g0:g1].reshape(-1, d) @ zt).reshape(n, gb, M)
+    def block(g0: int, g1: int, m0: int, m1: int) -> None:
+        gb, mb = g1 - g0, m1 - m0
+        zb = zt[:, m0:m1]
+        zeta_b = zeta[m0:m1]
+        # scores laid out (n, gb, mb): the reductions over the n terms combine contiguous slabs
+        s = (ytm[:, g0:g1].reshape(-1, d) @ zb).reshape(n, gb, mb)
         if stm is not None:
             S = stm[:, g0:g1].reshape(-1, d, d)
-            sz = np.einsum("jab,bm->jam", S, zt)  # S_j z, then <z, S_j z>: gamma_2d
-            s += (np.einsum("jam,am->jm", sz, zt) / 2.0).reshape(n, gb, M)
+            sz = np.einsum("jab,bm->jam", S, zb)  # S_j z, then <z, S_j z>: gamma_2d
+            s += (np.einsum("jam,am->jm", sz, zb) / 2.0).reshape(n, gb, mb)
         s += lwt[:, g0:g1, None]
         mx = s.max(axis=0)
         np.subtract(s, mx[None], out=s)
         np.exp(s, out=s)
-        ls = np.log(s.sum(axis=0)).T  # (M, gb)
+        ls = np.log(s.sum(axis=0)).T  # (mb, gb)
         F = ls + mx.T
         # score error: max over j of the bound, via the per-distribution maxima
         if sig is not None:
-            lin = rho[None, g0:g1] + zeta[:, None, None] * sig[None, g0:g1] / 2.0
-            smax = zeta[:, None] * lin.max(axis=2)
+            lin = rho[None, g0:g1] + zeta_b[:, None, None] * sig[None, g0:g1] / 2.0
+            smax = zeta_b[:, None] * lin.max(axis=2)
         else:
-            smax = zeta[:, None] * rho[g0:g1].max(axis=1)[None]
+            smax = zeta_b[:, None] * rho[g0:g1].max(axis=1)[None]
         e_score = _up(g_score * smax + g_log * wmax[None, g0:g1] + (d * d + 4 * d + 8) * _ETA, 4)
         err = e_score + _gamma(_K_LIBM + 1) * np.abs(ls) + lse_err + _gamma(1) * np.abs(F)
-        mid[:, idx[g0:g1]] = F
-        rad[:, idx[g0:g1]] = _up(err, 6)
+        mid[m0:m1, idx[g0:g1]] = F
+        rad[m0:m1, idx[g0:g1]] = _up(err, 6)
 
     per = max(1, _BLOCK // max(n * M, 1))  # distributions per block
-    bounds = [(g0, min(G, g0 + per)) for g0 in range(0, G, per)]
+    rows_per = max(1, _BLOCK // max(n * per, 1))  # probes per block (many terms: n * M > block)
+    bounds = [(g0, min(G, g0 + per), m0, min(M, m0 + rows_per))
+              for g0 in range(0, G, per) for m0 in range(0, M, rows_per)]
     with np.errstate(under="ignore"):
         if len(bounds) == 1 or _WORKERS == 1:
-            for g0, g1 in bounds:
-                block(g0, g1)
+            for bnd in bounds:
+                block(*bnd)
         else:
             with ThreadPoolExecutor(_WORKERS) as pool:
-                list(pool.map(lambda b: block(*b), bounds))
+                list(pool.map(lambda bnd: block(*bnd), bounds))
 
 
 def _uniform_g(h: np.ndarray) -> np.ndarray:
