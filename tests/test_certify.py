@@ -426,3 +426,17 @@ def test_apriori_blocks_over_probes_and_distributions(monkeypatch):
             for i, dist in enumerate(dists):
                 exact = mp_lse(dist, z[m], np.zeros(2))
                 assert abs(exact - _mp(mid[m, i])) <= _mp(rad[m, i]) + MP_SLACK * abs(exact)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**9), N=st.integers(1, 6), d=st.integers(1, 3),
+       data_exp=st.integers(-150, 150), probe_exp=st.integers(-3, 3),
+       extra=st.integers(0, 6), method=st.sampled_from(METHODS))
+def test_lower_bound_fuzz(seed, N, d, data_exp, probe_exp, extra, method):
+    """Fuzzing (slow): lower_bound <= the 50-digit sigma_min on 300 random mixed cases."""
+    dists, z = random_case(seed, FAMILIES, N=N, d=d, extra_rows=extra, data_exp=data_exp,
+                           probe_exp=probe_exp)
+    cert = certify_independence(dists, z, method=method)
+    if np.isfinite(cert.lower_bound):
+        assert cert.lower_bound <= true_sigma(dists, z, cert) + MP_SLACK
