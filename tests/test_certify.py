@@ -328,6 +328,20 @@ def test_auto_method_follows_the_budget():
     assert certify_independence(dists, z, budget=1).method == "a-priori"
 
 
+def test_without_python_flint_auto_falls_back_and_arb_is_refused(monkeypatch):
+    """Without python-flint (an optional dependency), 'auto' uses the a-priori bound and an
+    explicit 'arb' raises an InputError naming the install command."""
+    from ntkcheck.injectivity import certify as mod
+
+    monkeypatch.setattr(mod, "_have_flint", lambda: False)
+    dists, z = random_case(42, ("discrete",), N=2, d=2, extra_rows=2)
+    assert certify_independence(dists, z).method == "a-priori"
+    with pytest.raises(InputError, match="ntkcheck\\[exact\\]"):
+        certify_independence(dists, z, method="arb")
+    with pytest.raises(InputError, match="python-flint"):
+        feature_enclosure(dists, z, method="arb")
+
+
 def test_too_few_rows_and_overflow_are_refused_with_a_reason():
     """Fewer rows than columns, and entries beyond float64 range, give certified=False with the
     reason (never an exception or a false certificate)."""

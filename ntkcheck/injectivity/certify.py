@@ -278,6 +278,18 @@ def _validate(distributions, z, centre, rows, row_weights):
     return dists, z, np.ascontiguousarray(centres), rows.astype(np.int64), row_exp
 
 
+def _have_flint() -> bool:
+    try:
+        import flint  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_NO_FLINT = ("python-flint is not installed: pip install 'ntkcheck[exact]' for Arb enclosures, "
+             "or use method='a-priori'")
+
+
 def _work(dists: Sequence[Distribution]) -> int:
     """Terms per probe: atoms, components, and d per box."""
     total = 0
@@ -314,6 +326,8 @@ def feature_enclosure(distributions: Sequence[Distribution], z: np.ndarray,
     """
     dists, z, centres, _, _ = _validate(distributions, z, centre, None, None)
     if method == "arb":
+        if not _have_flint():
+            raise InputError(_NO_FLINT, field="method")
         return _enclose_arb(dists, z, centres)
     if method == "a-priori":
         with np.errstate(over="ignore", invalid="ignore"):
@@ -779,8 +793,8 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
     row_weights : (M,) positive, optional
         Row weights, rounded down to powers of two 2^r (exact scaling).
     budget : int
-        ``method="auto"`` uses Arb when M' * (atoms + components (1 + d) + d per box) <= budget,
-        else the a-priori bound.
+        ``method="auto"`` uses Arb when M' * (atoms + components (1 + d) + d per box) <= budget
+        and python-flint is installed, else the a-priori bound.
     method : "auto", "arb" or "a-priori"
 
     Returns
@@ -796,6 +810,10 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
     n_cols = N + d + 1
     Mp = rows.size
     chosen = method if method != "auto" else ("arb" if Mp * _work(dists) <= budget else "a-priori")
+    if chosen == "arb" and not _have_flint():
+        if method == "arb":
+            raise InputError(_NO_FLINT, field="method")
+        chosen = "a-priori"
 
     def result(certified, lower, reason, col_exp=np.zeros(n_cols, int), max_rad=np.nan,
                sig=np.nan, radn=np.nan):
