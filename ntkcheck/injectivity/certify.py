@@ -671,7 +671,8 @@ def sigma_min_lower_bound(A: np.ndarray) -> tuple[float, str]:
         Y, info = scipy.linalg.lapack.dtrtri(R, lower=0)
     rmin = float(np.abs(np.diagonal(R)).min()) if n else 1.0
     if info != 0 or not np.all(np.isfinite(Y)):
-        return 0.0, f"the triangular factor is singular to working precision (min |R_jj| {rmin:.3g})"
+        return 0.0, (f"the triangular factor is singular to working precision "
+                     f"(min |R_jj| {rmin:.3g})")
     fro_a = float(_norm_up(A))
     fro_y = float(_norm_up(Y))
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
