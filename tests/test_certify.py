@@ -328,6 +328,20 @@ def test_auto_method_follows_the_budget():
     assert certify_independence(dists, z, budget=1).method == "a-priori"
 
 
+def test_without_python_flint_auto_falls_back_and_arb_is_refused(monkeypatch):
+    """Without python-flint (an optional dependency), 'auto' uses the a-priori bound and an
+    explicit 'arb' raises an InputError naming the install command."""
+    from ntkcheck.injectivity import certify as mod
+
+    monkeypatch.setattr(mod, "_have_flint", lambda: False)
+    dists, z = random_case(42, ("discrete",), N=2, d=2, extra_rows=2)
+    assert certify_independence(dists, z).method == "a-priori"
+    with pytest.raises(InputError, match="ntkcheck\\[exact\\]"):
+        certify_independence(dists, z, method="arb")
+    with pytest.raises(InputError, match="python-flint"):
+        feature_enclosure(dists, z, method="arb")
+
+
 def test_too_few_rows_and_overflow_are_refused_with_a_reason():
     """Fewer rows than columns, and entries beyond float64 range, give certified=False with the
     reason (never an exception or a false certificate)."""
@@ -408,3 +422,35 @@ def test_norm_bounds_are_upper_bounds_and_tight(scale_exp):
         assert exact <= fro <= exact * (1 + mp.mpf(1e-10)) + mp.mpf(2.0**-1060)
         for col, bound in zip(cols, _norm_up(x, axis=0)):
             assert col <= _mp(bound) <= col * (1 + mp.mpf(1e-10)) + mp.mpf(2.0**-1060)
+
+
+def test_apriori_blocks_over_probes_and_distributions(monkeypatch):
+    """Splitting the a-priori evaluation into tiny blocks of probes and distributions (only the
+    order of float operations changes) still gives enclosures of the 50-digit values, with
+    radii within 1% of the unblocked ones."""
+    from ntkcheck.injectivity import certify as mod
+
+    dists, z = random_case(81, ("discrete", "gaussian"), N=4, d=2, extra_rows=6)
+    whole = feature_enclosure(dists, z, method="a-priori")
+    monkeypatch.setattr(mod, "_BLOCK", 7)
+    mid, rad = feature_enclosure(dists, z, method="a-priori")
+    assert np.allclose(rad, whole[1], rtol=1e-2, atol=0)
+    with mp.workdps(DPS):
+        for m in range(z.shape[0]):
+            for i, dist in enumerate(dists):
+                exact = mp_lse(dist, z[m], np.zeros(2))
+                assert abs(exact - _mp(mid[m, i])) <= _mp(rad[m, i]) + MP_SLACK * abs(exact)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**9), N=st.integers(1, 6), d=st.integers(1, 3),
+       data_exp=st.integers(-150, 150), probe_exp=st.integers(-3, 3),
+       extra=st.integers(0, 6), method=st.sampled_from(METHODS))
+def test_lower_bound_fuzz(seed, N, d, data_exp, probe_exp, extra, method):
+    """Fuzzing (slow): lower_bound <= the 50-digit sigma_min on 300 random mixed cases."""
+    dists, z = random_case(seed, FAMILIES, N=N, d=d, extra_rows=extra, data_exp=data_exp,
+                           probe_exp=probe_exp)
+    cert = certify_independence(dists, z, method=method)
+    if np.isfinite(cert.lower_bound):
+        assert cert.lower_bound <= true_sigma(dists, z, cert) + MP_SLACK

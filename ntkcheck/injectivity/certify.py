@@ -40,7 +40,6 @@ proves along the way.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -279,6 +278,19 @@ def _validate(distributions, z, centre, rows, row_weights):
     return dists, z, np.ascontiguousarray(centres), rows.astype(np.int64), row_exp
 
 
+def _have_flint() -> bool:
+    try:
+        import flint  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_NO_FLINT = ("python-flint is not installed: pip install python-flint (the ntkcheck[exact] extra) "
+             "for Arb enclosures, "
+             "or use method='a-priori'")
+
+
 def _work(dists: Sequence[Distribution]) -> int:
     """Terms per probe: atoms, components, and d per box."""
     total = 0
@@ -315,6 +327,8 @@ def feature_enclosure(distributions: Sequence[Distribution], z: np.ndarray,
     """
     dists, z, centres, _, _ = _validate(distributions, z, centre, None, None)
     if method == "arb":
+        if not _have_flint():
+            raise InputError(_NO_FLINT, field="method")
         return _enclose_arb(dists, z, centres)
     if method == "a-priori":
         with np.errstate(over="ignore", invalid="ignore"):
@@ -532,41 +546,45 @@ def _apriori_logsumexp_group(idx, n, z, zeta, mid, rad, *, atoms, weights, centr
 
     zt = np.ascontiguousarray(z.T)
 
-    def block(g0: int, g1: int) -> None:
-        gb = g1 - g0
-        # scores laid out (n, gb, M): the reductions over the n terms combine contiguous slabs
-        s = (ytm[:, g0:g1].reshape(-1, d) @ zt).reshape(n, gb, M)
+    def block(g0: int, g1: int, m0: int, m1: int) -> None:
+        gb, mb = g1 - g0, m1 - m0
+        zb = zt[:, m0:m1]
+        zeta_b = zeta[m0:m1]
+        # scores laid out (n, gb, mb): the reductions over the n terms combine contiguous slabs
+        s = (ytm[:, g0:g1].reshape(-1, d) @ zb).reshape(n, gb, mb)
         if stm is not None:
             S = stm[:, g0:g1].reshape(-1, d, d)
-            sz = np.einsum("jab,bm->jam", S, zt)  # S_j z, then <z, S_j z>: gamma_2d
-            s += (np.einsum("jam,am->jm", sz, zt) / 2.0).reshape(n, gb, M)
+            sz = np.einsum("jab,bm->jam", S, zb)  # S_j z, then <z, S_j z>: gamma_2d
+            s += (np.einsum("jam,am->jm", sz, zb) / 2.0).reshape(n, gb, mb)
         s += lwt[:, g0:g1, None]
         mx = s.max(axis=0)
         np.subtract(s, mx[None], out=s)
         np.exp(s, out=s)
-        ls = np.log(s.sum(axis=0)).T  # (M, gb)
+        ls = np.log(s.sum(axis=0)).T  # (mb, gb)
         F = ls + mx.T
         # score error: max over j of the bound, via the per-distribution maxima
         if sig is not None:
-            lin = rho[None, g0:g1] + zeta[:, None, None] * sig[None, g0:g1] / 2.0
-            smax = zeta[:, None] * lin.max(axis=2)
+            lin = rho[None, g0:g1] + zeta_b[:, None, None] * sig[None, g0:g1] / 2.0
+            smax = zeta_b[:, None] * lin.max(axis=2)
         else:
-            smax = zeta[:, None] * rho[g0:g1].max(axis=1)[None]
+            smax = zeta_b[:, None] * rho[g0:g1].max(axis=1)[None]
         e_score = _up(g_score * smax + g_log * wmax[None, g0:g1] + (d * d + 4 * d + 8) * _ETA, 4)
         err = e_score + _gamma(_K_LIBM + 1) * np.abs(ls) + lse_err + _gamma(1) * np.abs(F)
-        mid[:, idx[g0:g1]] = F
-        rad[:, idx[g0:g1]] = _up(err, 6)
+        mid[m0:m1, idx[g0:g1]] = F
+        rad[m0:m1, idx[g0:g1]] = _up(err, 6)
 
     per = max(1, _BLOCK // max(n * M, 1))  # distributions per block
-    bounds = [(g0, min(G, g0 + per)) for g0 in range(0, G, per)]
+    rows_per = max(1, _BLOCK // max(n * per, 1))  # probes per block (many terms: n * M > block)
+    bounds = [(g0, min(G, g0 + per), m0, min(M, m0 + rows_per))
+              for g0 in range(0, G, per) for m0 in range(0, M, rows_per)]
     with np.errstate(under="ignore"):
         if len(bounds) == 1 or _WORKERS == 1:
-            for g0, g1 in bounds:
-                block(g0, g1)
+            for bnd in bounds:
+                block(*bnd)
         else:
             from .factor import blas_single_thread
             with blas_single_thread(), ThreadPoolExecutor(_WORKERS) as pool:
-                list(pool.map(lambda b: block(*b), bounds))
+                list(pool.map(lambda bnd: block(*bnd), bounds))
 
 
 def _uniform_g(h: np.ndarray) -> np.ndarray:
@@ -655,7 +673,8 @@ def sigma_min_lower_bound(A: np.ndarray) -> tuple[float, str]:
         Y, info = scipy.linalg.lapack.dtrtri(R, lower=0)
     rmin = float(np.abs(np.diagonal(R)).min()) if n else 1.0
     if info != 0 or not np.all(np.isfinite(Y)):
-        return 0.0, f"the triangular factor is singular to working precision (min |R_jj| {rmin:.3g})"
+        return 0.0, (f"the triangular factor is singular to working precision "
+                     f"(min |R_jj| {rmin:.3g})")
     fro_a = float(_norm_up(A))
     fro_y = float(_norm_up(Y))
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
@@ -777,8 +796,8 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
     row_weights : (M,) positive, optional
         Row weights, rounded down to powers of two 2^r (exact scaling).
     budget : int
-        ``method="auto"`` uses Arb when M' * (atoms + components (1 + d) + d per box) <= budget,
-        else the a-priori bound.
+        ``method="auto"`` uses Arb when M' * (atoms + components (1 + d) + d per box) <= budget
+        and python-flint is installed, else the a-priori bound.
     method : "auto", "arb" or "a-priori"
 
     Returns
@@ -793,12 +812,11 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
     N, d = len(dists), z.shape[1]
     n_cols = N + d + 1
     Mp = rows.size
-    arb_ok = importlib.util.find_spec("flint") is not None
-    if method == "arb" and not arb_ok:
-        raise InputError("needs python-flint (pip install python-flint); or use "
-                         "method='a-priori'", field="method")
-    chosen = method if method != "auto" else (
-        "arb" if arb_ok and Mp * _work(dists) <= budget else "a-priori")
+    chosen = method if method != "auto" else ("arb" if Mp * _work(dists) <= budget else "a-priori")
+    if chosen == "arb" and not _have_flint():
+        if method == "arb":
+            raise InputError(_NO_FLINT, field="method")
+        chosen = "a-priori"
 
     def result(certified, lower, reason, col_exp=np.zeros(n_cols, int), max_rad=np.nan,
                sig=np.nan, radn=np.nan):
