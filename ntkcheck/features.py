@@ -363,19 +363,28 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet,
         base_sq += _base_sq(z[sl], F[sl], omega[sl], entry)
     base_norm = np.sqrt(base_sq)
     nu = np.linalg.norm(perp, axis=0)
+    bound, typical = _normalise_columns(perp, nu, base_norm, fw_norm, n, d, M)
+    return FeatureMatrix(F, perp, nu, bound, typical, probes, centres)
+
+
+def _normalise_columns(A: np.ndarray, nu: np.ndarray, base_norm: np.ndarray,
+                       fw_norm: np.ndarray, n: np.ndarray, d: int, M: int):
+    """Divide the columns of A (the projected features, or the R factor of them) by their norms
+    nu in place and return the per-column (bound, typical) round-off levels, normalised
+    (error model of :func:`feature_matrix`; shared by the in-memory and streamed paths).
+
+    A column whose projection is itself at its own round-off level is an affine function (a
+    Dirac mass, or a distribution too narrow to resolve in float64): it is set to zero, so that
+    it is an exact null direction whose claim is checked on its own (its bounds are then 0).
+    """
     terms = d + n + 10
     bound = _U * (terms * base_norm + 2 * (d + 1) * M * fw_norm)
     typical = _U * (np.sqrt(terms) * base_norm + np.sqrt((d + 1) * M) * fw_norm)
-    # a column whose projection is itself at its own round-off level is an affine function
-    # (a Dirac mass, or a distribution too narrow to resolve in float64): zero it, so that it
-    # is an exact null direction whose claim is checked on its own (its bounds are then 0)
     affine = NOISE_SAFETY * typical >= nu
     safe = np.where(affine, 1.0, nu)
-    perp /= safe
-    perp[:, affine] = 0.0
-    bound = np.where(affine, 0.0, bound / safe)
-    typical = np.where(affine, 0.0, typical / safe)
-    return FeatureMatrix(F, perp, nu, bound, typical, probes, centres)
+    A /= safe[None, :]
+    A[:, affine] = 0.0
+    return np.where(affine, 0.0, bound / safe), np.where(affine, 0.0, typical / safe)
 
 
 def _base_sq(z: np.ndarray, F: np.ndarray, omega: np.ndarray, entry) -> np.ndarray:
@@ -511,15 +520,7 @@ def streamed_feature_matrix(dataset: Dataset, whitening: Whitening, probes: Prob
     R22 = np.triu(factor.R[p:, p:])
     nu = np.linalg.norm(R22, axis=0)
     _, _, W, n = _entry_scales(centred)
-    terms = d + n + 10
-    bound = _U * (terms * base_norm + 2 * (d + 1) * M * fw_norm)
-    typical = _U * (np.sqrt(terms) * base_norm + np.sqrt((d + 1) * M) * fw_norm)
-    affine = NOISE_SAFETY * typical >= nu
-    safe = np.where(affine, 1.0, nu)
-    R22 /= safe[None, :]
-    R22[:, affine] = 0.0
-    bound = np.where(affine, 0.0, bound / safe)
-    typical = np.where(affine, 0.0, typical / safe)
+    bound, typical = _normalise_columns(R22, nu, base_norm, fw_norm, n, d, M)
     info = {"block_rows": b, "blocks": blocks.n_blocks, "columns": n_cols,
             "backend": backend, "seconds": seconds, **factor.to_dict()}
     return FeatureMatrix(None, None, nu, bound, typical, probes, centres, triangle=R22,
