@@ -42,8 +42,6 @@ the caller's to add.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -53,6 +51,7 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.linalg import lapack
 
+from .._threads import blas_single_thread  # re-exported: dtpqrt folds run on one BLAS thread
 from ..errors import InputError
 
 __all__ = ["Method", "Factor", "blas_single_thread", "GramPart", "fold_blocks",
@@ -170,33 +169,13 @@ def _positive_diagonal(R: np.ndarray) -> np.ndarray:
     return R
 
 
-@contextlib.contextmanager
-def blas_single_thread():
-    """Limit BLAS to one thread (threadpoolctl) in the main thread; a no-op in other threads
-    and when threadpoolctl is not installed.
-
-    ``dtpqrt`` works on narrow panels: with several BLAS threads it spends its time
-    synchronising (measured 20x slower on a loaded 2-core machine), so folds run on one BLAS
-    thread and parallelism comes from folding independent blocks (:mod:`ntkcheck.backends`).
-    Only the main thread changes the limit: OpenBLAS ignores a request to raise the thread
-    count made from another thread, so a limit set there could not be undone. Code that runs
-    folds on worker threads sets the limit once around them (the local backend does)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
 def _tpqrt(R: np.ndarray, B: np.ndarray, l: int, copy_b: bool = True) -> np.ndarray:
     """R factor of [R; B] in place of R (F-ordered); B is destroyed unless copied."""
     nb = max(1, min(TPQRT_NB, R.shape[1]))
     Bf = np.array(B, dtype=np.float64, order="F") if copy_b else np.asfortranarray(B)
+    # dtpqrt works on narrow panels: with several BLAS threads it spends its time synchronising
+    # (measured 20x slower on a loaded 2-core machine), so folds run on one BLAS thread and
+    # parallelism comes from folding independent blocks (ntkcheck.backends)
     with blas_single_thread():
         a, _, _, info = lapack.dtpqrt(l, nb, R, Bf, overwrite_a=1,
                                       overwrite_b=1)

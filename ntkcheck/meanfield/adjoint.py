@@ -43,8 +43,14 @@ class Gradient:
     V: np.ndarray
 
     def sq_norm(self) -> float:
-        """sum |dR/dtheta|^2 over all heads (Euclidean, without the metric factor H L)."""
-        return float(np.vdot(self.Q, self.Q) + np.vdot(self.K, self.K) + np.vdot(self.V, self.V))
+        """sum |dR/dtheta|^2 over all heads (Euclidean, without the metric factor H L).
+
+        numpy's pairwise sum, not BLAS ``dot``: the same bits whatever the BLAS thread count, and
+        no BLAS worker threads woken (they would spin against the training kernels' threads).
+        """
+        with np.errstate(over="ignore"):  # a diverging flow's norm overflows to inf, as it should
+            return float(sum(np.add.reduce(np.square(g), axis=None)
+                             for g in (self.Q, self.K, self.V)))
 
     def is_finite(self) -> bool:
         return bool(np.isfinite(self.Q).all() and np.isfinite(self.K).all()
@@ -286,9 +292,13 @@ def loss_and_gradient(model: MeanFieldTransformer, tokens: np.ndarray, weights: 
         compute the same discrete adjoint; they agree to round-off.
     """
     if resolve_backend(backend) == "numba":
+        from .._threads import blas_single_thread
         from .fast import loss_and_gradient_fast
 
-        R, gQ, gK, gV = loss_and_gradient_fast(model, tokens, weights, loss)
+        # the kernels call no BLAS; the few small matmuls around them must not wake BLAS's
+        # threads, which would spin against the kernels' own threads
+        with blas_single_thread():
+            R, gQ, gK, gV = loss_and_gradient_fast(model, tokens, weights, loss)
         return R, Gradient(gQ, gK, gV)
     states = model.states(tokens, weights)
     R, pL = loss.value_and_cotangent(states[-1], weights)

@@ -132,13 +132,14 @@ def _exp_array(x, out):
 
 
 @_jit(fastmath=_FLAGS)
-def _field(W, Z, lw, m, P, A, v, acc, mx, e):
+def _field(W, Z, lw, m, P, A, v, acc, mx, e, with_v):
     """v_a = (1/H) sum_h sum_b A_hab V_h z_b, A_h = softmax_b(<Qe_h z_a, Ke_h z_b> + log w_b).
 
     W (d, 2e + d, H) the stacked projections: W[j, f, h] = Qe_h[f, j], W[j, e + f, h] =
     Ke_h[f, j], W[j, 2e + i, h] = V_h[i, j]. Z (>=m, d), lw (>=m,). Writes the projections
-    P[a] = [Qe z_a, Ke z_a, V z_a] (>=m, 2e + d, H), the attention A (>=m, >=m, H) and v (>=m, d).
-    Scratch: acc (d, H), mx (H,).
+    P[a] = [Qe z_a, Ke z_a, V z_a] (>=m, 2e + d, H), the attention A (>=m, >=m, H) and, when
+    ``with_v``, v (>=m, d) (the backward pass's recomputation needs only P and A for the last
+    stage). Scratch: acc (d, H), mx (H,).
     """
     d, C, H = W.shape
     CH = C * H
@@ -179,6 +180,8 @@ def _field(W, Z, lw, m, P, A, v, acc, mx, e):
         for b in range(m):
             for h in range(H):
                 Aa[b, h] *= mx[h]
+        if not with_v:
+            continue
         for i in range(d):
             for h in range(H):
                 acc[i, h] = 0.0
@@ -233,14 +236,21 @@ def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, row, dot, e):
                 row[b, h] = Aa[b, h] * (row[b, h] - dot[h])  # dS_ab
             for f in range(e):
                 for h in range(H):
-                    dP[a, f, h] += row[b, h] * P[b, e + f, h]
                     dP[b, e + f, h] += row[b, h] * P[a, f, h]
+        # (separate loops: one store stream per loop, so that each vectorises)
+        for b in range(m):
+            for f in range(e):
+                for h in range(H):
+                    dP[a, f, h] += row[b, h] * P[b, e + f, h]
     for b in range(m):
         for j in range(d):
             z = Z[b, j]
-            s = 0.0
             for c in range(CH):
                 gWf[j, c] += z * dPf[b, c]
+    for b in range(m):
+        for j in range(d):
+            s = 0.0
+            for c in range(CH):
                 s += dPf[b, c] * Wf[j, c]
             gZ[b, j] += s
 
@@ -250,9 +260,11 @@ def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, row, dot, e):
 
 
 @_jit(fastmath=_FLAGS)
-def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, acc, mx, e):
+def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, acc, mx, e, full):
     """One RK step from X (m, d) into out; stage inputs Zs (s, m, d), velocities ks (s, m, d) and
-    the attention of every stage (P, A with a leading stage axis) are kept."""
+    the attention of every stage (P, A with a leading stage axis) are kept. With ``full`` False
+    only the stages' inputs and attention are computed (the backward pass's recomputation of a
+    sub-step): the last stage's velocity and ``out`` are skipped."""
     s = b.shape[0]
     d = X.shape[1]
     for i in range(s):
@@ -263,7 +275,9 @@ def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, acc, mx, e):
                     if a[i, p] != 0.0:
                         z += hstep * a[i, p] * ks[p, t, j]
                 Zs[i, t, j] = z
-        _field(W, Zs[i], lw, m, P[i], A[i], ks[i], acc, mx, e)
+        _field(W, Zs[i], lw, m, P[i], A[i], ks[i], acc, mx, e, full or i + 1 < s)
+    if not full:
+        return
     for t in range(m):
         for j in range(d):
             x = X[t, j]
@@ -300,7 +314,8 @@ def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, s
                 starts[0, j, c] = S[layer, j, c]
         for sub in range(substeps):
             dst = starts[sub + 1] if sub + 1 < substeps else S[layer + 1]
-            _rk_step(W[layer], starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, dst, acc, mx, e)
+            _rk_step(W[layer], starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, dst, acc, mx, e,
+                     True)
     # loss and p^L = dR_i/dX^L on the real tokens
     R = 0.0
     for j in range(m):
@@ -331,10 +346,11 @@ def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, s
                 starts[0, j, c] = S[layer, j, c]
         for sub in range(substeps - 1):
             _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, starts[sub + 1], acc, mx,
-                     e)
+                     e, True)
         for sub in range(substeps - 1, -1, -1):
-            # recompute this sub-step's stages (its output goes to scratch: only caches matter)
-            _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, new_lam, acc, mx, e)
+            # recompute this sub-step's stages: only their inputs and attention are needed
+            _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, new_lam, acc, mx, e,
+                     False)
             for j in range(m):
                 for c in range(d):
                     new_lam[j, c] = lam[j, c]
