@@ -64,7 +64,8 @@ from .injectivity.verify import verify_relation
 from .kernels import condition_number, effective_rank
 from .injectivity.screen import screen as structural_screen
 from .neardep import EXIT_BELOW_MARGIN, core_near_dependency, with_structure
-from .rank import (GAP, Dependency, Spectrum, classify_singular_values, fit_dependency,
+from .rank import (FULL_SPECTRUM_MAX_N, GAP, Dependency, Spectrum, classify_singular_values,
+                   fit_dependency, partial_spectrum,
                    null_space_basis, svd_spectrum)
 from .results import AnalysisDisplay
 
@@ -372,6 +373,11 @@ def _screen_verification(evidence: str) -> dict:
                       "floating point): a near-dependency at the data's own precision"}
 
 
+#: Parallel folds (one R factor each) are used only while their extra factors take at most
+#: this fraction of the memory limit (``_dense_plan``).
+PARALLEL_FOLD_MEMORY_FRACTION = 0.125
+
+
 def _dense_plan(dataset: Dataset, geom, M: int, dense: _DenseOptions) -> tuple[dict, dict]:
     """(estimate, feature options): whether the test streams, its blocks and workers, and the
     estimated time and memory (:mod:`ntkcheck.injectivity.estimate`, :mod:`ntkcheck.resources`),
@@ -393,8 +399,13 @@ def _dense_plan(dataset: Dataset, geom, M: int, dense: _DenseOptions) -> tuple[d
     while True:
         est = estimate_streaming(n_cols, d, M, max(tokens, 1), b, method="householder",
                                  workers=workers, scratch_bytes=workers * _chunk_bytes())
+        # parallel folds each hold an R factor: worth it only while those extra factors are
+        # a small part of the memory limit (one fold uses every BLAS thread at ~1.7x the
+        # one-thread rate on 2 cores, so a second fold buys little and costs N^2 numbers)
+        extra = 8 * (workers - 1) * n_cols**2
         if (not streamed or dense.backend != "local" or workers == 1
-                or est.peak_bytes + 8 * M * (geom.rank + d + 1) <= limit):
+                or (est.peak_bytes + 8 * M * (geom.rank + d + 1) <= limit
+                    and extra <= PARALLEL_FOLD_MEMORY_FRACTION * limit)):
             break
         workers -= 1
     info = {"mode": "streamed" if streamed else "in_memory", "backend": dense.backend,
@@ -461,14 +472,19 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
         settings["stream"] = {k: (float(v) if isinstance(v, float) else v)
                               for k, v in feats.stream.items()
                               if k != "timings" and not (isinstance(v, float) and np.isnan(v))}
-    say("SVD")
-    spec = svd_spectrum(feats)
+    partial = N > FULL_SPECTRUM_MAX_N and M >= N
+    say("partial spectrum" if partial else "SVD")
+    spec = _spectrum(feats, partial)
     sv = spec.singular_values
+    if partial:
+        settings["spectrum"] = {"mode": "partial", "computed": int(sv.shape[0]),
+                                "largest_estimate": float(spec.largest or 0.0)}
     summary = gram_summary(spec, dataset.names, M)
-    near = core_near_dependency(spec, feats, dataset)
+    # the scores need every singular direction (an N x N SVD or inverse): full spectrum only
+    near = None if partial else core_near_dependency(spec, feats, dataset)
 
     def result(verdict, evidence, reason, deps=(), redraw=None, rank=None, verification=None):
-        rank = int(np.sum(sv > spec.noise)) if rank is None else rank
+        rank = N - int(np.sum(sv <= spec.noise)) if rank is None else rank
         return AnalysisResult(verdict, evidence, reason, dataset.names, d, rank, sv,
                               spec.tolerance, spec.noise, tuple(deps), findings, settings, redraw,
                               spectrum=summary, verification=verification,
@@ -505,7 +521,7 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
         say("confirmation draw")
         feats2 = _features(dataset, geom, make_probes(geom, M, scales, seed + 1), stream_options,
                            say)
-        spec2 = svd_spectrum(feats2)
+        spec2 = _spectrum(feats2, partial)
         V2 = spec2.right_vectors()
         tau2 = spec2.vector_noise(V2)
         ratio = spec2.singular_values / tau2
@@ -528,7 +544,8 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
                       f"{tau[-1]:.3g}), but not certified{note}",
                       redraw=spec2.singular_values, rank=N, verification=check)
     say("dependencies")
-    basis = null_space_basis(V[:, N - k:])
+    p = sv.shape[0]  # N, or the computed count of a partial spectrum
+    basis = null_space_basis(V[:, p - k:])
     deps, failed = [], []
     for row in basis:
         dep = fit_dependency(row, feats, dataset.names)
@@ -541,10 +558,10 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
             deps.append(replace(dep, coefficients=coefs, verification=check.to_dict()))
         else:
             failed.append((dep, check))
-    lowest = sv[N - k - 1] if k < N else float("nan")
-    found = (f"{k} singular value(s) at the round-off level of their own directions"
-             + (f", the next {lowest:.3g} ({sv[N - k - 1] / tau[N - k - 1]:.3g}x its level)"
-                if k < N else ""))
+    found = (f"{'at least ' if k == p < N else ''}{k} singular value(s) at the round-off level "
+             "of their own directions"
+             + (f", the next {sv[p - k - 1]:.3g} ({sv[p - k - 1] / tau[p - k - 1]:.3g}x its level)"
+                if k < p else ""))
     if not failed:
         return result(NOT_INJECTIVE, "numerical",
                       f"{found}; every relation re-checked at fresh points in extended precision",
@@ -561,9 +578,14 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
                   "(rational data) or inspect the named distributions", rank=N - k)
 
 
+def _spectrum(feats: FeatureMatrix, partial: bool) -> Spectrum:
+    """Every singular value of F_perp, or (``partial``) the smallest ones (rank.py)."""
+    return partial_spectrum(feats) if partial else svd_spectrum(feats)
+
+
 def _fast_certificate(spec: Spectrum) -> float | None:
     """The fast path's full-rank test: sigma_min > delta, or its per-column form (rank.py)."""
-    N = spec.singular_values.shape[0]
+    N = spec.size
     if spec.smallest > spec.tolerance:
         return spec.smallest
     weighted = spec.weighted_smallest()
@@ -646,15 +668,41 @@ def gram_summary(spec: Spectrum, names: Sequence[str], probes: int) -> dict:
     """
     lam = spec.singular_values[::-1] ** 2 / probes
     tol = spec.noise**2 / probes
-    cond = condition_number(lam, tol)
     vec = spec.smallest_right_vector()
     vec = vec * np.sign(vec[np.argmax(np.abs(vec))])
-    return {"kernel": "gram", "eigenvalues": [float(x) for x in lam],
-            "min_eigenvalue": float(lam[0]), "max_eigenvalue": float(lam[-1]),
-            "condition_number": cond if np.isfinite(cond) else "inf",
-            "effective_rank": effective_rank(lam),
-            "numerical_rank": int(np.sum(lam > tol)), "tolerance": float(tol),
-            "min_eigenvector": {n: float(x) for n, x in zip(names, vec)}}
+    out = {"kernel": "gram", "eigenvalues": [float(x) for x in lam]}
+    if spec.partial:
+        # the smallest eigenvalues only; the largest from power iteration, the effective rank
+        # from the traces tr G = ||R||_F^2 / M and tr G^2 = ||R^T R||_F^2 / M^2
+        top = max(float(spec.largest or 0.0) ** 2 / probes, float(lam[-1]))
+        cond = condition_number(np.array([lam[0], top]), tol)
+        R = spec.triangle
+        tr = float(np.einsum("ij,ij->", R, R)) / probes
+        tr2 = _gram_frobenius_sq(R) / probes**2
+        erank = tr * tr / tr2 if tr2 > 0 else 0.0
+        rank = spec.size - int(np.sum(lam <= tol))
+        out.update(partial=True)
+    else:
+        top = float(lam[-1])
+        cond = condition_number(lam, tol)
+        erank = effective_rank(lam)
+        rank = int(np.sum(lam > tol))
+    out.update({"min_eigenvalue": float(lam[0]), "max_eigenvalue": top,
+                "condition_number": cond if np.isfinite(cond) else "inf",
+                "effective_rank": erank,
+                "numerical_rank": rank, "tolerance": float(tol),
+                "min_eigenvector": {n: float(x) for n, x in zip(names, vec)}})
+    return out
+
+
+def _gram_frobenius_sq(R: np.ndarray, block: int = 512) -> float:
+    """||R^T R||_F^2 in column blocks of R (N^3 flops at GEMM speed, N x block scratch)."""
+    N = R.shape[1]
+    total = 0.0
+    for a in range(0, N, block):
+        C = R.T @ R[:, a:a + block]
+        total += float(np.einsum("ij,ij->", C, C))
+    return total
 
 
 def _exact_mode(exact: str) -> str:

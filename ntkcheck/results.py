@@ -52,6 +52,15 @@ def dependency_from_dict(doc: Mapping[str, Any]) -> "Dependency":
     return Dependency(**values)
 
 
+def _largest(r: Any) -> str:
+    """The largest singular value, or its estimate on a partial spectrum (settings)."""
+    part = (r.settings or {}).get("spectrum", {})
+    if part.get("mode") == "partial":
+        return (f"about {_g(float(part['largest_estimate']))} (partial spectrum: "
+                f"{part['computed']} smallest computed)")
+    return _g(float(r.singular_values[0]))
+
+
 class AnalysisDisplay:
     """repr / HTML / from_dict of :class:`~ntkcheck.AnalysisResult`."""
 
@@ -74,7 +83,7 @@ class AnalysisDisplay:
                 ("reason", r.reason),
                 ("data", f"{r.n_distributions} distributions in R^{r.dim}"),
                 ("rank", f"{r.rank}/{r.n_distributions}"),
-                ("singular values", f"largest {_g(float(r.singular_values[0]))}, smallest "
+                ("singular values", f"largest {_largest(r)}, smallest "
                                     f"{_g(float(r.singular_values[-1]))}"
                  if r.singular_values.size else "none (empty core)"),
                 ("round-off", f"level {_g(r.noise)}, certification bound {_g(r.tolerance)}")]

@@ -191,7 +191,14 @@ def test_estimate_bounds_the_measured_memory_of_a_fold():
 def test_refusal_names_numbers_and_options():
     """Above the limit: an InputError with the estimate, the limit and the options."""
     e = estimate_streaming(20000, 32, 40000, 1280000, 512, rates=Rates(1e10, 1e10, 1e9))
-    assert 6.4e9 < e.peak_bytes < 1e10  # two N x N factors dominate
+    # one N x N factor dominates: a partial spectrum (N > FULL_SPECTRUM_MAX_N) on one worker's
+    # R needs no second N x N array
+    assert 3.2e9 < e.peak_bytes < 6.4e9
+    two = estimate_streaming(20000, 32, 40000, 1280000, 512, workers=2,
+                             rates=Rates(1e10, 1e10, 1e9))
+    assert two.peak_bytes - e.peak_bytes >= 8 * 20000**2  # a second worker adds its own R
+    full = estimate_streaming(5000, 32, 10000, 320000, 512, rates=Rates(1e10, 1e10, 1e9))
+    assert full.memory["factors"] == 2 * 8 * 5000**2  # R and the SVD's copy
     with pytest.raises(InputError, match=r"needs about \d\.\d+ GB .* limit is 1 GB; raise "
                                          r"--max-memory"):
         check_memory(e, 10**9)

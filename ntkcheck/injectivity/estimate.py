@@ -8,16 +8,21 @@ stage           work (flops or elementwise operations)       rate
 ==============  ===========================================  =================================
 features        2 M T d (scores z @ atoms) + 3 M T (exp,     measured GEMM rate, measured exp
                 shift, sum of the logsumexp)                 rate
-householder     2 M N^2 (``dtpqrt`` folds)                   measured ``dtpqrt`` rate x workers
+householder     2 M N^2 (``dtpqrt`` folds)                   measured one-thread ``dtpqrt``
+                                                             rate x workers; one worker: the
+                                                             rate with every BLAS thread
 cholqr2         M N^2 (Gram) + 2 M N^2 (solve, Gram) and     measured GEMM rate
                 the features twice
-merges, SVD     (workers - 1) N^3 + 4 N^3                    measured ``dtpqrt`` rate
+merges          (workers - 1) N^3                            measured ``dtpqrt`` rate
+SVD             4 N^3 (every singular value), or for a       ``dtpqrt`` rate; GEMM rate
+                partial spectrum (N > FULL_SPECTRUM_MAX_N)
+                60 x 6 N^2 x 32 + 2 N^3 (rank.py)
 ==============  ===========================================  =================================
 
 Memory: the tokens (3 T d numbers with the packed copies), the feature scratch
 (``scratch_bytes``), per worker an R factor (N^2; cholqr2 also a partial Gram) and a block
 with its Fortran copy and the next block being produced (3 b N), and one more N^2 for the
-final R and the SVD workspace.
+final R and the SVD workspace (not needed by a partial spectrum on one worker's R).
 Rates are measured once per process (a few tens of milliseconds) and cached.
 """
 
@@ -51,9 +56,12 @@ class Rates:
     gemm: float
     tpqrt: float
     exp: float
+    #: ``dtpqrt`` with every BLAS thread (a single fold); 0 = not measured (use ``tpqrt``)
+    tpqrt_all: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"gemm_flops": self.gemm, "tpqrt_flops": self.tpqrt, "exp_per_s": self.exp}
+        return {"gemm_flops": self.gemm, "tpqrt_flops": self.tpqrt, "exp_per_s": self.exp,
+                "tpqrt_all_threads_flops": self.tpqrt_all or self.tpqrt}
 
 
 def _best(fn, repeat: int = 3) -> float:
@@ -77,13 +85,17 @@ def measure_rates() -> Rates:
     B0 = rng.normal(size=(k, k))
 
     def fold():
+        lapack.dtpqrt(0, 32, R0.copy(order="F"), np.array(B0, order="F"), overwrite_a=1,
+                      overwrite_b=1)
+
+    def fold_one_thread():
         with blas_single_thread():
-            lapack.dtpqrt(0, 32, R0.copy(order="F"), np.array(B0, order="F"), overwrite_a=1,
-                          overwrite_b=1)
-    tpqrt = 2.0 * k**3 / _best(fold)
+            fold()
+    tpqrt = 2.0 * k**3 / _best(fold_one_thread)
+    tpqrt_all = max(tpqrt, 2.0 * k**3 / _best(fold))
     x = rng.normal(size=1 << 20)
     exp = x.size / _best(lambda: np.exp(x))
-    return Rates(gemm, tpqrt, exp)
+    return Rates(gemm, tpqrt, exp, tpqrt_all)
 
 
 def format_bytes(n: float) -> str:
@@ -155,7 +167,8 @@ def estimate_streaming(N: int, d: int, M: int, tokens: int, block_rows: int, *,
     feat = (2 * M * T * d) / r.gemm + 3 * M * T / r.exp
     t: dict[str, float] = {}
     t["features"] = feat / w
-    hh = 2 * M * N**2 / (r.tpqrt * w)
+    # several workers fold on one BLAS thread each; a single fold uses every BLAS thread
+    hh = 2 * M * N**2 / (r.tpqrt * w if w > 1 else (r.tpqrt_all or r.tpqrt))
     chol = 3 * M * N**2 / r.gemm + 2 * N**3 / 3 / r.gemm
     if m is Method.HOUSEHOLDER:
         t["factorisation"] = hh
@@ -165,10 +178,18 @@ def estimate_streaming(N: int, d: int, M: int, tokens: int, block_rows: int, *,
     else:
         t["features"] *= 3
         t["factorisation"] = chol + hh
-    t["merges_and_svd"] = ((w - 1) * N**3 + 4 * N**3) / r.tpqrt
+    from ..rank import FULL_SPECTRUM_MAX_N, PARTIAL_COUNT, PARTIAL_MAX_ITER
+
+    partial = N > FULL_SPECTRUM_MAX_N
+    if partial:  # block inverse iteration (rank.py) and tr(G^2) for the effective rank
+        spectrum = (PARTIAL_MAX_ITER * 6 * N**2 * PARTIAL_COUNT + 2 * N**3) / r.gemm
+    else:  # bidiagonalisation and QR iteration of the N x N triangle
+        spectrum = 4 * N**3 / r.tpqrt
+    t["merges_and_svd"] = (w - 1) * N**3 / r.tpqrt + spectrum
     word = 8
     mem: dict[str, float] = {"tokens": 3 * T * d * word, "feature_scratch": scratch_bytes,
-           "factors": w * N**2 * word * (1 if m is Method.HOUSEHOLDER else 2) + N**2 * word,
+           "factors": (w * N**2 * word * (1 if m is Method.HOUSEHOLDER else 2)
+                       + (0 if partial and w == 1 else N**2 * word)),
            "blocks": w * 3 * b * N * word}
     if m is not Method.HOUSEHOLDER:
         mem["factors"] += 2 * N**2 * word  # G, R_1 and R_2 on the driver

@@ -173,12 +173,12 @@ def _tpqrt(R: np.ndarray, B: np.ndarray, l: int, copy_b: bool = True) -> np.ndar
     """R factor of [R; B] in place of R (F-ordered); B is destroyed unless copied."""
     nb = max(1, min(TPQRT_NB, R.shape[1]))
     Bf = np.array(B, dtype=np.float64, order="F") if copy_b else np.asfortranarray(B)
-    # dtpqrt works on narrow panels: with several BLAS threads it spends its time synchronising
-    # (measured 20x slower on a loaded 2-core machine), so folds run on one BLAS thread and
-    # parallelism comes from folding independent blocks (ntkcheck.backends)
-    with blas_single_thread():
-        a, _, _, info = lapack.dtpqrt(l, nb, R, Bf, overwrite_a=1,
-                                      overwrite_b=1)
+    # BLAS threads as the caller set them: several folds on threads (ntkcheck.backends.local)
+    # run each on one BLAS thread (dtpqrt's narrow panels spend their time synchronising when
+    # BLAS threads compete with other work: measured 20x slower on a loaded 2-core machine);
+    # a single fold (one worker, e.g. when memory allows only one R) uses every BLAS thread
+    # (52 GFLOP/s on 2 threads against 30 on one, quiet machine, N = 4000)
+    a, _, _, info = lapack.dtpqrt(l, nb, R, Bf, overwrite_a=1, overwrite_b=1)
     if info != 0:  # pragma: no cover - LAPACK argument error
         raise RuntimeError(f"dtpqrt failed with info={info}")
     return a

@@ -13,9 +13,9 @@ from typing import Any, Sequence
 from rich.console import Console
 from rich.markup import escape as _markup_escape
 
-from ..io.paths import printable
-
 from ..analysis import AnalysisResult
+from ..io.paths import printable
+from ..rank import FULL_SPECTRUM_MAX_N
 from . import FileReport
 from .common import dependency_identity, dependency_tag
 
@@ -61,8 +61,13 @@ def render_result(result: AnalysisResult, source: str, *, color: bool = False,
             out.print(f"core      {core} of {result.n_distributions} distributions after the "
                       "structural screen (the dense test runs on these)")
         sv = result.singular_values
+        part = s.get("spectrum", {})
+        largest = (f"largest about {part['largest_estimate']:.3g} (power iteration), "
+                   f"{part['computed']} smallest computed (partial spectrum, N > "
+                   f"{FULL_SPECTRUM_MAX_N})" if part.get("mode") == "partial" else
+                   f"largest {sv[0]:.3g}")
         out.print(f"spectrum  rank {result.rank}/{core}; singular values "
-                  f"largest {sv[0]:.3g}, smallest {sv[-1]:.3g}; round-off level "
+                  f"{largest}, smallest {sv[-1]:.3g}; round-off level "
                   f"{result.noise:.2g}, certification bound {result.tolerance:.2g}")
         if len(sv) > 1:
             tail = ", ".join(f"{x:.3g}" for x in sv[-min(5, len(sv)):])
