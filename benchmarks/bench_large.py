@@ -2,7 +2,7 @@
 memory, against the exp + GEMM time of the same probe count.
 
 Run ``python benchmarks/bench_large.py [N ...] [--n 64] [--d 32] [--stream auto|on|off]
-[--planted]`` (default N = 1000 3000 10000), or ``python benchmarks/bench_large.py
+[--planted] [--zipf]`` (default N = 1000 3000 10000), or ``python benchmarks/bench_large.py
 --factor-only N n d [--planted]`` for the streamed features, factorisation and SVD alone. Each N runs in its own subprocess (a clean peak
 RSS). Printed per N: the stage times (from the ``progress`` callback's timestamps: screen,
 geometry, features (+ factorisation when streamed), SVD / decision steps, certificate,
@@ -11,6 +11,8 @@ and the ratio of the features stage to the measured time of its exponentials and
 (the scores z @ atoms, 2 M T d flops, and exp of the M x T scores, in row chunks), for the
 probe count M the analysis used.
 
+``--zipf`` replaces the Gaussian tokens by a text-like set (:func:`build_zipf`: token ids
+drawn from a Zipf law over a vocabulary of 5000 embedded in d = 256, lengths 16-128).
 ``--planted`` plants 1% duplicates (token order shuffled), one translate, one Dirac and one
 convolution triple (c = a * b on 8 + 8 atoms, 64 tokens: LSE_c = LSE_a + LSE_b, which only the
 dense test can find), with dyadic token values so the relations are exact on the stored values.
@@ -46,24 +48,51 @@ def build(N: int, n: int, d: int, planted: bool, seed: int = 0) -> list[np.ndarr
     return X
 
 
+def build_zipf(N: int, vocab: int = 5000, d: int = 256, lengths: tuple[int, int] = (16, 128),
+               exponent: float = 1.0, seed: int = 0) -> list[np.ndarray]:
+    """A text-like set: a vocabulary of ``vocab`` token embeddings in R^d (dyadic Gaussian
+    entries / sqrt(d)), N sequences of uniform length in ``lengths`` whose token ids follow a
+    Zipf law P(rank r) ~ r^-exponent (so frequent tokens repeat within and across sequences)."""
+    rng = np.random.default_rng(seed)
+    emb = np.round(rng.normal(size=(vocab, d)) / np.sqrt(d) * 2.0**10) / 2.0**10
+    p = 1.0 / np.arange(1, vocab + 1) ** exponent
+    p /= p.sum()
+    sizes = rng.integers(lengths[0], lengths[1] + 1, size=N)
+    ids = rng.choice(vocab, size=int(sizes.sum()), p=p)
+    cuts = np.cumsum(sizes)[:-1]
+    return [emb[chunk] for chunk in np.split(ids, cuts)]
+
+
 def exp_gemm_seconds(X: list[np.ndarray], M: int, d: int, seed: int = 1) -> float:
-    """Wall time of the scores Z @ atoms^T and their exponentials for M probes (row chunks of
-    at most 2^22 entries), the arithmetic floor of the feature matrix."""
+    """Wall time of the scores Z @ atoms^T and their exponentials for M probes, the arithmetic
+    floor of the feature matrix, run as fast as this machine allows: tiles of 256 probes x
+    16384 atoms (GEMMs, not GEMVs), one tile per core at a time with BLAS on one thread each
+    (the exponentials are single-threaded in numpy, so the cores are shared that way)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
     atoms = np.concatenate(X)
     T = atoms.shape[0]
     z = np.random.default_rng(seed).normal(size=(M, d))
-    step = max(1, (1 << 22) // T)
-    t0 = time.perf_counter()
-    for a in range(0, M, step):
-        s = z[a:a + step] @ atoms.T
+    tiles = [(a, b) for a in range(0, M, 256) for b in range(0, T, 16384)]
+
+    def tile(ab):
+        a, b = ab
+        s = z[a:a + 256] @ atoms[b:b + 16384].T
         np.exp(s, out=s)
+
+    workers = len(os.sched_getaffinity(0))
+    t0 = time.perf_counter()
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        list(pool.map(tile, tiles))
     return time.perf_counter() - t0
 
 
-def one(N: int, n: int, d: int, stream: str, planted: bool) -> dict:
+def one(N: int, n: int, d: int, stream: str, planted: bool, zipf: bool = False) -> dict:
     from ntkcheck.analysis import analyze
 
-    X = build(N, n, d, planted)
+    X = build_zipf(N, d=d) if zipf else build(N, n, d, planted)
     marks: list[tuple[float, str]] = []
     t0 = time.perf_counter()
 
@@ -123,7 +152,7 @@ def factor_only(N: int, n: int, d: int, planted: bool) -> dict:
 def main(argv: list[str]) -> None:
     if argv and argv[0] == "--one":
         N, n, d = (int(x) for x in argv[1:4])
-        print(json.dumps(one(N, n, d, argv[4], argv[5] == "1")))
+        print(json.dumps(one(N, n, d, argv[4], argv[5] == "1", argv[6:7] == ["zipf"])))
         return
     if argv and argv[0] == "--factor-only":
         N, n, d = (int(x) for x in argv[1:4])
@@ -131,7 +160,7 @@ def main(argv: list[str]) -> None:
               f"load {open('/proc/loadavg').read().split()[:3]}", flush=True)
         print(json.dumps(factor_only(N, n, d, "--planted" in argv)))
         return
-    n, d, stream, planted, sizes = 64, 32, "auto", False, []
+    n, d, stream, planted, zipf, sizes = 64, 32, "auto", False, False, []
     it = iter(argv)
     for a in it:
         if a == "--n":
@@ -142,14 +171,19 @@ def main(argv: list[str]) -> None:
             stream = next(it)
         elif a == "--planted":
             planted = True
+        elif a == "--zipf":
+            zipf, d = True, 256
         else:
             sizes.append(int(a))
     sizes = sizes or [1000, 3000, 10000]
     print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
-          f"load {open('/proc/loadavg').read().split()[:3]}, n = {n}, d = {d}, stream {stream}")
+          f"load {open('/proc/loadavg').read().split()[:3]}, "
+          + ("Zipf text-like set (vocabulary 5000, lengths 16-128)" if zipf else f"n = {n}")
+          + f", d = {d}, stream {stream}")
     for N in sizes:
         out = subprocess.run([sys.executable, __file__, "--one", str(N), str(n), str(d), stream,
-                              "1" if planted else "0"], capture_output=True, text=True)
+                              "1" if planted else "0"] + (["zipf"] if zipf else []),
+                             capture_output=True, text=True)
         if out.returncode:
             print(f"N = {N}: failed: {out.stderr.strip().splitlines()[-1:]}")
             continue

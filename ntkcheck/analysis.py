@@ -481,7 +481,9 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
                                 "largest_estimate": float(spec.largest or 0.0)}
     summary = gram_summary(spec, dataset.names, M)
     # the scores need every singular direction (an N x N SVD or inverse): full spectrum only
-    near = None if partial else core_near_dependency(spec, feats, dataset)
+    near = ({"scores": {}, "reasons": {}, "closest": {}, "pairs": [], "method": "partial",
+             "scaled_smallest_singular_value": spec.smallest} if partial
+            else core_near_dependency(spec, feats, dataset))
 
     def result(verdict, evidence, reason, deps=(), redraw=None, rank=None, verification=None):
         rank = N - int(np.sum(sv <= spec.noise)) if rank is None else rank

@@ -16,7 +16,7 @@ cholqr2         M N^2 (Gram) + 2 M N^2 (solve, Gram) and     measured GEMM rate
 merges          (workers - 1) N^3                            measured ``dtpqrt`` rate
 SVD             4 N^3 (every singular value), or for a       ``dtpqrt`` rate; GEMM rate
                 partial spectrum (N > FULL_SPECTRUM_MAX_N)
-                60 x 6 N^2 x 32 + 2 N^3 (rank.py)
+                60 x 12 N^2 x 32 + 2 N^3 (rank.py)
 ==============  ===========================================  =================================
 
 Memory: the tokens (3 T d numbers with the packed copies), the feature scratch
@@ -182,7 +182,7 @@ def estimate_streaming(N: int, d: int, M: int, tokens: int, block_rows: int, *,
 
     partial = N > FULL_SPECTRUM_MAX_N
     if partial:  # block inverse iteration (rank.py) and tr(G^2) for the effective rank
-        spectrum = (PARTIAL_MAX_ITER * 6 * N**2 * PARTIAL_COUNT + 2 * N**3) / r.gemm
+        spectrum = (PARTIAL_MAX_ITER * 12 * N**2 * PARTIAL_COUNT + 2 * N**3) / r.gemm
     else:  # bidiagonalisation and QR iteration of the N x N triangle
         spectrum = 4 * N**3 / r.tpqrt
     t["merges_and_svd"] = (w - 1) * N**3 / r.tpqrt + spectrum

@@ -1,0 +1,125 @@
+"""The partial spectrum of large dense tests (ntkcheck.rank, "Partial spectrum").
+
+Beyond FULL_SPECTRUM_MAX_N columns the test computes only the smallest singular triplets of R
+by block inverse iteration. References here are independent: LAPACK's full SVD of the same
+matrix (scipy.linalg.svd / svdvals) and the full-spectrum decision of the same data.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.linalg as sla
+
+import ntkcheck.analysis as analysis
+from ntkcheck.analysis import analyze
+from ntkcheck.rank import largest_singular_value, smallest_singular_triplets
+from ntkcheck.report import json as json_report
+
+jsonschema = pytest.importorskip("jsonschema")
+
+
+def _triangle(N: int, seed: int, null: bool = True) -> np.ndarray:
+    """R of a 2N x N Gaussian matrix, with (optionally) one exact dependency (column 5 =
+    column 3 + 2 column 7) and one tiny column (1e-6), F-ordered as the streamed path gives."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((2 * N, N))
+    if null:
+        A[:, 5] = A[:, 3] + 2 * A[:, 7]
+    A[:, 9] *= 1e-6
+    return np.asfortranarray(sla.qr(A, mode="r")[0][:N])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_smallest_triplets_match_the_full_svd(seed):
+    """The two smallest singular values (separated from the rest by >= 1e4) agree with
+    LAPACK's SVD to 1e-8 relative (the null one to the round-off level u ||R|| sqrt(N)), the
+    null vector is the planted relation, and every computed value is an upper bound of the true
+    one it approximates (Rayleigh-Ritz), up to round-off."""
+    N = 300
+    R = _triangle(N, seed)
+    sv = sla.svdvals(R)
+    s, V = smallest_singular_triplets(R, 8)
+    assert s.shape == (8,) and V.shape == (N, 8)
+    assert np.all(np.diff(s) <= 0)
+    floor = np.finfo(float).eps * np.abs(R).max() * np.sqrt(N)
+    assert abs(s[-1] - sv[-1]) <= floor and s[-1] <= floor
+    assert abs(s[-2] - sv[-2]) <= 1e-8 * sv[-2]
+    assert np.all(s >= sv[-8:] * (1 - 1e-12) - floor)
+    v = V[:, -1] / V[5, -1]
+    np.testing.assert_allclose(v[[3, 5, 7]], [-1.0, 1.0, -2.0], atol=1e-10)
+    assert np.linalg.norm(np.delete(v, [3, 5, 7])) <= 1e-10
+    np.testing.assert_allclose(V.T @ V, np.eye(8), atol=1e-12)
+
+
+def test_column_scaling_and_no_side_effects():
+    """With col_scale c the values are those of R diag(c); R is left unchanged, also when it is
+    read-only (the diagonal floor is applied only while solving)."""
+    N = 200
+    R = _triangle(N, 4)
+    c = np.random.default_rng(5).uniform(0.5, 2.0, N)
+    before = R.copy()
+    s, _ = smallest_singular_triplets(R, 4, col_scale=c)
+    ref = sla.svdvals(R * c[None, :])
+    assert abs(s[-2] - ref[-2]) <= 1e-8 * ref[-2]
+    assert np.array_equal(R, before)
+    R.flags.writeable = False
+    s2, _ = smallest_singular_triplets(R, 4, col_scale=c)
+    np.testing.assert_array_equal(s, s2)
+
+
+def test_largest_singular_value_estimate():
+    """Power iteration reaches sigma_max to 1e-3 relative (it is a lower estimate)."""
+    R = _triangle(250, 6, null=False)
+    top = sla.svdvals(R)[0]
+    est = largest_singular_value(R)
+    assert top * (1 - 1e-3) <= est <= top * (1 + 1e-12)
+
+
+def _convolution_data(N: int = 40, seed: int = 0):
+    """N random sequences; sequence 2 is the convolution of 0 and 1 (dyadic atoms, so
+    LSE_2 = LSE_0 + LSE_1 holds exactly): a dependency only the dense test finds."""
+    rng = np.random.default_rng(seed)
+    X = [rng.normal(size=(6, 3)) for _ in range(N)]
+    a = np.round(rng.normal(size=(3, 3)) * 8) / 8
+    b = np.round(rng.normal(size=(2, 3)) * 8) / 8
+    X[0], X[1], X[2] = a, b, (a[:, None] + b[None]).reshape(-1, 3)
+    return X
+
+
+@pytest.mark.parametrize("dependent", [True, False])
+def test_partial_decision_equals_full_decision(monkeypatch, dependent):
+    """Forcing the partial spectrum (FULL_SPECTRUM_MAX_N = 5) gives the verdict, evidence, rank
+    and relations of the full spectrum; the document records the partial mode, validates
+    against the shipped schema, and carries no per-sequence scores (they need every singular
+    direction)."""
+    rng = np.random.default_rng(9)
+    X = _convolution_data() if dependent else [rng.normal(size=(6, 3)) for _ in range(40)]
+    full = analyze(X, exact="never")
+    monkeypatch.setattr(analysis, "FULL_SPECTRUM_MAX_N", 5)
+    part = analyze(X, exact="never")
+    assert (part.verdict, part.evidence, part.rank) == (full.verdict, full.evidence, full.rank)
+    assert [d.describe() for d in part.dependencies] == [d.describe() for d in full.dependencies]
+    if dependent:
+        assert part.verdict == "not_injective" and len(part.dependencies) == 1
+        assert set(part.dependencies[0].coefficients) == {"seq0", "seq1", "seq2"}
+    else:
+        assert part.verdict == "injective" and part.evidence == "certified"
+    info = part.settings["spectrum"]
+    assert info["mode"] == "partial" and info["computed"] == 32
+    np.testing.assert_allclose(part.singular_values, full.singular_values[-32:], rtol=1e-6,
+                               atol=1e-13)
+    assert info["largest_estimate"] == pytest.approx(full.singular_values[0], rel=1e-3)
+    assert part.spectrum["partial"] is True
+    assert part.spectrum["effective_rank"] == pytest.approx(full.spectrum["effective_rank"],
+                                                            rel=1e-9)
+    # scores of the core need every singular direction: none on a partial spectrum (the
+    # structural ones, at 0, would still be listed)
+    assert part.near_dependency["method"] == "partial" and part.near_dependency["lowest"] == []
+    assert full.near_dependency["method"] != "partial" and full.near_dependency["lowest"]
+    doc = json.loads(json.dumps(part.to_dict()))
+    jsonschema.validate(doc | {"schema_version": json_report.SCHEMA_VERSION, "file": "x"},
+                        json_report.schema())
+    assert "partial spectrum" in repr(part._repr_html_())
