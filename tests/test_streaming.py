@@ -253,3 +253,20 @@ def test_eta_text_and_rich_mode(monkeypatch):
         t.join()
         say("SVD")
     assert cli_analyze.ProgressReporter("quiet").callback("f.npz") is None
+
+
+def test_trailing_triangle_in_place():
+    """The trailing block of an F-ordered upper triangle is rebuilt in the same memory (no
+    second N x N array), equal to np.triu(R[p:, p:]); other layouts get a copy."""
+    from ntkcheck.features import _trailing_triangle
+
+    rng = np.random.default_rng(0)
+    for n, p in [(10, 1), (50, 9), (3, 1), (6, 0)]:
+        R = np.asfortranarray(np.triu(rng.normal(size=(n, n))))
+        ref = np.triu(R[p:, p:])
+        out = _trailing_triangle(R, p)
+        assert np.array_equal(out, ref) and out.flags.f_contiguous
+        assert np.shares_memory(out, R)
+    C = np.ascontiguousarray(np.triu(rng.normal(size=(8, 8))))
+    out = _trailing_triangle(C, 2)
+    assert np.array_equal(out, np.triu(C[2:, 2:])) and not np.shares_memory(out, C)
