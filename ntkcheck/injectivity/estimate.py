@@ -37,7 +37,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from ..errors import InputError
-from .factor import Method, _method, blas_single_thread
+from .factor import TPQRT_NB, Method, _method, blas_single_thread
 
 __all__ = ["Rates", "Estimate", "measure_rates", "estimate_streaming", "check_memory",
            "default_memory_limit", "MEMORY_FRACTION", "format_bytes", "format_seconds"]
@@ -85,7 +85,7 @@ def measure_rates() -> Rates:
     B0 = rng.normal(size=(k, k))
 
     def fold():
-        lapack.dtpqrt(0, 32, R0.copy(order="F"), np.array(B0, order="F"), overwrite_a=1,
+        lapack.dtpqrt(0, TPQRT_NB, R0.copy(order="F"), np.array(B0, order="F"), overwrite_a=1,
                       overwrite_b=1)
 
     def fold_one_thread():
