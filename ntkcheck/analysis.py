@@ -697,12 +697,15 @@ def gram_summary(spec: Spectrum, names: Sequence[str], probes: int) -> dict:
     return out
 
 
-def _gram_frobenius_sq(R: np.ndarray, block: int = 512) -> float:
-    """||R^T R||_F^2 in column blocks of R (N^3 flops at GEMM speed, N x block scratch)."""
+def _gram_frobenius_sq(R: np.ndarray, block: int = 1024) -> float:
+    """||R^T R||_F^2 for upper-triangular R, in column blocks: columns a..b-1 of R^T R are
+    R[:b]^T R[:b, a:b] (rows below b of those columns are zero), about N^3 flops at GEMM
+    speed in all, N x block scratch."""
     N = R.shape[1]
     total = 0.0
     for a in range(0, N, block):
-        C = R.T @ R[:, a:a + block]
+        b = min(N, a + block)
+        C = R[:b].T @ R[:b, a:b]
         total += float(np.einsum("ij,ij->", C, C))
     return total
 

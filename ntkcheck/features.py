@@ -523,7 +523,9 @@ def streamed_feature_matrix(dataset: Dataset, whitening: Whitening, probes: Prob
             "backend": backend, "seconds": seconds, **factor.to_dict()}
     R22 = _trailing_triangle(factor.R, p)  # in R's own memory: no second N x N array
     del factor
-    nu = np.linalg.norm(R22, axis=0)
+    # column norms in column blocks (np.linalg.norm would square a whole N x N temporary)
+    nu = np.concatenate([np.sqrt(np.einsum("ij,ij->j", R22[:, a:a + 1024], R22[:, a:a + 1024]))
+                         for a in range(0, R22.shape[1], 1024)] or [np.zeros(0)])
     _, _, W, n = _entry_scales(centred)
     bound, typical = _normalise_columns(R22, nu, base_norm, fw_norm, n, d, M)
     return FeatureMatrix(None, None, nu, bound, typical, probes, centres, triangle=R22,

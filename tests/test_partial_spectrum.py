@@ -123,3 +123,14 @@ def test_partial_decision_equals_full_decision(monkeypatch, dependent):
     jsonschema.validate(doc | {"schema_version": json_report.SCHEMA_VERSION, "file": "x"},
                         json_report.schema())
     assert "partial spectrum" in repr(part._repr_html_())
+
+
+def test_gram_frobenius_of_a_triangle():
+    """||R^T R||_F^2 by triangular column blocks equals the dense product's (the effective rank
+    of a partial spectrum uses it), also when N is not a multiple of the block."""
+    from ntkcheck.analysis import _gram_frobenius_sq
+
+    R = np.triu(np.random.default_rng(7).normal(size=(301, 301)))
+    ref = np.linalg.norm(R.T @ R) ** 2
+    assert _gram_frobenius_sq(R, block=64) == pytest.approx(ref, rel=1e-13)
+    assert _gram_frobenius_sq(np.asfortranarray(R)) == pytest.approx(ref, rel=1e-13)

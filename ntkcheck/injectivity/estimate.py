@@ -80,7 +80,7 @@ def measure_rates() -> Rates:
     n = 384
     a, b = rng.normal(size=(n, n)), rng.normal(size=(n, n))
     gemm = 2.0 * n**3 / _best(lambda: a @ b)
-    k = 256
+    k = 512  # TPQRT_NB-wide panels need a few of them to reach the large-N rate
     R0 = np.asfortranarray(np.triu(rng.normal(size=(k, k))))
     B0 = rng.normal(size=(k, k))
 
