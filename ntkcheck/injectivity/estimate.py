@@ -7,7 +7,7 @@ factored with them) with M probes, T tokens in total in R^d, in blocks of b prob
 stage           work (flops or elementwise operations)       rate
 ==============  ===========================================  =================================
 features        2 M T d (scores z @ atoms) + 3 M T (exp,     measured GEMM rate, measured exp
-                shift, sum of the logsumexp)                 rate
+                shift, sum of the logsumexp)                 rate x cores
 householder     2 M N^2 (``dtpqrt`` folds)                   measured one-thread ``dtpqrt``
                                                              rate x workers; one worker: the
                                                              rate with every BLAS thread
@@ -73,14 +73,21 @@ def _best(fn, repeat: int = 3) -> float:
     return max(best, 1e-9)
 
 
-@functools.lru_cache(maxsize=1)
-def measure_rates() -> Rates:
-    """Measure the GEMM, ``dtpqrt`` and exp rates once per process (cached)."""
+#: Size of the ``dtpqrt`` fold timed by :func:`measure_rates`, and the larger one timed when
+#: the first estimate exceeds :data:`RECALIBRATE_SECONDS` (small folds run well below the
+#: large-N rate: at N = 20000 here 55 GFLOP/s on 2 threads against 13 measured at 512).
+RATE_SIZE, RATE_SIZE_LARGE = 256, 1536
+RECALIBRATE_SECONDS = 30.0
+
+
+@functools.lru_cache(maxsize=2)
+def measure_rates(k: int = RATE_SIZE) -> Rates:
+    """Measure the GEMM, ``dtpqrt`` (a fold of k x k blocks) and exp rates (cached per k;
+    k = 256 takes a few tens of milliseconds, 1536 about a second)."""
     rng = np.random.default_rng(0)
-    n = 384
+    n = max(384, k)
     a, b = rng.normal(size=(n, n)), rng.normal(size=(n, n))
     gemm = 2.0 * n**3 / _best(lambda: a @ b)
-    k = 512  # TPQRT_NB-wide panels need a few of them to reach the large-N rate
     R0 = np.asfortranarray(np.triu(rng.normal(size=(k, k))))
     B0 = rng.normal(size=(k, k))
 
@@ -162,9 +169,19 @@ def estimate_streaming(N: int, d: int, M: int, tokens: int, block_rows: int, *,
         if int(v) < 1:
             raise InputError(f"got {v}; must be a positive integer", field=name)
     m = _method(method)
-    r = rates or measure_rates()
+    est = _estimate(N, d, M, tokens, block_rows, m, workers, scratch_bytes,
+                    rates or measure_rates())
+    if rates is None and est.seconds > RECALIBRATE_SECONDS:  # worth a second of timing
+        est = _estimate(N, d, M, tokens, block_rows, m, workers, scratch_bytes,
+                        measure_rates(RATE_SIZE_LARGE))
+    return est
+
+
+def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, workers: int,
+              scratch_bytes: int, r: Rates) -> Estimate:
     N, d, M, T, b, w = (int(v) for v in (N, d, M, tokens, block_rows, workers))
-    feat = (2 * M * T * d) / r.gemm + 3 * M * T / r.exp
+    # the exponentials run on one thread per core (ntkcheck.dataset), BLAS on all of them
+    feat = (2 * M * T * d) / r.gemm + 3 * M * T / (r.exp * _cores())
     t: dict[str, float] = {}
     t["features"] = feat / w
     # several workers fold on one BLAS thread each; a single fold uses every BLAS thread
@@ -196,6 +213,13 @@ def estimate_streaming(N: int, d: int, M: int, tokens: int, block_rows: int, *,
     return Estimate(int(sum(mem.values())), float(sum(t.values())), mem, t, r,
                     {"N": N, "d": d, "M": M, "tokens": T, "block_rows": b, "method": m.value,
                      "workers": w})
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def default_memory_limit() -> int:
