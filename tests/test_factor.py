@@ -16,12 +16,9 @@ U = 2.0**-53
 def _one_blas_thread():
     """Small matrices gain nothing from BLAS threads, and spinning BLAS threads on a loaded
     machine slow these tests tenfold; the numerics checked do not depend on the count."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
+    from ntkcheck._threads import blas_single_thread
+
+    with blas_single_thread():
         yield
 
 
