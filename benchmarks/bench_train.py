@@ -23,7 +23,12 @@ C = 2 key_dim + d, s RK stages, per sample, layer and stage: forward m d C H + m
 m^2 d H, done twice (forward, recompute), plus the VJP 2 m^2 d H + 2 m^2 key_dim H + 2 m d C H.
 
     python benchmarks/bench_train.py [--repeats 5] [--sizes 64,256] [--threads 2] [--no-torch]
-                                     [--train-steps 6]
+                                     [--train-steps 6] [--rounds 3]
+
+Each size is measured in ``--rounds`` interleaved rounds (every implementation once per round,
+in the same order), and the ratios to PyTorch are reported per round and as their median: on a
+machine whose speed drifts, a ratio is only meaningful between measurements made close in
+time.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 SHAPE = dict(n=16, d=8, L=16, H=32, k=4)
 HERE = Path(__file__).resolve().parent
@@ -188,6 +195,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="threads of every implementation (BLAS, torch, ntkcheck)")
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds per size (ratios: median over rounds)")
     parser.add_argument("--train-steps", type=int, default=6,
                         help="steps of the `ntkcheck train` run (0: skip it)")
     parser.add_argument("--worker", nargs=2, metavar=("IMPL", "N"), help=argparse.SUPPRESS)
@@ -224,33 +233,39 @@ def main() -> None:
     print(f"{'N':>5} {'impl':>6} {'median s':>10} {'min s':>8} {'cpu s':>8} {'peak RSS MiB':>13} "
           f"{'loss':>14} {'GFLOP/s':>8} {'% dgemm':>8}")
     for N in (int(x) for x in args.sizes.split(",")):
-        rows = {}
-        for impl in impls:
-            cmd = [sys.executable, __file__, "--worker", impl, str(N), "--repeats",
-                   str(args.repeats), "--threads", str(args.threads)]
-            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if out.returncode != 0:
-                sys.exit(f"{impl} worker failed:\n{out.stderr}")
-            rows[impl] = row = json.loads(out.stdout.strip().splitlines()[-1])
-            rate = row["flops"] / row["median_s"] / 1e9
-            print(f"{N:>5} {impl:>6} {row['median_s']:>10.4f} {row['min_s']:>8.4f} "
-                  f"{row['cpu_s']:>8.4f} {row['peak_rss_mib']:>13.1f} {row['loss']:>14.8e} "
-                  f"{rate:>8.2f} "
-                  f"{100 * rate / gemm:>7.1f}%", flush=True)
-        if args.train_steps > 0:
-            row = rows["train"] = train_run(N, args.train_steps, env)
-            print(f"{N:>5} {'train':>6} {row['median_s']:>10.4f} {row['min_s']:>8.4f} "
-                  f"{'-':>8} {'-':>13} {row['loss']:>14.8e}   (`ntkcheck train`, "
-                  f"{row['steps']} steps, "
-                  f"{row['wall_s']:.1f} s wall incl. start-up)", flush=True)
-        if "torch" in rows:
-            fastest = rows["numba"]["median_s"]
-            line = f"      ratio numba/torch {fastest / rows['torch']['median_s']:.2f}"
-            if "train" in rows:
-                line += f", train/torch {rows['train']['median_s'] / rows['torch']['median_s']:.2f}"
-            line += f", numpy/torch {rows['numpy']['median_s'] / rows['torch']['median_s']:.2f}"
-            print(line, flush=True)
-
+        ratios: dict[str, list[float]] = {}
+        for _ in range(args.rounds):  # interleaved rounds: machine drift hits every impl alike
+            rows = {}
+            for impl in impls:
+                cmd = [sys.executable, __file__, "--worker", impl, str(N), "--repeats",
+                       str(args.repeats), "--threads", str(args.threads)]
+                out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if out.returncode != 0:
+                    sys.exit(f"{impl} worker failed:\n{out.stderr}")
+                rows[impl] = row = json.loads(out.stdout.strip().splitlines()[-1])
+                rate = row["flops"] / row["median_s"] / 1e9
+                print(f"{N:>5} {impl:>6} {row['median_s']:>10.4f} {row['min_s']:>8.4f} "
+                      f"{row['cpu_s']:>8.4f} {row['peak_rss_mib']:>13.1f} {row['loss']:>14.8e} "
+                      f"{rate:>8.2f} "
+                      f"{100 * rate / gemm:>7.1f}%", flush=True)
+            if args.train_steps > 0:
+                row = rows["train"] = train_run(N, args.train_steps, env)
+                print(f"{N:>5} {'train':>6} {row['median_s']:>10.4f} {row['min_s']:>8.4f} "
+                      f"{'-':>8} {'-':>13} {row['loss']:>14.8e}   (`ntkcheck train`, "
+                      f"{row['steps']} steps, "
+                      f"{row['wall_s']:.1f} s wall incl. start-up)", flush=True)
+            if "torch" in rows:
+                for impl in ("numba", "train", "numpy"):
+                    if impl in rows:
+                        ratios.setdefault(impl, []).append(
+                            rows[impl]["median_s"] / rows["torch"]["median_s"])
+                print("      ratio " + ", ".join(f"{k}/torch {v[-1]:.2f}"
+                                                 for k, v in ratios.items()), flush=True)
+        if ratios and args.rounds > 1:
+            print(f"N = {N}: median over {args.rounds} rounds: "
+                  + ", ".join(f"{k}/torch {float(np.median(v)):.2f} "
+                              f"({', '.join(f'{x:.2f}' for x in v)})"
+                              for k, v in ratios.items()), flush=True)
 
 if __name__ == "__main__":
     main()
