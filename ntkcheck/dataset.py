@@ -25,6 +25,8 @@ __all__ = ["Dataset", "CHUNK_ELEMENTS"]
 
 #: Largest number of float64 entries in the temporaries alive at once (2^22 entries = 32 MiB).
 CHUNK_ELEMENTS = 1 << 22
+#: Discrete laws are packed in buckets of lengths within this factor of each other.
+LENGTH_BUCKET = 1.25
 #: Probes per tile of the discrete laws' scores (:meth:`Dataset.lse`): enough for GEMM speed.
 PROBE_TILE = 256
 #: Threads evaluating chunks of probes concurrently.
@@ -189,13 +191,21 @@ class Dataset:
             members = [self.distributions[i] for i in idx]
             index = np.array(idx)
             if kind is Discrete:
-                n = max(m.atoms.shape[0] for m in members)
-                atoms = np.zeros((n, len(idx), d))
-                logw = np.full((n, len(idx)), -np.inf)
-                for f, m in enumerate(members):
-                    atoms[: len(m.weights), f] = m.atoms
-                    logw[: len(m.weights), f] = np.log(m.weights)
-                packs.append(_DiscretePack(index, atoms, logw))
+                # one pack per length bucket (lengths within a factor LENGTH_BUCKET): padding
+                # to the longest sequence of the whole dataset would waste up to half of the
+                # scores' GEMMs and exponentials on real data of mixed lengths
+                sizes = np.array([m.atoms.shape[0] for m in members])
+                key = np.floor(np.log(sizes) / np.log(LENGTH_BUCKET)).astype(int)
+                for k in np.unique(key):
+                    sel = np.flatnonzero(key == k)
+                    n = int(sizes[sel].max())
+                    atoms = np.zeros((n, len(sel), d))
+                    logw = np.full((n, len(sel)), -np.inf)
+                    for f, j in enumerate(sel):
+                        m = members[j]
+                        atoms[: len(m.weights), f] = m.atoms
+                        logw[: len(m.weights), f] = np.log(m.weights)
+                    packs.append(_DiscretePack(index[sel], atoms, logw))
             elif kind is UniformBox:
                 packs.append(_UniformPack(index, np.array([m.low for m in members]),
                                           np.array([m.high for m in members])))
