@@ -60,12 +60,12 @@ from .features import (FeatureMatrix, ProgressUpdate, auto_scales, feature_matri
                        make_whitening, probe_settings, stream_applies, stream_block_rows,
                        streamed_feature_matrix)
 from .injectivity.certify import certify_independence
-from .injectivity.verify import verify_relation
+from .injectivity.verify import affine_part, verify_relation
 from .kernels import condition_number, effective_rank
 from .injectivity.screen import screen as structural_screen
 from .neardep import EXIT_BELOW_MARGIN, core_near_dependency, with_structure
 from .rank import (FULL_SPECTRUM_MAX_N, GAP, Dependency, Spectrum, classify_singular_values,
-                   fit_dependency, partial_spectrum,
+                   fit_dependency, partial_spectrum, refit_affine_part,
                    null_space_basis, svd_spectrum)
 from .results import AnalysisDisplay
 
@@ -548,16 +548,27 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
     say("dependencies")
     p = sv.shape[0]  # N, or the computed count of a partial spectrum
     basis = null_space_basis(V[:, p - k:])
+    # the same rows with only round-off-level entries zeroed: when a relation's coefficient on
+    # a nearly affine column (normalised, it is tiny) was cut by the sqrt(u) threshold, the
+    # narrow candidate fails its re-check and the wide one is tried (it too must pass it)
+    wide = null_space_basis(V[:, p - k:], zero_rtol=WIDE_COEF_RTOL * len(sv))
     deps, failed = [], []
-    for row in basis:
-        dep = fit_dependency(row, feats, dataset.names)
-        support = np.flatnonzero(row)
-        check = verify_relation([dataset.distributions[i] for i in support],
-                                np.array(list(dep.coefficients.values())), geom.transform,
-                                geom.spreads[support], seed=seed)
+    for row, row_wide in zip(basis, wide):
+        dep, check = _fit_and_verify(row, feats, dataset, geom, seed)
+        if not check.passed and np.count_nonzero(row_wide) > np.count_nonzero(row):
+            dep2, check2 = _fit_and_verify(row_wide, feats, dataset, geom, seed)
+            if check2.passed:
+                dep, check = dep2, check2
         if check.passed:
             coefs = {name: float(c) for name, c in zip(dep.coefficients, check.coefficients)}
-            deps.append(replace(dep, coefficients=coefs, verification=check.to_dict()))
+            # the affine part is fitted again for the verified coefficients (a round-off
+            # coefficient left in the float fit would otherwise bias it)
+            dep = refit_affine_part(coefs, feats, dataset.names)
+            index = {n: i for i, n in enumerate(dataset.names)}
+            a, b = affine_part([dataset.distributions[index[n]] for n in dep.coefficients],
+                               np.array(list(dep.coefficients.values())))
+            deps.append(replace(dep, constant=a, linear=tuple(float(x) for x in b),
+                                verification=check.to_dict()))
         else:
             failed.append((dep, check))
     found = (f"{'at least ' if k == p < N else ''}{k} singular value(s) at the round-off level "
@@ -578,6 +589,20 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
                   f"{found}, but no candidate relation survives the independent re-check: "
                   f"{why}. The data are nearly dependent at double precision; try --exact "
                   "(rational data) or inspect the named distributions", rank=N - k)
+
+
+#: Zeroing level of the wide candidates, times N, relative to the row's largest entry.
+WIDE_COEF_RTOL = 64 * np.finfo(float).eps
+
+
+def _fit_and_verify(row: np.ndarray, feats: FeatureMatrix, dataset: Dataset, geom, seed: int):
+    """A candidate relation on the support of ``row``: refitted, then re-checked (verify.py)."""
+    dep = fit_dependency(row, feats, dataset.names)
+    support = np.flatnonzero(row)
+    check = verify_relation([dataset.distributions[i] for i in support],
+                            np.array(list(dep.coefficients.values())), geom.transform,
+                            geom.spreads[support], seed=seed)
+    return dep, check
 
 
 def _spectrum(feats: FeatureMatrix, partial: bool) -> Spectrum:

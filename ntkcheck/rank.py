@@ -447,13 +447,15 @@ def _pretty(x: float, precision: int) -> str:
     return f"{x:.{precision}g}"
 
 
-def null_space_basis(vectors: np.ndarray) -> np.ndarray:
+def null_space_basis(vectors: np.ndarray, zero_rtol: float = ZERO_COEF_RTOL) -> np.ndarray:
     """Reduced row echelon form of the rows of ``vectors.T`` (a basis of the null space).
 
     ``vectors`` is (N, k), columns spanning the null space. Returns (k, N) with one leading 1
     per row at the leftmost possible column and zeros in the other rows' pivot columns, so
-    unrelated dependencies come out as separate relations on disjoint supports. Entries below
-    ZERO_COEF_RTOL times the row's largest are set to 0.
+    unrelated dependencies come out as separate relations on disjoint supports. Pivots must
+    exceed ZERO_COEF_RTOL times the largest entry; entries below ``zero_rtol`` times the row's
+    largest are set to 0 (the rows are the same for any ``zero_rtol``: only the zeroing
+    differs, so a smaller one gives a wider support of the same candidate).
     """
     A = np.array(vectors.T, dtype=float)
     k, N = A.shape
@@ -471,7 +473,7 @@ def null_space_basis(vectors: np.ndarray) -> np.ndarray:
         A[others] -= np.outer(A[others, col], A[row])
         row += 1
     A = A[:row]
-    A[np.abs(A) <= ZERO_COEF_RTOL * np.abs(A).max(axis=1, keepdims=True)] = 0.0
+    A[np.abs(A) <= zero_rtol * np.abs(A).max(axis=1, keepdims=True)] = 0.0
     return A
 
 
@@ -488,6 +490,28 @@ def fit_dependency(coef: np.ndarray, features: FeatureMatrix,
     c_norm = vt[-1]
     nu = features.col_norms[support]
     c = c_norm / np.where(nu > 0, nu, 1.0)  # zeroed (affine) columns have no scale
+    return _affine_fit(c, support, F, features, names)
+
+
+def refit_affine_part(coefficients: dict[str, float], features: FeatureMatrix,
+                      names: tuple[str, ...]) -> Dependency:
+    """The relation with these (verified) coefficients, entries below ZERO_COEF_RTOL of the
+    largest dropped (they are round-off: the relation holds without them), scaled so that the
+    leading one is 1, with its affine part fitted again for exactly these coefficients."""
+    index = {n: i for i, n in enumerate(names)}
+    c = np.array(list(coefficients.values()), dtype=float)
+    keep = np.abs(c) > ZERO_COEF_RTOL * np.abs(c).max()
+    support = np.array([index[n] for n in coefficients])[keep]
+    order = np.argsort(support)
+    support, c = support[order], c[keep][order]
+    F, _ = features.columns(support)
+    return _affine_fit(c, support, F, features, names)
+
+
+def _affine_fit(c: np.ndarray, support: np.ndarray, F: np.ndarray, features: FeatureMatrix,
+                names: tuple[str, ...]) -> Dependency:
+    """Dependency with coefficients c (scaled: leading one 1) on ``support`` and the least-squares
+    affine part of F c on [1, z] (F the raw columns of the support)."""
     c = c / c[np.flatnonzero(c)[0]] if np.any(c) else np.ones_like(c)
     Fc = F @ c
     Z = features.probes.z

@@ -352,3 +352,20 @@ def test_projector_kills_affine_columns(d, whiten):
     wnorm = np.linalg.norm(fm.values * omega[:, None], axis=0)
     assert np.all(fm.col_norms[:-1] <= 200 * (d + 1) * np.finfo(float).eps * wnorm[:-1])
     assert fm.col_norms[-1] / wnorm[-1] > 1e-3
+
+
+def test_relation_with_a_nearly_affine_member_is_found_with_its_exact_affine_part():
+    """Seed 977, d = 1 of the affine-invariance property: the convolution relation
+    LSE[gm] = LSE[g0] + LSE[means] has, in normalised columns, a coefficient on the nearly
+    affine 'means' below the sqrt(u) pruning level. The pruned candidate fails its 50-digit
+    re-check; the wider candidate of the same null vector passes it, round-off entries are then
+    dropped, and the affine part is evaluated in 50-digit arithmetic: exactly 0 here (a float
+    least-squares fit gave 9e-9)."""
+    rng = np.random.default_rng(977)
+    ds = planted_dataset(rng, 1)
+    r = analyze(ds)
+    assert r.verdict == NOT_INJECTIVE
+    assert supports(r) == {frozenset({"x", "xt"}), frozenset({"gm", "g0", "means"})}
+    conv = next(d for d in r.dependencies if "gm" in d.coefficients)
+    assert conv.coefficients == {"gm": 1.0, "g0": -1.0, "means": -1.0}
+    assert abs(conv.constant) < 1e-30 and all(abs(b) < 1e-30 for b in conv.linear)

@@ -46,7 +46,7 @@ import numpy as np
 
 from ..distributions import Discrete, Distribution, GaussianMixture, UniformBox
 
-__all__ = ["RelationCheck", "verify_relation", "DIGITS", "MISFIT_THRESHOLD", "POOLED_SCALES",
+__all__ = ["RelationCheck", "verify_relation", "affine_part", "DIGITS", "MISFIT_THRESHOLD", "POOLED_SCALES",
            "OWN_SCALES", "MAX_WORK"]
 
 #: Working precision of the re-check, decimal digits.
@@ -299,3 +299,24 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
                   f"explains (a true relation leaves <= {threshold:.0e})")
     return RelationCheck(passed, misfit, threshold, refit, digits, fit_points, len(test), scales,
                          time.perf_counter() - start, reason, level, data_ratio)
+
+
+def affine_part(distributions: Sequence[Distribution], coefficients: np.ndarray,
+                digits: int = DIGITS) -> tuple[float, np.ndarray]:
+    """(a, b) with sum_i c_i LSE_i(z) = a + <b, z>, for a relation that :func:`verify_relation`
+    accepted: S = sum_i c_i LSE_i is affine, so a = S(0) and b_j = S(e_j) - S(0), evaluated in
+    ``digits``-digit arithmetic from the stored parameters and rounded to float64 (a float
+    least-squares fit would carry the round-off of the features, ~u |LSE|, into a and b)."""
+    c = [mpmath.mpf(float(x)) for x in np.ravel(coefficients)]
+    d = distributions[0].dim
+    with mpmath.workdps(digits):
+        laws = [_prepare(dist) for dist in distributions]
+
+        def total(p: list) -> mpmath.mpf:
+            return mpmath.fsum(ci * _lse(law, p)[0] for ci, law in zip(c, laws))
+
+        zero = [mpmath.mpf(0)] * d
+        a = total(zero)
+        b = [total([mpmath.mpf(int(j == k)) for k in range(d)]) - a for j in range(d)]
+        return float(a), np.array([float(x) for x in b])
+
