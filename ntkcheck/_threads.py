@@ -28,10 +28,33 @@ def blas_single_thread() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
+    controller = _controller()
+    if controller is None:
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with controller.limit(limits=1, user_api="blas"):
         yield
+
+
+_CONTROLLER: list = []
+
+
+def _controller():
+    """One threadpoolctl controller per process (None without threadpoolctl), made on first use.
+
+    Making a controller scans the loaded libraries through a ctypes callback, and an exception
+    raised inside a ctypes callback is printed and dropped: a Ctrl-C landing in that scan would
+    be lost. The training loop limits BLAS at every step, so the scan must happen once, not
+    per step; later limits only call the libraries' set-threads functions. Libraries loaded
+    after the first use are not seen; numpy's and scipy's BLAS are loaded by then (every module
+    that calls this imports scipy.linalg first)."""
+    if not _CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _CONTROLLER.append(None)
+        else:
+            import scipy.linalg  # noqa: F401  (load scipy's BLAS before the scan)
+
+            _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]

@@ -246,3 +246,26 @@ def test_cli_train_notes_the_numpy_fallback(tmp_path, monkeypatch):
     assert len(notes) == 1 and "pip install 'ntkcheck[fast]'" in notes[0]
     res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "b"), "-q"])
     assert res.exit_code == 0 and res.stderr == ""
+
+
+def test_blas_limit_scans_the_libraries_once(monkeypatch):
+    """The fused step limits BLAS to one thread at every call, but the library scan (a ctypes
+    callback, where a Ctrl-C would be printed and dropped) happens once per process: the
+    second and later steps create no ThreadpoolController."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import ntkcheck._threads as threads
+
+    made = []
+    real = threadpoolctl.ThreadpoolController
+
+    class Counting(real):
+        def __init__(self, *a, **k):
+            made.append(1)
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", Counting)
+    monkeypatch.setattr(threads, "_CONTROLLER", [])
+    for _ in range(3):
+        with threads.blas_single_thread():
+            pass
+    assert len(made) == 1
