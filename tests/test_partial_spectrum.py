@@ -134,3 +134,23 @@ def test_gram_frobenius_of_a_triangle():
     ref = np.linalg.norm(R.T @ R) ** 2
     assert _gram_frobenius_sq(R, block=64) == pytest.approx(ref, rel=1e-13)
     assert _gram_frobenius_sq(np.asfortranarray(R)) == pytest.approx(ref, rel=1e-13)
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_two_dense_relations_come_out_separately(monkeypatch, partial):
+    """Two independent convolution triples (only the dense test finds them): both relations
+    are reported, each on its own three sequences, with the full and with the partial
+    spectrum (the null space is the trailing singular directions, split into reduced echelon
+    rows; refitting on a whole-dataset support would merge or lose one)."""
+    rng = np.random.default_rng(4)
+    X = [rng.normal(size=(6, 3)) for _ in range(40)]
+    for first in (0, 3):
+        a = np.round(rng.normal(size=(3, 3)) * 8) / 8
+        b = np.round(rng.normal(size=(2, 3)) * 8) / 8
+        X[first], X[first + 1], X[first + 2] = a, b, (a[:, None] + b[None]).reshape(-1, 3)
+    if partial:
+        monkeypatch.setattr(analysis, "FULL_SPECTRUM_MAX_N", 5)
+    r = analyze(X, exact="never")
+    assert r.verdict == "not_injective"
+    assert {frozenset(d.coefficients) for d in r.dependencies} == {
+        frozenset({"seq0", "seq1", "seq2"}), frozenset({"seq3", "seq4", "seq5"})}

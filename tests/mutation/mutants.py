@@ -88,6 +88,25 @@ MUTANTS = [
     m(V, "row.append(lp + lm - 2 * l0)", "row.append(lp + lm - l0)",
       "verify: second difference broken"),
     m(V, "    if misfit <= threshold:\n", "    if True:\n", "verify: every relation passes"),
+    # ---- dense test: wide candidates, verified affine part, partial spectrum (rank.py)
+    m("ntkcheck/analysis.py",
+      "        if not check.passed and np.count_nonzero(row_wide) > np.count_nonzero(row):\n",
+      "        if False:\n", "analysis: no wide-support retry"),
+    m("ntkcheck/analysis.py",
+      "            deps.append(replace(dep, constant=a, linear=tuple(float(x) for x in b),\n",
+      "            deps.append(replace(dep,\n", "analysis: float affine part kept"),
+    m("ntkcheck/analysis.py", "    basis = null_space_basis(V[:, p - k:])\n",
+      "    basis = null_space_basis(V[:, :k])\n", "analysis: leading vectors as null space"),
+    m("ntkcheck/analysis.py", "    partial = N > FULL_SPECTRUM_MAX_N and M >= N\n",
+      "    partial = N > 10 * FULL_SPECTRUM_MAX_N and M >= N\n", "analysis: partial limit x 10"),
+    m("ntkcheck/rank.py", "    keep = np.abs(c) > ZERO_COEF_RTOL * np.abs(c).max()\n",
+      "    keep = np.abs(c) > 0.0\n", "rank: round-off coefficients kept after verification"),
+    # equivalent for what is printed and decided: values converge to 1e-9 instead of 1e-10
+    # relative (reported to 3-6 digits; the values near the round-off level converge first)
+    m("ntkcheck/rank.py", "PARTIAL_RTOL = 1e-10", "PARTIAL_RTOL = 1e-9",
+      "rank: partial convergence tolerance x 10", equivalent=True),
+    m("ntkcheck/rank.py", "    work = min(N, 2 * count)\n", "    work = count\n",
+      "rank: partial spectrum without oversampling"),
     # ---- certify.py (rigorous certificate)
     m(C, "    lower = sig - radn\n", "    lower = sig\n", "certify: entry radii ignored (no Weyl)"),
     m(C, "LIBM_ULPS = 4", "LIBM_ULPS = 0", "certify: libm assumed exact"),
