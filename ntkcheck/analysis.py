@@ -204,7 +204,7 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
             exact_budget: ExactBudget | None = None,
             progress: Progress | None = None, stream: bool | None = None,
             backend: str = "local", scheduler: str | None = None, client: Any = None,
-            max_memory: int | None = None) -> AnalysisResult:
+            max_memory: int | None = None, spectrum: str = "auto") -> AnalysisResult:
     """Test whether the LSE functions of ``data`` are independent modulo affine functions.
 
     Parameters
@@ -252,6 +252,13 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
     max_memory : int, optional
         Refuse (ResourceError) when the dense test's estimated peak exceeds this many bytes
         (default: the ``--max-memory`` default, :func:`ntkcheck.resources.default_max_memory`).
+    spectrum : "auto" | "full" | "partial"
+        Singular values the dense test computes: ``full`` every one (an N x N
+        bidiagonalisation, 8/3 N^3 flops at level-2 BLAS speed), ``partial`` the
+        :data:`ntkcheck.rank.PARTIAL_COUNT` smallest and an estimate of the largest (O(N^2) per
+        iteration; the verdict, the relations and the certificate are the same, the Gram
+        summary lists only the computed eigenvalues), ``auto`` partial beyond
+        :data:`ntkcheck.rank.FULL_SPECTRUM_MAX_N` columns.
 
     Returns
     -------
@@ -270,6 +277,9 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
                          field="exact_timeout")
     if backend not in ("local", "dask"):
         raise InputError(f"unknown backend '{backend}'; choose local or dask", field="backend")
+    if spectrum not in SPECTRUM_MODES:
+        raise InputError(f"unknown spectrum mode {spectrum!r}; choose one of "
+                         + ", ".join(SPECTRUM_MODES), field="spectrum")
     if backend == "dask":
         from .backends.dask import _distributed
         _distributed()  # a clear InputError when dask is missing
@@ -277,7 +287,7 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
             raise InputError("give a scheduler address (e.g. tcp://host:8786) or a client",
                              field="scheduler")
         stream = True
-    dense = _DenseOptions(stream, backend, scheduler, client, max_memory)
+    dense = _DenseOptions(stream, backend, scheduler, client, max_memory, spectrum)
     numerical = _analyze_numerical(dataset, probes, scales, seed, whiten, say, dense)
     if mode == "never":
         return numerical
@@ -294,6 +304,17 @@ class _DenseOptions:
     scheduler: str | None = None
     client: Any = None
     max_memory: int | None = None
+    spectrum: str = "auto"
+
+    def partial(self, N: int, M: int) -> bool:
+        """Whether the dense test of N columns and M probes computes a partial spectrum."""
+        wanted = self.spectrum == "partial" or (self.spectrum == "auto"
+                                                and N > FULL_SPECTRUM_MAX_N)
+        return wanted and M >= N
+
+
+#: Values of ``analyze(spectrum=...)`` and ``--spectrum``.
+SPECTRUM_MODES = ("auto", "full", "partial")
 
 
 def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[float] | None,
@@ -398,7 +419,8 @@ def _dense_plan(dataset: Dataset, geom, M: int, dense: _DenseOptions) -> tuple[d
     workers = usable_cores() if (have_threadpoolctl() and dense.backend == "local") else 1
     while True:
         est = estimate_streaming(n_cols, d, M, max(tokens, 1), b, method="householder",
-                                 workers=workers, scratch_bytes=workers * _chunk_bytes())
+                                 workers=workers, scratch_bytes=workers * _chunk_bytes(),
+                                 partial=dense.partial(N, M))
         # parallel folds each hold an R factor: worth it only while those extra factors are
         # a small part of the memory limit (one fold uses every BLAS thread at ~1.7x the
         # one-thread rate on 2 cores, so a second fold buys little and costs N^2 numbers)
@@ -472,18 +494,20 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
         settings["stream"] = {k: (float(v) if isinstance(v, float) else v)
                               for k, v in feats.stream.items()
                               if k != "timings" and not (isinstance(v, float) and np.isnan(v))}
-    partial = N > FULL_SPECTRUM_MAX_N and M >= N
+    partial = dense.partial(N, M)
     say("partial spectrum" if partial else "SVD")
     spec = _spectrum(feats, partial)
     sv = spec.singular_values
     if partial:
-        settings["spectrum"] = {"mode": "partial", "computed": int(sv.shape[0]),
+        settings["spectrum"] = {"mode": "partial", "requested": dense.spectrum,
+                                "computed": int(sv.shape[0]),
                                 "largest_estimate": float(spec.largest or 0.0)}
     summary = gram_summary(spec, dataset.names, M)
-    # the scores need every singular direction (an N x N SVD or inverse): full spectrum only
-    near = ({"scores": {}, "reasons": {}, "closest": {}, "pairs": [], "method": "partial",
-             "scaled_smallest_singular_value": spec.smallest} if partial
-            else core_near_dependency(spec, feats, dataset))
+    # the scores need every singular direction (an N x N SVD) or the inverse of R: on a
+    # partial spectrum only the latter, when R is well conditioned (rank.Spectrum.scores)
+    near = (core_near_dependency(spec, feats, dataset) if spec.has_scores() else
+            {"scores": {}, "reasons": {}, "closest": {}, "pairs": [], "method": "partial",
+             "scaled_smallest_singular_value": spec.smallest})
 
     def result(verdict, evidence, reason, deps=(), redraw=None, rank=None, verification=None):
         rank = N - int(np.sum(sv <= spec.noise)) if rank is None else rank

@@ -19,8 +19,9 @@ column can neither hide nor invent relations among the others.
 
 Partial spectrum (large N)
     Every singular value of an N x N triangle costs a bidiagonalisation (8/3 N^3 flops at
-    level-2 BLAS speed: about 11 s at N = 4000 here, 25 min at N = 20000). Beyond
-    :data:`FULL_SPECTRUM_MAX_N` columns the test computes only the :data:`PARTIAL_COUNT`
+    level-2 BLAS speed: about 5 s at N = 3000 here, 11-17 s at N = 4000, 25 min at
+    N = 20000). Beyond :data:`FULL_SPECTRUM_MAX_N` columns (or when asked for:
+    ``analyze(spectrum="partial")``) the test computes only the :data:`PARTIAL_COUNT`
     smallest singular triplets of R, by block inverse subspace iteration (two triangular
     solves with that many right-hand sides per step, O(N^2) each) and a Rayleigh-Ritz step,
     and the largest singular value by power iteration. The decision then uses these values
@@ -53,7 +54,7 @@ _U = np.finfo(float).eps / 2
 #: :meth:`Spectrum.scores` inverts R when sigma_min / sigma_max is at least this, else uses the SVD.
 SCORE_TRIANGULAR_COND = 1e-8
 #: Largest N whose dense test computes every singular value; beyond it, the partial spectrum.
-FULL_SPECTRUM_MAX_N = 6000
+FULL_SPECTRUM_MAX_N = 3000
 #: Singular triplets computed by the partial spectrum (the smallest ones).
 PARTIAL_COUNT = 32
 #: Iteration limit and relative convergence tolerance of the block inverse iteration.
@@ -157,37 +158,21 @@ class Spectrum:
     def smallest(self) -> float:
         return float(self.singular_values[-1]) if self.singular_values.size else 0.0
 
-    def smallest_right_vector(self, iterations: int = 200) -> np.ndarray:
-        """Right singular vector of the smallest singular value, by inverse iteration on R.
-
-        Each step solves R^T y = v, R x = y (O(N^2)); diagonal entries of R below u ||R|| are
-        raised to u ||R|| so that an exactly singular R yields its null direction. The error
-        shrinks by (sigma_min / sigma_next)^2 per step; stops when v moves by less than 1e-10
-        (when the smallest values are (nearly) equal, any vector of their span is returned).
-        """
+    def smallest_right_vector(self) -> np.ndarray:
+        """Right singular vector of the smallest singular value: on a partial spectrum the one
+        computed, else by block inverse iteration on R (:func:`smallest_singular_triplets`
+        with 4 triplets and 8 vectors: two triangular solves with 8 right-hand sides per step;
+        an exactly singular R yields its null direction). When the smallest values are
+        (nearly) equal, any unit vector of their span may be returned."""
         if self.partial:
             return np.array(self.vectors[:, -1])
-        R = np.array(self.triangle, dtype=float)
+        R = np.asarray(self.triangle, dtype=float)
         N = self.singular_values.shape[0]
-        if R.shape[0] < N:  # fewer probes than columns: take it from the full SVD
+        if R.shape != (N, N):  # fewer probes than columns: take it from the full SVD
             return self.right_vectors()[:, -1]
-        scale = float(np.abs(R).max()) if R.size else 0.0
-        if scale == 0.0:  # F_perp = 0: every vector is a null vector
-            return np.eye(N)[0]
-        floor = _U * scale
-        diag = np.diagonal(R)
-        R[np.diag_indices(N)] = np.where(np.abs(diag) < floor, np.copysign(floor, diag), diag)
-        v = np.ones(N) / np.sqrt(N)
-        for _ in range(iterations):
-            y = scipy.linalg.solve_triangular(R, v, trans="T", check_finite=False)
-            x = scipy.linalg.solve_triangular(R, y, check_finite=False)
-            x /= np.linalg.norm(x)
-            x *= np.sign(x @ v) or 1.0
-            moved = np.linalg.norm(x - v)
-            v = x
-            if moved < 1e-10:
-                break
-        return v
+        if N <= 8:
+            return self.right_vectors()[:, -1]
+        return smallest_singular_triplets(np.asfortranarray(R), 4)[1][:, -1]
 
     def scores(self) -> "ColumnScores":
         """Distance of each column of F_perp (unit columns) to the span of the other columns.
@@ -210,11 +195,17 @@ class Spectrum:
         column with a non-negligible entry there (row norm > sqrt(u)) is exactly dependent,
         dist_i = 0; the others use G^+ = V_r S_r^{-2} V_r^T (``factor`` = V_r S_r^{-1}).
         """
-        if self.partial:
-            raise ValueError("column scores need the full spectrum (N <= FULL_SPECTRUM_MAX_N)")
+        if not self.has_scores():
+            raise ValueError("column scores of a partial spectrum need a well-conditioned R "
+                             "(sigma_min >= SCORE_TRIANGULAR_COND sigma_max); use the full "
+                             "spectrum")
         R = np.asarray(self.triangle, dtype=float)
         sv = self.singular_values
-        N = sv.shape[0]
+        N = self.size
+        if self.partial:  # well conditioned (has_scores): the triangular inverse
+            W = scipy.linalg.solve_triangular(R, np.eye(N), check_finite=False)
+            dist = 1.0 / np.linalg.norm(W, axis=1)
+            return ColumnScores(np.minimum(dist, 1.0), W, np.zeros((N, 0)), "triangular")
         if N == 0:
             return ColumnScores(np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)), "empty")
         square = R.shape == (N, N)
@@ -233,6 +224,17 @@ class Spectrum:
         with np.errstate(divide="ignore"):
             dist = np.where(dependent, 0.0, 1.0 / np.linalg.norm(W, axis=1))
         return ColumnScores(np.minimum(dist, 1.0), W, V0, "svd")
+
+    def has_scores(self) -> bool:
+        """Whether :meth:`scores` can be computed: always on a full spectrum; on a partial
+        one when R is square and sigma_min >= :data:`SCORE_TRIANGULAR_COND` x the estimate of
+        sigma_max (then R^-1 is accurate and gives every score without the SVD)."""
+        if not self.partial:
+            return True
+        R = self.triangle
+        top = float(self.largest or 0.0)
+        return (R.shape[0] == R.shape[1] == self.size and self.smallest > 0
+                and self.smallest >= SCORE_TRIANGULAR_COND * top)
 
     def right_vectors(self) -> np.ndarray:
         """(N, N) right singular vectors, columns in the order of ``singular_values``
@@ -318,10 +320,11 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
     of A = R diag(col_scale), R upper triangular (N, N).
 
     Block inverse subspace iteration on (A^T A)^-1: X <- orth(A^-1 A^-T X), two triangular
-    solves with 2 ``count`` right-hand sides per step (oversampled), then Rayleigh-Ritz (the
-    SVD of the thin A X). The j-th value converges like (sigma_j / sigma_(2 count + 1))^2 per
-    step; it stops when none of the ``count`` reported Ritz values moves by more than ``rtol``
-    relative (or after ``max_iter`` steps). Diagonal
+    solves (BLAS dtrsm) with 2 ``count`` right-hand sides per step (oversampled), then
+    Rayleigh-Ritz (the SVD of the thin A X). The j-th value converges like
+    (sigma_j / sigma_(2 count + 1))^2 per step; it stops when none of the ``count`` smallest
+    Ritz values of (A^T A)^-1 on the current block (eigenvalues of X^T A^-1 A^-T X, as
+    sigma = mu^(-1/2)) moves by more than ``rtol`` relative (or after ``max_iter`` steps). Diagonal
     entries of R below u max|R| are raised to u max|R| while solving (an exactly singular R
     gives its null directions; R itself is restored), a perturbation below the round-off the
     decision already allows for. Ritz values are upper bounds of the true ones.
@@ -345,13 +348,20 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
         R = np.array(R)
     try:
         R[idx] = raised
+        trsm = scipy.linalg.blas.dtrsm
         for _ in range(max_iter):
-            Y = scipy.linalg.solve_triangular(R, X / c[:, None], trans="T", check_finite=False)
-            Z = scipy.linalg.solve_triangular(R, Y, check_finite=False) / c[:, None]
+            # Z = A^-1 A^-T X: two BLAS-3 triangular solves (R^T Y = X / c, R Z' = Y)
+            Y = trsm(1.0, R, np.asfortranarray(X / c[:, None]), lower=0, trans_a=1)
+            Z = trsm(1.0, R, Y, lower=0, overwrite_b=1) / c[:, None]
             if not np.all(np.isfinite(Z)):
                 break
-            X = np.linalg.qr(Z)[0]
-            s = np.linalg.svd(_upper_times(R, c[:, None] * X), compute_uv=False)[work - count:]
+            # convergence test on the Ritz values of (A^T A)^-1 on span(X) (X orthonormal):
+            # eigenvalues mu of X^T Z, sigma ~ mu^(-1/2), no extra pass over R
+            H = X.T @ Z
+            mu = np.linalg.eigvalsh((H + H.T) / 2)[work - count:]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                s = 1.0 / np.sqrt(np.maximum(mu, 0.0))
+            X = scipy.linalg.qr(Z, mode="economic", check_finite=False)[0]
             if prev is not None and np.all(np.abs(s - prev) <= rtol * s + atol):
                 break
             prev = s

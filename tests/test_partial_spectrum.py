@@ -15,6 +15,7 @@ import scipy.linalg as sla
 
 import ntkcheck.analysis as analysis
 from ntkcheck.analysis import analyze
+from ntkcheck.errors import InputError
 from ntkcheck.rank import largest_singular_value, smallest_singular_triplets
 from ntkcheck.report import json as json_report
 
@@ -92,9 +93,10 @@ def _convolution_data(N: int = 40, seed: int = 0):
 @pytest.mark.parametrize("dependent", [True, False])
 def test_partial_decision_equals_full_decision(monkeypatch, dependent):
     """Forcing the partial spectrum (FULL_SPECTRUM_MAX_N = 5) gives the verdict, evidence, rank
-    and relations of the full spectrum; the document records the partial mode, validates
-    against the shipped schema, and carries no per-sequence scores (they need every singular
-    direction)."""
+    and relations of the full spectrum; the document records the partial mode and validates
+    against the shipped schema. Per-sequence scores come from R^-1 when R is well conditioned
+    (the independent data: the same scores as the full spectrum's) and are left out when it
+    is singular (the dependent data: they would need every singular direction)."""
     rng = np.random.default_rng(9)
     X = _convolution_data() if dependent else [rng.normal(size=(6, 3)) for _ in range(40)]
     full = analyze(X, exact="never")
@@ -115,10 +117,16 @@ def test_partial_decision_equals_full_decision(monkeypatch, dependent):
     assert part.spectrum["partial"] is True
     assert part.spectrum["effective_rank"] == pytest.approx(full.spectrum["effective_rank"],
                                                             rel=1e-9)
-    # scores of the core need every singular direction: none on a partial spectrum (the
-    # structural ones, at 0, would still be listed)
-    assert part.near_dependency["method"] == "partial" and part.near_dependency["lowest"] == []
     assert full.near_dependency["method"] != "partial" and full.near_dependency["lowest"]
+    if dependent:  # R singular: no triangular inverse, and no SVD on a partial spectrum
+        assert part.near_dependency["method"] == "partial"
+        assert part.near_dependency["lowest"] == []
+    else:
+        assert part.near_dependency["method"] == "triangular"
+        low_part, low_full = part.near_dependency["lowest"], full.near_dependency["lowest"]
+        assert [x["name"] for x in low_part] == [x["name"] for x in low_full]
+        for a, b in zip(low_part, low_full):
+            assert a["score"] == pytest.approx(b["score"], rel=1e-9)
     doc = json.loads(json.dumps(part.to_dict()))
     jsonschema.validate(doc | {"schema_version": json_report.SCHEMA_VERSION, "file": "x"},
                         json_report.schema())
@@ -154,3 +162,26 @@ def test_two_dense_relations_come_out_separately(monkeypatch, partial):
     assert r.verdict == "not_injective"
     assert {frozenset(d.coefficients) for d in r.dependencies} == {
         frozenset({"seq0", "seq1", "seq2"}), frozenset({"seq3", "seq4", "seq5"})}
+
+
+def test_spectrum_option_overrides_the_size_rule():
+    """analyze(spectrum=...) picks the spectrum whatever N: "partial" below the size limit
+    (recorded as requested, same verdict and smallest values as "full"), "full" above a
+    (patched) limit; an unknown mode is an InputError naming the field."""
+    rng = np.random.default_rng(4)
+    X = [rng.normal(size=(6, 3)) for _ in range(40)]
+    full = analyze(X, exact="never", spectrum="full")
+    part = analyze(X, exact="never", spectrum="partial")
+    assert "spectrum" not in full.settings
+    assert part.settings["spectrum"]["mode"] == "partial"
+    assert part.settings["spectrum"]["requested"] == "partial"
+    assert (part.verdict, part.evidence) == (full.verdict, full.evidence) == ("injective",
+                                                                              "certified")
+    np.testing.assert_allclose(part.singular_values, full.singular_values[-32:], rtol=1e-6)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(analysis, "FULL_SPECTRUM_MAX_N", 5)
+        assert "spectrum" not in analyze(X, exact="never", spectrum="full").settings
+        auto = analyze(X, exact="never")
+        assert auto.settings["spectrum"]["requested"] == "auto"
+    with pytest.raises(InputError, match="spectrum"):
+        analyze(X, exact="never", spectrum="some")

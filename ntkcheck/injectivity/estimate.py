@@ -144,7 +144,8 @@ class Estimate:
 
 def estimate_streaming(N: int, d: int, M: int, tokens: int, block_rows: int, *,
                        method: str | Method = Method.HOUSEHOLDER, workers: int = 1,
-                       scratch_bytes: int = SCRATCH_BYTES, rates: Rates | None = None) -> Estimate:
+                       scratch_bytes: int = SCRATCH_BYTES, rates: Rates | None = None,
+                       partial: bool | None = None) -> Estimate:
     """Estimate the streaming dense test (module docstring for the model).
 
     Parameters
@@ -163,6 +164,9 @@ def estimate_streaming(N: int, d: int, M: int, tokens: int, block_rows: int, *,
         ``auto`` is costed as ``cholqr2`` plus one Householder fallback pass, its worst case.
     workers : int
         Blocks folded concurrently (``ntkcheck.backends.local``).
+    partial : bool, optional
+        Whether the test computes a partial spectrum (default: N > FULL_SPECTRUM_MAX_N, the
+        ``spectrum="auto"`` rule of :func:`ntkcheck.analyze`).
     """
     for name, v in (("N", N), ("d", d), ("M", M), ("tokens", tokens), ("block_rows", block_rows),
                     ("workers", workers)):
@@ -170,15 +174,15 @@ def estimate_streaming(N: int, d: int, M: int, tokens: int, block_rows: int, *,
             raise InputError(f"got {v}; must be a positive integer", field=name)
     m = _method(method)
     est = _estimate(N, d, M, tokens, block_rows, m, workers, scratch_bytes,
-                    rates or measure_rates())
+                    rates or measure_rates(), partial)
     if rates is None and est.seconds > RECALIBRATE_SECONDS:  # worth a second of timing
         est = _estimate(N, d, M, tokens, block_rows, m, workers, scratch_bytes,
-                        measure_rates(RATE_SIZE_LARGE))
+                        measure_rates(RATE_SIZE_LARGE), partial)
     return est
 
 
 def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, workers: int,
-              scratch_bytes: int, r: Rates) -> Estimate:
+              scratch_bytes: int, r: Rates, partial: bool | None = None) -> Estimate:
     N, d, M, T, b, w = (int(v) for v in (N, d, M, tokens, block_rows, workers))
     # the exponentials run on one thread per core (ntkcheck.dataset), BLAS on all of them
     feat = (2 * M * T * d) / r.gemm + 3 * M * T / (r.exp * _cores())
@@ -197,7 +201,7 @@ def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, w
         t["factorisation"] = chol + hh
     from ..rank import FULL_SPECTRUM_MAX_N, PARTIAL_COUNT, PARTIAL_MAX_ITER
 
-    partial = N > FULL_SPECTRUM_MAX_N
+    partial = N > FULL_SPECTRUM_MAX_N if partial is None else bool(partial)
     if partial:  # block inverse iteration (rank.py) and tr(G^2) for the effective rank
         spectrum = (PARTIAL_MAX_ITER * 12 * N**2 * PARTIAL_COUNT + 2 * N**3) / r.gemm
     else:  # bidiagonalisation and QR iteration of the N x N triangle

@@ -63,8 +63,10 @@ def render_result(result: AnalysisResult, source: str, *, color: bool = False,
         sv = result.singular_values
         part = s.get("spectrum", {})
         largest = (f"largest about {part['largest_estimate']:.3g} (power iteration), "
-                   f"{part['computed']} smallest computed (partial spectrum, N > "
-                   f"{FULL_SPECTRUM_MAX_N})" if part.get("mode") == "partial" else
+                   f"{part['computed']} smallest computed (partial spectrum"
+                   + ("" if part.get("requested") == "partial" else
+                      f", N > {FULL_SPECTRUM_MAX_N}; --spectrum full for every value")
+                   + ")" if part.get("mode") == "partial" else
                    f"largest {sv[0]:.3g}")
         out.print(f"spectrum  rank {result.rank}/{core}; singular values "
                   f"{largest}, smallest {sv[-1]:.3g}; round-off level "
