@@ -668,10 +668,12 @@ def rigorous_certificate(dataset: Dataset, feats: FeatureMatrix, geom, seed: int
     column rank; any probes are valid for the certificate).
 
     When the features were streamed, its memory (about ``CERT_BYTES_PER_ENTRY`` M' n +
-    ``CERT_BYTES_PER_SQUARE`` n^2 bytes, n = N + d + 1) is checked against ``max_memory``
-    (default: half the machine): it runs on the first M' rows that fit (dropping probe rows
-    only lowers singular values, so the certificate stays valid), at least n + n / 4 of them;
-    if even those do not fit it is not attempted (``certified`` False, with the reason)."""
+    ``CERT_BYTES_PER_SQUARE`` n^2 bytes, n = N + d + 1) must fit in what ``max_memory``
+    (default: half the machine) leaves beside what the process already holds (its resident
+    size: the tokens and their packed copies, the streamed R factor, the probes): it runs on
+    the first M' rows that fit (dropping probe rows only lowers singular values, so the
+    certificate stays valid), at least n + n / 4 of them; if even those do not fit it is not
+    attempted (``certified`` False, with the reason)."""
     z = feats.probes.z
     extra = geom.complement.shape[1] if geom.complement is not None else 0
     if extra:
@@ -680,18 +682,21 @@ def rigorous_certificate(dataset: Dataset, feats: FeatureMatrix, geom, seed: int
         z = z + g @ geom.complement.T
     rows = None
     if feats.perp is None:
+        from . import resources
         from .resources import default_max_memory, format_bytes
 
         limit = default_max_memory() if max_memory is None else int(max_memory)
+        held = resources.resident_bytes()
         n = len(dataset) + z.shape[1] + 1
-        fit = int((limit - CERT_BYTES_PER_SQUARE * n * n) // (CERT_BYTES_PER_ENTRY * n))
+        fit = int((limit - held - CERT_BYTES_PER_SQUARE * n * n) // (CERT_BYTES_PER_ENTRY * n))
         need = n + -(-n // 4)
         if fit < min(need, len(z)):
             need_bytes = CERT_BYTES_PER_ENTRY * need * n + CERT_BYTES_PER_SQUARE * n * n
             return {"certified": False, "method": "rigorous certificate",
                     "reason": f"not attempted: it needs about {format_bytes(need_bytes)} for "
-                              f"{need} probe rows, over the memory limit of "
-                              f"{format_bytes(limit)}"}
+                              f"{need} probe rows, over the {format_bytes(max(limit - held, 0))}"
+                              f" the memory limit of {format_bytes(limit)} leaves beside the "
+                              f"{format_bytes(held)} already held"}
         if fit < len(z):
             rows = np.arange(fit)
     cert = certify_independence(dataset.distributions, z, centre=feats.centres,

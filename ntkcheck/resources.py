@@ -59,6 +59,17 @@ def machine_memory() -> int:
     return int(total)
 
 
+def resident_bytes() -> int:
+    """Bytes this process holds in memory now (resident set size, from ``/proc/self/statm``;
+    0 where that file does not exist: callers then count only what they allocate)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            pages = int(fh.read(256).split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):  # pragma: no cover - not Linux
+        return 0
+
+
 def default_max_memory() -> int:
     """:data:`DEFAULT_FRACTION` of :func:`machine_memory`, or :envvar:`NTKCHECK_MAX_MEMORY`."""
     env = os.environ.get("NTKCHECK_MAX_MEMORY")

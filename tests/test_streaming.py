@@ -270,3 +270,27 @@ def test_trailing_triangle_in_place():
     C = np.ascontiguousarray(np.triu(rng.normal(size=(8, 8))))
     out = _trailing_triangle(C, 2)
     assert np.array_equal(out, np.triu(C[2:, 2:])) and not np.shares_memory(out, C)
+
+
+def test_certificate_memory_counts_what_the_process_already_holds(monkeypatch):
+    """The certificate of a streamed test fits in the memory limit minus the process's resident
+    size (the tokens, their packed copies and the R factor are held while it runs): with k
+    rows' worth left it runs on exactly k probe rows (still certified: dropping rows only
+    lowers singular values), and with nothing left it is not attempted, the reason giving the
+    bytes held, and the confirmation draw decides."""
+    import ntkcheck.resources as resources
+
+    rng = np.random.default_rng(5)
+    X = list(rng.standard_normal((30, 4, 2)))
+    limit = 8 * 2**30
+    n = 30 + 2 + 1
+    k = n + 10  # at least n + n / 4 rows are needed; M = 2 (N + d + 1) = 66 are drawn
+    room = analysis.CERT_BYTES_PER_SQUARE * n * n + analysis.CERT_BYTES_PER_ENTRY * n * k
+    monkeypatch.setattr(resources, "resident_bytes", lambda: limit - room)
+    r = analyze(X, exact="never", stream=True, max_memory=limit)
+    assert (r.verdict, r.evidence) == (INJECTIVE, "certified")
+    assert r.verification["rows"] == k
+    monkeypatch.setattr(resources, "resident_bytes", lambda: limit)
+    r = analyze(X, exact="never", stream=True, max_memory=limit)
+    assert (r.verdict, r.evidence) == (INJECTIVE, "numerical")
+    assert "already held" in r.reason and "not attempted" in r.reason
