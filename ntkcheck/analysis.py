@@ -14,7 +14,8 @@ Decision procedure:
 4. Singular values against the round-off level tau(v) of their own singular vectors
    (:func:`ntkcheck.rank.classify_singular_values`): any value in [tau, GAP tau)
                                                             -> ``inconclusive`` (grey zone).
-5. none at round-off, and again every value >= GAP tau on a redraw (seed + 1)
+5. none at round-off, and again every value >= GAP tau on a redraw (seed + 1; only its
+   smallest singular triplets are computed when they clear GAP x the bound of every level)
                                                             -> ``injective``, ``numerical``.
 6. k values at round-off: k candidate relations (reduced echelon basis, refined on their
    support), each re-checked in extended precision at fresh points
@@ -51,6 +52,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+import scipy.linalg
 
 from .arrays import as_dataset
 from .dataset import Dataset
@@ -64,7 +66,8 @@ from .injectivity.verify import affine_part, verify_relation
 from .kernels import condition_number, effective_rank
 from .injectivity.screen import screen as structural_screen
 from .neardep import EXIT_BELOW_MARGIN, core_near_dependency, with_structure
-from .rank import (FULL_SPECTRUM_MAX_N, GAP, Dependency, Spectrum, classify_singular_values,
+from .rank import (FULL_SPECTRUM_MAX_N, GAP, PARTIAL_COUNT, Dependency, Spectrum,
+                   classify_singular_values,
                    fit_dependency, partial_spectrum, refit_affine_part,
                    null_space_basis, svd_spectrum)
 from .results import AnalysisDisplay
@@ -532,14 +535,14 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
                           f"{cert['lower_bound']:.3g} > 0, so no dependency exists (smallest "
                           f"singular value of F_perp {spec.smallest:.3g})",
                           rank=N, verification=cert)
-    V = spec.right_vectors()
-    tau = spec.vector_noise(V)
+    V, tau, off = spec.tail_levels()  # vectors of the values that can be small only
     k, grey = classify_singular_values(sv, tau)
     if grey:
         j = grey[-1]
         return result(INCONCLUSIVE, None,
                       f"singular value {sv[j]:.3g} lies in the grey zone: above the round-off "
-                      f"level {tau[j]:.3g} of its own direction ({_top_names(V[:, j], dataset.names)})"
+                      f"level {tau[j]:.3g} of its own direction "
+                      f"({_top_names(V[:, j - off], dataset.names)})"
                       f" but below {GAP:g}x it, so neither independence nor a dependency is "
                       "established; try --exact (rational data), more --probes or other --scales",
                       rank=N - k)
@@ -547,11 +550,9 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
         say("confirmation draw")
         feats2 = _features(dataset, geom, make_probes(geom, M, scales, seed + 1), stream_options,
                            say)
-        spec2 = _spectrum(feats2, partial)
-        V2 = spec2.right_vectors()
-        tau2 = spec2.vector_noise(V2)
-        ratio = spec2.singular_values / tau2
+        spec2, ratio = _confirmation_ratios(feats2, partial)
         check = {"method": "confirmation draw", "seed": seed + 1,
+                 "singular_values_computed": int(spec2.singular_values.shape[0]),
                  "smallest_singular_value": spec2.smallest,
                  "smallest_ratio_to_noise": float(ratio.min())}
         note = ("" if fast is None else
@@ -562,7 +563,8 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
                           f"every singular value is far above its round-off level on the first "
                           f"probe draw (smallest {spec.smallest:.3g}), but on a redraw (seed "
                           f"{seed + 1}) singular value {spec2.singular_values[j]:.3g} is only "
-                          f"{ratio[j]:.3g}x its level {tau2[j]:.3g}; try more --probes",
+                          f"{ratio[j]:.3g}x its level "
+                          f"{spec2.singular_values[j] / ratio[j]:.3g}; try more --probes",
                           redraw=spec2.singular_values, rank=N, verification=check)
         return result(INJECTIVE, "numerical",
                       f"every singular value is at least {GAP:g}x the round-off level of its own "
@@ -571,11 +573,11 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
                       redraw=spec2.singular_values, rank=N, verification=check)
     say("dependencies")
     p = sv.shape[0]  # N, or the computed count of a partial spectrum
-    basis = null_space_basis(V[:, p - k:])
+    basis = null_space_basis(V[:, V.shape[1] - k:])
     # the same rows with only round-off-level entries zeroed: when a relation's coefficient on
     # a nearly affine column (normalised, it is tiny) was cut by the sqrt(u) threshold, the
     # narrow candidate fails its re-check and the wide one is tried (it too must pass it)
-    wide = null_space_basis(V[:, p - k:], zero_rtol=WIDE_COEF_RTOL * len(sv))
+    wide = null_space_basis(V[:, V.shape[1] - k:], zero_rtol=WIDE_COEF_RTOL * len(sv))
     deps, failed = [], []
     for row, row_wide in zip(basis, wide):
         dep, check = _fit_and_verify(row, feats, dataset, geom, seed)
@@ -599,11 +601,12 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
              "of their own directions"
              + (f", the next {sv[p - k - 1]:.3g} ({sv[p - k - 1] / tau[p - k - 1]:.3g}x its level)"
                 if k < p else ""))
-    if not failed:
+    if not failed and deps:
         return result(NOT_INJECTIVE, "numerical",
                       f"{found}; every relation re-checked at fresh points in extended precision",
                       deps, rank=N - k)
-    why = "; ".join(f"{dep.describe(4)} {chk.reason}" for dep, chk in failed[:3])
+    why = ("; ".join(f"{dep.describe(4)} {chk.reason}" for dep, chk in failed[:3])
+           or "no candidate relation could be formed")  # never not_injective without one
     if deps:
         return result(NOT_INJECTIVE, "numerical",
                       f"{found}; {len(deps)} relation(s) hold at fresh points in extended "
@@ -627,6 +630,29 @@ def _fit_and_verify(row: np.ndarray, feats: FeatureMatrix, dataset: Dataset, geo
                             np.array(list(dep.coefficients.values())), geom.transform,
                             geom.spreads[support], seed=seed)
     return dep, check
+
+
+#: Singular triplets the confirmation draw computes first (block inverse iteration).
+CONFIRM_COUNT = 8
+
+
+def _confirmation_ratios(feats: FeatureMatrix, partial: bool) -> tuple[Spectrum, np.ndarray]:
+    """(spectrum, sigma_j / tau(v_j)) of the confirmation draw (M >= N), at the cost of its
+    smallest singular triplets: the :data:`CONFIRM_COUNT` smallest (PARTIAL_COUNT on a partial
+    spectrum) with the levels of their own directions; when the largest of them clears GAP x
+    the bound of every level (:meth:`Spectrum.max_vector_noise`), so does every uncomputed
+    value, which is then not needed. Otherwise every singular value of the same R (full mode)
+    with the levels of :meth:`Spectrum.tail_levels`."""
+    spec = partial_spectrum(feats, count=PARTIAL_COUNT if partial else CONFIRM_COUNT)
+    sv = spec.singular_values
+    if sv.shape[0] == spec.size or sv[0] >= GAP * spec.max_vector_noise():
+        return spec, sv / spec.vector_noise(spec.vectors)
+    if not partial:
+        R = spec.triangle
+        spec = replace(spec, singular_values=scipy.linalg.svdvals(R, check_finite=False),
+                       vectors=None, columns=None, largest=None)
+    _, tau, _ = spec.tail_levels()
+    return spec, spec.singular_values / tau
 
 
 def _spectrum(feats: FeatureMatrix, partial: bool) -> Spectrum:

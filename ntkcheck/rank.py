@@ -57,6 +57,9 @@ SCORE_TRIANGULAR_COND = 1e-8
 FULL_SPECTRUM_MAX_N = 3000
 #: Singular triplets computed by the partial spectrum (the smallest ones).
 PARTIAL_COUNT = 32
+#: Most trailing directions :meth:`Spectrum.tail_levels` computes by block inverse iteration
+#: (beyond, the full SVD).
+TAIL_VECTORS_MAX = 64
 #: Iteration limit and relative convergence tolerance of the block inverse iteration.
 PARTIAL_MAX_ITER = 60
 PARTIAL_RTOL = 1e-10
@@ -131,6 +134,42 @@ class Spectrum:
         """tau(c) for each column c of ``vectors`` (N, k) (normalised coordinates)."""
         eta = self.col_noise if self.col_noise is not None else np.zeros(vectors.shape[0])
         return NOISE_SAFETY * (np.abs(vectors).T @ eta) + self._floor()
+
+    def max_vector_noise(self) -> float:
+        """An upper bound of tau(c) over all unit vectors c: NOISE_SAFETY ||eta||_2 + the floor
+        (Cauchy-Schwarz, sum_i |c_i| eta_i <= ||eta||_2). A singular value >= GAP times it is
+        neither at the round-off level nor in the grey zone, whatever its direction."""
+        eta = self.col_noise if self.col_noise is not None else np.zeros(1)
+        return float(NOISE_SAFETY * np.linalg.norm(eta) + self._floor())
+
+    def tail_levels(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(V_tail, tau, offset): the per-vector round-off levels the decision needs, without
+        every singular vector.
+
+        Only the trailing singular values below GAP x :meth:`max_vector_noise` can be at the
+        round-off level or in the grey zone (the others clear GAP tau(v) for any v); their
+        right vectors V_tail (N, m) are those of a partial spectrum, the block inverse
+        iteration of :func:`smallest_singular_triplets` when m <= :data:`TAIL_VECTORS_MAX`
+        (O(N^2) per step), else the full SVD's. ``tau`` (one per singular value) is tau(v_j)
+        on that tail and the bound elsewhere; column j of V_tail is singular value
+        ``offset + j``.
+        """
+        sv = self.singular_values
+        p, N = sv.shape[0], self.size
+        bound = self.max_vector_noise()
+        m = int(np.sum(sv < GAP * bound))  # a suffix: sv is descending
+        tau = np.full(p, bound)
+        if m == 0:
+            return np.zeros((N, 0)), tau, p
+        R = self.triangle
+        if self.partial:
+            V = np.asarray(self.vectors)[:, p - m:]
+        elif m <= TAIL_VECTORS_MAX and N > 2 * m and R.shape == (N, N):
+            V = smallest_singular_triplets(np.asfortranarray(R), m)[1]
+        else:
+            V = self.right_vectors()[:, p - m:]
+        tau[p - m:] = self.vector_noise(V)
+        return V, tau, p - m
 
     def weighted_smallest(self) -> float:
         """sigma_min of F_perp diag(1 / beta) (columns scaled to unit round-off bound), or 0.

@@ -7,6 +7,8 @@ constant or a comparison in the code fails a test.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -187,27 +189,40 @@ def test_exact_relation_level():
 
 def test_uncertified_injective_needs_the_redraw(monkeypatch):
     """Without a certificate, injective needs every singular value >= GAP tau on a redraw made
-    with seed + 1; when the redraw fails the gap test the verdict is inconclusive."""
+    with seed + 1; when the redraw fails the gap test the verdict is inconclusive. The redraw
+    computes only its CONFIRM_COUNT smallest triplets when they clear GAP x the bound of every
+    level, and its smallest ratio then equals the one from every singular vector."""
     monkeypatch.setattr(analysis_module, "_fast_certificate", lambda spec: None)
     ds = Dataset.from_tokens(list(np.random.default_rng(5).normal(size=(10, 5, 2))))
     r = analyze(ds, exact="never", seed=7)
     assert r.verdict == INJECTIVE and r.evidence == "numerical"
     assert r.verification["method"] == "confirmation draw" and r.verification["seed"] == 8
-    calls = []
-    real = analysis_module.svd_spectrum
+    assert r.verification["singular_values_computed"] == analysis_module.CONFIRM_COUNT < 10
+    # the same redraw with every singular vector (full SVD): the same smallest ratio
+    from ntkcheck.features import feature_matrix, make_probes, make_whitening
 
-    def worse_on_redraw(feats):
-        spec = real(feats)
+    geom = make_whitening(ds, True)
+    probes = make_probes(geom, r.settings["probes"], r.settings["scales"], 8)
+    full = analysis_module.svd_spectrum(feature_matrix(ds, geom, probes))
+    V = full.right_vectors()
+    full_ratio = np.min(full.singular_values / full.vector_noise(V))
+    assert r.verification["smallest_ratio_to_noise"] == pytest.approx(full_ratio, rel=1e-6)
+    calls = []
+    real = analysis_module.partial_spectrum
+
+    def worse_on_redraw(feats, **kw):
+        spec = real(feats, **kw)
         calls.append(feats.probes.seed)
         if feats.probes.seed == 8:  # inflate the redraw's noise: gap lost
-            return Spectrum(spec.singular_values, spec.tolerance, spec.noise, spec.triangle,
-                            spec.col_noise * 1e12, spec.col_bound)
+            return replace(spec, col_noise=spec.col_noise * 1e12)
         return spec
 
-    monkeypatch.setattr(analysis_module, "svd_spectrum", worse_on_redraw)
+    monkeypatch.setattr(analysis_module, "partial_spectrum", worse_on_redraw)
     r = analyze(ds, exact="never", seed=7)
-    assert calls == [7, 8]
+    assert calls == [8]
     assert r.verdict == INCONCLUSIVE and "redraw" in r.reason
+    # the fallback used every singular value of the redraw
+    assert r.verification["singular_values_computed"] == 10
 
 
 def test_grey_zone_is_inconclusive(monkeypatch):
@@ -245,21 +260,18 @@ def test_redraw_gap_threshold(monkeypatch):
     """On the redraw, a smallest ratio sigma / tau of 50 (< GAP = 100) is inconclusive and one
     of 200 is injective."""
     monkeypatch.setattr(analysis_module, "_fast_certificate", lambda spec: None)
-    real = analysis_module.svd_spectrum
+    real = analysis_module.partial_spectrum  # the redraw's smallest triplets
     ds = Dataset.from_tokens(list(np.random.default_rng(5).normal(size=(10, 5, 2))))
     verdicts = {}
     for target in (50.0, 200.0):
-        def scaled(feats, target=target):
-            spec = real(feats)
-            if feats.probes.seed != 8:
-                return spec
-            V = spec.right_vectors()
-            ratio = spec.singular_values / spec.vector_noise(V)
+        def scaled(feats, target=target, **kw):
+            spec = real(feats, **kw)
+            assert feats.probes.seed == 8
+            ratio = spec.singular_values / spec.vector_noise(spec.vectors)
             # scaling eta by f multiplies every tau by ~f (the floor is negligible here)
             f = ratio.min() / target
-            return Spectrum(spec.singular_values, spec.tolerance, spec.noise, spec.triangle,
-                            spec.col_noise * f, spec.col_bound)
-        monkeypatch.setattr(analysis_module, "svd_spectrum", scaled)
+            return replace(spec, col_noise=spec.col_noise * f)
+        monkeypatch.setattr(analysis_module, "partial_spectrum", scaled)
         verdicts[target] = analyze(ds, exact="never", seed=7).verdict
     assert verdicts == {50.0: INCONCLUSIVE, 200.0: INJECTIVE}
 

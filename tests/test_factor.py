@@ -194,8 +194,11 @@ def test_refusal_names_numbers_and_options():
     two = estimate_streaming(20000, 32, 40000, 1280000, 512, workers=2,
                              rates=Rates(1e10, 1e10, 1e9))
     assert two.peak_bytes - e.peak_bytes >= 8 * 20000**2  # a second worker adds its own R
-    full = estimate_streaming(5000, 32, 10000, 320000, 512, rates=Rates(1e10, 1e10, 1e9))
+    full = estimate_streaming(5000, 32, 10000, 320000, 512, rates=Rates(1e10, 1e10, 1e9),
+                              partial=False)
     assert full.memory["factors"] == 2 * 8 * 5000**2  # R and the SVD's copy
+    auto = estimate_streaming(5000, 32, 10000, 320000, 512, rates=Rates(1e10, 1e10, 1e9))
+    assert auto.memory["factors"] == 8 * 5000**2  # N > FULL_SPECTRUM_MAX_N: partial, R only
     with pytest.raises(InputError, match=r"needs about \d\.\d+ GB .* limit is 1 GB; raise "
                                          r"--max-memory"):
         check_memory(e, 10**9)

@@ -185,3 +185,21 @@ def test_spectrum_option_overrides_the_size_rule():
         assert auto.settings["spectrum"]["requested"] == "auto"
     with pytest.raises(InputError, match="spectrum"):
         analyze(X, exact="never", spectrum="some")
+
+
+def test_partial_confirmation_draw(monkeypatch):
+    """Without the certificate, a partial-spectrum test confirms on a redraw (seed + 1) from
+    the PARTIAL_COUNT smallest triplets of the redraw: injective, numerical, with the same
+    smallest ratio to the noise as the full-spectrum test's redraw."""
+    monkeypatch.setattr(analysis, "_fast_certificate", lambda spec: None)
+    rng = np.random.default_rng(9)
+    X = [rng.normal(size=(6, 3)) for _ in range(40)]
+    part = analyze(X, exact="never", spectrum="partial")
+    full = analyze(X, exact="never", spectrum="full")
+    for r in (part, full):
+        assert (r.verdict, r.evidence) == ("injective", "numerical")
+        assert r.verification["method"] == "confirmation draw"
+    assert part.verification["singular_values_computed"] == 32
+    assert full.verification["singular_values_computed"] == analysis.CONFIRM_COUNT
+    assert part.verification["smallest_ratio_to_noise"] == pytest.approx(
+        full.verification["smallest_ratio_to_noise"], rel=1e-6)
