@@ -61,6 +61,7 @@ from .exact import ExactBudget, ExactCheckFailed, ExactRefused, ExactResult, dec
 from .features import (FeatureMatrix, ProgressUpdate, auto_scales, feature_matrix, make_probes,
                        make_whitening, probe_settings, stream_applies, stream_block_rows,
                        streamed_feature_matrix)
+from .injectivity.certify import SCRATCH_BYTES as CERT_SCRATCH
 from .injectivity.certify import certify_independence
 from .injectivity.verify import affine_part, verify_relation
 from .kernels import condition_number, effective_rank
@@ -440,7 +441,8 @@ def _dense_plan(dataset: Dataset, geom, M: int, dense: _DenseOptions) -> tuple[d
     n_cert = N + d + 1
     # the certificate (when reached) runs on the rows that fit the limit (rigorous_certificate)
     info["certificate_peak_bytes"] = int(min(
-        CERT_BYTES_PER_ENTRY * M * n_cert + CERT_BYTES_PER_SQUARE * n_cert**2, limit))
+        CERT_BYTES_PER_ENTRY * M * n_cert + CERT_BYTES_PER_SQUARE * n_cert**2 + CERT_SCRATCH,
+        limit))
     if streamed:
         probe_bytes = 8 * M * (geom.rank + d + 1)  # s, z and the scales, held throughout
         info.update(peak_bytes=int(est.peak_bytes + probe_bytes),
@@ -680,9 +682,14 @@ def _describe_estimate(est: dict, M: int, N: int) -> str:
             f"{format_bytes(est['peak_bytes'])}")
 
 
-#: Bytes the certificate holds per entry of its M' x (N + d + 1) matrix (mid, rad, A, its copy,
-#: the QR's copy, C = A Y and a spare) and per entry of its (N + d + 1)^2 factors.
-CERT_BYTES_PER_ENTRY = 7 * 8
+#: Bytes the certificate holds per entry of its M' x (N + d + 1) matrix and per entry of its
+#: (N + d + 1)^2 factors, besides the enclosure's block temporaries
+#: (:data:`ntkcheck.injectivity.certify.SCRATCH_BYTES`). At most three M' x n arrays live at
+#: once (mid, rad and [1, Z, F]; then rad, [1, Z, F] and A; then A and C = A Y, or A and the
+#: Householder QR's copy): tracemalloc measured 23 bytes per entry beyond the scratch
+#: (N = 1500, d = 16, M' = 3100, both factorisation paths); 32 leaves a third for the
+#: allocator.
+CERT_BYTES_PER_ENTRY = 4 * 8
 CERT_BYTES_PER_SQUARE = 3 * 8
 
 
@@ -714,10 +721,12 @@ def rigorous_certificate(dataset: Dataset, feats: FeatureMatrix, geom, seed: int
         limit = default_max_memory() if max_memory is None else int(max_memory)
         held = resources.resident_bytes()
         n = len(dataset) + z.shape[1] + 1
-        fit = int((limit - held - CERT_BYTES_PER_SQUARE * n * n) // (CERT_BYTES_PER_ENTRY * n))
+        fit = int((limit - held - CERT_BYTES_PER_SQUARE * n * n - CERT_SCRATCH)
+                  // (CERT_BYTES_PER_ENTRY * n))
         need = n + -(-n // 4)
         if fit < min(need, len(z)):
-            need_bytes = CERT_BYTES_PER_ENTRY * need * n + CERT_BYTES_PER_SQUARE * n * n
+            need_bytes = (CERT_BYTES_PER_ENTRY * need * n + CERT_BYTES_PER_SQUARE * n * n
+                          + CERT_SCRATCH)
             return {"certified": False, "method": "rigorous certificate",
                     "reason": f"not attempted: it needs about {format_bytes(need_bytes)} for "
                               f"{need} probe rows, over the {format_bytes(max(limit - held, 0))}"

@@ -513,6 +513,10 @@ def streamed_feature_matrix(dataset: Dataset, whitening: Whitening, probes: Prob
     factor = fold(blocks, blocks.n_blocks, n_cols, backend=backend, method=method,
                   **backend_options)
     seconds = time.perf_counter() - t0
+    # the padded family packs of the blocks (about T d numbers, more with padding) are not
+    # needed after the fold: FeatureMatrix.columns packs only the columns it recomputes, and a
+    # redraw centres the data again. Released, they leave room for the certificate.
+    centred.__dict__.pop("_packs", None)
     if len(blocks.stats) < blocks.n_blocks:  # the blocks were evaluated on copies (Dask)
         stats = _remote_stats(blocks, backend_options)
     else:

@@ -285,7 +285,8 @@ def test_certificate_memory_counts_what_the_process_already_holds(monkeypatch):
     limit = 8 * 2**30
     n = 30 + 2 + 1
     k = n + 10  # at least n + n / 4 rows are needed; M = 2 (N + d + 1) = 66 are drawn
-    room = analysis.CERT_BYTES_PER_SQUARE * n * n + analysis.CERT_BYTES_PER_ENTRY * n * k
+    room = (analysis.CERT_BYTES_PER_SQUARE * n * n + analysis.CERT_BYTES_PER_ENTRY * n * k
+            + analysis.CERT_SCRATCH)
     monkeypatch.setattr(resources, "resident_bytes", lambda: limit - room)
     r = analyze(X, exact="never", stream=True, max_memory=limit)
     assert (r.verdict, r.evidence) == (INJECTIVE, "certified")
@@ -294,3 +295,32 @@ def test_certificate_memory_counts_what_the_process_already_holds(monkeypatch):
     r = analyze(X, exact="never", stream=True, max_memory=limit)
     assert (r.verdict, r.evidence) == (INJECTIVE, "numerical")
     assert "already held" in r.reason and "not attempted" in r.reason
+
+
+def test_certificate_memory_model_bounds_its_measured_peak():
+    """The certificate's memory model (CERT_BYTES_PER_ENTRY per entry of its M' x n matrix,
+    CERT_BYTES_PER_SQUARE per entry of its n x n factors, plus the enclosure's block scratch),
+    which decides how many probe rows it may use, bounds the peak of numpy allocations
+    measured by tracemalloc (a-priori enclosure, N = 600 and N = 1500 sequences of 8 tokens
+    in R^8, M' = 2 N + 100)."""
+    import tracemalloc
+
+    from ntkcheck.distributions import Discrete
+    from ntkcheck.injectivity.certify import certify_independence
+
+    rng = np.random.default_rng(11)
+    for N, d in ((600, 8), (1500, 8)):
+        M = 2 * N + 100
+        dists = [Discrete(rng.normal(size=(8, d))) for _ in range(N)]
+        z = rng.normal(size=(M, d))
+        n = N + d + 1
+        tracemalloc.start()
+        try:
+            cert = certify_independence(dists, z, method="a-priori")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert cert.certified
+        model = (analysis.CERT_BYTES_PER_ENTRY * M * n + analysis.CERT_BYTES_PER_SQUARE * n * n
+                 + analysis.CERT_SCRATCH)
+        assert peak <= model, (N, peak, model)

@@ -53,7 +53,7 @@ from ..distributions import Discrete, Distribution, GaussianMixture, UniformBox
 from ..errors import InputError
 
 __all__ = ["Certificate", "certify_independence", "feature_enclosure", "sigma_min_lower_bound",
-           "LIBM_ULPS", "DEFAULT_BUDGET", "ARB_PREC"]
+           "LIBM_ULPS", "DEFAULT_BUDGET", "ARB_PREC", "SCRATCH_BYTES"]
 
 #: Assumed accuracy of numpy's exp, log and log1p on float64 (normal range), in ulps. One ulp
 #: of y is at most 2 u |y|, so the assumed relative error is 2 LIBM_ULPS u.
@@ -67,6 +67,9 @@ ARB_PREC = 128
 #: Entries per temporary block of the a-priori path, and threads working on blocks.
 _BLOCK = 1 << 19
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
+#: Bytes of the enclosure's block temporaries (scores, exponentials, error terms: at most six
+#: arrays of _BLOCK float64 per worker thread), whatever the size of the matrix.
+SCRATCH_BYTES = 6 * 8 * _BLOCK * _WORKERS
 
 _U = 2.0**-53  # unit round-off
 _K_LIBM = 2 * LIBM_ULPS  # libm relative error in units of u
@@ -959,10 +962,11 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
     del original
     if not (np.all(np.isfinite(A)) and np.all(np.isfinite(rad))):
         return result(False, np.nan, "overflow when scaling the matrix", col_exp)
-    sig, note = sigma_min_lower_bound(A)
     # each inexactly scaled entry is within 2^-1074 of its exact value
     radn = float(_up(_norm_up(rad) + np.sqrt(inexact) * 2 * _ETA, 2))
     max_rad = float(rad.max()) + (2 * _ETA if inexact else 0.0) if rad.size else 0.0
+    del rad, frad  # M' x n numbers fewer while the factorisation runs
+    sig, note = sigma_min_lower_bound(A)
     if not np.isfinite(sig):
         return result(False, np.nan, note, col_exp, max_rad, sig, radn)
     lower = sig - radn
