@@ -56,7 +56,7 @@ import scipy.linalg
 
 from .arrays import as_dataset
 from .dataset import Dataset
-from .errors import InputError, NtkcheckWarning
+from .errors import InputError, NtkcheckWarning, ResourceError
 from .exact import ExactBudget, ExactCheckFailed, ExactRefused, ExactResult, decide
 from .features import (FeatureMatrix, ProgressUpdate, auto_scales, feature_matrix, make_probes,
                        make_whitening, probe_settings, stream_applies, stream_block_rows,
@@ -349,8 +349,23 @@ def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[fl
     core_ds = Dataset(tuple(dataset.names[i] for i in idx),
                       tuple(dataset.distributions[i] for i in idx), dataset.source)
     say(f"dense test on the core ({len(idx)} of {len(dataset)} distributions)")
-    core = _dense_test(core_ds, probes, scales, seed, whiten, say, dense)
     exact = scr.exact_reductions > 0
+    try:
+        core = _dense_test(core_ds, probes, scales, seed, whiten, say, dense)
+    except ResourceError as err:
+        # the screen's relations already settle the verdict: report them, and that the
+        # core's dense test (which could add more) did not fit the memory limit
+        near = with_structure(None, findings, dataset.names)
+        return AnalysisResult(
+            NOT_INJECTIVE, "exact" if exact else "numerical",
+            f"the structural screen finds {_count(scr.reductions)} ({scr.exact_reductions} "
+            f"exact); the dense test on the core of {len(idx)} was not run, so there may be "
+            f"more: {err.reason}", dataset.names, dataset.dim, len(idx), np.zeros(0), 0.0, 0.0,
+            tuple(structural), findings,
+            {"probes": 0, "scales": [], "seed": seed, "whitening": whiten,
+             "core_size": len(idx), "core_verdict": "not_run", "rank_upper_bound": True,
+             "affine_hull_dim": make_whitening(core_ds, whiten).rank,
+             "probe_law": "gaussian"}, **near)
     if core.verdict == NOT_INJECTIVE:
         tail = f"the dense test on the core adds {_count(len(core.dependencies))}"
     elif core.verdict == INJECTIVE:

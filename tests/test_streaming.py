@@ -324,3 +324,47 @@ def test_certificate_memory_model_bounds_its_measured_peak():
         model = (analysis.CERT_BYTES_PER_ENTRY * M * n + analysis.CERT_BYTES_PER_SQUARE * n * n
                  + analysis.CERT_SCRATCH)
         assert peak <= model, (N, peak, model)
+
+
+def test_screen_verdict_stands_when_the_core_does_not_fit(tmp_path):
+    """With exact structural relations found and the core's dense test over --max-memory, the
+    verdict is the screen's (not_injective, exact, exit 1) with its relations, the core's rank
+    given as an upper bound and the reason naming the refusal; every output format renders it
+    (JSON and SARIF valid against their schemas). Without structural relations the refusal
+    stays an error (exit 2): no verdict is possible."""
+    jsonschema = pytest.importorskip("jsonschema")
+    from test_report import validate_sarif
+
+    from ntkcheck.report import json as json_report
+
+    rng = np.random.default_rng(6)
+    X = np.round(rng.standard_normal((40, 4, 2)) * 4) / 4
+    X[1] = X[0] + 0.5  # an exact dyadic translate
+    path = tmp_path / "t.npz"
+    np.savez(path, tokens=X)
+    args = ["analyze", "--stream", "--max-memory", "1M", "--exact", "never", str(path)]
+    res = CliRunner().invoke(app, args + ["--json"])
+    assert res.exit_code == 1, res.stderr
+    doc = json.loads(res.stdout)
+    assert (doc["verdict"], doc["evidence"]) == ("not_injective", "exact")
+    assert doc["settings"]["core_verdict"] == "not_run" and doc["settings"]["core_size"] == 39
+    assert doc["rank"] == 39 and doc["settings"]["rank_upper_bound"] is True
+    assert "not run" in doc["reason"] and "over the memory limit" in doc["reason"]
+    assert [set(d["coefficients"]) for d in doc["dependencies"]] == [{"seq0", "seq1"}]
+    jsonschema.validate(doc, json_report.schema())
+    for fmt in ("text", "github", "junit", "sarif"):
+        res = CliRunner().invoke(app, args + ["-f", fmt])
+        assert res.exit_code == 1 and "Traceback" not in res.output, (fmt, res.output)
+        if fmt == "sarif":
+            validate_sarif(json.loads(res.stdout))
+    assert "dense test was not run" in CliRunner().invoke(app, args).stdout
+    # an empty core (every sequence a Dirac mass): no dense test either, a valid document
+    np.savez(path, tokens=np.round(rng.standard_normal((5, 1, 2)) * 4) / 4)
+    res = CliRunner().invoke(app, ["analyze", "--json", "--exact", "never", str(path)])
+    assert res.exit_code == 1
+    doc = json.loads(res.stdout)
+    assert doc["settings"]["probes"] == 0 and doc["structure"]["core_size"] == 0
+    jsonschema.validate(doc, json_report.schema())
+    np.savez(path, tokens=rng.standard_normal((40, 4, 2)))
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "over the memory limit" in res.stderr

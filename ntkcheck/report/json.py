@@ -23,7 +23,7 @@ from . import FileReport, worst_exit_code
 __all__ = ["SCHEMA_VERSION", "TIMING_FIELDS", "document", "envelope", "render", "schema"]
 
 #: Version of the document layout (``MAJOR.MINOR``).
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 #: Fields that are timings and differ from run to run (dotted paths).
 TIMING_FIELDS = ("exact.time",)
 

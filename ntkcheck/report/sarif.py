@@ -95,7 +95,8 @@ def _results(report: FileReport, index: int) -> list[dict[str, Any]]:
     if result.verdict == "inconclusive":
         return [_result("NTK002", f"inconclusive: {result.reason}",
                         _location(file, index, result.names),
-                        {"smallest_singular_value": float(result.singular_values[-1]),
+                        {"smallest_singular_value": (float(result.singular_values[-1])
+                                                     if result.singular_values.size else None),
                          "noise": result.noise, "tolerance": result.tolerance})] + \
             _margin_results(result, file, index)
     out = []

@@ -53,6 +53,10 @@ def render_result(result: AnalysisResult, source: str, *, color: bool = False,
     if core == 0:
         out.print("core      empty: every distribution is a Dirac mass or a member of a class "
                   "(structure below); no dense test")
+    elif s.get("core_verdict") == "not_run":
+        out.print(f"core      {core} of {result.n_distributions} distributions after the "
+                  "structural screen; their dense test was not run (the reason says why): "
+                  f"rank at most {result.rank}")
     else:
         out.print(f"probes    {s['probes']} Gaussian probes, scales "
                   f"{', '.join(f'{x:g}' for x in s['scales'])}, seed {s['seed']}, "
