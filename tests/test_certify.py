@@ -462,3 +462,21 @@ def test_lower_bound_fuzz(seed, N, d, data_exp, probe_exp, extra, method):
     cert = certify_independence(dists, z, method=method)
     if np.isfinite(cert.lower_bound):
         assert cert.lower_bound <= true_sigma(dists, z, cert) + MP_SLACK
+
+
+def test_sigma_min_lower_bound_near_the_end_of_double_precision():
+    """Matrices of condition 1e14 to 1e16, where fl(A Y) differs from the exact A Y by a
+    visible fraction of its size (n u kappa) and the refinement makes the computed C~
+    orthonormal while the exact C is not: the bound never exceeds the 50-digit sigma_min (the
+    ||C - C~||_F term of the bound is what keeps it below)."""
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        for cond in (1e14, 1e15, 1e16):
+            U, _ = np.linalg.qr(rng.normal(size=(12, 5)))
+            V, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+            A = (U * np.geomspace(1.0, 1.0 / cond, 5)) @ V.T
+            bound, note = sigma_min_lower_bound(A)
+            if bound > 0:
+                with mp.workdps(DPS):
+                    truth = min(mp.svd_r(mp.matrix(A.tolist()), compute_uv=False))
+                assert bound <= truth, (seed, cond, note)

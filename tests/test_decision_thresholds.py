@@ -395,3 +395,76 @@ def test_clusters_at_offsets_beyond_the_double_precision_of_their_spread():
     X = centres + rng.integers(-8, 9, size=(10, 5, 2)) / 8.0
     r = analyze(Dataset.from_tokens(list(X)), exact="never")
     assert r.verdict == INJECTIVE, r.reason
+
+
+def _spectrum_with(sv: np.ndarray, V: np.ndarray, eta: np.ndarray) -> Spectrum:
+    """A full Spectrum whose triangle has singular values ``sv`` and right vectors ``V``."""
+    rng = np.random.default_rng(0)
+    N = len(sv)
+    U = np.linalg.qr(rng.normal(size=(2 * N, N)))[0]
+    R = np.linalg.qr((U * sv) @ V.T, mode="r")
+    return Spectrum(sv, 0.0, 0.0, R, eta, eta)
+
+
+def test_tail_levels_see_a_grey_value_along_the_noisiest_direction():
+    """tau(v) <= max_vector_noise() for every unit v, with equality for v along eta; a singular
+    value at 50 tau(v) along that direction (above 10x the bound, below GAP x it) is in the
+    grey zone, and the tail levels give it its own level (as the full SVD does)."""
+    N = 8
+    eta = np.arange(1.0, N + 1) * 1e-14
+    spec0 = _spectrum_with(np.ones(N), np.eye(N), eta)
+    bound = spec0.max_vector_noise()
+    units = np.random.default_rng(1).normal(size=(N, 200))
+    units /= np.linalg.norm(units, axis=0)
+    assert np.all(spec0.vector_noise(units) <= bound)
+    v = eta / np.linalg.norm(eta)
+    assert spec0.vector_noise(v[:, None])[0] == pytest.approx(bound, rel=1e-12)
+    # right vectors: an orthonormal basis whose last column is v
+    V = np.linalg.qr(np.column_stack([v, np.random.default_rng(2).normal(size=(N, N - 1))]))[0]
+    V = np.roll(V * np.sign(V[:, :1].T @ v), -1, axis=1)
+    sv = np.array([1.0, 0.7, 0.5, 0.3, 0.2, 0.1, 0.05, 50 * bound])
+    spec = _spectrum_with(sv, V, eta)
+    Vt, tau, off = spec.tail_levels()
+    assert off == N - 1 and Vt.shape == (N, 1)
+    assert tau[-1] == pytest.approx(bound, rel=1e-6)
+    assert classify_singular_values(sv, tau) == (0, [N - 1])
+
+
+def test_null_space_is_the_trailing_block_of_a_wider_tail(monkeypatch):
+    """When the tail of vectors holds more than the null block (a larger level bound: more
+    values below GAP x it), the relations come from its trailing columns: the same verdict and
+    relation as with the default bound."""
+    rng = np.random.default_rng(8)
+    X = list(np.round(rng.normal(size=(12, 5, 2)) * 8) / 8)
+    X[1] = X[0] + 0.25  # exact: dyadic values
+    ds = Dataset.from_tokens(X)
+    monkeypatch.setattr(analysis_module, "structural_screen", _no_screen)
+    base = analyze(ds, exact="never")
+    real = Spectrum.max_vector_noise
+    monkeypatch.setattr(Spectrum, "max_vector_noise", lambda self: 1e9 * real(self))
+    wide = analyze(ds, exact="never")
+    assert base.verdict == wide.verdict == NOT_INJECTIVE
+    assert [d.describe() for d in wide.dependencies] == [d.describe() for d in base.dependencies]
+    assert set(wide.dependencies[0].coefficients) == {"seq0", "seq1"}
+
+
+def _no_screen(dataset):
+    """A structural screen that finds nothing (so the dense test sees every sequence)."""
+    from ntkcheck.injectivity.screen import screen
+
+    empty = screen(Dataset.from_tokens(list(np.random.default_rng(0).normal(size=(2, 3, 2)))))
+    return replace(empty, core=tuple(range(len(dataset))))
+
+
+def test_no_relation_no_not_injective(monkeypatch):
+    """A null direction from which no candidate relation can be formed never gives
+    not_injective: the verdict is inconclusive and says so."""
+    rng = np.random.default_rng(8)
+    X = list(np.round(rng.normal(size=(12, 5, 2)) * 8) / 8)
+    X[1] = X[0] + 0.25  # exact: dyadic values
+    monkeypatch.setattr(analysis_module, "structural_screen", _no_screen)
+    monkeypatch.setattr(analysis_module, "null_space_basis",
+                        lambda V, zero_rtol=None: np.zeros((0, V.shape[0])))
+    r = analyze(Dataset.from_tokens(X), exact="never")
+    assert r.verdict == INCONCLUSIVE and r.dependencies == ()
+    assert "no candidate relation" in r.reason

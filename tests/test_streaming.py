@@ -358,6 +358,14 @@ def test_screen_verdict_stands_when_the_core_does_not_fit(tmp_path):
         if fmt == "sarif":
             validate_sarif(json.loads(res.stdout))
     assert "dense test was not run" in CliRunner().invoke(app, args).stdout
+    # a translate computed in floating point holds only up to the rounding of the stored
+    # values: the same screen-only verdict, with numerical evidence
+    Y = rng.standard_normal((40, 4, 2))
+    Y[1] = Y[0] + 0.1
+    np.savez(path, tokens=Y)
+    doc = json.loads(CliRunner().invoke(app, args + ["--json"]).stdout)
+    assert (doc["verdict"], doc["evidence"]) == ("not_injective", "numerical")
+    assert doc["settings"]["core_verdict"] == "not_run"
     # an empty core (every sequence a Dirac mass): no dense test either, a valid document
     np.savez(path, tokens=np.round(rng.standard_normal((5, 1, 2)) * 4) / 4)
     res = CliRunner().invoke(app, ["analyze", "--json", "--exact", "never", str(path)])
