@@ -433,19 +433,25 @@ def test_tail_levels_see_a_grey_value_along_the_noisiest_direction():
 def test_null_space_is_the_trailing_block_of_a_wider_tail(monkeypatch):
     """When the tail of vectors holds more than the null block (a larger level bound: more
     values below GAP x it), the relations come from its trailing columns: the same verdict and
-    relation as with the default bound."""
+    the same four relations as with the default bound (a class of four translates and a
+    convolution triple: candidates from other columns would span several relations, which
+    refitting on their support cannot separate)."""
     rng = np.random.default_rng(8)
-    X = list(np.round(rng.normal(size=(12, 5, 2)) * 8) / 8)
-    X[1] = X[0] + 0.25  # exact: dyadic values
+    X = list(np.round(rng.normal(size=(12, 5, 2)) * 8) / 8)  # dyadic: exact relations
+    X[1], X[2], X[3] = X[0] + 0.25, X[0] - 0.5, X[0] + 0.125
+    a, b = (np.round(rng.normal(size=(k, 2)) * 8) / 8 for k in (2, 3))
+    X[4], X[5], X[6] = a, b, (a[:, None] + b[None]).reshape(-1, 2)
     ds = Dataset.from_tokens(X)
     monkeypatch.setattr(analysis_module, "structural_screen", _no_screen)
     base = analyze(ds, exact="never")
-    real = Spectrum.max_vector_noise
-    monkeypatch.setattr(Spectrum, "max_vector_noise", lambda self: 1e9 * real(self))
+    # every singular value below GAP x the bound: the tail is all N right vectors
+    monkeypatch.setattr(Spectrum, "max_vector_noise",
+                        lambda self: float(self.singular_values[0]))
     wide = analyze(ds, exact="never")
     assert base.verdict == wide.verdict == NOT_INJECTIVE
     assert [d.describe() for d in wide.dependencies] == [d.describe() for d in base.dependencies]
-    assert set(wide.dependencies[0].coefficients) == {"seq0", "seq1"}
+    assert sorted(sorted(d.coefficients) for d in wide.dependencies) == [
+        ["seq0", "seq3"], ["seq1", "seq3"], ["seq2", "seq3"], ["seq4", "seq5", "seq6"]]
 
 
 def _no_screen(dataset):
