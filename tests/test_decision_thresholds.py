@@ -474,3 +474,25 @@ def test_no_relation_no_not_injective(monkeypatch):
     r = analyze(Dataset.from_tokens(X), exact="never")
     assert r.verdict == INCONCLUSIVE and r.dependencies == ()
     assert "no candidate relation" in r.reason
+
+
+def test_geometry_in_row_blocks_equals_one_block(monkeypatch):
+    """The geometry (hull, whitening, spreads) folded in row blocks of 7 rows, so that blocks
+    cut through distributions and some distributions are longer than a block, equals the
+    one-block result (memory O(block x d) instead of several P x d copies)."""
+    import ntkcheck.injectivity.geometry as geometry
+
+    rng = np.random.default_rng(12)
+    X = [rng.normal(size=(int(k), 3)) * s for k, s in zip(rng.integers(1, 12, 30),
+                                                           rng.uniform(0.1, 10, 30))]
+    ds = Dataset.from_tokens(X)
+    whole = dataset_geometry(ds)
+    monkeypatch.setattr(geometry, "_ROW_BLOCK", 7)
+    blocks = dataset_geometry(ds)
+    assert blocks.rank == whole.rank == 3
+    np.testing.assert_allclose(blocks.spreads, whole.spreads, rtol=1e-12)
+    # whitening directions are defined up to sign: compare T T^T (the whitened inner product)
+    np.testing.assert_allclose(blocks.transform @ blocks.transform.T,
+                               whole.transform @ whole.transform.T, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(blocks.hull_singular_values, whole.hull_singular_values,
+                               rtol=1e-12)

@@ -132,32 +132,62 @@ def _power_of_two_scaling(rows: np.ndarray) -> np.ndarray:
     return np.ldexp(1.0, expo - (mant < np.sqrt(0.5)))  # nearest power of two (log sense)
 
 
-def _r_factor(A: np.ndarray) -> np.ndarray:
-    """R of A = Q R, folding row blocks (memory O(block x d), not O(P x d) temporaries)."""
-    d = A.shape[1]
+def _r_factor(eq: np.ndarray, centre: np.ndarray, sw: np.ndarray) -> tuple[np.ndarray, float]:
+    """(R, ||A||_F) for A = (eq - centre) diag-weighted by ``sw`` (rows), A = Q R, folding row
+    blocks: memory O(block x d), never a P x d temporary."""
+    d = eq.shape[1]
     R = np.zeros((0, d))
-    for start in range(0, A.shape[0], _ROW_BLOCK):
-        stacked = np.vstack([R, A[start:start + _ROW_BLOCK]])
+    ssq = 0.0
+    for start in range(0, eq.shape[0], _ROW_BLOCK):
+        block = (eq[start:start + _ROW_BLOCK] - centre) * sw[start:start + _ROW_BLOCK, None]
+        ssq += float(np.einsum("ij,ij->", block, block))
+        stacked = np.vstack([R, block])
         R = scipy.linalg.qr(stacked, mode="r", check_finite=False)[0][: min(d, len(stacked))]
-    return R
+    return R, float(np.sqrt(ssq))
+
+
+def _spreads(eq: np.ndarray, centre: np.ndarray, white: np.ndarray, w: np.ndarray,
+             offsets: np.ndarray) -> np.ndarray:
+    """Internal spread of each distribution in whitened coordinates, in blocks of whole
+    distributions (about _ROW_BLOCK rows each): memory O(block x d)."""
+    N = len(offsets) - 1
+    out = np.zeros(N)
+    i0 = 0
+    while i0 < N:
+        i1 = int(np.searchsorted(offsets, offsets[i0] + _ROW_BLOCK, side="right")) - 1
+        i1 = min(N, max(i1, i0 + 1))
+        a, b = int(offsets[i0]), int(offsets[i1])
+        local = offsets[i0:i1] - a
+        proj = (eq[a:b] - centre) @ white  # (rows, r): white^T (y' - m')
+        wb = w[a:b]
+        wi = np.add.reduceat(wb, local)
+        mean_i = np.add.reduceat(proj * wb[:, None], local) / wi[:, None]
+        owner = np.repeat(np.arange(i1 - i0), np.diff(offsets[i0:i1 + 1]))
+        dev = np.sum((proj - mean_i[owner]) ** 2, axis=1) * wb
+        out[i0:i1] = np.sqrt(np.add.reduceat(dev, local) / wi)
+        i0 = i1
+    return out
 
 
 def dataset_geometry(dataset: Dataset, whiten: bool = True) -> Geometry:
-    """Equilibration, affine hull, whitening and internal spreads (module docstring)."""
+    """Equilibration, affine hull, whitening and internal spreads (module docstring).
+
+    Memory: the P x d support rows once (equilibrated in place) plus row-block temporaries."""
     rows, w, offsets = support_rows(dataset)
     P, d = rows.shape
     scaling = _power_of_two_scaling(rows)
-    eq = rows / scaling  # exact: division by powers of two
+    eq = rows
+    eq /= scaling  # exact: division by powers of two (in place: no second P x d array)
     centre_eq = w @ eq
-    A = (eq - centre_eq) * np.sqrt(w)[:, None]
-    eps = (3.0 + np.log2(max(P, 2))) * _U * np.abs(eq).max(axis=0)
-    R = _r_factor(A)
+    big = np.maximum(eq.max(axis=0), -eq.min(axis=0)) if P else np.zeros(d)
+    eps = (3.0 + np.log2(max(P, 2))) * _U * big
+    R, norm_a = _r_factor(eq, centre_eq, np.sqrt(w))
     U_, sv, Vt = scipy.linalg.svd(R, full_matrices=False, check_finite=False)
     sv_full = np.zeros(d)
     sv_full[: len(sv)] = sv
     # per direction: the centring errors move A v_k by at most sum_l |v_kl| eps_l (Frobenius
     # over rows with weights summing to 1), plus the factorisation's backward error
-    floor = np.sqrt(d) * _U * float(np.linalg.norm(A))
+    floor = np.sqrt(d) * _U * norm_a
     level = NOISE_SAFETY * (np.abs(Vt) @ eps + floor)
     keep = sv > level
     tol = float(level[keep].max()) if keep.any() else float(level.max(initial=0.0))
@@ -177,10 +207,5 @@ def dataset_geometry(dataset: Dataset, whiten: bool = True) -> Geometry:
     # <z', y'> = <z', y / scaling> = <z' / scaling, y>: data-unit probes are z' / scaling
     transform = white / scaling[:, None]
     # internal spreads: rows of distribution i centred at its own mean, in whitened coordinates
-    proj = (eq - centre_eq) @ white  # (P, r): <s-space image> p = white^T (y' - m')
-    wi = np.add.reduceat(w, offsets[:-1])
-    mean_i = np.add.reduceat(proj * w[:, None], offsets[:-1]) / wi[:, None]
-    owner = np.repeat(np.arange(len(dataset)), np.diff(offsets))
-    dev = np.sum((proj - mean_i[owner]) ** 2, axis=1) * w
-    spreads = np.sqrt(np.add.reduceat(dev, offsets[:-1]) / wi)
+    spreads = _spreads(eq, centre_eq, white, w, offsets)
     return Geometry(centre, transform, r, whiten, scaling, sv_full, tol, spreads, complement)

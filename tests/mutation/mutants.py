@@ -77,8 +77,8 @@ MUTANTS = [
       "level = NOISE_SAFETY * (np.sqrt(np.sum(eps**2)) + floor) + 0 * Vt[:, 0]",
       "geometry: global instead of per-direction hull level"),
     m(G, "    white = V / sv[:r] if whiten else V\n", "    white = V\n", "geometry: no whitening"),
-    m(G, "spreads = np.sqrt(np.add.reduceat(dev, offsets[:-1]) / wi)",
-      "spreads = np.add.reduceat(dev, offsets[:-1]) / wi", "geometry: spread squared"),
+    m(G, "out[i0:i1] = np.sqrt(np.add.reduceat(dev, local) / wi)",
+      "out[i0:i1] = np.add.reduceat(dev, local) / wi", "geometry: spread squared"),
     # ---- verify.py
     m(V, "threshold = 10.0 ** (-digits / 2)", "threshold = 10.0 ** (-digits / 4)",
       "verify: misfit threshold 1e-12.5"),
