@@ -68,8 +68,8 @@ MUTANTS = [
     m(F, "bins = np.unique(np.round(-2.0 * np.log10(odd)) / 2.0)",
       "bins = np.unique(np.round(-np.log10(odd)))", "features: auto scales on whole decades"),
     # ---- geometry.py
-    m(G, "    eq = rows / scaling  # exact: division by powers of two\n", "    eq = rows\n",
-      "geometry: no equilibration"),
+    m(G, "    eq /= scaling  # exact: division by powers of two (in place: no second P x d array)\n",
+      "    pass\n", "geometry: no equilibration"),
     m(G, "level = NOISE_SAFETY * (np.abs(Vt) @ eps + floor)", "level = (np.abs(Vt) @ eps + floor)",
       "geometry: hull level without safety"),
     m(G, "eps = (3.0 + np.log2(max(P, 2))) * _U", "eps = 3.0 * _U", "geometry: centring error term"),
