@@ -596,6 +596,7 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
     # narrow candidate fails its re-check and the wide one is tried (it too must pass it)
     wide = null_space_basis(V[:, V.shape[1] - k:], zero_rtol=WIDE_COEF_RTOL * len(sv))
     deps, failed = [], []
+    index = {n: i for i, n in enumerate(dataset.names)}
     for row, row_wide in zip(basis, wide):
         dep, check = _fit_and_verify(row, feats, dataset, geom, seed)
         if not check.passed and np.count_nonzero(row_wide) > np.count_nonzero(row):
@@ -607,7 +608,6 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
             # the affine part is fitted again for the verified coefficients (a round-off
             # coefficient left in the float fit would otherwise bias it)
             dep = refit_affine_part(coefs, feats, dataset.names)
-            index = {n: i for i, n in enumerate(dataset.names)}
             a, b = affine_part([dataset.distributions[index[n]] for n in dep.coefficients],
                                np.array(list(dep.coefficients.values())))
             deps.append(replace(dep, constant=a, linear=tuple(float(x) for x in b),

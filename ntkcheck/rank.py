@@ -211,9 +211,7 @@ class Spectrum:
             return np.array(self.vectors[:, -1])
         R = np.asarray(self.triangle, dtype=float)
         N = self.singular_values.shape[0]
-        if R.shape != (N, N):  # fewer probes than columns: take it from the full SVD
-            return self.right_vectors()[:, -1]
-        if N <= 8:
+        if R.shape != (N, N) or N <= 8:  # fewer probes than columns, or tiny: the full SVD
             return self.right_vectors()[:, -1]
         return smallest_singular_triplets(np.asfortranarray(R), 4)[1][:, -1]
 
@@ -243,16 +241,10 @@ class Spectrum:
                              "(sigma_min >= SCORE_TRIANGULAR_COND sigma_max); use the full "
                              "spectrum")
         R = np.asarray(self.triangle, dtype=float)
-        sv = self.singular_values
         N = self.size
-        if self.partial:  # well conditioned (has_scores): the triangular inverse
-            W = scipy.linalg.solve_triangular(R, np.eye(N), check_finite=False)
-            dist = 1.0 / np.linalg.norm(W, axis=1)
-            return ColumnScores(np.minimum(dist, 1.0), W, np.zeros((N, 0)), "triangular")
         if N == 0:
             return ColumnScores(np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)), "empty")
-        square = R.shape == (N, N)
-        if square and sv[-1] > 0 and sv[-1] >= SCORE_TRIANGULAR_COND * sv[0]:
+        if self._well_conditioned():
             W = scipy.linalg.solve_triangular(R, np.eye(N), check_finite=False)
             dist = 1.0 / np.linalg.norm(W, axis=1)
             return ColumnScores(np.minimum(dist, 1.0), W, np.zeros((N, 0)), "triangular")
@@ -272,11 +264,14 @@ class Spectrum:
         """Whether :meth:`scores` can be computed: always on a full spectrum; on a partial
         one when R is square and sigma_min >= :data:`SCORE_TRIANGULAR_COND` x the estimate of
         sigma_max (then R^-1 is accurate and gives every score without the SVD)."""
-        if not self.partial:
-            return True
-        R = self.triangle
-        top = float(self.largest or 0.0)
-        return (R.shape[0] == R.shape[1] == self.size and self.smallest > 0
+        return not self.partial or self._well_conditioned()
+
+    def _well_conditioned(self) -> bool:
+        """R square and sigma_min >= SCORE_TRIANGULAR_COND x sigma_max (its estimate on a
+        partial spectrum): R^-1 is then accurate."""
+        sv = self.singular_values
+        top = float(self.largest or 0.0) if self.partial else float(sv[0]) if sv.size else 0.0
+        return (self.triangle.shape == (self.size, self.size) and self.smallest > 0
                 and self.smallest >= SCORE_TRIANGULAR_COND * top)
 
     def right_vectors(self) -> np.ndarray:
