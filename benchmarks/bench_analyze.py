@@ -18,8 +18,9 @@ from _common import measure
 
 from ntkcheck import Dataset
 from ntkcheck.analysis import analyze
-from ntkcheck.features import default_probe_count, feature_matrix, make_probes, make_whitening
-from ntkcheck.rank import svd_spectrum
+from ntkcheck.injectivity.probes import default_probe_count, make_probes, make_whitening
+from ntkcheck.injectivity.features import feature_matrix
+from ntkcheck.injectivity.spectrum import svd_spectrum
 
 
 def run(N: int, n: int, d: int, repeat: int) -> dict:

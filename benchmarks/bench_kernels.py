@@ -23,8 +23,9 @@ import numpy as np
 from _common import measure
 
 from ntkcheck import Dataset
-from ntkcheck.features import default_probe_count
-from ntkcheck.kernels import Kernel, kernel_spectrum
+from ntkcheck.injectivity.probes import default_probe_count
+from ntkcheck.kernels import Kernel
+from ntkcheck.kernel_spectrum import kernel_spectrum
 
 
 def main() -> None:

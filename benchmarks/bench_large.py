@@ -94,7 +94,8 @@ def feature_blocks_seconds(X: list[np.ndarray], settings: dict) -> float:
     error-model sums, ``ntkcheck.features.FeatureBlocks``) for the analysis' probes, without
     folding them (the streamed stage times both together)."""
     from ntkcheck import Dataset
-    from ntkcheck.features import FeatureBlocks, centred_each, make_probes, make_whitening
+    from ntkcheck.injectivity.features import FeatureBlocks, centred_each
+    from ntkcheck.injectivity.probes import make_probes, make_whitening
     from ntkcheck.injectivity.screen import core_dataset, screen
 
     full = Dataset.from_tokens(X)
@@ -147,9 +148,9 @@ def factor_only(N: int, n: int, d: int, planted: bool) -> dict:
     """The streamed features and factorisation of one probe draw and the singular values of
     R22 / nu, without the decision steps after them (for sizes whose certificate and
     decision take too long to run here)."""
-    from ntkcheck.features import (auto_scales, make_probes, make_whitening, probe_settings,
-                                   streamed_feature_matrix)
-    from ntkcheck.rank import svd_spectrum
+    from ntkcheck.injectivity.probes import auto_scales, make_probes, make_whitening, probe_settings
+    from ntkcheck.injectivity.stream import streamed_feature_matrix
+    from ntkcheck.injectivity.spectrum import svd_spectrum
 
     ds_t0 = time.perf_counter()
     from ntkcheck import Dataset

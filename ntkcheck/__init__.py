@@ -3,7 +3,7 @@ transformers (Barboni, Furuya, de Hoop, Peyré, arXiv:2605.17660) and run their 
 gradient flow.
 """
 
-from .analysis import AnalysisResult, analyze
+from .analysis import AnalysisResult, analyze, suggest_drop
 from .arrays import as_dataset, training_set
 from .dataset import Dataset
 from .distributions import Discrete, Distribution, GaussianMixture, UniformBox
@@ -11,16 +11,16 @@ from .errors import ConfigError, InputError, NtkcheckError, NtkcheckWarning, Num
 from .exact import ExactBudget, ExactDependency, ExactRefused, ExactResult
 from .exact import decide as decide_exact
 from .io import TokenArrays, load_dataset, load_spec, load_token_npz
-from .kernels import (Kernel, KernelSpectrum, full_kernel, gram_kernel, kernel_spectrum,
-                      qk_kernel, spectrum_summary, value_kernel)
+from .kernel_spectrum import KernelSpectrum, kernel_spectrum, spectrum_summary
+from .kernels import Kernel, full_kernel, gram_kernel, qk_kernel, value_kernel
 from .meanfield import (EmpiricalNTK, Gradient, LossKind, MeanFieldTransformer, RegressionLoss,
                         TrainConfig, TrainResult, empirical_ntk, gradient_flow,
                         load_train_config, loss_and_gradient, teacher_data, train)
 from .injectivity.screen import ScreenResult, screen
 from .injectivity.verify import RelationCheck, verify_relation
 from .meanfield.trained import Run, TrainedModel, load_run
-from .neardep import DropSuggestion, apply_margin, suggest_drop
-from .rank import Dependency
+from .injectivity.dependencies import Dependency
+from .neardep import DropSuggestion, apply_margin
 
 __version__ = "0.1.0"
 

@@ -25,9 +25,9 @@ import numpy as np
 
 from .dataset import Dataset
 from .errors import InputError
-from .features import make_whitening
+from .injectivity.probes import make_whitening
 from .io import atomic_write
-from .kernels import KernelSpectrum
+from .kernel_spectrum import KernelSpectrum
 
 __all__ = ["PlotUnavailable", "require_matplotlib", "plot_spectrum", "combination_modulo_affine"]
 

@@ -174,7 +174,7 @@ def _chunk_bytes() -> int:
 
 def probe_count(probes: Optional[int], N: int, d: int) -> int:
     """M as the analysis will use it (the default is max(2 (N + d + 1), 256))."""
-    from .features import default_probe_count
+    from .injectivity.probes import default_probe_count
 
     return int(probes) if probes is not None else default_probe_count(N, d)
 

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import html
-from typing import TYPE_CHECKING, Any, Mapping, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Mapping, TypeVar
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .rank import Dependency
+from .injectivity.decide import INCONCLUSIVE, INJECTIVE, NOT_INJECTIVE
+from .injectivity.dependencies import Dependency
 
-__all__ = ["AnalysisDisplay", "SpectrumDisplay", "dependency_from_dict"]
+__all__ = ["AnalysisResult", "AnalysisDisplay", "SpectrumDisplay", "dependency_from_dict",
+           "INJECTIVE", "NOT_INJECTIVE", "INCONCLUSIVE", "EXIT_BELOW_MARGIN"]
+
+#: Exit code of ``analyze --fail-below`` when the verdict is injective but the margin is not met.
+EXIT_BELOW_MARGIN = 6
 
 A = TypeVar("A", bound="AnalysisDisplay")
 S = TypeVar("S", bound="SpectrumDisplay")
@@ -37,7 +42,6 @@ def _table(title: str, rows: list[tuple[str, str]]) -> str:
 
 def dependency_from_dict(doc: Mapping[str, Any]) -> "Dependency":
     """A :class:`~ntkcheck.Dependency` from its ``to_dict()`` (``affine`` unpacked)."""
-    from .rank import Dependency
 
     values: dict[str, Any] = {}
     for f in dataclasses.fields(Dependency):
@@ -94,7 +98,7 @@ class AnalysisDisplay:
     @classmethod
     def from_dict(cls: type[A], doc: Mapping[str, Any]) -> A:
         """The result that wrote ``doc`` (see the module docstring)."""
-        from .injectivity.screen import DiracFinding, TranslateClass
+        from .injectivity.findings import DiracFinding, TranslateClass
 
         renamed = {"redraw_singular_values": "redraw", "structure": "findings"}
         values: dict[str, Any] = {}
@@ -162,3 +166,114 @@ class SpectrumDisplay:
                    tolerance=float(doc["tolerance"]),
                    coefficient_scale=np.asarray(doc["coefficient_scale"], dtype=np.float64),
                    settings=dict(doc["settings"]))
+
+
+@dataclass(frozen=True, repr=False)
+class AnalysisResult(AnalysisDisplay):
+    """Verdict of the injectivity test with everything that supports it.
+
+    Attributes
+    ----------
+    verdict : "injective" | "not_injective" | "inconclusive"
+    evidence : "exact" | "certified" | "numerical" (None when inconclusive)
+    reason : one sentence explaining the verdict
+    names, dim : the dataset's names and dimension d
+    rank : numerical rank of F_perp (singular values above tau)
+    singular_values : (N,) descending
+    tolerance : delta, the rigorous round-off bound on F_perp
+    noise : tau, the round-off level
+    dependencies : a sparse basis of the dependency space
+    findings : the structural screen's Dirac masses and classes of duplicates / translates
+    settings : probes, scales, seed, whitening, affine-hull dimension
+    redraw : singular values of the confirmation draw, when one was made
+    exact : the exact test's summary (``status`` "decided" or "skipped", engine, D, variables,
+        rank and shape of E, timings, proof) or None when it was not attempted
+    disagreement : both answers when the exact and numerical tests disagree (a bug), else None
+    scores : {name: score} in [0, 1], distance of each sequence's normalised LSE column to the
+        span of the others modulo affine functions (0 = dependent; :mod:`ntkcheck.neardep`)
+    near_dependency : the lowest scores with the sequences they are closest to, near pairs,
+        the scaled smallest singular value (:mod:`ntkcheck.neardep`)
+    margin : set by :func:`ntkcheck.neardep.apply_margin` (``--fail-below``), else None
+    """
+
+    verdict: str
+    evidence: str | None
+    reason: str
+    names: tuple[str, ...]
+    dim: int
+    rank: int
+    singular_values: np.ndarray
+    tolerance: float
+    noise: float
+    dependencies: tuple[Dependency, ...]
+    findings: tuple
+    settings: dict
+    redraw: np.ndarray | None = None
+    exact: dict | None = field(default=None)
+    disagreement: dict | None = field(default=None)
+    spectrum: dict | None = field(default=None)
+    verification: dict | None = field(default=None)
+    scores: dict | None = field(default=None)
+    near_dependency: dict | None = field(default=None)
+    margin: dict | None = field(default=None)
+
+    @property
+    def n_distributions(self) -> int:
+        return len(self.names)
+
+    def structure_dict(self) -> dict:
+        """The structural screen's findings: Dirac masses and classes (one entry per class of
+        duplicates or translates, however large), with the number of relations they give."""
+        diracs = [f.to_dict() for f in self.findings if f.to_dict()["kind"] == "dirac"]
+        classes = [f.to_dict() for f in self.findings if f.to_dict()["kind"] != "dirac"]
+        relations = len(diracs) + sum(c["relations"] for c in classes)
+        exact = (sum(d["evidence"] == "exact" for d in diracs)
+                 + sum(e == "exact" for c in classes for e in c["evidence"][1:]))
+        return {"reductions": relations, "exact_reductions": exact,
+                "core_size": self.settings.get("core_size", len(self.names)),
+                "diracs": diracs, "classes": classes}
+
+    @property
+    def exit_code(self) -> int:
+        """0 injective, 1 not injective, 3 inconclusive (the CLI's exit codes); 6 injective but
+        below the margin of :func:`ntkcheck.neardep.apply_margin` (``--fail-below``)."""
+        if self.verdict == INJECTIVE and self.margin and self.margin.get("below"):
+            return EXIT_BELOW_MARGIN
+        return {INJECTIVE: 0, NOT_INJECTIVE: 1, INCONCLUSIVE: 3}[self.verdict]
+
+    def to_dict(self) -> dict:
+        """JSON-ready dictionary (the ``--json`` schema of the README)."""
+        sv = self.singular_values
+        out = {
+            "verdict": self.verdict,
+            "evidence": self.evidence,
+            "reason": self.reason,
+            "n_distributions": self.n_distributions,
+            "dim": self.dim,
+            "rank": self.rank,
+            "singular_values": [float(x) for x in sv],
+            "smallest_singular_value": float(sv[-1]) if sv.size else 0.0,
+            "tolerance": self.tolerance,
+            "noise": self.noise,
+            "names": list(self.names),
+            "dependencies": [d.to_dict() for d in self.dependencies],
+            "structure": self.structure_dict(),
+            "settings": dict(self.settings),
+        }
+        if self.redraw is not None:
+            out["redraw_singular_values"] = [float(x) for x in self.redraw]
+        if self.exact is not None:
+            out["exact"] = self.exact
+        if self.disagreement is not None:
+            out["disagreement"] = self.disagreement
+        if self.spectrum is not None:
+            out["spectrum"] = self.spectrum
+        if self.verification is not None:
+            out["verification"] = self.verification
+        if self.scores is not None:
+            out["scores"] = dict(self.scores)
+        if self.near_dependency is not None:
+            out["near_dependency"] = self.near_dependency
+        if self.margin is not None:
+            out["margin"] = self.margin
+        return out

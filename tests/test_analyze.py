@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from ntkcheck import Dataset, Discrete, GaussianMixture, UniformBox
 from ntkcheck.analysis import INCONCLUSIVE, INJECTIVE, NOT_INJECTIVE, analyze
-from ntkcheck.features import feature_matrix, make_probes, make_whitening
+from ntkcheck.injectivity.features import feature_matrix
+from ntkcheck.injectivity.probes import make_probes, make_whitening
 
 COEF_RTOL = 1e-7
 

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from ntkcheck import Dataset, Discrete, analyze
 from ntkcheck.cli import app
-from ntkcheck.features import feature_matrix, make_probes, make_whitening
+from ntkcheck.injectivity.features import feature_matrix
+from ntkcheck.injectivity.probes import make_probes, make_whitening
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 

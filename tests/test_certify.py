@@ -332,8 +332,10 @@ def test_without_python_flint_auto_falls_back_and_arb_is_refused(monkeypatch):
     """Without python-flint (an optional dependency), 'auto' uses the a-priori bound and an
     explicit 'arb' raises an InputError naming the install command."""
     from ntkcheck.injectivity import certify as mod
+    from ntkcheck.injectivity import enclosure
 
     monkeypatch.setattr(mod, "_have_flint", lambda: False)
+    monkeypatch.setattr(enclosure, "_have_flint", lambda: False)
     dists, z = random_case(42, ("discrete",), N=2, d=2, extra_rows=2)
     assert certify_independence(dists, z).method == "a-priori"
     with pytest.raises(InputError, match="ntkcheck\\[exact\\]"):
@@ -436,7 +438,7 @@ def test_apriori_blocks_over_probes_and_distributions(monkeypatch):
     """Splitting the a-priori evaluation into tiny blocks of probes and distributions (only the
     order of float operations changes) still gives enclosures of the 50-digit values, with
     radii within 1% of the unblocked ones."""
-    from ntkcheck.injectivity import certify as mod
+    from ntkcheck.injectivity import enclosure as mod
 
     dists, z = random_case(81, ("discrete", "gaussian"), N=4, d=2, extra_rows=6)
     whole = feature_enclosure(dists, z, method="a-priori")

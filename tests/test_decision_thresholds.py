@@ -14,11 +14,14 @@ import pytest
 
 from ntkcheck import Dataset, Discrete, analyze
 from ntkcheck import analysis as analysis_module
+from ntkcheck.injectivity import certify as certify_module
+from ntkcheck.injectivity import decide as decide_module
+from ntkcheck.injectivity import spectrum as spectrum_module
 from ntkcheck.analysis import INCONCLUSIVE, INJECTIVE, NOT_INJECTIVE
-from ntkcheck.features import auto_scales, default_probe_count
+from ntkcheck.injectivity.probes import auto_scales, default_probe_count
 from ntkcheck.injectivity.geometry import Geometry, dataset_geometry
 from ntkcheck.injectivity.verify import verify_relation
-from ntkcheck.rank import Spectrum, classify_singular_values
+from ntkcheck.injectivity.spectrum import Spectrum, classify_singular_values
 
 U = np.finfo(float).eps / 2
 
@@ -56,7 +59,7 @@ def test_vector_noise_formula():
 def test_fast_certificate_both_sides():
     """sigma_min > delta passes; otherwise the per-column form sigma_min(R diag(1/beta)) must
     exceed sqrt(N) (1 + 4 N eps)."""
-    fast = analysis_module._fast_certificate
+    fast = decide_module._fast_certificate
     R = np.diag([1.0, 1e-3])
     assert fast(Spectrum(np.array([1.0, 1e-3]), 0.9e-3, 0.0, R, np.zeros(2), np.ones(2))) is not None
     beta = np.array([1e-6, 1e-3 / (np.sqrt(2) * 1.01)])  # sigma_min(R/beta) = 1.01 sqrt(2)
@@ -185,30 +188,31 @@ def test_exact_relation_level():
     assert chk.passed and chk.level == "exact" and chk.misfit < 1e-40
 
 
-# ---- analysis.py: branches -----------------------------------------------------------------------
+# ---- decide.py: branches -----------------------------------------------------------------------
 
 def test_uncertified_injective_needs_the_redraw(monkeypatch):
     """Without a certificate, injective needs every singular value >= GAP tau on a redraw made
     with seed + 1; when the redraw fails the gap test the verdict is inconclusive. The redraw
     computes only its CONFIRM_COUNT smallest triplets when they clear GAP x the bound of every
     level, and its smallest ratio then equals the one from every singular vector."""
-    monkeypatch.setattr(analysis_module, "_fast_certificate", lambda spec: None)
+    monkeypatch.setattr(decide_module, "_fast_certificate", lambda spec: None)
     ds = Dataset.from_tokens(list(np.random.default_rng(5).normal(size=(10, 5, 2))))
     r = analyze(ds, exact="never", seed=7)
     assert r.verdict == INJECTIVE and r.evidence == "numerical"
     assert r.verification["method"] == "confirmation draw" and r.verification["seed"] == 8
-    assert r.verification["singular_values_computed"] == analysis_module.CONFIRM_COUNT < 10
+    assert r.verification["singular_values_computed"] == decide_module.CONFIRM_COUNT < 10
     # the same redraw with every singular vector (full SVD): the same smallest ratio
-    from ntkcheck.features import feature_matrix, make_probes, make_whitening
+    from ntkcheck.injectivity.features import feature_matrix
+    from ntkcheck.injectivity.probes import make_probes, make_whitening
 
     geom = make_whitening(ds, True)
     probes = make_probes(geom, r.settings["probes"], r.settings["scales"], 8)
-    full = analysis_module.svd_spectrum(feature_matrix(ds, geom, probes))
+    full = spectrum_module.svd_spectrum(feature_matrix(ds, geom, probes))
     V = full.right_vectors()
     full_ratio = np.min(full.singular_values / full.vector_noise(V))
     assert r.verification["smallest_ratio_to_noise"] == pytest.approx(full_ratio, rel=1e-6)
     calls = []
-    real = analysis_module.partial_spectrum
+    real = decide_module.partial_spectrum
 
     def worse_on_redraw(feats, **kw):
         spec = real(feats, **kw)
@@ -217,7 +221,7 @@ def test_uncertified_injective_needs_the_redraw(monkeypatch):
             return replace(spec, col_noise=spec.col_noise * 1e12)
         return spec
 
-    monkeypatch.setattr(analysis_module, "partial_spectrum", worse_on_redraw)
+    monkeypatch.setattr(decide_module, "partial_spectrum", worse_on_redraw)
     r = analyze(ds, exact="never", seed=7)
     assert calls == [8]
     assert r.verdict == INCONCLUSIVE and "redraw" in r.reason
@@ -228,8 +232,8 @@ def test_uncertified_injective_needs_the_redraw(monkeypatch):
 def test_grey_zone_is_inconclusive(monkeypatch):
     """A singular value between tau and GAP tau of its direction: inconclusive, with the
     numbers and the names in the reason."""
-    monkeypatch.setattr(analysis_module, "_fast_certificate", lambda spec: None)
-    real = analysis_module.svd_spectrum
+    monkeypatch.setattr(decide_module, "_fast_certificate", lambda spec: None)
+    real = spectrum_module.svd_spectrum
 
     def noisy(feats):
         spec = real(feats)
@@ -238,7 +242,7 @@ def test_grey_zone_is_inconclusive(monkeypatch):
         eta = np.full_like(spec.col_noise, sv[-1] / 10 / 10)
         return Spectrum(sv, spec.tolerance, spec.noise, spec.triangle, eta, spec.col_bound)
 
-    monkeypatch.setattr(analysis_module, "svd_spectrum", noisy)
+    monkeypatch.setattr(spectrum_module, "svd_spectrum", noisy)
     ds = Dataset.from_tokens(list(np.random.default_rng(6).normal(size=(8, 5, 2))))
     r = analyze(ds, exact="never")
     assert r.verdict == INCONCLUSIVE and "grey zone" in r.reason and "seq" in r.reason
@@ -259,8 +263,8 @@ def test_failed_recheck_is_never_printed():
 def test_redraw_gap_threshold(monkeypatch):
     """On the redraw, a smallest ratio sigma / tau of 50 (< GAP = 100) is inconclusive and one
     of 200 is injective."""
-    monkeypatch.setattr(analysis_module, "_fast_certificate", lambda spec: None)
-    real = analysis_module.partial_spectrum  # the redraw's smallest triplets
+    monkeypatch.setattr(decide_module, "_fast_certificate", lambda spec: None)
+    real = decide_module.partial_spectrum  # the redraw's smallest triplets
     ds = Dataset.from_tokens(list(np.random.default_rng(5).normal(size=(10, 5, 2))))
     verdicts = {}
     for target in (50.0, 200.0):
@@ -271,7 +275,7 @@ def test_redraw_gap_threshold(monkeypatch):
             # scaling eta by f multiplies every tau by ~f (the floor is negligible here)
             f = ratio.min() / target
             return replace(spec, col_noise=spec.col_noise * f)
-        monkeypatch.setattr(analysis_module, "partial_spectrum", scaled)
+        monkeypatch.setattr(decide_module, "partial_spectrum", scaled)
         verdicts[target] = analyze(ds, exact="never", seed=7).verdict
     assert verdicts == {50.0: INCONCLUSIVE, 200.0: INJECTIVE}
 
@@ -352,7 +356,7 @@ def test_certified_needs_the_rigorous_certificate(monkeypatch):
                            np.zeros(3, int), 0.0, 0.0, 0.0, 0.0, "forced failure", "nothing")
     ds = Dataset.from_tokens(list(np.random.default_rng(5).normal(size=(10, 5, 2))))
     assert analyze(ds, exact="never").evidence == "certified"
-    monkeypatch.setattr(analysis_module, "certify_independence", failing)
+    monkeypatch.setattr(certify_module, "certify_independence", failing)
     r = analyze(ds, exact="never")
     assert r.verdict == INJECTIVE and r.evidence == "numerical"
     assert "forced failure" in r.reason
@@ -469,7 +473,7 @@ def test_no_relation_no_not_injective(monkeypatch):
     X = list(np.round(rng.normal(size=(12, 5, 2)) * 8) / 8)
     X[1] = X[0] + 0.25  # exact: dyadic values
     monkeypatch.setattr(analysis_module, "structural_screen", _no_screen)
-    monkeypatch.setattr(analysis_module, "null_space_basis",
+    monkeypatch.setattr(decide_module, "null_space_basis",
                         lambda V, zero_rtol=None: np.zeros((0, V.shape[0])))
     r = analyze(Dataset.from_tokens(X), exact="never")
     assert r.verdict == INCONCLUSIVE and r.dependencies == ()

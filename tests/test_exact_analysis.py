@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import ntkcheck.analysis as analysis
+import ntkcheck.injectivity.combine as combine
 from ntkcheck import Dataset, Discrete, NtkcheckWarning
 from ntkcheck.analysis import analyze
 from ntkcheck.cli import app
@@ -149,7 +150,7 @@ def forged_injective(dataset, **kwargs):
 
 def test_disagreement_is_loud(monkeypatch):
     """Exact and numerical decisive but different: warning, verdict inconclusive, JSON field."""
-    monkeypatch.setattr(analysis, "decide", forged_injective)
+    monkeypatch.setattr(combine, "decide", forged_injective)
     with pytest.warns(NtkcheckWarning, match="this is a bug"):
         res = analyze(coins())
     assert res.verdict == "inconclusive" and res.exit_code == 3
@@ -257,7 +258,7 @@ def test_cli_always_on_an_inexact_covariance_exits_2(tmp_path):
 
 def test_cli_disagreement_warns_on_stderr_and_exits_3(monkeypatch):
     """A (forged) disagreement: warning line saying it is a bug, JSON field, exit 3."""
-    monkeypatch.setattr(analysis, "decide", forged_injective)
+    monkeypatch.setattr(combine, "decide", forged_injective)
     path = SAMPLES / "mixed.toml"
     res = runner.invoke(app, ["analyze", str(path), "--json"])
     assert res.exit_code == 3

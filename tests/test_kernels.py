@@ -19,9 +19,9 @@ import scipy.linalg
 from ntkcheck import Dataset, Discrete, GaussianMixture, UniformBox
 from ntkcheck.analysis import analyze
 from ntkcheck.errors import InputError
-from ntkcheck.features import make_probes, make_whitening
-from ntkcheck.kernels import (Kernel, full_kernel, gram_kernel, kernel_spectrum, parse_kernel,
-                              qk_kernel, spectrum_summary, value_kernel)
+from ntkcheck.injectivity.probes import make_probes, make_whitening
+from ntkcheck.kernels import Kernel, full_kernel, gram_kernel, parse_kernel, qk_kernel, value_kernel
+from ntkcheck.kernel_spectrum import kernel_spectrum, spectrum_summary
 
 ANGLE = 1e-6
 
@@ -205,7 +205,7 @@ def test_kernels_under_affine_maps():
     changes for t != 0 (it is not translation invariant, SPEC §5). With each dataset's own
     whitening the two qk spectra agree in distribution (20000 probes: Monte-Carlo error ~1%,
     tolerance 5%)."""
-    from ntkcheck.features import Whitening
+    from ntkcheck.injectivity.probes import Whitening
 
     rng = np.random.default_rng(11)
     ds = Dataset.from_tokens(list(rng.normal(size=(5, 6, 2))))
@@ -230,7 +230,7 @@ def test_kernels_under_affine_maps():
 def test_gram_eigenvalues_are_squared_singular_values():
     """Gram eigenvalues = sigma_k^2 / M of the column-normalised F_perp (SPEC §5), compared with
     numpy's SVD of the same matrix; and the matrix equals F_perp^T F_perp / M."""
-    from ntkcheck.features import feature_matrix
+    from ntkcheck.injectivity.features import feature_matrix
 
     ds = family_cases()["uniform_convolution"]
     spec = kernel_spectrum(ds, "gram", probes=300)

@@ -16,7 +16,7 @@ import pytest
 from scipy import integrate
 
 from ntkcheck import Dataset, Discrete, UniformBox
-from ntkcheck.features import make_probes, make_whitening
+from ntkcheck.injectivity.probes import make_probes, make_whitening
 from ntkcheck.kernels import qk_kernel, value_kernel
 
 SCALES = (1.0, 3.0)

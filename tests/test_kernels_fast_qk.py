@@ -9,8 +9,9 @@ import pytest
 
 from ntkcheck import Dataset, Discrete
 from ntkcheck.cli.spectrum import _PlainProbeProgress
-from ntkcheck.features import make_probes, make_whitening
-from ntkcheck.kernels import _pack_outer, full_kernel, kernel_spectrum, qk_kernel, value_kernel
+from ntkcheck.injectivity.probes import make_probes, make_whitening
+from ntkcheck.kernels import _pack_outer, full_kernel, qk_kernel, value_kernel
+from ntkcheck.kernel_spectrum import kernel_spectrum
 
 
 def _tokens(seed: int, N: int = 9, d: int = 3, flat: bool = False) -> Dataset:

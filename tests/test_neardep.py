@@ -19,10 +19,11 @@ from typer.testing import CliRunner
 
 import ntkcheck as nk
 from ntkcheck.cli import app
-from ntkcheck.features import auto_scales, feature_matrix, make_probes, make_whitening, \
-    probe_settings
-from ntkcheck.neardep import EXIT_BELOW_MARGIN, PAIR_LIMIT
-from ntkcheck.rank import svd_spectrum
+from ntkcheck.injectivity.features import feature_matrix
+from ntkcheck.injectivity.probes import auto_scales, make_probes, make_whitening, probe_settings
+from ntkcheck.results import EXIT_BELOW_MARGIN
+from ntkcheck.injectivity.summary import PAIR_LIMIT
+from ntkcheck.injectivity.spectrum import svd_spectrum
 from ntkcheck.report import json as json_report
 
 jsonschema = pytest.importorskip("jsonschema")

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import scipy.linalg as sla
 
-import ntkcheck.analysis as analysis
+import ntkcheck.injectivity.decide as decide
+import ntkcheck.injectivity.plan as plan
 from ntkcheck.analysis import analyze
 from ntkcheck.errors import InputError
-from ntkcheck.rank import largest_singular_value, smallest_singular_triplets
+from ntkcheck.injectivity.spectrum import largest_singular_value, smallest_singular_triplets
 from ntkcheck.report import json as json_report
 
 jsonschema = pytest.importorskip("jsonschema")
@@ -100,7 +101,7 @@ def test_partial_decision_equals_full_decision(monkeypatch, dependent):
     rng = np.random.default_rng(9)
     X = _convolution_data() if dependent else [rng.normal(size=(6, 3)) for _ in range(40)]
     full = analyze(X, exact="never")
-    monkeypatch.setattr(analysis, "FULL_SPECTRUM_MAX_N", 5)
+    monkeypatch.setattr(plan, "FULL_SPECTRUM_MAX_N", 5)
     part = analyze(X, exact="never")
     assert (part.verdict, part.evidence, part.rank) == (full.verdict, full.evidence, full.rank)
     assert [d.describe() for d in part.dependencies] == [d.describe() for d in full.dependencies]
@@ -136,7 +137,7 @@ def test_partial_decision_equals_full_decision(monkeypatch, dependent):
 def test_gram_frobenius_of_a_triangle():
     """||R^T R||_F^2 by triangular column blocks equals the dense product's (the effective rank
     of a partial spectrum uses it), also when N is not a multiple of the block."""
-    from ntkcheck.analysis import _gram_frobenius_sq
+    from ntkcheck.injectivity.summary import _gram_frobenius_sq
 
     R = np.triu(np.random.default_rng(7).normal(size=(301, 301)))
     ref = np.linalg.norm(R.T @ R) ** 2
@@ -157,7 +158,7 @@ def test_two_dense_relations_come_out_separately(monkeypatch, partial):
         b = np.round(rng.normal(size=(2, 3)) * 8) / 8
         X[first], X[first + 1], X[first + 2] = a, b, (a[:, None] + b[None]).reshape(-1, 3)
     if partial:
-        monkeypatch.setattr(analysis, "FULL_SPECTRUM_MAX_N", 5)
+        monkeypatch.setattr(plan, "FULL_SPECTRUM_MAX_N", 5)
     r = analyze(X, exact="never")
     assert r.verdict == "not_injective"
     assert {frozenset(d.coefficients) for d in r.dependencies} == {
@@ -179,7 +180,7 @@ def test_spectrum_option_overrides_the_size_rule():
                                                                               "certified")
     np.testing.assert_allclose(part.singular_values, full.singular_values[-32:], rtol=1e-6)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(analysis, "FULL_SPECTRUM_MAX_N", 5)
+        mp.setattr(plan, "FULL_SPECTRUM_MAX_N", 5)
         assert "spectrum" not in analyze(X, exact="never", spectrum="full").settings
         auto = analyze(X, exact="never")
         assert auto.settings["spectrum"]["requested"] == "auto"
@@ -191,7 +192,7 @@ def test_partial_confirmation_draw(monkeypatch):
     """Without the certificate, a partial-spectrum test confirms on a redraw (seed + 1) from
     the PARTIAL_COUNT smallest triplets of the redraw: injective, numerical, with the same
     smallest ratio to the noise as the full-spectrum test's redraw."""
-    monkeypatch.setattr(analysis, "_fast_certificate", lambda spec: None)
+    monkeypatch.setattr(decide, "_fast_certificate", lambda spec: None)
     rng = np.random.default_rng(9)
     X = [rng.normal(size=(6, 3)) for _ in range(40)]
     part = analyze(X, exact="never", spectrum="partial")
@@ -200,6 +201,6 @@ def test_partial_confirmation_draw(monkeypatch):
         assert (r.verdict, r.evidence) == ("injective", "numerical")
         assert r.verification["method"] == "confirmation draw"
     assert part.verification["singular_values_computed"] == 32
-    assert full.verification["singular_values_computed"] == analysis.CONFIRM_COUNT
+    assert full.verification["singular_values_computed"] == decide.CONFIRM_COUNT
     assert part.verification["smallest_ratio_to_noise"] == pytest.approx(
         full.verification["smallest_ratio_to_noise"], rel=1e-6)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from ntkcheck import Dataset
 from ntkcheck.cli import app
 from ntkcheck.io import load_dataset
-from ntkcheck.kernels import kernel_spectrum
+from ntkcheck.kernel_spectrum import kernel_spectrum
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

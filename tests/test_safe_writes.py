@@ -223,7 +223,7 @@ def test_estimates_bound_measured_peaks(tmp_path):
     from ntkcheck import Dataset, Discrete
     from ntkcheck.analysis import analyze
     from ntkcheck.io import load_dataset
-    from ntkcheck.kernels import kernel_spectrum
+    from ntkcheck.kernel_spectrum import kernel_spectrum
 
     rng = np.random.default_rng(0)
     N, n, d = 16, 512, 64

@@ -16,16 +16,20 @@ import pytest
 from typer.testing import CliRunner
 
 import ntkcheck.analysis as analysis
-import ntkcheck.features as features
+import ntkcheck.injectivity.certify as certify
+import ntkcheck.injectivity.decide as decide
+import ntkcheck.injectivity.features as features
 from ntkcheck import Dataset
 from ntkcheck.analysis import INJECTIVE, NOT_INJECTIVE, analyze
 from ntkcheck.cli import analyze as cli_analyze
 from ntkcheck.cli.app import app
 from ntkcheck.errors import InputError, ResourceError
-from ntkcheck.features import (DEFAULT_SCALES, ProgressUpdate, feature_matrix, make_probes,
-                               make_whitening, streamed_feature_matrix)
-from ntkcheck.features import default_probe_count
-from ntkcheck.rank import svd_spectrum
+from ntkcheck.injectivity.probes import DEFAULT_SCALES, make_probes, make_whitening
+from ntkcheck.progress import ProgressUpdate
+from ntkcheck.injectivity.features import feature_matrix
+from ntkcheck.injectivity.stream import streamed_feature_matrix
+from ntkcheck.injectivity.probes import default_probe_count
+from ntkcheck.injectivity.spectrum import svd_spectrum
 from ntkcheck.resources import analysis_bytes
 
 import test_trust
@@ -107,13 +111,14 @@ def test_trust_cases_with_stream_forced(name, monkeypatch):
     streamed (threshold 0); the streamed path is checked to have run."""
     monkeypatch.setattr(features, "STREAM_THRESHOLD_BYTES", -1)
     used = []
-    real = analysis._features
+    real = analysis.compute_features
 
     def spy(dataset, geom, probes, options, say):
         used.append(options is not None)
         return real(dataset, geom, probes, options, say)
 
-    monkeypatch.setattr(analysis, "_features", spy)
+    monkeypatch.setattr(analysis, "compute_features", spy)
+    monkeypatch.setattr(decide, "compute_features", spy)
     getattr(test_trust, name)()
     assert all(used)
 
@@ -258,7 +263,7 @@ def test_eta_text_and_rich_mode(monkeypatch):
 def test_trailing_triangle_in_place():
     """The trailing block of an F-ordered upper triangle is rebuilt in the same memory (no
     second N x N array), equal to np.triu(R[p:, p:]); other layouts get a copy."""
-    from ntkcheck.features import _trailing_triangle
+    from ntkcheck.injectivity.stream import _trailing_triangle
 
     rng = np.random.default_rng(0)
     for n, p in [(10, 1), (50, 9), (3, 1), (6, 0)]:
@@ -285,8 +290,8 @@ def test_certificate_memory_counts_what_the_process_already_holds(monkeypatch):
     limit = 8 * 2**30
     n = 30 + 2 + 1
     k = n + 10  # at least n + n / 4 rows are needed; M = 2 (N + d + 1) = 66 are drawn
-    room = (analysis.CERT_BYTES_PER_SQUARE * n * n + analysis.CERT_BYTES_PER_ENTRY * n * k
-            + analysis.CERT_SCRATCH)
+    room = (certify.CERT_BYTES_PER_SQUARE * n * n + certify.CERT_BYTES_PER_ENTRY * n * k
+            + certify.SCRATCH_BYTES)
     monkeypatch.setattr(resources, "resident_bytes", lambda: limit - room)
     r = analyze(X, exact="never", stream=True, max_memory=limit)
     assert (r.verdict, r.evidence) == (INJECTIVE, "certified")
@@ -321,8 +326,8 @@ def test_certificate_memory_model_bounds_its_measured_peak():
         finally:
             tracemalloc.stop()
         assert cert.certified
-        model = (analysis.CERT_BYTES_PER_ENTRY * M * n + analysis.CERT_BYTES_PER_SQUARE * n * n
-                 + analysis.CERT_SCRATCH)
+        model = (certify.CERT_BYTES_PER_ENTRY * M * n + certify.CERT_BYTES_PER_SQUARE * n * n
+                 + certify.SCRATCH_BYTES)
         assert peak <= model, (N, peak, model)
 
 

@@ -28,12 +28,13 @@ import typer
 
 from ..analysis import DEFAULT_EXACT_TIMEOUT, analyze
 from ..errors import InputError, NtkcheckError
-from ..features import DEFAULT_SCALES
+from ..injectivity.probes import DEFAULT_SCALES
 from ..io import atomic_write_text, load_dataset
 from ..io.inputs import _is_dir, expand_inputs
 from ..io.clean import write_subset_npz
 from ..io.load import SUFFIXES
-from ..neardep import apply_margin, suggest_drop
+from ..analysis import suggest_drop
+from ..neardep import apply_margin
 from ..report import FileReport, render, worst_exit_code
 from ..report import json as json_report
 from ..report.text import render_result

@@ -27,7 +27,8 @@ from ..io import atomic_savez, load_dataset
 from ..io.load import check_units, dataset_points, max_magnitude
 from ..io.paths import output_target
 from ..resources import check_memory, probe_count, resolve_max_memory, spectrum_bytes
-from ..kernels import KERNEL_DESCRIPTIONS, Kernel, KernelSpectrum, kernel_spectrum, parse_kernel
+from ..kernel_spectrum import KernelSpectrum, kernel_spectrum
+from ..kernels import KERNEL_DESCRIPTIONS, Kernel, parse_kernel
 from .analyze import parse_scales
 from .app import (app, cli_errors, closed_stdout_exits, max_memory_option, stderr_console,
                   stdout_console)

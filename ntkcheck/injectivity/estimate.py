@@ -199,7 +199,7 @@ def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, w
     else:
         t["features"] *= 3
         t["factorisation"] = chol + hh
-    from ..rank import FULL_SPECTRUM_MAX_N, PARTIAL_COUNT, PARTIAL_MAX_ITER
+    from .spectrum import FULL_SPECTRUM_MAX_N, PARTIAL_COUNT, PARTIAL_MAX_ITER
 
     partial = N > FULL_SPECTRUM_MAX_N if partial is None else bool(partial)
     if partial:  # block inverse iteration (rank.py) and tr(G^2) for the effective rank

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from ..analysis import AnalysisResult
+from ..results import AnalysisResult
 
 __all__ = ["FileReport", "FORMATS", "MACHINE_FORMATS", "render", "worst_exit_code",
            "EXIT_ORDER"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..analysis import AnalysisResult
-from ..rank import Dependency
+from ..injectivity.dependencies import Dependency
+from ..results import AnalysisResult
 
 __all__ = ["dependency_identity", "dependency_tag", "dependency_evidence", "involved",
            "summary_line"]

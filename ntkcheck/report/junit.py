@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Sequence
 from xml.etree import ElementTree as ET
 
-from ..analysis import AnalysisResult
+from ..results import AnalysisResult
 from . import FileReport
 from .common import dependency_identity, dependency_tag, involved, summary_line
 

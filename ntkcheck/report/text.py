@@ -13,9 +13,9 @@ from typing import Any, Sequence
 from rich.console import Console
 from rich.markup import escape as _markup_escape
 
-from ..analysis import AnalysisResult
+from ..results import AnalysisResult
 from ..io.paths import printable
-from ..rank import FULL_SPECTRUM_MAX_N
+from ..injectivity.spectrum import FULL_SPECTRUM_MAX_N
 from . import FileReport
 from .common import dependency_identity, dependency_tag
 

@@ -1,25 +1,7 @@
-"""Probes, whitening and the LSE feature matrix modulo affine functions (SPEC §3, steps 1-3).
+"""The LSE feature matrix modulo affine functions (SPEC §3, step 3), with per-column error
+estimates (SPEC §3a). Geometry and probes: :mod:`ntkcheck.injectivity.geometry`,
+:mod:`ntkcheck.injectivity.probes`; the streamed form: :mod:`ntkcheck.injectivity.stream`.
 
-Geometry (:mod:`ntkcheck.injectivity.geometry`): coordinates are equilibrated by powers of two,
-the affine hull is decided per coordinate's own round-off, and probes are whitened: for an
-invertible affine map y -> A (y - m), LSE_{A(mu - m)}(s) = LSE_mu(A^T s) - <A^T s, m>, so probing
-the data at z = A^T s is the same as probing the whitened data at s, with no rounding of the
-data itself. When the pooled support lies in an r-dimensional affine subspace the probes span
-only that subspace (SPEC §2: the test reduces to the affine hull).
-
-Probe law: s ~ N(0, sigma^2 I_r), the probes split evenly (round-robin) over the scales sigma.
-With ``scales="auto"`` (default) these are :data:`DEFAULT_SCALES` = (1, 3, 10, 30), which see the
-structure of distributions whose internal spread rho_i (whitened RMS radius) is of order 1, plus,
-for every distribution much tighter (rho_i < 1/10) or much wider (rho_i > 10) than the pooled
-data, the scales (1, 3, 10, 30) / rho_i rounded to half-decades: the LSE of mu_i has its
-non-affine structure where sigma rho_i is of order 1 to 30 (below, only its low cumulants are
-visible; above, it is close to its support function). That is enough in the following sense:
-in exact arithmetic any M >= N + r + 1 generic probes decide the condition (LSE functions are
-analytic), and in floating point a column's non-affine part is then O(1) on a fixed share of the
-rows instead of buried under round-off. M defaults to max(2 (N + d + 1), 64 x number of scales).
-Rows of scale sigma are weighted by 1/sigma so that every scale contributes comparably to the
-column norms (a row weighting keeps the rank test exact: it multiplies F and the affine basis
-alike).
 
 Every column i is evaluated on mu_i - m_i, its own distribution centred at its own mean m_i:
 LSE_{mu_i}(z) = LSE_{mu_i - m_i}(z) + <z, m_i> and <z, m_i> is affine, so F_perp is unchanged in
@@ -31,52 +13,20 @@ The error estimates are per column (:class:`FeatureMatrix`).
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
-import scipy.linalg
 
-from .dataset import Dataset, chunks
-from .distributions import Discrete, GaussianMixture, UniformBox
-from .errors import InputError
-from .injectivity.geometry import NOISE_SAFETY, Geometry, dataset_geometry
+from ..dataset import Dataset, chunks
+from ..distributions import Discrete, GaussianMixture, UniformBox
+from ..progress import Progress, ProgressUpdate
+from .geometry import NOISE_SAFETY
+from .probes import ProbeSet, Whitening
 
-#: The probe map and centre (an alias kept for the kernels and plots).
-Whitening = Geometry
-
-__all__ = ["ProbeSet", "Whitening", "FeatureMatrix", "make_whitening", "make_probes",
-           "feature_matrix", "streamed_feature_matrix", "FeatureBlocks", "ProgressUpdate",
-           "stream_applies", "stream_block_rows", "STREAM_THRESHOLD_BYTES", "probe_settings",
-           "default_probe_count", "auto_scales",
-           "DEFAULT_SCALES", "OVERSAMPLING", "PROBES_PER_SCALE", "NOISE_SAFETY"]
-
-DEFAULT_SCALES: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
-#: Default probe count is ``max(OVERSAMPLING * (N + d + 1), PROBES_PER_SCALE * n_scales)``.
-OVERSAMPLING = 2
-PROBES_PER_SCALE = 64
-#: A distribution whose internal spread rho_i (whitened) lies outside
-#: [1 / SPREAD_BAND, SPREAD_BAND] gets probe scales of its own (module docstring).
-SPREAD_BAND = 10.0
-#: At most this many probe scales (adaptive scales are merged on a coarser grid beyond it).
-MAX_SCALES = 16
+__all__ = ["FeatureMatrix", "FeatureBlocks", "feature_matrix", "centred_each", "stream_applies",
+           "stream_block_rows", "STREAM_THRESHOLD_BYTES", "STREAM_BLOCK_ELEMENTS", "NOISE_SAFETY"]
 
 _U = np.finfo(float).eps / 2  # unit round-off
-#: Largest probe scale accepted (whitened units): beyond it exp overflows for any spread.
-MAX_SCALE = 1e100
-
-
-@dataclass(frozen=True)
-class ProbeSet:
-    """Probe points in whitened coordinates ``s`` (M, r) and data coordinates ``z`` (M, d)."""
-
-    s: np.ndarray
-    z: np.ndarray
-    scale: np.ndarray  # (M,) the scale each probe was drawn at
-    seed: int
-
-
 #: The dense test streams its probe blocks (never holding the M x N feature matrix, see
 #: :func:`streamed_feature_matrix`) when M N 8 bytes exceed this (512 MiB).
 STREAM_THRESHOLD_BYTES = 512 * 2**20
@@ -85,45 +35,6 @@ STREAM_THRESHOLD_BYTES = 512 * 2**20
 #: blocks, 55 with 1200, on 2 threads).
 STREAM_BLOCK_ELEMENTS = 1 << 25
 
-
-class ProgressUpdate(str):
-    """A progress message: a ``str`` (so callbacks that take strings keep working) with
-    structured fields for callers that can use them.
-
-    Attributes
-    ----------
-    stage : str
-        Stage name (e.g. ``"features"``); the text may add details.
-    done, total : int or None
-        Units of work done out of ``total`` (probe blocks) when the stage reports them.
-    kind : str
-        ``"stage"`` (a stage starts or advances) or ``"estimate"`` (the estimate of the dense
-        test before it starts; ``data`` is its dictionary).
-    data : dict or None
-    """
-
-    stage: str
-    done: int | None
-    total: int | None
-    kind: str
-    data: dict | None
-
-    def __new__(cls, text: str, *, stage: str | None = None, done: int | None = None,
-                total: int | None = None, kind: str = "stage", data: dict | None = None):
-        obj = super().__new__(cls, text)
-        obj.stage = stage or text
-        obj.done, obj.total, obj.kind, obj.data = done, total, kind, data
-        return obj
-
-    @property
-    def fraction(self) -> float | None:
-        """done / total in [0, 1], or None."""
-        if self.done is None or not self.total:
-            return None
-        return min(1.0, max(0.0, self.done / self.total))
-
-
-Progress = Callable[[str], None]
 
 
 def stream_applies(M: int, N: int, stream: bool | None = None) -> bool:
@@ -204,62 +115,6 @@ def _affine_basis(probes: ProbeSet, omega: np.ndarray) -> np.ndarray:
     """Orthonormal basis Q (M, r + 1) of the weighted affine functions omega [1, s]."""
     B = np.column_stack([np.ones(len(omega)), probes.s]) * omega[:, None]
     return np.linalg.qr(B)[0]
-
-
-def make_whitening(dataset: Dataset, whiten: bool = True) -> Geometry:
-    """Pooled centre, affine hull and (optionally) whitening map of the dataset (unit-invariant:
-    see :mod:`ntkcheck.injectivity.geometry`)."""
-    return dataset_geometry(dataset, whiten)
-
-
-def auto_scales(geometry: Geometry, base=DEFAULT_SCALES) -> tuple[float, ...]:
-    """``base`` plus (1, 3, 10, 30) / rho_i for distributions much tighter or wider than the pool.
-
-    rho_i is rounded to half-decades so that a thousand clusters of similar spread add one set of
-    scales; beyond :data:`MAX_SCALES` scales, evenly spaced bins are kept, always including the
-    two extreme ones (module docstring).
-    """
-    rho = np.asarray(geometry.spreads, dtype=float)
-    rho = rho[(rho > 0) & np.isfinite(rho)]
-    odd = rho[(rho < 1.0 / SPREAD_BAND) | (rho > SPREAD_BAND)]
-    base = tuple(float(s) for s in base)
-    if odd.size == 0:
-        return base
-    bins = np.unique(np.round(-2.0 * np.log10(odd)) / 2.0)
-    room = max(1, (MAX_SCALES - len(base)) // 4)
-    if len(bins) > room:
-        bins = bins[np.unique(np.round(np.linspace(0, len(bins) - 1, room)).astype(int))]
-    extra = {float(f"{10.0 ** b * f:.3g}") for b in bins for f in (1.0, 3.0, 10.0, 30.0)}
-    return tuple(sorted(set(base) | extra))
-
-
-def default_probe_count(n_distributions: int, dim: int, n_scales: int = len(DEFAULT_SCALES)) -> int:
-    """max(OVERSAMPLING (N + d + 1), PROBES_PER_SCALE x number of scales)."""
-    return max(OVERSAMPLING * (n_distributions + dim + 1), PROBES_PER_SCALE * n_scales)
-
-
-def probe_settings(scales, probes: int | None, n_distributions: int,
-                   dim: int) -> tuple[tuple[float, ...], int]:
-    """Validated (scales, M): positive finite scales, M >= 1 (default
-    max(2 (N + d + 1), 64 x number of scales))."""
-    scales = tuple(float(s) for s in scales)
-    if not scales or any(not np.isfinite(s) or s <= 0 or s > MAX_SCALE for s in scales):
-        raise InputError(f"must be positive finite numbers <= {MAX_SCALE:g} (whitened units)",
-                         field="scales")
-    M = (int(probes) if probes is not None
-         else default_probe_count(n_distributions, dim, len(scales)))
-    if M < 1:
-        raise InputError(f"must be >= 1, got {M}", field="probes")
-    return scales, M
-
-
-def make_probes(whitening: Whitening, count: int, scales=DEFAULT_SCALES, seed: int = 0) -> ProbeSet:
-    """``count`` Gaussian probes, split evenly (round-robin) over ``scales``."""
-    rng = np.random.default_rng(seed)
-    scale = np.asarray(scales, dtype=float)[np.arange(count) % len(scales)]
-    s = rng.standard_normal((count, whitening.rank)) * scale[:, None]
-    z = s @ whitening.transform.T
-    return ProbeSet(s, z, scale, seed)
 
 
 def _row_norms(x: np.ndarray) -> np.ndarray:
@@ -473,107 +328,3 @@ class FeatureBlocks:
         return base_sq, fw_sq
 
 
-def streamed_feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet, *,
-                            block_rows: int | None = None, backend: str = "local",
-                            method: str = "householder", progress: Progress | None = None,
-                            **backend_options) -> FeatureMatrix:
-    """:func:`feature_matrix` with bounded memory: the M x N matrix is never formed.
-
-    Probe blocks of b rows, [B_w | F_w] (``FeatureBlocks``: B_w = omega [1, s], the weighted
-    affine basis, F_w = omega F), are folded into the R factor of the M x (r + 1 + N) matrix
-    A = [B_w | F_w] by a backend (:func:`ntkcheck.backends.fold`: TSQR on local threads or a
-    Dask cluster). Partition
-
-        R = [[R11, R12], [0, R22]],   A = [Q1, Q2] R,
-
-    so B_w = Q1 R11 and F_w = Q1 R12 + Q2 R22 with Q2 orthogonal to col(Q1) = col(B_w): hence
-    (I - P_B) F_w = Q2 R22, and R22 (N x N) is an R factor of the weighted features projected
-    off the affine functions, the in-memory path's F_w - Q (Q^T F_w). Its column norms are the
-    nu_i, and the normalised triangle R22 / nu (affine columns zeroed) has the singular values
-    and right singular vectors of ``perp``. The column norms of F_w and the error-model sums
-    (base_norm) are accumulated per block exactly as :func:`feature_matrix` does, so the error
-    estimates are the same formulas (Householder QR's backward error is columnwise, of the
-    same first order form 2 (d + 1) M u ||F_i|| as the projection term it replaces).
-
-    Peak memory: the R factor (n_cols^2 numbers per worker, n_cols = N + r + 1), blocks of
-    b n_cols numbers, the probes; ``values`` and ``perp`` are None and :meth:`FeatureMatrix.
-    columns` recomputes the columns a later step needs.
-    """
-    from .backends import fold
-
-    centred, centres = centred_each(dataset)
-    M, N = len(probes.scale), len(dataset)
-    d = dataset.dim
-    r = probes.s.shape[1]
-    p = r + 1
-    n_cols = p + N
-    b = stream_block_rows(n_cols, M) if block_rows is None else int(block_rows)
-    blocks = FeatureBlocks(centred, probes, b, progress if backend == "local" else None)
-    t0 = time.perf_counter()
-    factor = fold(blocks, blocks.n_blocks, n_cols, backend=backend, method=method,
-                  **backend_options)
-    seconds = time.perf_counter() - t0
-    # the padded family packs of the blocks (about T d numbers, more with padding) are not
-    # needed after the fold: FeatureMatrix.columns packs only the columns it recomputes, and a
-    # redraw centres the data again. Released, they leave room for the certificate.
-    centred.__dict__.pop("_packs", None)
-    if len(blocks.stats) < blocks.n_blocks:  # the blocks were evaluated on copies (Dask)
-        stats = _remote_stats(blocks, backend_options)
-    else:
-        stats = [blocks.stats[k] for k in range(blocks.n_blocks)]
-    base_norm = np.sqrt(np.sum([s[0] for s in stats], axis=0))
-    fw_norm = np.sqrt(np.sum([s[1] for s in stats], axis=0))
-    info = {"block_rows": b, "blocks": blocks.n_blocks, "columns": n_cols,
-            "backend": backend, "seconds": seconds, **factor.to_dict()}
-    R22 = _trailing_triangle(factor.R, p)  # in R's own memory: no second N x N array
-    del factor
-    # column norms in column blocks (np.linalg.norm would square a whole N x N temporary)
-    nu = np.concatenate([np.sqrt(np.einsum("ij,ij->j", R22[:, a:a + 1024], R22[:, a:a + 1024]))
-                         for a in range(0, R22.shape[1], 1024)] or [np.zeros(0)])
-    _, _, W, n = _entry_scales(centred)
-    bound, typical = _normalise_columns(R22, nu, base_norm, fw_norm, n, d, M)
-    return FeatureMatrix(None, None, nu, bound, typical, probes, centres, triangle=R22,
-                         stream=info, source=centred)
-
-
-def _trailing_triangle(R: np.ndarray, p: int) -> np.ndarray:
-    """The trailing block R[p:, p:] of an upper-triangular R as an F-contiguous (N, N) upper
-    triangle, built in R's own memory when R is F-contiguous (R is then destroyed), else a copy.
-
-    Column j of the block moves from offset (p + j) n + p of the column-major buffer to j N;
-    the source always lies after the destination's end (p N + p^2 + j p + p > N for p >= 1), so
-    copying columns in increasing order never overwrites data still to be read. At N = 20000
-    this saves a second 3.2 GB array."""
-    n = R.shape[0]
-    N = n - p
-    if not R.flags.f_contiguous or not R.flags.writeable:
-        return np.triu(R[p:, p:]).copy(order="F")
-    flat = R.reshape(-1, order="F")
-    for j in range(N):
-        src = (p + j) * n + p
-        flat[j * N:j * N + j + 1] = flat[src:src + j + 1]
-        flat[j * N + j + 1:(j + 1) * N] = 0.0
-    return flat[:N * N].reshape((N, N), order="F")
-
-
-def _remote_stats(blocks: FeatureBlocks, options: dict) -> list:
-    """Per-block error-model sums computed on the cluster (one more feature pass)."""
-    from .backends.dask import _distributed
-
-    distributed = _distributed()
-    client = options.get("client")
-    own = None
-    if client is None:
-        own = client = distributed.Client(options["scheduler"], timeout="30s")
-    try:
-        remote = client.scatter(blocks, broadcast=True, hash=False)
-        futures = [client.submit(_block_stats, remote, k, pure=False)
-                   for k in range(blocks.n_blocks)]
-        return client.gather(futures)
-    finally:
-        if own is not None:
-            own.close()
-
-
-def _block_stats(blocks: FeatureBlocks, k: int):
-    return blocks.block_stats(k)

@@ -1,4 +1,5 @@
-"""The rank / SVD decision of SPEC §3 (steps 4-6) and readable dependencies.
+"""Singular values of F_perp and their round-off levels: the spectrum of the rank decision
+(SPEC §3 steps 4-6, §3a).
 
 The matrix is the column-normalised F_perp (spectral norm <= sqrt(N)). Round-off is tracked
 *per column* (SPEC §3a): column i carries a first-order bound beta_i and a typical level eta_i
@@ -36,24 +37,20 @@ from __future__ import annotations
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 import scipy.linalg
 
-from ._threads import blas_single_thread
-from .backends.local import usable_cores
+from .._threads import blas_single_thread
+from ..backends.local import usable_cores
 from .features import FeatureMatrix
-from .injectivity.geometry import NOISE_SAFETY
+from .geometry import NOISE_SAFETY
 
-__all__ = ["Spectrum", "ColumnScores", "Dependency", "svd_spectrum", "partial_spectrum",
-           "smallest_singular_triplets", "null_space_basis",
-           "fit_dependency", "classify_singular_values", "FULL_SPECTRUM_MAX_N", "PARTIAL_COUNT",
-           "NOISE_SAFETY", "GAP", "ZERO_COEF_RTOL"]
+__all__ = ["Spectrum", "ColumnScores", "svd_spectrum", "partial_spectrum",
+           "smallest_singular_triplets", "compute_spectrum", "largest_singular_value", "classify_singular_values",
+           "FULL_SPECTRUM_MAX_N", "PARTIAL_COUNT", "PARTIAL_MAX_ITER", "NOISE_SAFETY", "GAP"]
 
 GAP = 100.0
-#: Coefficients below ZERO_COEF_RTOL * max |c| in a relation are round-off (sqrt(u)).
-ZERO_COEF_RTOL = float(np.sqrt(np.finfo(float).eps))
 _U = np.finfo(float).eps / 2
 #: :meth:`Spectrum.scores` inverts R when sigma_min / sigma_max is at least this, else uses the SVD.
 SCORE_TRIANGULAR_COND = 1e-8
@@ -450,149 +447,6 @@ def classify_singular_values(sv: np.ndarray, tau: np.ndarray) -> tuple[int, list
     return k, grey
 
 
-@dataclass(frozen=True)
-class Dependency:
-    """A relation sum_i c_i LSE_i(z) = a + <b, z> (SPEC §2).
-
-    Attributes
-    ----------
-    coefficients : {name: c_i}, non-zero entries only
-    constant : a
-    linear : b, length d
-    residual : relative misfit || F c - (a + Z b) || / sum_i |c_i| ||F_i|| on the probes
-    exact : True when proven symbolically (SPEC §4)
-    certificate : the exact certificate (rational coefficients), when exact
-    verification : how the claim was checked independently before it was reported
-        (``method`` and its figures; see :mod:`ntkcheck.injectivity.verify`)
-    """
-
-    coefficients: dict[str, float]
-    constant: float
-    linear: tuple[float, ...]
-    residual: float
-    exact: bool = False
-    certificate: dict | None = None
-    verification: dict | None = None
-
-    def to_dict(self) -> dict:
-        out = {"coefficients": dict(self.coefficients),
-               "affine": {"constant": self.constant, "linear": list(self.linear)},
-               "residual": self.residual, "exact": self.exact}
-        if self.certificate is not None:
-            out["certificate"] = self.certificate
-        if self.verification is not None:
-            out["verification"] = self.verification
-        return out
-
-    def describe(self, precision: int = 6) -> str:
-        """Human-readable identity, e.g. ``LSE[b] - LSE[a] = 1/2 + z1``."""
-        left = _linear_combination([(c, f"LSE[{n}]") for n, c in self.coefficients.items()],
-                                   precision)
-        right = _linear_combination([(self.constant, "")] + [
-            (b, f"z{l + 1}") for l, b in enumerate(self.linear)], precision)
-        return f"{left} = {right}"
-
-
-def _linear_combination(terms: list[tuple[float, str]], precision: int) -> str:
-    """'2 LSE[a] - LSE[b]' from [(2, 'LSE[a]'), (-1, 'LSE[b]')], dropping terms that print as 0."""
-    out = []
-    for value, label in terms:
-        mag = _pretty(abs(value), precision)
-        if mag == "0":
-            continue
-        sign = "-" if value < 0 else "+"
-        body = label if (mag == "1" and label) else (f"{mag}*{label}" if label.startswith("z")
-                                                     else f"{mag} {label}".strip())
-        out.append((sign, body))
-    if not out:
-        return "0"
-    text = ("-" if out[0][0] == "-" else "") + out[0][1]
-    return text + "".join(f" {sign} {body}" for sign, body in out[1:])
-
-
-def _pretty(x: float, precision: int) -> str:
-    """Shortest of a small fraction (denominator <= 12, within 1e-9) or a rounded decimal."""
-    frac = Fraction(x).limit_denominator(12)
-    if abs(float(frac) - x) <= 1e-9 * max(1.0, abs(x)):
-        return str(frac)
-    return f"{x:.{precision}g}"
-
-
-def null_space_basis(vectors: np.ndarray, zero_rtol: float = ZERO_COEF_RTOL) -> np.ndarray:
-    """Reduced row echelon form of the rows of ``vectors.T`` (a basis of the null space).
-
-    ``vectors`` is (N, k), columns spanning the null space. Returns (k, N) with one leading 1
-    per row at the leftmost possible column and zeros in the other rows' pivot columns, so
-    unrelated dependencies come out as separate relations on disjoint supports. Pivots must
-    exceed ZERO_COEF_RTOL times the largest entry; entries below ``zero_rtol`` times the row's
-    largest are set to 0 (the rows are the same for any ``zero_rtol``: only the zeroing
-    differs, so a smaller one gives a wider support of the same candidate).
-    """
-    A = np.array(vectors.T, dtype=float)
-    k, N = A.shape
-    scale = np.abs(A).max() if A.size else 0.0
-    row = 0
-    for col in range(N):
-        if row == k:
-            break
-        p = row + int(np.argmax(np.abs(A[row:, col])))
-        if abs(A[p, col]) <= ZERO_COEF_RTOL * scale:
-            continue
-        A[[row, p]] = A[[p, row]]
-        A[row] /= A[row, col]
-        others = np.arange(k) != row
-        A[others] -= np.outer(A[others, col], A[row])
-        row += 1
-    A = A[:row]
-    A[np.abs(A) <= zero_rtol * np.abs(A).max(axis=1, keepdims=True)] = 0.0
-    return A
-
-
-def fit_dependency(coef: np.ndarray, features: FeatureMatrix,
-                   names: tuple[str, ...]) -> Dependency:
-    """Refine a relation on its support and fit its affine part by least squares.
-
-    The coefficients on the support S are re-estimated as the smallest right singular vector
-    of F_perp[:, S] (more accurate than the global null basis), scaled so the leading one is 1.
-    """
-    support = np.flatnonzero(coef)
-    F, A = features.columns(support)
-    _, _, vt = np.linalg.svd(A, full_matrices=False)
-    c_norm = vt[-1]
-    nu = features.col_norms[support]
-    c = c_norm / np.where(nu > 0, nu, 1.0)  # zeroed (affine) columns have no scale
-    return _affine_fit(c, support, F, features, names)
-
-
-def refit_affine_part(coefficients: dict[str, float], features: FeatureMatrix,
-                      names: tuple[str, ...]) -> Dependency:
-    """The relation with these (verified) coefficients, entries below ZERO_COEF_RTOL of the
-    largest dropped (they are round-off: the relation holds without them), scaled so that the
-    leading one is 1, with its affine part fitted again for exactly these coefficients."""
-    index = {n: i for i, n in enumerate(names)}
-    c = np.array(list(coefficients.values()), dtype=float)
-    keep = np.abs(c) > ZERO_COEF_RTOL * np.abs(c).max()
-    support = np.array([index[n] for n in coefficients])[keep]
-    order = np.argsort(support)
-    support, c = support[order], c[keep][order]
-    F, _ = features.columns(support)
-    return _affine_fit(c, support, F, features, names)
-
-
-def _affine_fit(c: np.ndarray, support: np.ndarray, F: np.ndarray, features: FeatureMatrix,
-                names: tuple[str, ...]) -> Dependency:
-    """Dependency with coefficients c (scaled: leading one 1) on ``support`` and the least-squares
-    affine part of F c on [1, z] (F the raw columns of the support)."""
-    c = c / c[np.flatnonzero(c)[0]] if np.any(c) else np.ones_like(c)
-    Fc = F @ c
-    Z = features.probes.z
-    B = np.column_stack([np.ones(len(Z)), Z])
-    sol, *_ = scipy.linalg.lstsq(B, Fc, lapack_driver="gelsd", check_finite=False)
-    misfit = np.linalg.norm(Fc - B @ sol)
-    denom = np.sum(np.abs(c) * np.linalg.norm(F, axis=0))
-    residual = float(misfit / denom) if denom > 0 else 0.0
-    # undo the centring: LSE_mu_i = LSE_{mu_i - m_i} + <z, m_i>
-    centres = features.centres if features.centres is not None else np.zeros((len(names), Z.shape[1]))
-    linear = sol[1:] + c @ centres[support]
-    return Dependency({names[j]: float(cj) for j, cj in zip(support, c)}, float(sol[0]),
-                      tuple(float(b) for b in linear), residual)
+def compute_spectrum(feats: FeatureMatrix, partial: bool) -> Spectrum:
+    """Every singular value of F_perp, or (``partial``) the smallest ones ."""
+    return partial_spectrum(feats) if partial else svd_spectrum(feats)

@@ -1,0 +1,230 @@
+"""The verdict of the dense test from its evidence (SPEC §3 steps 2-6, §3a).
+
+Decision procedure:
+
+Steps 0-1 (structural screen, geometry and probes) run before: :mod:`ntkcheck.analysis`.
+2. M < N + r + 1 probes                                      -> ``inconclusive``.
+3. full rank beyond the fast path's error bound and the rigorous certificate of
+   :mod:`ntkcheck.injectivity.certify` holds                -> ``injective``, ``certified``.
+4. Singular values against the round-off level tau(v) of their own singular vectors
+   (:func:`ntkcheck.rank.classify_singular_values`): any value in [tau, GAP tau)
+                                                            -> ``inconclusive`` (grey zone).
+5. none at round-off, and again every value >= GAP tau on a redraw (seed + 1; only its
+   smallest singular triplets are computed when they clear GAP x the bound of every level)
+                                                            -> ``injective``, ``numerical``.
+6. k values at round-off: k candidate relations (reduced echelon basis, refined on their
+   support), each re-checked in extended precision at fresh points
+   (:mod:`ntkcheck.injectivity.verify`); those that hold are printed
+                                                            -> ``not_injective``, ``numerical``;
+   if none holds                                            -> ``inconclusive``.
+
+
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+import scipy.linalg
+
+from ..dataset import Dataset
+from ..progress import Progress
+from .certify import rigorous_certificate
+from .dependencies import Dependency, null_space_basis, fit_dependency, refit_affine_part
+from .features import FeatureMatrix
+from .probes import make_probes
+from .spectrum import GAP, PARTIAL_COUNT, Spectrum, classify_singular_values, partial_spectrum
+from .stream import compute_features
+from .summary import _top_names
+from .verify import affine_part, verify_relation
+
+__all__ = ["Decision", "decide_dense", "INJECTIVE", "NOT_INJECTIVE", "INCONCLUSIVE", "GAP",
+           "CONFIRM_COUNT"]
+
+INJECTIVE, NOT_INJECTIVE, INCONCLUSIVE = "injective", "not_injective", "inconclusive"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A verdict with what supports it: ``evidence`` "exact" | "certified" | "numerical" (None
+    when inconclusive), a one-sentence ``reason``, the verified ``dependencies``, the numerical
+    ``rank``, the confirmation draw's singular values (``redraw``) and the ``verification``
+    record (certificate or confirmation draw)."""
+
+    verdict: str
+    evidence: str | None
+    reason: str
+    dependencies: tuple[Dependency, ...] = ()
+    rank: int = 0
+    redraw: np.ndarray | None = None
+    verification: dict | None = None
+
+
+def decide_dense(dataset: Dataset, geom, feats: FeatureMatrix, spec: Spectrum, *, M: int,
+                 scales: Sequence[float], seed: int, stream_options: dict | None, partial: bool,
+                 max_memory: int | None, say: Progress) -> Decision:
+    """Steps 2-6 of the module docstring on one dense test: its features ``feats`` at ``M``
+    probes of ``scales`` drawn with ``seed``, their spectrum ``spec``; the confirmation draw
+    (seed + 1) is computed the same way (``stream_options``, ``partial``)."""
+    N = len(dataset)
+    sv = spec.singular_values
+
+    def decision(verdict, evidence, reason, deps=(), redraw=None, rank=None, verification=None):
+        rank = N - int(np.sum(sv <= spec.noise)) if rank is None else rank
+        return Decision(verdict, evidence, reason, tuple(deps), rank, redraw, verification)
+
+    if M < N + geom.rank + 1:
+        return decision(INCONCLUSIVE, None,
+                      f"only {M} probes for {N} distributions and {geom.rank + 1} affine "
+                      f"functions: no rank decision is possible; increase --probes to at least "
+                      f"{N + geom.rank + 1}")
+    fast = _fast_certificate(spec)
+    if fast is not None:
+        say("rigorous certificate")
+        cert = rigorous_certificate(dataset, feats, geom, seed, max_memory)
+        if cert["certified"]:
+            return decision(INJECTIVE, "certified",
+                          f"rigorous certificate ({cert['enclosure']}): the smallest singular "
+                          f"value of the scaled [1, Z, F] on {cert['rows']} probes is at least "
+                          f"{cert['lower_bound']:.3g} > 0, so no dependency exists (smallest "
+                          f"singular value of F_perp {spec.smallest:.3g})",
+                          rank=N, verification=cert)
+    V, tau, off = spec.tail_levels()  # vectors of the values that can be small only
+    k, grey = classify_singular_values(sv, tau)
+    if grey:
+        j = grey[-1]
+        return decision(INCONCLUSIVE, None,
+                      f"singular value {sv[j]:.3g} lies in the grey zone: above the round-off "
+                      f"level {tau[j]:.3g} of its own direction "
+                      f"({_top_names(V[:, j - off], dataset.names)})"
+                      f" but below {GAP:g}x it, so neither independence nor a dependency is "
+                      "established; try --exact (rational data), more --probes or other --scales",
+                      rank=N - k)
+    if k == 0:
+        say("confirmation draw")
+        feats2 = compute_features(dataset, geom, make_probes(geom, M, scales, seed + 1),
+                                  stream_options, say)
+        spec2, ratio = _confirmation_ratios(feats2, partial)
+        check = {"method": "confirmation draw", "seed": seed + 1,
+                 "singular_values_computed": int(spec2.singular_values.shape[0]),
+                 "smallest_singular_value": spec2.smallest,
+                 "smallest_ratio_to_noise": float(ratio.min())}
+        note = ("" if fast is None else
+                f"; the rigorous certificate was not obtained ({cert['reason']})")
+        if ratio.min() < GAP:
+            j = int(np.argmin(ratio))
+            return decision(INCONCLUSIVE, None,
+                          f"every singular value is far above its round-off level on the first "
+                          f"probe draw (smallest {spec.smallest:.3g}), but on a redraw (seed "
+                          f"{seed + 1}) singular value {spec2.singular_values[j]:.3g} is only "
+                          f"{ratio[j]:.3g}x its level "
+                          f"{spec2.singular_values[j] / ratio[j]:.3g}; try more --probes",
+                          redraw=spec2.singular_values, rank=N, verification=check)
+        return decision(INJECTIVE, "numerical",
+                      f"every singular value is at least {GAP:g}x the round-off level of its own "
+                      f"direction on two probe draws (smallest {spec.smallest:.3g}, noise "
+                      f"{tau[-1]:.3g}), but not certified{note}",
+                      redraw=spec2.singular_values, rank=N, verification=check)
+    say("dependencies")
+    p = sv.shape[0]  # N, or the computed count of a partial spectrum
+    deps, failed = candidate_relations(V[:, V.shape[1] - k:], len(sv), feats, dataset, geom, seed)
+    found = (f"{'at least ' if k == p < N else ''}{k} singular value(s) at the round-off level "
+             "of their own directions"
+             + (f", the next {sv[p - k - 1]:.3g} ({sv[p - k - 1] / tau[p - k - 1]:.3g}x its level)"
+                if k < p else ""))
+    if not failed and deps:
+        return decision(NOT_INJECTIVE, "numerical",
+                      f"{found}; every relation re-checked at fresh points in extended precision",
+                      deps, rank=N - k)
+    why = ("; ".join(f"{dep.describe(4)} {chk.reason}" for dep, chk in failed[:3])
+           or "no candidate relation could be formed")  # never not_injective without one
+    if deps:
+        return decision(NOT_INJECTIVE, "numerical",
+                      f"{found}; {len(deps)} relation(s) hold at fresh points in extended "
+                      f"precision, {len(failed)} other candidate(s) did not and are not reported "
+                      f"({why})", deps, rank=N - k)
+    return decision(INCONCLUSIVE, None,
+                  f"{found}, but no candidate relation survives the independent re-check: "
+                  f"{why}. The data are nearly dependent at double precision; try --exact "
+                  "(rational data) or inspect the named distributions", rank=N - k)
+
+
+
+def candidate_relations(null_vectors: np.ndarray, size: int, feats: FeatureMatrix,
+                        dataset: Dataset, geom, seed: int) -> tuple[list, list]:
+    """(verified, failed): one candidate relation per null direction (reduced echelon basis of
+    ``null_vectors``, refined on its support), each re-checked in extended precision at fresh
+    points (:mod:`ntkcheck.injectivity.verify`); ``size`` is the number of singular values."""
+    basis = null_space_basis(null_vectors)
+    # the same rows with only round-off-level entries zeroed: when a relation's coefficient on
+    # a nearly affine column (normalised, it is tiny) was cut by the sqrt(u) threshold, the
+    # narrow candidate fails its re-check and the wide one is tried (it too must pass it)
+    wide = null_space_basis(null_vectors, zero_rtol=WIDE_COEF_RTOL * size)
+    deps, failed = [], []
+    index = {n: i for i, n in enumerate(dataset.names)}
+    for row, row_wide in zip(basis, wide):
+        dep, check = _fit_and_verify(row, feats, dataset, geom, seed)
+        if not check.passed and np.count_nonzero(row_wide) > np.count_nonzero(row):
+            dep2, check2 = _fit_and_verify(row_wide, feats, dataset, geom, seed)
+            if check2.passed:
+                dep, check = dep2, check2
+        if check.passed:
+            coefs = {name: float(c) for name, c in zip(dep.coefficients, check.coefficients)}
+            # the affine part is fitted again for the verified coefficients (a round-off
+            # coefficient left in the float fit would otherwise bias it)
+            dep = refit_affine_part(coefs, feats, dataset.names)
+            a, b = affine_part([dataset.distributions[index[n]] for n in dep.coefficients],
+                               np.array(list(dep.coefficients.values())))
+            deps.append(replace(dep, constant=a, linear=tuple(float(x) for x in b),
+                                verification=check.to_dict()))
+        else:
+            failed.append((dep, check))
+    return deps, failed
+
+
+#: Zeroing level of the wide candidates, times N, relative to the row's largest entry.
+WIDE_COEF_RTOL = 64 * np.finfo(float).eps
+
+
+def _fit_and_verify(row: np.ndarray, feats: FeatureMatrix, dataset: Dataset, geom, seed: int):
+    """A candidate relation on the support of ``row``: refitted, then re-checked (verify.py)."""
+    dep = fit_dependency(row, feats, dataset.names)
+    support = np.flatnonzero(row)
+    check = verify_relation([dataset.distributions[i] for i in support],
+                            np.array(list(dep.coefficients.values())), geom.transform,
+                            geom.spreads[support], seed=seed)
+    return dep, check
+
+
+#: Singular triplets the confirmation draw computes first (block inverse iteration).
+CONFIRM_COUNT = 8
+
+
+def _confirmation_ratios(feats: FeatureMatrix, partial: bool) -> tuple[Spectrum, np.ndarray]:
+    """(spectrum, sigma_j / tau(v_j)) of the confirmation draw (M >= N), at the cost of its
+    smallest singular triplets: the :data:`CONFIRM_COUNT` smallest (PARTIAL_COUNT on a partial
+    spectrum) with the levels of their own directions; when the largest of them clears GAP x
+    the bound of every level (:meth:`Spectrum.max_vector_noise`), so does every uncomputed
+    value, which is then not needed. Otherwise every singular value of the same R (full mode)
+    with the levels of :meth:`Spectrum.tail_levels`."""
+    spec = partial_spectrum(feats, count=PARTIAL_COUNT if partial else CONFIRM_COUNT)
+    sv = spec.singular_values
+    if sv.shape[0] == spec.size or sv[0] >= GAP * spec.max_vector_noise():
+        return spec, sv / spec.vector_noise(spec.vectors)
+    if not partial:
+        R = spec.triangle
+        spec = replace(spec, singular_values=scipy.linalg.svdvals(R, check_finite=False),
+                       vectors=None, columns=None, largest=None)
+    _, tau, _ = spec.tail_levels()
+    return spec, spec.singular_values / tau
+
+
+def _fast_certificate(spec: Spectrum) -> float | None:
+    """The fast path's full-rank test: sigma_min > delta, or its per-column form (rank.py)."""
+    N = spec.size
+    if spec.smallest > spec.tolerance:
+        return spec.smallest
+    weighted = spec.weighted_smallest()
+    return weighted if weighted > np.sqrt(N) * (1.0 + 4 * N * np.finfo(float).eps) else None

@@ -1,0 +1,136 @@
+"""How the dense test runs, never what it decides (SPEC §3 at scale): in memory or streamed,
+which backend, how many parallel folds, full or partial spectrum, and the time and memory
+estimate checked against the memory limit before any costly stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..backends.dask import _distributed
+from ..backends.local import have_threadpoolctl, usable_cores
+from ..dataset import Dataset
+from ..errors import InputError
+from ..resources import (_chunk_bytes, analysis_bytes, check_memory, default_max_memory,
+                         format_bytes)
+from .certify import CERT_BYTES_PER_ENTRY, CERT_BYTES_PER_SQUARE, SCRATCH_BYTES
+from .estimate import estimate_streaming, format_seconds
+from .features import _entry_scales, stream_applies, stream_block_rows
+from .spectrum import FULL_SPECTRUM_MAX_N
+
+__all__ = ["DenseOptions", "SPECTRUM_MODES", "dense_plan", "describe_estimate",
+           "PARALLEL_FOLD_MEMORY_FRACTION"]
+
+
+@dataclass(frozen=True)
+class DenseOptions:
+    """How the dense test runs (never what it decides): streaming, backend, memory limit."""
+
+    stream: bool | None = None
+    backend: str = "local"
+    scheduler: str | None = None
+    client: Any = None
+    max_memory: int | None = None
+    spectrum: str = "auto"
+
+    @classmethod
+    def checked(cls, stream: bool | None, backend: str, scheduler: str | None, client: Any,
+                max_memory: int | None, spectrum: str) -> "DenseOptions":
+        """Validated options of :func:`ntkcheck.analyze` (InputError naming the field); the
+        Dask backend always streams."""
+        if backend not in ("local", "dask"):
+            raise InputError(f"unknown backend '{backend}'; choose local or dask", field="backend")
+        if spectrum not in SPECTRUM_MODES:
+            raise InputError(f"unknown spectrum mode {spectrum!r}; choose one of "
+                             + ", ".join(SPECTRUM_MODES), field="spectrum")
+        if backend == "dask":
+            _distributed()  # a clear InputError when dask is missing
+            if client is None and not scheduler:
+                raise InputError("give a scheduler address (e.g. tcp://host:8786) or a client",
+                                 field="scheduler")
+            stream = True
+        return cls(stream, backend, scheduler, client, max_memory, spectrum)
+
+    def partial(self, N: int, M: int) -> bool:
+        """Whether the dense test of N columns and M probes computes a partial spectrum."""
+        wanted = self.spectrum == "partial" or (self.spectrum == "auto"
+                                                and N > FULL_SPECTRUM_MAX_N)
+        return wanted and M >= N
+
+
+#: Values of ``analyze(spectrum=...)`` and ``--spectrum``.
+SPECTRUM_MODES = ("auto", "full", "partial")
+
+
+#: Parallel folds (one R factor each) are used only while their extra factors take at most
+#: this fraction of the memory limit (``_dense_plan``).
+PARALLEL_FOLD_MEMORY_FRACTION = 0.125
+
+
+def dense_plan(dataset: Dataset, geom, M: int, dense: DenseOptions) -> tuple[dict, dict]:
+    """(estimate, feature options): whether the test streams, its blocks and workers, and the
+    estimated time and memory (:mod:`ntkcheck.injectivity.estimate`, :mod:`ntkcheck.resources`),
+    checked against ``dense.max_memory``."""
+    N, d = len(dataset), dataset.dim
+    tokens = int(np.sum(_entry_scales(dataset)[3]))
+    n_cols = N + geom.rank + 1
+    limit = default_max_memory() if dense.max_memory is None else int(dense.max_memory)
+    # automatic: stream beyond the threshold, or when the in-memory test would not fit
+    streamed = M >= n_cols and (stream_applies(M, N, dense.stream) or (
+        dense.stream is None and analysis_bytes(M, N, d) > limit))
+    b = stream_block_rows(n_cols, M)
+    workers = usable_cores() if (have_threadpoolctl() and dense.backend == "local") else 1
+    while True:
+        est = estimate_streaming(n_cols, d, M, max(tokens, 1), b, method="householder",
+                                 workers=workers, scratch_bytes=workers * _chunk_bytes(),
+                                 partial=dense.partial(N, M))
+        # parallel folds each hold an R factor: worth it only while those extra factors are
+        # a small part of the memory limit (one fold uses every BLAS thread at ~1.7x the
+        # one-thread rate on 2 cores, so a second fold buys little and costs N^2 numbers)
+        extra = 8 * (workers - 1) * n_cols**2
+        if (not streamed or dense.backend != "local" or workers == 1
+                or (est.peak_bytes + 8 * M * (geom.rank + d + 1) <= limit
+                    and extra <= PARALLEL_FOLD_MEMORY_FRACTION * limit)):
+            break
+        workers -= 1
+    info = {"mode": "streamed" if streamed else "in_memory", "backend": dense.backend,
+            "seconds": est.seconds, "time": dict(est.time), "covers": "features, "
+            "factorisation and SVD of one probe draw; a confirmation draw, when made, costs as "
+            "much again; the rigorous certificate and the relation checks are not included"}
+    n_cert = N + d + 1
+    # the certificate (when reached) runs on the rows that fit the limit (rigorous_certificate)
+    info["certificate_peak_bytes"] = int(min(
+        CERT_BYTES_PER_ENTRY * M * n_cert + CERT_BYTES_PER_SQUARE * n_cert**2 + SCRATCH_BYTES,
+        limit))
+    if streamed:
+        probe_bytes = 8 * M * (geom.rank + d + 1)  # s, z and the scales, held throughout
+        info.update(peak_bytes=int(est.peak_bytes + probe_bytes),
+                    memory={**est.memory, "probes": probe_bytes}, block_rows=b, workers=workers)
+        if dense.backend == "local":
+            check_memory(info["peak_bytes"], limit,
+                         f"the streamed dense test of N = {N} distributions with M = {M} probes",
+                         "pass fewer --probes, shrink N, or run it on a cluster with "
+                         "--backend dask --scheduler ADDRESS", field="max-memory")
+        options = {"block_rows": b, "backend": dense.backend}
+        if dense.backend == "local":
+            options["workers"] = workers
+        else:
+            options.update(scheduler=dense.scheduler, client=dense.client)
+    else:
+        need = analysis_bytes(M, N, d)
+        info.update(peak_bytes=int(need), memory={"in_memory_features": int(need)})
+        check_memory(need, limit, f"the dense test of N = {N} distributions with M = {M} probes "
+                     "in memory", "pass --stream (bounded memory), fewer --probes, or shrink N",
+                     field="max-memory")
+        options = None
+    return info, options
+
+
+def describe_estimate(est: dict, M: int, N: int) -> str:
+    how = (f"streamed, blocks of {est['block_rows']} probes, {est['backend']} backend"
+           if est["mode"] == "streamed" else "in memory")
+    return (f"estimate: dense test of {N} distributions x {M} probes ({how}): about "
+            f"{format_seconds(est['seconds'])} per probe draw, peak memory about "
+            f"{format_bytes(est['peak_bytes'])}")
