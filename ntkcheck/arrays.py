@@ -21,9 +21,6 @@ another kind raises a :class:`TypeError` naming the accepted kinds; a malformed 
 
 from __future__ import annotations
 
-from decimal import Decimal
-from fractions import Fraction
-from numbers import Integral
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -31,6 +28,7 @@ import numpy as np
 from .dataset import Dataset
 from .distributions import Discrete, Distribution
 from .errors import InputError
+from .exact_values import exact_entries
 
 __all__ = ["as_dataset", "exact_entries", "ACCEPTED", "DataLike", "training_set"]
 
@@ -43,33 +41,6 @@ ACCEPTED = ("a Dataset, a sequence of Distribution objects (Discrete, UniformBox
 DataLike = Union[Dataset, Sequence[Distribution], np.ndarray, Sequence[Any], Any]
 
 
-def exact_entries(value: Any) -> Optional[np.ndarray]:
-    """An object array of exact numbers when ``value`` holds a Fraction or a Decimal, else None.
-
-    Fractions stay, Decimals become the Fraction they denote, integers become ``int``, and
-    floats stay floats (the exact test then accepts them only when they are small-denominator
-    rationals, as for ``.npz`` data).
-    """
-    if isinstance(value, np.ndarray) and value.dtype != object:
-        return None
-    try:
-        arr = np.asarray(value, dtype=object)
-    except (TypeError, ValueError):
-        return None
-    flat = arr.ravel()
-    if not any(isinstance(x, (Fraction, Decimal)) for x in flat):
-        return None
-    out = np.empty(arr.shape, dtype=object)
-    for idx, x in np.ndenumerate(arr):
-        if isinstance(x, (Fraction, Decimal)):
-            out[idx] = Fraction(x)
-        elif isinstance(x, (bool, np.bool_)):
-            raise InputError(f"holds a boolean {x!r}; give numbers", field="tokens")
-        elif isinstance(x, Integral):
-            out[idx] = int(x)
-        else:
-            out[idx] = x
-    return out
 
 
 def _numeric(value: Any, what: str) -> np.ndarray:

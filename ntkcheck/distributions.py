@@ -143,7 +143,7 @@ class Discrete(Distribution):
 
     def __post_init__(self) -> None:
         if self.rational is None:  # Fraction / Decimal inputs stay exact for the exact test
-            from .arrays import exact_entries
+            from .exact_values import exact_entries
 
             exact = {"atoms": exact_entries(self.atoms), "weights": exact_entries(self.weights)}
             if any(v is not None for v in exact.values()):

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..injectivity.factor import Factor
-from . import BlockRange, drive, split_ranges
+from .tree import BlockRange, drive, split_ranges
 
 __all__ = ["fold_dask"]
 

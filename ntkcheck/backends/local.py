@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..injectivity.factor import Factor, blas_single_thread
-from . import drive, split_ranges
+from .tree import drive, split_ranges
 
 __all__ = ["fold_local", "usable_cores", "have_threadpoolctl"]
 

@@ -17,10 +17,9 @@ The CLI loops over the files, builds the reports and prints ``render(fmt, report
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
-from ..results import AnalysisResult
+from .files import EXIT_ORDER, FileReport, worst_exit_code
 
 __all__ = ["FileReport", "FORMATS", "MACHINE_FORMATS", "render", "worst_exit_code",
            "EXIT_ORDER"]
@@ -29,39 +28,10 @@ __all__ = ["FileReport", "FORMATS", "MACHINE_FORMATS", "render", "worst_exit_cod
 FORMATS = ("text", "json", "github", "sarif", "junit")
 MACHINE_FORMATS = FORMATS[1:]
 
-#: Exit codes from worst to best: an unreadable file (2), a dependency (1), inconclusive (3),
-#: injective but below the ``--fail-below`` margin (6), injective (0). Several files exit with
-#: the worst code among them: an undecided file outranks a proven but barely injective one.
-EXIT_ORDER = (2, 1, 3, 6, 0)
 
 
-@dataclass(frozen=True)
-class FileReport:
-    """The outcome of ``analyze`` on one file.
-
-    Attributes
-    ----------
-    file : the path as given on the command line (or found in a directory)
-    result : the analysis, or None when the file could not be read or analysed
-    error : the one-line error message when ``result`` is None
-    suggestion : the :class:`~ntkcheck.neardep.DropSuggestion` (``--suggest-drop``), or None
-    """
-
-    file: str
-    result: AnalysisResult | None = None
-    error: str | None = None
-    suggestion: Any = None
-
-    @property
-    def exit_code(self) -> int:
-        """2 for an unreadable file, else the verdict's code (0, 1, 3, or 6 below the margin)."""
-        return 2 if self.result is None else self.result.exit_code
 
 
-def worst_exit_code(reports: Sequence[FileReport]) -> int:
-    """The worst code in :data:`EXIT_ORDER` among ``reports`` (0 when there are none)."""
-    codes = {r.exit_code for r in reports}
-    return next((c for c in EXIT_ORDER if c in codes), 0)
 
 
 def render(fmt: str, reports: Sequence[FileReport], *, single: bool = False,

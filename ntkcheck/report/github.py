@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import FileReport
+from .files import FileReport
 from .common import dependency_evidence, dependency_identity, dependency_tag, involved
 
 __all__ = ["render", "annotation", "MAX_MARGIN_ANNOTATIONS"]

@@ -18,7 +18,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Sequence
 
-from . import FileReport, worst_exit_code
+from .files import FileReport, worst_exit_code
 
 __all__ = ["SCHEMA_VERSION", "TIMING_FIELDS", "document", "envelope", "render", "schema"]
 

@@ -15,7 +15,7 @@ from typing import Sequence
 from xml.etree import ElementTree as ET
 
 from ..results import AnalysisResult
-from . import FileReport
+from .files import FileReport
 from .common import dependency_identity, dependency_tag, involved, summary_line
 
 __all__ = ["render"]

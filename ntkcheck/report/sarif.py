@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from . import FileReport, worst_exit_code
+from .files import FileReport, worst_exit_code
 from .common import dependency_evidence, dependency_identity, dependency_tag, involved
 
 __all__ = ["RULES", "SARIF_VERSION", "SARIF_SCHEMA_URI", "log", "render"]

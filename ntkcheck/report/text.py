@@ -16,7 +16,7 @@ from rich.markup import escape as _markup_escape
 from ..results import AnalysisResult
 from ..io.paths import printable
 from ..injectivity.spectrum import FULL_SPECTRUM_MAX_N
-from . import FileReport
+from .files import FileReport
 from .common import dependency_identity, dependency_tag
 
 __all__ = ["render", "render_result"]
