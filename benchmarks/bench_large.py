@@ -91,7 +91,7 @@ def exp_gemm_seconds(X: list[np.ndarray], M: int, d: int, seed: int = 1) -> floa
 
 def feature_blocks_seconds(X: list[np.ndarray], settings: dict) -> float:
     """Wall time of the streamed feature blocks alone ([omega [1, s] | omega F] and their
-    error-model sums, ``ntkcheck.features.FeatureBlocks``) for the analysis' probes, without
+    error-model sums, ``ntkcheck.injectivity.features.FeatureBlocks``) for the analysis' probes, without
     folding them (the streamed stage times both together)."""
     from ntkcheck import Dataset
     from ntkcheck.injectivity.features import FeatureBlocks, centred_each

@@ -69,14 +69,14 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
     scales : sequence of float, optional
         Probe scales after whitening (probes split evenly); default: (1, 3, 10, 30) plus scales
         matched to distributions much tighter or wider than the pool
-        (:func:`ntkcheck.features.auto_scales`).
+        (:func:`ntkcheck.injectivity.probes.auto_scales`).
     seed : int
         Seed of the first probe draw; the confirmation draw uses seed + 1.
     whiten : bool
         Whiten with the pooled mean and covariance (always reduces to the affine hull).
     exact : "auto" | "always" | "never"
-        The exact test of SPEC §4 (:mod:`ntkcheck.injectivity.combine`): ``auto`` runs it when the data
-        are rational and within budget, ``always`` also reports why it could not run (and
+        The exact test of SPEC §4 (:mod:`ntkcheck.injectivity.combine`): ``auto`` runs it when the
+        data are rational and within budget, ``always`` also reports why it could not run (and
         raises InputError when a value is not an exact rational), ``never`` skips it.
     exact_timeout : float or None
         Seconds allowed to the exact test (default DEFAULT_EXACT_TIMEOUT); None: no limit.
@@ -86,13 +86,13 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
         Size limits of the exact test.
     progress : callable(str), optional
         Receives a short message at the start of each stage, and as long stages advance; the
-        messages are :class:`ntkcheck.features.ProgressUpdate` strings with ``stage``,
+        messages are :class:`ntkcheck.progress.ProgressUpdate` strings with ``stage``,
         ``done`` / ``total`` (for a fraction and an ETA) and ``kind`` (``"estimate"``: the
         dense test's time and memory estimate, before it starts).
     stream : bool or None
-        Streamed dense test with bounded memory (:func:`ntkcheck.features.
-        streamed_feature_matrix`): None (default) when the M x N feature matrix would exceed
-        :data:`ntkcheck.features.STREAM_THRESHOLD_BYTES`, or forced on / off.
+        Streamed dense test with bounded memory (:func:`ntkcheck.injectivity.
+        stream.streamed_feature_matrix`): None (default) when the M x N feature matrix would exceed
+        :data:`ntkcheck.injectivity.features.STREAM_THRESHOLD_BYTES`, or forced on / off.
     backend : "local" | "dask"
         Where the streamed probe blocks are computed and folded (``dask`` streams always).
     scheduler : str, optional
@@ -103,10 +103,10 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
     spectrum : "auto" | "full" | "partial"
         Singular values the dense test computes: ``full`` every one (an N x N
         bidiagonalisation, 8/3 N^3 flops at level-2 BLAS speed), ``partial`` the
-        :data:`ntkcheck.rank.PARTIAL_COUNT` smallest and an estimate of the largest (O(N^2) per
-        iteration; the verdict, the relations and the certificate are the same, the Gram
+        :data:`ntkcheck.injectivity.spectrum.PARTIAL_COUNT` smallest and an estimate of the largest
+        (O(N^2) per iteration; the verdict, the relations and the certificate are the same, the Gram
         summary lists only the computed eigenvalues), ``auto`` partial beyond
-        :data:`ntkcheck.rank.FULL_SPECTRUM_MAX_N` columns.
+        :data:`ntkcheck.injectivity.spectrum.FULL_SPECTRUM_MAX_N` columns.
 
     Returns
     -------

@@ -126,7 +126,7 @@ class KernelSpectrum(SpectrumDisplay):
         return c / np.where(norms > 0, norms, 1.0)
 
     def to_dict(self, *, arrays: bool = False) -> dict:
-        """JSON-ready dictionary (the ``spectrum --json`` schema of the README); with
+        """JSON-ready dictionary (the ``spectrum --json`` schema, docs/spectrum.md); with
         ``arrays=True`` also the kernel matrix, the eigenvectors and the coefficient scale, so
         that :meth:`from_dict` can rebuild the spectrum."""
         cond = self.condition_number

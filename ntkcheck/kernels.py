@@ -14,7 +14,7 @@ kernel     K_ij                                                          null sp
 =========  ============================================================  =========================
 
 Coordinates. Everything is computed on the probes and whitening of the rank test
-(:func:`ntkcheck.features.make_whitening`, :func:`ntkcheck.features.make_probes`): z = T s with
+(:func:`ntkcheck.injectivity.probes.make_whitening`, :func:`ntkcheck.injectivity.probes.make_probes`): z = T s with
 T = ``whitening.transform`` (d x r) and s ~ rho the multi-scale Gaussian law in whitened
 coordinates. The kernels are those of the whitened data y' = T^T (y - m): in s-coordinates
 
@@ -54,7 +54,7 @@ Tolerance (the "zero" level of the eigenvalues, from round-off only):
   themselves (relative eta, ~1e-13 at worst) shift a null eigenvalue only by O(eta^2) and are
   neglected.
 * ``gram``: tau^2 / M with tau the round-off level of the rank test
-  (:func:`ntkcheck.rank.svd_spectrum`), so ``gram`` and the rank test count the same null space.
+  (:func:`ntkcheck.injectivity.spectrum.svd_spectrum`), so ``gram`` and the rank test count the same null space.
 
 A kernel is *numerically positive definite* when lambda_min > tolerance; otherwise it is singular
 to working precision (a dependency, or an ill-conditioning the probes cannot resolve). This is

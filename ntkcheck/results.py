@@ -190,9 +190,10 @@ class AnalysisResult(AnalysisDisplay):
         rank and shape of E, timings, proof) or None when it was not attempted
     disagreement : both answers when the exact and numerical tests disagree (a bug), else None
     scores : {name: score} in [0, 1], distance of each sequence's normalised LSE column to the
-        span of the others modulo affine functions (0 = dependent; :mod:`ntkcheck.neardep`)
+        span of the others modulo affine functions (0 = dependent;
+        :mod:`ntkcheck.injectivity.summary`)
     near_dependency : the lowest scores with the sequences they are closest to, near pairs,
-        the scaled smallest singular value (:mod:`ntkcheck.neardep`)
+        the scaled smallest singular value (:mod:`ntkcheck.injectivity.summary`)
     margin : set by :func:`ntkcheck.neardep.apply_margin` (``--fail-below``), else None
     """
 
@@ -242,7 +243,7 @@ class AnalysisResult(AnalysisDisplay):
         return {INJECTIVE: 0, NOT_INJECTIVE: 1, INCONCLUSIVE: 3}[self.verdict]
 
     def to_dict(self) -> dict:
-        """JSON-ready dictionary (the ``--json`` schema of the README)."""
+        """JSON-ready dictionary (the ``--json`` schema, docs/json.md)."""
         sv = self.singular_values
         out = {
             "verdict": self.verdict,

@@ -1,7 +1,7 @@
 """Every threshold and branch of the decision, with inputs on both sides of it.
 
 The expected values are computed here from the formulas documented in the modules' docstrings
-(rank.py, features.py, injectivity/geometry.py, injectivity/verify.py), so that changing a
+(injectivity/spectrum.py, probes.py, features.py, geometry.py, verify.py), so that changing a
 constant or a comparison in the code fails a test.
 """
 
@@ -26,7 +26,7 @@ from ntkcheck.injectivity.spectrum import Spectrum, classify_singular_values
 U = np.finfo(float).eps / 2
 
 
-# ---- rank.py: round-off level, grey zone --------------------------------------------------------
+# ---- spectrum.py: round-off level, grey zone --------------------------------------------------------
 
 @pytest.mark.parametrize("last, k, grey", [
     (0.9e-3, 1, []),        # at the round-off level of its direction (sigma <= tau)
@@ -49,7 +49,7 @@ def test_only_trailing_values_are_null():
 
 
 def test_vector_noise_formula():
-    """tau(c) = 10 (sum_i |c_i| eta_i + N u) (rank.py docstring)."""
+    """tau(c) = 10 (sum_i |c_i| eta_i + N u) (spectrum.py docstring)."""
     eta = np.array([1e-12, 1e-6, 0.0])
     spec = Spectrum(np.ones(3), 0.0, 0.0, np.eye(3), eta, eta)
     v = np.array([[0.6], [0.0], [0.8]])
@@ -68,7 +68,7 @@ def test_fast_certificate_both_sides():
     assert fast(Spectrum(np.array([1.0, 1e-3]), 2e-3, 0.0, R, np.zeros(2), beta)) is None
 
 
-# ---- features.py: probe law ---------------------------------------------------------------------
+# ---- probes.py: probe law ---------------------------------------------------------------------
 
 def _geometry_with(spreads):
     return Geometry(np.zeros(1), np.eye(1), 1, True, np.ones(1), np.ones(1), 0.0,

@@ -1,4 +1,4 @@
-"""The partial spectrum of large dense tests (ntkcheck.rank, "Partial spectrum").
+"""The partial spectrum of large dense tests (ntkcheck.injectivity.spectrum, "Partial spectrum").
 
 Beyond FULL_SPECTRUM_MAX_N columns the test computes only the smallest singular triplets of R
 by block inverse iteration. References here are independent: LAPACK's full SVD of the same

@@ -7,7 +7,7 @@ Steps 0-1 (structural screen, geometry and probes) run before: :mod:`ntkcheck.an
 3. full rank beyond the fast path's error bound and the rigorous certificate of
    :mod:`ntkcheck.injectivity.certify` holds                -> ``injective``, ``certified``.
 4. Singular values against the round-off level tau(v) of their own singular vectors
-   (:func:`ntkcheck.rank.classify_singular_values`): any value in [tau, GAP tau)
+   (:func:`ntkcheck.injectivity.spectrum.classify_singular_values`): any value in [tau, GAP tau)
                                                             -> ``inconclusive`` (grey zone).
 5. none at round-off, and again every value >= GAP tau on a redraw (seed + 1; only its
    smallest singular triplets are computed when they clear GAP x the bound of every level)
@@ -77,31 +77,31 @@ def decide_dense(dataset: Dataset, geom, feats: FeatureMatrix, spec: Spectrum, *
 
     if M < N + geom.rank + 1:
         return decision(INCONCLUSIVE, None,
-                      f"only {M} probes for {N} distributions and {geom.rank + 1} affine "
-                      f"functions: no rank decision is possible; increase --probes to at least "
-                      f"{N + geom.rank + 1}")
+                        f"only {M} probes for {N} distributions and {geom.rank + 1} affine "
+                        f"functions: no rank decision is possible; increase --probes to at least "
+                        f"{N + geom.rank + 1}")
     fast = _fast_certificate(spec)
     if fast is not None:
         say("rigorous certificate")
         cert = rigorous_certificate(dataset, feats, geom, seed, max_memory)
         if cert["certified"]:
             return decision(INJECTIVE, "certified",
-                          f"rigorous certificate ({cert['enclosure']}): the smallest singular "
-                          f"value of the scaled [1, Z, F] on {cert['rows']} probes is at least "
-                          f"{cert['lower_bound']:.3g} > 0, so no dependency exists (smallest "
-                          f"singular value of F_perp {spec.smallest:.3g})",
-                          rank=N, verification=cert)
+                            f"rigorous certificate ({cert['enclosure']}): the smallest singular "
+                            f"value of the scaled [1, Z, F] on {cert['rows']} probes is at least "
+                            f"{cert['lower_bound']:.3g} > 0, so no dependency exists (smallest "
+                            f"singular value of F_perp {spec.smallest:.3g})",
+                            rank=N, verification=cert)
     V, tau, off = spec.tail_levels()  # vectors of the values that can be small only
     k, grey = classify_singular_values(sv, tau)
     if grey:
         j = grey[-1]
         return decision(INCONCLUSIVE, None,
-                      f"singular value {sv[j]:.3g} lies in the grey zone: above the round-off "
-                      f"level {tau[j]:.3g} of its own direction "
-                      f"({_top_names(V[:, j - off], dataset.names)})"
-                      f" but below {GAP:g}x it, so neither independence nor a dependency is "
-                      "established; try --exact (rational data), more --probes or other --scales",
-                      rank=N - k)
+                        f"singular value {sv[j]:.3g} lies in the grey zone: above the round-off "
+                        f"level {tau[j]:.3g} of its own direction "
+                        f"({_top_names(V[:, j - off], dataset.names)})"
+                        f" but below {GAP:g}x it, so neither independence nor a dependency is "
+                        "established; try --exact (rational data), more --probes or other --scales",
+                        rank=N - k)
     if k == 0:
         say("confirmation draw")
         feats2 = compute_features(dataset, geom, make_probes(geom, M, scales, seed + 1),
@@ -116,17 +116,17 @@ def decide_dense(dataset: Dataset, geom, feats: FeatureMatrix, spec: Spectrum, *
         if ratio.min() < GAP:
             j = int(np.argmin(ratio))
             return decision(INCONCLUSIVE, None,
-                          f"every singular value is far above its round-off level on the first "
-                          f"probe draw (smallest {spec.smallest:.3g}), but on a redraw (seed "
-                          f"{seed + 1}) singular value {spec2.singular_values[j]:.3g} is only "
-                          f"{ratio[j]:.3g}x its level "
-                          f"{spec2.singular_values[j] / ratio[j]:.3g}; try more --probes",
-                          redraw=spec2.singular_values, rank=N, verification=check)
+                            f"every singular value is far above its round-off level on the first "
+                            f"probe draw (smallest {spec.smallest:.3g}), but on a redraw (seed "
+                            f"{seed + 1}) singular value {spec2.singular_values[j]:.3g} is only "
+                            f"{ratio[j]:.3g}x its level "
+                            f"{spec2.singular_values[j] / ratio[j]:.3g}; try more --probes",
+                            redraw=spec2.singular_values, rank=N, verification=check)
         return decision(INJECTIVE, "numerical",
-                      f"every singular value is at least {GAP:g}x the round-off level of its own "
-                      f"direction on two probe draws (smallest {spec.smallest:.3g}, noise "
-                      f"{tau[-1]:.3g}), but not certified{note}",
-                      redraw=spec2.singular_values, rank=N, verification=check)
+                        f"every singular value is at least {GAP:g}x the round-off level of its own "
+                        f"direction on two probe draws (smallest {spec.smallest:.3g}, noise "
+                        f"{tau[-1]:.3g}), but not certified{note}",
+                        redraw=spec2.singular_values, rank=N, verification=check)
     say("dependencies")
     p = sv.shape[0]  # N, or the computed count of a partial spectrum
     deps, failed = candidate_relations(V[:, V.shape[1] - k:], len(sv), feats, dataset, geom, seed)
@@ -136,19 +136,19 @@ def decide_dense(dataset: Dataset, geom, feats: FeatureMatrix, spec: Spectrum, *
                 if k < p else ""))
     if not failed and deps:
         return decision(NOT_INJECTIVE, "numerical",
-                      f"{found}; every relation re-checked at fresh points in extended precision",
-                      deps, rank=N - k)
+                        f"{found}; every relation re-checked at fresh points in extended precision",
+                        deps, rank=N - k)
     why = ("; ".join(f"{dep.describe(4)} {chk.reason}" for dep, chk in failed[:3])
            or "no candidate relation could be formed")  # never not_injective without one
     if deps:
         return decision(NOT_INJECTIVE, "numerical",
-                      f"{found}; {len(deps)} relation(s) hold at fresh points in extended "
-                      f"precision, {len(failed)} other candidate(s) did not and are not reported "
-                      f"({why})", deps, rank=N - k)
+                        f"{found}; {len(deps)} relation(s) hold at fresh points in extended "
+                        f"precision, {len(failed)} other candidate(s) did not and are not reported "
+                        f"({why})", deps, rank=N - k)
     return decision(INCONCLUSIVE, None,
-                  f"{found}, but no candidate relation survives the independent re-check: "
-                  f"{why}. The data are nearly dependent at double precision; try --exact "
-                  "(rational data) or inspect the named distributions", rank=N - k)
+                    f"{found}, but no candidate relation survives the independent re-check: "
+                    f"{why}. The data are nearly dependent at double precision; try --exact "
+                    "(rational data) or inspect the named distributions", rank=N - k)
 
 
 
@@ -222,7 +222,7 @@ def _confirmation_ratios(feats: FeatureMatrix, partial: bool) -> tuple[Spectrum,
 
 
 def _fast_certificate(spec: Spectrum) -> float | None:
-    """The fast path's full-rank test: sigma_min > delta, or its per-column form (rank.py)."""
+    """The fast path's full-rank test: sigma_min > delta, or its per-column form (spectrum.py)."""
     N = spec.size
     if spec.smallest > spec.tolerance:
         return spec.smallest

@@ -16,7 +16,7 @@ cholqr2         M N^2 (Gram) + 2 M N^2 (solve, Gram) and     measured GEMM rate
 merges          (workers - 1) N^3                            measured ``dtpqrt`` rate
 SVD             4 N^3 (every singular value), or for a       ``dtpqrt`` rate; GEMM rate
                 partial spectrum (N > FULL_SPECTRUM_MAX_N)
-                60 x 12 N^2 x 32 + 2 N^3 (rank.py)
+                60 x 12 N^2 x 32 + 2 N^3 (spectrum.py)
 ==============  ===========================================  =================================
 
 Memory: the tokens (3 T d numbers with the packed copies), the feature scratch
@@ -202,7 +202,7 @@ def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, w
     from .spectrum import FULL_SPECTRUM_MAX_N, PARTIAL_COUNT, PARTIAL_MAX_ITER
 
     partial = N > FULL_SPECTRUM_MAX_N if partial is None else bool(partial)
-    if partial:  # block inverse iteration (rank.py) and tr(G^2) for the effective rank
+    if partial:  # block inverse iteration (spectrum.py) and tr(G^2) for the effective rank
         spectrum = (PARTIAL_MAX_ITER * 12 * N**2 * PARTIAL_COUNT + 2 * N**3) / r.gemm
     else:  # bidiagonalisation and QR iteration of the N x N triangle
         spectrum = 4 * N**3 / r.tpqrt

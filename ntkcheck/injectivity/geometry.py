@@ -24,7 +24,8 @@ decide the answer:
    identity covariance in the probe's coordinates (z is a probe in the data's own units).
 
 The internal spread rho_i of every distribution in whitened coordinates (the RMS distance of its
-rows from its own mean) tells the probe law which scales to add (:mod:`ntkcheck.features`).
+rows from its own mean) tells the probe law which scales to add
+(:mod:`ntkcheck.injectivity.probes`).
 """
 
 from __future__ import annotations

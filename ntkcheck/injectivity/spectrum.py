@@ -3,8 +3,8 @@
 
 The matrix is the column-normalised F_perp (spectral norm <= sqrt(N)). Round-off is tracked
 *per column* (SPEC §3a): column i carries a first-order bound beta_i and a typical level eta_i
-(:func:`ntkcheck.features.feature_matrix`, normalised), so one badly conditioned or near-affine
-column can neither hide nor invent relations among the others.
+(:func:`ntkcheck.injectivity.features.feature_matrix`, normalised), so one badly conditioned or
+near-affine column can neither hide nor invent relations among the others.
 
 ``tolerance`` (delta)
     first-order bound on || computed F_perp - exact F_perp ||_2: the Frobenius norm of the
@@ -47,7 +47,8 @@ from .features import FeatureMatrix
 from .geometry import NOISE_SAFETY
 
 __all__ = ["Spectrum", "ColumnScores", "svd_spectrum", "partial_spectrum",
-           "smallest_singular_triplets", "compute_spectrum", "largest_singular_value", "classify_singular_values",
+           "smallest_singular_triplets", "compute_spectrum", "largest_singular_value",
+           "classify_singular_values",
            "FULL_SPECTRUM_MAX_N", "PARTIAL_COUNT", "PARTIAL_MAX_ITER", "NOISE_SAFETY", "GAP"]
 
 GAP = 100.0

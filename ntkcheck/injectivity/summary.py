@@ -4,7 +4,8 @@ factorisation, and the near-dependency scores and pairs of each sequence.
 Score of a sequence
 -------------------
 Let a_1..a_N be the unit columns of the column-normalised F_perp (LSE features at the probes,
-projected off the affine functions, each column divided by its norm; :mod:`ntkcheck.features`).
+projected off the affine functions, each column divided by its norm;
+:mod:`ntkcheck.injectivity.features`).
 The score of sequence i is the distance of its column to the span of the other columns,
 
     score_i = min_{x : x_i = 1} || sum_j x_j a_j || = 1 / sqrt((G^+)_{ii}),   G = F_perp^T F_perp,
@@ -12,7 +13,8 @@ The score of sequence i is the distance of its column to the span of the other c
 in [0, 1]: 1 when the LSE of mu_i is orthogonal to the others modulo affine functions, 0 when it
 is exactly a combination of them plus an affine function. It is scale-free (columns are
 normalised, and whitening makes it invariant under affine maps of the data), computed from the
-R factor of the test's QR (:meth:`ntkcheck.rank.Spectrum.scores`), and bounds the scaled smallest
+R factor of the test's QR (:meth:`ntkcheck.injectivity.spectrum.Spectrum.scores`), and bounds the
+scaled smallest
 singular value: ``sigma_min <= min_i score_i <= sqrt(N) sigma_min``. ``closest`` lists the (at
 most 3) sequences j with the largest |x_j| in the best approximation a_i ~ -sum_{j != i} x_j a_j,
 as ``coefficient`` -x_j, leaving out terms below 5 % of the largest.
