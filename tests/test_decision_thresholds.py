@@ -248,6 +248,31 @@ def test_grey_zone_is_inconclusive(monkeypatch):
     assert r.verdict == INCONCLUSIVE and "grey zone" in r.reason and "seq" in r.reason
 
 
+def test_a_grey_value_never_hides_an_exact_relation():
+    """A convolution (singular value at round-off level, relation exact on the stored values)
+    beside a pair that differs by 1e-11 noise (singular value in the grey zone): the verified
+    convolution is reported (not_injective) and the reason says there may be more; without the
+    convolution the same data are certified injective (the pair is separated by the
+    certificate, which the null direction of the convolution blocks)."""
+    rng = np.random.default_rng(3)
+    d = 3
+    X = [rng.integers(-128, 128, (int(rng.integers(2, 5)), d)) / 64.0 for _ in range(16)]
+    conv = (X[0][:, None, :] + X[1][None, :, :]).reshape(-1, d)  # exact sums on a 1/64 grid
+    Y = rng.normal(size=(5, d))
+    pair = [Y, Y + 1e-11 * rng.normal(size=(5, d))]
+    r = analyze(Dataset.from_tokens(X + [conv] + pair), exact="never")
+    assert r.verdict == NOT_INJECTIVE and r.evidence == "numerical"
+    assert "grey zone" in r.reason and "there may be more" in r.reason
+    assert len(r.dependencies) == 1
+    dep = r.dependencies[0]
+    assert set(dep.coefficients) == {"seq0", "seq1", "seq16"}
+    c = dep.coefficients
+    assert c["seq0"] == pytest.approx(1.0) and c["seq1"] == pytest.approx(1.0)
+    assert c["seq16"] == pytest.approx(-1.0)  # LSE_conv = LSE_a + LSE_b (SPEC §2)
+    alone = analyze(Dataset.from_tokens(X + pair), exact="never")
+    assert (alone.verdict, alone.evidence) == (INJECTIVE, "certified")
+
+
 def test_failed_recheck_is_never_printed():
     """A near-translate whose perturbation (1e-13) is below the test's resolution looks like a
     null vector, but its relation fails the extended-precision re-check: not printed,

@@ -95,11 +95,29 @@ def decide_dense(dataset: Dataset, geom, feats: FeatureMatrix, spec: Spectrum, *
     k, grey = classify_singular_values(sv, tau)
     if grey:
         j = grey[-1]
+        undecided = (f"singular value {sv[j]:.3g} lies in the grey zone: above the round-off "
+                     f"level {tau[j]:.3g} of its own direction "
+                     f"({_top_names(V[:, j - off], dataset.names)})"
+                     f" but below {GAP:g}x it")
+        # an undecided value never hides the relations of the values at the round-off level:
+        # those that survive the independent re-check are dependencies all the same
+        deps = []
+        if k:
+            say("dependencies")
+            deps, failed = candidate_relations(V[:, V.shape[1] - k:], len(sv), feats, dataset,
+                                               geom, seed)
+        if deps:
+            return decision(NOT_INJECTIVE, "numerical",
+                            f"{k} singular value(s) at the round-off level of their own "
+                            f"directions; {len(deps)} relation(s) hold at fresh points in "
+                            f"extended precision"
+                            + (f", {len(failed)} other candidate(s) did not and are not "
+                               "reported" if failed else "")
+                            + f"; there may be more: {undecided}, so it is neither a "
+                            "dependency nor independent; try --exact (rational data), more "
+                            "--probes or other --scales", deps, rank=N - k)
         return decision(INCONCLUSIVE, None,
-                        f"singular value {sv[j]:.3g} lies in the grey zone: above the round-off "
-                        f"level {tau[j]:.3g} of its own direction "
-                        f"({_top_names(V[:, j - off], dataset.names)})"
-                        f" but below {GAP:g}x it, so neither independence nor a dependency is "
+                        f"{undecided}, so neither independence nor a dependency is "
                         "established; try --exact (rational data), more --probes or other --scales",
                         rank=N - k)
     if k == 0:
