@@ -23,6 +23,12 @@ Guarantees after a crash (SIGKILL, power loss) at any point:
   and removes the temporary files of interrupted writes; each of these is reported as a note;
 * SIGTERM is handled like SIGINT (Ctrl-C): the flow stops at the current step, its checkpoint
   and summary are written, and further signals are deferred until they are.
+
+Nothing outside the run directory is written or deleted (docs/safety.md): a run file
+(``.ntkcheck.lock``, ``config.json``, ``history.jsonl``, ``summary.json``, ``checkpoints/`` or a
+checkpoint in it) that is a symbolic link, a FIFO or another non-regular file is refused before
+anything is touched, and so are a configuration or data file that is one of the run's files.
+history.jsonl is read line by line, at most :data:`MAX_HISTORY_LINE` bytes a line.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputError, NumericalError, ResourceError, Terminated
 from ..io.atomic import atomic_savez, atomic_write_text, remove_stale_temps
+from ..io.paths import existing_file, same_file
 from ..io.tokens import read_npz
 from ..resources import check_memory, train_bytes
 from .config import TrainConfig, TrainingSet, load_training_set
@@ -53,11 +60,18 @@ from .ntk import MAX_BYTES, ntk_bytes, ntk_size
 from .schemes import get_scheme
 
 __all__ = ["TrainResult", "Checkpoint", "train", "load_checkpoint", "list_checkpoints",
-           "checkpoint_path", "RunLock", "LOCK_NAME"]
+           "checkpoint_path", "RunLock", "LOCK_NAME", "RUN_FILES", "MAX_HISTORY_LINE",
+           "check_run_files", "run_owned"]
 
 _CKPT = re.compile(r"^step_(\d{6,})\.npz$")
 #: Lock file of a run directory (held with flock while a process writes the directory).
 LOCK_NAME = ".ntkcheck.lock"
+#: The files a run directory's writer owns at its top level (and everything in checkpoints/).
+RUN_FILES = (LOCK_NAME, "config.json", "history.jsonl", "summary.json")
+#: Longest line of history.jsonl read (a record is about 200 bytes); longer lines are corrupt.
+MAX_HISTORY_LINE = 64 * 1024
+#: Numeric fields of a history record (a number or null when present).
+_NUMERIC_FIELDS = ("time", "loss", "grad_norm_sq", "ntk_min_eig", "pl_ratio")
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,15 +137,98 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, path) of every checkpoint, ascending."""
     folder = Path(run_dir) / "checkpoints"
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT.match(p.name))]
+    try:
+        names = os.listdir(folder) if folder.is_dir() else []
+    except OSError as err:
+        raise InputError(f"cannot be listed ({err.strerror or err}); check its permissions",
+                         source=str(folder)) from None
+    found = [(int(m.group(1)), folder / name) for name in names if (m := _CKPT.match(name))]
     return sorted(found)
+
+
+def _symlink_error(path: Path, what: str) -> ConfigError:
+    return ConfigError(f"{path} is {what}; ntkcheck writes only regular files inside the run "
+                       "directory, never through a link: remove it or choose another --out",
+                       field="output.dir")
+
+
+def check_run_files(run_dir: Path) -> None:
+    """Refuse (ConfigError, before anything is written) a run directory whose own files are not
+    what ``train`` writes: a symbolic link, FIFO, device or directory in place of
+    ``.ntkcheck.lock``, ``config.json``, ``history.jsonl``, ``summary.json`` or a checkpoint,
+    and a ``checkpoints`` that is a link or not a directory."""
+    import stat
+
+    run_dir = Path(run_dir)
+    try:
+        st = os.stat(run_dir)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise ConfigError(f"{run_dir} cannot be accessed ({err.strerror or err}); check the "
+                          "path", field="output.dir") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{run_dir} exists and is not a directory; choose another --out",
+                          field="output.dir")
+
+    def kind(path: Path):
+        try:
+            return os.lstat(path).st_mode
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise ConfigError(f"{path} cannot be accessed ({err.strerror or err}); check its "
+                              "permissions", field="output.dir") from None
+
+    for name in RUN_FILES:
+        mode = kind(run_dir / name)
+        if mode is None or stat.S_ISREG(mode):
+            continue
+        raise _symlink_error(run_dir / name, "a symbolic link" if stat.S_ISLNK(mode) else
+                             "not a regular file")
+    folder = run_dir / "checkpoints"
+    mode = kind(folder)
+    if mode is None:
+        return
+    if stat.S_ISLNK(mode):
+        raise _symlink_error(folder, "a symbolic link")
+    if not stat.S_ISDIR(mode):
+        raise _symlink_error(folder, "not a directory")
+    try:
+        names = os.listdir(folder)
+    except OSError as err:
+        raise ConfigError(f"{folder} cannot be listed ({err.strerror or err}); check its "
+                          "permissions", field="output.dir") from None
+    for name in names:
+        if _CKPT.match(name) or (name.startswith("step_") and name.endswith(".corrupt")):
+            mode = kind(folder / name)
+            if mode is not None and not stat.S_ISREG(mode):
+                raise _symlink_error(folder / name, "a symbolic link" if stat.S_ISLNK(mode)
+                                     else "not a regular file")
+
+
+def run_owned(run_dir: Path, path: str | Path) -> bool:
+    """Whether ``path`` is one of the files a run in ``run_dir`` owns (:data:`RUN_FILES`, or
+    anything inside its ``checkpoints/``), so that no other output may be written there."""
+    run_dir = Path(run_dir)
+    if any(same_file(path, run_dir / name) for name in RUN_FILES):
+        return True
+    folder = run_dir / "checkpoints"
+    try:
+        parent = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+        inside = os.path.realpath(folder)
+    except (OSError, ValueError):
+        return False
+    return parent == inside or parent.startswith(inside + os.sep)
 
 
 def _fingerprint(config: TrainConfig) -> dict:
     """What must not change between a checkpoint and its resume (the flow's definition)."""
-    digest = hashlib.sha256(config.data_path.read_bytes()).hexdigest()
+    sha = hashlib.sha256()
+    with open(existing_file(config.data_path, "an .npz file"), "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(chunk)
+    digest = sha.hexdigest()
     m = config.model
     return {"data.sha256": digest, "model.layers": m.layers, "model.heads": m.heads,
             "model.key_dim": m.key_dim, "model.scheme": get_scheme(m.scheme).name,
@@ -179,17 +276,52 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return ckpt
 
 
+def _number(value: object) -> bool:
+    """A JSON number that converts to a float (not a bool, not an int beyond float range)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _good_record(rec: object) -> bool:
+    """A JSON object with an integer ``step`` in [0, 2^53) whose numeric fields are numbers
+    or null."""
+    if not isinstance(rec, dict) or type(rec.get("step")) is not int:
+        return False
+    if not 0 <= rec["step"] < 2**53:
+        return False
+    return all(rec.get(k) is None or _number(rec[k]) for k in _NUMERIC_FIELDS)
+
+
 def _read_history(path: Path) -> tuple[list[dict], list[int]]:
     """Good records of history.jsonl and the (1-based) numbers of the lines skipped.
 
-    A record is good when it is a JSON object with an integer ``step``; a torn line (a crash
-    in mid-write) or a corrupt one is skipped, and the good records after it are kept.
+    A record is good when it is a JSON object with an integer ``step`` and numbers (or null)
+    in its numeric fields; a torn line (a crash in mid-write), a corrupt one (``"loss":
+    "abc"``) or one longer than :data:`MAX_HISTORY_LINE` bytes (never held whole in memory)
+    is skipped, and the good records after it are kept. A missing file has no records; a
+    history.jsonl that is not a regular file (a FIFO, a directory) is an InputError.
     """
-    if not path.is_file():
+    if not os.path.lexists(path):
         return [], []
+    existing_file(path, "the history.jsonl written by train")
     out, bad = [], []
     with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, 1):
+        number = 0
+        while True:
+            raw = fh.readline(MAX_HISTORY_LINE + 1)
+            if not raw:
+                break
+            number += 1
+            if len(raw) > MAX_HISTORY_LINE and not raw.endswith(b"\n"):
+                while raw and not raw.endswith(b"\n"):  # skip the rest of the long line
+                    raw = fh.readline(MAX_HISTORY_LINE)
+                bad.append(number)
+                continue
             if not raw.strip():
                 continue
             try:
@@ -197,7 +329,7 @@ def _read_history(path: Path) -> tuple[list[dict], list[int]]:
             except (UnicodeDecodeError, ValueError, RecursionError):
                 bad.append(number)
                 continue
-            if isinstance(rec, dict) and type(rec.get("step")) is int:
+            if _good_record(rec):
                 out.append(rec)
             else:
                 bad.append(number)
@@ -240,11 +372,22 @@ class RunLock:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
             return
+        import stat
+
+        flags = (os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                 | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(self.path, flags, 0o666)
         except OSError as err:
+            if err.errno == errno.ELOOP or os.path.islink(self.path):
+                raise _symlink_error(self.path, "a symbolic link") from None
             raise ConfigError(f"cannot create the lock file {self.path} ({err.strerror})",
                               field="output.dir") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+            os.close(fd)  # a FIFO, or a hard link to a file elsewhere: never truncate it
+            raise _symlink_error(self.path, "not a regular file of its own (a FIFO, device "
+                                 "or hard link)")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -367,6 +510,12 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                               f"residual entries, {P} parameters); set ntk_every = 0 or use less "
                               "data", source=config.source, field="output.ntk_every")
     run_dir = config.output.dir
+    check_run_files(run_dir)
+    for what, path in (("the configuration", config.source), ("data.path", config.data_path)):
+        if path and os.path.lexists(path) and run_owned(run_dir, path):
+            raise ConfigError(f"{what} {path} is one of the files the run in {run_dir} writes; "
+                              "move it out of the run directory or choose another --out",
+                              field="output.dir")
     try:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -374,7 +523,15 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                           source=config.source, field="output.dir") from None
     signals: dict = {"signal": None}
     with RunLock(run_dir), _interrupts(signals):
+        check_run_files(run_dir)  # again under the lock: nothing changes it from now on
         return _train_locked(config, ts, run_dir, resume, overwrite, progress, signals)
+
+
+def _remove_temps(run_dir: Path, notes: list[str]) -> None:
+    """Once the run is accepted, remove the temporary files of killed writes (ours only)."""
+    stale = remove_stale_temps(run_dir) + remove_stale_temps(run_dir / "checkpoints")
+    if stale:
+        notes.append(f"removed {len(stale)} temporary file(s) of an interrupted write")
 
 
 def _train_locked(config: TrainConfig, ts: TrainingSet, run_dir: Path, resume: bool,
@@ -383,9 +540,6 @@ def _train_locked(config: TrainConfig, ts: TrainingSet, run_dir: Path, resume: b
     """:func:`train` once the run directory is locked and the signal handlers installed."""
     m = config.model
     notes: list[str] = []
-    stale = remove_stale_temps(run_dir) + remove_stale_temps(run_dir / "checkpoints")
-    if stale:
-        notes.append(f"removed {len(stale)} temporary file(s) of an interrupted write")
     fingerprint = _fingerprint(config)
     history_path = run_dir / "history.jsonl"
     had_ckpts = bool(list_checkpoints(run_dir))
@@ -408,10 +562,12 @@ def _train_locked(config: TrainConfig, ts: TrainingSet, run_dir: Path, resume: b
                              field="--resume")
         model, start, offset = ckpt.model, ckpt.step, ckpt.elapsed
         initial = ckpt.initial_loss if np.isfinite(ckpt.initial_loss) else None
+        _remove_temps(run_dir, notes)
         records_read, bad = _read_history(history_path)
         if bad:
             notes.append(f"history.jsonl: skipped {len(bad)} torn or corrupt line(s) (line "
-                         f"{bad[0]}{' ...' if len(bad) > 1 else ''}); later good records kept")
+                         f"{bad[0]}{' ...' if len(bad) > 1 else ''}); later good records kept "
+                         "and the file rewritten without them")
         kept = sorted((r for r in records_read if r["step"] < start), key=lambda r: r["step"])
         atomic_write_text(history_path, _lines(kept))
         state_ckpt, state_step = ckpt.path, start
@@ -420,6 +576,7 @@ def _train_locked(config: TrainConfig, ts: TrainingSet, run_dir: Path, resume: b
             _prepare_new(run_dir, overwrite)
         else:
             _prepare_new(run_dir, overwrite=True)  # nothing usable: start over, ours only
+        _remove_temps(run_dir, notes)
         model = MeanFieldTransformer.init(layers=m.layers, heads=m.heads, key_dim=m.key_dim,
                                           dim=ts.tokens.shape[2], init_qk_std=m.init_qk_std,
                                           init_v_std=m.init_v_std, seed=m.seed, scheme=m.scheme,
@@ -471,7 +628,9 @@ def _train_locked(config: TrainConfig, ts: TrainingSet, run_dir: Path, resume: b
             signal=signals["signal"] if status == "interrupted" else None)
 
     records: list[StepRecord] = []
-    with open(history_path, "a", encoding="utf-8") as fh:
+    fd = os.open(history_path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+                 | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
         try:
             flow = gradient_flow(model, ts.tokens, ts.weights, ts.loss,
                                  steps=config.flow.steps, step_size=config.flow.step_size,
