@@ -95,7 +95,10 @@ def check_address(address: str) -> str:
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
+    try:
+        text = str(err).strip().splitlines()
+    except Exception:  # an exception whose message cannot be built
+        text = []
     return text[0][:150] if text else type(err).__name__
 
 
@@ -141,8 +144,11 @@ def probe(address: str, timeout: float) -> None:
     except OSError as err:  # CommClosedError and connection refused are OSErrors
         raise _network_error(address, f"cannot connect ({_first_line(err)})") from None
     except Exception as err:  # a decoding error: garbage from the peer
-        raise _network_error(address, f"the peer does not speak the Dask protocol "
-                             f"({type(err).__name__})") from None
+        kind = type(err).__qualname__
+        if type(err).__module__ not in ("builtins", None):
+            kind = f"{type(err).__module__}.{kind}"
+        raise _network_error(address, f"the peer does not speak the Dask protocol ({kind})") \
+            from None
     if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
         kind = reply.get("type") if isinstance(reply, dict) else type(reply).__name__
         raise _network_error(address, f"the peer is not a Dask scheduler (it says {kind!r})")
@@ -267,8 +273,12 @@ def fold_dask(make_block: Callable[[int], np.ndarray], n_blocks: int, n_cols: in
                 from None
     address = scheduler or getattr(getattr(client, "scheduler", None), "address", "client")
     try:
+        threads = sum(client.nthreads(callback_timeout=limit).values())
+        if threads == 0:
+            raise _network_error(address, "the Dask cluster has no worker to run the blocks; "
+                                 "start workers (dask worker ADDRESS)")
         if leaves is None:
-            leaves = max(1, sum(client.nthreads(callback_timeout=limit).values()))
+            leaves = threads
         ranges = split_ranges(n_blocks, int(leaves))
         return drive(_Cluster(client, make_block, limit), make_block, ranges, n_cols, method)
     except faults as err:

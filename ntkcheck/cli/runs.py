@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -12,8 +11,9 @@ import typer
 
 from ..errors import InputError
 from ..io import atomic_savez, load_token_npz
+from ..io.escape import json_text
 from ..io.paths import output_target, printable
-from ..meanfield.run import run_owned
+from ..io.runfiles import run_owned
 from ..meanfield.trained import Run, load_run
 from .app import app, cli_errors
 
@@ -108,7 +108,7 @@ def predict_command(
     atomic_savez(out, predictions=pred, names=np.array(tokens.names), step=np.int64(trained.step),
                  loss_kind=np.str_(trained.loss.value))
     if as_json:
-        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        sys.stdout.write(json_text(summary) + "\n")
     elif not quiet:
         loss_text = f", loss {summary['loss']:.6e}" if "loss" in summary else ""
         print(f"wrote {printable(out)}: predictions {tuple(pred.shape)} from step {trained.step}"

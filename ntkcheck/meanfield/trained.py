@@ -5,7 +5,7 @@
 config names (for the target dimension, from the array's header: nothing else of it is read);
 it never writes. Every file is checked to be a regular file before it is opened (a FIFO cannot
 hang it) and read within a size limit (:data:`MAX_RUN_JSON_BYTES`, history lines
-:data:`~ntkcheck.meanfield.run.MAX_HISTORY_LINE`); every failure is an
+:data:`~ntkcheck.io.runfiles.MAX_HISTORY_LINE`); every failure is an
 :class:`~ntkcheck.errors.InputError` naming the file. :meth:`Run.model` gives the heads at
 any checkpoint as a :class:`TrainedModel`, whose :meth:`~TrainedModel.predict` is the forward
 pass followed by the run's readout (SPEC §6):
@@ -31,7 +31,8 @@ from ..io.paths import existing_file
 from .config import TrainConfig, parse_train_config
 from .loss import LossKind
 from .model import MeanFieldTransformer
-from .run import _read_history, list_checkpoints, load_checkpoint
+from ..io.runfiles import list_checkpoints, read_history
+from .run import load_checkpoint
 
 __all__ = ["Run", "TrainedModel", "load_run", "HISTORY_FIELDS", "MAX_RUN_JSON_BYTES"]
 
@@ -156,7 +157,8 @@ def _read_json(path: Path, what: str) -> Any:
     existing_file(path, what)
     try:
         with open(path, "rb") as fh:
-            raw = fh.read(MAX_RUN_JSON_BYTES + 1)
+            size = os.fstat(fh.fileno()).st_size  # read(n) would allocate n bytes at once
+            raw = fh.read(min(size, MAX_RUN_JSON_BYTES) + 1)
     except OSError as err:
         raise InputError(f"cannot be read ({err.strerror or err}); check its permissions",
                          source=str(path)) from None
@@ -204,6 +206,6 @@ def load_run(run_dir: str | Path) -> Run:
         if not isinstance(summary, dict):
             summary = None
     found = list_checkpoints(root)
-    records, skipped = _read_history(root / "history.jsonl")
+    records, skipped = read_history(root / "history.jsonl")
     return Run(root, config, _history_arrays(records), summary,
                tuple(s for s, _ in found), {s: p for s, p in found}, tuple(skipped))

@@ -24,7 +24,6 @@ from xml.etree import ElementTree as ET
 
 from ..analysis import AnalysisResult
 from ..io.escape import RUNNER_COMMAND, guard_lines
-from ..io.paths import printable
 from . import FileReport
 from .common import dependency_identity, dependency_tag, involved, summary_line
 
@@ -78,8 +77,15 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _RAW_UNSAFE = re.compile("[\r\x7f-\x9f]")
 
 
+def _visible(ch: str) -> str:
+    o = ord(ch)
+    if 0xDC80 <= o <= 0xDCFF:  # an undecodable byte of a file name
+        return f"\\x{o - 0xDC00:02x}"
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
+
+
 def _xml_text(text: str) -> str:
-    return _NOT_XML.sub(lambda m: printable(m.group()), text)
+    return _NOT_XML.sub(lambda m: _visible(m.group()), text)
 
 
 def _clean(element: ET.Element) -> None:
