@@ -10,8 +10,9 @@ its mode.
 Temporary files carry a name only ntkcheck makes, ``.ntkcheck-tmp-PID-XXXXXXXXXXXX.tmp`` (the
 writer's process id and 12 random hex digits, :data:`TEMP_PATTERN`). A kill (SIGKILL, power
 loss) between the write and the rename leaves such a file and never a torn output; the next
-write into the same directory (and the next ``train`` of a run directory) removes the ones whose
-writer is no longer running (:func:`remove_stale_temps`). No other file is ever deleted.
+process that writes into the same directory (and the next ``train`` of a run directory) removes
+the ones whose writer is no longer running (:func:`remove_stale_temps`). No other file is ever
+deleted.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def atomic_write(path: str | Path, writer: Callable[[IO[bytes]], None]) -> None:
         mode = _umask_mode()
     except OSError as err:
         raise _write_error(err, path) from None
-    remove_stale_temps(parent)
+    _clean_once(parent)
     try:
         fd, tmp = _create_temp(parent)
     except OSError as err:
@@ -116,6 +117,23 @@ def _create_temp(folder: Path) -> tuple[int, str]:
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temporary name in {folder}")  # pragma: no cover
+
+
+_cleaned: set[str] = set()
+
+
+def _clean_once(folder: Path) -> None:
+    """:func:`remove_stale_temps` on the first write into ``folder`` of this process (a run
+    writing thousands of checkpoints lists its folder once, not once per checkpoint)."""
+    try:
+        key = os.path.realpath(folder)
+    except (OSError, ValueError):
+        return
+    if key in _cleaned:
+        return
+    remove_stale_temps(folder)
+    with _umask_lock:
+        _cleaned.add(key)
 
 
 def _running(pid: int) -> bool:

@@ -58,10 +58,10 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _symlink_error(path: Path, what: str) -> ConfigError:
-    return ConfigError(f"{path} is {what}; ntkcheck writes only regular files inside the run "
-                       "directory, never through a link: remove it or choose another --out",
-                       field="output.dir")
+def _run_file_error(path: Path, what: str) -> ConfigError:
+    return ConfigError(f"{path} is {what}; train writes only regular files of its own inside "
+                       "the run directory, never through a link: remove it or choose another "
+                       "--out", field="output.dir")
 
 
 def check_run_files(run_dir: Path) -> None:
@@ -94,16 +94,16 @@ def check_run_files(run_dir: Path) -> None:
         mode = kind(run_dir / name)
         if mode is None or stat.S_ISREG(mode):
             continue
-        raise _symlink_error(run_dir / name, "a symbolic link" if stat.S_ISLNK(mode) else
+        raise _run_file_error(run_dir / name, "a symbolic link" if stat.S_ISLNK(mode) else
                              "not a regular file")
     folder = run_dir / "checkpoints"
     mode = kind(folder)
     if mode is None:
         return
     if stat.S_ISLNK(mode):
-        raise _symlink_error(folder, "a symbolic link")
+        raise _run_file_error(folder, "a symbolic link")
     if not stat.S_ISDIR(mode):
-        raise _symlink_error(folder, "not a directory")
+        raise _run_file_error(folder, "not a directory")
     try:
         names = os.listdir(folder)
     except OSError as err:
@@ -113,7 +113,7 @@ def check_run_files(run_dir: Path) -> None:
         if _CKPT.match(name) or (name.startswith("step_") and name.endswith(".corrupt")):
             mode = kind(folder / name)
             if mode is not None and not stat.S_ISREG(mode):
-                raise _symlink_error(folder / name, "a symbolic link" if stat.S_ISLNK(mode)
+                raise _run_file_error(folder / name, "a symbolic link" if stat.S_ISLNK(mode)
                                      else "not a regular file")
 
 
@@ -215,13 +215,13 @@ class RunLock:
             fd = os.open(self.path, flags, 0o666)
         except OSError as err:
             if err.errno == errno.ELOOP or os.path.islink(self.path):
-                raise _symlink_error(self.path, "a symbolic link") from None
+                raise _run_file_error(self.path, "a symbolic link") from None
             raise ConfigError(f"cannot create the lock file {self.path} ({err.strerror})",
                               field="output.dir") from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
             os.close(fd)  # a FIFO, or a hard link to a file elsewhere: never truncate it
-            raise _symlink_error(self.path, "not a regular file of its own (a FIFO, device "
+            raise _run_file_error(self.path, "not a regular file of its own (a FIFO, device "
                                  "or hard link)")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
