@@ -615,6 +615,28 @@ def test_history_fifo_refused_without_hanging(run_copy):
         load_run(run_copy / "run")
 
 
+@pytest.mark.parametrize("what", ["config", "data.path", "checkpoint"])
+def test_fifos_refused_where_runs_read(run_copy, what):
+    """A FIFO as the training configuration, as data.path, or as the checkpoint predict
+    reads: exit 2 naming it, at once (never blocked on the pipe)."""
+    if what == "config":
+        fifo = run_copy / "train.fifo"
+        os.mkfifo(fifo)
+        res = cli("train", "-q", fifo)
+    elif what == "data.path":
+        (run_copy / "data.npz").unlink()
+        os.mkfifo(run_copy / "data.npz")
+        res = cli("train", "-q", "--overwrite", run_copy / "train.toml")
+    else:
+        ckpt = run_copy / "run" / "checkpoints" / "step_000006.npz"
+        ckpt.unlink()
+        os.mkfifo(ckpt)
+        res = cli("predict", run_copy / "run", run_copy / "data.npz", "--out",
+                  run_copy / "p.npz")
+    refused(res, "FIFO" if what != "data.path" else "data.path")
+    assert res.seconds < 30
+
+
 def test_config_inside_the_run_refused(run_copy):
     """A configuration stored as one of the run's own files (run/config.json) is refused:
     train would overwrite its own input."""
@@ -936,8 +958,13 @@ def _cluster_faults():
     from distributed.comm.core import CommClosedError
     from distributed.scheduler import KilledWorker
 
+    try:  # distributed >= 2022.11 takes the worker's state, older ones any arguments
+        killed = KilledWorker("fold", SimpleNamespace(address="tcp://w:1"), 3)
+        str(killed)
+    except (TypeError, AttributeError):
+        killed = KilledWorker("fold", "tcp://w:1")
     return {"scheduler lost": CommClosedError("in <TCP>: Stream is closed"),
-            "worker killed": KilledWorker("fold", SimpleNamespace(address="tcp://w:1"), 3),
+            "worker killed": killed,
             "connection reset": ConnectionResetError(104, "Connection reset by peer")}
 
 

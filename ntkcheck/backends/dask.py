@@ -150,8 +150,8 @@ def probe(address: str, timeout: float) -> None:
         raise _network_error(address, f"the peer does not speak the Dask protocol ({kind})") \
             from None
     if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
-        kind = reply.get("type") if isinstance(reply, dict) else type(reply).__name__
-        raise _network_error(address, f"the peer is not a Dask scheduler (it says {kind!r})")
+        says = reply.get("type") if isinstance(reply, dict) else type(reply).__name__
+        raise _network_error(address, f"the peer is not a Dask scheduler (it says {says!r})")
 
 
 def _distributed():
@@ -271,7 +271,7 @@ def fold_dask(make_block: Callable[[int], np.ndarray], n_blocks: int, n_cols: in
         except faults as err:
             raise _network_error(scheduler, f"cannot open a client ({_first_line(err)})") \
                 from None
-    address = scheduler or getattr(getattr(client, "scheduler", None), "address", "client")
+    address = str(scheduler or getattr(getattr(client, "scheduler", None), "address", "client"))
     try:
         threads = sum(client.nthreads(callback_timeout=limit).values())
         if threads == 0:
