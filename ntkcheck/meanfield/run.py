@@ -61,9 +61,6 @@ __all__ = ["TrainResult", "Checkpoint", "train", "load_checkpoint", "list_checkp
            "checkpoint_path", "RunLock", "LOCK_NAME", "RUN_FILES", "MAX_HISTORY_LINE",
            "check_run_files", "run_owned"]
 
-#: history.jsonl's reader (the name other modules import)
-_read_history = read_history
-
 
 @dataclass(frozen=True, eq=False)
 class Checkpoint:
@@ -322,7 +319,7 @@ def _train_locked(config: TrainConfig, ts: TrainingSet, run_dir: Path, resume: b
     had_ckpts = bool(list_checkpoints(run_dir))
     ckpt = _latest_good_checkpoint(run_dir, notes) if resume else None
     if resume and ckpt is None:
-        if not had_ckpts and not _read_history(history_path)[0]:
+        if not had_ckpts and not read_history(history_path)[0]:
             raise InputError(f"no checkpoint in {run_dir / 'checkpoints'}; run without --resume",
                              field="--resume")
         notes.append(f"no usable checkpoint in {run_dir / 'checkpoints'}; starting at step 0")
@@ -340,7 +337,7 @@ def _train_locked(config: TrainConfig, ts: TrainingSet, run_dir: Path, resume: b
         model, start, offset = ckpt.model, ckpt.step, ckpt.elapsed
         initial = ckpt.initial_loss if np.isfinite(ckpt.initial_loss) else None
         _remove_temps(run_dir, notes)
-        records_read, bad = _read_history(history_path)
+        records_read, bad = read_history(history_path)
         if bad:
             notes.append(f"history.jsonl: skipped {len(bad)} torn or corrupt line(s) (line "
                          f"{bad[0]}{' ...' if len(bad) > 1 else ''}); later good records kept "
