@@ -149,7 +149,7 @@ def _assert_identical(run: Path, reference) -> None:
     for a, b in zip((Q, K, V), reference[1:4]):
         np.testing.assert_array_equal(a, b)  # bit-identical: the flow is deterministic
     assert hist == reference[4]                # every record, none dropped or duplicated
-    leftovers = [p for p in run.rglob(".*.tmp")]
+    leftovers = [p for p in run.rglob(".ntkcheck-tmp-*")]
     assert not leftovers, leftovers
 
 
@@ -286,18 +286,29 @@ def test_corrupt_last_checkpoint_falls_back(tmp_path, reference):
         train(load_train_config(cfg))
 
 
+def _dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(proc.stdout)
+
+
 def test_stale_temp_files_are_removed(tmp_path, reference):
-    """Temporary files of writes killed before their rename are deleted on the next start,
-    with a note; other hidden files are left alone."""
+    """Temporary files of writes killed before their rename (ntkcheck's own names, a writer
+    that is gone) are deleted on the next start, with a note; other hidden files, including
+    a user's file that merely looks like a temporary, are left alone."""
     cfg = _setup(tmp_path)
     _interrupted_at(cfg, 7)
     ck = tmp_path / "run" / "checkpoints"
-    (ck / ".step_000008.npz.k2j4h_x1.tmp").write_bytes(b"half")
-    (tmp_path / "run" / ".history.jsonl.abcdefgh.tmp").write_bytes(b"x")
+    dead = _dead_pid()
+    (ck / f".ntkcheck-tmp-{dead}-0123456789ab.tmp").write_bytes(b"half")
+    (tmp_path / "run" / f".ntkcheck-tmp-{dead}-ba9876543210.tmp").write_bytes(b"x")
     (tmp_path / "run" / ".keep").write_text("user file")
+    (tmp_path / "run" / ".draft.txt.a1b2c3.tmp").write_text("user draft")
     res = train(load_train_config(cfg), resume=True)
     assert any("removed 2 temporary" in n for n in res.notes), res.notes
     assert (tmp_path / "run" / ".keep").read_text() == "user file"
+    assert (tmp_path / "run" / ".draft.txt.a1b2c3.tmp").read_text() == "user draft"
     _assert_identical(tmp_path / "run", reference)
 
 

@@ -11,11 +11,25 @@ also suits the narrow-panel QR folds). Needs the optional extra
 Memory: a merge holds its two input factors and their working copies, about 4 N^2 doubles
 (32 N^2 bytes) on one worker: N up to about 22000 on a 16 GB worker, 31000 on 32 GB,
 44000 on 64 GB. The client receives R (8 N^2 bytes).
+
+Time: every network step is bounded by one timeout, :data:`DEFAULT_TIMEOUT` seconds (the
+``timeout`` argument, or the environment variable ``NTKCHECK_DASK_TIMEOUT``): the connection,
+the protocol handshake and a first round trip are checked on a probe connection before the
+client is opened (a silent port, an HTTP server or a peer sending garbage is refused there);
+opening the client, sending the data, asking for the thread count and closing are each bounded;
+and while a result is awaited, the scheduler must answer a status request every ``timeout``
+seconds and still have a worker. A malformed address (``notaurl``, ``tcp://``, ``tcp://[::1``),
+a timeout and a scheduler or worker lost in mid-run are each an
+:class:`~ntkcheck.errors.InputError` (exit 2, one line).
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
 from typing import Callable
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -23,7 +37,121 @@ from ..errors import InputError
 from ..injectivity.factor import Factor
 from .tree import BlockRange, drive, split_ranges
 
-__all__ = ["fold_dask"]
+__all__ = ["fold_dask", "check_address", "dask_timeout", "DEFAULT_TIMEOUT", "SCHEMES"]
+
+#: Seconds allowed to each network step (connect, handshake, one request, a silent wait).
+DEFAULT_TIMEOUT = 30.0
+#: Address schemes of distributed's comms; ``host:port`` alone means ``tcp://host:port``.
+SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+_EXAMPLE = "give an address such as tcp://host:8786"
+
+
+def dask_timeout(timeout: float | None = None) -> float:
+    """``timeout``, else ``NTKCHECK_DASK_TIMEOUT``, else :data:`DEFAULT_TIMEOUT` (seconds)."""
+    if timeout is None:
+        raw = os.environ.get("NTKCHECK_DASK_TIMEOUT", "")
+        if not raw.strip():
+            return DEFAULT_TIMEOUT
+        try:
+            timeout = float(raw)
+        except ValueError:
+            raise InputError(f"'{raw}' is not a number of seconds, e.g. 30",
+                             field="NTKCHECK_DASK_TIMEOUT") from None
+    if not 0 < timeout < 1e6:
+        raise InputError(f"must be a positive number of seconds below 1e6, got {timeout}",
+                         field="NTKCHECK_DASK_TIMEOUT")
+    return float(timeout)
+
+
+def check_address(address: str) -> str:
+    """``address`` if it is a well-formed scheduler address, else an InputError naming
+    ``--scheduler``: ``SCHEME://HOST:PORT`` with a scheme of :data:`SCHEMES` (``inproc://``
+    takes any name), or ``HOST:PORT``; IPv6 hosts in brackets; port 1..65535."""
+    field = "--scheduler"
+    text = str(address).strip()
+    if not text or any(ord(c) < 0x21 or ord(c) == 0x7F for c in text):
+        raise InputError(f"'{address}' is not a scheduler address; {_EXAMPLE}", field=field)
+    if "://" not in text:
+        text = "tcp://" + text
+    scheme = text.split("://", 1)[0].lower()
+    if scheme not in SCHEMES:
+        raise InputError(f"'{address}' has unknown scheme '{scheme}'; use one of "
+                         f"{', '.join(s + '://' for s in SCHEMES)}", field=field)
+    if scheme == "inproc":
+        if not text.split("://", 1)[1]:
+            raise InputError(f"'{address}' names no process; {_EXAMPLE}", field=field)
+        return str(address)
+    try:
+        parts = urlsplit(text)
+        host, port = parts.hostname, parts.port
+    except ValueError as err:  # an unclosed '[', a port out of range or not a number
+        raise InputError(f"'{address}' is not a scheduler address ({err}); {_EXAMPLE}",
+                         field=field) from None
+    if not host or port is None or parts.path not in ("", "/") or parts.query:
+        raise InputError(f"'{address}' needs a host and a port; {_EXAMPLE}", field=field)
+    if not 0 < port < 65536 or not re.fullmatch(r"[A-Za-z0-9._:%-]+", host):
+        raise InputError(f"'{address}' has an invalid host or port; {_EXAMPLE}", field=field)
+    return str(address)
+
+
+def _first_line(err: BaseException) -> str:
+    try:
+        text = str(err).strip().splitlines()
+    except Exception:  # an exception whose message cannot be built
+        text = []
+    return text[0][:150] if text else type(err).__name__
+
+
+def _network_error(address: str, what: str) -> InputError:
+    return InputError(f"{what}; check the address and that the Dask scheduler runs there "
+                      "(timeout: NTKCHECK_DASK_TIMEOUT)", source=str(address), field="scheduler")
+
+
+def _run_coroutine(make):
+    """``asyncio.run(make())``, in a helper thread when this thread already runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+def probe(address: str, timeout: float) -> None:
+    """Connect to ``address`` on a fresh connection, complete distributed's handshake and one
+    ``identity`` round trip, each within ``timeout`` seconds; InputError otherwise."""
+    from distributed.comm import connect
+
+    async def run() -> dict:
+        comm = await asyncio.wait_for(connect(address, timeout=timeout), timeout)
+        try:
+            await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
+            return await asyncio.wait_for(comm.read(), timeout)
+        finally:
+            comm.abort()
+
+    try:
+        reply = _run_coroutine(run)
+    except (asyncio.TimeoutError, TimeoutError):
+        raise _network_error(address, f"no answer within {timeout:g} s (the peer accepts the "
+                             "connection but does not speak the Dask protocol, or is "
+                             "overloaded)") from None
+    except MemoryError:
+        raise _network_error(address, "the peer sent data that is not the Dask protocol (it "
+                             "announced an impossible message size)") from None
+    except OSError as err:  # CommClosedError and connection refused are OSErrors
+        raise _network_error(address, f"cannot connect ({_first_line(err)})") from None
+    except Exception as err:  # a decoding error: garbage from the peer
+        kind = type(err).__qualname__
+        if type(err).__module__ not in ("builtins", None):
+            kind = f"{type(err).__module__}.{kind}"
+        raise _network_error(address, f"the peer does not speak the Dask protocol ({kind})") \
+            from None
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        says = reply.get("type") if isinstance(reply, dict) else type(reply).__name__
+        raise _network_error(address, f"the peer is not a Dask scheduler (it says {says!r})")
 
 
 def _distributed():
@@ -41,11 +169,14 @@ def _on_range(fn, make_block, start: int, stop: int, *rest):
 
 class _Cluster:
     """Tasks on a Dask client; ``make_block`` (which may carry a whole dataset) is sent to the
-    workers once and passed to every task by reference."""
+    workers once and passed to every task by reference. Every call that waits on the network
+    is bounded by ``timeout`` seconds (a result by a liveness check every ``timeout``)."""
 
-    def __init__(self, client, make_block):
+    def __init__(self, client, make_block, timeout: float):
         self.client = client
-        self.make_block = client.scatter(make_block, broadcast=True, hash=False)
+        self.timeout = timeout
+        self.make_block = client.scatter(make_block, broadcast=True, hash=False,
+                                         timeout=timeout)
 
     def map(self, fn, args):
         return [self.client.submit(_on_range, fn, self.make_block, a[0].start, a[0].stop,
@@ -55,15 +186,49 @@ class _Cluster:
         return self.client.submit(fn, a, b, pure=False)
 
     def get(self, future):
-        return future.result()
+        while True:
+            try:
+                return future.result(timeout=self.timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                if future.done():
+                    continue
+                self.alive()
+
+    def alive(self) -> None:
+        """The scheduler answers within the timeout and has at least one worker."""
+        try:
+            info = self.client.sync(self.client.scheduler.identity,
+                                    callback_timeout=self.timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise _network_error(self.client.scheduler.address, "the Dask scheduler stopped "
+                                 f"answering (no reply within {self.timeout:g} s)") from None
+        if not (info or {}).get("workers"):
+            raise _network_error(self.client.scheduler.address, "the Dask cluster has no "
+                                 "worker left to run the blocks; start workers")
 
     def share(self, value):
-        return self.client.scatter(value, broadcast=True)
+        return self.client.scatter(value, broadcast=True, timeout=self.timeout)
+
+
+def _cluster_faults(distributed) -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the cluster, not ntkcheck, failed (lost scheduler or worker)."""
+    from concurrent.futures import CancelledError
+
+    faults: list[type[BaseException]] = [OSError, asyncio.TimeoutError, TimeoutError,
+                                         CancelledError, asyncio.CancelledError]
+    for module, name in (("distributed.scheduler", "KilledWorker"),
+                         ("distributed.client", "FutureCancelledError"),
+                         ("distributed.comm.core", "CommClosedError")):
+        try:
+            faults.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):  # pragma: no cover - other distributed versions
+            pass
+    return tuple(faults)
 
 
 def fold_dask(make_block: Callable[[int], np.ndarray], n_blocks: int, n_cols: int, *,
               method: str = "auto", client=None, scheduler: str | None = None,
-              leaves: int | None = None) -> Factor:
+              leaves: int | None = None, timeout: float | None = None) -> Factor:
     """Factor of [make_block(0); ...; make_block(n_blocks - 1)] on a Dask cluster.
 
     Parameters
@@ -76,29 +241,52 @@ def fold_dask(make_block: Callable[[int], np.ndarray], n_blocks: int, n_cols: in
         See :func:`ntkcheck.injectivity.factor.fold_blocks`.
     client : distributed.Client, optional
         An existing client; else one is opened on ``scheduler`` (an address such as
-        ``tcp://host:8786``) and closed afterwards.
+        ``tcp://host:8786``, checked by :func:`check_address` and :func:`probe`) and closed
+        afterwards.
     leaves : int, optional
         Number of block ranges (tasks) reduced by the tree; default: the cluster's total
         thread count when the job starts. Fix it to get bit-identical results on clusters of
         different sizes.
+    timeout : float, optional
+        Seconds allowed to each network step (default :func:`dask_timeout`).
+
+    Raises
+    ------
+    InputError
+        A malformed address, a peer that is silent or not a Dask scheduler, a timeout, or a
+        scheduler or worker lost in mid-run (one line, naming the address).
     """
     distributed = _distributed()
+    limit = dask_timeout(timeout)
+    faults = _cluster_faults(distributed)
     own = None
     if client is None:
         if not scheduler:
             raise InputError("give a scheduler address (e.g. tcp://host:8786) or a client",
                              field="scheduler")
+        check_address(scheduler)
+        probe(scheduler, limit)
         try:
-            own = client = distributed.Client(scheduler, timeout="30s")
-        except (OSError, TimeoutError) as err:
-            raise InputError(f"cannot connect to the Dask scheduler at {scheduler}: {err}; "
-                             "check the address and that the scheduler runs",
-                             field="scheduler") from None
+            own = client = distributed.Client(scheduler, timeout=limit)
+        except faults as err:
+            raise _network_error(scheduler, f"cannot open a client ({_first_line(err)})") \
+                from None
+    address = str(scheduler or getattr(getattr(client, "scheduler", None), "address", "client"))
     try:
+        threads = sum(client.nthreads(callback_timeout=limit).values())
+        if threads == 0:
+            raise _network_error(address, "the Dask cluster has no worker to run the blocks; "
+                                 "start workers (dask worker ADDRESS)")
         if leaves is None:
-            leaves = max(1, sum(client.nthreads().values()))
+            leaves = threads
         ranges = split_ranges(n_blocks, int(leaves))
-        return drive(_Cluster(client, make_block), make_block, ranges, n_cols, method)
+        return drive(_Cluster(client, make_block, limit), make_block, ranges, n_cols, method)
+    except faults as err:
+        raise _network_error(address, "the Dask cluster failed in mid-run "
+                             f"({type(err).__name__}: {_first_line(err)})") from None
     finally:
         if own is not None:
-            own.close()
+            try:
+                own.close(timeout=limit)
+            except Exception:  # closing a lost cluster must not hide the first error
+                pass

@@ -14,7 +14,6 @@ when the suggestion is re-verified injective.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -30,7 +29,8 @@ from ..analysis import DEFAULT_EXACT_TIMEOUT, analyze
 from ..errors import InputError, NtkcheckError
 from ..injectivity.probes import DEFAULT_SCALES
 from ..io import atomic_write_text, load_dataset
-from ..io.inputs import _is_dir, expand_inputs
+from ..io.escape import json_text
+from ..io.inputs import _is_dir, expand_inputs, unreadable_directory
 from ..io.clean import write_subset_npz
 from ..io.load import SUFFIXES
 from ..analysis import suggest_drop
@@ -38,7 +38,7 @@ from ..neardep import apply_margin
 from ..report import FileReport, render, worst_exit_code
 from ..report import json as json_report
 from ..report.text import render_result
-from ..io.paths import output_target, printable
+from ..io.paths import output_target, printable, same_file
 from ..resources import resolve_max_memory
 from .app import app, cli_errors, closed_stdout_exits, max_memory_option, stderr_console
 
@@ -225,13 +225,14 @@ def _write_clean(report: FileReport, target: Path, quiet: bool) -> None:
     if s is None:
         return  # the file could not be read: its error is already on stderr
     if not s.success:
-        print(f"ntkcheck: warning: {report.file}: the reduced data are not re-verified "
-              f"injective ({s.after.verdict}); {target} not written", file=sys.stderr)
+        print(f"ntkcheck: warning: {printable(report.file)}: the reduced data are not "
+              f"re-verified injective ({s.after.verdict}); {printable(target)} not written",
+              file=sys.stderr)
         return
     kept = write_subset_npz(report.file, target, s.kept_indices)
     if not quiet:
-        print(f"ntkcheck: wrote {target}: {kept} of {len(s.before.names)} sequences "
-              f"(dropped {', '.join(s.drop) or 'none'})", file=sys.stderr)
+        print(f"ntkcheck: wrote {printable(target)}: {kept} of {len(s.before.names)} sequences "
+              f"(dropped {printable(', '.join(s.drop) or 'none')})", file=sys.stderr)
 
 
 def analyze_file(path: Path, options: dict[str, Any],
@@ -248,6 +249,9 @@ def analyze_file(path: Path, options: dict[str, Any],
     name = str(path)
     try:
         if _is_dir(path):
+            problem = unreadable_directory(path)
+            if problem:
+                raise InputError(problem, source=name)
             raise InputError(f"contains no {', '.join(SUFFIXES)} file; give a dataset file or "
                              "a directory that holds some", source=name)
         options = dict(options)
@@ -357,7 +361,8 @@ def analyze_command(
         if not scheduler:
             raise InputError("needs --scheduler ADDRESS (e.g. tcp://host:8786)",
                              field="--backend dask")
-        from ..backends.dask import _distributed
+        from ..backends.dask import _distributed, check_address
+        check_address(scheduler)
         _distributed()
     elif scheduler:
         raise InputError("is only used with --backend dask", field="--scheduler")
@@ -369,8 +374,14 @@ def analyze_command(
     for target, option in ((output, "--output"), (write_clean, "--write-clean")):
         if target is not None:  # before any work: a refused target costs nothing
             output_target(target, option, inputs=paths)
+    if output is not None and write_clean is not None and same_file(output, write_clean):
+        raise InputError(f"'{write_clean}' is also the --output file; two outputs cannot share "
+                         "one path, give two file names", field="--write-clean")
     options["max_memory"] = limit
     if write_clean is not None:
+        if write_clean.suffix.lower() != ".npz":
+            raise InputError(f"'{write_clean}' must end in .npz (the reduced data set is "
+                             "written as an .npz file)", field="--write-clean")
         if len(paths) != 1:
             raise InputError(f"writes one reduced data set; give exactly one .npz FILE "
                              f"(got {len(paths)} files)", field="--write-clean")
@@ -390,7 +401,7 @@ def analyze_command(
     if output is not None:
         payload = json_report.payload(reports, single=single)
         if payload is not None:
-            atomic_write_text(output, json.dumps(payload, indent=2) + "\n")
+            atomic_write_text(output, json_text(payload) + "\n")
     code = worst_exit_code(reports)
     with closed_stdout_exits(code):
         if fmt is not OutputFormat.text or not quiet:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -12,7 +11,10 @@ import typer
 
 from ..errors import InputError
 from ..io import atomic_savez, load_token_npz
-from ..meanfield.trained import load_run
+from ..io.escape import json_text
+from ..io.paths import output_target, printable
+from ..io.runfiles import run_owned
+from ..meanfield.trained import Run, load_run
 from .app import app, cli_errors
 
 __all__ = ["plot_command", "predict_command"]
@@ -34,11 +36,34 @@ def plot_command(
 
     target = out if out is not None else run_dir / "curves.png"
     plot_format(target)
+    if out is not None:
+        output_target(target, "--out")  # the default target is checked once the run is read
     require_matplotlib()  # before reading anything: fail fast, exit 2
     run = load_run(run_dir)
+    _check_not_owned(run, target)
+    _note_skipped(run, quiet)
     plot_run(run, target, dpi=dpi)
     if not quiet:
-        print(f"wrote {target}: {run.history['step'].size} recorded steps")
+        print(f"wrote {printable(target)}: {run.history['step'].size} recorded steps")
+
+
+def _check_not_owned(run: Run, target: Path, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse an output onto a file the run owns (checkpoints/, history, config, summary, the
+    lock), onto the run's data file or onto another input of the command."""
+    if run_owned(run.run_dir, target):
+        raise InputError(f"is a file of the run in {run.run_dir} (its checkpoints, history, "
+                         "config, summary or lock); write the output elsewhere",
+                         source=str(target), field="--out")
+    output_target(target, "--out", inputs=(run.config.data_path, *inputs))
+
+
+def _note_skipped(run: Run, quiet: bool) -> None:
+    if run.skipped_lines and not quiet:
+        lines = run.skipped_lines
+        print(f"ntkcheck: note: {printable(run.run_dir / 'history.jsonl')}: skipped "
+              f"{len(lines)} torn or corrupt line(s) (line {lines[0]}"
+              f"{' ...' if len(lines) > 1 else ''}); `train --resume` removes them",
+              file=sys.stderr)
 
 
 @app.command("predict")
@@ -60,7 +85,9 @@ def predict_command(
     (N, d') pooled, written to --out with the names and the step."""
     if out.suffix.lower() != ".npz":
         raise InputError("must end in .npz", field="--out")
+    output_target(out, "--out", inputs=[data])  # before any work
     run = load_run(run_dir)
+    _check_not_owned(run, out, (data,))
     trained = run.model(step)
     tokens = load_token_npz(data)
     pred = trained.predict_arrays(tokens.tokens, tokens.weights)
@@ -81,8 +108,8 @@ def predict_command(
     atomic_savez(out, predictions=pred, names=np.array(tokens.names), step=np.int64(trained.step),
                  loss_kind=np.str_(trained.loss.value))
     if as_json:
-        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        sys.stdout.write(json_text(summary) + "\n")
     elif not quiet:
         loss_text = f", loss {summary['loss']:.6e}" if "loss" in summary else ""
-        print(f"wrote {out}: predictions {tuple(pred.shape)} from step {trained.step}"
+        print(f"wrote {printable(out)}: predictions {tuple(pred.shape)} from step {trained.step}"
               f"{loss_text}")

@@ -25,7 +25,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
 from ..errors import InputError
 from ..io import atomic_savez, load_dataset
 from ..io.load import check_units, dataset_points, max_magnitude
-from ..io.paths import output_target
+from ..io.escape import json_text
+from ..io.paths import output_target, same_file
 from ..resources import check_memory, probe_count, resolve_max_memory, spectrum_bytes
 from ..kernel_spectrum import KernelSpectrum, kernel_spectrum
 from ..kernels import KERNEL_DESCRIPTIONS, Kernel, parse_kernel
@@ -167,7 +168,7 @@ def spectrum_command(
     for target, option in ((save, "--save"), (plot, "--plot")):
         if target is not None:
             output_target(target, option, inputs=[file])
-    if save is not None and plot is not None and Path(save) == Path(plot):
+    if save is not None and plot is not None and same_file(save, plot):
         raise InputError("is also the --save file; give two different files", field="--plot")
     plotter = None
     if plot is not None:
@@ -200,7 +201,7 @@ def spectrum_command(
         if as_json:  # -q never silences a machine format asked for
             document = spectrum.to_dict()
             document["file"] = str(file)
-            sys.stdout.write(json.dumps(document, indent=2) + "\n")
+            sys.stdout.write(json_text(document) + "\n")
         elif not quiet:
             render_spectrum(spectrum, str(file))
     raise typer.Exit(spectrum.exit_code)

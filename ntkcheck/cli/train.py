@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Callable, Optional
@@ -17,6 +16,7 @@ from ..meanfield.explain import ntk_explanation
 from ..meanfield.fast import AVAILABLE as fast_available, FAST_HINT
 from ..meanfield.flow import StepRecord
 from ..meanfield.run import TrainResult, train
+from ..io.escape import json_text
 from ..io.paths import printable
 from ..resources import resolve_max_memory
 from .app import (EXIT_INTERRUPTED, EXIT_TERMINATED, app, cli_errors, closed_stdout_exits,
@@ -99,7 +99,7 @@ def train_command(
         code = EXIT_TERMINATED if result.signal == "SIGTERM" else EXIT_INTERRUPTED
     with closed_stdout_exits(code):
         if as_json:  # -q never silences a machine format asked for
-            sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+            sys.stdout.write(json_text(result.to_dict()) + "\n")
         elif not quiet:
             render_summary(result)
     if result.status == "interrupted":

@@ -5,15 +5,22 @@ the new content is complete: a full disk (ENOSPC), a file-size limit or a permis
 :class:`~ntkcheck.errors.InputError` and leaves the previous content intact. Only regular files
 are written: a target that exists as a directory, FIFO, device or symlink is refused (it is never
 replaced). A new file gets the mode the umask gives (``0o666 & ~umask``); a replaced file keeps
-its mode. Temporary files are named ``.NAME.XXXXXXXX.tmp`` (see :data:`TEMP_PATTERN`).
+its mode.
+
+Temporary files carry a name only ntkcheck makes, ``.ntkcheck-tmp-PID-XXXXXXXXXXXX.tmp`` (the
+writer's process id and 12 random hex digits, :data:`TEMP_PATTERN`). A kill (SIGKILL, power
+loss) between the write and the rename leaves such a file and never a torn output; the next
+process that writes into the same directory (and the next ``train`` of a run directory) removes
+the ones whose writer is no longer running (:func:`remove_stale_temps`). No other file is ever
+deleted.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import stat
-import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, IO
@@ -26,8 +33,10 @@ from .paths import output_target
 __all__ = ["atomic_write", "atomic_write_text", "atomic_savez", "TEMP_PATTERN",
            "remove_stale_temps"]
 
-#: Names of the temporary files :func:`atomic_write` creates (and removes on failure).
-TEMP_PATTERN = re.compile(r"^\..+\.[A-Za-z0-9_]{6,}\.tmp$")
+#: Names of the temporary files :func:`atomic_write` creates (and removes on failure): the
+#: marker ``.ntkcheck-tmp-``, the writer's pid, 12 random hex digits, ``.tmp``.
+TEMP_PATTERN = re.compile(r"^\.ntkcheck-tmp-(\d{1,10})-[0-9a-f]{12}\.tmp$")
+_TEMP_PREFIX = ".ntkcheck-tmp-"
 
 _umask_lock = threading.Lock()
 
@@ -72,8 +81,9 @@ def atomic_write(path: str | Path, writer: Callable[[IO[bytes]], None]) -> None:
         mode = _umask_mode()
     except OSError as err:
         raise _write_error(err, path) from None
+    _clean_once(parent)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        fd, tmp = _create_temp(parent)
     except OSError as err:
         raise _write_error(err, path) from None
     try:
@@ -92,6 +102,51 @@ def atomic_write(path: str | Path, writer: Callable[[IO[bytes]], None]) -> None:
             raise _write_error(err, path) from None
         raise
     _fsync_dir(parent)
+
+
+def _create_temp(folder: Path) -> tuple[int, str]:
+    """A new file ``folder/.ntkcheck-tmp-PID-XXXXXXXXXXXX.tmp`` opened for writing (created
+    exclusively, never through a symlink, mode 0o600 until the final mode is set)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(
+        os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        name = f"{_TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}.tmp"
+        tmp = os.path.join(folder, name)
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")  # pragma: no cover
+
+
+_cleaned: set[str] = set()
+
+
+def _clean_once(folder: Path) -> None:
+    """:func:`remove_stale_temps` on the first write into ``folder`` of this process (a run
+    writing thousands of checkpoints lists its folder once, not once per checkpoint)."""
+    try:
+        key = os.path.realpath(folder)
+    except (OSError, ValueError):
+        return
+    if key in _cleaned:
+        return
+    remove_stale_temps(folder)
+    with _umask_lock:
+        _cleaned.add(key)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists (a zombie or another user's process counts)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -119,21 +174,29 @@ def atomic_savez(path: str | Path, **arrays: np.ndarray) -> None:
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Delete the temporary files of interrupted :func:`atomic_write` calls in ``folder``.
+    """Delete the temporary files of killed :func:`atomic_write` calls in ``folder``.
 
-    Only call this while holding the folder's lock (no other writer is running).
-    Returns the removed paths.
+    Only regular files named by :data:`TEMP_PATTERN` whose writer (the pid in the name) is no
+    longer running are removed: another process's write in progress, this process's own, and
+    every other file (a user's ``.draft.txt.a1b2c3.tmp``) are left alone; a symlink is never
+    followed. Returns the removed paths.
     """
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
+    me = os.getpid()
     for entry in entries:
-        if TEMP_PATTERN.match(entry.name) and entry.is_file(follow_symlinks=False):
-            try:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-            except OSError:
-                pass
+        m = TEMP_PATTERN.match(entry.name)
+        if m is None:
+            continue
+        pid = int(m.group(1))
+        try:
+            if pid == me or _running(pid) or not entry.is_file(follow_symlinks=False):
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
     return removed

@@ -3,9 +3,10 @@ and names are printable.
 
 Readers accept only regular files (a symlink to one is fine): FIFOs, devices, sockets,
 directories and symlink loops are refused before anything is opened, so that a FIFO cannot hang
-a run and ``/dev/zero`` cannot be read until memory runs out. Writers accept only a path that
-does not exist yet or is a regular file (not a symlink), is not one of the inputs, and whose
-directory exists; these checks run before the work starts.
+a run and ``/dev/zero`` cannot be read until memory runs out; a file that cannot be opened
+(permission denied) is reported as such. Writers accept only a path that does not exist yet or
+is a regular file (not a symlink), is not one of the inputs, and whose directory exists; these
+checks run before the work starts (see docs/safety.md).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Iterable
 
 from ..errors import InputError
 
-__all__ = ["existing_file", "output_target", "printable", "MAX_NAME_BYTES"]
+__all__ = ["existing_file", "output_target", "printable", "escape_surrogates", "same_file",
+           "MAX_NAME_BYTES"]
 
 #: Longest file-name component most file systems accept (NAME_MAX).
 MAX_NAME_BYTES = 255
@@ -28,25 +30,45 @@ MAX_NAME_BYTES = 255
 _BIDI = {0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
 
 
+def _escape_char(ch: str) -> str:
+    """``\\xNN`` / ``\\uNNNN`` for one character; a surrogate-escaped byte (U+DC80..U+DCFF,
+    what Python makes of an undecodable byte in a file name) is shown as the byte ``\\xNN``."""
+    o = ord(ch)
+    if 0xDC80 <= o <= 0xDCFF:
+        return f"\\x{o - 0xDC00:02x}"
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
+
+
+def escape_surrogates(text: str) -> str:
+    """``text`` with every lone surrogate (U+D800..U+DFFF, which no UTF-8 encoder accepts)
+    written as a visible escape: a file name byte that is not UTF-8 (``b"\\xff"``, read as
+    ``"\\udcff"``) becomes ``\\xff``, any other surrogate ``\\udNNN``. Other text is unchanged."""
+    if not any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+        return text
+    return "".join(_escape_char(ch) if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
+
+
 def printable(text: object) -> str:
     """``str(text)`` with control characters escaped, safe to print on one terminal line.
 
-    C0/C1 controls (newline, ESC, ...), DEL and bidirectional overrides become ``\\xNN`` or
-    ``\\uNNNN``, so a file or sequence name cannot split an error line, retitle or clear the
-    terminal, or reorder the text around it.
+    C0/C1 controls (newline, ESC, 0x9B, ...), DEL, lone surrogates and bidirectional overrides
+    become ``\\xNN`` or ``\\uNNNN``, so a file or sequence name cannot split an error line,
+    retitle or clear the terminal, or reorder the text around it; ``##[`` (which a GitHub
+    Actions runner reads as a command anywhere in a line) is shown as ``#\\x23[``.
     """
     s = str(text)
     if s.isprintable():
-        return s
+        return s.replace("##[", "#\\x23[") if "##[" in s else s
     out = []
     for ch in s:
         o = ord(ch)
         if o < 0x20 or 0x7F <= o < 0xA0 or o in _BIDI or (
                 unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp")):
-            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+            out.append(_escape_char(ch))
         else:
             out.append(ch)
-    return "".join(out)
+    s = "".join(out)
+    return s.replace("##[", "#\\x23[") if "##[" in s else s
 
 
 def _kind(mode: int) -> str:
@@ -87,14 +109,30 @@ def existing_file(path: str | Path, expected: str) -> Path:
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"is {_kind(st.st_mode)}, not a regular file; give {expected}",
                          source=str(path))
+    try:  # a mode-000 file is unreadable, not "not an .npz file" (O_NONBLOCK: never hangs)
+        os.close(os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
+    except OSError as err:
+        if err.errno in (errno.EACCES, errno.EPERM):
+            raise InputError("cannot be read (permission denied); check its permissions",
+                             source=str(path)) from None
+        raise InputError(_os_reason(err), source=str(path)) from None
     return p
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """``a`` and ``b`` name the same file: the same inode when both exist, else the same
+    absolute path with symlinks of the directories resolved."""
     try:
         return os.path.samefile(a, b)
-    except OSError:
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.path.realpath(a) == os.path.realpath(b)
+    except (OSError, ValueError):
         return os.path.abspath(a) == os.path.abspath(b)
+
+
+_same_file = same_file
 
 
 def output_target(path: str | Path, option: str, inputs: Iterable[str | Path] = ()) -> Path:

@@ -10,7 +10,8 @@ ragged
     ``tokens`` (T, d) float with ``offsets`` (N+1,) int, 0 = offsets[0] <= ... <= offsets[N] = T;
     sequence i is tokens[offsets[i]:offsets[i+1]]; optional ``weights`` (T,).
 
-Optional ``names`` (N,) strings; the default names are ``seq0``, ``seq1``, ... Other arrays (for
+Optional ``names`` (N,) strings (bytes that are not UTF-8 and lone surrogates are kept as visible
+``\\xNN`` / ``\\udNNN`` escapes); the default names are ``seq0``, ``seq1``, ... Other arrays (for
 instance ``targets`` for training) are kept in :attr:`TokenArrays.extra`, unvalidated.
 Weights of each sequence are normalised to sum 1.
 """
@@ -30,7 +31,7 @@ from ..dataset import Dataset
 from ..distributions import Discrete
 from .. import resources
 from ..errors import InputError
-from .paths import existing_file
+from .paths import escape_surrogates, existing_file
 
 __all__ = ["TokenArrays", "load_token_npz", "read_npz", "npz_members", "NpyMember",
            "MAX_TOKEN_MAGNITUDE", "MIN_TOKEN_SPREAD", "MAX_UNITS_MAGNITUDE", "check_spread"]
@@ -425,7 +426,10 @@ def _names(arrays: dict, N: int, src: str) -> tuple[str, ...]:
     if names.shape != (N,):
         raise InputError(f"has shape {names.shape}, expected ({N},): one name per sequence",
                          source=src, field="names")
-    out = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist())
+    # bytes names that are not UTF-8 keep their bytes visible (b"\xff" -> "\\xff"), and lone
+    # surrogates of str names become escapes: every name then encodes in every output format
+    out = tuple(escape_surrogates(n.decode("utf-8", "backslashreplace") if isinstance(n, bytes)
+                                  else str(n)) for n in names.tolist())
     if len(set(out)) != N:
         dup = next(x for x in out if out.count(x) > 1)
         raise InputError(f"'{dup}' appears twice; names must be unique", source=src,

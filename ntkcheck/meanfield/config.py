@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from ..io.paths import existing_file
 from ..io.tokens import TokenArrays, load_token_npz
 from .loss import LossKind, RegressionLoss
 from .schemes import SCHEMES
@@ -37,6 +39,9 @@ else:  # pragma: no cover
 
 __all__ = ["ModelConfig", "FlowConfig", "OutputConfig", "TrainConfig", "TrainingSet",
            "load_train_config", "parse_train_config", "load_training_set"]
+
+#: Largest training configuration read (a few lines of TOML in practice).
+MAX_CONFIG_BYTES = 1 * 2**20
 
 
 @dataclass(frozen=True)
@@ -235,9 +240,13 @@ def load_train_config(path: str | Path) -> TrainConfig:
     """Read and validate a TOML training configuration."""
     src = str(path)
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError("no such file; check the path" if not p.exists() else
-                          "is not a file; give a .toml configuration", source=src)
+    try:
+        existing_file(p, "a .toml configuration")  # a FIFO or device is refused unopened
+    except InputError as err:
+        raise ConfigError(err.reason, source=src) from None
+    if os.stat(p).st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"is over {MAX_CONFIG_BYTES // 2**20} MiB; a training configuration "
+                          "is a few lines of TOML", source=src)
     try:
         doc = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:

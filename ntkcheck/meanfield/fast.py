@@ -27,7 +27,11 @@ states, its sub-step starts and the attention of one RK step (stages x H x n^2);
 gradient buffer of the size of the heads.
 
 numba is optional (``pip install 'ntkcheck[fast]'``); :data:`AVAILABLE` says whether it is
-importable. Kernels are compiled on first use and cached on disk (``cache=True``).
+importable. Kernels are compiled on first use and cached on disk (``cache=True``) where numba
+finds a writable cache directory (``NUMBA_CACHE_DIR``, the package's ``__pycache__`` or the
+user's cache directory under HOME); when none is writable (a read-only installation run by a
+user without a writable HOME, as in a locked-down CI job) they are compiled without a disk
+cache instead of failing at import.
 """
 
 from __future__ import annotations
@@ -74,9 +78,20 @@ def chunk_starts(N: int) -> np.ndarray:
     return np.array([(N * c) // count for c in range(count + 1)], dtype=np.int64)
 
 
+#: Whether the kernels are cached on disk (False once numba found no writable directory).
+_DISK_CACHE = {"on": True}
+
+
 def _jit(**kw):
     def wrap(fn):
-        return njit(cache=True, error_model="numpy", **kw)(fn) if AVAILABLE else fn
+        if not AVAILABLE:
+            return fn
+        if _DISK_CACHE["on"]:
+            try:
+                return njit(cache=True, error_model="numpy", **kw)(fn)
+            except RuntimeError:  # "no locator available": no writable cache directory
+                _DISK_CACHE["on"] = False
+        return njit(cache=False, error_model="numpy", **kw)(fn)
     return wrap
 
 

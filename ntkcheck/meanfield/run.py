@@ -23,15 +23,17 @@ Guarantees after a crash (SIGKILL, power loss) at any point:
   and removes the temporary files of interrupted writes; each of these is reported as a note;
 * SIGTERM is handled like SIGINT (Ctrl-C): the flow stops at the current step, its checkpoint
   and summary are written, and further signals are deferred until they are.
+
+Nothing outside the run directory is written or deleted (docs/safety.md): the run's own files
+are checked by :mod:`ntkcheck.io.runfiles` before anything is touched, and a configuration or
+data file that is one of them is refused.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
-import re
 import signal
 import threading
 import zipfile
@@ -44,6 +46,9 @@ import numpy as np
 
 from ..errors import ConfigError, InputError, NumericalError, ResourceError, Terminated
 from ..io.atomic import atomic_savez, atomic_write_text, remove_stale_temps
+from ..io.paths import existing_file
+from ..io.runfiles import (LOCK_NAME, MAX_HISTORY_LINE, RUN_FILES, RunLock, check_run_files,
+                           list_checkpoints, read_history, run_owned)
 from ..io.tokens import read_npz
 from ..resources import check_memory, train_bytes
 from .config import TrainConfig, TrainingSet, load_training_set
@@ -53,11 +58,8 @@ from .ntk import MAX_BYTES, ntk_bytes, ntk_size
 from .schemes import get_scheme
 
 __all__ = ["TrainResult", "Checkpoint", "train", "load_checkpoint", "list_checkpoints",
-           "checkpoint_path", "RunLock", "LOCK_NAME"]
-
-_CKPT = re.compile(r"^step_(\d{6,})\.npz$")
-#: Lock file of a run directory (held with flock while a process writes the directory).
-LOCK_NAME = ".ntkcheck.lock"
+           "checkpoint_path", "RunLock", "LOCK_NAME", "RUN_FILES", "MAX_HISTORY_LINE",
+           "check_run_files", "run_owned"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,18 +122,13 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"step_{step:06d}.npz"
 
 
-def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, path) of every checkpoint, ascending."""
-    folder = Path(run_dir) / "checkpoints"
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT.match(p.name))]
-    return sorted(found)
-
-
 def _fingerprint(config: TrainConfig) -> dict:
     """What must not change between a checkpoint and its resume (the flow's definition)."""
-    digest = hashlib.sha256(config.data_path.read_bytes()).hexdigest()
+    sha = hashlib.sha256()
+    with open(existing_file(config.data_path, "an .npz file"), "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(chunk)
+    digest = sha.hexdigest()
     m = config.model
     return {"data.sha256": digest, "model.layers": m.layers, "model.heads": m.heads,
             "model.key_dim": m.key_dim, "model.scheme": get_scheme(m.scheme).name,
@@ -179,31 +176,6 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return ckpt
 
 
-def _read_history(path: Path) -> tuple[list[dict], list[int]]:
-    """Good records of history.jsonl and the (1-based) numbers of the lines skipped.
-
-    A record is good when it is a JSON object with an integer ``step``; a torn line (a crash
-    in mid-write) or a corrupt one is skipped, and the good records after it are kept.
-    """
-    if not path.is_file():
-        return [], []
-    out, bad = [], []
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError):
-                bad.append(number)
-                continue
-            if isinstance(rec, dict) and type(rec.get("step")) is int:
-                out.append(rec)
-            else:
-                bad.append(number)
-    return out, bad
-
-
 def _lines(records: list[dict]) -> str:
     return "".join(json.dumps(r) + "\n" for r in records)
 
@@ -221,61 +193,6 @@ def _prepare_new(run_dir: Path, overwrite: bool) -> None:
     for p in ours + ckpts:
         if p.exists():
             p.unlink()
-
-
-class RunLock:
-    """Exclusive ``flock`` on ``run_dir/.ntkcheck.lock`` (pid written inside, for messages).
-
-    The kernel drops the lock when the holding process exits or is killed, so a leftover lock
-    file is never an obstacle (stale-lock detection without timeouts). Where ``fcntl`` is
-    missing (Windows) the lock is a no-op.
-    """
-
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / LOCK_NAME
-        self.fd: Optional[int] = None
-
-    def acquire(self) -> None:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX
-            return
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as err:
-            raise ConfigError(f"cannot create the lock file {self.path} ({err.strerror})",
-                              field="output.dir") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            if err.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                os.close(fd)  # no flock on this file system (e.g. some network mounts)
-                return
-            try:
-                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
-            finally:
-                os.close(fd)
-            raise ConfigError(f"{self.path.parent} is being written by another ntkcheck train "
-                              f"(pid {holder}); wait for it to end, or choose another --out",
-                              field="output.dir") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is not None:
-            import fcntl
-
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
-
-    def __enter__(self) -> "RunLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
 @contextmanager
@@ -367,6 +284,12 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                               f"residual entries, {P} parameters); set ntk_every = 0 or use less "
                               "data", source=config.source, field="output.ntk_every")
     run_dir = config.output.dir
+    check_run_files(run_dir)
+    for what, path in (("the configuration", config.source), ("data.path", config.data_path)):
+        if path and os.path.lexists(path) and run_owned(run_dir, path):
+            raise ConfigError(f"{what} {path} is one of the files the run in {run_dir} writes; "
+                              "move it out of the run directory or choose another --out",
+                              field="output.dir")
     try:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -374,7 +297,15 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                           source=config.source, field="output.dir") from None
     signals: dict = {"signal": None}
     with RunLock(run_dir), _interrupts(signals):
+        check_run_files(run_dir)  # again under the lock: nothing changes it from now on
         return _train_locked(config, ts, run_dir, resume, overwrite, progress, signals)
+
+
+def _remove_temps(run_dir: Path, notes: list[str]) -> None:
+    """Once the run is accepted, remove the temporary files of killed writes (ours only)."""
+    stale = remove_stale_temps(run_dir) + remove_stale_temps(run_dir / "checkpoints")
+    if stale:
+        notes.append(f"removed {len(stale)} temporary file(s) of an interrupted write")
 
 
 def _train_locked(config: TrainConfig, ts: TrainingSet, run_dir: Path, resume: bool,
@@ -383,15 +314,12 @@ def _train_locked(config: TrainConfig, ts: TrainingSet, run_dir: Path, resume: b
     """:func:`train` once the run directory is locked and the signal handlers installed."""
     m = config.model
     notes: list[str] = []
-    stale = remove_stale_temps(run_dir) + remove_stale_temps(run_dir / "checkpoints")
-    if stale:
-        notes.append(f"removed {len(stale)} temporary file(s) of an interrupted write")
     fingerprint = _fingerprint(config)
     history_path = run_dir / "history.jsonl"
     had_ckpts = bool(list_checkpoints(run_dir))
     ckpt = _latest_good_checkpoint(run_dir, notes) if resume else None
     if resume and ckpt is None:
-        if not had_ckpts and not _read_history(history_path)[0]:
+        if not had_ckpts and not read_history(history_path)[0]:
             raise InputError(f"no checkpoint in {run_dir / 'checkpoints'}; run without --resume",
                              field="--resume")
         notes.append(f"no usable checkpoint in {run_dir / 'checkpoints'}; starting at step 0")
@@ -408,10 +336,12 @@ def _train_locked(config: TrainConfig, ts: TrainingSet, run_dir: Path, resume: b
                              field="--resume")
         model, start, offset = ckpt.model, ckpt.step, ckpt.elapsed
         initial = ckpt.initial_loss if np.isfinite(ckpt.initial_loss) else None
-        records_read, bad = _read_history(history_path)
+        _remove_temps(run_dir, notes)
+        records_read, bad = read_history(history_path)
         if bad:
             notes.append(f"history.jsonl: skipped {len(bad)} torn or corrupt line(s) (line "
-                         f"{bad[0]}{' ...' if len(bad) > 1 else ''}); later good records kept")
+                         f"{bad[0]}{' ...' if len(bad) > 1 else ''}); later good records kept "
+                         "and the file rewritten without them")
         kept = sorted((r for r in records_read if r["step"] < start), key=lambda r: r["step"])
         atomic_write_text(history_path, _lines(kept))
         state_ckpt, state_step = ckpt.path, start
@@ -420,6 +350,7 @@ def _train_locked(config: TrainConfig, ts: TrainingSet, run_dir: Path, resume: b
             _prepare_new(run_dir, overwrite)
         else:
             _prepare_new(run_dir, overwrite=True)  # nothing usable: start over, ours only
+        _remove_temps(run_dir, notes)
         model = MeanFieldTransformer.init(layers=m.layers, heads=m.heads, key_dim=m.key_dim,
                                           dim=ts.tokens.shape[2], init_qk_std=m.init_qk_std,
                                           init_v_std=m.init_v_std, seed=m.seed, scheme=m.scheme,
@@ -471,7 +402,9 @@ def _train_locked(config: TrainConfig, ts: TrainingSet, run_dir: Path, resume: b
             signal=signals["signal"] if status == "interrupted" else None)
 
     records: list[StepRecord] = []
-    with open(history_path, "a", encoding="utf-8") as fh:
+    fd = os.open(history_path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+                 | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
         try:
             flow = gradient_flow(model, ts.tokens, ts.weights, ts.loss,
                                  steps=config.flow.steps, step_size=config.flow.step_size,

@@ -2,7 +2,11 @@
 
 :func:`load_run` only reads the run directory written by :func:`~ntkcheck.train`
 (``config.json``, ``history.jsonl``, ``summary.json``, ``checkpoints/``) and the data file the
-config names (for the target dimension); it never writes. :meth:`Run.model` gives the heads at
+config names (for the target dimension, from the array's header: nothing else of it is read);
+it never writes. Every file is checked to be a regular file before it is opened (a FIFO cannot
+hang it) and read within a size limit (:data:`MAX_RUN_JSON_BYTES`, history lines
+:data:`~ntkcheck.io.runfiles.MAX_HISTORY_LINE`); every failure is an
+:class:`~ntkcheck.errors.InputError` naming the file. :meth:`Run.model` gives the heads at
 any checkpoint as a :class:`TrainedModel`, whose :meth:`~TrainedModel.predict` is the forward
 pass followed by the run's readout (SPEC §6):
 
@@ -15,6 +19,7 @@ with P the projection on the first d' coordinates (d' = the targets' last dimens
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -22,15 +27,19 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import InputError
+from ..io.paths import existing_file
 from .config import TrainConfig, parse_train_config
 from .loss import LossKind
 from .model import MeanFieldTransformer
-from .run import _read_history, list_checkpoints, load_checkpoint
+from ..io.runfiles import list_checkpoints, read_history
+from .run import load_checkpoint
 
-__all__ = ["Run", "TrainedModel", "load_run", "HISTORY_FIELDS"]
+__all__ = ["Run", "TrainedModel", "load_run", "HISTORY_FIELDS", "MAX_RUN_JSON_BYTES"]
 
 #: Columns of :attr:`Run.history` (NaN where a step did not record the quantity).
 HISTORY_FIELDS = ("step", "time", "loss", "grad_norm_sq", "ntk_min_eig", "pl_ratio")
+#: Largest config.json / summary.json read (train writes a few KiB).
+MAX_RUN_JSON_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +99,8 @@ class Run:
         only every ``output.ntk_every`` steps)
     summary : ``summary.json`` as a dict (None while a run has not written it)
     checkpoints : steps that have a checkpoint, ascending
+    skipped_lines : 1-based numbers of the history.jsonl lines skipped as torn or corrupt
+        (``train --resume`` removes them)
     """
 
     run_dir: Path
@@ -98,6 +109,7 @@ class Run:
     summary: Optional[dict[str, Any]]
     checkpoints: tuple[int, ...]
     _paths: dict[int, Path] = field(default_factory=dict, repr=False)
+    skipped_lines: tuple[int, ...] = ()
 
     def model(self, step: Optional[int] = None) -> TrainedModel:
         """The heads at checkpoint ``step`` (default: the last checkpoint)."""
@@ -115,14 +127,20 @@ class Run:
 
     def _target_dim(self) -> int:
         """d' from the targets of the run's data file."""
+        from ..io.tokens import npz_members
+
         path = self.config.data_path
+        where = dict(source=str(self.run_dir / "config.json"), field="data.path")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                return int(data["targets"].shape[-1])
-        except (OSError, KeyError, ValueError) as err:
-            raise InputError(f"the run's data file {path} cannot be read for the target "
-                             f"dimension ({type(err).__name__}); restore it", source=str(
-                                 self.run_dir / "config.json"), field="data.path") from None
+            members = {m.key: m for m in npz_members(path)}  # headers only: no zip bomb
+        except InputError as err:
+            raise InputError(f"the run's data file cannot be read for the target dimension "
+                             f"({err}); restore it", **where) from None
+        targets = members.get("targets")
+        if targets is None or not targets.shape or targets.shape[-1] < 1:
+            raise InputError(f"the run's data file {path} has no usable 'targets' array; "
+                             "restore the file the run was trained on", **where)
+        return int(targets.shape[-1])
 
 
 def _history_arrays(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -134,34 +152,60 @@ def _history_arrays(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     return out
 
 
+def _read_json(path: Path, what: str) -> Any:
+    """The JSON document in the regular file ``path`` (at most MAX_RUN_JSON_BYTES)."""
+    existing_file(path, what)
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size  # read(n) would allocate n bytes at once
+            raw = fh.read(min(size, MAX_RUN_JSON_BYTES) + 1)
+    except OSError as err:
+        raise InputError(f"cannot be read ({err.strerror or err}); check its permissions",
+                         source=str(path)) from None
+    if len(raw) > MAX_RUN_JSON_BYTES:
+        raise InputError(f"is over {MAX_RUN_JSON_BYTES // 2**20} MiB, not a file train wrote; "
+                         "restore it", source=str(path))
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise InputError(f"is not valid JSON ({str(err)[:100]}); restore it",
+                         source=str(path)) from None
+
+
 def load_run(run_dir: str | Path) -> Run:
     """Read a run directory written by :func:`~ntkcheck.train` (read only).
 
     Raises
     ------
     InputError
-        When the directory or its ``config.json`` is missing or malformed.
+        When the directory, its ``config.json``, its history or its checkpoint folder is
+        missing, unreadable, not a regular file (a FIFO) or malformed. Corrupt history lines
+        are skipped and listed in :attr:`Run.skipped_lines`.
     """
     root = Path(run_dir)
     cfg_path = root / "config.json"
     if not root.is_dir():
         raise InputError("no such run directory; give the output.dir of a train run",
                          source=str(root))
-    if not cfg_path.is_file():
+    if not os.path.lexists(cfg_path):
         raise InputError("has no config.json; is it the output.dir of a train run?",
                          source=str(root))
-    try:
-        doc = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"cannot be read ({type(err).__name__}: {err})",
-                         source=str(cfg_path)) from None
+    doc = _read_json(cfg_path, "the config.json written by train")
+    if not isinstance(doc, dict):
+        raise InputError("is not a JSON object; restore the config.json train wrote",
+                         source=str(cfg_path))
     config = parse_train_config(doc, source=str(cfg_path), base_dir=root)
     summary = None
-    if (root / "summary.json").is_file():
+    summary_path = root / "summary.json"
+    if os.path.lexists(summary_path):
+        existing_file(summary_path, "the summary.json written by train")  # a FIFO: refused
         try:
-            summary = json.loads((root / "summary.json").read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            summary = _read_json(summary_path, "the summary.json written by train")
+        except InputError:
             summary = None  # a run killed while writing it: the history still holds
+        if not isinstance(summary, dict):
+            summary = None
     found = list_checkpoints(root)
-    return Run(root, config, _history_arrays(_read_history(root / "history.jsonl")[0]), summary,
-               tuple(s for s, _ in found), {s: p for s, p in found})
+    records, skipped = read_history(root / "history.jsonl")
+    return Run(root, config, _history_arrays(records), summary,
+               tuple(s for s, _ in found), {s: p for s, p in found}, tuple(skipped))

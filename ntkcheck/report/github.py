@@ -8,14 +8,19 @@ Format (GitHub's documented workflow-command syntax)::
 ``error`` for a dependency and for an unreadable file, ``warning`` for an inconclusive verdict
 and, with ``--fail-below``, for each sequence scoring below the margin (title ``ntkcheck
 near-dependency``, naming the sequences it is closest to), ``notice`` for an injective one.
-Data are escaped (``%``, CR, LF) and so are property values
-(also ``:`` and ``,``), as the runner expects.
+Names are made safe before they are escaped: every control character (C0 with NUL, BEL, ESC,
+CR and LF; DEL; C1 with 0x9B), lone surrogate and bidirectional override becomes a visible
+``\\xNN`` / ``\\uNNNN``, and ``##[`` (a runner command anywhere in a line) becomes ``#\\x23[``
+(:func:`ntkcheck.io.paths.printable`). Then data are escaped as the runner expects (``%`` ->
+``%25``, CR -> ``%0D``, LF -> ``%0A``) and so are property values (also ``:`` -> ``%3A`` and
+``,`` -> ``%2C``), so a name can neither end a command nor start another one.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+from ..io.paths import printable
 from .files import FileReport
 from .common import dependency_evidence, dependency_identity, dependency_tag, involved
 
@@ -25,7 +30,15 @@ __all__ = ["render", "annotation", "MAX_MARGIN_ANNOTATIONS"]
 MAX_MARGIN_ANNOTATIONS = 20
 
 
+def _visible(text: str) -> str:
+    """:func:`printable` on each line (CR and LF kept for the runner's own escapes): no other
+    raw control character, surrogate or ``##[`` is left."""
+    return "\n".join("\r".join(printable(part) for part in line.split("\r"))
+                     for line in text.split("\n"))
+
+
 def _escape_data(text: str) -> str:
+    text = _visible(text)
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 

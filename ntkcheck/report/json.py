@@ -9,6 +9,10 @@ Both shapes are described by ``analyze.schema.json`` (shipped in this package, J
 draft-07; :func:`schema` loads it). The version is ``MAJOR.MINOR``: keys are only added within
 a major version, so consumers must ignore keys they do not know. Two runs on the same input and
 settings give identical documents except for the timings in ``exact.time``.
+
+The text is ASCII and valid UTF-8 JSON for any name: a lone surrogate (a file name byte that is
+not UTF-8) is written as a visible escape (``\\xff``), and ``##[`` as ``#\\u0023[``
+(:func:`ntkcheck.io.escape.json_text`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Sequence
 
+from ..io.escape import json_text
 from .files import FileReport, worst_exit_code
 
 __all__ = ["SCHEMA_VERSION", "TIMING_FIELDS", "document", "envelope", "render", "schema"]
@@ -57,7 +62,7 @@ def payload(reports: Sequence[FileReport], *, single: bool = False) -> dict[str,
 def render(reports: Sequence[FileReport], *, single: bool = False) -> str:
     """Indented JSON text of :func:`payload` with a final newline ('' when there is none)."""
     doc = payload(reports, single=single)
-    return "" if doc is None else json.dumps(doc, indent=2) + "\n"
+    return "" if doc is None else json_text(doc) + "\n"
 
 
 @lru_cache(maxsize=1)

@@ -7,13 +7,22 @@ inconclusive verdict a ``<failure type="inconclusive">``, an unreadable file an
 ``<failure type="near_dependency">`` (the sequences below it in its text), and a failing file
 below the margin has those sequences added to its failure text. The case's ``classname`` is
 ``ntkcheck.analyze`` and its ``name`` the file, as CI test reporters expect.
+
+The document is well-formed XML 1.0 for any file or sequence name: characters XML 1.0 cannot
+hold (C0 controls but tab and newline, lone surrogates, U+FFFE, U+FFFF) are written as visible
+``\\xNN`` / ``\\uNNNN`` escapes; ``<``, ``&``, ``>`` (so ``]]>``) and quotes are escaped by the
+serialiser; DEL, C1 controls and carriage returns are written as character references, and so
+are ``#`` in ``##[`` and a ``:`` that would start a line with ``::`` (the same text once parsed,
+but nothing a CI runner reads as a command in its log).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 from xml.etree import ElementTree as ET
 
+from ..io.escape import RUNNER_COMMAND, guard_lines
 from ..results import AnalysisResult
 from .files import FileReport
 from .common import dependency_identity, dependency_tag, involved, summary_line
@@ -62,6 +71,41 @@ def _margin_text(result: AnalysisResult) -> str:
     return "\n".join([head] + [f"{s['name']}: score {s['score']:.3g}" for s in m["sequences"]])
 
 
+#: Characters XML 1.0 cannot hold at all (tab, LF and CR can).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+#: Characters XML holds but a terminal or CI log must not get raw.
+_RAW_UNSAFE = re.compile("[\r\x7f-\x9f]")
+
+
+def _visible(ch: str) -> str:
+    o = ord(ch)
+    if 0xDC80 <= o <= 0xDCFF:  # an undecodable byte of a file name
+        return f"\\x{o - 0xDC00:02x}"
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub(lambda m: _visible(m.group()), text)
+
+
+def _clean(element: ET.Element) -> None:
+    """Make every text, tail and attribute of ``element``'s tree representable in XML 1.0."""
+    for el in element.iter():
+        if el.text:
+            el.text = _xml_text(el.text)
+        if el.tail:
+            el.tail = _xml_text(el.tail)
+        for key, value in el.attrib.items():
+            el.attrib[key] = _xml_text(value)
+
+
+def _log_safe(xml: str) -> str:
+    """Character references for DEL, C1 controls, CR, the '#' of '##[' and a line-leading
+    ':' of '::' (the serialised text holds them only inside text and attribute values)."""
+    xml = _RAW_UNSAFE.sub(lambda m: f"&#{ord(m.group())};", xml)
+    return guard_lines(xml.replace(RUNNER_COMMAND, "#&#35;["), colon="&#58;")
+
+
 def render(reports: Sequence[FileReport]) -> str:
     """The XML document (UTF-8 declaration, final newline)."""
     failures = sum(1 for r in reports if r.result is not None
@@ -74,5 +118,7 @@ def render(reports: Sequence[FileReport]) -> str:
         "errors": str(errors), "skipped": "0"})
     for r in reports:
         suite.append(_case(r))
+    _clean(root)
     ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            + _log_safe(ET.tostring(root, "unicode")) + "\n")

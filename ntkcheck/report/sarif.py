@@ -20,13 +20,19 @@ file as a whole (``region.startLine`` 1, since code scanning wants a line) and i
 locations are the sequences involved (``kind`` ``"object"``, fully qualified as
 ``FILE::NAME``). ``properties`` carries the relation's coefficients, affine part, residual and
 evidence, so the log is as faithful as the JSON document for what it reports.
+
+An ``artifactLocation.uri`` is the file's path percent-encoded as a URI reference (``data/my
+set.npz`` -> ``data/my%20set.npz``; a byte that is not UTF-8 -> ``%FF``). The text is ASCII JSON
+and valid for any name (:func:`ntkcheck.io.escape.json_text`).
 """
 
 from __future__ import annotations
 
-import json
+import os
 from typing import Any, Sequence
+from urllib.parse import quote
 
+from ..io.escape import json_text
 from .files import FileReport, worst_exit_code
 from .common import dependency_evidence, dependency_identity, dependency_tag, involved
 
@@ -69,9 +75,22 @@ def _rule(rule: tuple[str, str, str, str, str]) -> dict[str, Any]:
             "defaultConfiguration": {"level": level}}
 
 
+def file_uri(file: str) -> str:
+    """``file`` as a relative (or absolute) URI reference: its bytes (a file name's undecodable
+    bytes included) percent-encoded except ``/`` and the unreserved characters."""
+    try:
+        raw = os.fsencode(file)
+    except (UnicodeError, ValueError):
+        raw = file.encode("utf-8", "backslashreplace")
+    if os.sep != "/":  # pragma: no cover - Windows
+        raw = raw.replace(os.fsencode(os.sep), b"/")
+    return quote(raw, safe="/")
+
+
 def _location(file: str, index: int, names: Sequence[str] = ()) -> dict[str, Any]:
     loc: dict[str, Any] = {"physicalLocation": {
-        "artifactLocation": {"uri": file, "index": index}, "region": {"startLine": 1}}}
+        "artifactLocation": {"uri": file_uri(file), "index": index},
+        "region": {"startLine": 1}}}
     if names:
         loc["logicalLocations"] = [{"name": n, "fullyQualifiedName": f"{file}::{n}",
                                     "kind": "object"} for n in names]
@@ -150,12 +169,12 @@ def log(reports: Sequence[FileReport], *, version: str | None = None) -> dict[st
         "tool": {"driver": {"name": "ntkcheck", "version": version, "semanticVersion": version,
                             "rules": [_rule(r) for r in RULES]}},
         "invocations": [invocation],
-        "artifacts": [{"location": {"uri": r.file}} for r in reports],
+        "artifacts": [{"location": {"uri": file_uri(r.file)}} for r in reports],
         "results": results,
     }
     return {"$schema": SARIF_SCHEMA_URI, "version": SARIF_VERSION, "runs": [run]}
 
 
 def render(reports: Sequence[FileReport]) -> str:
-    """Indented JSON text of :func:`log` with a final newline."""
-    return json.dumps(log(reports), indent=2) + "\n"
+    """Indented JSON text of :func:`log` with a final newline (ASCII, safe in a CI log)."""
+    return json_text(log(reports)) + "\n"

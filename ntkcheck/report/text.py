@@ -1,6 +1,8 @@
 """The human report: verdict first, then data, probes, spectrum, dependencies, structure.
 
-Unreadable files are not part of it: the CLI prints their one-line errors on stderr.
+Unreadable files are not part of it: the CLI prints their one-line errors on stderr. Names are
+printed with their control characters and ``##[`` escaped, and no line starts with ``::``
+(docs/safety.md).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, Sequence
 from rich.console import Console
 from rich.markup import escape as _markup_escape
 
+from ..io.escape import guard_lines
 from ..results import AnalysisResult
 from ..io.paths import printable
 from ..injectivity.spectrum import FULL_SPECTRUM_MAX_N
@@ -33,7 +36,7 @@ def render(reports: Sequence[FileReport], *, color: bool = False) -> str:
     """Reports of every readable file, separated by a blank line (ANSI colour when ``color``)."""
     parts = [render_result(r.result, r.file, color=color, suggestion=r.suggestion)
              for r in reports if r.result is not None]
-    return "\n".join(parts)
+    return guard_lines("\n".join(parts))
 
 
 def render_result(result: AnalysisResult, source: str, *, color: bool = False,
@@ -93,7 +96,7 @@ def render_result(result: AnalysisResult, source: str, *, color: bool = False,
             out.print(f"  - {escape(f.describe())}")
     if suggestion is not None:
         _render_suggestion(out, suggestion)
-    return buffer.getvalue()
+    return guard_lines(buffer.getvalue())
 
 
 def _render_scores(out: Console, result: AnalysisResult, top: int = 3) -> None:

@@ -73,7 +73,9 @@ def _strip(doc):
 
 
 def normalise(stdout: str, tmp: str) -> str:
-    text = stdout.replace(tmp, "{tmp}")
+    """The temporary directory as {tmp} and the checkout's root as {root} (the output is then
+    the same in every clone), durations and timings stripped."""
+    text = stdout.replace(tmp, "{tmp}").replace(str(ROOT), "{root}")
     try:
         doc = json.loads(text)
     except ValueError:
