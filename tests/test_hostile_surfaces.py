@@ -902,7 +902,7 @@ def test_scheduler_without_workers_times_out(dependent, monkeypatch):
     """A real scheduler with no worker: the wait for results ends with exit 2 naming the
     missing workers (a liveness check every timeout), not a hang."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as c:
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as c:
         # the short timeout is ntkcheck's only (set once the cluster is up: a loaded machine
         # may take seconds to start the scheduler itself)
         monkeypatch.setenv("NTKCHECK_DASK_TIMEOUT", "2")
