@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import struct
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -170,6 +171,14 @@ def _reason(err: BaseException) -> str:
     return text[0][:200] if text else "corrupt data"
 
 
+def _header_reason(err: BaseException) -> str:
+    if isinstance(err, tokenize.TokenError):  # args: (message, (line, column))
+        return str(err.args[0]) if err.args else "unterminated literal"
+    if isinstance(err, (RecursionError, MemoryError)):
+        return "nested too deeply"
+    return _reason(err)
+
+
 def _npy_header(fh, key: str, stored: int, src: str) -> NpyMember:
     fmt = np.lib.format
     try:
@@ -182,9 +191,12 @@ def _npy_header(fh, key: str, stored: int, src: str) -> NpyMember:
             shape, fortran, dtype = fmt.read_array_header_1_0(fh)
         else:
             shape, fortran, dtype = fmt.read_array_header_2_0(fh)
-    except (ValueError, SyntaxError, TypeError, OverflowError) as err:
-        raise InputError(f"has a corrupt .npy header ({_reason(err)}); write the file again "
-                         "with numpy.savez", source=src, field=key) from None
+    except (ValueError, SyntaxError, TypeError, OverflowError, KeyError, tokenize.TokenError,
+            RecursionError, MemoryError) as err:
+        # numpy parses the header's Python literal; damaged bytes can make its tokenizer stop
+        # ("EOF in multi-line statement", a TokenError) or nest too deeply
+        raise InputError(f"has a corrupt .npy header ({_header_reason(err)}); write the file "
+                         "again with numpy.savez", source=src, field=key) from None
     if dtype.hasobject:
         raise InputError("is an object array (pickled); store it as a numeric or str array, "
                          "e.g. np.array(names, dtype=str)", source=src, field=key)
@@ -416,6 +428,33 @@ def _ragged_to_padded(arrays: dict, src: str,
     return tokens, weights
 
 
+def _decode_names(names: np.ndarray, src: str) -> tuple[str, ...]:
+    """The names as str; damaged bytes give an InputError, not a crash.
+
+    A ``U`` array holds UCS-4 code points that numpy does not check when reading a file (a
+    value above U+10FFFF makes ``tolist`` raise SystemError); an ``S`` array holds bytes that
+    must be UTF-8.
+    """
+    if names.dtype.kind == "U" and names.size and names.dtype.itemsize:
+        codes = np.ascontiguousarray(names).view(np.uint32)
+        if np.any(codes > 0x10FFFF):
+            i = int(np.flatnonzero((codes > 0x10FFFF).reshape(names.shape[0], -1).any(axis=1))[0])
+            raise InputError(f"entry {i} holds a code point above U+10FFFF (damaged data); "
+                             "write the names again, e.g. np.array(names, dtype=str)",
+                             source=src, field="names")
+    out = []
+    for i, n in enumerate(names.tolist()):
+        if isinstance(n, bytes):
+            try:
+                n = n.decode()
+            except UnicodeDecodeError:
+                raise InputError(f"entry {i} is not UTF-8 text; store the names as "
+                                 "np.array(names, dtype=str)", source=src,
+                                 field="names") from None
+        out.append(str(n))
+    return tuple(out)
+
+
 def _names(arrays: dict, N: int, src: str) -> tuple[str, ...]:
     if "names" not in arrays:
         return tuple(f"seq{i}" for i in range(N))
@@ -425,7 +464,7 @@ def _names(arrays: dict, N: int, src: str) -> tuple[str, ...]:
     if names.shape != (N,):
         raise InputError(f"has shape {names.shape}, expected ({N},): one name per sequence",
                          source=src, field="names")
-    out = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist())
+    out = _decode_names(names, src)
     if len(set(out)) != N:
         dup = next(x for x in out if out.count(x) > 1)
         raise InputError(f"'{dup}' appears twice; names must be unique", source=src,
