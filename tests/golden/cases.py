@@ -73,7 +73,9 @@ def _strip(doc):
 
 
 def normalise(stdout: str, tmp: str) -> str:
-    text = stdout.replace(tmp, "{tmp}")
+    # paths under the checkout are recorded relative to it ({root}): the outputs must not
+    # depend on where the repository lives
+    text = stdout.replace(tmp, "{tmp}").replace(str(ROOT), "{root}")
     try:
         doc = json.loads(text)
     except ValueError:
