@@ -12,7 +12,10 @@ ragged
 
 Optional ``names`` (N,) strings; the default names are ``seq0``, ``seq1``, ... Other arrays (for
 instance ``targets`` for training) are kept in :attr:`TokenArrays.extra`, unvalidated.
-Weights of each sequence are normalised to sum 1.
+Weights of each sequence are normalised to sum 1 in floating point for the numerical work; the
+stored weights are kept as they are (:attr:`TokenArrays.raw_weights`) and become each law's
+exact parameters (``Discrete.rational``), so that the exact test and the extended-precision
+re-check normalise them exactly (SPEC §3a: weights (1, 3) are 1/4 and 3/4, not their doubles).
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ class TokenArrays:
         The file the arrays came from.
     extra : dict
         Other arrays found in the file (e.g. ``targets``), as loaded.
+    raw_weights : (N, n) float64 or None
+        The weights as stored (binary64, not normalised), 0 at padded positions; None when the
+        file gives no weights (uniform).
     """
 
     tokens: np.ndarray
@@ -61,6 +67,7 @@ class TokenArrays:
     names: tuple[str, ...]
     source: str = "<arrays>"
     extra: dict = field(default_factory=dict)
+    raw_weights: np.ndarray | None = None
 
     @property
     def mask(self) -> np.ndarray:
@@ -72,8 +79,15 @@ class TokenArrays:
         return self.mask.sum(axis=1)
 
     def to_dataset(self) -> Dataset:
-        """One :class:`~ntkcheck.Discrete` law per sequence."""
-        dists = tuple(Discrete(x[m], w[m]) for x, w, m in zip(self.tokens, self.weights, self.mask))
+        """One :class:`~ntkcheck.Discrete` law per sequence; its exact parameters are the
+        stored tokens and the stored (unnormalised) weights."""
+        if self.raw_weights is None:
+            dists = tuple(Discrete(x[m], w[m])
+                          for x, w, m in zip(self.tokens, self.weights, self.mask))
+        else:
+            dists = tuple(Discrete(x[m], w[m], rational={"atoms": x[m], "weights": r[m]})
+                          for x, w, r, m in zip(self.tokens, self.weights, self.raw_weights,
+                                                self.mask))
         return Dataset(self.names, dists, self.source)
 
     @classmethod
@@ -312,6 +326,7 @@ def _validate(arrays: dict, src: str, max_memory: int | None = None) -> TokenArr
                          f"{MAX_TOKEN_MAGNITUDE:g}; rescale the data (the condition is "
                          "affine-invariant)", source=src, field="tokens")
     check_spread(tokens[real], src, "tokens")
+    raw_weights = weights.copy() if "weights" in arrays else None
     totals = weights.sum(axis=1)
     huge = ~np.isfinite(totals)
     if huge.any():  # finite weights whose sum overflows: rescale those rows first
@@ -324,7 +339,7 @@ def _validate(arrays: dict, src: str, max_memory: int | None = None) -> TokenArr
     weights = weights / totals[:, None]
     names = _names(arrays, N, src)
     extra = {k: v for k, v in arrays.items() if k not in _KNOWN}
-    return TokenArrays(tokens, weights, names, src, extra)
+    return TokenArrays(tokens, weights, names, src, extra, raw_weights)
 
 
 def check_spread(points: np.ndarray, src: str | None, field: str) -> None:
