@@ -290,6 +290,20 @@ def test_a_few_ulps_more_fails_the_recheck():
     assert chk.passed is False and chk.level == "failed" and chk.data_ratio > 1
 
 
+def test_a_failure_beyond_float_range_prints_no_infx():
+    """Two unrelated laws with atoms far apart (relative to the probe map): at the re-check's
+    large scales the tilted laws are point masses, the first-order effect of rounding is
+    e^-(huge) and misfit / that overflows float64 (data_ratio = inf). The reason printed
+    '...misfit 0.17, infx what the rounding ...'; it now says what the ratio is."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 2, 2))
+    g = dataset_geometry(Dataset.from_tokens(list(X)))
+    chk = verify_relation([Discrete(X[0] * 50), Discrete(X[1] * 50)], np.array([1.0, -1.0]),
+                          g.transform, [0.5, 0.5])
+    assert chk.level == "failed" and chk.data_ratio == np.inf
+    assert "infx" not in chk.reason and "more than 1e308x" in chk.reason, chk.reason
+
+
 def test_exact_relation_level():
     Y = np.random.default_rng(4).integers(-8, 8, size=(5, 2)) / 4
     chk = _check([Discrete(Y), Discrete(Y + 0.25)])

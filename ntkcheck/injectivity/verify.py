@@ -367,8 +367,9 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
         passed, level = False, "failed"
         explained = (f"{data_ratio:.2g}x what the rounding of the stored values explains"
                      if np.isfinite(data_ratio) else
-                     "which no rounding of the stored values explains (rounding them would "
-                     "not move these points)")
+                     "more than 1e308x what the rounding of the stored values explains (at "
+                     "these points the tilted laws are point masses, which rounding barely "
+                     "moves)")
         reason = (f"fails at fresh points in {digits}-digit arithmetic: relative misfit "
                   f"{misfit:.2g}, {explained} (a true relation leaves <= {threshold:.0e})")
     return RelationCheck(passed, misfit, threshold, refit, digits, fit_points, tested, scales,
