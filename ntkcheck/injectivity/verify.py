@@ -4,12 +4,12 @@ A dependency found by the rank test is a claim about *all* z: sum_i c_i LSE_i(z)
 Before it is reported it is re-evaluated, independently of the floating-point test, on the
 values the user wrote (SPEC §3a), in ``digits``-digit arithmetic (mpmath):
 
-0. **The written values.** Each distribution's exact parameters (``rational``, read by
-   :func:`ntkcheck.exact.laws.exact_law`): spec decimals and rationals as written (``0.1`` is
-   1/10), ``.npz`` values as stored (binary64 or float32, taken exactly), and weights as
-   stored, *unnormalised*, normalised here exactly (log w_j - log sum_k w_k), not the tool's
-   float normalisation (weights (1, 3) are 1/4, 3/4). Without exact parameters, or for a
-   written covariance that is not exactly symmetric PSD, the float64 attributes are used.
+0. **The written values.** Each distribution's exact parameters (``rational``): spec decimals
+   and rationals as written (``0.1`` is 1/10), ``.npz`` values as stored (binary64 or float32,
+   taken exactly), and weights as stored, *unnormalised*, normalised here in ``digits``-digit
+   arithmetic (log w_j - log sum_k w_k), not by the tool's float normalisation (weights (1, 3)
+   are 1/4, 3/4 to 50 digits, not their doubles). Without exact parameters the float64
+   attributes are used.
 
 1. **Fresh points at every relevant scale.** Triples (z, z + h, z - h) with z, h drawn in the
    whitened coordinates of the test at the scales 0.1, 1, 10, 100, 1000 (small |z|: low
@@ -62,8 +62,6 @@ import mpmath
 import numpy as np
 
 from ..distributions import Discrete, Distribution, GaussianMixture, UniformBox
-from ..exact.errors import ExactRefused
-from ..exact.laws import MIXTURE, UNIFORM, exact_law
 from .geometry import whitened_spreads
 
 __all__ = ["RelationCheck", "verify_relation", "affine_part", "DIGITS", "MISFIT_THRESHOLD", "POOLED_SCALES",
@@ -150,15 +148,7 @@ def _prepare(dist: Distribution, written: bool = True) -> tuple:
     if written:
         law = _written_law(dist)
         if law is not None:
-            q = _q
-            if law.kind == UNIFORM:
-                return ("uniform", [q(x) for x in law.low], [q(x) for x in law.high])
-            logw = [mpmath.log(q(w)) for w in law.weights]
-            points = [[q(x) for x in p] for p in law.points]
-            if law.kind == MIXTURE:
-                covs = [[[q(x) for x in row] for row in S] for S in law.covariances]
-                return ("mixture", points, covs, logw)
-            return ("discrete", points, logw)
+            return law
     mp = lambda a: [mpmath.mpf(float(x)) for x in np.ravel(a)]  # noqa: E731
     if isinstance(dist, Discrete):
         return ("discrete", [mp(y) for y in dist.atoms], [mpmath.log(w) for w in mp(dist.weights)])
@@ -172,20 +162,47 @@ def _prepare(dist: Distribution, written: bool = True) -> tuple:
     raise TypeError(f"unsupported distribution type {type(dist).__name__}")  # pragma: no cover
 
 
-def _q(x: Fraction) -> mpmath.mpf:
-    return mpmath.mpf(x.numerator) / x.denominator
+def _exact_mpf(x: Any) -> mpmath.mpf:
+    """A written value (float, int, Fraction, Decimal) as an mpf: exact for floats and ints,
+    rounded to the working precision for other rationals."""
+    if isinstance(x, (float, np.floating)):
+        return mpmath.mpf(float(x))
+    if isinstance(x, (int, np.integer)):
+        return mpmath.mpf(int(x))
+    q = x if isinstance(x, Fraction) else Fraction(x)
+    return mpmath.mpf(q.numerator) / q.denominator
 
 
-def _written_law(dist: Distribution):
-    """The distribution's parameters as written (exact rationals, weights normalised exactly,
-    zero-weight entries dropped), or None when they are not available as such (a covariance
-    whose written value is not exactly symmetric PSD: then the repaired doubles are used)."""
-    if dist.rational is None:
+def _written_law(dist: Distribution) -> tuple | None:
+    """The parameters as written (``dist.rational``), weights normalised in extended precision
+    and zero-weight entries dropped, in :func:`_prepare`'s layout; None without exact
+    parameters."""
+    exact = dist.rational
+    if not exact:
         return None
-    try:
-        return exact_law("re-check", dist)
-    except ExactRefused:
-        return None
+    vec = lambda a: [_exact_mpf(x) for x in np.ravel(np.asarray(a, dtype=object))]  # noqa: E731
+
+    def log_weights(count: int) -> tuple[list, list[int]]:
+        raw = exact.get("weights")
+        w = [mpmath.mpf(1)] * count if raw is None else vec(raw)
+        keep = [j for j, x in enumerate(w) if x != 0]
+        total = mpmath.fsum(w[j] for j in keep)
+        return [mpmath.log(w[j]) - mpmath.log(total) for j in keep], keep
+
+    if isinstance(dist, Discrete) and exact.get("atoms") is not None:
+        atoms = np.asarray(exact["atoms"], dtype=object)
+        atoms = atoms.reshape(len(atoms), -1)
+        logw, keep = log_weights(len(atoms))
+        return ("discrete", [vec(atoms[j]) for j in keep], logw)
+    if isinstance(dist, UniformBox) and exact.get("low") is not None:
+        return ("uniform", vec(exact["low"]), vec(exact["high"]))
+    if isinstance(dist, GaussianMixture) and exact.get("means") is not None:
+        means = np.asarray(exact["means"], dtype=object)
+        covs = np.asarray(exact["covariances"], dtype=object)
+        logw, keep = log_weights(len(means))
+        return ("mixture", [vec(means[j]) for j in keep],
+                [[vec(row) for row in covs[j]] for j in keep], logw)
+    return None
 
 
 def _logsumexp(s: list) -> mpmath.mpf:
