@@ -72,6 +72,7 @@ class Case:
     planted: list = field(default_factory=list)  # [{name: Fraction}], exact for stored values
     near: bool = False  # one planted member perturbed: its relations no longer hold
     scale: float = 1.0
+    rounded: bool = False  # built in floating point: the relation holds only up to rounding
 
     def dataset(self) -> Dataset:
         if self.storage == "api" or not all(isinstance(x, Discrete) for x in self.dists):
@@ -98,9 +99,14 @@ def _generic_discrete(rng, d, scale, count, dtype=np.float64):
     return out
 
 
-def _convolution(rng, d, scale, near):
+def _values(rng, shape, scale, rounded):
+    """Dyadic values (exact sums), or continuous ones whose sums are rounded (``rounded``)."""
+    return rng.normal(size=shape) * scale if rounded else _dyadic(rng, shape, scale)
+
+
+def _convolution(rng, d, scale, near, rounded=False):
     na, nb = int(rng.integers(2, 4)), int(rng.integers(2, 4))
-    a, b = _dyadic(rng, (na, d), scale), _dyadic(rng, (nb, d), scale)
+    a, b = _values(rng, (na, d), scale, rounded), _values(rng, (nb, d), scale, rounded)
     wa = rng.integers(1, 6, size=na).astype(float)
     wb = rng.integers(1, 6, size=nb).astype(float)
     ab = (a[:, None, :] + b[None, :, :]).reshape(-1, d)
@@ -110,10 +116,11 @@ def _convolution(rng, d, scale, near):
         j = int(rng.integers(len(ab)))
         ab[j, 0] = ab[j, 0] + 1e-9 * scale if ab[j, 0] == 0 else ab[j, 0] * (1 + 1e-9)
     dists = [Discrete(a, wa), Discrete(b, wb), Discrete(ab, wab)]
-    return dists, [] if near else [{0: Fraction(1), 1: Fraction(1), 2: Fraction(-1)}]
+    exact = not (near or rounded)
+    return dists, [{0: Fraction(1), 1: Fraction(1), 2: Fraction(-1)}] if exact else []
 
 
-def _factorial(rng, d, scale, near):
+def _factorial(rng, d, scale, near, rounded=False):
     # atoms of a product are pairs (a, b): no arithmetic on them, so any stored values do
     d1 = int(rng.integers(1, d))
     p, q = int(rng.integers(2, 4)), 2
@@ -139,15 +146,18 @@ def _factorial(rng, d, scale, near):
     return dists, planted
 
 
-def _psd(rng, d, scale):
-    """L L^T with integer |L| <= 2^10 (entries exact, their sums too) times scale^2 / 2^20."""
+def _psd(rng, d, scale, rounded=False):
+    """L L^T with integer |L| <= 2^10 (entries exact, their sums too) times scale^2 / 2^20;
+    with ``rounded`` a continuous L (sums of the entries rounded)."""
     L = rng.integers(-2**10, 2**10 + 1, size=(d, d)).astype(float)
+    if rounded:
+        L = L * (1 + rng.uniform(-0.1, 0.1, size=(d, d)))
     L[np.diag_indices(d)] = np.abs(np.diag(L)) + 2**10  # full rank
     return (L @ L.T) * scale**2 / 2.0**20
 
 
-def _gaussian(rng, d, scale, near):
-    S1, S2 = _psd(rng, d, scale), _psd(rng, d, scale)
+def _gaussian(rng, d, scale, near, rounded=False):
+    S1, S2 = _psd(rng, d, scale, rounded), _psd(rng, d, scale, rounded)
     S3 = S1 + S2
     if near:
         E = np.zeros((d, d))
@@ -156,22 +166,34 @@ def _gaussian(rng, d, scale, near):
         S3[-1, -1] += 1e-9 * abs(S3[0, 0]) * d  # stays PSD
     means = [rng.normal(size=(1, d)) * scale for _ in range(3)]  # any means
     dists = [GaussianMixture([1.0], m, S[None]) for m, S in zip(means, (S1, S2, S3))]
-    return dists, [] if near else [{0: Fraction(1), 1: Fraction(1), 2: Fraction(-1)}]
+    if rounded and np.array_equal(S1 + S2, S3 * 1.0) and not near:
+        # fl(S1 + S2) is S3 itself: the stored values still satisfy it unless an entry was
+        # rounded; the relation is exact iff S1 + S2 == S3 in exact arithmetic
+        exact = all(Fraction(float(a)) + Fraction(float(b)) == Fraction(float(c))
+                    for a, b, c in zip(S1.ravel(), S2.ravel(), S3.ravel()))
+    else:
+        exact = not (near or rounded)
+    return dists, [{0: Fraction(1), 1: Fraction(1), 2: Fraction(-1)}] if exact else []
 
 
-def _uniform(rng, d, scale, near):
-    low = _dyadic(rng, d, scale)
+def _uniform(rng, d, scale, near, rounded=False):
+    low = _values(rng, d, scale, rounded)
     width = rng.integers(1, 2**20 + 1, size=d) / 2.0**20 * scale
     side = int(rng.integers(d))
     U1 = UniformBox(low, low + width)
     high2 = (low + width).copy()
     high2[side] += width[side]
-    shift = _dyadic(rng, d, scale)  # U2 translated: still a relation (affine part <t, z>)
+    shift = _values(rng, d, scale, rounded)  # U2 translated: affine part <t, z>
     U2 = UniformBox(low + shift, high2 + shift)
     step = np.zeros(d)
     step[side] = width[side] * ((1 + 1e-9) if near else 1.0)
     D = Discrete(np.stack([np.zeros(d), step]))
-    return [U1, U2, D], [] if near else [{1: Fraction(1), 0: Fraction(-1), 2: Fraction(-1)}]
+    F = lambda a: [Fraction(float(x)) for x in a]  # noqa: E731  (the stored values)
+    w1 = [h - lo for lo, h in zip(F(U1.low), F(U1.high))]
+    w2 = [h - lo for lo, h in zip(F(U2.low), F(U2.high))]
+    want = [w + (Fraction(float(step[k])) if k == side else 0) for k, w in enumerate(w1)]
+    exact = w2 == want  # U2 = U1 * D up to a translation, for the stored values
+    return [U1, U2, D], [{1: Fraction(1), 0: Fraction(-1), 2: Fraction(-1)}] if exact else []
 
 
 BUILD = {"convolution": _convolution, "factorial": _factorial, "gaussian": _gaussian,
@@ -180,10 +202,10 @@ MIN_DIM = {"convolution": 1, "factorial": 2, "gaussian": 2, "uniform": 1}
 
 
 def make_case(seed: int, family: str, d: int, scale_exp: int, n_generic: int, storage: str,
-              near: bool) -> Case:
+              near: bool, rounded: bool = False) -> Case:
     rng = np.random.default_rng(seed)
     scale = 2.0**scale_exp
-    planted_dists, planted = BUILD[family](rng, d, scale, near)
+    planted_dists, planted = BUILD[family](rng, d, scale, near, rounded)
     generic = _generic_discrete(rng, d, scale, n_generic,
                                 np.float32 if storage == "float32" else np.float64)
     if family == "uniform":  # boxes among boxes too (continuous widths: independent)
@@ -203,7 +225,7 @@ def make_case(seed: int, family: str, d: int, scale_exp: int, n_generic: int, st
     rel = [{names[where[i]]: c for i, c in r.items()} for r in planted]
     if not all(isinstance(x, Discrete) for x in shuffled):
         storage = "api"  # boxes and Gaussians are not token arrays
-    return Case(family, storage, shuffled, names, rel, near, scale)
+    return Case(family, storage, shuffled, names, rel, near, scale, rounded and not rel)
 
 
 def _stored(case: Case) -> Dataset:
@@ -338,7 +360,8 @@ def _in_span(planted: dict, printed: list[dict], names: tuple) -> bool:
 def check_case(case: Case, exact: str = "never") -> ntkcheck.AnalysisResult:
     data = case.dataset()
     res = ntkcheck.analyze(data, exact=exact)
-    COUNTS[(case.family, "near" if case.near else "planted", res.verdict)] += 1
+    kind = "near" if case.near else "rounded" if case.rounded else "planted"
+    COUNTS[(case.family, kind, res.verdict)] += 1
     COUNTS[(case.family, "storage", case.storage)] += 1
     label = f"{case.family}/{case.storage}/near={case.near}: {res.verdict} ({res.evidence}) " \
             f"{res.reason[:300]}"
@@ -356,7 +379,7 @@ def check_case(case: Case, exact: str = "never") -> ntkcheck.AnalysisResult:
     # 1. no false injective; 3. evidence never stronger than the construction
     if case.planted:
         assert res.verdict != "injective", label
-    if case.near and not case.planted:
+    if (case.near or case.rounded) and not case.planted:
         assert res.verdict != "not_injective", label
     if res.evidence == "exact":
         assert exact_ok and case.planted, label
@@ -379,6 +402,7 @@ CASES = st.fixed_dictionaries({
     "n_generic": st.integers(0, 12),
     "storage": st.sampled_from(STORAGES),
     "near": st.booleans(),
+    "rounded": st.sampled_from([False, False, True]),
 })
 
 
@@ -393,8 +417,8 @@ def _fit(p: dict, big: bool = False) -> dict:
     p["d"] = max(p["d"], MIN_DIM[p["family"]])
     limit = 60 if p["family"] == "gaussian" else (100 if p["storage"] == "float32" else 330)
     p["scale_exp"] = int(np.clip(p["scale_exp"], -limit, limit))
-    if p["near"] and p["storage"] == "float32":  # 1e-9 relative is below float32's precision
-        p["storage"] = "ragged"
+    if (p["near"] or p["rounded"]) and p["storage"] == "float32":
+        p["storage"] = "ragged"  # 1e-9 relative, and float64 sums, are below float32's precision
     return p
 
 
