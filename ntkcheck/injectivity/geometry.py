@@ -167,7 +167,9 @@ def _r_factor(eq: np.ndarray, ref: np.ndarray, shift: np.ndarray,
     R = np.zeros((0, d))
     ssq = 0.0
     for start in range(0, eq.shape[0], _ROW_BLOCK):
-        block = ((eq[start:start + _ROW_BLOCK] - ref) - shift) * sw[start:start + _ROW_BLOCK, None]
+        block = eq[start:start + _ROW_BLOCK] - ref  # in place below: one temporary
+        block -= shift
+        block *= sw[start:start + _ROW_BLOCK, None]
         ssq += float(np.einsum("ij,ij->", block, block))
         stacked = np.vstack([R, block])
         R = scipy.linalg.qr(stacked, mode="r", check_finite=False)[0][: min(d, len(stacked))]
@@ -198,11 +200,15 @@ def _block_spreads(rows: np.ndarray, w: np.ndarray, local: np.ndarray,
     coordinates."""
     k = len(local)
     counts = np.diff(np.append(local, len(rows)))
-    # centred at each distribution's own mean, in two steps (first row, then the mean)
-    diff = rows - rows[local][owner]
+    # centred at each distribution's own mean, in two steps (first row, then the mean); in
+    # place, so that at most two rows x d temporaries are alive
+    diff = rows[local][owner]
+    np.subtract(rows, diff, out=diff)
     wi = np.add.reduceat(w, local)
     mean = np.add.reduceat(diff * w[:, None], local) / wi[:, None]
-    proj = (diff - mean[owner]) @ to_white
+    diff -= mean[owner]
+    proj = diff @ to_white
+    del diff
     big, rel = _safe_norms(proj)
     top = np.maximum.reduceat(big, local) if len(big) else np.zeros(k)
     safe = np.where(top > 0, top, 1.0)

@@ -145,7 +145,7 @@ MUTANTS = [
       "issue19 geometry: centring-error magnitude without abs"),
     m(G, "    ref = lo / 2 + hi / 2", "    ref = np.zeros(d)",
       "issue19 geometry: centring error relative to the offset (no reference point)"),
-    m(G, "    diff = rows - rows[local][owner]\n", "    diff = rows - rows.mean(axis=0)\n",
+    m(G, "    diff = rows[local][owner]\n", "    diff = np.broadcast_to(rows.mean(axis=0), rows.shape).copy()\n",
       "issue19 geometry: spreads centred at the pooled mean"),
     m(G, "    return np.maximum(rms, floor)\n", "    return rms\n",
       "issue19 geometry: no spread floor for skewed weights"),
