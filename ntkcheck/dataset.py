@@ -180,6 +180,15 @@ class Dataset:
     def dim(self) -> int:
         return self.distributions[0].dim
 
+    @property
+    def rounded_inputs(self) -> dict[str, tuple[str, ...]]:
+        """{name: parameters} for the distributions whose written values are not binary64
+        numbers (:attr:`Distribution.rounded_inputs`): the numerical test sees their nearest
+        doubles, and a relation of those need not hold for the values as written (SPEC §3a).
+        Empty for ``.npz`` data (every stored value is a double)."""
+        return {n: d.rounded_inputs for n, d in zip(self.names, self.distributions)
+                if d.rounded_inputs}
+
     @cached_property
     def _packs(self) -> tuple:
         packs = []

@@ -21,10 +21,17 @@ Validation happens once, in the constructors: finite values, weights >= 0 with a
 positive semi-definite up to the relative tolerance :data:`PSD_RTOL` (singular allowed).
 
 Exact values (SPEC §3a): ``rational`` holds the parameters exactly as given, for the exact test
-(:mod:`ntkcheck.exact`). A spec passes :class:`~fractions.Fraction` arrays (``0.49`` in a file is
-49/100); otherwise the constructors record the float64 values they were given *before*
-normalising the weights or repairing a covariance, and the exact test reads each float as its
-exact binary64 value. ``rational`` is None when the attributes are already those values.
+(:mod:`ntkcheck.exact`) and the extended-precision re-check
+(:mod:`ntkcheck.injectivity.verify`). A spec passes :class:`~fractions.Fraction` arrays
+(``0.49`` in a file is 49/100); otherwise the constructors record the float64 values they were
+given *before* normalising the weights or repairing a covariance, and the exact test reads each
+float as its exact binary64 value. ``rational`` is None when the attributes are already those
+values. A ``rational`` mapping given without weights while float weights are given gets those
+weights (before normalisation): exact atoms never pair with the uniform weights by omission.
+
+``rounded_inputs`` names the parameters whose written values are not binary64 numbers (a
+decimal ``0.1``, ``"1/3"``, ``"0.500000000000000001"``): the float64 attributes are then their
+nearest doubles, and a relation of those doubles need not hold for the values written.
 """
 
 from __future__ import annotations
@@ -48,6 +55,33 @@ PSD_RTOL = 1e-8
 #: ``__array__``, with float, int, Fraction or Decimal entries. After validation the attribute
 #: is always a float64 numpy array.
 Values = Any
+
+
+def _rounded_fields(rational: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """Keys of ``rational`` holding a value that is not a binary64 number (module docstring).
+
+    Floats are binary64 values; an int, Fraction or Decimal x is one exactly when
+    ``float(x) == x`` (Python compares them exactly)."""
+    if not rational:
+        return ()
+    out = []
+    for key, value in rational.items():
+        if value is None:
+            continue
+        arr = value if isinstance(value, np.ndarray) else np.asarray(value, dtype=object)
+        if arr.dtype != object:
+            continue  # a numeric array: its entries are doubles (or exact small integers)
+        for x in arr.ravel():
+            if isinstance(x, float):
+                continue
+            try:
+                if float(x) != x:
+                    out.append(key)
+                    break
+            except (OverflowError, TypeError, ValueError):
+                out.append(key)
+                break
+    return tuple(out)
 
 
 def _finite_array(value: Any, field_name: str, ndim: int) -> np.ndarray:
@@ -82,6 +116,17 @@ class Distribution:
 
     dim: int
     rational: Mapping[str, Any] | None
+
+    @property
+    def rounded_inputs(self) -> tuple[str, ...]:
+        """Parameters whose written values are not binary64 numbers (module docstring),
+        e.g. ``("covariances",)``; empty when the float64 attributes are the written values
+        (up to the normalisation of the weights, which is exact in the re-checks)."""
+        cached = self.__dict__.get("_rounded_inputs")
+        if cached is None:
+            cached = _rounded_fields(self.rational)
+            self.__dict__["_rounded_inputs"] = cached
+        return cached
 
     def lse(self, z: np.ndarray) -> np.ndarray:
         """LSE_mu(z) at probes ``z`` of shape (M, d); returns (M,)."""
@@ -162,6 +207,11 @@ class Discrete(Distribution):
         object.__setattr__(self, "weights", w[keep])
         if self.rational is None and raw is not None:
             object.__setattr__(self, "rational", {"atoms": self.atoms, "weights": raw[keep]})
+        elif self.rational is not None and raw is not None and \
+                self.rational.get("weights") is None:
+            # exact atoms with float weights: the weights as given, every atom kept (the
+            # exact atoms include the zero-weight ones)
+            object.__setattr__(self, "rational", {**self.rational, "weights": raw})
 
     @property
     def dim(self) -> int:  # type: ignore[override]

@@ -259,6 +259,15 @@ BAD = [
      "no such file"),
     (lambda t: t.replace('kind = "token"', 'kind = "pooled"'), "loss.kind",
      "needs targets of shape (N, d')"),
+    # an over-long data name was an OSError (ENAMETOOLONG) from is_file(): exit 5
+    (lambda t: t.replace('path = "teacher.npz"', f'path = "{"t" * 300}.npz"'), "data.path",
+     "name component of 304 bytes, over the 255"),
+    (lambda t: t.replace('path = "teacher.npz"', f'path = "{"d/" * 2100}teacher.npz"'),
+     "data.path", "has a path too long for the file system; use a shorter path"),
+    (lambda t: t.replace('path = "teacher.npz"', 'path = "teacher\\u0000.npz"'), "data.path",
+     "contains a NUL character"),
+    (lambda t: t.replace('dir = "run"', f'dir = "{"r" * 256}"'), "output.dir",
+     "name component of 256 bytes"),
 ]
 
 

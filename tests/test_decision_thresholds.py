@@ -115,15 +115,20 @@ def test_probe_count_guard_both_sides():
 
 def _documented_hull_levels(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Singular values and levels 10 (sum_l |v_kl| eps_l + sqrt(d) u ||A||_F) with
-    eps_l = (3 + log2 P) u max|y'_l|, for uniform token weights (geometry.py docstring),
-    computed independently."""
+    eps_l = (3 + log2 P) u max|y'_l - ref_l|, ref the midpoint of each equilibrated
+    coordinate's range, for uniform token weights (geometry.py docstring), computed
+    independently (the centred rows in exact rational arithmetic, rounded once)."""
+    from fractions import Fraction
     Y = X.reshape(-1, X.shape[-1])
     P, d = Y.shape
     span = Y.max(axis=0) - Y.min(axis=0)
     scale = 2.0 ** np.round(np.log2(span))
     Ye = Y / scale
-    A = (Ye - Ye.mean(axis=0)) / np.sqrt(P)
-    eps = (3 + np.log2(P)) * U * np.abs(Ye).max(axis=0)
+    ref = Ye.min(axis=0) / 2 + Ye.max(axis=0) / 2
+    exact = [[Fraction(v) for v in row] for row in Ye]
+    mean = [sum(row[l] for row in exact) / P for l in range(d)]
+    A = np.array([[float(row[l] - mean[l]) for l in range(d)] for row in exact]) / np.sqrt(P)
+    eps = (3 + np.log2(P)) * U * np.abs(Ye - ref).max(axis=0)
     _, sv, Vt = np.linalg.svd(A, full_matrices=False)
     return sv, 10 * (np.abs(Vt) @ eps + np.sqrt(d) * U * np.linalg.norm(A))
 
@@ -137,20 +142,126 @@ def test_hull_tolerance_matches_the_documented_formula():
     assert np.allclose(geo.hull_singular_values, sv, rtol=1e-10)
 
 
+def _noisy_line(noise_ulps: float, seed: int = 2) -> np.ndarray:
+    """60 tokens in R^3: coordinates 0 and 1 dyadic (2^-20 grid, |x| < 4), coordinate 2 =
+    coordinate 0 + k ulp(8), k = +-noise_ulps: a line in the (0, 2) plane up to a deviation of
+    a few ulps of the coordinate's *range* (every value exact, no rounding in the data)."""
+    rng = np.random.default_rng(seed)
+    X = np.clip(np.round(rng.normal(size=(10, 6, 3)) * 2**20) / 2**20, -3.9, 3.9)
+    noise = np.where(rng.random(size=X.shape[:2]) < 0.5, -1.0, 1.0)
+    X[..., 2] = X[..., 0] + noise * noise_ulps * np.spacing(8.0)
+    return X
+
+
 @pytest.mark.parametrize("factor, dim", [(0.3, 2), (3.0, 3)])
 def test_hull_keeps_a_direction_just_above_its_tolerance(factor, dim):
-    """Coordinate 3 is 0.5 +- k ulp(0.5) (60 tokens). Equilibrated by its own range 2k ulp, its
-    centred column has norm 1/2 and its rounding level is eps_3 = (3 + log2 60) / (4k), so by the
-    documented threshold it is kept iff 1/2 > 10 eps_3, i.e. k > 5 (3 + log2 60) ~ 44.5: a
-    variation of a few ulps is round-off, one of a few hundred ulps is a direction, whatever the
-    size of the coordinate."""
-    rng = np.random.default_rng(2)
-    X = rng.normal(size=(10, 6, 3))
-    noise = np.where(rng.random(size=X.shape[:2]) < 0.5, -1.0, 1.0)
-    steps = int(factor * 5 * (3 + np.log2(60)))
-    X[..., 2] = 0.5 + noise * steps * np.spacing(0.5)
+    """The direction (e0 - e2) / sqrt 2 varies only by the noise added to coordinate 2; it is
+    kept iff its singular value exceeds the documented level, so noise at 0.3x that level is
+    round-off of the centring (rank 2) and at 3x it is a direction (rank 3). The level holds
+    |v_0| eps_0 + |v_2| eps_2 with v_0 = -v_2: a level built from sum_l v_kl eps_l instead
+    (abs dropped from the centring-error magnitude) is ~0 and keeps the round-off direction
+    (kills that mutant)."""
+    sv1, level1 = _documented_hull_levels(_noisy_line(1.0))
+    ulps = np.round(factor * level1[-1] / sv1[-1])  # the noise scales the smallest value
+    X = _noisy_line(ulps)
+    sv, level = _documented_hull_levels(X)
+    assert (sv > level).sum() == dim, (sv, level)
     g = dataset_geometry(Dataset.from_tokens(list(X)))
-    assert g.rank == dim, (steps, g.hull_singular_values, g.hull_tolerance)
+    assert g.rank == dim, (ulps, g.hull_singular_values, g.hull_tolerance)
+
+
+@pytest.mark.parametrize("offset", [1000.0, -1000.0, 1e12, -3.5])
+def test_a_coordinate_varying_by_a_few_ulps_around_an_offset_is_a_direction(offset):
+    """Stored values are the data (SPEC §3a): a coordinate whose values are offset + k ulp,
+    |k| <= 3, varies. Centring at the midpoint of its range is exact (Sterbenz), so its
+    centring error is relative to its range, not to its offset: the hull keeps it (the
+    original code measured the error against |offset| and reported rank 0, "no direction to
+    probe", for such data)."""
+    rng = np.random.default_rng(1)
+    k = rng.integers(-3, 4, size=(5, 3, 1))
+    X = offset + k * np.spacing(offset)
+    g = dataset_geometry(Dataset.from_tokens(list(X)))
+    assert g.rank == 1, (g.hull_singular_values, g.hull_tolerance)
+    X2 = np.concatenate([rng.normal(size=(5, 3, 1)), X], axis=2)
+    assert dataset_geometry(Dataset.from_tokens(list(X2))).rank == 2
+
+
+# ---- geometry.py: spreads (probe scales) for skewed weights and tight clusters ------------------
+
+@pytest.mark.parametrize("w", [1e-150, 1e-200, 1e-250, 1e-300])
+def test_skewed_weights_get_a_verdict(w):
+    """Two-atom laws with weights (1, w), inside the documented 1e300 ratio, no --scales given.
+    Their RMS spread is sqrt(w) R (1e-125 R for w = 1e-250) and automatic scales of 1/rho
+    exceeded the probe law's limit 1e100 (an InputError on 'scales' the user never gave,
+    from w ~ 1e-195 on). The spread is held at R / ((1 + ln(1/w)) sqrt(n)) or above, where the
+    light atom shows: six generic laws are then decided injective (pins the floor)."""
+    x = np.random.default_rng(0).normal(size=(6, 2, 2))
+    ds = Dataset.from_tokens(list(x), weights=[np.array([1.0, w])] * 6)
+    geo = dataset_geometry(ds)
+    gap = np.linalg.norm((x[:, 1] - x[:, 0]) @ geo.transform, axis=1)  # whitened |y1 - y0|
+    rms = np.sqrt(w) / (1 + w) * gap  # sqrt(p0 p1) |y1 - y0|
+    radius = gap / (1 + w)  # R: the light atom's distance to the mean, p0 |y1 - y0|
+    floor = radius / ((1 + np.log(1 / w)) * np.sqrt(2))
+    np.testing.assert_allclose(geo.spreads, np.maximum(rms, floor), rtol=1e-9)
+    assert np.all(floor > 1e20 * rms)
+    assert max(auto_scales(geo)) <= 1e5
+    r = analyze(ds, exact="never")
+    assert r.verdict == INJECTIVE, r.reason
+
+
+def test_spreads_of_equal_weights_are_the_rms_radius_and_the_floor_never_binds():
+    """RMS >= R / sqrt(n) for equal weights: the floor R / ((1 + ln 1) sqrt n) never binds."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(9, 7, 2)) * rng.uniform(0.01, 3, size=(9, 1, 1))
+    geo = dataset_geometry(Dataset.from_tokens(list(X)))
+    white = np.einsum("nkd,dr->nkr", X - X.mean(axis=1, keepdims=True), geo.transform)
+    rms = np.sqrt(np.mean(np.sum(white**2, axis=2), axis=1))
+    np.testing.assert_allclose(geo.spreads, rms, rtol=1e-9)
+
+
+@pytest.mark.parametrize("tight", [1e-20, 1e-90, 1e-250])
+def test_a_tight_cluster_keeps_its_spread_and_is_never_called_affine(tight):
+    """One two-atom law of spread `tight` among laws of spread 1: its spread is computed from
+    its rows centred at its own mean (the pooled centring left only round-off, ~1e-17, so the
+    probe scales missed it and the dense test reported it as an affine column: a false
+    `not_injective` at 1e-90, and 0 or an error at 1e-250). Beyond the probe law's range
+    (1e-250) the spread is held at MIN_PROBE_SPREAD and the law listed as unresolved; the
+    re-check computes its own spreads, refutes the affine claim, and the verdict is not a
+    dependency."""
+    from ntkcheck.injectivity.geometry import MIN_PROBE_SPREAD, whitened_spreads
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 2, 2))
+    X[1] *= tight
+    ds = Dataset.from_tokens(list(X))
+    geo = dataset_geometry(ds)
+    dev = (X[1] - X[1].mean(axis=0)) @ geo.transform
+    own = np.sqrt(np.mean(np.sum(dev**2, axis=1)))
+    assert geo.own_spreads[1] == pytest.approx(own, rel=1e-9)
+    np.testing.assert_allclose(whitened_spreads(ds.distributions, geo.transform),
+                               geo.own_spreads, rtol=1e-9)
+    if own < MIN_PROBE_SPREAD:
+        assert geo.unresolved == (1,) and geo.spreads[1] == MIN_PROBE_SPREAD
+    else:
+        assert geo.unresolved == () and geo.spreads[1] == geo.own_spreads[1]
+    r = analyze(ds, exact="never")
+    assert r.verdict != NOT_INJECTIVE, r.reason
+    assert not r.dependencies
+
+
+def test_recheck_refutes_an_affine_claim_on_an_unresolved_law():
+    """The re-check's own spreads (not the test's floored ones) give the fresh points at the
+    law's own scale, beyond binary64 range for the test's probes (formed in extended
+    precision): the claim LSE[tight] = affine fails."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 2, 2))
+    X[1] *= 1e-250
+    ds = Dataset.from_tokens(list(X))
+    geo = dataset_geometry(ds)
+    chk = verify_relation([ds.distributions[1]], np.array([1.0]), geo.transform,
+                          geo.spreads[[1]])
+    assert chk.passed is False and chk.level == "failed", chk.reason
+    assert max(chk.scales) > 1e200
 
 
 # ---- verify.py: the re-check's two levels --------------------------------------------------------
@@ -180,6 +291,20 @@ def test_a_few_ulps_more_fails_the_recheck():
     """One atom moved by 128 ulps beyond the rounding: no longer explained by rounding."""
     chk = _check(_pair(128))
     assert chk.passed is False and chk.level == "failed" and chk.data_ratio > 1
+
+
+def test_a_failure_beyond_float_range_prints_no_infx():
+    """Two unrelated laws with atoms far apart (relative to the probe map): at the re-check's
+    large scales the tilted laws are point masses, the first-order effect of rounding is
+    e^-(huge) and misfit / that overflows float64 (data_ratio = inf). The reason printed
+    '...misfit 0.17, infx what the rounding ...'; it now says what the ratio is."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 2, 2))
+    g = dataset_geometry(Dataset.from_tokens(list(X)))
+    chk = verify_relation([Discrete(X[0] * 50), Discrete(X[1] * 50)], np.array([1.0, -1.0]),
+                          g.transform, [0.5, 0.5])
+    assert chk.level == "failed" and chk.data_ratio == np.inf
+    assert "infx" not in chk.reason and "more than 1e308x" in chk.reason, chk.reason
 
 
 def test_exact_relation_level():

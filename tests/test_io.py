@@ -287,6 +287,78 @@ def test_object_array_is_input_error(tmp_path):
     assert str(path) in str(info.value)
 
 
+def _npz_with_member(path: Path, arrays: dict, key: str, member: bytes) -> Path:
+    """An .npz (valid zip, correct CRCs) whose member ``key`` holds the bytes ``member``."""
+    import io
+    import zipfile
+    with zipfile.ZipFile(path, "w") as zf:
+        for k, a in arrays.items():
+            if k == key:
+                zf.writestr(f"{k}.npy", member)
+            else:
+                buf = io.BytesIO()
+                np.save(buf, a)
+                zf.writestr(f"{k}.npy", buf.getvalue())
+    return path
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    import io
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+# Header bytes damaged so that numpy's tokenizer stops with tokenize.TokenError ("EOF in
+# multi-line statement"), which is neither a ValueError nor a SyntaxError: it escaped as an
+# internal error (exit 5) before _npy_header caught it.
+HEADER_FLIPS = {
+    "open_paren": (b"'shape': (", b"'shape': \xa8"),      # one byte: '(' -> 0xa8
+    "closed_paren": (b"(3, 4, 2)", b"(3, 4, 2("),           # ')' -> '('
+    "three_flips": (b"'fortran_order': False, 'shape': (3, 4, 2)",
+                    b"'forTran_order': \x06alse, 'shape': (3, 4, 2("),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HEADER_FLIPS))
+def test_bit_flipped_npy_header_is_input_error(tmp_path, case):
+    """A damaged .npy header inside a valid zip: one-line InputError naming the file and the
+    member, with the fix (pins the tokenize.TokenError branch of _npy_header), also through
+    the CLI (exit 2, not 5)."""
+    from typer.testing import CliRunner
+    from ntkcheck.cli import app
+
+    old, new = HEADER_FLIPS[case]
+    x = np.random.default_rng(0).normal(size=(3, 4, 2))
+    raw = _npy_bytes(x)
+    assert old in raw
+    path = _npz_with_member(tmp_path / "flip.npz", {"tokens": x}, "tokens",
+                            raw.replace(old, new, 1))
+    with pytest.raises(InputError) as info:
+        load_token_npz(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: field 'tokens': has a corrupt .npy header"), msg
+    assert "write the file again" in msg and "\n" not in msg
+    res = CliRunner().invoke(app, ["analyze", str(path)])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip().splitlines() == [f"ntkcheck: error: {msg}"]
+
+
+def test_names_with_invalid_code_points_are_input_errors_and_bytes_stay_visible(tmp_path):
+    """Damaged names: a U array whose data hold code points above U+10FFFF (numpy reads them
+    unchecked; ``tolist`` raised SystemError, exit 5) is a one-line InputError naming the
+    entry; an S array of non-UTF-8 bytes (UnicodeDecodeError, exit 5) loads with the bytes
+    escaped (a name only has to be recognisable and encodable in every output format)."""
+    z = np.zeros((2, 1, 1))
+    good = _npy_bytes(np.array(["a", "b"]))
+    bad = good[:-8] + b"\x20\x20\x20\x20" + good[-4:]  # entry 0: code point 0x20202020
+    path = _npz_with_member(tmp_path / "u.npz", {"tokens": z, "names": None}, "names", bad)
+    with pytest.raises(InputError, match=r"field 'names': entry 0 holds a code point above"):
+        load_token_npz(path)
+    path = save(tmp_path, "s.npz", tokens=z, names=np.array([b"ok", b"\xff\xfe"]))
+    assert load_token_npz(path).names == ("ok", "\\xff\\xfe")
+
+
 @pytest.mark.parametrize("key", ["names", "tokens"])
 def test_object_array_error_names_field(tmp_path, key):
     """The message must name which array is an object array."""

@@ -52,41 +52,41 @@ def test_shuffled_tokens_are_exact_duplicates(seed, n, d):
 @settings(max_examples=30, deadline=None)
 @given(SEEDS, st.integers(1, 10), st.integers(1, 4))
 def test_shuffled_weighted_tokens_match_with_honest_evidence(seed, n, d):
-    """Weighted tokens shuffled together with their weights: a duplicate; `exact` exactly when
-    the stored (normalised) weights are proportional as rationals (reference: Fractions),
-    since normalising by a sum taken in another order can round differently."""
+    """Weighted tokens shuffled together with their weights, and scaled by a factor: a
+    duplicate; `exact` exactly when the *stored* weights are proportional as rationals
+    (reference: Fractions). The weights are compared as stored, never after the float
+    normalisation (which rounds differently when the sum is taken in another order)."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n + 1, d))
     w = rng.uniform(0.1, 1.0, size=n + 1)
     p = rng.permutation(n + 1)
-    a, b = Discrete(x, w), Discrete(x[p], w[p])
+    factor = float(rng.choice([1.0, 3.0, 0.1]))
+    a, b = Discrete(x, w), Discrete(x[p], w[p] * factor)
     r = screen(ds([a, b]))
     assert len(r.classes) == 1 and r.classes[0].kind == "duplicates"
-    wa = [Fraction(float(v)) for v in a.weights]
-    wb = [Fraction(float(v)) for v in b.weights[np.argsort(p)]]
+    wa = [Fraction(float(v)) for v in w]
+    wb = [Fraction(float(v)) for v in (w[p] * factor)[np.argsort(p)]]
     proportional = all(wa[j] * wb[0] == wb[j] * wa[0] for j in range(n + 1))
     assert r.classes[0].evidence[1] == ("exact" if proportional else "numerical")
+    if factor == 1.0:
+        assert proportional
 
 
 @settings(max_examples=30, deadline=None)
 @given(SEEDS, st.integers(1, 6), st.integers(1, 4))
 def test_repeated_atoms_merge(seed, k, d):
-    """{a, a, b, ...} uniform equals {a, b, ...} weighted by the multiplicities. With
-    multiplicities 1, 2, 4, ... (powers of 2) the stored normalised weights are exactly
-    proportional, so the match is exact; the reference is rational arithmetic."""
+    """{a, a, b, ...} uniform equals {a, b, ...} weighted by the multiplicities, whatever they
+    are (the stored integer weights, not their normalised doubles, are compared: 3 copies of
+    x1 and 7 of x2 against weights 3, 7 is exact); the reference is rational arithmetic."""
     rng = np.random.default_rng(seed)
     atoms = rng.normal(size=(k, d))
-    mult = 2 ** rng.integers(0, 3, size=k)
+    mult = rng.integers(1, 12, size=k)
     repeated = np.repeat(atoms, mult, axis=0)[rng.permutation(mult.sum())]
     r = screen(ds([Discrete(repeated), Discrete(atoms, mult.astype(float))]))
     if k == 1:
         assert [f.evidence for f in r.diracs] == ["exact", "exact"]
         return
     assert len(r.classes) == 1 and r.classes[0].kind == "duplicates"
-    w = Discrete(atoms, mult.astype(float)).weights
-    exact = all(Fraction(float(w[j])) * int(mult[0]) == Fraction(float(w[0])) * int(mult[j])
-                for j in range(k))
-    assert exact  # powers of two: normalising is exact up to a common factor
     assert r.classes[0].class_evidence == "exact"
 
 
@@ -290,3 +290,99 @@ def test_overflowing_pair_differences_go_to_the_rational_check():
     fam = _families(ds([Discrete(x), Discrete(y), Discrete(z)]))[0]
     v = _verify(fam, np.array([1, 2]), np.array([0, 0]))
     assert v.exact.tolist() == [True, False] and v.numerical.tolist() == [True, False]
+
+
+# ---- issue 19: multiplicities, stored weights, written values, numerical matches --------------
+
+def test_repeated_atoms_against_integer_weights_from_a_file_are_exact(tmp_path):
+    """3 copies of x1 and 7 of x2 (uniform) against atoms x1, x2 with stored weights 3, 7 in
+    an .npz: the law is the same, exactly (3 * 7 == 7 * 3 on the stored weights). The file
+    loader normalises weights in floating point (3 * fl(7/10) != 7 * fl(3/10)), so the screen
+    must read the stored weights (Discrete.rational); with the normalised ones it said
+    `numerical`. Through analyze: one exact duplicate, exact evidence."""
+    from ntkcheck import analyze, load_dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3))
+    other = rng.normal(size=(10, 3))
+    tokens = np.zeros((3, 10, 3))
+    weights = np.zeros((3, 10))
+    tokens[0] = np.repeat(x, [3, 7], axis=0)[rng.permutation(10)]
+    weights[0] = 1.0
+    tokens[1, :2] = x
+    weights[1, :2] = [3.0, 7.0]
+    tokens[2] = other
+    weights[2] = 1.0
+    np.savez(tmp_path / "m.npz", tokens=tokens, weights=weights)
+    data = load_dataset(tmp_path / "m.npz")
+    r = screen(data)
+    assert len(r.classes) == 1 and r.classes[0].members == (0, 1)
+    assert r.classes[0].kind == "duplicates" and r.classes[0].class_evidence == "exact"
+    res = analyze(data, exact="never")
+    assert res.verdict == "not_injective" and res.evidence == "exact", res.reason
+    assert res.dependencies[0].exact
+
+
+@pytest.mark.parametrize("rel", [1e-12, -1e-12, 1e-9])
+def test_a_weight_off_by_1e12_relative_is_no_duplicate(rel):
+    """The numerical match compares the weights too (within ULPS (n + n') u ~ 1e-15
+    relative): the same atoms with one weight changed by 1e-12 relative are not duplicates,
+    and analyze must not call them dependent (kills the mutant that drops the weight test
+    from the numerical match: a false `not_injective` duplicate)."""
+    from ntkcheck import analyze
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4, 2))
+    w = rng.uniform(0.5, 1.0, size=4)
+    w2 = w.copy()
+    w2[2] *= 1.0 + rel
+    others = [Discrete(rng.normal(size=(4, 2))) for _ in range(4)]
+    data = ds([Discrete(x, w), Discrete(x[[3, 1, 0, 2]], w2[[3, 1, 0, 2]])] + others)
+    r = screen(data)
+    assert not r.classes and not r.diracs
+    res = analyze(data, exact="never")
+    assert res.verdict != "not_injective", res.reason
+
+
+def test_numerically_screened_data_never_get_exact_evidence():
+    """Every distribution screened out, but only numerically (atoms 1 ulp apart: Dirac masses
+    only up to the rounding of the stored values): the evidence is not `exact` (kills the
+    mutant that reports `exact` for a screen-only verdict without an exact reduction)."""
+    from ntkcheck import analyze
+
+    one = np.spacing(1.0)
+    data = ds([Discrete([[1.0], [1.0 + one]]), Discrete([[3.0], [3.0 + 2 * np.spacing(3.0)]])])
+    r = screen(data)
+    assert [f.evidence for f in r.diracs] == ["numerical", "numerical"] and not r.core
+    res = analyze(data, exact="never")
+    assert not (res.verdict == "not_injective" and res.evidence == "exact"), res.reason
+    assert not any(dep.exact for dep in res.dependencies)
+
+
+def test_written_values_decide_the_screen_evidence():
+    """Spec decimals that are not binary64 numbers: "0.500000000000000001" and 0.5 round to
+    the same double, so the doubles are exact duplicates, but the written values differ by
+    1e-18: the class is `numerical` (a near-dependency at the precision of the input). Written
+    values that are equal (0.1 and "1/10") are an `exact` duplicate although 0.1 is not a
+    binary64 number; a written Dirac (all atoms "0.1") is exact, atoms 0.1 and
+    "0.1000000000000000001" only numerically a Dirac."""
+    from ntkcheck.io import parse_spec
+
+    def spec(*entries):
+        return parse_spec({"distribution": [
+            {"name": f"d{i}", "kind": "discrete", "atoms": a, **({"weights": w} if w else {})}
+            for i, (a, w) in enumerate(entries)]})
+
+    g = [[1, 2], [-1, 3]]
+    data = spec(([[0, "0.500000000000000001"]] + g, None), ([[0, "0.5"]] + g, None))
+    assert data.distributions[0].rounded_inputs == ("atoms",)
+    assert data.distributions[1].rounded_inputs == ()
+    r = screen(data)
+    assert len(r.classes) == 1 and r.classes[0].class_evidence == "numerical"
+    data = spec(([["0.1", 2], [3, 4]], ["1/3", "2/3"]), ([["1/10", 2], [3, 4]], [1, 2]))
+    r = screen(data)
+    assert len(r.classes) == 1 and r.classes[0].class_evidence == "exact"
+    data = spec(([["0.1"], ["0.1"]], None), ([["0.1"], ["0.1000000000000000001"]], None),
+                ([[1], [2]], None))
+    assert [(f.index, f.evidence) for f in screen(data).diracs] == [(0, "exact"),
+                                                                    (1, "numerical")]

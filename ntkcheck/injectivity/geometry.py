@@ -12,20 +12,36 @@ decide the answer:
    range over the rows (an exact operation in binary64), so that every coordinate has range in
    [1/sqrt 2, sqrt 2) whatever its unit.
 3. **Affine hull** by a rank-revealing factorisation (Householder QR folded over row blocks,
-   then the SVD of R) of the weighted, centred, equilibrated rows A. A direction is kept unless
-   its singular value is at the round-off level of *its own coordinates*:
-   eps_l = (3 + log2 P) u max_p |y'_pl| bounds the error of centring coordinate l (P rows), so
-   A v_k is known to within sum_l |v_kl| eps_l (rows weighted to total 1), plus the backward
-   error sqrt(d) u ||A||_F of the factorisation; the direction is kept when sigma_k exceeds
-   :data:`NOISE_SAFETY` times that sum. The threshold is never relative to the largest variance,
-   and one coarsely rounded coordinate does not erase the others: a timestamp in seconds next
-   to features of size 1e-2 keeps every direction in which the data vary beyond round-off.
+   then the SVD of R) of the weighted, centred, equilibrated rows A. The rows are centred in
+   two steps: first at a reference point ref (the midpoint of each coordinate's range), where
+   y' - ref is exact when y' and ref are within a factor 2 of each other (Sterbenz) and
+   otherwise rounded relative to |y' - ref| <= the range; then at the weighted mean of these
+   differences. So the centring error is relative to each coordinate's *range*, never to its
+   offset: a coordinate that varies by a few ulps around 1000 is known to vary (the stored
+   values are the data, SPEC §3a "Exact inputs are what the user wrote").
+   eps_l = (3 + log2 P) u max_p |y'_pl - ref_l| bounds the error of centring coordinate l
+   (P rows), so A v_k is known to within sum_l |v_kl| eps_l (rows weighted to total 1), plus
+   the backward error sqrt(d) u ||A||_F of the factorisation; the direction is kept when
+   sigma_k exceeds :data:`NOISE_SAFETY` times that sum. The threshold is never relative to the
+   largest variance, and one coarsely rounded coordinate does not erase the others: a
+   timestamp in seconds next to features of size 1e-2 keeps every direction in which the data
+   vary beyond round-off.
 4. **Whitening** (optional): probes s in R^r map to z = D V_r diag(1/sigma_r) s, so the rows have
    identity covariance in the probe's coordinates (z is a probe in the data's own units).
 
-The internal spread rho_i of every distribution in whitened coordinates (the RMS distance of its
-rows from its own mean) tells the probe law which scales to add
-(:mod:`ntkcheck.injectivity.probes`).
+The internal spread rho_i of every distribution in whitened coordinates tells the probe law
+which scales to add (:mod:`ntkcheck.injectivity.probes`). It is the RMS distance of its rows from its own
+mean, computed from the rows centred at that mean (two steps again, so a cluster of spread
+1e-90 far from the others keeps its spread instead of the round-off of the pooled centring),
+and never below R_i / ((1 + ln(w_max / w_min)) sqrt(n_i)) (R_i its largest distance, n_i its
+rows, w its row weights). The floor never binds for equal weights (then RMS >= R / sqrt(n));
+with skewed weights (1, 1e-250) the RMS radius is 1e-125 R, while the LSE shows the light atom
+where |z| R is about ln(w_max / w_min) ~ 575, so the probes belong there. :attr:`Geometry.spreads`
+is then held at :data:`MIN_PROBE_SPREAD` or above (probe scales up to 3e99, within the probe
+law's limit 1e100); distributions tighter than that are listed in :attr:`Geometry.unresolved`
+and their exact spreads kept in :attr:`Geometry.own_spreads` (the probes cannot resolve them:
+their columns look affine, and :mod:`ntkcheck.injectivity.verify` re-checks any relation on
+them at their own scales).
 """
 
 from __future__ import annotations
@@ -38,13 +54,17 @@ import scipy.linalg
 from ..dataset import Dataset
 from ..distributions import Discrete, GaussianMixture, UniformBox
 
-__all__ = ["Geometry", "support_rows", "dataset_geometry", "NOISE_SAFETY"]
+__all__ = ["Geometry", "support_rows", "dataset_geometry", "whitened_spreads", "NOISE_SAFETY",
+           "MIN_PROBE_SPREAD"]
 
 _U = np.finfo(float).eps / 2
 #: Round-off estimates are multiplied by this safety factor before a value is called zero.
 NOISE_SAFETY = 10.0
 #: Rows folded into the hull factorisation at a time.
 _ROW_BLOCK = 1 << 16
+#: Smallest spread the probe law is given: the automatic scales (1, 3, 10, 30) / rho, rounded
+#: to half-decades, then stay <= 3e99, within the probe law's limit of 1e100 (whitened units).
+MIN_PROBE_SPREAD = 1e-98
 
 
 @dataclass(frozen=True)
@@ -61,11 +81,15 @@ class Geometry:
     hull_singular_values : (d,) singular values of the equilibrated centred rows, descending
     hull_tolerance : the largest per-direction threshold among the kept directions (or the
         largest overall when none is kept)
-    spreads : (N,) internal spread rho_i of each distribution in whitened coordinates
+    spreads : (N,) internal spread rho_i of each distribution in whitened coordinates (module
+        docstring), held at :data:`MIN_PROBE_SPREAD` or above for the probe law
     complement : (d, d - r) data-unit probe directions orthogonal (in equilibrated coordinates)
         to the hull, each of the size of a unit whitened direction; probes along them see only
         affine functions of exactly flat data, but keep [1, Z] of full column rank (needed by
         the rigorous certificate, whose probes span R^d)
+    own_spreads : (N,) the spreads before :data:`MIN_PROBE_SPREAD` is applied
+    unresolved : indices of the distributions whose own spread is positive but below
+        :data:`MIN_PROBE_SPREAD` (no probe of the law can resolve them)
     """
 
     centre: np.ndarray
@@ -77,6 +101,8 @@ class Geometry:
     hull_tolerance: float = 0.0
     spreads: np.ndarray | None = None
     complement: np.ndarray | None = None
+    own_spreads: np.ndarray | None = None
+    unresolved: tuple[int, ...] = ()
 
 
 def support_rows(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -133,21 +159,69 @@ def _power_of_two_scaling(rows: np.ndarray) -> np.ndarray:
     return np.ldexp(1.0, expo - (mant < np.sqrt(0.5)))  # nearest power of two (log sense)
 
 
-def _r_factor(eq: np.ndarray, centre: np.ndarray, sw: np.ndarray) -> tuple[np.ndarray, float]:
-    """(R, ||A||_F) for A = (eq - centre) diag-weighted by ``sw`` (rows), A = Q R, folding row
-    blocks: memory O(block x d), never a P x d temporary."""
+def _r_factor(eq: np.ndarray, ref: np.ndarray, shift: np.ndarray,
+              sw: np.ndarray) -> tuple[np.ndarray, float]:
+    """(R, ||A||_F) for A = ((eq - ref) - shift) diag-weighted by ``sw`` (rows), A = Q R,
+    folding row blocks: memory O(block x d), never a P x d temporary."""
     d = eq.shape[1]
     R = np.zeros((0, d))
     ssq = 0.0
     for start in range(0, eq.shape[0], _ROW_BLOCK):
-        block = (eq[start:start + _ROW_BLOCK] - centre) * sw[start:start + _ROW_BLOCK, None]
+        block = eq[start:start + _ROW_BLOCK] - ref  # in place below: one temporary
+        block -= shift
+        block *= sw[start:start + _ROW_BLOCK, None]
         ssq += float(np.einsum("ij,ij->", block, block))
         stacked = np.vstack([R, block])
         R = scipy.linalg.qr(stacked, mode="r", check_finite=False)[0][: min(d, len(stacked))]
     return R, float(np.sqrt(ssq))
 
 
-def _spreads(eq: np.ndarray, centre: np.ndarray, white: np.ndarray, w: np.ndarray,
+def _weighted_shift(eq: np.ndarray, ref: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """sum_p w_p (eq_p - ref) in row blocks (the weights sum to 1)."""
+    shift = np.zeros(eq.shape[1])
+    for start in range(0, eq.shape[0], _ROW_BLOCK):
+        shift += w[start:start + _ROW_BLOCK] @ (eq[start:start + _ROW_BLOCK] - ref)
+    return shift
+
+
+def _safe_norms(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(big, rel): Euclidean row norms big * rel without overflow or underflow of the
+    squares (big = max |x_row|, rel in [1, sqrt(cols)], rel = 0 for a zero row)."""
+    big = np.abs(x).max(axis=1, initial=0.0)
+    safe = np.where(big > 0, big, 1.0)
+    rel = np.sqrt(np.sum((x / safe[:, None]) ** 2, axis=1))
+    return big, rel
+
+
+def _block_spreads(rows: np.ndarray, w: np.ndarray, local: np.ndarray,
+                   owner: np.ndarray, to_white: np.ndarray) -> np.ndarray:
+    """Spreads (module docstring) of the distributions whose rows (consecutive, starting at
+    ``local``) are ``rows`` with weights ``w``; ``to_white`` maps a row difference to whitened
+    coordinates."""
+    k = len(local)
+    counts = np.diff(np.append(local, len(rows)))
+    # centred at each distribution's own mean, in two steps (first row, then the mean); in
+    # place, so that at most two rows x d temporaries are alive
+    diff = rows[local][owner]
+    np.subtract(rows, diff, out=diff)
+    wi = np.add.reduceat(w, local)
+    mean = np.add.reduceat(diff * w[:, None], local) / wi[:, None]
+    diff -= mean[owner]
+    proj = diff @ to_white
+    del diff
+    big, rel = _safe_norms(proj)
+    top = np.maximum.reduceat(big, local) if len(big) else np.zeros(k)
+    safe = np.where(top > 0, top, 1.0)
+    norm = (big / safe[owner]) * rel  # row norm / top: no underflow of the squares
+    radius = top * np.maximum.reduceat(norm, local)
+    rms = top * np.sqrt(np.add.reduceat(w * norm ** 2, local) / wi)
+    # skewed weights: the light rows show where |z| R ~ ln(w_max / w_min) (module docstring)
+    log_ratio = (np.log(np.maximum.reduceat(w, local)) - np.log(np.minimum.reduceat(w, local)))
+    floor = radius / ((1.0 + log_ratio) * np.sqrt(counts))
+    return np.maximum(rms, floor)
+
+
+def _spreads(eq: np.ndarray, white: np.ndarray, w: np.ndarray,
              offsets: np.ndarray) -> np.ndarray:
     """Internal spread of each distribution in whitened coordinates, in blocks of whole
     distributions (about _ROW_BLOCK rows each): memory O(block x d)."""
@@ -159,15 +233,23 @@ def _spreads(eq: np.ndarray, centre: np.ndarray, white: np.ndarray, w: np.ndarra
         i1 = min(N, max(i1, i0 + 1))
         a, b = int(offsets[i0]), int(offsets[i1])
         local = offsets[i0:i1] - a
-        proj = (eq[a:b] - centre) @ white  # (rows, r): white^T (y' - m')
-        wb = w[a:b]
-        wi = np.add.reduceat(wb, local)
-        mean_i = np.add.reduceat(proj * wb[:, None], local) / wi[:, None]
         owner = np.repeat(np.arange(i1 - i0), np.diff(offsets[i0:i1 + 1]))
-        dev = np.sum((proj - mean_i[owner]) ** 2, axis=1) * wb
-        out[i0:i1] = np.sqrt(np.add.reduceat(dev, local) / wi)
+        out[i0:i1] = _block_spreads(eq[a:b], w[a:b], local, owner, white)
         i0 = i1
     return out
+
+
+def whitened_spreads(distributions, transform: np.ndarray) -> np.ndarray:
+    """Spreads (module docstring) of ``distributions`` in the whitened coordinates of a
+    probe map z = transform @ s (d, r): computed from the distributions alone, in their own
+    units (a check independent of :func:`dataset_geometry`'s, e.g. for the re-check)."""
+    dists = tuple(distributions)
+    if not dists:
+        return np.zeros(0)
+    rows, w, offsets = support_rows(Dataset(tuple(f"d{i}" for i in range(len(dists))), dists))
+    local = offsets[:-1]
+    owner = np.repeat(np.arange(len(dists)), np.diff(offsets))
+    return _block_spreads(rows, w, local, owner, np.asarray(transform, dtype=float))
 
 
 def dataset_geometry(dataset: Dataset, whiten: bool = True) -> Geometry:
@@ -179,10 +261,15 @@ def dataset_geometry(dataset: Dataset, whiten: bool = True) -> Geometry:
     scaling = _power_of_two_scaling(rows)
     eq = rows
     eq /= scaling  # exact: division by powers of two (in place: no second P x d array)
-    centre_eq = w @ eq
-    big = np.maximum(eq.max(axis=0), -eq.min(axis=0)) if P else np.zeros(d)
+    lo = eq.min(axis=0) if P else np.zeros(d)
+    hi = eq.max(axis=0) if P else np.zeros(d)
+    ref = lo / 2 + hi / 2  # inside every coordinate's range (halves first: no overflow)
+    shift = _weighted_shift(eq, ref, w)
+    centre_eq = ref + shift
+    # the centring-error magnitude: the largest |y' - ref| of each coordinate (lo <= ref <= hi)
+    big = np.maximum(hi - ref, ref - lo)
     eps = (3.0 + np.log2(max(P, 2))) * _U * big
-    R, norm_a = _r_factor(eq, centre_eq, np.sqrt(w))
+    R, norm_a = _r_factor(eq, ref, shift, np.sqrt(w))
     U_, sv, Vt = scipy.linalg.svd(R, full_matrices=False, check_finite=False)
     sv_full = np.zeros(d)
     sv_full[: len(sv)] = sv
@@ -202,11 +289,13 @@ def dataset_geometry(dataset: Dataset, whiten: bool = True) -> Geometry:
     complement = complement / scaling[:, None]
     if r == 0:
         return Geometry(centre, np.zeros((d, 0)), 0, whiten, scaling, sv_full, tol,
-                        np.zeros(len(dataset)), complement)
+                        np.zeros(len(dataset)), complement, np.zeros(len(dataset)))
     V = Vt[:r].T  # (d, r) hull directions in equilibrated coordinates
     white = V / sv[:r] if whiten else V
     # <z', y'> = <z', y / scaling> = <z' / scaling, y>: data-unit probes are z' / scaling
     transform = white / scaling[:, None]
-    # internal spreads: rows of distribution i centred at its own mean, in whitened coordinates
-    spreads = _spreads(eq, centre_eq, white, w, offsets)
-    return Geometry(centre, transform, r, whiten, scaling, sv_full, tol, spreads, complement)
+    own = _spreads(eq, white, w, offsets)
+    tight = (own > 0) & (own < MIN_PROBE_SPREAD)
+    spreads = np.where(tight, MIN_PROBE_SPREAD, own)
+    return Geometry(centre, transform, r, whiten, scaling, sv_full, tol, spreads, complement,
+                    own, tuple(int(i) for i in np.flatnonzero(tight)))

@@ -9,6 +9,17 @@ Some dependencies are certain and cheap to find on any number of distributions:
 
 Weights are compared up to a common factor: a law stored with weights summing to s != 1 has
 LSE shifted by the constant log s, which is affine, so proportional weights are the same class.
+They are compared *as stored* (the unnormalised weights a file or a spec gives, kept in
+``Discrete.rational``), never after the floating-point normalisation: 3 copies of x1 and 7 of x2
+are exactly the law with atoms x1, x2 and stored weights 3, 7 (3 * 7 == 7 * 3), while
+3 * fl(7/10) != 7 * fl(3/10).
+
+Written values (SPEC §3a): when a distribution's written values are not binary64 numbers
+(``Distribution.rounded_inputs``: a spec decimal such as ``0.1``), the screen works on their
+nearest doubles as for any data, and then re-checks each of its relations on the values as
+written, in exact rational arithmetic: a match of the doubles that does not hold for the written
+values is ``numerical`` (a near-dependency at the precision of the input), one that holds is
+``exact``.
 
 Why the core decides the rest
 -----------------------------
@@ -75,7 +86,9 @@ from typing import Sequence
 import numpy as np
 
 from ..dataset import Dataset
-from ..distributions import Discrete, GaussianMixture, UniformBox
+from ..distributions import Discrete, Distribution, GaussianMixture, UniformBox
+from ..exact.errors import ExactRefused
+from ..exact.laws import exact_law
 from .findings import DiracFinding, ScreenResult, TranslateClass
 
 __all__ = ["ScreenResult", "TranslateClass", "DiracFinding", "screen", "core_dataset", "ULPS",
@@ -163,6 +176,25 @@ def _pack(kind: str, index: list[int], shift: list[np.ndarray], fixed: list[np.n
                    uniform | ~repeats, raw_start, W)
 
 
+def _stored_weights(dist: Discrete | GaussianMixture) -> np.ndarray:
+    """The weights as stored (module docstring): the positive entries of the written weights
+    as doubles when they are binary64 numbers and match the kept atoms or components one to
+    one, else the normalised float64 weights (written weights that are not binary64 numbers
+    are re-checked exactly, :func:`_written_key`)."""
+    w = np.asarray(dist.weights)
+    raw = (dist.rational or {}).get("weights")
+    if raw is None or "weights" in dist.rounded_inputs:
+        return w
+    try:
+        stored = np.array([float(x) for x in np.ravel(np.asarray(raw, dtype=object))])
+    except (TypeError, ValueError, OverflowError):
+        return w
+    stored = stored[stored > 0]
+    if len(stored) != len(w) or not np.all(np.isfinite(stored)):
+        return w
+    return stored
+
+
 def _families(dataset: Dataset) -> list[_Family]:
     """Pack the distributions by family: (kind, index, translated rows, fixed rows, weights)."""
     rows: dict[str, tuple[list, list, list, list]] = {
@@ -179,14 +211,14 @@ def _families(dataset: Dataset) -> list[_Family]:
 
     for i, dist in enumerate(dataset.distributions):
         if isinstance(dist, Discrete):
-            add("discrete", i, dist.atoms, np.asarray(dist.weights))
+            add("discrete", i, dist.atoms, _stored_weights(dist))
         elif isinstance(dist, UniformBox):  # the point pair {low, high}: translates alike
             add("box", i, np.stack([dist.low, dist.high]), np.ones(2))
         elif isinstance(dist, GaussianMixture):
             if not np.any(dist.covariances):  # the discrete law of its means
-                add("discrete", i, dist.means, dist.weights)
+                add("discrete", i, dist.means, _stored_weights(dist))
             else:
-                add("mixture", i, dist.means, dist.weights,
+                add("mixture", i, dist.means, _stored_weights(dist),
                     dist.covariances.reshape(len(dist.weights), -1))
     return [_pack(kind, idx, sh, fx or None, w)
             for kind, (idx, sh, fx, w) in rows.items() if idx]
@@ -346,6 +378,7 @@ def _verify_chunk_float(fam: _Family, a: np.ndarray, b: np.ndarray):
     shift = np.where(exact[:, None], s[starts], shift)
     # exact arithmetic unavailable in doubles: inexact merged weights, over/underflow
     tiny = np.minimum.reduceat(np.minimum(va, vb), starts) < 2.0**-450
+    tiny |= np.maximum.reduceat(np.maximum(va, vb), starts) > 2.0**450  # products overflow
     fallback = (~fam.weight_exact[a] | ~fam.weight_exact[b] | tiny
                 | (np.add.reduceat((~finite).astype(np.int64), starts) > 0))
     exact &= ~fallback
@@ -481,7 +514,8 @@ def screen(dataset: Dataset) -> ScreenResult:
     -------
     ScreenResult
         Diracs and classes sorted by their first index, each with its evidence; the core.
-        O(T log T) time, O(T) memory.
+        O(T log T) time, O(T) memory (plus exact rational work on the distributions whose
+        written values are not binary64 numbers).
     """
     diracs: list[DiracFinding] = []
     classes: list[TranslateClass] = []
@@ -491,8 +525,66 @@ def screen(dataset: Dataset) -> ScreenResult:
         diracs += dd
         classes += cc
         core += kk
+    rounded = {i for i, dist in enumerate(dataset.distributions) if dist.rounded_inputs}
+    if rounded:
+        diracs, classes = _as_written(dataset, diracs, classes, rounded)
     return ScreenResult(len(dataset), tuple(sorted(classes, key=lambda c: c.members[0])),
                         tuple(sorted(diracs, key=lambda f: f.index)), tuple(sorted(core)))
+
+
+def _written_key(dist: Distribution):
+    """(canonical form relative to the first point, first point) of the written values, exact:
+    two distributions are translates as written iff their canonical forms are equal, and
+    duplicates iff their first points are equal too; None when the written values cannot be
+    read exactly (then nothing is claimed exact for them)."""
+    try:
+        law = exact_law("screen", dist)
+    except ExactRefused:
+        return None
+    if isinstance(dist, UniformBox):
+        return ("box", tuple(h - lo for lo, h in zip(law.low, law.high))), tuple(law.low)
+    merged: dict = {}
+    for k, (p, w) in enumerate(zip(law.points, law.weights)):
+        cov = law.covariances[k] if law.covariances else ()
+        merged[(tuple(p), cov)] = merged.get((tuple(p), cov), 0) + w
+    items = sorted(merged.items())
+    first = items[0][0][0]
+    form = tuple((tuple(x - f for x, f in zip(p, first)), cov, w) for (p, cov), w in items)
+    return ("law", form), first
+
+
+def _as_written(dataset: Dataset, diracs: list, classes: list, rounded: set) -> tuple:
+    """The evidence of every finding that involves a distribution in ``rounded`` (written
+    values that are not binary64 numbers), re-decided on the values as written: ``exact`` iff
+    the relation holds for them exactly (module docstring)."""
+    keys: dict = {}
+
+    def key(i: int):
+        if i not in keys:
+            keys[i] = _written_key(dataset.distributions[i])
+        return keys[i]
+
+    out_d = []
+    for f in diracs:
+        if f.index in rounded:
+            k = key(f.index)
+            one = (k is not None and k[0][0] == "law" and len(k[0][1]) == 1
+                   and not any(x for row in k[0][1][0][1] for x in row))
+            box = k is not None and k[0][0] == "box" and not any(k[0][1])
+            f = DiracFinding(f.index, f.name, f.point, _EXACT if one or box else _NUMERICAL)
+        out_d.append(f)
+    out_c = []
+    for c in classes:
+        ev = list(c.evidence)
+        for pos in range(1, c.size):
+            m, p = c.members[pos], c.parents[pos]
+            if m in rounded or p in rounded:
+                km, kp = key(m), key(p)
+                ev[pos] = (_EXACT if km is not None and kp is not None and km[0] == kp[0]
+                           else _NUMERICAL)
+        out_c.append(TranslateClass(c.members, c.names, c.shifts, c.parents, tuple(ev),
+                                    c.family))
+    return out_d, out_c
 
 
 def core_dataset(dataset: Dataset, result: ScreenResult) -> Dataset:

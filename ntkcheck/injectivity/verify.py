@@ -2,13 +2,24 @@
 
 A dependency found by the rank test is a claim about *all* z: sum_i c_i LSE_i(z) = a + <b, z>.
 Before it is reported it is re-evaluated, independently of the floating-point test, on the
-stored binary64 parameters taken as exact numbers, in ``digits``-digit arithmetic (mpmath):
+values the user wrote (SPEC §3a), in ``digits``-digit arithmetic (mpmath):
+
+0. **The written values.** Each distribution's exact parameters (``rational``): spec decimals
+   and rationals as written (``0.1`` is 1/10), ``.npz`` values as stored (binary64 or float32,
+   taken exactly), and weights as stored, *unnormalised*, normalised here in ``digits``-digit
+   arithmetic (log w_j - log sum_k w_k), not by the tool's float normalisation (weights (1, 3)
+   are 1/4, 3/4 to 50 digits, not their doubles). Without exact parameters the float64
+   attributes are used.
 
 1. **Fresh points at every relevant scale.** Triples (z, z + h, z - h) with z, h drawn in the
    whitened coordinates of the test at the scales 0.1, 1, 10, 100, 1000 (small |z|: low
    cumulants; large |z|: LSE approaches the support function max_y <z, y>) and 1, 10, 100
    divided by the internal spread rho_i of every involved distribution (its own scale), from a
-   random stream independent of the test's probes.
+   random stream independent of the test's probes. The spreads are computed again here from
+   the distributions themselves (:func:`~ntkcheck.injectivity.geometry.whitened_spreads`);
+   where they differ from the test's by more than a factor 2 (a distribution too tight for the
+   probe law, whose spread the test holds at a floor) both sets of scales are used. Points
+   whose scale is beyond binary64 range are formed in extended precision.
 2. **The affine part is eliminated exactly**: the second difference
    D2 f = f(z + h) + f(z - h) - 2 f(z) vanishes for every affine f, so a relation holds iff
    sum_i c_i D2 LSE_i = 0 on all triples. This is equivalent to refitting (a, b) at the fresh
@@ -22,7 +33,12 @@ stored binary64 parameters taken as exact numbers, in ``digits``-digit arithmeti
    satisfy it (a translate with one atom moved by one ulp) leave at least ~1e-17. The threshold
    :data:`MISFIT_THRESHOLD` = 10^(-digits / 2) sits in that gap.
 
-5. **Data precision.** A relation that fails but whose misfit is within the typical effect of
+5. **Rounding of the input.** When a relation fails for the written values and some of them
+   are not binary64 numbers (``Distribution.rounded_inputs``), it is re-checked on the same
+   points with the nearest doubles, the data the numerical test saw. If it holds there it is a
+   relation of the rounded input only (``level = "input_rounding"``, not passed): a
+   near-dependency at the precision of the input, never reported as a dependency.
+6. **Data precision.** A relation that fails but whose misfit is within the typical effect of
    rounding every stored value once (first-order sensitivity at the same points) is labelled
    ``level = "data_precision"``: a near-dependency at the data's own precision (SPEC §7, e.g. a
    translate y + t computed in floating point). It is *not* reported as a dependency by the
@@ -30,7 +46,7 @@ stored binary64 parameters taken as exact numbers, in ``digits``-digit arithmeti
    criterion (every value equal up to one rounding) is exact.
 
 What "verified" then means: the relation holds to a relative misfit below the threshold at every
-test triple, in exact arithmetic up to ``digits`` digits on the stored values. Directions in
+test triple, in exact arithmetic up to ``digits`` digits on the values as written. Directions in
 which the pooled data vary only at round-off level (outside the affine hull of the test) are not
 probed.
 """
@@ -39,12 +55,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from fractions import Fraction
+from typing import Any, Sequence
 
 import mpmath
 import numpy as np
 
 from ..distributions import Discrete, Distribution, GaussianMixture, UniformBox
+from .geometry import whitened_spreads
 
 __all__ = ["RelationCheck", "verify_relation", "affine_part", "DIGITS", "MISFIT_THRESHOLD", "POOLED_SCALES",
            "OWN_SCALES", "MAX_WORK"]
@@ -63,6 +81,11 @@ OWN_SCALES = (1.0, 10.0, 100.0)
 #: is not.
 DATA_ROUNDING = 1.0
 _U = np.finfo(float).eps / 2
+#: Largest whitened scale whose points are drawn in binary64 (larger ones in extended precision).
+FLOAT_SCALE = 1e200
+#: The test's spread of a distribution is used as given unless the re-check's own computation
+#: differs from it by more than this factor (then both give scales).
+SPREAD_AGREEMENT = 2.0
 #: Largest number of multiply-adds (points x atoms x dimension) spent on one relation.
 MAX_WORK = 30_000_000
 
@@ -80,8 +103,10 @@ class RelationCheck:
     coefficients : (k,) refitted coefficients (extended precision, rounded to float64)
     digits, fit_points, test_points, scales, seconds : how it was checked
     reason : one sentence
-    level : "exact" (holds to ``threshold``), "data_precision" (fails, but only by what the
-        rounding of the stored values explains) or "failed"
+    level : "exact" (holds to ``threshold`` for the values as written), "input_rounding"
+        (fails for the values as written, holds for their nearest doubles: the written values
+        are not binary64 numbers), "data_precision" (fails, but only by what the rounding of
+        the stored values explains) or "failed"
     data_ratio : misfit divided by what a relative change of DATA_ROUNDING u of the stored values
         can explain (<= 1: within the data's own precision)
     """
@@ -116,8 +141,14 @@ def _work(dist: Distribution) -> int:
     return dist.means.size + dist.covariances.size
 
 
-def _prepare(dist: Distribution) -> tuple:
-    """The stored parameters as mpf numbers (exact), once per distribution."""
+def _prepare(dist: Distribution, written: bool = True) -> tuple:
+    """The parameters as mpf numbers, once per distribution: the values as written
+    (``written``; module docstring, step 0) or the float64 attributes the numerical test
+    used, each binary64 value taken exactly."""
+    if written:
+        law = _written_law(dist)
+        if law is not None:
+            return law
     mp = lambda a: [mpmath.mpf(float(x)) for x in np.ravel(a)]  # noqa: E731
     if isinstance(dist, Discrete):
         return ("discrete", [mp(y) for y in dist.atoms], [mpmath.log(w) for w in mp(dist.weights)])
@@ -129,6 +160,49 @@ def _prepare(dist: Distribution) -> tuple:
         return ("mixture", [mp(m) for m in dist.means], covs,
                 [mpmath.log(w) for w in mp(dist.weights)])
     raise TypeError(f"unsupported distribution type {type(dist).__name__}")  # pragma: no cover
+
+
+def _exact_mpf(x: Any) -> mpmath.mpf:
+    """A written value (float, int, Fraction, Decimal) as an mpf: exact for floats and ints,
+    rounded to the working precision for other rationals."""
+    if isinstance(x, (float, np.floating)):
+        return mpmath.mpf(float(x))
+    if isinstance(x, (int, np.integer)):
+        return mpmath.mpf(int(x))
+    q = x if isinstance(x, Fraction) else Fraction(x)
+    return mpmath.mpf(q.numerator) / q.denominator
+
+
+def _written_law(dist: Distribution) -> tuple | None:
+    """The parameters as written (``dist.rational``), weights normalised in extended precision
+    and zero-weight entries dropped, in :func:`_prepare`'s layout; None without exact
+    parameters."""
+    exact = dist.rational
+    if not exact:
+        return None
+    vec = lambda a: [_exact_mpf(x) for x in np.ravel(np.asarray(a, dtype=object))]  # noqa: E731
+
+    def log_weights(count: int) -> tuple[list, list[int]]:
+        raw = exact.get("weights")
+        w = [mpmath.mpf(1)] * count if raw is None else vec(raw)
+        keep = [j for j, x in enumerate(w) if x != 0]
+        total = mpmath.fsum(w[j] for j in keep)
+        return [mpmath.log(w[j]) - mpmath.log(total) for j in keep], keep
+
+    if isinstance(dist, Discrete) and exact.get("atoms") is not None:
+        atoms = np.asarray(exact["atoms"], dtype=object)
+        atoms = atoms.reshape(len(atoms), -1)
+        logw, keep = log_weights(len(atoms))
+        return ("discrete", [vec(atoms[j]) for j in keep], logw)
+    if isinstance(dist, UniformBox) and exact.get("low") is not None:
+        return ("uniform", vec(exact["low"]), vec(exact["high"]))
+    if isinstance(dist, GaussianMixture) and exact.get("means") is not None:
+        means = np.asarray(exact["means"], dtype=object)
+        covs = np.asarray(exact["covariances"], dtype=object)
+        logw, keep = log_weights(len(means))
+        return ("mixture", [vec(means[j]) for j in keep],
+                [[vec(row) for row in covs[j]] for j in keep], logw)
+    return None
 
 
 def _logsumexp(s: list) -> mpmath.mpf:
@@ -177,25 +251,33 @@ def _lse(law: tuple, p: list) -> tuple[mpmath.mpf, list, list]:
 
 def _triples(transform: np.ndarray, scales: Sequence[float], per_scale: int,
              rng: np.random.Generator) -> list[tuple[list, list, list]]:
-    """(z, z + h, z - h) as mpf vectors: the sums are exact at this precision."""
+    """(z, z + h, z - h) as mpf vectors: the sums are exact at this precision. Beyond
+    :data:`FLOAT_SCALE` (z or h could overflow binary64) z = sigma (transform @ g) is formed
+    in extended precision from the same draws."""
     r = transform.shape[1]
     out = []
     for sigma in scales:
         for _ in range(per_scale):
-            z = transform @ (rng.standard_normal(r) * sigma)
-            h = transform @ (rng.standard_normal(r) * sigma)
-            zm = [mpmath.mpf(float(x)) for x in z]
-            hm = [mpmath.mpf(float(x)) for x in h]
+            gz, gh = rng.standard_normal(r), rng.standard_normal(r)
+            if sigma <= FLOAT_SCALE:
+                zm = [mpmath.mpf(float(x)) for x in transform @ (gz * sigma)]
+                hm = [mpmath.mpf(float(x)) for x in transform @ (gh * sigma)]
+            else:
+                big = mpmath.mpf(sigma)
+                zm = [big * mpmath.mpf(float(x)) for x in transform @ gz]
+                hm = [big * mpmath.mpf(float(x)) for x in transform @ gh]
             out.append((zm, [a + b for a, b in zip(zm, hm)], [a - b for a, b in zip(zm, hm)]))
     return out
 
 
-def _second_differences(dists: Sequence[Distribution], triples) -> tuple[list, list, list]:
+def _second_differences(dists: Sequence[Distribution], triples,
+                        written: bool = True) -> tuple[list, list, list]:
     """For every triple and distribution: D2 LSE_i, the cancelled size
     |L(z+h)| + |L(z-h)| + 2 |L(z)|, and the typical first-order change of D2 LSE_i when every
     stored value is rounded once (independent relative errors of size u, which add like a
-    random walk): sqrt(sum_q (D2 G_q A_q)^2) (:func:`_lse`)."""
-    laws = [_prepare(dist) for dist in dists]
+    random walk): sqrt(sum_q (D2 G_q A_q)^2) (:func:`_lse`). ``written``: the parameters as
+    written, else the doubles of the numerical test (:func:`_prepare`)."""
+    laws = [_prepare(dist, written) for dist in dists]
     d2, size, sens = [], [], []
     for z, zp, zm in triples:
         row, mag, sen = [], [], []
@@ -213,6 +295,23 @@ def _second_differences(dists: Sequence[Distribution], triples) -> tuple[list, l
 
 def _ratio(num, den):
     return num / den if den != 0 else (mpmath.mpf(0) if num == 0 else mpmath.inf)
+
+
+def _own_spreads(distributions: Sequence[Distribution], transform: np.ndarray,
+                 spreads: Sequence[float]) -> list[float]:
+    """The test's spreads, plus the re-check's own where they disagree (module docstring)."""
+    given = [float(x) for x in spreads]
+    out = [x for x in given if x > 0 and np.isfinite(x)]
+    if transform.shape[1] == 0:
+        return out
+    with np.errstate(all="ignore"):
+        mine = whitened_spreads(distributions, transform)
+    for rho, theirs in zip(mine, given + [0.0] * (len(mine) - len(given))):
+        if not (rho > 0 and np.isfinite(rho)):
+            continue
+        if not (theirs > 0) or max(rho / theirs, theirs / rho) > SPREAD_AGREEMENT:
+            out.append(float(rho))
+    return out
 
 
 def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndarray,
@@ -236,7 +335,8 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
     start = time.perf_counter()
     c = np.asarray(coefficients, dtype=float)
     k = len(distributions)
-    own = sorted({float(f"{f / rho:.3g}") for rho in spreads if rho > 0 and np.isfinite(rho)
+    own = sorted({float(f"{f / rho:.3g}") for rho in _own_spreads(distributions, transform,
+                                                                   spreads)
                   for f in OWN_SCALES})
     scales = tuple(sorted(set(POOLED_SCALES) | set(own)))
     fit_per_scale = max(1, -(-2 * max(k - 1, 0) // len(scales)))
@@ -250,6 +350,56 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
                f"{MAX_WORK:.2g})")
         return RelationCheck(None, float("nan"), threshold, c, digits, 0, 0, scales,
                              time.perf_counter() - start, f"not re-checked: {why}")
+    kw: dict[str, Any] = dict(transform=transform, scales=scales, fit_per_scale=fit_per_scale,
+                              test_per_scale=test_per_scale, seed=seed, digits=digits)
+    misfit, data_ratio, refit, fit_points, tested = _measure(distributions, c, written=True,
+                                                             **kw)
+    rounded = sorted({f for dist in distributions for f in dist.rounded_inputs})
+    if misfit <= threshold:
+        passed, level = True, "exact"
+        reason = (f"holds at {tested} fresh test points to a relative misfit {misfit:.2g} "
+                  f"(<= {threshold:.0e}) in {digits}-digit arithmetic"
+                  + (" for the values as written" if rounded else ""))
+        return RelationCheck(passed, misfit, threshold, refit, digits, fit_points, tested,
+                             scales, time.perf_counter() - start, reason, level, data_ratio)
+    if rounded:  # does it hold for the nearest doubles, the data the numerical test saw?
+        m2, _, refit2, _, _ = _measure(distributions, c, written=False, **kw)
+        if m2 <= threshold:
+            reason = (f"holds for the nearest doubles of the written values (relative misfit "
+                      f"{m2:.2g} at {tested} fresh points in {digits}-digit arithmetic) but not "
+                      f"for the values as written (relative misfit {misfit:.2g}): the "
+                      f"{'/'.join(rounded)} written are not binary64 numbers, and the relation "
+                      "is one of their rounding, a near-dependency at the precision of the "
+                      "input, not a dependency of the data as written")
+            return RelationCheck(False, misfit, threshold, refit2, digits, fit_points, tested,
+                                 scales, time.perf_counter() - start, reason, "input_rounding",
+                                 data_ratio)
+    if data_ratio <= 1.0:
+        passed, level = False, "data_precision"
+        reason = (f"holds at fresh points only up to the rounding of the stored values "
+                  f"(relative misfit {misfit:.2g}, {data_ratio:.2g}x the typical effect of "
+                  "rounding every stored value once): a near-dependency at the data's own "
+                  "precision, not an exact relation")
+    else:
+        passed, level = False, "failed"
+        explained = (f"{data_ratio:.2g}x what the rounding of the stored values explains"
+                     if np.isfinite(data_ratio) else
+                     "more than 1e308x what the rounding of the stored values explains (at "
+                     "these points the tilted laws are point masses, which rounding barely "
+                     "moves)")
+        reason = (f"fails at fresh points in {digits}-digit arithmetic: relative misfit "
+                  f"{misfit:.2g}, {explained} (a true relation leaves <= {threshold:.0e})")
+    return RelationCheck(passed, misfit, threshold, refit, digits, fit_points, tested, scales,
+                         time.perf_counter() - start, reason, level, data_ratio)
+
+
+def _measure(distributions: Sequence[Distribution], c: np.ndarray, *, transform: np.ndarray,
+             scales: tuple, fit_per_scale: int, test_per_scale: int, seed: int, digits: int,
+             written: bool) -> tuple[float, float, np.ndarray, int, int]:
+    """Steps 1-4 of the module docstring: (misfit, data ratio, refitted coefficients, fit
+    points, test points), on the values as written or on the doubles (``written``); the same
+    points either way."""
+    k = len(distributions)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED, 9]))
     with mpmath.workdps(digits):
         cm = [mpmath.mpf(float(x)) for x in c]
@@ -258,7 +408,7 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
         if k > 1:
             fit = _triples(transform, scales, fit_per_scale, rng)
             fit_points = len(fit)
-            d2, size, _ = _second_differences(distributions, fit)
+            d2, size, _ = _second_differences(distributions, fit, written)
             others = [j for j in range(k) if j != lead]
             # rows scaled by the size of what cancels, so every scale weighs the same
             rows = [[d2[t][j] / (sum(size[t]) or 1) for j in others] for t in range(len(fit))]
@@ -270,7 +420,7 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
             except (ZeroDivisionError, ValueError):
                 pass  # rank-deficient fit: keep the float coefficients
         test = _triples(transform, scales, test_per_scale, rng)
-        d2, size, sens = _second_differences(distributions, test)
+        d2, size, sens = _second_differences(distributions, test, written)
         worst, worst_data = mpmath.mpf(0), mpmath.mpf(0)
         for t in range(len(test)):
             num = abs(mpmath.fsum(cm[j] * d2[t][j] for j in range(k)))
@@ -279,26 +429,8 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
                 (cm[j] * sens[t][j]) ** 2 for j in range(k)))
             worst = max(worst, _ratio(num, den))
             worst_data = max(worst_data, _ratio(num, data))
-        misfit = float(worst)
-        data_ratio = float(worst_data)
-        refit = np.array([float(x) for x in cm])
-    if misfit <= threshold:
-        passed, level = True, "exact"
-        reason = (f"holds at {len(test)} fresh test points to a relative misfit {misfit:.2g} "
-                  f"(<= {threshold:.0e}) in {digits}-digit arithmetic")
-    elif data_ratio <= 1.0:
-        passed, level = False, "data_precision"
-        reason = (f"holds at fresh points only up to the rounding of the stored values "
-                  f"(relative misfit {misfit:.2g}, {data_ratio:.2g}x the typical effect of "
-                  "rounding every stored value once): a near-dependency at the data's own "
-                  "precision, not an exact relation")
-    else:
-        passed, level = False, "failed"
-        reason = (f"fails at fresh points in {digits}-digit arithmetic: relative misfit "
-                  f"{misfit:.2g}, {data_ratio:.2g}x what the rounding of the stored values "
-                  f"explains (a true relation leaves <= {threshold:.0e})")
-    return RelationCheck(passed, misfit, threshold, refit, digits, fit_points, len(test), scales,
-                         time.perf_counter() - start, reason, level, data_ratio)
+        return (float(worst), float(worst_data), np.array([float(x) for x in cm]), fit_points,
+                len(test))
 
 
 def affine_part(distributions: Sequence[Distribution], coefficients: np.ndarray,

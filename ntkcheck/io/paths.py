@@ -21,7 +21,7 @@ from typing import Iterable
 from ..errors import InputError
 
 __all__ = ["existing_file", "output_target", "printable", "escape_surrogates", "same_file",
-           "MAX_NAME_BYTES"]
+           "shortened", "MAX_NAME_BYTES"]
 
 #: Longest file-name component most file systems accept (NAME_MAX).
 MAX_NAME_BYTES = 255
@@ -71,6 +71,17 @@ def printable(text: object) -> str:
     return s.replace("##[", "#\\x23[") if "##[" in s else s
 
 
+def shortened(text: object, limit: int = 160) -> str:
+    """:func:`printable` text cut in its middle to at most about ``limit`` characters
+    (``head...tail``), so that a path of thousands of characters keeps an error on one
+    readable line."""
+    s = printable(text)
+    if len(s) <= limit:
+        return s
+    half = max(limit // 2 - 2, 1)
+    return f"{s[:half]}...{s[-half:]}"
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a directory"
@@ -87,6 +98,9 @@ def _os_reason(err: OSError) -> str:
     if err.errno == errno.ELOOP:
         return "is a symlink loop; point it at a file"
     if err.errno == errno.ENAMETOOLONG:
+        parts = Path(os.fsdecode(err.filename)).parts if err.filename is not None else ()
+        if parts and all(len(os.fsencode(p)) <= MAX_NAME_BYTES for p in parts):
+            return "has a path too long for the file system; use a shorter path"
         return (f"has a name too long for the file system (a component over {MAX_NAME_BYTES} "
                 "bytes); use a shorter name")
     if err.errno in (errno.EACCES, errno.EPERM):
@@ -106,6 +120,8 @@ def existing_file(path: str | Path, expected: str) -> Path:
         raise InputError("no such file; check the path", source=str(path)) from None
     except OSError as err:
         raise InputError(_os_reason(err), source=str(path)) from None
+    except ValueError:  # "embedded null byte"
+        raise InputError("contains a NUL character; check the path", source=str(path)) from None
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"is {_kind(st.st_mode)}, not a regular file; give {expected}",
                          source=str(path))

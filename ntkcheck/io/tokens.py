@@ -13,13 +13,17 @@ ragged
 Optional ``names`` (N,) strings (bytes that are not UTF-8 and lone surrogates are kept as visible
 ``\\xNN`` / ``\\udNNN`` escapes); the default names are ``seq0``, ``seq1``, ... Other arrays (for
 instance ``targets`` for training) are kept in :attr:`TokenArrays.extra`, unvalidated.
-Weights of each sequence are normalised to sum 1.
+Weights of each sequence are normalised to sum 1 in floating point for the numerical work; the
+stored weights are kept as they are (:attr:`TokenArrays.raw_weights`) and become each law's
+exact parameters (``Discrete.rational``), so that the exact test and the extended-precision
+re-check normalise them exactly (SPEC §3a: weights (1, 3) are 1/4 and 3/4, not their doubles).
 """
 
 from __future__ import annotations
 
 import os
 import struct
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -54,6 +58,9 @@ class TokenArrays:
         The file the arrays came from.
     extra : dict
         Other arrays found in the file (e.g. ``targets``), as loaded.
+    raw_weights : (N, n) float64 or None
+        The weights as stored (binary64, not normalised), 0 at padded positions; None when the
+        file gives no weights (uniform).
     """
 
     tokens: np.ndarray
@@ -61,6 +68,7 @@ class TokenArrays:
     names: tuple[str, ...]
     source: str = "<arrays>"
     extra: dict = field(default_factory=dict)
+    raw_weights: np.ndarray | None = None
 
     @property
     def mask(self) -> np.ndarray:
@@ -72,8 +80,15 @@ class TokenArrays:
         return self.mask.sum(axis=1)
 
     def to_dataset(self) -> Dataset:
-        """One :class:`~ntkcheck.Discrete` law per sequence."""
-        dists = tuple(Discrete(x[m], w[m]) for x, w, m in zip(self.tokens, self.weights, self.mask))
+        """One :class:`~ntkcheck.Discrete` law per sequence; its exact parameters are the
+        stored tokens and the stored (unnormalised) weights."""
+        if self.raw_weights is None:
+            dists = tuple(Discrete(x[m], w[m])
+                          for x, w, m in zip(self.tokens, self.weights, self.mask))
+        else:
+            dists = tuple(Discrete(x[m], w[m], rational={"atoms": x[m], "weights": r[m]})
+                          for x, w, r, m in zip(self.tokens, self.weights, self.raw_weights,
+                                                self.mask))
         return Dataset(self.names, dists, self.source)
 
     @classmethod
@@ -171,6 +186,14 @@ def _reason(err: BaseException) -> str:
     return text[0][:200] if text else "corrupt data"
 
 
+def _header_reason(err: BaseException) -> str:
+    if isinstance(err, tokenize.TokenError):  # args: (message, (line, column))
+        return str(err.args[0]) if err.args else "unterminated literal"
+    if isinstance(err, (RecursionError, MemoryError)):
+        return "nested too deeply"
+    return _reason(err)
+
+
 def _npy_header(fh, key: str, stored: int, src: str) -> NpyMember:
     fmt = np.lib.format
     try:
@@ -183,9 +206,12 @@ def _npy_header(fh, key: str, stored: int, src: str) -> NpyMember:
             shape, fortran, dtype = fmt.read_array_header_1_0(fh)
         else:
             shape, fortran, dtype = fmt.read_array_header_2_0(fh)
-    except (ValueError, SyntaxError, TypeError, OverflowError) as err:
-        raise InputError(f"has a corrupt .npy header ({_reason(err)}); write the file again "
-                         "with numpy.savez", source=src, field=key) from None
+    except (ValueError, SyntaxError, TypeError, OverflowError, KeyError, tokenize.TokenError,
+            RecursionError, MemoryError) as err:
+        # numpy parses the header's Python literal; damaged bytes can make its tokenizer stop
+        # ("EOF in multi-line statement", a TokenError) or nest too deeply
+        raise InputError(f"has a corrupt .npy header ({_header_reason(err)}); write the file "
+                         "again with numpy.savez", source=src, field=key) from None
     if dtype.hasobject:
         raise InputError("is an object array (pickled); store it as a numeric or str array, "
                          "e.g. np.array(names, dtype=str)", source=src, field=key)
@@ -301,6 +327,7 @@ def _validate(arrays: dict, src: str, max_memory: int | None = None) -> TokenArr
                          f"{MAX_TOKEN_MAGNITUDE:g}; rescale the data (the condition is "
                          "affine-invariant)", source=src, field="tokens")
     check_spread(tokens[real], src, "tokens")
+    raw_weights = weights.copy() if "weights" in arrays else None
     totals = weights.sum(axis=1)
     huge = ~np.isfinite(totals)
     if huge.any():  # finite weights whose sum overflows: rescale those rows first
@@ -313,7 +340,7 @@ def _validate(arrays: dict, src: str, max_memory: int | None = None) -> TokenArr
     weights = weights / totals[:, None]
     names = _names(arrays, N, src)
     extra = {k: v for k, v in arrays.items() if k not in _KNOWN}
-    return TokenArrays(tokens, weights, names, src, extra)
+    return TokenArrays(tokens, weights, names, src, extra, raw_weights)
 
 
 def check_spread(points: np.ndarray, src: str | None, field: str) -> None:
@@ -417,6 +444,27 @@ def _ragged_to_padded(arrays: dict, src: str,
     return tokens, weights
 
 
+def _decode_names(names: np.ndarray, src: str) -> tuple[str, ...]:
+    """The names as str; damaged bytes give an InputError, not a crash.
+
+    A ``U`` array holds UCS-4 code points that numpy does not check when reading a file (a
+    value above U+10FFFF makes ``tolist`` raise SystemError); an ``S`` array holds bytes that
+    that are not UTF-8 are shown with their bytes escaped (a name, not data: it only has to be
+    recognisable and encodable in every output format).
+    """
+    if names.dtype.kind == "U" and names.size and names.dtype.itemsize:
+        codes = np.ascontiguousarray(names).view(np.uint32)
+        if np.any(codes > 0x10FFFF):
+            i = int(np.flatnonzero((codes > 0x10FFFF).reshape(names.shape[0], -1).any(axis=1))[0])
+            raise InputError(f"entry {i} holds a code point above U+10FFFF (damaged data); "
+                             "write the names again, e.g. np.array(names, dtype=str)",
+                             source=src, field="names")
+    # bytes names that are not UTF-8 keep their bytes visible (b"\xff" -> "\\xff"), and lone
+    # surrogates of str names become escapes: every name then encodes in every output format
+    return tuple(escape_surrogates(n.decode("utf-8", "backslashreplace") if isinstance(n, bytes)
+                                   else str(n)) for n in names.tolist())
+
+
 def _names(arrays: dict, N: int, src: str) -> tuple[str, ...]:
     if "names" not in arrays:
         return tuple(f"seq{i}" for i in range(N))
@@ -426,10 +474,7 @@ def _names(arrays: dict, N: int, src: str) -> tuple[str, ...]:
     if names.shape != (N,):
         raise InputError(f"has shape {names.shape}, expected ({N},): one name per sequence",
                          source=src, field="names")
-    # bytes names that are not UTF-8 keep their bytes visible (b"\xff" -> "\\xff"), and lone
-    # surrogates of str names become escapes: every name then encodes in every output format
-    out = tuple(escape_surrogates(n.decode("utf-8", "backslashreplace") if isinstance(n, bytes)
-                                  else str(n)) for n in names.tolist())
+    out = _decode_names(names, src)
     if len(set(out)) != N:
         dup = next(x for x in out if out.count(x) > 1)
         raise InputError(f"'{dup}' appears twice; names must be unique", source=src,

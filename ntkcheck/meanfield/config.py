@@ -27,7 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..io.paths import existing_file
+from ..io.paths import MAX_NAME_BYTES, existing_file, shortened
 from ..io.tokens import TokenArrays, load_token_npz
 from .loss import LossKind, RegressionLoss
 from .schemes import SCHEMES
@@ -109,7 +109,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class _Rule:
-    kind: str  # "int", "float", "str", "choice"
+    kind: str  # "int", "float", "str", "path", "choice"
     low: float = -math.inf
     strict: bool = False  # low excluded
     high: float = math.inf
@@ -120,6 +120,8 @@ class _Rule:
             return "must be one of " + ", ".join(repr(c) for c in self.choices)
         if self.kind == "str":
             return "must be a string"
+        if self.kind == "path":
+            return "must be a string (a path)"
         noun = "an integer" if self.kind == "int" else "a number"
         if self.high < math.inf:
             return f"must be {noun} in [{self.low:g}, {self.high:g})"
@@ -132,10 +134,11 @@ _REQUIRED = object()
 _INT0, _INT1 = _Rule("int", 0), _Rule("int", 1)
 _POS, _NONNEG = _Rule("float", 0, strict=True), _Rule("float", 0)
 _STR = _Rule("str")
+_PATH = _Rule("path")
 
 # table -> key -> (rule, default, example shown when missing)
 _SCHEMA: dict[str, dict[str, tuple[_Rule, Any, str]]] = {
-    "data": {"path": (_STR, _REQUIRED, 'path = "teacher.npz"')},
+    "data": {"path": (_PATH, _REQUIRED, 'path = "teacher.npz"')},
     "model": {
         "layers": (_INT1, _REQUIRED, "layers = 2"),
         "heads": (_INT1, _REQUIRED, "heads = 16"),
@@ -153,7 +156,7 @@ _SCHEMA: dict[str, dict[str, tuple[_Rule, Any, str]]] = {
         "tol": (_Rule("float", 0, high=1), 0.0, ""),
     },
     "output": {
-        "dir": (_STR, "run", ""),
+        "dir": (_PATH, "run", ""),
         "checkpoint_every": (_INT0, 100, ""),
         "ntk_every": (_INT0, 0, ""),
     },
@@ -169,9 +172,11 @@ def _got(value: Any) -> str:
 def _check(field: str, value: Any, rule: _Rule, source: Optional[str]) -> Any:
     """Validate one value against its rule; returns it converted (int -> float for numbers)."""
     bad = ConfigError(f"{rule.describe()}, {_got(value)}", source=source, field=field)
-    if rule.kind == "str":
+    if rule.kind in ("str", "path"):
         if not isinstance(value, str) or not value:
             raise bad
+        if rule.kind == "path":
+            _check_path(field, value, source)
         return value
     if rule.kind == "choice":
         if value not in rule.choices:
@@ -190,6 +195,20 @@ def _check(field: str, value: Any, rule: _Rule, source: Optional[str]) -> Any:
     if value < rule.low or (rule.strict and value == rule.low) or value >= rule.high:
         raise bad
     return value
+
+
+def _check_path(field: str, value: str, source: Optional[str]) -> None:
+    """Refuse, before any file is touched, a path the operating system would reject with an
+    OSError or ValueError (a NUL character, a name component over MAX_NAME_BYTES bytes)."""
+    if "\x00" in value:
+        raise ConfigError("contains a NUL character (\\u0000); remove it", source=source,
+                          field=field)
+    for part in Path(value).parts:
+        if len(os.fsencode(part)) > MAX_NAME_BYTES:
+            raise ConfigError(f"has a name component of {len(os.fsencode(part))} bytes, over "
+                              f"the {MAX_NAME_BYTES} the file system allows: "
+                              f"{shortened(part, 40)!s}; use a shorter name", source=source,
+                              field=field)
 
 
 def _unknown(name: str, valid, what: str, where: str = "") -> str:
@@ -282,9 +301,11 @@ def load_training_set(config: TrainConfig) -> TrainingSet:
     targets at padded positions are ignored (set to 0).
     """
     src, path = config.source, config.data_path
-    if not path.is_file():
-        raise ConfigError(f"no such file {path}" if not path.exists() else
-                          f"{path} is not a file", source=src, field="data.path")
+    try:
+        existing_file(path, "an .npz token dataset")
+    except InputError as err:  # missing, too long a name, a directory, no permission ...
+        raise ConfigError(f"{shortened(path)}: {err.reason}", source=src,
+                          field="data.path") from None
     data = load_token_npz(path)
     N, n, d = data.tokens.shape
     check_units(data.tokens[data.weights > 0], str(path), "tokens", "train")

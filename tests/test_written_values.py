@@ -1,0 +1,184 @@
+"""Every claim holds for the values the user wrote (SPEC §3a; issue 19, point 1, input side).
+
+* ``.npz`` weights are stored unnormalised (``TokenArrays.raw_weights``, ``Discrete.rational``)
+  and normalised only inside exact or 50-digit checks: integer weights (1, 3), (1, 2, 4) and
+  their convolution's products are an *exact* relation, whatever the float normalisation does.
+* Spec values that are not binary64 numbers are flagged (``rounded_inputs``), and a relation
+  of their nearest doubles that fails for the written values is never printed as a dependency
+  (level ``input_rounding``); one that holds for the written values is found although it fails
+  for the doubles.
+
+Truth comes from the construction and from this file's own rational / 50-digit arithmetic.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from ntkcheck import Dataset, Discrete, analyze
+from ntkcheck.analysis import INCONCLUSIVE, INJECTIVE, NOT_INJECTIVE
+from ntkcheck.arrays import as_dataset
+from ntkcheck.injectivity.geometry import dataset_geometry
+from ntkcheck.injectivity.verify import verify_relation
+from ntkcheck.io import load_dataset, parse_spec
+from ntkcheck.io.tokens import TokenArrays
+
+
+# ---- .npz weights: normalised exactly, never in floating point --------------------------------
+
+def _convolution_npz(tmp_path, wa, wb, d=2, seed=0, generic=4):
+    """Sequences a, b (integer atoms, integer weights wa, wb), their convolution a*b (atom
+    sums, weight products: exact in binary64) and ``generic`` Gaussian sequences."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-5, 6, size=(len(wa), d)).astype(float)
+    b = rng.integers(-5, 6, size=(len(wb), d)).astype(float)
+    conv = (a[:, None, :] + b[None, :, :]).reshape(-1, d)
+    wc = (np.asarray(wa, float)[:, None] * np.asarray(wb, float)[None, :]).ravel()
+    seqs = [(a, wa), (b, wb), (conv, wc)] + [(rng.normal(size=(5, d)), np.ones(5))
+                                             for _ in range(generic)]
+    n = max(len(x) for x, _ in seqs)
+    T, W = np.zeros((len(seqs), n, d)), np.zeros((len(seqs), n))
+    for i, (x, w) in enumerate(seqs):
+        T[i, :len(x)], W[i, :len(x)] = x, w
+    names = np.array(["a", "b", "ab"] + [f"g{i}" for i in range(generic)])
+    path = tmp_path / "conv.npz"
+    np.savez(path, tokens=T, weights=W, names=names)
+    return path
+
+
+# weight pairs whose float normalisation breaks the products (the old loader failed them:
+# `failed` or `data_precision`), and the issue's pair
+WEIGHTS = [((1, 3), (1, 2, 4)), ((1, 5), (1, 3, 9)), ((2, 3), (1, 2, 4)), ((1, 3), (1, 1, 1)),
+           ((1, 3), (5, 6, 7))]
+
+
+def test_raw_weights_are_kept_and_become_the_exact_parameters(tmp_path):
+    path = _convolution_npz(tmp_path, (1, 3), (1, 2, 4))
+    from ntkcheck.io.tokens import load_token_npz
+    ta = load_token_npz(path)
+    assert list(ta.raw_weights[1, :3]) == [1.0, 2.0, 4.0]
+    assert np.allclose(ta.weights.sum(axis=1), 1.0)
+    data = ta.to_dataset()
+    assert list(data.distributions[1].rational["weights"]) == [1.0, 2.0, 4.0]
+    assert data.rounded_inputs == {}
+    # no weights in the file: nothing to keep
+    np.savez(tmp_path / "u.npz", tokens=np.zeros((2, 3, 1)) + np.arange(3)[:, None])
+    assert load_token_npz(tmp_path / "u.npz").raw_weights is None
+
+
+@pytest.mark.parametrize("wa, wb", WEIGHTS)
+def test_integer_weight_convolution_verifies_as_exact(tmp_path, wa, wb):
+    """The re-check normalises the stored weights exactly: level `exact` for every pair (with
+    the float-normalised weights some pairs failed: pins verify's use of the written values)."""
+    data = load_dataset(_convolution_npz(tmp_path, wa, wb, generic=0))
+    g = dataset_geometry(data)
+    chk = verify_relation(data.distributions, np.array([1.0, 1.0, -1.0]), g.transform,
+                          g.spreads)
+    assert chk.passed and chk.level == "exact", chk.reason
+    assert "for the values as written" not in chk.reason  # nothing was rounded on input
+
+
+@pytest.mark.parametrize("wa, wb", WEIGHTS[:3])
+def test_integer_weight_convolution_is_reported(tmp_path, wa, wb):
+    """Through analyze (dense test, exact test off): the convolution among generic sequences is
+    a verified relation, not "holds only up to the rounding of the stored values"."""
+    res = analyze(load_dataset(_convolution_npz(tmp_path, wa, wb)), exact="never")
+    assert res.verdict == NOT_INJECTIVE, res.reason
+    (dep,) = res.dependencies
+    assert set(dep.coefficients) == {"a", "b", "ab"}
+    c = dep.coefficients
+    assert c["a"] == pytest.approx(c["b"]) and c["ab"] == pytest.approx(-c["a"])
+    assert dep.verification["level"] == "exact"
+
+
+def test_exact_atoms_with_float_weights_keep_the_weights():
+    """Fraction atoms with float weights (as_dataset): the exact parameters must carry the given
+    weights, not uniform ones by omission (the exact test then printed the false exact relation
+    LSE[seq1] - LSE[seq2] = 0 between Binomial(2, 1/2) and the uniform law on {0, 1, 2})."""
+    F = Fraction
+    data = as_dataset([[[F(0)], [F(1)]], [[F(0)], [F(1)], [F(2)]], [[F(0)], [F(1)], [F(2)]]],
+                      weights=[np.array([1.0, 1.0]), np.array([1.0, 2.0, 1.0]),
+                               np.array([1.0, 1.0, 1.0])])
+    assert list(data.distributions[1].rational["weights"]) == [1.0, 2.0, 1.0]
+    res = analyze(data, exact="always")
+    assert res.verdict == NOT_INJECTIVE and res.evidence == "exact"
+    (dep,) = res.dependencies
+    assert set(dep.coefficients) == {"seq0", "seq1"}  # 2 LSE[Bernoulli] = LSE[Binomial]
+    assert dep.coefficients["seq0"] == pytest.approx(-2 * dep.coefficients["seq1"])
+
+
+# ---- spec values that are not binary64 numbers ---------------------------------------------------
+
+def _gaussians(c12: str, c3: str = "0.5") -> Dataset:
+    """G1 + G2 = G3 in covariance for the doubles of the written values; as written, the
+    off-diagonal entries give S1 + S2 - S3 = [[0, e], [e, 0]] with e = c12 - c3."""
+    return parse_spec({"distribution": [
+        {"name": "G1", "kind": "gaussian_mixture", "weights": [1], "means": [[0, 0]],
+         "covariances": [[[1, 0], [0, 1]]]},
+        {"name": "G2", "kind": "gaussian_mixture", "weights": [1], "means": [[1, 0]],
+         "covariances": [[[2, c12], [c12, 3]]]},
+        {"name": "G3", "kind": "gaussian_mixture", "weights": [1], "means": [[0, 2]],
+         "covariances": [[[3, c3], [c3, 4]]]}]})
+
+
+def test_rounded_inputs_are_recorded():
+    data = _gaussians("0.500000000000000001")
+    assert data.rounded_inputs == {"G2": ("covariances",)}
+    assert data.distributions[0].rounded_inputs == ()
+    flags = parse_spec({"distribution": [
+        {"name": "x", "kind": "discrete", "atoms": [[0.5], ["1/3"]], "weights": ["0.1", 2]},
+        {"name": "y", "kind": "uniform", "low": ["0.25"], "high": [1]}]}).rounded_inputs
+    assert flags == {"x": ("atoms", "weights")}
+
+
+def test_relation_of_the_rounded_doubles_is_not_a_dependency():
+    """The issue's case: independent as written (the coefficient matrix of the covariances
+    has determinant ~ -5e-18), dependent for the doubles. The dense test's candidate
+    LSE[G1] + LSE[G2] - LSE[G3] holds at 50 digits for the doubles only: level
+    `input_rounding`, never printed as a dependency (it was `not_injective`); the exact test,
+    on the written rationals, proves independence."""
+    data = _gaussians("0.500000000000000001")
+    g = dataset_geometry(data)
+    chk = verify_relation(data.distributions, np.array([1.0, 1.0, -1.0]), g.transform,
+                          g.spreads)
+    assert chk.passed is False and chk.level == "input_rounding", chk.reason
+    assert "not for the values as written" in chk.reason and "covariances" in chk.reason
+    res = analyze(data, exact="never")
+    assert res.verdict == INCONCLUSIVE and not res.dependencies, res.reason
+    assert "not for the values as written" in res.reason
+    res = analyze(data)  # the exact test decides
+    assert (res.verdict, res.evidence) == (INJECTIVE, "exact"), res.reason
+
+
+def test_relation_of_the_written_values_is_found_though_the_doubles_miss_it():
+    """Written 0.1 + 0.2 = 0.3 holds; for the doubles 0.1 + 0.2 != 0.3. The relation holds for
+    the values as written, so it is verified and reported (exact level)."""
+    spec = parse_spec({"distribution": [
+        {"name": n, "kind": "gaussian_mixture", "weights": [1], "means": [[0, i]],
+         "covariances": [[[1 + i, c], [c, 2]]]}
+        for i, (n, c) in enumerate([("G1", "0.1"), ("G2", "0.2"), ("G3", "0.3")])]})
+    # S3 - S2 = S2 - S1 as written (and the means are affine), so G1 - 2 G2 + G3 is affine
+    assert sum(Fraction(c) * k for c, k in (("0.1", 1), ("0.2", -2), ("0.3", 1))) == 0
+    assert 0.1 - 2 * 0.2 + 0.3 != 0.0
+    g = dataset_geometry(spec)
+    chk = verify_relation(spec.distributions, np.array([1.0, -2.0, 1.0]), g.transform,
+                          g.spreads)
+    assert chk.passed and chk.level == "exact" and "for the values as written" in chk.reason
+    res = analyze(spec, exact="never")
+    assert res.verdict == NOT_INJECTIVE, res.reason
+    (dep,) = res.dependencies
+    assert dep.verification["level"] == "exact"
+
+
+def test_npz_data_are_never_rounded_inputs(tmp_path):
+    """float32 and float64 files hold binary64 values (float32 widened exactly)."""
+    x = np.random.default_rng(0).normal(size=(3, 4, 2)).astype(np.float32)
+    np.savez(tmp_path / "f.npz", tokens=x, weights=np.ones((3, 4), np.float32) * 3)
+    data = load_dataset(tmp_path / "f.npz")
+    assert data.rounded_inputs == {}
+    ta = TokenArrays.from_arrays({"tokens": x.astype(float)})
+    assert ta.raw_weights is None
+    assert Discrete(x[0].astype(float), [1, 2, 3, 4]).rounded_inputs == ()
