@@ -174,12 +174,15 @@ def test_enclosures_contain_the_50_digit_values(seed, family, data_exp, probe_ex
 
 @pytest.mark.parametrize("method", METHODS)
 def test_enclosure_radii_are_near_round_off(method):
-    """Radii are small relative to the entries: Arb (128 bits) below 1e-15 |F| + 1e-300, the
-    a-priori bound below 1e-12 (|z| |y| + |F| + 1): a certificate is not lost to slack."""
+    """Radii are small relative to the entries: Arb (128 bits) below 1e-15 |F| plus the
+    normalisation of the float weights (at most 2 (n + 3) u with n terms: the enclosure is of
+    the laws as written, whose weights sum to 1 exactly), the a-priori bound below 1e-12
+    (|z| |y| + |F| + 1): a certificate is not lost to slack."""
     dists, z = random_case(3, N=6, d=3, extra_rows=20)
     mid, rad = feature_enclosure(dists, z, method=method)
     if method == "arb":
-        assert np.all(rad <= 1e-15 * np.abs(mid) + 1e-300)
+        n = np.array([len(getattr(t, "weights", ())) for t in dists])
+        assert np.all(rad <= 1e-15 * np.abs(mid) + 2 * (n + 3) * 2.0**-53 + 1e-300)
     else:
         size = np.linalg.norm(z, axis=1)[:, None] * 10 + np.abs(mid) + 1
         assert np.all(rad <= 1e-12 * size)
@@ -482,3 +485,30 @@ def test_sigma_min_lower_bound_near_the_end_of_double_precision():
                 with mp.workdps(DPS):
                     truth = min(mp.svd_r(mp.matrix(A.tolist()), compute_uv=False))
                 assert bound <= truth, (seed, cond, note)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_enclosures_hold_for_the_written_weights_up_to_a_constant(method):
+    """The certificate is of the laws as written: with integer weights (1, 3, 7) and (2, 5)
+    the float weights are their quotients by the sum, rounded. For the exact LSE of the written
+    laws (50 digits, weights r / sum r exactly), F_w(z_m) - mid[m] must lie within rad[m] of
+    one constant per column (a constant is affine: it changes no rank). With Arb's 128-bit
+    radii this fails if the normalisation of the weights is not enclosed."""
+    mp.mp.dps = 50
+    rng = np.random.default_rng(11)
+    written = [np.array([1.0, 3.0, 7.0]), np.array([2.0, 5.0])]
+    dists = [Discrete(rng.normal(size=(len(r), 2)), r) for r in written]
+    z = rng.normal(size=(12, 2)) * np.array([[0.5], [3.0]] * 6)
+    mid, rad = feature_enclosure(dists, z, method=method)
+    for i, (dist, r) in enumerate(zip(dists, written)):
+        total = sum(mp.mpf(float(x)) for x in r)
+        exact = []
+        for m in range(len(z)):
+            terms = [mp.mpf(float(rj)) / total
+                     * mp.exp(sum(mp.mpf(float(z[m, l])) * mp.mpf(float(dist.atoms[j, l]))
+                                  for l in range(2))) for j, rj in enumerate(r)]
+            exact.append(mp.log(mp.fsum(terms)))
+        D = [exact[m] - mp.mpf(float(mid[m, i])) for m in range(len(z))]
+        lo = max(D[m] - mp.mpf(float(rad[m, i])) for m in range(len(z)))
+        hi = min(D[m] + mp.mpf(float(rad[m, i])) for m in range(len(z)))
+        assert lo <= hi, (i, float(lo - hi))

@@ -474,10 +474,6 @@ def test_planted_relations_large(p, d, n_generic):
     check_case(make_case(**p))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19 point 2, in analysis.py (_dense_test): a grey "
-                   "singular value returns `inconclusive` before the relations of the values at "
-                   "round-off level are formed and verified, so the exact convolution is not "
-                   "reported")
 def test_a_grey_pair_does_not_hide_a_planted_relation():
     """The planted convolution (singular value at round-off) next to a pair of sequences that
     differ by 1e-11 noise (singular value 3e-12, in the grey zone): the convolution is verified

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..distributions import Discrete, Distribution, GaussianMixture, UniformBox
 from ..errors import InputError
-from .rounding import _ETA, _K_LIBM, LIBM_ULPS, _gamma, _norm_up, _up
+from .rounding import _ETA, _K_LIBM, _U, LIBM_ULPS, _gamma, _norm_up, _up
 
 __all__ = ["feature_enclosure", "DEFAULT_BUDGET", "ARB_PREC", "SCRATCH_BYTES", "LIBM_ULPS"]
 
@@ -155,6 +155,71 @@ def feature_enclosure(distributions: Sequence[Distribution], z: np.ndarray,
     raise InputError(f"unknown method {method!r}; choose 'arb' or 'a-priori'", field="method")
 
 
+def _written_radius(dists: Sequence[Distribution], z: np.ndarray,
+                    centres: np.ndarray) -> np.ndarray:
+    """(M, N) bound on the non-affine part of F_written - F_float: the certificate is then one of
+    the laws the user wrote, not of their float64 images (SPEC §3a).
+
+    An affine change a_i + <b_i, z> of column i is a column operation on [1, Z, F] (an
+    invertible triangular factor): it changes no rank, so only the rest must be enclosed. With
+    p(z) the tilted weights of the float law (p_j / w~_j within exp(+-2 t), t = |z| rho +
+    |z|^2 sigma / 2 the largest centred score, so ||p(z) - w~||_1 <= min(2, expm1(2 t))):
+
+    * weights: w~ = fl(r / fl(sum r)) of the stored r (fl(1/n) when uniform), a stored r its
+      written value times (1 + e), |e| <= u, when the input was rounded: w_j = w~_j / (1 +
+      delta_j), |delta_j| <= delta = gamma_(n+2) + 2^-1074 / min w~ (n terms summed, one
+      quotient, one input rounding, an underflowing quotient). F_w - F_f = log sum_j p_j /
+      (1 + delta_j), whose distance to its value at z = 0 (a constant) is at most
+      ||p - w~||_1 delta (1 + delta) / (1 - delta)^2;
+    * atoms / means / covariances written as values that are not binary64 numbers
+      (``rounded_inputs``): x~ = x (1 + e) coordinatewise changes score j by a_j, |a_j| <=
+      alpha = u' (|z| max |y_j| + |z|^2 max ||S_j||_F / 2), u' = u / (1 - u). log sum p_j
+      e^(a_j) is within alpha^2 / 2 of sum p_j a_j (Jensen and Hoeffding's lemma), which is
+      within alpha ||p - w~||_1 of sum w~_j a_j, linear in z when S is exact; a rounded S adds
+      its quadratic part u' |z|^2 max ||S_j||_F / 2 whole;
+    * a box's LSE sum_l z_l a_l + g(z_l (b_l - a_l)), 0 < g' < 1: the first part is linear, and
+      g(h + e) - g(h) is within |e| / 2 of e / 2 (linear), |e| <= u' |z| (|a| + |b|).
+    """
+    N = len(dists)
+    zeta = np.asarray(_norm_up(z, axis=1))[:, None]  # (M, 1)
+    u1 = _gamma(1)  # u / (1 - u), rounded up
+    out = np.zeros((z.shape[0], N))
+    for i, dist in enumerate(dists):
+        rounded = bool(dist.rounded_inputs)
+        if isinstance(dist, UniformBox):
+            if rounded:
+                ab = float(_norm_up(dist.low)) + float(_norm_up(dist.high))
+                out[:, i] = u1 * zeta[:, 0] * ab / 2.0
+            continue
+        w = dist.weights
+        pts = dist.atoms if isinstance(dist, Discrete) else dist.means
+        rho = float(np.max(_norm_up(pts - centres[i], axis=1)))
+        sig = (float(np.max(_norm_up(dist.covariances.reshape(len(w), -1), axis=1)))
+               if isinstance(dist, GaussianMixture) else 0.0)
+        zq = zeta[:, 0] ** 2 * sig / 2.0 if sig else 0.0  # (no inf * 0 for laws without S)
+        tilt = zeta[:, 0] * rho + zq
+        with np.errstate(over="ignore"):
+            spread = np.minimum(2.0, np.expm1(2.0 * tilt) * (1 + 4 * _U))  # ||p - w~||_1
+        delta = float(_up(_gamma(len(w) + 2) + _ETA / float(w.min()), 2))
+        col = (spread * delta * (1 + delta) / (1 - delta) ** 2 if delta < 0.5
+               else np.full(len(zeta), np.inf))
+        if rounded:
+            ymax = float(np.max(_norm_up(pts, axis=1)))
+            alpha = u1 * (zeta[:, 0] * ymax + zq)
+            col = col + alpha * spread + alpha * alpha / 2.0 + u1 * zq
+        out[:, i] = col
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(_up(out, 12))
+
+
+def _with_written_radius(rad: np.ndarray, dists, z, centres) -> np.ndarray:
+    """``rad`` plus :func:`_written_radius`, rounded up (an infinite radius stays infinite)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(_up(rad + _written_radius(dists, z, centres), 1))
+    out[~np.isfinite(out)] = np.inf
+    return out
+
+
 def _arb_upper_float(v) -> float:
     """Smallest-ish double >= the exact arb number v (v exact, non-negative)."""
     from flint import arb
@@ -196,7 +261,7 @@ def _enclose_arb(dists, z, centres) -> tuple[np.ndarray, np.ndarray]:
                     continue
                 mid[m, i] = f
                 rad[m, i] = _arb_upper_float((x - arb(f)).abs_upper())
-    return mid, rad
+    return mid, _with_written_radius(rad, dists, z, centres)
 
 
 def _row_blocks(M: int, width: int, budget: int = 200_000):
@@ -321,7 +386,7 @@ def _enclose_apriori(dists, z, centres) -> tuple[np.ndarray, np.ndarray]:
     bad = ~np.isfinite(mid)
     rad[bad | ~np.isfinite(rad)] = np.inf
     mid[bad] = 0.0
-    return mid, rad
+    return mid, _with_written_radius(rad, dists, z, centres)
 
 
 def _apriori_logsumexp_group(idx, n, z, zeta, mid, rad, *, atoms, weights, centres,

@@ -152,6 +152,10 @@ MUTANTS = [
     m(C, "    if Mp < n_cols:\n", "    if Mp < 0:\n", "certify: too few rows accepted"),
     # ---- screen.py (structural screen)
     m(S, "ULPS = 4", "ULPS = 400", "screen: numerical match 100x wider"),
+    # ---- the certificate encloses the laws as written (normalised weights, rounded inputs)
+    m(E, "def _with_written_radius(rad: np.ndarray, dists, z, centres) -> np.ndarray:\n",
+      "def _with_written_radius(rad: np.ndarray, dists, z, centres) -> np.ndarray:\n    return rad\n",
+      "enclosure: written-value radius dropped"),
     # ---- issue 19: written values, stored weights, extreme spreads (labels start "issue19")
     m(G, "level = NOISE_SAFETY * (np.abs(Vt) @ eps + floor)",
       "level = NOISE_SAFETY * (Vt @ eps + floor)",
@@ -180,9 +184,9 @@ MUTANTS = [
     m(S, "    if rounded:\n        diracs, classes = _as_written",
       "    if False:\n        diracs, classes = _as_written",
       "issue19 screen: findings not re-checked on the written values"),
-    m(A, '            NOT_INJECTIVE, "exact" if scr.exact_reductions else "numerical",\n',
-      '            NOT_INJECTIVE, "exact",\n',
-      "issue19 analysis: all screened out, evidence exact from a numerical match"),
+    m(CB, '        NOT_INJECTIVE, "exact" if scr.exact_reductions else "numerical",\n',
+      '        NOT_INJECTIVE, "exact",\n',
+      "issue19 combine: all screened out, evidence exact from a numerical match"),
     m("ntkcheck/io/tokens.py", "        if self.raw_weights is None:\n            dists",
       "        if True:\n            dists", "issue19 tokens: stored weights dropped"),
     m("ntkcheck/distributions.py",
