@@ -24,7 +24,8 @@ from .dataset import Dataset
 from .errors import InputError, ResourceError
 from .exact import ExactBudget
 from .injectivity.combine import (DEFAULT_EXACT_TIMEOUT, EXACT_MODES, exact_mode, screen_and_core,
-                                  screen_core_not_run, screen_only, with_exact)
+                                  screen_core_not_run, screen_only, with_exact,
+                                  with_input_rounding)
 from .injectivity.decide import INCONCLUSIVE, INJECTIVE, NOT_INJECTIVE, Decision, decide_dense
 from .injectivity.dependencies import structural_dependencies
 from .injectivity.plan import SPECTRUM_MODES, DenseOptions, dense_plan, describe_estimate
@@ -125,10 +126,10 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
                          field="exact_timeout")
     dense = DenseOptions.checked(stream, backend, scheduler, client, max_memory, spectrum)
     numerical = _analyze_numerical(dataset, probes, scales, seed, whiten, say, dense)
-    if mode == "never":
-        return numerical
-    return with_exact(numerical, dataset, mode, exact_timeout, exact_engine, exact_budget,
-                      progress)
+    if mode != "never":
+        numerical = with_exact(numerical, dataset, mode, exact_timeout, exact_engine,
+                               exact_budget, progress)
+    return with_input_rounding(numerical, dataset.rounded_inputs)
 
 
 def suggest_drop(data: "DataLike", **options: Any) -> neardep.DropSuggestion:

@@ -153,6 +153,18 @@ def test_relation_of_the_rounded_doubles_is_not_a_dependency():
     assert (res.verdict, res.evidence) == (INJECTIVE, "exact"), res.reason
 
 
+def test_the_result_says_which_written_values_were_rounded():
+    """A spec holding values that are not binary64 numbers: the result says so, in the JSON
+    settings (name -> fields) and in the reason, whatever the verdict; data whose values are
+    all binary64 numbers carry no such note."""
+    res = analyze(_gaussians("0.500000000000000001"), exact="never")
+    assert res.settings["rounded_inputs"] == {"G2": ["covariances"]}
+    assert "G2 (covariances) are not binary64 numbers" in res.reason
+    assert res.to_dict()["settings"]["rounded_inputs"] == {"G2": ["covariances"]}
+    plain = analyze(_gaussians("0.5"), exact="never")
+    assert "rounded_inputs" not in plain.settings and "binary64" not in plain.reason
+
+
 def test_relation_of_the_written_values_is_found_though_the_doubles_miss_it():
     """Written 0.1 + 0.2 = 0.3 holds; for the doubles 0.1 + 0.2 != 0.3. The relation holds for
     the values as written, so it is verified and reported (exact level)."""

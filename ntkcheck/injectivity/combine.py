@@ -47,7 +47,7 @@ from .dependencies import Dependency
 from .findings import ScreenResult
 
 __all__ = ["EXACT_MODES", "DEFAULT_EXACT_TIMEOUT", "exact_mode", "with_exact", "screen_only",
-           "screen_core_not_run", "screen_and_core"]
+           "screen_core_not_run", "screen_and_core", "with_input_rounding"]
 
 #: Modes of the exact test (see the module docstring).
 EXACT_MODES = ("auto", "always", "never")
@@ -166,3 +166,19 @@ def _disagree(numerical: R, message: str, info: dict, exact_verdict: str) -> R:
         record["exact_dependencies"] = len(info["dependencies"])
     return replace(numerical, verdict=INCONCLUSIVE, evidence=None, reason=message, exact=info,
                    disagreement=record)
+
+
+def with_input_rounding(result: R, rounded: dict[str, tuple[str, ...]]) -> R:
+    """The result, saying which written values are not binary64 numbers (``rounded``: name ->
+    fields, :attr:`ntkcheck.Dataset.rounded_inputs`): ``settings["rounded_inputs"]`` and a
+    sentence in the reason. The numerical test saw their nearest doubles; every printed relation
+    was re-checked on the written values and the certificate encloses them."""
+    if not rounded:
+        return result
+    names = ", ".join(f"{n} ({', '.join(f)})" for n, f in list(rounded.items())[:5])
+    more = f" and {len(rounded) - 5} more" if len(rounded) > 5 else ""
+    note = (f"; values of {names}{more} are not binary64 numbers: the numerical test used their "
+            "nearest doubles, relations are re-checked and certificates hold for the values as "
+            "written")
+    settings = {**result.settings, "rounded_inputs": {n: list(f) for n, f in rounded.items()}}
+    return replace(result, reason=result.reason + note, settings=settings)

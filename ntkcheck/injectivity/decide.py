@@ -137,7 +137,7 @@ def decide_dense(dataset: Dataset, geom, feats: FeatureMatrix, spec: Spectrum, *
                             f"every singular value is far above its round-off level on the first "
                             f"probe draw (smallest {spec.smallest:.3g}), but on a redraw (seed "
                             f"{seed + 1}) singular value {spec2.singular_values[j]:.3g} is only "
-                            f"{ratio[j]:.3g}x its level "
+                            f"{_times(ratio[j])} its level "
                             f"{spec2.singular_values[j] / ratio[j]:.3g}; try more --probes",
                             redraw=spec2.singular_values, rank=N, verification=check)
         return decision(INJECTIVE, "numerical",
@@ -150,7 +150,7 @@ def decide_dense(dataset: Dataset, geom, feats: FeatureMatrix, spec: Spectrum, *
     deps, failed = candidate_relations(V[:, V.shape[1] - k:], len(sv), feats, dataset, geom, seed)
     found = (f"{'at least ' if k == p < N else ''}{k} singular value(s) at the round-off level "
              "of their own directions"
-             + (f", the next {sv[p - k - 1]:.3g} ({sv[p - k - 1] / tau[p - k - 1]:.3g}x its level)"
+             + (f", the next {sv[p - k - 1]:.3g} ({_times(sv[p - k - 1] / tau[p - k - 1])} its level)"
                 if k < p else ""))
     if not failed and deps:
         return decision(NOT_INJECTIVE, "numerical",
@@ -200,6 +200,11 @@ def candidate_relations(null_vectors: np.ndarray, size: int, feats: FeatureMatri
         else:
             failed.append((dep, check))
     return deps, failed
+
+
+def _times(ratio: float) -> str:
+    """'12.3x', or 'more than 1e308x' when the ratio overflowed (never the text 'infx')."""
+    return f"{ratio:.3g}x" if np.isfinite(ratio) else "more than 1e308x"
 
 
 #: Zeroing level of the wide candidates, times N, relative to the row's largest entry.
