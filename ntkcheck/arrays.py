@@ -157,7 +157,11 @@ def _padded(data: Any, names: Optional[Sequence[str]], weights: Any, lengths: An
         m = ta.mask[i]
         rational = {"atoms": exact[i][m],
                     "weights": None if exact_w is None else exact_w[i][m]}
-        dists.append(Discrete(ta.tokens[i][m], ta.weights[i][m], rational=rational))
+        # the weights as given (unnormalised; uniform stays exactly uniform), never their
+        # float64 normalisation: the exact test and the re-checks normalise them exactly
+        w = (None if weights is None else
+             ta.raw_weights[i][m] if ta.raw_weights is not None else ta.weights[i][m])
+        dists.append(Discrete(ta.tokens[i][m], w, rational=rational))
     return Dataset(ta.names, tuple(dists), source)
 
 

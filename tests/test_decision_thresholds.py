@@ -247,6 +247,8 @@ def test_a_tight_cluster_keeps_its_spread_and_is_never_called_affine(tight):
     r = analyze(ds, exact="never")
     assert r.verdict != NOT_INJECTIVE, r.reason
     assert not r.dependencies
+    if r.verdict == INCONCLUSIVE and geo.unresolved:  # the reason names the unresolved law
+        assert "seq1 are tighter than any probe scale" in r.reason, r.reason
 
 
 def test_recheck_refutes_an_affine_claim_on_an_unresolved_law():
@@ -650,3 +652,15 @@ def test_geometry_in_row_blocks_equals_one_block(monkeypatch):
                                whole.transform @ whole.transform.T, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(blocks.hull_singular_values, whole.hull_singular_values,
                                rtol=1e-12)
+
+
+def test_automatic_scales_never_exceed_the_probe_law_limit():
+    """A spread far below what any probe scale resolves (1e-150) adds no scale above
+    MAX_SCALE (1e100): the automatic scales are always accepted by probe_settings."""
+    from types import SimpleNamespace
+
+    from ntkcheck.injectivity.probes import MAX_SCALE, probe_settings
+
+    scales = auto_scales(SimpleNamespace(spreads=np.array([1.0, 1e-150, 1e-60])))
+    assert max(scales) <= MAX_SCALE and 1e60 in scales
+    probe_settings(scales, None, 3, 2)  # no InputError about 'scales'

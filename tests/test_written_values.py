@@ -194,3 +194,17 @@ def test_npz_data_are_never_rounded_inputs(tmp_path):
     ta = TokenArrays.from_arrays({"tokens": x.astype(float)})
     assert ta.raw_weights is None
     assert Discrete(x[0].astype(float), [1, 2, 3, 4]).rounded_inputs == ()
+
+
+def test_exact_tokens_keep_the_weights_as_given():
+    """Fraction tokens with float weights (1, 2): the exact parameters are the weights as
+    given (normalised exactly to 1/3, 2/3 by the exact test), not fl(1/3), fl(2/3); without
+    weights the law stays exactly uniform (no float 1/n recorded)."""
+    from fractions import Fraction
+
+    from ntkcheck import as_dataset
+
+    X = np.array([[[Fraction(0)], [Fraction(1)]], [[Fraction(0)], [Fraction(2)]]], dtype=object)
+    ds = as_dataset(X, weights=np.array([[1.0, 2.0], [1.0, 1.0]]))
+    assert list(ds.distributions[0].rational["weights"]) == [1.0, 2.0]
+    assert as_dataset(X).distributions[0].rational["weights"] is None

@@ -73,6 +73,12 @@ def decide_dense(dataset: Dataset, geom, feats: FeatureMatrix, spec: Spectrum, *
 
     def decision(verdict, evidence, reason, deps=(), redraw=None, rank=None, verification=None):
         rank = N - int(np.sum(sv <= spec.noise)) if rank is None else rank
+        unresolved = getattr(geom, "unresolved", ())
+        if verdict == INCONCLUSIVE and unresolved:
+            shown = ", ".join(dataset.names[i] for i in unresolved[:5])
+            more = f" and {len(unresolved) - 5} more" if len(unresolved) > 5 else ""
+            reason += (f"; {shown}{more} are tighter than any probe scale up to 1e100 resolves "
+                       "(their columns look affine): rescale the data or try --exact")
         return Decision(verdict, evidence, reason, tuple(deps), rank, redraw, verification)
 
     if M < N + geom.rank + 1:

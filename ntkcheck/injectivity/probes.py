@@ -86,6 +86,9 @@ def auto_scales(geometry: Geometry, base=DEFAULT_SCALES) -> tuple[float, ...]:
     if len(bins) > room:
         bins = bins[np.unique(np.round(np.linspace(0, len(bins) - 1, room)).astype(int))]
     extra = {float(f"{10.0 ** b * f:.3g}") for b in bins for f in (1.0, 3.0, 10.0, 30.0)}
+    # scales no probe law accepts are dropped, never an error about an option not given (the
+    # geometry holds spreads within reach; this only guards that contract)
+    extra = {s for s in extra if 0 < s <= MAX_SCALE}
     return tuple(sorted(set(base) | extra))
 
 
