@@ -27,7 +27,7 @@ STEPS = ["findings", "screen", "geometry", "probes", "features", "factor", "stre
 
 FLOORS = [
     ["errors", "_threads", "special", "progress", "exact_values", "meanfield._parallel"],
-    ["distributions", "dataset"],
+    ["distributions", "dataset", "vocabulary"],
     ["injectivity.*", "backends.*", "exact.*", "kernels", "resources", "meanfield.loss",
      "meanfield.schemes", "meanfield.model", "meanfield.fast", "meanfield.adjoint",
      "meanfield.ntk", "meanfield.flow", "meanfield.teacher", "meanfield.explain"],

@@ -23,6 +23,9 @@ decide the answer:
 4. **Whitening** (optional): probes s in R^r map to z = D V_r diag(1/sigma_r) s, so the rows have
    identity covariance in the probe's coordinates (z is a probe in the data's own units).
 
+Token-ID data contribute their used table rows once, each with its pooled weight (the same
+pooled measure as one row per token).
+
 The internal spread rho_i of every distribution in whitened coordinates (the RMS distance of its
 rows from its own mean) tells the probe law which scales to add
 (:mod:`ntkcheck.injectivity.probes`).
@@ -37,6 +40,7 @@ import scipy.linalg
 
 from ..dataset import Dataset
 from ..distributions import Discrete, GaussianMixture, UniformBox
+from ..vocabulary import TokenIdDataset
 
 __all__ = ["Geometry", "support_rows", "dataset_geometry", "NOISE_SAFETY"]
 
@@ -174,7 +178,12 @@ def dataset_geometry(dataset: Dataset, whiten: bool = True) -> Geometry:
     """Equilibration, affine hull, whitening and internal spreads (module docstring).
 
     Memory: the P x d support rows once (equilibrated in place) plus row-block temporaries."""
-    rows, w, offsets = support_rows(dataset)
+    ids = isinstance(dataset, TokenIdDataset)
+    if ids:  # the used table rows once, with pooled weights (not one row per token)
+        rows, w = dataset.pooled_rows()
+        offsets = None
+    else:
+        rows, w, offsets = support_rows(dataset)
     P, d = rows.shape
     scaling = _power_of_two_scaling(rows)
     eq = rows
@@ -208,5 +217,6 @@ def dataset_geometry(dataset: Dataset, whiten: bool = True) -> Geometry:
     # <z', y'> = <z', y / scaling> = <z' / scaling, y>: data-unit probes are z' / scaling
     transform = white / scaling[:, None]
     # internal spreads: rows of distribution i centred at its own mean, in whitened coordinates
-    spreads = _spreads(eq, centre_eq, white, w, offsets)
+    spreads = (dataset.spreads((eq - centre_eq) @ white) if ids
+               else _spreads(eq, centre_eq, white, w, offsets))
     return Geometry(centre, transform, r, whiten, scaling, sv_full, tol, spreads, complement)
