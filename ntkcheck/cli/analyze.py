@@ -252,7 +252,7 @@ def analyze_file(path: Path, options: dict[str, Any],
                              "a directory that holds some", source=name)
         options = dict(options)
         limit = options.pop("max_memory", None)
-        dataset = load_dataset(path, limit)
+        dataset = load_dataset(path, limit, embeddings=options.pop("embeddings", None))
         # the dense test checks its own estimate (in memory or streamed, on the core left by
         # the structural screen) against the limit before it allocates
         options["max_memory"] = limit
@@ -282,8 +282,9 @@ def analyze_file(path: Path, options: dict[str, Any],
 def analyze_command(
     files: List[Path] = typer.Argument(
         ..., metavar="FILE", show_default=False,
-        help="Token datasets (.npz), distribution specs (.toml/.json) or directories (searched "
-             "recursively for those)."),
+        help="Token datasets (.npz), distribution specs (.toml/.json), token IDs (.npz with "
+             "input_ids, .jsonl, .parquet; with --embeddings) or directories (searched "
+             "recursively for .npz/.toml/.json)."),
     probes: Optional[int] = typer.Option(None, "--probes", min=1,
                                          show_default="max(2 (N + d + 1), 64 x number of scales)",
                                          help="Number of probe points."),
@@ -341,6 +342,10 @@ def analyze_command(
     scheduler: Optional[str] = typer.Option(
         None, "--scheduler", metavar="ADDRESS", show_default="none",
         help="Dask scheduler address for --backend dask, e.g. tcp://host:8786."),
+    embeddings: Optional[str] = typer.Option(
+        None, "--embeddings", metavar="TABLE[:NAME]", show_default="none",
+        help="Embedding table of token-ID files: .npy, .npz[:NAME] or .safetensors[:NAME] "
+             "(e.g. emb.safetensors:embed_tokens.weight); row v is the vector of ID v."),
 ) -> None:
     """Check the injectivity condition of each FILE: exit 0 injective, 1 not injective, 2 a file
     could not be read, 3 inconclusive, 6 injective but below --fail-below (several files: the
@@ -370,6 +375,8 @@ def analyze_command(
         if target is not None:  # before any work: a refused target costs nothing
             output_target(target, option, inputs=paths)
     options["max_memory"] = limit
+    if embeddings is not None:
+        options["embeddings"] = embeddings
     if write_clean is not None:
         if len(paths) != 1:
             raise InputError(f"writes one reduced data set; give exactly one .npz FILE "
