@@ -267,16 +267,17 @@ class TokenIdDataset(Dataset):
         level = 1
         span = float(np.max(top - S.min(axis=0))) if S.size else 0.0
         while low.any() and level <= 2 + span / STEP:
-            cols = np.flatnonzero(low.any(axis=0))
+            # only the flagged sequences (rows of C) and probes go down one more level
+            seq = np.flatnonzero(low.any(axis=1))
+            cols = np.flatnonzero(low[seq].any(axis=0))
             L = top[cols] - level * STEP
             Y = S[:, cols] - L
             Y[Y > 709.0] = -np.inf
             np.exp(Y, out=Y)
-            G2 = C @ Y
-            ok = low[:, cols] & (G2 >= TINY)
-            with np.errstate(divide="ignore"):
-                F[:, cols] = np.where(ok, np.log(G2) + L, F[:, cols])
-            low[:, cols] &= ~ok
+            G2 = C[seq] @ Y
+            r, c = np.nonzero(low[np.ix_(seq, cols)] & (G2 >= TINY))
+            F[seq[r], cols[c]] = np.log(G2[r, c]) + L[c]
+            low[seq[r], cols[c]] = False
             level += 1
         F -= log_total[:, None]
         for i in wide:
