@@ -53,7 +53,8 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
             exact_budget: ExactBudget | None = None,
             progress: Progress | None = None, stream: bool | None = None,
             backend: str = "local", scheduler: str | None = None, client: Any = None,
-            max_memory: int | None = None, spectrum: str = "auto") -> AnalysisResult:
+            max_memory: int | None = None, spectrum: str = "auto",
+            embeddings: Any = None) -> AnalysisResult:
     """Test whether the LSE functions of ``data`` are independent modulo affine functions.
 
     Parameters
@@ -109,6 +110,11 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
         summary lists only the computed eigenvalues), ``auto`` partial beyond
         :data:`ntkcheck.injectivity.spectrum.FULL_SPECTRUM_MAX_N` columns.
 
+    embeddings : (V, d) float array or a table file ``FILE[:NAME]``, optional
+        The embedding table when ``data`` are token IDs (a list of integer sequences or a
+        token-ID file, :func:`ntkcheck.arrays.as_dataset`); the features then cost M (V d + T)
+        (:mod:`ntkcheck.vocabulary`).
+
     Returns
     -------
     AnalysisResult
@@ -118,7 +124,8 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
     NtkcheckWarning
         When the exact and numerical tests disagree (a bug; the verdict is then inconclusive).
     """
-    dataset = as_dataset(data, names=names, weights=weights, lengths=lengths, mask=mask)
+    dataset = as_dataset(data, names=names, weights=weights, lengths=lengths, mask=mask,
+                         embeddings=embeddings)
     say = progress or (lambda msg: None)
     mode = exact_mode(exact)
     if exact_timeout is not None and not (exact_timeout > 0):

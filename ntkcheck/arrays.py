@@ -8,7 +8,11 @@ Accepted kinds (:data:`ACCEPTED`), by :func:`as_dataset`:
   ``lengths=`` (N,) or ``mask=`` (N, n) as in the ``.npz`` format;
 * a list of (n_i, d) token arrays (ragged), with optional ``weights=`` a list of (n_i,) arrays;
 * anything with ``__array__`` (a torch or JAX tensor, an xarray) in place of a numpy array:
-  it is converted with ``numpy.asarray`` (never imported here).
+  it is converted with ``numpy.asarray`` (never imported here);
+* with ``embeddings=`` (a table (V, d) or a table file ``FILE[:NAME]``): token IDs, as a list
+  of integer sequences (optional ``weights=`` a list of (n_i,) arrays) or a token-ID file
+  (``.npz`` with ``input_ids``, ``.jsonl``, ``.parquet``, see :mod:`ntkcheck.io.ids`): a
+  :class:`~ntkcheck.vocabulary.TokenIdDataset`, whose features cost M (V d + T).
 
 One sequence is one discrete law with uniform weights unless given (default names ``seq0``,
 ``seq1``, ...). Exact values stay exact: :class:`fractions.Fraction` and
@@ -21,6 +25,7 @@ another kind raises a :class:`TypeError` naming the accepted kinds; a malformed 
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -29,6 +34,7 @@ from .dataset import Dataset
 from .distributions import Discrete, Distribution
 from .errors import InputError
 from .exact_values import exact_entries
+from .vocabulary import TokenIdDataset
 
 __all__ = ["as_dataset", "exact_entries", "ACCEPTED", "DataLike", "training_set"]
 
@@ -66,7 +72,7 @@ def _is_array_like(value: Any) -> bool:
 
 def as_dataset(data: DataLike, *, names: Optional[Sequence[str]] = None,
                weights: Any = None, lengths: Any = None, mask: Any = None,
-               source: str = "<array>") -> Dataset:
+               source: str = "<array>", embeddings: Any = None) -> Dataset:
     """A validated :class:`Dataset` from any accepted kind (see the module docstring).
 
     Parameters
@@ -80,6 +86,9 @@ def as_dataset(data: DataLike, *, names: Optional[Sequence[str]] = None,
     mask : (N, n) bool, optional (padded tokens: True for real tokens); not with ``lengths``
     source : str
         Name used in error messages.
+    embeddings : (V, d) float array, or a table file ``FILE[:NAME]``, optional
+        The embedding table of token IDs: ``data`` is then a list of ID sequences or a
+        token-ID file path.
 
     Raises
     ------
@@ -89,9 +98,14 @@ def as_dataset(data: DataLike, *, names: Optional[Sequence[str]] = None,
         When an array is malformed (shape, NaN, negative weights, ...).
     """
     token_options = {"weights": weights, "lengths": lengths, "mask": mask}
+    if isinstance(data, TokenIdDataset):
+        _no_token_options({**token_options, "embeddings": embeddings}, "a TokenIdDataset")
+        return data if names is None else data.renamed(names)
     if isinstance(data, Dataset):
         _no_token_options(token_options, "a Dataset")
         return data if names is None else Dataset(tuple(names), data.distributions, data.source)
+    if embeddings is not None:
+        return _token_ids(data, embeddings, names, weights, lengths, mask, source)
     if isinstance(data, (str, bytes, Mapping)) or data is None or np.isscalar(data):
         raise TypeError(f"cannot analyse a {type(data).__name__}; give {ACCEPTED}")
     if _is_array_like(data):
@@ -117,6 +131,48 @@ def as_dataset(data: DataLike, *, names: Optional[Sequence[str]] = None,
         if isinstance(x, (str, bytes, Mapping)) or x is None:
             raise TypeError(f"entry {i} is a {type(x).__name__}; give {ACCEPTED}")
     return _ragged(items, names, weights, lengths, mask, source)
+
+
+def _token_ids(data: Any, embeddings: Any, names: Optional[Sequence[str]], weights: Any,
+               lengths: Any, mask: Any, source: str) -> TokenIdDataset:
+    """Token IDs (a list of integer sequences, or an ID file) with their table."""
+    from .io.ids import _as_table, load_table, load_token_ids, token_id_dataset
+
+    if lengths is not None or mask is not None:
+        raise InputError("applies to padded token arrays; give token IDs as a list of "
+                         "sequences", field="lengths" if lengths is not None else "mask")
+    if isinstance(data, (str, os.PathLike)):
+        if weights is not None:
+            raise InputError("comes from the ID file itself", field="weights")
+        ds = load_token_ids(data, embeddings)
+        return ds if names is None else ds.renamed(names)
+    if isinstance(embeddings, (str, os.PathLike)):
+        table, table_src = load_table(embeddings)
+    else:
+        table, table_src = _as_table(np.asarray(embeddings), "<embeddings>"), "<embeddings>"
+    if isinstance(data, (bytes, Mapping)) or data is None or np.isscalar(data):
+        raise TypeError(f"cannot read token IDs from a {type(data).__name__}; give a list of "
+                        "integer sequences or a token-ID file")
+    seqs = [np.asarray(x) for x in data]
+    for i, x in enumerate(seqs):
+        if x.ndim != 1 or (x.size and x.dtype.kind not in "iu"):
+            raise InputError(f"has shape {x.shape} and dtype {x.dtype}; every sequence must be "
+                             "a 1-D list of integer IDs", field=f"sequence {i}")
+    if weights is not None and (not isinstance(weights, Sequence) or len(weights) != len(seqs)):
+        raise InputError(f"must be a list of {len(seqs)} weight arrays (n_i,), one per "
+                         "sequence", field="weights")
+    lengths_ = [len(x) for x in seqs]
+    flat_w = None
+    if weights is not None:
+        flat_w = [np.asarray(_numeric(w, f"weights[{i}]")).ravel() for i, w in enumerate(weights)]
+        for i, (w, n) in enumerate(zip(flat_w, lengths_)):
+            if w.shape != (n,):
+                raise InputError(f"has {w.shape[0]} entries for {n} IDs", field=f"weights[{i}]")
+        flat_w = np.concatenate(flat_w) if flat_w else np.zeros(0)
+    ids = np.concatenate([x.astype(np.int64) for x in seqs]) if seqs else np.zeros(0, np.int64)
+    return token_id_dataset(ids=ids, offsets=np.concatenate([[0], np.cumsum(lengths_)]),
+                            weights=flat_w, names=names, table=table, source=source,
+                            table_source=table_src)
 
 
 def _no_token_options(options: dict[str, Any], what: str) -> None:

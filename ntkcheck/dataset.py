@@ -176,6 +176,11 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.distributions)
 
+    def select(self, indices) -> "Dataset":
+        """The distributions ``indices`` (in that order) with their names, as a Dataset."""
+        return Dataset(tuple(self.names[i] for i in indices),
+                       tuple(self.distributions[i] for i in indices), self.source)
+
     @property
     def dim(self) -> int:
         return self.distributions[0].dim

@@ -21,13 +21,13 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "ntkcheck"
 
-STEPS = ["findings", "screen", "geometry", "probes", "features", "factor", "stream", "spectrum",
+STEPS = ["findings", "written", "keys", "screen", "geometry", "probes", "features", "factor", "stream", "spectrum",
          "dependencies", "verify", "rounding", "enclosure", "certify", "estimate", "plan",
          "summary", "decide", "combine"]
 
 FLOORS = [
     ["errors", "_threads", "special", "progress", "exact_values", "meanfield._parallel"],
-    ["distributions", "dataset"],
+    ["distributions", "dataset", "vocabulary"],
     ["injectivity.*", "backends.*", "exact.*", "kernels", "resources", "meanfield.loss",
      "meanfield.schemes", "meanfield.model", "meanfield.fast", "meanfield.adjoint",
      "meanfield.ntk", "meanfield.flow", "meanfield.teacher", "meanfield.explain"],

@@ -256,7 +256,7 @@ def analyze_file(path: Path, options: dict[str, Any],
                              "a directory that holds some", source=name)
         options = dict(options)
         limit = options.pop("max_memory", None)
-        dataset = load_dataset(path, limit)
+        dataset = load_dataset(path, limit, embeddings=options.pop("embeddings", None))
         # the dense test checks its own estimate (in memory or streamed, on the core left by
         # the structural screen) against the limit before it allocates
         options["max_memory"] = limit
@@ -286,8 +286,9 @@ def analyze_file(path: Path, options: dict[str, Any],
 def analyze_command(
     files: List[Path] = typer.Argument(
         ..., metavar="FILE", show_default=False,
-        help="Token datasets (.npz), distribution specs (.toml/.json) or directories (searched "
-             "recursively for those)."),
+        help="Token datasets (.npz), distribution specs (.toml/.json), token IDs (.npz with "
+             "input_ids, .jsonl, .parquet; with --embeddings) or directories (searched "
+             "recursively for .npz/.toml/.json)."),
     probes: Optional[int] = typer.Option(None, "--probes", min=1,
                                          show_default="max(2 (N + d + 1), 64 x number of scales)",
                                          help="Number of probe points."),
@@ -345,6 +346,10 @@ def analyze_command(
     scheduler: Optional[str] = typer.Option(
         None, "--scheduler", metavar="ADDRESS", show_default="none",
         help="Dask scheduler address for --backend dask, e.g. tcp://host:8786."),
+    embeddings: Optional[str] = typer.Option(
+        None, "--embeddings", metavar="TABLE[:NAME]", show_default="none",
+        help="Embedding table of token-ID files: .npy, .npz[:NAME] or .safetensors[:NAME] "
+             "(e.g. emb.safetensors:embed_tokens.weight); row v is the vector of ID v."),
 ) -> None:
     """Check the injectivity condition of each FILE: exit 0 injective, 1 not injective, 2 a file
     could not be read, 3 inconclusive, 6 injective but below --fail-below (several files: the
@@ -378,6 +383,8 @@ def analyze_command(
         raise InputError(f"'{write_clean}' is also the --output file; two outputs cannot share "
                          "one path, give two file names", field="--write-clean")
     options["max_memory"] = limit
+    if embeddings is not None:
+        options["embeddings"] = embeddings
     if write_clean is not None:
         if write_clean.suffix.lower() != ".npz":
             raise InputError(f"'{write_clean}' must end in .npz (the reduced data set is "

@@ -137,7 +137,9 @@ def probe_progress(quiet: bool, label: str):
 @cli_errors
 def spectrum_command(
     file: Path = typer.Argument(..., show_default=False,
-                                help="Token dataset (.npz) or distribution spec (.toml/.json)."),
+                                help="Token dataset (.npz), distribution spec (.toml/.json) or "
+                                     "token IDs (.npz with input_ids, .jsonl, .parquet; with "
+                                     "--embeddings)."),
     kernel: str = typer.Option("qk", "--kernel", "-k",
                                help="Kernel: qk (query-key NTK), value (value NTK), full "
                                     "(qk + value) or gram (feature Gram)."),
@@ -158,6 +160,9 @@ def spectrum_command(
                                              "(needs matplotlib, the plot extra)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no text report (--json is still printed); use the exit code."),
     max_memory: Optional[str] = max_memory_option(),
+    embeddings: Optional[str] = typer.Option(
+        None, "--embeddings", metavar="TABLE[:NAME]", show_default="none",
+        help="Embedding table of a token-ID file: .npy, .npz[:NAME] or .safetensors[:NAME]."),
 ) -> None:
     """Kernel spectrum (SPEC §5): exit 0 positive definite, 3 singular to working precision."""
     kind = parse_kernel(kernel)
@@ -175,7 +180,7 @@ def spectrum_command(
         from ..plot import require_matplotlib
 
         plotter = require_matplotlib()  # before the computation: fail fast, exit 2
-    dataset = load_dataset(file, limit)
+    dataset = load_dataset(file, limit, embeddings=embeddings)
     check_units(dataset_points(dataset), str(file), "tokens", "spectrum")
     peak = max_magnitude(dataset)
     if kind in (Kernel.VALUE, Kernel.FULL) and peak > MAX_VALUE_KERNEL_MAGNITUDE:

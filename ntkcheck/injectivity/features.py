@@ -8,6 +8,25 @@ LSE_{mu_i}(z) = LSE_{mu_i - m_i}(z) + <z, m_i> and <z, m_i> is affine, so F_perp
 exact arithmetic, while the rounding error of each entry is now relative to the distribution's
 own spread instead of its distance from the pooled centre (tight clusters far from the origin).
 The error estimates are per column (:class:`FeatureMatrix`).
+
+Token-ID data (:class:`~ntkcheck.vocabulary.TokenIdDataset`) are evaluated at vocabulary cost
+instead: every table row is moved once by the pooled mean c (so c_i = c for every column, still
+an affine change), the scores s_v = <z, E_v - c> and e^{s_v - L} are computed once per probe for
+the V used rows, and sequence i's entry is F = log(sum_v C_iv e^{s_v - L}) + L - log sum_v C_iv
+(C_i scaled to largest entry 1; L the largest score over the rows, lowered in steps for a
+sequence whose sum would underflow, see :mod:`ntkcheck.vocabulary`). The error model below
+keeps its form e = u (d + n_i + 10)(sum_l |z_l| R_il + W_i + |F| + 1) with n_i the number of
+distinct rows and R_il = max_{v in i} |E_vl - c_l| + max_v |E_vl - c_l| (all used rows), for:
+rounding the rows (u sum_l |z_l| R_il) and the dot products (d u sum_l |z_l| R_il); the
+subtraction fl(s_v - L), relative u |s_v - L| <= u (|s_v - s_max,i| + g), whose average with the
+softmax weights of sequence i is at most u (2 sum_l |z_l| R_il + g) with g = |s_max,i - L| the
+gap of the shift; the log of the sum, u |log G| <= u (g + log n_i). At the first level
+g = L - s_max,i <= sum_l |z_l| R_il; at a lower level the sum was flagged before, so
+L_prev - s_max,i >= 416 while the accepted sum bounds g <= 684 + log n_i, hence
+g <= 1.72 (L_prev - s_max,i) <= 1.72 sum_l |z_l| R_il (n_i < 1e13). In all, the row terms
+count at most d + 1 + 2 + 2 x 1.72 < d + 10 times u sum_l |z_l| R_il; exp (2 ulps), the
+n_i-term sum, the scaled weights and the final additions are the remaining u (n_i + 6)(W_i +
+|F| + 1), and terms that underflow move the sum by at most n_i 2^-1075 / 2^-900, far below u.
 """
 
 from __future__ import annotations
@@ -20,6 +39,7 @@ import numpy as np
 from ..dataset import Dataset, chunks
 from ..distributions import Discrete, GaussianMixture, UniformBox
 from ..progress import Progress, ProgressUpdate
+from ..vocabulary import TokenIdDataset
 from .geometry import NOISE_SAFETY
 from .probes import ProbeSet, Whitening
 
@@ -58,14 +78,14 @@ class FeatureMatrix:
 
     Attributes
     ----------
-    values : (M, N) F[m, i] = LSE_{mu_i - m_i}(z_m) (raw, each distribution at its own mean),
-        or None when streamed (:func:`streamed_feature_matrix`; :meth:`columns` recomputes
+    values : (M, N) F[m, i] = LSE_{mu_i - c_i}(z_m) (raw, each distribution at its centre
+        c_i = ``centres[i]``: its own mean, or the pooled mean for token-ID data), or None when streamed (:func:`streamed_feature_matrix`; :meth:`columns` recomputes
         any columns from the probes)
     perp : (M, N) weighted, projected, column-normalised features, or None when streamed
     col_norms : (N,) norms nu_i of the weighted projected columns before normalisation
     error_bound : (N,) rigorous bound on || computed perp[:, i] - exact perp[:, i] ||
     error_typical : (N,) first-order round-off estimate of the same quantity
-    centres : (N, d) the means m_i subtracted from each distribution
+    centres : (N, d) the centres c_i subtracted from each distribution
 
     triangle : (N, N) R factor of ``perp`` (same singular values), set when streamed
     stream : dict describing the streamed factorisation (blocks, method, backend, bounds)
@@ -97,10 +117,7 @@ class FeatureMatrix:
         support = np.asarray(support, dtype=int)
         if self.perp is not None and self.values is not None:
             return self.values[:, support], self.perp[:, support]
-        centred = self.source
-        sub = Dataset(tuple(centred.names[i] for i in support),
-                      tuple(centred.distributions[i] for i in support), centred.source)
-        F = sub.lse(self.probes.z)
+        F = self.source.select(support).lse(self.probes.z)
         omega = 1.0 / self.probes.scale
         Q = _affine_basis(self.probes, omega)
         P = F * omega[:, None]
@@ -128,8 +145,11 @@ def centred_each(dataset: Dataset) -> tuple[Dataset, np.ndarray]:
     """Every distribution translated by minus its own mean; returns (dataset, centres (N, d)).
 
     One rounding per coordinate, fl(y - m_i), whose error is relative to |y - m_i| (and zero when
-    y and m_i are within a factor 2 of each other, by Sterbenz's lemma).
+    y and m_i are within a factor 2 of each other, by Sterbenz's lemma). Token-ID data are
+    moved by their pooled mean instead (:meth:`TokenIdDataset.centred`), once for all columns.
     """
+    if isinstance(dataset, TokenIdDataset):  # one shared centre: the rows stay shared
+        return dataset.centred()
     centres = np.array([_own_mean(dist) for dist in dataset.distributions])
     eye = np.eye(dataset.dim)
     moved = tuple(dist.affine_image(eye, -m) for dist, m in zip(dataset.distributions, centres))
@@ -153,6 +173,8 @@ def _entry_scales(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     bounds taken coordinate by coordinate, so that they stay tight whatever the units of each
     coordinate (|z| |y| would mix a coordinate of size 1e9 with one of size 1e-9). For a PSD S,
     |S_lm| <= sqrt(S_ll S_mm), hence Q = sqrt(max_k diag S_k / 2)."""
+    if isinstance(dataset, TokenIdDataset):  # the vocabulary-cost entries (module docstring)
+        return dataset.entry_scales()
     N, d = len(dataset), dataset.dim
     R, Q, W, n = np.zeros((N, d)), np.zeros((N, d)), np.zeros(N), np.ones(N)
     for i, dist in enumerate(dataset.distributions):

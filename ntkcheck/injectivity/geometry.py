@@ -29,6 +29,9 @@ decide the answer:
 4. **Whitening** (optional): probes s in R^r map to z = D V_r diag(1/sigma_r) s, so the rows have
    identity covariance in the probe's coordinates (z is a probe in the data's own units).
 
+Token-ID data contribute their used table rows once, each with its pooled weight (the same
+pooled measure as one row per token).
+
 The internal spread rho_i of every distribution in whitened coordinates tells the probe law
 which scales to add (:mod:`ntkcheck.injectivity.probes`). It is the RMS distance of its rows from its own
 mean, computed from the rows centred at that mean (two steps again, so a cluster of spread
@@ -53,6 +56,7 @@ import scipy.linalg
 
 from ..dataset import Dataset
 from ..distributions import Discrete, GaussianMixture, UniformBox
+from ..vocabulary import TokenIdDataset
 
 __all__ = ["Geometry", "support_rows", "dataset_geometry", "whitened_spreads", "NOISE_SAFETY",
            "MIN_PROBE_SPREAD"]
@@ -256,7 +260,12 @@ def dataset_geometry(dataset: Dataset, whiten: bool = True) -> Geometry:
     """Equilibration, affine hull, whitening and internal spreads (module docstring).
 
     Memory: the P x d support rows once (equilibrated in place) plus row-block temporaries."""
-    rows, w, offsets = support_rows(dataset)
+    ids = isinstance(dataset, TokenIdDataset)
+    if ids:  # the used table rows once, with pooled weights (not one row per token)
+        rows, w = dataset.pooled_rows()
+        offsets = None
+    else:
+        rows, w, offsets = support_rows(dataset)
     P, d = rows.shape
     scaling = _power_of_two_scaling(rows)
     eq = rows
@@ -294,7 +303,9 @@ def dataset_geometry(dataset: Dataset, whiten: bool = True) -> Geometry:
     white = V / sv[:r] if whiten else V
     # <z', y'> = <z', y / scaling> = <z' / scaling, y>: data-unit probes are z' / scaling
     transform = white / scaling[:, None]
-    own = _spreads(eq, white, w, offsets)
+    # internal spreads: rows of distribution i centred at its own mean, in whitened coordinates
+    own = (dataset.spreads((eq - centre_eq) @ white) if ids
+           else _spreads(eq, white, w, offsets))
     tight = (own > 0) & (own < MIN_PROBE_SPREAD)
     spreads = np.where(tight, MIN_PROBE_SPREAD, own)
     return Geometry(centre, transform, r, whiten, scaling, sv_full, tol, spreads, complement,

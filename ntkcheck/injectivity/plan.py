@@ -13,6 +13,7 @@ from ..backends.dask import _distributed
 from ..backends.local import have_threadpoolctl, usable_cores
 from ..dataset import Dataset
 from ..errors import InputError
+from ..vocabulary import TokenIdDataset
 from ..resources import (_chunk_bytes, analysis_bytes, check_memory, default_max_memory,
                          format_bytes)
 from .certify import CERT_BYTES_PER_ENTRY, CERT_BYTES_PER_SQUARE, SCRATCH_BYTES
@@ -74,7 +75,12 @@ def dense_plan(dataset: Dataset, geom, M: int, dense: DenseOptions) -> tuple[dic
     estimated time and memory (:mod:`ntkcheck.injectivity.estimate`, :mod:`ntkcheck.resources`),
     checked against ``dense.max_memory``."""
     N, d = len(dataset), dataset.dim
-    tokens = int(np.sum(_entry_scales(dataset)[3]))
+    if isinstance(dataset, TokenIdDataset):
+        # vocabulary cost: 2 M V d + 3 M V for the rows, the sparse sums about 2 M T (at a
+        # few times below the GEMM rate): priced as V + T / 16 tokens of the generic formula
+        tokens = dataset.table.shape[0] + dataset.counts.nnz // 16
+    else:
+        tokens = int(np.sum(_entry_scales(dataset)[3]))
     n_cols = N + geom.rank + 1
     limit = default_max_memory() if dense.max_memory is None else int(dense.max_memory)
     # automatic: stream beyond the threshold, or when the in-memory test would not fit

@@ -63,6 +63,15 @@ all pairs at once:
   ratios agree to ``ULPS * (n + n') * u`` relatively, covariances to ``ULPS * u`` relatively.
   Genuine near-translates, perturbed by more than that, never match.
 
+Token-ID data (:class:`~ntkcheck.vocabulary.TokenIdDataset`) are packed from the IDs: tokens
+are merged and sorted by the integer rank of their table row (equal rows share a rank; the ranks
+follow the rows' lexicographic order, so the order is the one above), and rows are gathered from
+the table only when a key or a check needs them. Unweighted sequences first pass an integer pass:
+a Dirac is one rank, and duplicates are equal multisets of ranks with proportional counts
+(compared as integers); the exact pass below then joins their representatives (translates), and
+each duplicate joins its representative's exact class, so the classes are those of the same
+data expanded to tokens.
+
 Diracs: ``exact`` when all atoms are one double (one merged atom; low == high for a box),
 ``numerical`` when per coordinate they spread by at most ``2 ULPS u max |y_l|``. Diracs are
 taken out before classes are formed (each is a relation on its own).
@@ -86,10 +95,11 @@ from typing import Sequence
 import numpy as np
 
 from ..dataset import Dataset
-from ..distributions import Discrete, Distribution, GaussianMixture, UniformBox
-from ..exact.errors import ExactRefused
-from ..exact.laws import exact_law
+from ..distributions import Discrete, GaussianMixture, UniformBox
+from ..vocabulary import RowGather, TokenIdDataset
 from .findings import DiracFinding, ScreenResult, TranslateClass
+from .keys import _hash_rows, _mix, _two_prod, _two_sum
+from .written import as_written
 
 __all__ = ["ScreenResult", "TranslateClass", "DiracFinding", "screen", "core_dataset", "ULPS",
            "KEY_BITS"]
@@ -105,9 +115,6 @@ CHUNK = 1 << 22
 
 _U = 2.0**-53
 _EXACT, _NUMERICAL = "exact", "numerical"
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_GOLD = np.uint64(0x9E3779B97F4A7C15)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,12 +128,13 @@ class _Family:
     start: np.ndarray       # (Nf,) first merged token of each distribution
     size: np.ndarray        # (Nf,) merged token counts
     raw: np.ndarray         # (Nf,) raw token counts
-    shift: np.ndarray       # (Tm, d) merged tokens, translated part
+    shift: np.ndarray | RowGather  # (Tm, d) merged tokens, translated part
     fixed: np.ndarray       # (Tm, k) merged tokens, untranslated part (covariances)
     weight: np.ndarray      # (Tm,) merged weights (counts for uniform laws)
     weight_exact: np.ndarray  # (Nf,) merged weights are exact doubles
     raw_start: np.ndarray   # (Tm,) first raw (sorted) token of each merged token
     raw_weight: np.ndarray  # (T,) raw weights in sorted order
+    ids: np.ndarray | None = None  # (Tm,) integer row ranks (unweighted token IDs)
 
 
 def _lex_order(owner: np.ndarray, X: np.ndarray, F: np.ndarray) -> np.ndarray:
@@ -195,8 +203,20 @@ def _stored_weights(dist: Discrete | GaussianMixture) -> np.ndarray:
     return stored
 
 
+def _pack_ids(ds: TokenIdDataset) -> _Family:
+    """Token-ID data as one discrete family: tokens merged and sorted by the integer rank of
+    their rows (the lexicographic order of the rows), rows gathered from the table on demand."""
+    t = ds.screen_tokens()
+    return _Family("discrete", np.arange(len(ds)), t["start"], t["size"], t["raw"],
+                   RowGather(ds.table + 0.0, t["row"]), np.zeros((len(t["row"]), 0)),
+                   t["weight"], t["uniform"] | (t["size"] == t["raw"]), t["raw_start"],
+                   t["raw_weight"], t["rank"] if ds.weights is None else None)
+
+
 def _families(dataset: Dataset) -> list[_Family]:
     """Pack the distributions by family: (kind, index, translated rows, fixed rows, weights)."""
+    if isinstance(dataset, TokenIdDataset):
+        return [_pack_ids(dataset)]
     rows: dict[str, tuple[list, list, list, list]] = {
         k: ([], [], [], []) for k in ("discrete", "box", "mixture")}
 
@@ -228,43 +248,14 @@ def _families(dataset: Dataset) -> list[_Family]:
 # hashing and exact arithmetic helpers
 # ---------------------------------------------------------------------------------------------
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser on a uint64 array (wrapping arithmetic)."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M2
-    return x ^ (x >> np.uint64(31))
 
 
-def _hash_rows(Q: np.ndarray) -> np.ndarray:
-    """64-bit hash of each row of Q (T, k) uint64: sum_c K_c Q[:, c] mod 2^64 with fixed
-    random odd multipliers K (one pass, no transposition), then a splitmix64 finaliser.
-    Collisions only cost a rejected verification."""
-    K = _mix(np.arange(1, Q.shape[1] + 1, dtype=np.uint64) * _GOLD) | np.uint64(1)
-    return _mix(np.einsum("tk,k->t", Q, K))
 
 
-def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """s = fl(a + b) and e with a + b = s + e exactly (Knuth), barring overflow."""
-    s = a + b
-    ap = s - b
-    bp = s - ap
-    return s, (a - ap) + (b - bp)
 
 
-def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    c = 134217729.0 * a  # 2^27 + 1 (Veltkamp)
-    hi = c - (c - a)
-    return hi, a - hi
 
 
-def _two_prod(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """p = fl(a b) and e with a b = p + e exactly (Dekker), barring over/underflow."""
-    p = a * b
-    ah, al = _split(a)
-    bh, bl = _split(b)
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,7 +264,51 @@ def _two_prod(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _keys(fam: _Family, members: np.ndarray, coarse: bool, grid: np.ndarray,
           fgrid: np.ndarray) -> np.ndarray:
-    """64-bit hash per member of (size, tokens relative to the first, weight ratios)."""
+    """64-bit hash per member of (size, tokens relative to the first, weight ratios), over
+    chunks of members of about CHUNK key entries (each member's hash is its own)."""
+    width = fam.shift.shape[1] + fam.fixed.shape[1] + 2
+    out = np.empty(len(members), np.uint64)
+    ends = np.cumsum(fam.size[members])
+    a = 0
+    while a < len(members):
+        b = max(a + 1, int(np.searchsorted(ends, ends[a] + CHUNK // width, side="right")))
+        out[a:b] = _keys_chunk(fam, members[a:b], coarse, grid, fgrid)
+        a = b
+    return out
+
+
+def _id_keys(fam: _Family, members: np.ndarray) -> np.ndarray:
+    """64-bit hash per member of its row ranks and its counts divided by their gcd."""
+    m = fam.size[members]
+    starts = np.cumsum(m) - m
+    tok = np.repeat(fam.start[members] - starts, m) + np.arange(int(m.sum()))
+    counts = fam.weight[tok].astype(np.int64)
+    reduced = counts // np.repeat(np.gcd.reduceat(counts, starts), m)
+    Q = np.stack([fam.ids[tok], reduced], axis=1).view(np.uint64)
+    return _mix(np.add.reduceat(_hash_rows(Q), starts) ^ m.astype(np.uint64))
+
+
+def _verify_ids(fam: _Family, a: np.ndarray, b: np.ndarray) -> "_Verdict":
+    """Is member a[k] a duplicate of b[k] as a multiset of row ranks with proportional counts?
+    Integer comparisons only (counts c_a[j] c_b[0] == c_b[j] c_a[0])."""
+    ok = np.zeros(len(a), bool)
+    idx = np.flatnonzero(fam.size[a] == fam.size[b])
+    for part in np.array_split(idx, max(1, int(fam.size[a[idx]].sum()) // CHUNK + 1)):
+        if len(part) == 0:
+            continue
+        m = fam.size[a[part]]
+        starts = np.cumsum(m) - m
+        off = np.arange(int(m.sum())) - np.repeat(starts, m)
+        ia, ib = np.repeat(fam.start[a[part]], m) + off, np.repeat(fam.start[b[part]], m) + off
+        ca, cb = fam.weight[ia].astype(np.int64), fam.weight[ib].astype(np.int64)
+        ref = np.repeat(starts, m)
+        bad = (fam.ids[ia] != fam.ids[ib]) | (ca * cb[ref] != cb * ca[ref])
+        ok[part] = np.add.reduceat(bad.astype(np.int64), starts) == 0
+    return _Verdict(ok, ok, np.zeros((len(a), fam.shift.shape[1])))
+
+
+def _keys_chunk(fam: _Family, members: np.ndarray, coarse: bool, grid: np.ndarray,
+                fgrid: np.ndarray) -> np.ndarray:
     m = fam.size[members]
     owner = np.repeat(np.arange(len(members)), m)
     first = np.repeat(fam.start[members], m)
@@ -412,9 +447,11 @@ def _verify_fraction(fam: _Family, a: int, b: int) -> bool:
 # the screen
 # ---------------------------------------------------------------------------------------------
 
-def _greedy(fam: _Family, cand: np.ndarray, group: np.ndarray, exact_only: bool):
+def _greedy(fam: _Family, cand: np.ndarray, group: np.ndarray, exact_only: bool,
+            verify=None):
     """Partition candidates (ordered by priority within equal ``group`` labels, groups
-    contiguous) into classes, each member matched against the first remaining one.
+    contiguous) into classes, each member matched against the first remaining one (by
+    ``verify``, default :func:`_verify`).
     Returns parent (local ids), evidence flags (True = exact) and shifts, for the matched."""
     parent: dict[int, tuple[int, bool, np.ndarray]] = {}
     rem, grp = cand, group
@@ -425,7 +462,7 @@ def _greedy(fam: _Family, cand: np.ndarray, group: np.ndarray, exact_only: bool)
         others, reps = rem[~first], rep_of[~first]
         if len(others) == 0:
             break
-        v = _verify(fam, others, reps)
+        v = (verify or _verify)(fam, others, reps)
         ok = v.exact if exact_only else v.numerical
         for k in np.flatnonzero(ok):
             parent[int(others[k])] = (int(reps[k]), bool(v.exact[k]), v.shift[k])
@@ -435,6 +472,8 @@ def _greedy(fam: _Family, cand: np.ndarray, group: np.ndarray, exact_only: bool)
 
 def _magnitude(X: np.ndarray) -> np.ndarray:
     """max_j |X[j, c]| per column, without a full-size temporary."""
+    if isinstance(X, RowGather):
+        return X.magnitude()
     if X.shape[0] == 0:
         return np.zeros(X.shape[1])
     return np.maximum(np.abs(X.max(axis=0)), np.abs(X.min(axis=0)))
@@ -444,8 +483,11 @@ def _screen_family(fam: _Family, names: Sequence[str]):
     d = fam.shift.shape[1]
     nf = len(fam.index)
     # Diracs: one merged atom (exact) or atoms within the rounding of their coordinates
-    lo = np.minimum.reduceat(fam.shift, fam.start)
-    hi = np.maximum.reduceat(fam.shift, fam.start)
+    if isinstance(fam.shift, RowGather):
+        lo, hi = (fam.shift.reduce_runs(f, fam.start) for f in (np.minimum, np.maximum))
+    else:
+        lo = np.minimum.reduceat(fam.shift, fam.start)
+        hi = np.maximum.reduceat(fam.shift, fam.start)
     mag = np.maximum(np.abs(lo), np.abs(hi))
     if fam.fixed.shape[1]:
         is_exact_dirac = np.zeros(nf, bool)
@@ -463,10 +505,20 @@ def _screen_family(fam: _Family, names: Sequence[str]):
     grid = np.where(grid > 0, grid, 1.0)
     fgrid = _magnitude(fam.fixed) * (_U * 2.0**KEY_BITS)
     fgrid = np.where(fgrid > 0, fgrid, 1.0)
+    # pass 0 (unweighted token IDs): duplicates as multisets of row ranks, in integers
+    p0: dict = {}
+    if fam.ids is not None and len(live) > 1:
+        key = _id_keys(fam, live)
+        order = np.lexsort((live, key))
+        p0 = _greedy(fam, live[order], key[order], True, _verify_ids)
     # pass 1: exact classes among candidates with identical rounded differences
-    key = _keys(fam, live, False, grid, fgrid)
-    order = np.lexsort((live, key))
-    p1 = _greedy(fam, live[order], key[order], exact_only=True)
+    first = np.array([i for i in live if int(i) not in p0], dtype=np.intp)
+    key = _keys(fam, first, False, grid, fgrid)
+    order = np.lexsort((first, key))
+    p1 = _greedy(fam, first[order], key[order], exact_only=True)
+    for j, (u, _, t) in p0.items():  # a duplicate of u joins u's exact class, as in pass 1
+        root, _, shift = p1.get(u, (u, True, t))
+        p1[j] = (root, True, shift)
     # pass 2: join the exact classes' representatives numerically, largest class first
     size = {int(i): 1 for i in live}
     for j, (r, _, _) in p1.items():
@@ -527,69 +579,17 @@ def screen(dataset: Dataset) -> ScreenResult:
         core += kk
     rounded = {i for i, dist in enumerate(dataset.distributions) if dist.rounded_inputs}
     if rounded:
-        diracs, classes = _as_written(dataset, diracs, classes, rounded)
+        diracs, classes = as_written(dataset, diracs, classes, rounded)
     return ScreenResult(len(dataset), tuple(sorted(classes, key=lambda c: c.members[0])),
                         tuple(sorted(diracs, key=lambda f: f.index)), tuple(sorted(core)))
 
 
-def _written_key(dist: Distribution):
-    """(canonical form relative to the first point, first point) of the written values, exact:
-    two distributions are translates as written iff their canonical forms are equal, and
-    duplicates iff their first points are equal too; None when the written values cannot be
-    read exactly (then nothing is claimed exact for them)."""
-    try:
-        law = exact_law("screen", dist)
-    except ExactRefused:
-        return None
-    if isinstance(dist, UniformBox):
-        return ("box", tuple(h - lo for lo, h in zip(law.low, law.high))), tuple(law.low)
-    merged: dict = {}
-    for k, (p, w) in enumerate(zip(law.points, law.weights)):
-        cov = law.covariances[k] if law.covariances else ()
-        merged[(tuple(p), cov)] = merged.get((tuple(p), cov), 0) + w
-    items = sorted(merged.items())
-    first = items[0][0][0]
-    form = tuple((tuple(x - f for x, f in zip(p, first)), cov, w) for (p, cov), w in items)
-    return ("law", form), first
 
 
-def _as_written(dataset: Dataset, diracs: list, classes: list, rounded: set) -> tuple:
-    """The evidence of every finding that involves a distribution in ``rounded`` (written
-    values that are not binary64 numbers), re-decided on the values as written: ``exact`` iff
-    the relation holds for them exactly (module docstring)."""
-    keys: dict = {}
-
-    def key(i: int):
-        if i not in keys:
-            keys[i] = _written_key(dataset.distributions[i])
-        return keys[i]
-
-    out_d = []
-    for f in diracs:
-        if f.index in rounded:
-            k = key(f.index)
-            one = (k is not None and k[0][0] == "law" and len(k[0][1]) == 1
-                   and not any(x for row in k[0][1][0][1] for x in row))
-            box = k is not None and k[0][0] == "box" and not any(k[0][1])
-            f = DiracFinding(f.index, f.name, f.point, _EXACT if one or box else _NUMERICAL)
-        out_d.append(f)
-    out_c = []
-    for c in classes:
-        ev = list(c.evidence)
-        for pos in range(1, c.size):
-            m, p = c.members[pos], c.parents[pos]
-            if m in rounded or p in rounded:
-                km, kp = key(m), key(p)
-                ev[pos] = (_EXACT if km is not None and kp is not None and km[0] == kp[0]
-                           else _NUMERICAL)
-        out_c.append(TranslateClass(c.members, c.names, c.shifts, c.parents, tuple(ev),
-                                    c.family))
-    return out_d, out_c
 
 
 def core_dataset(dataset: Dataset, result: ScreenResult) -> Dataset:
     """The core of ``dataset`` (``result.core``, in order) as a Dataset with the same names,
     for the dense test. Raises InputError when the core is empty (every distribution a Dirac
     or a class member: the screen alone decided)."""
-    return Dataset(tuple(dataset.names[i] for i in result.core),
-                   tuple(dataset.distributions[i] for i in result.core), dataset.source)
+    return dataset.select(result.core)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..dataset import Dataset
 from ..distributions import Discrete, GaussianMixture, UniformBox
 from ..errors import InputError
+from .ids import load_token_ids, npz_holds_ids
 from .paths import existing_file
 from .spec import load_spec
 from .tokens import (MAX_TOKEN_MAGNITUDE, MAX_UNITS_MAGNITUDE, MIN_TOKEN_SPREAD, check_spread,
@@ -23,15 +25,26 @@ SUFFIXES = (".npz", ".toml", ".json")
 MAX_SPEC_BYTES = 16 * 2**20
 
 
-def load_dataset(path: str | Path, max_memory: int | None = None) -> Dataset:
-    """``.npz`` token sequences or a ``.toml`` / ``.json`` distribution spec -> Dataset.
+def load_dataset(path: str | Path, max_memory: int | None = None,
+                 embeddings: Any = None) -> Dataset:
+    """``.npz`` token sequences, token IDs (``.npz`` with ``input_ids``, ``.jsonl``,
+    ``.parquet``) with their embedding table, or a ``.toml`` / ``.json`` spec -> Dataset.
 
     Only regular files are read; ``.npz`` arrays are sized from their headers against
     ``max_memory`` bytes (default: :func:`ntkcheck.resources.default_max_memory`) before they
     are read, spec files are limited to :data:`MAX_SPEC_BYTES`, and every coordinate must have
-    magnitude <= :data:`~ntkcheck.io.tokens.MAX_TOKEN_MAGNITUDE`.
+    magnitude <= :data:`~ntkcheck.io.tokens.MAX_TOKEN_MAGNITUDE`. ``embeddings`` (a table spec
+    ``FILE[:NAME]`` or an array (V, d)) is the table of token-ID files
+    (:mod:`ntkcheck.io.ids`); it is refused for the other kinds.
     """
     suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".parquet") or (suffix == ".npz" and npz_holds_ids(path)):
+        return load_token_ids(path, embeddings, max_memory)
+    if embeddings is not None and suffix in SUFFIXES:
+        what = "token coordinates" if suffix == ".npz" else "a distribution spec"
+        raise InputError(f"holds {what}, not token IDs; --embeddings applies to token-ID files "
+                         "(input_ids in .npz, .jsonl or .parquet): drop it for this file",
+                         source=str(path), field="--embeddings")
     if suffix == ".npz":
         return load_token_npz(path, max_memory).to_dataset()
     if suffix in (".toml", ".json"):
@@ -48,7 +61,7 @@ def load_dataset(path: str | Path, max_memory: int | None = None) -> Dataset:
         _check_magnitudes(dataset)
         return dataset
     raise InputError(f"has unknown extension '{suffix or '(none)'}'; use "
-                     f"{', '.join(SUFFIXES)}", source=str(path))
+                     f"{', '.join(SUFFIXES + ('.jsonl', '.parquet'))}", source=str(path))
 
 
 def max_magnitude(dataset: Dataset) -> float:
