@@ -1023,3 +1023,24 @@ def test_import_without_writable_cache_directory(tmp_path):
         os.chmod(home, 0o755)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("ntkcheck ")
+
+
+def test_a_client_handshake_that_never_ends_is_bounded(dependent, monkeypatch):
+    """A peer that answers the probe and then stays silent during the client's own handshake
+    (simulated: Client() blocks): exit 2 with one line within the timeout, never a hang."""
+    distributed = pytest.importorskip("distributed")
+    import threading
+
+    from ntkcheck.backends import dask as dask_backend
+
+    monkeypatch.setenv("NTKCHECK_DASK_TIMEOUT", "1")
+    monkeypatch.setattr(dask_backend, "probe", lambda address, timeout: None)
+    release = threading.Event()
+    monkeypatch.setattr(distributed, "Client", lambda *a, **k: release.wait(60))
+    try:
+        res = cli("analyze", "-q", "--exact", "never", "--stream", "--backend", "dask",
+                  "--scheduler", "tcp://127.0.0.1:9", dependent)
+    finally:
+        release.set()
+    refused(res, "scheduler", "handshake")
+    assert res.seconds < 10, res.seconds

@@ -119,6 +119,35 @@ def _run_coroutine(make):
         return pool.submit(lambda: asyncio.run(make())).result()
 
 
+def _open_client(distributed, address: str, timeout: float, faults):
+    """``distributed.Client(address)`` within ``timeout`` seconds in all: the client's own
+    connection timeout does not cover its handshake, so a peer that passed :func:`probe` and
+    then stays silent would block it. The client is opened on a daemon thread; when it is not
+    ready in time, InputError (the thread, blocked on the network, ends with the process)."""
+    import threading
+
+    box: dict = {}
+
+    def opening() -> None:
+        try:
+            box["client"] = distributed.Client(address, timeout=timeout)
+        except BaseException as err:  # handed to the caller below
+            box["error"] = err
+
+    worker = threading.Thread(target=opening, name="ntkcheck-dask-client", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise _network_error(address, f"no client handshake within {timeout:g} s (the peer "
+                             "answered the probe, then stayed silent)")
+    err = box.get("error")
+    if err is not None:
+        if isinstance(err, faults):
+            raise _network_error(address, f"cannot open a client ({_first_line(err)})") from None
+        raise err
+    return box["client"]
+
+
 def probe(address: str, timeout: float) -> None:
     """Connect to ``address`` on a fresh connection, complete distributed's handshake and one
     ``identity`` round trip, each within ``timeout`` seconds; InputError otherwise."""
@@ -266,11 +295,7 @@ def fold_dask(make_block: Callable[[int], np.ndarray], n_blocks: int, n_cols: in
                              field="scheduler")
         check_address(scheduler)
         probe(scheduler, limit)
-        try:
-            own = client = distributed.Client(scheduler, timeout=limit)
-        except faults as err:
-            raise _network_error(scheduler, f"cannot open a client ({_first_line(err)})") \
-                from None
+        own = client = _open_client(distributed, scheduler, limit, faults)
     address = str(scheduler or getattr(getattr(client, "scheduler", None), "address", "client"))
     try:
         threads = sum(client.nthreads(callback_timeout=limit).values())
