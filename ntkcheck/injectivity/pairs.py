@@ -19,15 +19,18 @@ Exact pruning (no pair within the limit is ever missed)
 
 Cost
 ----
-Never an N x N array: the Gram entries <r_i, r_j> are formed in tiles of ``block`` x
-``block`` columns (``block`` chosen so that each tile's two column panels hold at most
-:data:`BLOCK_BYTES`), only for the column ranges the pruning leaves, and only on the rows
-0..max(i) where both columns can be non-zero. A candidate passes when the tile's
+Never an N x N array: the Gram entries <r_i, r_j> are formed in tiles of ``block`` earlier
+columns by at most min(:data:`WINDOW`, ``block``) later ones (``block`` chosen so that a
+column panel holds at most ``block_bytes``, :data:`BLOCK_BYTES` by default, and at most N / 8
+columns), only for the column ranges the pruning leaves (later columns are grouped by window
+and by the width of their band, so that a few wide bands do not widen every tile), and only
+on the rows 0..max(i) where both columns can be non-zero. A candidate passes when the tile's
 d2 = |r_i|^2 + |r_j|^2 - 2 <r_i, r_j> is within the limit up to a bound on its rounding
 (gamma_r (|r_i| + |r_j|)^2); its distance is then recomputed as ||r_i - r_j|| (no
-cancellation: accurate to a few ulps of the distance itself, 1e-9 pairs included). Time:
-at most N^3 / 2 flops at GEMM speed (every column a candidate and no pruning), far less in
-practice; memory: O(N x block) plus the pairs kept.
+cancellation: accurate to a few ulps of the distance itself, 1e-9 pairs included). Time: at
+most about N^3 / 6 flops at GEMM speed (every column a candidate and no band pruned), far
+less in practice (a band of width w costs about N w flops per column); memory: O(N) numbers,
+a few panels of ``block_bytes``, and the pairs kept (benchmarks/bench_neardup.py --pairs).
 
 What is kept
 ------------
@@ -50,8 +53,12 @@ import scipy.sparse.csgraph
 
 __all__ = ["NearPairs", "near_pairs", "components", "BLOCK_BYTES"]
 
-#: Bytes of one column panel of a Gram tile (two panels are held at once).
-BLOCK_BYTES = 32 * 2**20
+#: Bytes of one column panel of a Gram tile (two panels and a few temporaries of that size
+#: are held at once).
+BLOCK_BYTES = 8 * 2**20
+#: Consecutive columns whose pairs with earlier columns are computed together (the right-hand
+#: panel of a tile; its left-hand panel has up to ``block`` columns).
+WINDOW = 128
 #: Pairs accumulated before the spanning forest is recomputed (besides the forest itself).
 FOREST_BATCH = 2**20
 _U = np.finfo(float).eps / 2
@@ -113,8 +120,10 @@ def _forest(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray):
     return a[order].astype(np.int64), b[order].astype(np.int64), dist[order]
 
 
-def _block(rows: int, block_bytes: int) -> int:
-    return int(max(16, min(2048, block_bytes // (8 * max(rows, 1)))))
+def _block(rows: int, cols: int, block_bytes: int) -> int:
+    """Columns per panel: at most block_bytes per panel, and at most 1/8 of the columns (so the
+    panels are a fraction of R whatever its size), at least 16."""
+    return int(max(16, min(2048, cols // 8, block_bytes // (8 * max(rows, 1)))))
 
 
 def near_pairs(R: np.ndarray, *, limit: float, max_pairs: int | None = None,
@@ -140,19 +149,20 @@ def near_pairs(R: np.ndarray, *, limit: float, max_pairs: int | None = None,
     k, N = A.shape
     tri = k == N
     lim2 = float(limit) ** 2
-    B = _block(k, block_bytes)
+    B = _block(k, N, block_bytes)
     norm2 = np.empty(N)
     lo = np.zeros(N, dtype=np.int64)
     for a in range(0, N, B):
         b = min(N, a + B)
-        S = np.square(A[:, a:b])
-        tails = np.cumsum(S[::-1], axis=0)[::-1]
+        tails = np.square(A[:, a:b])
+        np.cumsum(tails[::-1], axis=0, out=tails[::-1])  # tails[r] = sum of rows >= r
         norm2[a:b] = tails[0] if k else 0.0
         if tri:
-            # first row whose tail is within the limit (rows below the diagonal are zero)
-            ok = np.vstack([tails, np.zeros((1, b - a))]) <= lim2 * (1 + 1e-8)
-            lo[a:b] = np.argmax(ok, axis=0)
-        del S, tails
+            # first row whose tail is within the limit (k when none is: |R_jj| > limit)
+            ok = tails <= lim2 * (1 + 1e-8)
+            lo[a:b] = np.where(ok.any(axis=0), np.argmax(ok, axis=0), k)
+            del ok
+        del tails
     live = norm2 > 0
     if candidates is not None:
         live &= np.asarray(candidates, dtype=bool)
@@ -179,8 +189,19 @@ def near_pairs(R: np.ndarray, *, limit: float, max_pairs: int | None = None,
         fi, fj, fd = (np.concatenate([forest[t], (bi, bj, bd)[t]]) for t in range(3))
         forest = list(_forest(N, fi, fj, fd))
 
-    for a in range(0, later.size, B):
-        J = later[a:a + B]
+    # right-hand panels: columns with a narrow band (width <= W) by windows of W consecutive
+    # indices (their tiles span about two windows); the few with a wide band (e.g.
+    # a near duplicate of an early column) grouped by the octave of their width, W at a
+    # time, so that they do not widen the tiles of the narrow ones
+    W = min(WINDOW, B)
+    width = later - lo[later] + 1 if tri else np.full(later.size, N)
+    narrow = width <= W
+    blocks = [later[narrow & (later // W == v)] for v in np.unique(later[narrow] // W)]
+    octave = np.floor(np.log2(np.maximum(width, 1))).astype(np.int64)
+    for v in np.unique(octave[~narrow]):
+        group = later[~narrow & (octave == v)]
+        blocks += [group[a:a + W] for a in range(0, group.size, W)]
+    for J in blocks:
         rows_j = int(J.max()) if tri else k
         AJ = A[:rows_j, J] if tri else A[:, J]
         low = int(lo[J].min()) - 1 if tri else 0
