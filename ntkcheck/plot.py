@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .dataset import Dataset
-from .errors import InputError
+from .errors import InputError, install_hint
 from .injectivity.probes import make_whitening
 from .io import atomic_write
 from .kernel_spectrum import KernelSpectrum
@@ -49,7 +49,7 @@ def require_matplotlib() -> Callable[[KernelSpectrum, "str | Path", Dataset | No
         from matplotlib.figure import Figure  # noqa: F401
     except ImportError:
         raise PlotUnavailable("--plot needs matplotlib; install it with "
-                              "pip install matplotlib (the ntkcheck[plot] extra)") from None
+                              + install_hint("plot", "matplotlib")) from None
     return plot_spectrum
 
 
