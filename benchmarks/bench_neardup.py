@@ -19,10 +19,10 @@ Pair search (``--pairs N1,N2,...``): :func:`ntkcheck.injectivity.pairs.near_pair
 N x N upper-triangular factors with unit columns, two shapes per N: ``generic`` (random
 columns, 1 % of them planted 1e-6 near duplicates of an earlier column: the triangle prunes
 almost every tile) and ``unpruned`` (every column 0.051 off the first axis: the triangle
-skips no tile, yet columns are pairwise about 0.07 apart, so there are few pairs; the worst case
-for time). Prints
-the wall and CPU time (the machine may be shared), the tracemalloc peak of the search itself (R excluded) next to the 8 N^2 bytes of
-one N x N array, and the pairs found.
+skips no tile, yet columns are pairwise about 0.07 apart, so there are few pairs; the worst
+case for time). Prints the wall and CPU time (the machine may be shared), the tracemalloc peak
+of the search itself (R excluded) next to the 8 N^2 bytes of one N x N array, and the pairs
+found.
 """
 
 from __future__ import annotations
@@ -143,8 +143,8 @@ def pair_sweep(sizes: list[int]) -> None:
             seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
             peak = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
-            print(f"{N:>6} {shape:>9} {seconds:>8.2f} {cpu:>8.2f} {peak:>9.1f} {8 * N * N / 2**20:>10.0f} "
-                  f"{found.total:>7}", flush=True)
+            print(f"{N:>6} {shape:>9} {seconds:>8.2f} {cpu:>8.2f} {peak:>9.1f} "
+                  f"{8 * N * N / 2**20:>10.0f} {found.total:>7}", flush=True)
             del R
 
 
