@@ -3,8 +3,8 @@
 the commit): python tests/golden/cases.py --record
 
 Normalisation removes what legitimately varies between runs: wall-clock timings (keys ``seconds``,
-``elapsed``, ``time``, ``wall`` and ``*_seconds`` in JSON; ``<number> s`` durations in text) and
-temporary paths."""
+``elapsed``, ``time``, ``wall`` and ``*_seconds`` in JSON; ``<number> s`` durations in text),
+temporary paths and the location of the checkout (``{root}``)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ def _strip(doc):
 
 
 def normalise(stdout: str, tmp: str) -> str:
-    text = stdout.replace(tmp, "{tmp}")
+    # the checkout's own location (the train config's absolute data path) varies by clone
+    text = stdout.replace(tmp, "{tmp}").replace(str(ROOT), "{root}")
     try:
         doc = json.loads(text)
     except ValueError:
