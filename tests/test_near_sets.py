@@ -115,6 +115,17 @@ def test_near_pairs_equal_brute_force(block_bytes):
     assert list(found.distance) == sorted(found.distance)
 
 
+def test_near_pairs_of_a_square_factor_that_is_not_triangular():
+    """A square factor with the same column distances but not upper triangular (Q R for a
+    random orthogonal Q): the triangle's pruning must not apply, and the pairs are the same."""
+    F = planted_columns(seed=3)
+    R = np.linalg.qr(F, mode="r")
+    Q = np.linalg.qr(np.random.default_rng(9).normal(size=R.shape))[0]
+    ref = brute_pairs(F, PAIR_LIMIT)
+    found = near_pairs(Q @ R, limit=PAIR_LIMIT, block_bytes=4096)
+    assert {(int(i), int(j)) for i, j in zip(found.first, found.second)} == set(ref)
+
+
 def test_near_pairs_of_a_wide_matrix_and_with_candidates():
     """With fewer rows than columns (F itself, not triangular) the same pairs; a candidate mask
     leaves out exactly the pairs touching the excluded columns."""

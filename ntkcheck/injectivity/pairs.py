@@ -133,8 +133,8 @@ def near_pairs(R: np.ndarray, *, limit: float, max_pairs: int | None = None,
 
     Parameters
     ----------
-    R : (k, N) the R factor of the column-normalised F_perp (upper triangular when k == N;
-        any k x N matrix with the same column distances otherwise)
+    R : (k, N) the R factor of the column-normalised F_perp (the triangle prunes when it is
+        square and upper triangular; any k x N matrix with the same column distances works)
     limit : float, pair distance limit (0 < limit < 2)
     max_pairs : int or None, how many of the closest pairs to keep (None: all)
     candidates : (N,) bool, optional; columns that may be in a pair (e.g. score <= limit);
@@ -154,6 +154,8 @@ def near_pairs(R: np.ndarray, *, limit: float, max_pairs: int | None = None,
     lo = np.zeros(N, dtype=np.int64)
     for a in range(0, N, B):
         b = min(N, a + B)
+        if tri and np.any(np.tril(A[:, a:b], -a - 1)):
+            tri = False  # square but not upper triangular: no row pruning
         tails = np.square(A[:, a:b])
         np.cumsum(tails[::-1], axis=0, out=tails[::-1])  # tails[r] = sum of rows >= r
         norm2[a:b] = tails[0] if k else 0.0
@@ -163,6 +165,8 @@ def near_pairs(R: np.ndarray, *, limit: float, max_pairs: int | None = None,
             lo[a:b] = np.where(ok.any(axis=0), np.argmax(ok, axis=0), k)
             del ok
         del tails
+    if not tri:
+        lo[:] = 0
     live = norm2 > 0
     if candidates is not None:
         live &= np.asarray(candidates, dtype=bool)

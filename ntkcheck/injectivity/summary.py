@@ -319,7 +319,7 @@ def near_sets(links: Sequence[dict[str, Any]], names: Sequence[str],
     touched = np.zeros(len(names), dtype=bool)
     touched[a], touched[b] = True, True
     out: dict[int, dict[str, Any]] = {}
-    for k in np.flatnonzero(touched):  # dataset order: sets by first member, members in order
+    for k in map(int, np.flatnonzero(touched)):  # dataset order: sets by first member
         entry = out.setdefault(int(labels[k]), {"names": [], "representative": None,
                                                 "links": []})
         entry["names"].append(names[k])
