@@ -21,14 +21,15 @@ Cost
 ----
 Never an N x N array: the Gram entries <r_i, r_j> are formed in tiles of ``block`` earlier
 columns by at most min(:data:`WINDOW`, ``block``) later ones (``block`` chosen so that a
-column panel holds at most ``block_bytes``, :data:`BLOCK_BYTES` by default, and at most N / 8
-columns), only for the column ranges the pruning leaves (later columns are grouped by window
-and by the width of their band, so that a few wide bands do not widen every tile), and only
-on the rows 0..max(i) where both columns can be non-zero. A candidate passes when the tile's
+column panel holds at most ``block_bytes``, by default 1/16 of R up to :data:`BLOCK_BYTES`,
+and at most N / 8 columns), only for the column ranges the pruning leaves (later columns are
+grouped by window and by the width of their band, so that a few wide bands do not widen
+every tile), and only on the rows 0..max(i) where both columns can be non-zero; panels of
+consecutive columns are views of R, not copies. A candidate passes when the tile's
 d2 = |r_i|^2 + |r_j|^2 - 2 <r_i, r_j> is within the limit up to a bound on its rounding
 (gamma_r (|r_i| + |r_j|)^2); its distance is then recomputed as ||r_i - r_j|| (no
 cancellation: accurate to a few ulps of the distance itself, 1e-9 pairs included). Time: at
-most about N^3 / 6 flops at GEMM speed (every column a candidate and no band pruned), far
+most about N^3 / 3 flops at GEMM speed (every column a candidate and no band pruned), far
 less in practice (a band of width w costs about N w flops per column); memory: O(N) numbers,
 a few panels of ``block_bytes``, and the pairs kept (benchmarks/bench_neardup.py --pairs).
 
@@ -53,9 +54,10 @@ import scipy.sparse.csgraph
 
 __all__ = ["NearPairs", "near_pairs", "components", "BLOCK_BYTES"]
 
-#: Bytes of one column panel of a Gram tile (two panels and a few temporaries of that size
-#: are held at once).
-BLOCK_BYTES = 8 * 2**20
+#: Largest column panel of a Gram tile, in bytes (two panels and a few temporaries of that size
+#: are held at once); by default a panel holds 1/16 of R, at least 4 MiB and at most this (wide
+#: enough panels keep the tiles at GEMM speed: at N = 20 000 a panel has 419 columns).
+BLOCK_BYTES = 64 * 2**20
 #: Consecutive columns whose pairs with earlier columns are computed together (the right-hand
 #: panel of a tile; its left-hand panel has up to ``block`` columns).
 WINDOW = 128
@@ -128,7 +130,7 @@ def _block(rows: int, cols: int, block_bytes: int) -> int:
 
 def near_pairs(R: np.ndarray, *, limit: float, max_pairs: int | None = None,
                candidates: np.ndarray | None = None,
-               block_bytes: int = BLOCK_BYTES) -> NearPairs:
+               block_bytes: int | None = None) -> NearPairs:
     """Every pair of columns of ``R`` within ``limit`` (module docstring).
 
     Parameters
@@ -139,7 +141,8 @@ def near_pairs(R: np.ndarray, *, limit: float, max_pairs: int | None = None,
     max_pairs : int or None, how many of the closest pairs to keep (None: all)
     candidates : (N,) bool, optional; columns that may be in a pair (e.g. score <= limit);
         zero columns never are
-    block_bytes : bytes of one column panel of a Gram tile
+    block_bytes : bytes of one column panel of a Gram tile (default: 1/16 of R, between 4 MiB
+        and :data:`BLOCK_BYTES`)
 
     Returns
     -------
@@ -148,6 +151,8 @@ def near_pairs(R: np.ndarray, *, limit: float, max_pairs: int | None = None,
     A = np.asarray(R, dtype=float)
     k, N = A.shape
     tri = k == N
+    if block_bytes is None:
+        block_bytes = int(min(BLOCK_BYTES, max(4 * 2**20, 8 * k * N // 16)))
     lim2 = float(limit) ** 2
     B = _block(k, N, block_bytes)
     norm2 = np.empty(N)
@@ -195,7 +200,7 @@ def near_pairs(R: np.ndarray, *, limit: float, max_pairs: int | None = None,
 
     # right-hand panels: columns with a narrow band (width <= W) by windows of W consecutive
     # indices (their tiles span about two windows); the few with a wide band (e.g.
-    # a near duplicate of an early column) grouped by the octave of their width, W at a
+    # a near duplicate of an early column) grouped by the octave of their width, B at a
     # time, so that they do not widen the tiles of the narrow ones
     W = min(WINDOW, B)
     width = later - lo[later] + 1 if tri else np.full(later.size, N)
@@ -204,16 +209,16 @@ def near_pairs(R: np.ndarray, *, limit: float, max_pairs: int | None = None,
     octave = np.floor(np.log2(np.maximum(width, 1))).astype(np.int64)
     for v in np.unique(octave[~narrow]):
         group = later[~narrow & (octave == v)]
-        blocks += [group[a:a + W] for a in range(0, group.size, W)]
+        blocks += [group[a:a + B] for a in range(0, group.size, B)]
     for J in blocks:
         rows_j = int(J.max()) if tri else k
-        AJ = A[:rows_j, J] if tri else A[:, J]
+        AJ = _columns(A, rows_j, J)
         low = int(lo[J].min()) - 1 if tri else 0
         I_all = cols[(cols >= max(low, 0)) & (cols < J.max())] if tri else cols[cols < J.max()]
         for c in range(0, I_all.size, B):
             I = I_all[c:c + B]
             r = int(I.max()) + 1 if tri else k
-            C = A[:r, I].T @ AJ[:r]
+            C = _columns(A, r, I).T @ AJ[:r]
             d2 = norm2[I][:, None] + norm2[J][None, :] - 2.0 * C
             ni, nj = np.sqrt(norm2[I])[:, None], np.sqrt(norm2[J])[None, :]
             slack = 2.0 * (r + 2) * _U * (ni + nj) ** 2
@@ -234,6 +239,13 @@ def near_pairs(R: np.ndarray, *, limit: float, max_pairs: int | None = None,
     absorb()
     o = _order(*keep)
     return NearPairs(keep[0][o], keep[1][o], keep[2][o], total, tuple(forest))  # type: ignore
+
+
+def _columns(A: np.ndarray, rows: int, idx: np.ndarray) -> np.ndarray:
+    """A[:rows, idx]: a view when idx is a run of consecutive columns (no copy), else a copy."""
+    if idx.size and int(idx[-1]) - int(idx[0]) + 1 == idx.size:
+        return A[:rows, int(idx[0]):int(idx[-1]) + 1]
+    return A[:rows, idx]
 
 
 def _distances(A: np.ndarray, ci: np.ndarray, cj: np.ndarray, tri: bool,
