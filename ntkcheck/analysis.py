@@ -1,14 +1,10 @@
 """``analyze``: the injectivity verdict for a dataset, with its evidence (SPEC §3, §3a, §4, §7).
 
-The orchestrator: it calls the steps of :mod:`ntkcheck.injectivity` in data-flow order and
-assembles the :class:`~ntkcheck.results.AnalysisResult`:
-
-screen -> geometry -> probes -> plan -> features (in memory or streamed) -> spectrum ->
-summary (Gram spectrum, near-dependency scores) -> decide (certificate, grey zone, confirmation
-draw, verified relations) -> combine (the screen's relations, then the exact test).
-
-The decision procedure itself is documented where it is made: :mod:`ntkcheck.injectivity.decide`
-(the dense test) and :mod:`ntkcheck.injectivity.combine` (screen and exact test).
+The orchestrator: it calls the steps of :mod:`ntkcheck.injectivity` in data-flow order (screen,
+geometry, probes, plan, features, spectrum, summary, decide, combine) and assembles the
+:class:`~ntkcheck.results.AnalysisResult`. The decision is documented where it is made:
+:mod:`ntkcheck.injectivity.decide` (dense test), :mod:`ntkcheck.injectivity.combine` (screen,
+exact test).
 """
 
 from __future__ import annotations
@@ -34,7 +30,8 @@ from .injectivity.screen import core_dataset
 from .injectivity.screen import screen as structural_screen
 from .injectivity.spectrum import compute_spectrum
 from .injectivity.stream import compute_features
-from .injectivity.summary import core_near_dependency, gram_summary, with_structure
+from .injectivity.summary import (MAX_PAIRS, NearOptions, core_near_dependency, gram_summary,
+                                  with_structure)
 from .progress import Progress, ProgressUpdate
 from .results import AnalysisResult
 
@@ -54,7 +51,7 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
             progress: Progress | None = None, stream: bool | None = None,
             backend: str = "local", scheduler: str | None = None, client: Any = None,
             max_memory: int | None = None, spectrum: str = "auto",
-            embeddings: Any = None) -> AnalysisResult:
+            embeddings: Any = None, max_pairs: int | None = MAX_PAIRS) -> AnalysisResult:
     """Test whether the LSE functions of ``data`` are independent modulo affine functions.
 
     Parameters
@@ -109,6 +106,9 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
         (O(N^2) per iteration; the verdict, the relations and the certificate are the same, the Gram
         summary lists only the computed eigenvalues), ``auto`` partial beyond
         :data:`ntkcheck.injectivity.spectrum.FULL_SPECTRUM_MAX_N` columns.
+    max_pairs : int or None
+        Near pairs listed in ``near_dependency`` (closest first; None: all); every pair is
+        counted and in the near ``sets`` whatever the cap (:mod:`ntkcheck.injectivity.summary`).
 
     embeddings : (V, d) float array or a table file ``FILE[:NAME]``, optional
         The embedding table when ``data`` are token IDs (a list of integer sequences or a
@@ -131,8 +131,13 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
     if exact_timeout is not None and not (exact_timeout > 0):
         raise InputError(f"must be a positive number of seconds, got {exact_timeout}",
                          field="exact_timeout")
+    if max_pairs is not None and (not isinstance(max_pairs, (int, np.integer))
+                                  or isinstance(max_pairs, bool) or max_pairs < 0):
+        raise InputError(f"must be a non-negative integer or None, got {max_pairs!r}",
+                         field="max_pairs")
     dense = DenseOptions.checked(stream, backend, scheduler, client, max_memory, spectrum)
-    numerical = _analyze_numerical(dataset, probes, scales, seed, whiten, say, dense)
+    numerical = _analyze_numerical(dataset, probes, scales, seed, whiten, say, dense,
+                                   NearOptions(None if max_pairs is None else int(max_pairs)))
     if mode != "never":
         numerical = with_exact(numerical, dataset, mode, exact_timeout, exact_engine,
                                exact_budget, progress)
@@ -147,8 +152,8 @@ def suggest_drop(data: "DataLike", **options: Any) -> neardep.DropSuggestion:
 
 
 def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[float] | None,
-                       seed: int, whiten: bool, say: Progress,
-                       dense: DenseOptions = DenseOptions()) -> AnalysisResult:
+                       seed: int, whiten: bool, say: Progress, dense: DenseOptions = DenseOptions(),
+                       near: NearOptions = NearOptions()) -> AnalysisResult:
     """Structural screen, then the dense test on the core (SPEC §7), combined."""
     if seed < 0:
         raise InputError(f"must be a non-negative integer, got {seed}", field="seed")
@@ -157,39 +162,42 @@ def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[fl
     findings = scr.diracs + scr.classes
     structural = tuple(structural_dependencies(scr, dataset))
     empty = {"probes": 0, "scales": [], "seed": seed, "whitening": whiten}
+    cap = near.max_pairs
     if not scr.core:
         return _assemble(dataset, screen_only(scr, structural), findings,
                          {**empty, "core_size": 0, "affine_hull_dim": 0, "probe_law": "gaussian"},
-                         **with_structure(None, findings, dataset.names))
+                         **with_structure(None, findings, dataset.names, cap))
     if scr.reductions == 0:
-        core = _dense_test(dataset, probes, scales, seed, whiten, say, dense)
+        core = _dense_test(dataset, probes, scales, seed, whiten, say, dense, near)
         return replace(core, findings=findings,
                        settings={**core.settings, "core_size": len(dataset)},
-                       **with_structure(core.near_dependency, findings, dataset.names))
+                       **with_structure(core.near_dependency, findings, dataset.names, cap))
     core_ds = core_dataset(dataset, scr)
     n_core = len(core_ds)
     say(f"dense test on the core ({n_core} of {len(dataset)} distributions)")
     try:
-        core = _dense_test(core_ds, probes, scales, seed, whiten, say, dense)
+        reps = frozenset(dataset.names[c.members[0]] for c in scr.classes)
+        core = _dense_test(core_ds, probes, scales, seed, whiten, say, dense,
+                           replace(near, representatives=reps))
     except ResourceError as err:
         return _assemble(dataset, screen_core_not_run(scr, n_core, err.reason, structural),
                          findings, {**empty, "core_size": n_core, "core_verdict": "not_run",
                                     "rank_upper_bound": True,
                                     "affine_hull_dim": make_whitening(core_ds, whiten).rank,
                                     "probe_law": "gaussian"},
-                         **with_structure(None, findings, dataset.names))
+                         **with_structure(None, findings, dataset.names, cap))
     both = screen_and_core(scr, n_core, Decision(core.verdict, core.evidence, core.reason,
                                                  core.dependencies), structural)
     return replace(core, verdict=both.verdict, evidence=both.evidence, reason=both.reason,
                    names=dataset.names, dependencies=both.dependencies, findings=findings,
                    settings={**core.settings, "core_size": n_core,
                              "core_verdict": core.verdict, "core_evidence": core.evidence},
-                   **with_structure(core.near_dependency, findings, dataset.names))
+                   **with_structure(core.near_dependency, findings, dataset.names, cap))
 
 
 def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | None,
-                seed: int, whiten: bool, say: Progress,
-                dense: DenseOptions = DenseOptions()) -> AnalysisResult:
+                seed: int, whiten: bool, say: Progress, dense: DenseOptions = DenseOptions(),
+                near_options: NearOptions = NearOptions()) -> AnalysisResult:
     """The rank / SVD decision of SPEC §3 and §3a on one dataset (no screen)."""
     N, d = len(dataset), dataset.dim
     say("geometry")
@@ -222,11 +230,8 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
                                 "computed": int(sv.shape[0]),
                                 "largest_estimate": float(spec.largest or 0.0)}
     summary = gram_summary(spec, dataset.names, M)
-    # the scores need every singular direction (an N x N SVD) or the inverse of R: on a
-    # partial spectrum only the latter, when R is well conditioned (Spectrum.scores)
-    near = (core_near_dependency(spec, feats, dataset) if spec.has_scores() else
-            {"scores": {}, "reasons": {}, "closest": {}, "pairs": [], "method": "partial",
-             "scaled_smallest_singular_value": spec.smallest})
+    # scores (when the spectrum gives them), near pairs and their sets
+    near = core_near_dependency(spec, feats, dataset, near_options)
     dec = decide_dense(dataset, geom, feats, spec, M=M, scales=scales, seed=seed,
                        stream_options=stream_options, partial=partial,
                        max_memory=dense.max_memory, say=say)

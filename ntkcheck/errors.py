@@ -7,7 +7,14 @@ message on stderr and exit code 2. Messages name the file, the field and the fix
 from __future__ import annotations
 
 __all__ = ["NtkcheckError", "InputError", "ConfigError", "NumericalError", "NtkcheckWarning",
-           "ResourceError", "Terminated", "EXIT_INTERNAL"]
+           "ResourceError", "Terminated", "EXIT_INTERNAL", "install_hint"]
+
+
+def install_hint(extra: str, packages: str) -> str:
+    """How to add an optional extra: ntkcheck is installed from a clone of its repository (it
+    is not on a package index), so ``pip install -e '.[extra]'`` run in that clone, or the
+    extra's ``packages`` by name (which works from anywhere)."""
+    return f"pip install -e '.[{extra}]' in the ntkcheck clone (or pip install {packages})"
 
 
 class NtkcheckError(Exception):

@@ -4,14 +4,16 @@ One PNG with
 
 * the eigenvalues in ascending order on a log scale, with the round-off tolerance as a line
   (eigenvalues <= tolerance, which a log axis cannot show faithfully, are drawn hollow at
-  max(|lambda|, tolerance / 100));
+  |lambda|, and those with |lambda| below tolerance / 100, clipped to it, as hollow triangles,
+  named so in the legend);
 * for data whose affine hull has dimension 1 or 2, the LSE functions modulo affine functions of
   the smallest eigenvector c (in the distributions' own scale, max |c_i| = 1), in whitened
   coordinates s (z = T s): in 1-D the curves c_i (LSE_i - affine fit) of its largest entries and
   their sum; in 2-D a heatmap of sum_i c_i LSE_i minus its least-squares affine fit. For a
   dependency the combination is flat at round-off level.
 
-Only matplotlib's object API with the Agg canvas is used (no pyplot, no global backend switch);
+Legends sit to the right of their axes, never over the data. Only matplotlib's object API with
+the Agg canvas is used (no pyplot, no global backend switch);
 the file is written atomically.
 """
 
@@ -24,12 +26,13 @@ from typing import Callable
 import numpy as np
 
 from .dataset import Dataset
-from .errors import InputError
+from .errors import InputError, install_hint
 from .injectivity.probes import make_whitening
 from .io import atomic_write
 from .kernel_spectrum import KernelSpectrum
 
-__all__ = ["PlotUnavailable", "require_matplotlib", "plot_spectrum", "combination_modulo_affine"]
+__all__ = ["PlotUnavailable", "require_matplotlib", "plot_spectrum", "spectrum_figure",
+           "combination_modulo_affine"]
 
 #: Half-width of the plotting window in whitened coordinates (the middle of the probe scales).
 WINDOW = 6.0
@@ -49,7 +52,7 @@ def require_matplotlib() -> Callable[[KernelSpectrum, "str | Path", Dataset | No
         from matplotlib.figure import Figure  # noqa: F401
     except ImportError:
         raise PlotUnavailable("--plot needs matplotlib; install it with "
-                              "pip install matplotlib (the ntkcheck[plot] extra)") from None
+                              + install_hint("plot", "matplotlib")) from None
     return plot_spectrum
 
 
@@ -81,6 +84,14 @@ def combination_modulo_affine(dataset: Dataset, coefficients: np.ndarray, transf
 def plot_spectrum(spectrum: KernelSpectrum, path: "str | Path", dataset: Dataset | None = None,
                   dpi: int = 110) -> None:
     """Draw the spectrum (and, in 1-D / 2-D, the smallest eigenvector's combination) to PNG."""
+    fig = spectrum_figure(spectrum, dataset)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
+
+
+def spectrum_figure(spectrum: KernelSpectrum, dataset: Dataset | None = None):
+    """The matplotlib Figure that :func:`plot_spectrum` writes (Agg canvas, not shown)."""
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -90,7 +101,7 @@ def plot_spectrum(spectrum: KernelSpectrum, path: "str | Path", dataset: Dataset
         white = make_whitening(dataset, bool(spectrum.settings.get("whitening", True)))
     r = white.rank if (dataset is not None and white is not None) else 0
     panels = 2 if r in (1, 2) else 1
-    fig = Figure(figsize=(5.2 * panels, 4.0), layout="constrained")
+    fig = Figure(figsize=(7.4 * panels, 4.0), layout="constrained")  # legends at the right
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, panels, 1)
     _draw_eigenvalues(ax, spectrum)
@@ -101,9 +112,12 @@ def plot_spectrum(spectrum: KernelSpectrum, path: "str | Path", dataset: Dataset
             _draw_curves(ax2, spectrum, dataset, white, c)
         else:
             _draw_heatmap(fig, ax2, dataset, white, c)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
+    return fig
+
+
+def _legend_outside(ax) -> None:
+    """The legend to the right of the axes, off the data (constrained layout makes room)."""
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
 def _draw_eigenvalues(ax, spectrum: KernelSpectrum) -> None:
@@ -113,17 +127,22 @@ def _draw_eigenvalues(ax, spectrum: KernelSpectrum) -> None:
     floor = tol / 100 if tol > 0 else np.finfo(float).tiny
     shown = np.maximum(np.abs(lam), floor)
     above = lam > tol
+    clipped = np.abs(lam) < floor
+    within = ~above & ~clipped
     ax.semilogy(k[above], shown[above], "o", ms=4, color="C0", label="eigenvalue")
-    if np.any(~above):
-        ax.semilogy(k[~above], shown[~above], "o", ms=5, mfc="none", color="C3",
-                    label="within tolerance of 0")
+    if np.any(within):
+        ax.semilogy(k[within], shown[within], "o", ms=5, mfc="none", color="C3",
+                    label="|eigenvalue| within tolerance of 0")
+    if np.any(clipped):
+        ax.semilogy(k[clipped], shown[clipped], "v", ms=6, mfc="none", color="C3",
+                    label=f"clipped: |eigenvalue| < {floor:.1e}, drawn at it")
     if tol > 0:
         ax.axhline(tol, color="0.4", ls="--", lw=1, label=f"tolerance {tol:.1e}")
     ax.set_xlabel("index (ascending)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("eigenvalue")
     ax.set_title(f"{spectrum.kernel} kernel spectrum")
-    ax.legend(fontsize="small", loc="upper left")
+    _legend_outside(ax)
 
 
 def _draw_curves(ax, spectrum, dataset, white, c) -> None:
@@ -137,7 +156,7 @@ def _draw_curves(ax, spectrum, dataset, white, c) -> None:
     ax.set_xlabel("s (whitened coordinate)")
     ax.set_ylabel("c_i LSE_i modulo affine")
     ax.set_title("smallest eigenvector")
-    ax.legend(fontsize="small")
+    _legend_outside(ax)
 
 
 def _draw_heatmap(fig, ax, dataset, white, c) -> None:

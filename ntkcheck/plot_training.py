@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, install_hint
 from .io import atomic_write
 from .meanfield.trained import Run
 from .plot import PlotUnavailable
@@ -34,7 +34,7 @@ def require_matplotlib() -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
     except ImportError:
         raise PlotUnavailable("plotting needs matplotlib; install it with "
-                              "pip install matplotlib (the ntkcheck[plot] extra)") from None
+                              + install_hint("plot", "matplotlib")) from None
 
 
 def plot_format(path: str | Path) -> str:

@@ -23,7 +23,7 @@ PKG = Path(__file__).resolve().parents[1] / "ntkcheck"
 
 STEPS = ["findings", "written", "keys", "screen", "geometry", "probes", "features", "factor", "stream", "spectrum",
          "dependencies", "verify", "rounding", "enclosure", "certify", "estimate", "plan",
-         "summary", "decide", "combine"]
+         "pairs", "summary", "decide", "combine"]
 
 FLOORS = [
     ["errors", "_threads", "special", "progress", "exact_values", "meanfield._parallel"],

@@ -183,7 +183,7 @@ def test_backend_choice_and_messages(monkeypatch):
     monkeypatch.setattr(fast, "AVAILABLE", False)
     monkeypatch.setenv("NTKCHECK_BACKEND", "auto")
     assert adjoint.resolve_backend() == "numpy"
-    with pytest.raises(InputError, match=r"pip install 'ntkcheck\[fast\]'"):
+    with pytest.raises(InputError, match=r"pip install -e '\.\[fast\]' in the ntkcheck clone"):
         adjoint.resolve_backend("numba")
 
 
@@ -243,7 +243,7 @@ def test_cli_train_notes_the_numpy_fallback(tmp_path, monkeypatch):
     res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "a")])
     assert res.exit_code == 0, res.output
     notes = [x for x in res.stderr.splitlines() if x.startswith("ntkcheck: note:")]
-    assert len(notes) == 1 and "pip install 'ntkcheck[fast]'" in notes[0]
+    assert len(notes) == 1 and "pip install -e '.[fast]' in the ntkcheck clone" in notes[0]
     res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "b"), "-q"])
     assert res.exit_code == 0 and res.stderr == ""
 

@@ -150,13 +150,21 @@ def test_pair_distance_is_accurate_where_the_gram_entry_cancels():
 
 
 def test_structural_sequences_score_zero():
-    """Dirac masses, class members and their representatives score exactly 0 with reason
-    'structural'; a core sequence keeps a positive score."""
+    """Dirac masses, class members and their representatives score exactly 0; they are
+    described by the structure and the near sets, so ``lowest`` lists the lowest-scoring
+    sequences outside the structure (LISTED of them); a core sequence keeps a positive score."""
     res = nk.analyze(nk.load_dataset(SAMPLES / "tokens_dependent.npz"))
-    for name in ("base", "translated", "other", "permuted"):
+    structural = {"base", "translated", "other", "permuted"}
+    for name in structural:
         assert res.scores[name] == 0.0
-    reasons = {d["name"]: d["reason"] for d in res.near_dependency["lowest"]}
-    assert reasons["translated"] == "structural"
+    lowest = res.near_dependency["lowest"]
+    assert len(lowest) == 10 and not structural & {d["name"] for d in lowest}
+    assert all(d["reason"] == "dense" and d["closest"] for d in lowest)
+    others = sorted(v for k, v in res.scores.items() if k not in structural)
+    assert [d["score"] for d in lowest] == others[:10]
+    sets = {frozenset(s["names"]): s["representative"] for s in res.near_dependency["sets"]}
+    assert sets == {frozenset({"base", "translated"}): "base",
+                    frozenset({"other", "permuted"}): "other"}
     assert min(v for k, v in res.scores.items()
                if k not in ("base", "translated", "other", "permuted")) > 1e-3
     X = np.random.default_rng(4).normal(size=(6, 4, 2))

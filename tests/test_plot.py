@@ -82,7 +82,7 @@ def test_missing_matplotlib_is_a_clean_input_error(tmp_path, monkeypatch):
     result = runner.invoke(app, ["spectrum", str(SAMPLES / "mixed.toml"), "--plot", str(out)])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "ntkcheck[plot]" in lines[0]
+    assert len(lines) == 1 and "pip install -e '.[plot]' in the ntkcheck clone" in lines[0]
     assert not out.exists()
 
 
@@ -93,5 +93,54 @@ def test_plot_function_without_matplotlib_raises(monkeypatch, tmp_path):
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     ds = Dataset.from_tokens([np.eye(2), np.eye(2) * 2])
-    with pytest.raises(InputError, match="ntkcheck\\[plot\\]"):
+    with pytest.raises(InputError, match=r"pip install -e '\.\[plot\]' in the ntkcheck clone"):
         plot_spectrum(kernel_spectrum(ds), tmp_path / "y.png", ds)
+
+
+@needs_mpl
+@pytest.mark.parametrize("case", ["mixed.toml", "tokens_dependent.npz"])
+def test_clipped_eigenvalues_are_marked_and_legends_stay_off_the_data(case):
+    """Eigenvalues with |lambda| below tolerance / 100 (a log axis cannot show them) are drawn
+    as triangles at that floor, exactly at their indices, and the legend names them clipped;
+    every legend lies outside its axes (window extents do not overlap) and inside the figure
+    (1-D data: both panels, spectrum and curves)."""
+    from ntkcheck.plot import spectrum_figure
+
+    ds = load_dataset(SAMPLES / case)
+    spec = kernel_spectrum(ds)
+    fig = spectrum_figure(spec, ds)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    floor = spec.tolerance / 100
+    clipped = np.abs(spec.eigenvalues) < floor
+    assert clipped.any()
+    ax = fig.axes[0]
+    marks = [line for line in ax.get_lines() if line.get_marker() == "v"]
+    assert len(marks) == 1 and marks[0].get_label().startswith("clipped")
+    np.testing.assert_array_equal(marks[0].get_xdata(), np.flatnonzero(clipped) + 1)
+    assert np.all(marks[0].get_ydata() == floor)
+    others = [x for line in ax.get_lines() if line.get_marker() == "o"
+              for x in line.get_xdata()]
+    assert not set(others) & set(np.flatnonzero(clipped) + 1)
+    legends = [a for a in fig.axes if a.get_legend() is not None]
+    assert len(legends) == (2 if case == "mixed.toml" else 1)
+    for a in legends:
+        box = a.get_legend().get_window_extent(renderer)
+        assert not box.overlaps(a.get_window_extent(renderer)), (case, a.get_title())
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 + 0.5
+        assert fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1 + 0.5
+
+
+@needs_mpl
+def test_no_clipped_marker_when_nothing_is_clipped():
+    """Generic data (positive definite well above the tolerance): no triangle, no 'clipped'
+    entry in the legend."""
+    from ntkcheck.plot import spectrum_figure
+
+    ds = Dataset.from_tokens(list(np.random.default_rng(1).normal(size=(5, 6, 3))))
+    spec = kernel_spectrum(ds)
+    assert spec.eigenvalues.min() > spec.tolerance
+    fig = spectrum_figure(spec, ds)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert not any("clipped" in t for t in labels)
+    assert not [line for line in fig.axes[0].get_lines() if line.get_marker() == "v"]

@@ -203,7 +203,7 @@ def test_cli_refuses_streamed_estimate_over_max_memory(sample):
 def test_dask_backend_missing_is_an_input_error(monkeypatch):
     """Without distributed: a one-line InputError naming the extra."""
     monkeypatch.setitem(sys.modules, "distributed", None)
-    with pytest.raises(InputError, match=r"ntkcheck\[dask\]"):
+    with pytest.raises(InputError, match=r"pip install -e '\.\[dask\]' in the ntkcheck clone"):
         analyze([np.eye(2)], backend="dask", scheduler="tcp://127.0.0.1:1")
 
 

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, install_hint
 from ..injectivity.factor import Factor
 from .tree import BlockRange, drive, split_ranges
 
@@ -188,7 +188,7 @@ def _distributed():
         import distributed
     except ImportError:
         raise InputError("the dask backend needs dask and distributed; install them with "
-                         "pip install 'ntkcheck[dask]'", field="backend") from None
+                         + install_hint("dask", "dask distributed"), field="backend") from None
     return distributed
 
 

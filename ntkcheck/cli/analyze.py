@@ -34,7 +34,8 @@ from ..io.inputs import _is_dir, expand_inputs, unreadable_directory
 from ..io.clean import write_subset_npz
 from ..io.load import SUFFIXES
 from ..analysis import suggest_drop
-from ..neardep import apply_margin
+from ..injectivity.summary import MAX_PAIRS
+from ..neardep import DEFAULT_MAX_ROUNDS, apply_margin
 from ..report import FileReport, render, worst_exit_code
 from ..report import json as json_report
 from ..report.text import render_result
@@ -237,11 +238,11 @@ def _write_clean(report: FileReport, target: Path, quiet: bool) -> None:
 
 def analyze_file(path: Path, options: dict[str, Any],
                  say: Callable[[str], None] | None = None, *, fail_below: float | None = None,
-                 suggest: bool = False) -> FileReport:
+                 suggest: bool = False, max_rounds: int = DEFAULT_MAX_ROUNDS) -> FileReport:
     """Load and analyse one file; any library error becomes the report's one-line error.
 
     ``fail_below`` attaches the margin to the result; ``suggest`` also computes the drop
-    suggestion (its re-analyses use the same options).
+    suggestion (its re-analyses use the same options, at most ``max_rounds`` of them).
 
     Warnings (a disagreement between the exact and numerical tests is a bug) are printed on
     stderr, with the file name, even with ``--quiet``.
@@ -269,7 +270,8 @@ def analyze_file(path: Path, options: dict[str, Any],
             if suggest:
                 if say:
                     say("suggest drop")
-                suggestion = suggest_drop(dataset, result=result, margin=fail_below, **options)
+                suggestion = suggest_drop(dataset, result=result, margin=fail_below,
+                                          max_rounds=max_rounds, **options)
     except NtkcheckError as err:
         message = str(err)
         if name not in message:
@@ -327,6 +329,15 @@ def analyze_command(
         None, "--write-clean", metavar="OUT.npz", show_default="none",
         help="With one .npz FILE: write the data without the suggested sequences (implies "
              "--suggest-drop; written only when the reduced data are re-verified injective)."),
+    max_rounds: int = typer.Option(
+        DEFAULT_MAX_ROUNDS, "--max-rounds", min=1, metavar="N",
+        help="--suggest-drop: at most N re-analyses (each round drops every near set but one "
+             "representative, one sequence per relation, or the lowest score, then "
+             "re-analyses in full)."),
+    max_pairs: int = typer.Option(
+        MAX_PAIRS, "--max-pairs", min=0, metavar="N",
+        help="Near pairs listed in the report (closest first); the rest are counted in "
+             "pairs_omitted, and every pair joins its near set whatever the cap."),
     max_memory: Optional[str] = max_memory_option(),
     stream: Optional[bool] = typer.Option(
         None, "--stream/--no-stream", show_default=False,
@@ -361,7 +372,7 @@ def analyze_command(
     options = {"probes": probes, "scales": None if scales is None else parse_scales(scales), "seed": seed,
                "whiten": not no_whiten, "exact": exact.value, "exact_timeout": exact_timeout,
                "stream": stream, "backend": backend.value, "scheduler": scheduler,
-               "spectrum": spectrum.value}
+               "spectrum": spectrum.value, "max_pairs": max_pairs}
     if backend is Backend.dask:
         if not scheduler:
             raise InputError("needs --scheduler ADDRESS (e.g. tcp://host:8786)",
@@ -402,7 +413,7 @@ def analyze_command(
         for path in paths:
             say = reporter.callback(path)
             reports.append(analyze_file(path, options, say, fail_below=fail_below,
-                                        suggest=suggest))
+                                        suggest=suggest, max_rounds=max_rounds))
     if write_clean is not None:
         _write_clean(reports[0], write_clean, quiet)
     if output is not None:

@@ -22,7 +22,7 @@ import os
 from fractions import Fraction
 from typing import Sequence
 
-from ..errors import InputError
+from ..errors import InputError, install_hint
 from .errors import ExactRefused
 
 __all__ = ["Engine", "get_engine", "resolve_engine", "ENGINES", "ENGINE_ENV"]
@@ -163,7 +163,7 @@ def resolve_engine(engine: str) -> str:
         engine = "flint" if _flint_available() else "sympy"
     elif engine == "flint" and not _flint_available():
         raise ExactRefused("python-flint is not installed; install it with "
-                           "pip install python-flint (the ntkcheck[exact] extra) or use engine 'sympy'",
+                           f"{install_hint('exact', 'python-flint')}, or use engine 'sympy'",
                            kind="engine")
     return engine
 

@@ -32,7 +32,7 @@ from math import gcd, lcm
 from typing import Callable, Sequence
 
 from ..dataset import Dataset
-from ..errors import InputError
+from ..errors import InputError, install_hint
 from .engines import Engine, get_engine, resolve_engine
 from .errors import ExactCheckFailed, ExactRefused
 from .laws import UNIFORM, ExactLaw, common_denominator, degree_lower_bound, exact_law
@@ -456,7 +456,7 @@ def decide(data: Dataset, *, engine: str = "auto", budget: ExactBudget | None = 
     if not timeout > 0:
         raise InputError(f"must be a positive number of seconds, got {timeout}",
                          field="timeout")
-    hint = " or install python-flint, much faster: pip install 'ntkcheck[exact]'" \
+    hint = " or install python-flint, much faster: " + install_hint("exact", "python-flint") \
         if name == "sympy" else ""
     _preload(name)
     start = time.monotonic()

@@ -16,7 +16,8 @@
 * :mod:`.certify`: the rigorous lower bound on sigma_min behind ``certified``;
 * :mod:`.estimate`: time and memory estimate of the dense test;
 * :mod:`.plan`: how the dense test runs (in memory or streamed, backend, spectrum, memory);
-* :mod:`.summary`: Gram spectrum and near-dependency scores (§5);
+* :mod:`.pairs`: near pairs of unit columns and their sets, in bounded memory;
+* :mod:`.summary`: Gram spectrum, near-dependency scores, near pairs and sets (§5);
 * :mod:`.decide`: the dense test's verdict from its evidence;
 * :mod:`.combine`: the screen's relations and the exact test (§4) merged into the verdict.
 

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ..distributions import Discrete, Distribution, GaussianMixture, UniformBox
-from ..errors import InputError
+from ..errors import InputError, install_hint
 from .rounding import _ETA, _K_LIBM, _U, LIBM_ULPS, _gamma, _norm_up, _up
 
 __all__ = ["feature_enclosure", "DEFAULT_BUDGET", "ARB_PREC", "SCRATCH_BYTES", "LIBM_ULPS"]
@@ -105,9 +105,8 @@ def _have_flint() -> bool:
     return True
 
 
-_NO_FLINT = ("python-flint is not installed: pip install python-flint (the ntkcheck[exact] extra) "
-             "for Arb enclosures, "
-             "or use method='a-priori'")
+_NO_FLINT = (f"python-flint is not installed: {install_hint('exact', 'python-flint')} for Arb "
+             "enclosures, or use method='a-priori'")
 
 
 def _work(dists: Sequence[Distribution]) -> int:

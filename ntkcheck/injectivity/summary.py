@@ -25,19 +25,28 @@ them is among the others). A column whose LSE is affine at round-off level has r
 ``affine``; an exact dependency found by the dense test gives reason ``dependent``; otherwise
 ``dense``.
 
-Near pairs
-----------
+Near pairs and sets
+-------------------
 For two sequences with unit columns a_i, a_j the pair distance is ||a_i - a_j|| (in [0, 2]; it
-is >= both scores). Pairs closer than :data:`PAIR_LIMIT` are listed (at most
-:data:`MAX_PAIRS`), computed from the columns of R (||r_i - r_j||, no cancellation), with
+is >= both scores). Every pair closer than :data:`PAIR_LIMIT` is found
+(:func:`ntkcheck.injectivity.pairs.near_pairs`: from the columns of R, ||r_i - r_j||, no
+cancellation, in bounded memory) and counted; the closest ``max_pairs`` (default
+:data:`MAX_PAIRS`) are listed, ``pairs_omitted`` counts the rest. Each listed pair has
 ``ratio`` nu_i / nu_j of the column norms before normalisation: LSE_i ~ ratio LSE_j + affine.
 ``kind`` is ``near_duplicate`` (ratio ~ 1, same mean), ``near_translate`` (ratio ~ 1, means
 differ by ``shift``) or ``proportional`` (e.g. a convolution power). Structural classes give
 pairs (member, parent) at distance 0 with ``source`` ``structural``.
+
+``sets`` are the connected components of the near pairs and the structural classes (single
+linkage), always complete: each lists its names in dataset order, its ``representative`` (the
+first one the screen kept in the core) and its ``links``, a minimum spanning forest of its
+pairs, so that its links closer than any t <= PAIR_LIMIT give the sets at threshold t
+(:func:`ntkcheck.neardep.suggest_drop` uses this).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -45,15 +54,18 @@ import numpy as np
 from ..dataset import Dataset
 from ..distributions import Discrete, UniformBox
 from .features import FeatureMatrix
+from .pairs import components, near_pairs
 from .spectrum import Spectrum
 
 __all__ = ["gram_summary", "condition_number", "effective_rank", "core_near_dependency",
-           "with_structure", "PAIR_LIMIT", "MAX_PAIRS", "LISTED", "PARTNERS"]
+           "with_structure", "near_sets", "NearOptions", "PAIR_LIMIT", "MAX_PAIRS", "LISTED",
+           "PARTNERS"]
 
 #: Pairs of unit columns closer than this are listed as near pairs.
 PAIR_LIMIT = 0.05
-#: At most this many near pairs (closest first) in the result.
-MAX_PAIRS = 20
+#: Default cap on the near pairs listed (closest first) in the result; the sets are always
+#: complete (at most N names and N - 1 links in all).
+MAX_PAIRS = 10_000
 #: The lowest-scoring sequences described in detail (partners) in the result.
 LISTED = 10
 #: Partners named per described sequence (at most), among those with |coefficient| at least
@@ -137,72 +149,75 @@ def effective_rank(eigenvalues: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# scores and pairs
+# scores, pairs and sets
 # ---------------------------------------------------------------------------------------------
 
-def core_near_dependency(spec: "Spectrum", features: "FeatureMatrix",
-                         dataset: Dataset) -> dict[str, Any]:
-    """Scores, partners and near pairs of the columns of one dense test (module docstring).
+@dataclass(frozen=True)
+class NearOptions:
+    """What the near-dependency summary lists: at most ``max_pairs`` near pairs (None: all), and
+    the lowest-scoring sequences outside ``representatives`` (the structural classes' kept
+    members, whose partners are their class) described with their partners."""
+
+    max_pairs: int | None = MAX_PAIRS
+    representatives: frozenset = frozenset()
+
+
+def core_near_dependency(spec: "Spectrum", features: "FeatureMatrix", dataset: Dataset,
+                         options: NearOptions = NearOptions()) -> dict[str, Any]:
+    """Scores, partners, near pairs and the near-pair forest of one dense test (module
+    docstring).
 
     Parameters
     ----------
     spec : Spectrum of the column-normalised F_perp (N columns)
     features : the FeatureMatrix it came from (column norms nu_i, for the pair ratios)
     dataset : the N distributions (means, for the pair shifts)
+    options : NearOptions (the pair cap; names not to describe)
 
     Returns
     -------
-    dict with ``scores`` {name: score}, ``reasons`` {name: reason}, ``closest``
-    {name: [{name, coefficient}]} for the :data:`LISTED` lowest, ``pairs`` (closest first),
-    ``method`` and ``scaled_smallest_singular_value``.
+    dict with ``scores`` {name: score} (empty when a partial spectrum cannot give them),
+    ``reasons`` {name: reason}, ``closest`` {name: [{name, coefficient}]} for the
+    :data:`LISTED` lowest outside ``options.representatives``, ``pairs`` (the closest
+    ``max_pairs``, closest first), ``pairs_total``, ``links`` (a minimum spanning forest of
+    all near pairs, [(name, name, distance)]), ``method`` and
+    ``scaled_smallest_singular_value``.
     """
     names = dataset.names
-    cs = spec.scores()
-    dist = cs.distance
-    affine = features.affine_mask
-    reasons = {}
-    for i, name in enumerate(names):
-        reasons[name] = ("affine" if affine[i] else
-                         "dependent" if dist[i] == 0.0 else "dense")
-    order = np.lexsort((np.arange(len(names)), dist))
-    closest: dict[str, list[dict[str, Any]]] = {}
-    for i in order[:LISTED]:
-        if affine[i]:
-            closest[names[i]] = []
-            continue
-        x = cs.approximation(int(i))
-        x[i] = 0.0
-        biggest = float(np.abs(x).max())
-        top = [j for j in np.argsort(-np.abs(x), kind="stable")[:PARTNERS]
-               if biggest > 0 and abs(x[j]) >= PARTNER_RTOL * biggest]
-        closest[names[i]] = [{"name": names[j], "coefficient": float(-x[j])} for j in top]
-    return {"scores": {n: float(d) for n, d in zip(names, dist)}, "reasons": reasons,
-            "closest": closest, "pairs": _pairs(spec, features, dataset, dist),
-            "method": cs.method, "scaled_smallest_singular_value": spec.smallest}
-
-
-def _pairs(spec: "Spectrum", features: "FeatureMatrix", dataset: Dataset,
-           dist: np.ndarray) -> list[dict[str, Any]]:
-    """Pairs of columns closer than PAIR_LIMIT. Only columns scoring <= PAIR_LIMIT can be in
-    one (the pair distance bounds both scores), so the Gram matrix is formed on those only."""
-    R = np.asarray(spec.triangle, dtype=float)
+    out: dict[str, Any] = {"scores": {}, "reasons": {}, "closest": {}, "method": "partial",
+                           "scaled_smallest_singular_value": spec.smallest}
+    dist = None
+    if spec.has_scores():
+        cs = spec.scores()
+        dist = cs.distance
+        affine = features.affine_mask
+        reasons = {}
+        for i, name in enumerate(names):
+            reasons[name] = ("affine" if affine[i] else
+                             "dependent" if dist[i] == 0.0 else "dense")
+        order = [i for i in np.lexsort((np.arange(len(names)), dist))
+                 if names[i] not in options.representatives]
+        closest: dict[str, list[dict[str, Any]]] = {}
+        for i in order[:LISTED]:
+            if affine[i]:
+                closest[names[i]] = []
+                continue
+            x = cs.approximation(int(i))
+            x[i] = 0.0
+            biggest = float(np.abs(x).max())
+            top = [j for j in np.argsort(-np.abs(x), kind="stable")[:PARTNERS]
+                   if biggest > 0 and abs(x[j]) >= PARTNER_RTOL * biggest]
+            closest[names[i]] = [{"name": names[j], "coefficient": float(-x[j])} for j in top]
+        out.update(scores={n: float(d) for n, d in zip(names, dist)}, reasons=reasons,
+                   closest=closest, method=cs.method)
+    found = near_pairs(spec.triangle, limit=PAIR_LIMIT, max_pairs=options.max_pairs,
+                       candidates=None if dist is None else dist <= PAIR_LIMIT * 1.01)
     nu = np.asarray(features.col_norms, dtype=float)
-    live = np.flatnonzero((dist <= PAIR_LIMIT) & (np.linalg.norm(R, axis=0) > 0))
-    if live.size < 2:
-        return []
-    Rs = R[:, live]
-    G = Rs.T @ Rs
-    out = []
-    rows, cols = np.nonzero(np.triu(G >= 1.0 - PAIR_LIMIT**2, 1))
-    for a, b in zip(rows, cols):
-        i, j = int(live[a]), int(live[b])
-        d = float(np.linalg.norm(R[:, i] - R[:, j]))
-        if d <= PAIR_LIMIT:
-            out.append(_pair(dataset, i, j, d, float(nu[i] / nu[j])))
-    out.sort(key=lambda p: (p["distance"], p["names"]))
+    out["pairs"] = [_pair(dataset, int(i), int(j), float(d), float(nu[i] / nu[j]))
+                    for i, j, d in zip(found.first, found.second, found.distance)]
+    out["pairs_total"] = found.total
+    out["links"] = [(names[i], names[j], float(d)) for i, j, d in zip(*found.links)]
     return out
-
-
 def _extent(dist: Any) -> np.ndarray:
     """Per-coordinate extent of a distribution's support (range of atoms, box widths, range of
     the means plus component standard deviations)."""
@@ -230,17 +245,28 @@ def _pair(dataset: Dataset, i: int, j: int, d: float, ratio: float) -> dict[str,
             "ratio": ratio, "shift": [float(x) for x in shift], "source": "dense"}
 
 
-def with_structure(core: dict[str, Any] | None, findings: Sequence[Any],
-                   names: Sequence[str]) -> dict[str, Any]:
-    """Scores of every sequence: the core's, and 0 (``structural``) for Dirac masses, class
-    members and their representatives. Returns the ``scores`` and ``near_dependency`` fields
-    of :class:`~ntkcheck.AnalysisResult`."""
-    core = core or {"scores": {}, "reasons": {}, "closest": {}, "pairs": [], "method": "empty",
-                    "scaled_smallest_singular_value": 0.0}
+
+def with_structure(core: dict[str, Any] | None, findings: Sequence[Any], names: Sequence[str],
+                   max_pairs: int | None = MAX_PAIRS) -> dict[str, Any]:
+    """Scores of every sequence (the core's, and 0 ``structural`` for Dirac masses, class
+    members and their representatives), the near pairs (the screen's, at distance 0, then the
+    core's; at most ``max_pairs``) and the near sets. Returns the ``scores`` and
+    ``near_dependency`` fields of :class:`~ntkcheck.AnalysisResult`.
+
+    ``lowest`` lists the :data:`LISTED` lowest-scoring sequences outside the structure (the
+    structural ones, all at 0, are in ``structure`` and ``sets``). ``sets`` are the connected
+    components of the near pairs and the screen's classes, each with its ``representative``
+    (the first in dataset order that the screen kept in the core) and ``links``, the pairs of
+    a minimum spanning forest: its links closer than t give the sets at any t <= pair_limit.
+    """
+    core = core or {"scores": {}, "reasons": {}, "closest": {}, "pairs": [], "pairs_total": 0,
+                    "links": [], "method": "empty", "scaled_smallest_singular_value": 0.0}
     scores = dict(core["scores"])
     reasons = dict(core["reasons"])
     closest = {k: list(v) for k, v in core["closest"].items()}
     pairs: list[dict[str, Any]] = []
+    links = [{"names": [a, b], "distance": d, "source": "dense"} for a, b, d in core["links"]]
+    moved: set[str] = set()
     for f in findings:
         d = f.to_dict()
         if d["kind"] == "dirac":
@@ -249,6 +275,7 @@ def with_structure(core: dict[str, Any] | None, findings: Sequence[Any],
             continue
         members = d["names"]
         index = dict(zip(d["members"], members))
+        moved.update(members[1:])
         for pos, member in enumerate(members):
             scores[member], reasons[member] = 0.0, "structural"
             parent = index[d["parents"][pos]]
@@ -261,12 +288,47 @@ def with_structure(core: dict[str, Any] | None, findings: Sequence[Any],
                               "kind": "duplicate" if not np.any(shift) else "translate",
                               "ratio": 1.0, "shift": [float(x) for x in shift],
                               "source": "structural", "evidence": d["evidence"][pos]})
+                links.append({"names": [parent, member], "distance": 0.0,
+                              "source": "structural"})
+    total = len(pairs) + core["pairs_total"]
     pairs += core["pairs"]
+    listed = pairs if max_pairs is None else pairs[:max_pairs]
     position = {n: k for k, n in enumerate(names)}
-    ordered = sorted(names, key=lambda n: (scores.get(n, 1.0), position[n]))
-    listed = [{"name": n, "score": scores[n], "reason": reasons[n], "closest": closest.get(n, [])}
-              for n in ordered[:LISTED] if n in scores]
+    ordered = sorted((n for n in names if n in scores and reasons.get(n) != "structural"),
+                     key=lambda n: (scores[n], position[n]))
+    lowest = [{"name": n, "score": scores[n], "reason": reasons[n], "closest": closest.get(n, [])}
+              for n in ordered[:LISTED]]
     near = {"scaled_smallest_singular_value": core["scaled_smallest_singular_value"],
-            "method": core["method"], "lowest": listed, "pairs": pairs[:MAX_PAIRS],
-            "pairs_omitted": max(0, len(pairs) - MAX_PAIRS), "pair_limit": PAIR_LIMIT}
+            "method": core["method"], "lowest": lowest, "pairs": listed,
+            "pairs_omitted": total - len(listed), "pair_limit": PAIR_LIMIT,
+            "max_pairs": max_pairs, "sets": near_sets(links, names, moved)}
     return {"scores": {n: scores[n] for n in names if n in scores}, "near_dependency": near}
+
+
+def near_sets(links: Sequence[dict[str, Any]], names: Sequence[str],
+              moved: set[str] | frozenset = frozenset()) -> list[dict[str, Any]]:
+    """The connected components (two or more sequences) of ``links`` [{names: [a, b],
+    distance, source}], in the order of their first member: {names (dataset order),
+    representative (the first not in ``moved``, or the first), links (closest first)}."""
+    if not links:
+        return []
+    position = {n: k for k, n in enumerate(names)}
+    a = np.array([position[x["names"][0]] for x in links], dtype=np.int64)
+    b = np.array([position[x["names"][1]] for x in links], dtype=np.int64)
+    labels = components(len(names), a, b)
+    touched = np.zeros(len(names), dtype=bool)
+    touched[a], touched[b] = True, True
+    out: dict[int, dict[str, Any]] = {}
+    for k in map(int, np.flatnonzero(touched)):  # dataset order: sets by first member
+        entry = out.setdefault(int(labels[k]), {"names": [], "representative": None,
+                                                "links": []})
+        entry["names"].append(names[k])
+        if entry["representative"] is None and names[k] not in moved:
+            entry["representative"] = names[k]
+    for link, label in sorted(zip(links, labels[a]), key=lambda t: (
+            t[0]["distance"], position[t[0]["names"][0]], position[t[0]["names"][1]])):
+        out[int(label)]["links"].append(dict(link))
+    sets = sorted(out.values(), key=lambda s: position[s["names"][0]])
+    for s in sets:
+        s["representative"] = s["representative"] or s["names"][0]
+    return sets

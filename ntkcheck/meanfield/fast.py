@@ -26,7 +26,7 @@ Memory: the token states of the whole batch are never stored; per thread, one sa
 states, its sub-step starts and the attention of one RK step (stages x H x n^2); per chunk, one
 gradient buffer of the size of the heads.
 
-numba is optional (``pip install 'ntkcheck[fast]'``); :data:`AVAILABLE` says whether it is
+numba is optional (``pip install -e '.[fast]'`` in the ntkcheck clone); :data:`AVAILABLE` says whether it is
 importable. Kernels are compiled on first use and cached on disk (``cache=True``) where numba
 finds a writable cache directory (``NUMBA_CACHE_DIR``, the package's ``__pycache__`` or the
 user's cache directory under HOME); when none is writable (a read-only installation run by a
@@ -40,7 +40,7 @@ import math
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, install_hint
 from ._parallel import run_chunks
 
 try:  # pragma: no cover - exercised through AVAILABLE
@@ -53,9 +53,9 @@ __all__ = ["AVAILABLE", "FAST_HINT", "MISSING_MESSAGE", "chunk_starts", "loss_an
            "require"]
 
 #: how to get the fast path
-FAST_HINT = "pip install 'ntkcheck[fast]' for the compiled kernels"
+FAST_HINT = f"{install_hint('fast', 'numba')} for the compiled kernels"
 MISSING_MESSAGE = ("the fast training path needs numba, which is not installed; "
-                   "pip install 'ntkcheck[fast]' (or set NTKCHECK_BACKEND=numpy)")
+                   f"{install_hint('fast', 'numba')}, or set NTKCHECK_BACKEND=numpy")
 
 #: number of sample chunks (a function of N only, never of the thread count)
 CHUNKS = 32

@@ -65,6 +65,11 @@ class MeanFieldTransformer:
     def n_params(self) -> int:
         return int(self.Q.size + self.K.size + self.V.size)
 
+    def __repr__(self) -> str:  # the shapes, not the (L, H, ...) parameter arrays
+        return (f"MeanFieldTransformer({self.layers} layers x {self.heads} heads, key_dim "
+                f"{self.key_dim}, d {self.dim}, {self.n_params} parameters, scheme "
+                f"{self.scheme.name} x {self.substeps})")
+
     @classmethod
     def init(cls, *, layers: int, heads: int, key_dim: int, dim: int, init_qk_std: float,
              init_v_std: float, seed: int, scheme: str | ButcherTableau = "euler",

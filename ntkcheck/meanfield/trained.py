@@ -18,6 +18,7 @@ with P the projection on the first d' coordinates (d' = the targets' last dimens
 
 from __future__ import annotations
 
+import html
 import json
 import os
 from dataclasses import dataclass, field
@@ -58,6 +59,23 @@ class TrainedModel:
     loss: LossKind
     target_dim: int
     step: int
+
+    def _facts(self) -> list[tuple[str, str]]:
+        m = self.model
+        return [("step", str(self.step)),
+                ("model", f"{m.layers} layers x {m.heads} heads, key_dim {m.key_dim}, d {m.dim}"),
+                ("parameters", str(m.n_params)),
+                ("depth scheme", f"{m.scheme.name} x {m.substeps}"),
+                ("readout", f"{self.loss.value} loss, first {self.target_dim} coordinate(s)")]
+
+    def __repr__(self) -> str:
+        m = self.model
+        return (f"TrainedModel(step {self.step}: {m.layers} layers x {m.heads} heads, key_dim "
+                f"{m.key_dim}, d {m.dim}, {m.n_params} parameters, {m.scheme.name} x "
+                f"{m.substeps}; {self.loss.value} loss, reads out {self.target_dim})")
+
+    def _repr_html_(self) -> str:
+        return _html_table("TrainedModel", self._facts())
 
     def predict(self, tokens: Any, weights: Any = None, *, lengths: Any = None,
                 mask: Any = None) -> np.ndarray:
@@ -111,6 +129,37 @@ class Run:
     _paths: dict[int, Path] = field(default_factory=dict, repr=False)
     skipped_lines: tuple[int, ...] = ()
 
+    def _facts(self) -> list[tuple[str, str]]:
+        s = self.summary or {}
+        m = self.config.model
+        status = s.get("status", "no summary.json yet (running, or stopped before writing it)")
+        step = s.get("step", int(self.history["step"][-1]) if self.history["step"].size else 0)
+        loss = self.history["loss"]
+        first = s.get("initial_loss", float(loss[0]) if loss.size else float("nan"))
+        last = s.get("final_loss", float(loss[-1]) if loss.size else float("nan"))
+        ckpt = (f"{len(self.checkpoints)} (last at step {self.checkpoints[-1]})"
+                if self.checkpoints else "none")
+        facts = [("run directory", _short(str(self.run_dir))),
+                 ("status", f"{status} at step {step} of {self.config.flow.steps}"),
+                 ("loss", f"{first:.3g} -> {last:.3g}"),
+                 ("model", f"{m.layers} layers x {m.heads} heads, key_dim {m.key_dim}, "
+                           f"{m.scheme} x {m.substeps}, {self.config.loss.value} loss"),
+                 ("history", f"{loss.size} steps: {', '.join(HISTORY_FIELDS)}"),
+                 ("checkpoints", ckpt)]
+        if s.get("ntk_min_eig") is not None:
+            facts.insert(3, ("NTK smallest eigenvalue",
+                             f"{s['ntk_min_eig']:.3g} (step {s.get('ntk_step')})"))
+        return facts
+
+    def __repr__(self) -> str:
+        f = dict(self._facts())
+        return (f"Run({_short(str(self.run_dir), 48)!r}: {f['status']}, loss {f['loss']}, "
+                f"{self.config.model.layers} layers x {self.config.model.heads} heads, "
+                f"checkpoints {f['checkpoints']})")
+
+    def _repr_html_(self) -> str:
+        return _html_table("Run", self._facts())
+
     def model(self, step: Optional[int] = None) -> TrainedModel:
         """The heads at checkpoint ``step`` (default: the last checkpoint)."""
         if not self.checkpoints:
@@ -141,6 +190,19 @@ class Run:
             raise InputError(f"the run's data file {path} has no usable 'targets' array; "
                              "restore the file the run was trained on", **where)
         return int(targets.shape[-1])
+
+
+def _short(text: str, width: int = 60) -> str:
+    """``text``, or '...' and its last width - 3 characters."""
+    return text if len(text) <= width else "..." + text[-(width - 3):]
+
+
+def _html_table(title: str, facts: list[tuple[str, str]]) -> str:
+    """A small two-column HTML table (escaped) for notebooks."""
+    rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                   f"<td style='text-align:left'>{html.escape(v)}</td></tr>" for k, v in facts)
+    return f"<table><caption style='text-align:left'><b>{html.escape(title)}</b></caption>" \
+           f"{rows}</table>"
 
 
 def _history_arrays(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:

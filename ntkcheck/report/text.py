@@ -100,17 +100,20 @@ def render_result(result: AnalysisResult, source: str, *, color: bool = False,
 
 
 def _render_scores(out: Console, result: AnalysisResult, top: int = 3) -> None:
-    """The lowest near-dependency scores (distance of a sequence's normalised LSE to the span
-    of the others modulo affine functions), one line each, and the closest near pairs."""
+    """The lowest near-dependency scores outside the structure (distance of a sequence's
+    normalised LSE to the span of the others modulo affine functions), one line each; the
+    closest near pairs and the near sets, with counts that match the JSON document."""
     near = result.near_dependency
-    if not near or not near.get("lowest"):
+    if not near:
         return
     st = result.structure_dict()
     structural = len(st["diracs"]) + sum(len(c["members"]) for c in st["classes"])
-    shown = [item for item in near["lowest"] if item["reason"] != "structural"][:top]
-    out.print("scores    lowest (distance to the span of the others, 1 = orthogonal, "
-              "0 = dependent; all in --json)"
-              + (f"; {structural} at 0 from the structure below" if structural else "") + ":")
+    shown = [item for item in near.get("lowest", []) if item["reason"] != "structural"][:top]
+    if shown:
+        out.print("scores    lowest (distance to the span of the others, 1 = orthogonal, "
+                  "0 = dependent; all in --json)"
+                  + (f"; {structural} more at 0 from the structure below" if structural else "")
+                  + ":")
     for item in shown:
         partners = ", ".join(f"{escape(p['name'])} {p['coefficient']:+.3g}"
                              for p in item["closest"])
@@ -118,17 +121,33 @@ def _render_scores(out: Console, result: AnalysisResult, top: int = 3) -> None:
         out.print(f"          {escape(item['name'])} {item['score']:.3g}{why}"
                   + (f"  closest to {partners}" if partners else ""))
     pairs = near.get("pairs", [])
+    total = len(pairs) + near.get("pairs_omitted", 0)
     if pairs:
-        shown = pairs[:top]
-        more = len(pairs) - len(shown) + near.get("pairs_omitted", 0)
-        out.print(f"near pairs (unit columns closer than {near.get('pair_limit', 0):g}"
-                  + (f", {more} more in --json" if more else "") + "):")
-        for p in shown:
+        linked = sum(len(c["members"]) - 1 for c in st["classes"])
+        dense = [p for p in pairs if p["source"] == "dense"]
+        listed = (f"all {total} in --json" if total == len(pairs) else
+                  f"the closest {len(pairs)} in --json, --max-pairs")
+        out.print(f"near pairs {total} closer than {near.get('pair_limit', 0):g} ("
+                  + (f"{linked} structural at distance 0; " if linked else "")
+                  + f"{listed})" + (", the closest others:" if linked and dense else ":"))
+        for p in (dense or pairs)[:top]:
             a, b = (escape(n) for n in p["names"])
             extra = "" if p["source"] == "dense" else " (structural)"
             ratio = (f", ratio {p['ratio']:.4g}" if p["kind"] == "proportional" else "")
             out.print(f"          {a} ~ {b}: distance {p['distance']:.3g}, "
                       f"{p['kind'].replace('_', ' ')}{ratio}{extra}")
+    sets = near.get("sets", [])
+    if sets:
+        size = sum(len(s["names"]) for s in sets)
+        out.print(f"near sets {len(sets)} of {size} sequences joined by near pairs (all in "
+                  "--json), as representative: others:")
+        for s in sets[:top]:
+            others = [n for n in s["names"] if n != s["representative"]]
+            more = f" (+{len(others) - 6} more)" if len(others) > 6 else ""
+            out.print(f"          {escape(s['representative'])}: "
+                      f"{escape(', '.join(others[:6]))}{more}")
+        if len(sets) > top:
+            out.print(f"          ({len(sets) - top} more sets)")
 
 
 def _render_margin(out: Console, result: AnalysisResult) -> None:

@@ -3,8 +3,8 @@
 the commit): python tests/golden/cases.py --record
 
 Normalisation removes what legitimately varies between runs: wall-clock timings (keys ``seconds``,
-``elapsed``, ``time``, ``wall`` and ``*_seconds`` in JSON; ``<number> s`` durations in text) and
-temporary paths."""
+``elapsed``, ``time``, ``wall`` and ``*_seconds`` in JSON; ``<number> s`` durations in text),
+temporary paths and the location of the checkout (``{root}``)."""
 
 from __future__ import annotations
 
