@@ -102,15 +102,18 @@ def strip_times(doc):
 
 
 def test_output_file_equals_stdout_json(tmp_path):
-    """--output FILE writes the same document as --json prints; no temporary file left behind."""
+    """--output FILE writes the document --json prints, to FILE instead of stdout (stdout stays
+    empty); no temporary file left behind; --quiet does not stop the file."""
     out = tmp_path / "res.json"
+    printed = run(SAMPLES / "mixed.toml", "--json")
     r = run(SAMPLES / "mixed.toml", "--json", "--output", out)
-    assert r.exit_code == 1
-    assert strip_times(json.loads(out.read_text())) == strip_times(json.loads(r.stdout))
+    assert r.exit_code == 1 and printed.exit_code == 1 and r.stdout == ""
+    assert strip_times(json.loads(out.read_text())) == strip_times(json.loads(printed.stdout))
     assert [p.name for p in tmp_path.iterdir()] == ["res.json"]
-    r2 = run(SAMPLES / "mixed.toml", "-o", out, "--quiet")
+    out.unlink()
+    r2 = run(SAMPLES / "mixed.toml", "-f", "json", "-o", out, "--quiet")
     assert r2.exit_code == 1 and r2.stdout == ""
-    assert strip_times(json.loads(out.read_text())) == strip_times(json.loads(r.stdout))
+    assert strip_times(json.loads(out.read_text())) == strip_times(json.loads(printed.stdout))
 
 
 def test_quiet_silences_the_text_report_only():

@@ -10,6 +10,12 @@ files (2 unreadable, 1 not injective, 3 inconclusive, 6 injective but below ``--
 ``--suggest-drop`` runs :func:`ntkcheck.neardep.suggest_drop` on each file (re-analysing the
 reduced data); ``--write-clean OUT.npz`` (one ``.npz`` file) also writes the reduced data set
 when the suggestion is re-verified injective.
+
+``--output PATH`` writes the report to PATH instead of stdout and ``--report FORMAT=PATH``
+writes more formats of the same run (:mod:`ntkcheck.cli.outputs`); ``--exclude GLOB`` leaves
+entries of directory scans out, and files of a scan that are not ntkcheck inputs are skipped
+with a note (:func:`ntkcheck.io.inputs.scan_inputs`); ``--only-failures`` prints nothing for
+the files that pass (the pre-commit hook).
 """
 
 from __future__ import annotations
@@ -28,19 +34,18 @@ import typer
 from ..analysis import DEFAULT_EXACT_TIMEOUT, analyze
 from ..errors import InputError, NtkcheckError
 from ..injectivity.probes import DEFAULT_SCALES
-from ..io import atomic_write_text, load_dataset
-from ..io.escape import json_text
-from ..io.inputs import _is_dir, expand_inputs, unreadable_directory
+from ..io import load_dataset
+from ..io.inputs import _is_dir, scan_inputs, unreadable_directory
 from ..io.clean import write_subset_npz
 from ..io.load import SUFFIXES
 from ..analysis import suggest_drop
 from ..neardep import apply_margin
 from ..report import FileReport, render, worst_exit_code
-from ..report import json as json_report
 from ..report.text import render_result
-from ..io.paths import output_target, printable, same_file
+from ..io.paths import output_target, printable
 from ..resources import resolve_max_memory
 from .app import app, cli_errors, closed_stdout_exits, max_memory_option, stderr_console
+from .outputs import report_targets, write_reports
 
 __all__ = ["analyze_command", "render_report", "parse_scales", "ExactMode", "OutputFormat",
            "analyze_file"]
@@ -247,13 +252,15 @@ def analyze_file(path: Path, options: dict[str, Any],
     stderr, with the file name, even with ``--quiet``.
     """
     name = str(path)
+    started = time.perf_counter()
     try:
         if _is_dir(path):
             problem = unreadable_directory(path)
             if problem:
                 raise InputError(problem, source=name)
-            raise InputError(f"contains no {', '.join(SUFFIXES)} file; give a dataset file or "
-                             "a directory that holds some", source=name)
+            raise InputError(f"contains no ntkcheck input (a {', '.join(SUFFIXES)} dataset "
+                             "file, not excluded); give a dataset file or a directory that "
+                             "holds some", source=name)
         options = dict(options)
         limit = options.pop("max_memory", None)
         dataset = load_dataset(path, limit)
@@ -275,10 +282,11 @@ def analyze_file(path: Path, options: dict[str, Any],
         if name not in message:
             message = f"{name}: {message}"
         print(f"ntkcheck: error: {printable(message)}", file=sys.stderr)
-        return FileReport(name, error=message)
+        return FileReport(name, error=message, seconds=time.perf_counter() - started)
     for w in caught:
         print(f"ntkcheck: warning: {printable(name)}: {printable(w.message)}", file=sys.stderr)
-    return FileReport(name, result, suggestion=suggestion)
+    return FileReport(name, result, suggestion=suggestion,
+                      seconds=time.perf_counter() - started)
 
 
 @app.command("analyze")
@@ -308,8 +316,23 @@ def analyze_command(
         help="text (human report), json (versioned document, see its JSON Schema), github "
              "(workflow annotations), sarif (SARIF 2.1.0), junit (JUnit XML)."),
     as_json: bool = typer.Option(False, "--json", help="Short for --output-format json."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", show_default="none",
-                                          help="Also write the JSON document to this file."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", show_default="none",
+        help="Write the --output-format report to this file (atomically) instead of stdout."),
+    report: List[str] = typer.Option(
+        [], "--report", metavar="FORMAT=PATH", show_default="none",
+        help="Also write the report of the same run in FORMAT (text, json, github, sarif, "
+             "junit) to PATH; repeatable, e.g. -f github --report sarif=r.sarif --report "
+             "junit=r.xml."),
+    exclude: List[str] = typer.Option(
+        [], "--exclude", metavar="GLOB", show_default="none",
+        help="Leave out of directory scans the entries whose path relative to the scanned "
+             "directory, or whose name, matches GLOB (a directory with all it holds); "
+             "repeatable, e.g. --exclude 'cache/*' --exclude '*_embeddings.npz'."),
+    only_failures: bool = typer.Option(
+        False, "--only-failures",
+        help="No progress, and a text report of the files that do not pass only: nothing "
+             "is printed when every file passes (the pre-commit hook)."),
     quiet: bool = typer.Option(False, "--quiet", "-q",
                                help="No progress and no text report (machine formats are "
                                     "still printed); use the exit code."),
@@ -369,14 +392,16 @@ def analyze_command(
     if fail_below is not None and not (0 < fail_below < float("inf")):
         raise InputError(f"must be a positive number, got {fail_below}", field="--fail-below")
     limit = resolve_max_memory(max_memory)
-    paths = expand_inputs(files)
+    scan = scan_inputs(files, exclude)
+    paths = scan.files
     single = len(files) == 1 and not _is_dir(files[0])
-    for target, option in ((output, "--output"), (write_clean, "--write-clean")):
-        if target is not None:  # before any work: a refused target costs nothing
-            output_target(target, option, inputs=paths)
-    if output is not None and write_clean is not None and same_file(output, write_clean):
-        raise InputError(f"'{write_clean}' is also the --output file; two outputs cannot share "
-                         "one path, give two file names", field="--write-clean")
+    # before any work: a refused target costs nothing
+    if write_clean is not None:
+        output_target(write_clean, "--write-clean", inputs=paths)
+    targets = report_targets(output, fmt.value, report, paths,
+                             [(write_clean, "--write-clean")] if write_clean is not None else [])
+    for skipped, why in scan.skipped:
+        print(f"ntkcheck: note: skipped {printable(skipped)}: {printable(why)}", file=sys.stderr)
     options["max_memory"] = limit
     if write_clean is not None:
         if write_clean.suffix.lower() != ".npz":
@@ -391,19 +416,18 @@ def analyze_command(
                              field="--write-clean")
         suggest = True
     reports = []
-    with progress_reporter(quiet) as reporter:
+    with progress_reporter(quiet or only_failures) as reporter:
         for path in paths:
             say = reporter.callback(path)
             reports.append(analyze_file(path, options, say, fail_below=fail_below,
                                         suggest=suggest))
     if write_clean is not None:
         _write_clean(reports[0], write_clean, quiet)
-    if output is not None:
-        payload = json_report.payload(reports, single=single)
-        if payload is not None:
-            atomic_write_text(output, json_text(payload) + "\n")
+    write_reports(targets, reports, single)
     code = worst_exit_code(reports)
+    shown = [r for r in reports if r.exit_code != 0] if only_failures else reports
     with closed_stdout_exits(code):
-        if fmt is not OutputFormat.text or not quiet:
-            sys.stdout.write(render(fmt.value, reports, single=single, color=_color()))
+        if output is None and (fmt is not OutputFormat.text or not quiet):
+            sys.stdout.write(render(fmt.value, reports if fmt is not OutputFormat.text
+                                    else shown, single=single, color=_color()))
     raise typer.Exit(code)
