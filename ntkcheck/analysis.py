@@ -96,7 +96,8 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
     backend : "local" | "dask"
         Where the streamed probe blocks are computed and folded (``dask`` streams always).
     scheduler : str, optional
-        Dask scheduler address (``tcp://host:8786``) for ``backend="dask"``; or pass ``client``.
+        Dask scheduler address (``tcp://host:8786``) for ``backend="dask"``; or pass ``client``;
+        with neither, a local cluster sized to the machine runs the test and is closed after.
     max_memory : int, optional
         Refuse (ResourceError) when the dense test's estimated peak exceeds this many bytes
         (default: the ``--max-memory`` default, :func:`ntkcheck.resources.default_max_memory`).
@@ -124,7 +125,8 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
         raise InputError(f"must be a positive number of seconds, got {exact_timeout}",
                          field="exact_timeout")
     dense = DenseOptions.checked(stream, backend, scheduler, client, max_memory, spectrum)
-    numerical = _analyze_numerical(dataset, probes, scales, seed, whiten, say, dense)
+    with dense.session() as dense:  # a local Dask cluster, if one is needed, closed after
+        numerical = _analyze_numerical(dataset, probes, scales, seed, whiten, say, dense)
     if mode == "never":
         return numerical
     return with_exact(numerical, dataset, mode, exact_timeout, exact_engine, exact_budget,

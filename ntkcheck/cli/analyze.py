@@ -364,7 +364,8 @@ def analyze_command(
     backend: Backend = typer.Option(
         "local", "--backend", case_sensitive=False,
         help="Where the streamed probe blocks are computed and folded: local threads, or a "
-             "Dask cluster (needs the dask extra and --scheduler)."),
+             "Dask cluster (needs the dask extra): the one at --scheduler, else a local "
+             "cluster with one worker per core, closed afterwards."),
     scheduler: Optional[str] = typer.Option(
         None, "--scheduler", metavar="ADDRESS", show_default="none",
         help="Dask scheduler address for --backend dask, e.g. tcp://host:8786."),
@@ -381,11 +382,9 @@ def analyze_command(
                "stream": stream, "backend": backend.value, "scheduler": scheduler,
                "spectrum": spectrum.value}
     if backend is Backend.dask:
-        if not scheduler:
-            raise InputError("needs --scheduler ADDRESS (e.g. tcp://host:8786)",
-                             field="--backend dask")
         from ..backends.dask import _distributed, check_address
-        check_address(scheduler)
+        if scheduler:  # without one, a local cluster sized to the machine (closed after)
+            check_address(scheduler)
         _distributed()
     elif scheduler:
         raise InputError("is only used with --backend dask", field="--scheduler")

@@ -4,8 +4,9 @@ estimate checked against the memory limit before any costly stage."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import contextlib
+from dataclasses import dataclass, replace
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -47,11 +48,22 @@ class DenseOptions:
                              + ", ".join(SPECTRUM_MODES), field="spectrum")
         if backend == "dask":
             _distributed()  # a clear InputError when dask is missing
-            if client is None and not scheduler:
-                raise InputError("give a scheduler address (e.g. tcp://host:8786) or a client",
-                                 field="scheduler")
             stream = True
         return cls(stream, backend, scheduler, client, max_memory, spectrum)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator["DenseOptions"]:
+        """These options for one analysis: with the Dask backend and neither a scheduler nor
+        a client, a local cluster (:class:`ntkcheck.backends.dask.LocalDask`, one worker per
+        core) started when the dense test first needs it and closed on leaving the block,
+        whatever ends it (an error, Ctrl-C)."""
+        if self.backend != "dask" or self.client is not None or self.scheduler:
+            yield self
+            return
+        from ..backends.dask import LocalDask
+
+        with LocalDask() as local:
+            yield replace(self, client=local)
 
     def partial(self, N: int, M: int) -> bool:
         """Whether the dense test of N columns and M probes computes a partial spectrum."""
