@@ -124,13 +124,14 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
     if exact_timeout is not None and not (exact_timeout > 0):
         raise InputError(f"must be a positive number of seconds, got {exact_timeout}",
                          field="exact_timeout")
-    dense = DenseOptions.checked(stream, backend, scheduler, client, max_memory, spectrum)
+    dense = DenseOptions.checked(stream, backend, scheduler, client, max_memory, spectrum,
+                                 None if mode == "never" else (dataset, exact_engine, exact_budget))
     with dense.session() as dense:  # a local Dask cluster, if one is needed, closed after
         numerical = _analyze_numerical(dataset, probes, scales, seed, whiten, say, dense)
     if mode == "never":
         return numerical
     return with_exact(numerical, dataset, mode, exact_timeout, exact_engine, exact_budget,
-                      progress)
+                      progress, dense.exact_cost)
 
 
 def suggest_drop(data: "DataLike", **options: Any) -> neardep.DropSuggestion:
@@ -209,12 +210,13 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
                               if k != "timings" and not (isinstance(v, float) and np.isnan(v))}
     partial = dense.partial(N, M)
     say("partial spectrum" if partial else "SVD")
-    spec = compute_spectrum(feats, partial)
+    spec = compute_spectrum(feats, partial, say)
     sv = spec.singular_values
     if partial:
         settings["spectrum"] = {"mode": "partial", "requested": dense.spectrum,
                                 "computed": int(sv.shape[0]),
                                 "largest_estimate": float(spec.largest or 0.0)}
+    say("summary")
     summary = gram_summary(spec, dataset.names, M)
     # the scores need every singular direction (an N x N SVD) or the inverse of R: on a
     # partial spectrum only the latter, when R is well conditioned (Spectrum.scores)

@@ -181,7 +181,7 @@ def test_cli_plain_progress_lines_when_not_a_terminal(sample, monkeypatch):
     assert res.exit_code == 0, res.stderr
     lines = res.stderr.splitlines()
     assert lines and all(line.startswith(f"ntkcheck: analyze {sample}: ") for line in lines)
-    assert any("estimate: dense test" in line for line in lines)
+    assert any("estimate: 40 distributions x" in line for line in lines)
     assert any("features and factorisation" in line and "%" in line for line in lines)
     doc = json.loads(res.stdout)
     assert doc["settings"]["estimate"]["peak_bytes"] > 0

@@ -111,17 +111,25 @@ PLAIN_FIRST = 1.0
 PLAIN_EVERY = 5.0
 
 
-def _eta_text(msg: str, started: float, now: float) -> str:
-    """'features 40% (ETA 12 s)' from a ProgressUpdate's fraction, else 'SVD (6 s)'."""
+def _eta_text(msg: str, started: float, now: float, expected: float | None = None) -> str:
+    """The progress line of a stage: ``features 40% (ETA 12 s)`` from a ProgressUpdate's
+    done / total; for a stage that cannot count its work (one LAPACK call: ``QR``, ``SVD``)
+    the share of the time the estimate gives it, ``QR ~40% (ETA 20 s, estimated)``; else the
+    elapsed time, ``SVD (6 s)``."""
     from ..injectivity.estimate import format_seconds
 
     frac = getattr(msg, "fraction", None)
     elapsed = now - started
+    stage = getattr(msg, "stage", str(msg))
     if frac is not None and 0 < frac < 1 and elapsed > 0:
-        stage = getattr(msg, "stage", str(msg))
         return f"{stage} {100 * frac:.0f}% (ETA {format_seconds(elapsed * (1 - frac) / frac)})"
-    if frac is not None:
+    if frac is not None and (frac >= 1 or not expected):
         return str(msg)
+    if expected and expected > 0:
+        if elapsed < expected:
+            return (f"{stage} ~{100 * elapsed / expected:.0f}% (ETA "
+                    f"{format_seconds(expected - elapsed)}, estimated)")
+        return (f"{stage} ({format_seconds(elapsed)}; estimated {format_seconds(expected)})")
     return f"{msg} ({format_seconds(elapsed)})"
 
 
@@ -132,8 +140,10 @@ class ProgressReporter:
     ``"plain"`` (not a terminal, e.g. CI logs: lines ``ntkcheck: analyze FILE: features 40%
     (ETA 12 s)`` for every stage that runs longer than :data:`PLAIN_FIRST` seconds, every
     :data:`PLAIN_EVERY` seconds; a background thread keeps them coming while one long call
-    runs) or ``"quiet"`` (nothing). The dense test's estimate is printed once in both
-    non-quiet modes when the test streams or is estimated to take PLAIN_FIRST seconds or more.
+    runs) or ``"quiet"`` (nothing). The analysis' estimate is printed once in both non-quiet
+    modes when the test streams or is estimated to take PLAIN_FIRST seconds or more; its time
+    per stage gives the stages that cannot count their work a share and an ETA
+    (:func:`_eta_text`).
     """
 
     def __init__(self, mode: str):
@@ -143,6 +153,7 @@ class ProgressReporter:
         self._msg: str | None = None
         self._stage = None
         self._started = self._printed = 0.0
+        self._expected: dict[str, dict[str, float]] = {}
         self._status = None
         self._stop = threading.Event()
         self._thread = None
@@ -151,7 +162,7 @@ class ProgressReporter:
         if self.mode == "rich":
             self._status = stderr_console().status("starting")
             self._status.__enter__()
-        elif self.mode == "plain":
+        if self.mode in ("rich", "plain"):  # lines (or the ETA) keep coming in a long call
             self._thread = threading.Thread(target=self._tick, daemon=True)
             self._thread.start()
         return self
@@ -175,6 +186,9 @@ class ProgressReporter:
         with self._lock:
             if getattr(msg, "kind", "stage") == "estimate":
                 data = getattr(msg, "data", None) or {}
+                times = dict(data.get("time") or {})
+                times.update((data.get("exact") or {}).get("time") or {})
+                self._expected[prefix] = times
                 if data.get("mode") == "streamed" or data.get("seconds", 0) >= PLAIN_FIRST:
                     self._emit(f"ntkcheck: {prefix}{msg}")
                 return
@@ -183,9 +197,14 @@ class ProgressReporter:
                 self._stage, self._started, self._printed = stage, now, 0.0
             self._prefix, self._msg = prefix, msg
             if self.mode == "rich":
-                self._status.update(f"{prefix}{_eta_text(msg, self._started, now)}")
+                self._status.update(f"{prefix}{self._text(now)}")
             else:
                 self._maybe_print(now)
+
+    def _text(self, now: float) -> str:
+        stage = getattr(self._msg, "stage", str(self._msg))
+        expected = self._expected.get(self._prefix, {}).get(stage)
+        return _eta_text(self._msg, self._started, now, expected)
 
     def _maybe_print(self, now: float) -> None:
         if self._msg is None or now - self._started < PLAIN_FIRST:
@@ -193,7 +212,7 @@ class ProgressReporter:
         if self._printed and now - self._printed < PLAIN_EVERY:
             return
         self._printed = now
-        self._emit(f"ntkcheck: {self._prefix}{_eta_text(self._msg, self._started, now)}")
+        self._emit(f"ntkcheck: {self._prefix}{self._text(now)}")
 
     def _emit(self, line: str) -> None:
         if self.mode == "rich":
@@ -204,7 +223,11 @@ class ProgressReporter:
     def _tick(self) -> None:
         while not self._stop.wait(0.25):
             with self._lock:
-                self._maybe_print(time.monotonic())
+                if self.mode == "rich":
+                    if self._msg is not None:
+                        self._status.update(f"{self._prefix}{self._text(time.monotonic())}")
+                else:
+                    self._maybe_print(time.monotonic())
 
 
 def progress_reporter(quiet: bool) -> ProgressReporter:

@@ -4,7 +4,8 @@ the commit): python tests/golden/cases.py --record
 
 Normalisation removes what legitimately varies between runs: wall-clock timings (keys ``seconds``,
 ``elapsed``, ``time``, ``wall`` and ``*_seconds`` in JSON; ``<number> s`` durations in text;
-``time="..."`` attributes in XML) and temporary paths."""
+``time="..."`` attributes in XML), the process's memory (``*resident_bytes`` keys of the
+estimate) and temporary paths."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ CASES: dict[str, list[str]] = {
               "--checkpoint-every", "3", "--json", "--out", "{tmp}/run"],
 }
 
-_TIME_KEYS = re.compile(r"^(seconds|elapsed|time|wall|wall_time|.*_seconds|duration)$")
+_TIME_KEYS = re.compile(r"^(seconds|elapsed|time|wall|wall_time|.*_seconds|duration"
+                        r"|.*resident_bytes)$")
 _DURATION = re.compile(r"\b\d+(\.\d+)?(e[-+]?\d+)? ?(s|ms|min)\b")
 _XML_TIME = re.compile(r' time="[0-9.]+"')
 
