@@ -174,6 +174,7 @@ def one(N: int, n: int, d: int, stream: str, planted: bool, zipf: bool = False,
     s = {"auto": None, "on": True, "off": False}[stream]
     r = analyze(X, exact=exact, stream=s, progress=say)
     total = time.perf_counter() - t0
+    analysis_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     stop.set()
     stages: dict[str, float] = {}
     peaks: dict[str, int] = {}
@@ -195,8 +196,7 @@ def one(N: int, n: int, d: int, stream: str, planted: bool, zipf: bool = False,
                    "rigorous certificate", "exact test")}
     resident = estimate.get("resident_bytes", 0)
     mem = {"process_peak": {"estimated": estimate.get("peak_resident_bytes"),
-                            "measured": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                            * 1024},
+                            "measured": analysis_peak},
            "rigorous certificate": {
                "estimated": (estimate.get("stage_bytes") or {}).get("rigorous certificate"),
                "measured": max(peaks.get("rigorous certificate", 0) - resident, 0)},

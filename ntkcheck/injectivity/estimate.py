@@ -264,9 +264,9 @@ def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, w
 #: spectrum's triangular solves at TRSM_EFFICIENCY per thread, the summary's N^3 products at
 #: SUMMARY_EFFICIENCY and the certificate's factorisations at CERT_EFFICIENCY, plus
 #: CERT_PASSES elementwise passes over its matrix at the measured bandwidth.
-FEATURE_EXPS, ENCLOSURE_EXPS = 12.0, 6.0
+FEATURE_EXPS, ENCLOSURE_EXPS = 9.0, 6.0
 QR_EFFICIENCY, SVD_EFFICIENCY, TRSM_EFFICIENCY = 0.32, 0.075, 0.17
-SUMMARY_EFFICIENCY, CERT_EFFICIENCY, CERT_PASSES = 0.45, 0.6, 30
+SUMMARY_EFFICIENCY, CERT_EFFICIENCY, CERT_PASSES = 0.5, 0.6, 30
 #: Seconds every stage costs whatever its size (Python, thread start-up, small calls; measured
 #: 0.05-0.25 s at N = 300 on the loaded 2-core machine), the certificate's several times that.
 STAGE_SECONDS, CERTIFICATE_SECONDS = 0.05, 0.2

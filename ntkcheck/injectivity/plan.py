@@ -158,8 +158,8 @@ IN_MEMORY_BYTES_PER_ENTRY = 4.5 * 8
 
 def _whole_run(info: dict, est, N: int, d: int, M: int, tokens: int, streamed: bool,
                dense: DenseOptions, probe_bytes: int) -> None:
-    """Add the time and memory of every stage to ``info`` (SPEC §7: the estimate printed
-    before any costly stage covers them all): ``time`` (seconds by stage name, as the progress
+    """Add the time and memory of every stage to ``info`` (the estimate printed before any
+    costly stage covers them all): ``time`` (seconds by stage name, as the progress
     messages name them: :func:`ntkcheck.injectivity.estimate.stage_seconds`, and the exact
     test), ``seconds`` their sum (the path of a certified verdict: the certificate, then the
     exact test when it runs), ``confirmation_seconds`` what a confirmation draw adds when the
