@@ -50,9 +50,10 @@ SAMPLE_SECONDS = 1.0
 VALUE_BYTES, TERM_BYTES = 100, 120
 #: Time to start the child process and receive its answer (a fork, measured 10-50 ms).
 START_SECONDS = 0.05
-#: Time to load and warm an engine the first time in a process (python-flint measured
-#: 0.4-0.5 s on the loaded test machine, sympy about 1.5 s), added until it is loaded.
-PRELOAD_SECONDS = {"flint": 0.45, "sympy": 1.5}
+#: Time to load and warm an engine the first time in a process on an idle machine (python-flint
+#: measured 0.4-0.5 s on the test machine at load 6, 0.2 s at load 2; sympy about 3 times
+#: that), added until it is loaded, times the machine's load factor.
+PRELOAD_SECONDS = {"flint": 0.2, "sympy": 0.7}
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,10 @@ def estimate_exact(data: Dataset, *, engine: str = "auto", budget=None) -> Exact
         name = resolve_engine(engine)
     except Exception as err:  # an engine that is not installed: the test refuses at once
         return ExactCost(START_SECONDS, 0, {}, str(err))
-    start_cost = START_SECONDS + (0.0 if name in _WARM else PRELOAD_SECONDS.get(name, 1.0))
+    from ..injectivity.estimate import load_factor
+
+    start_cost = START_SECONDS + (0.0 if name in _WARM else
+                                  PRELOAD_SECONDS.get(name, 0.5) * load_factor())
     max_deg = budget.max_degree if name == "flint" else budget.max_degree_sympy
     dists, names = data.distributions, data.names
     N = len(dists)

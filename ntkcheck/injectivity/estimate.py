@@ -42,7 +42,7 @@ from ..errors import InputError
 from .factor import TPQRT_NB, Method, _method, blas_single_thread
 
 __all__ = ["Rates", "Estimate", "measure_rates", "fold_rate", "estimate_streaming",
-           "stage_seconds", "blas_cores", "blas_contention",
+           "stage_seconds", "blas_cores", "blas_contention", "load_factor",
            "check_memory", "default_memory_limit", "MEMORY_FRACTION", "format_bytes",
            "format_seconds"]
 
@@ -254,22 +254,37 @@ def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, w
                      "workers": w})
 
 
-#: Stage models of the whole analysis (:func:`stage_seconds`), against the measured rates.
-#: Measured on the 2-core test machine (N = 1000 and 4000, n = 32, d = 16, loads 5-7,
-#: ``python benchmarks/bench_large.py --compare``): the in-memory features cost about
-#: FEATURE_EXPS exponentials per (probe, token) (the exponential, the shift, the sum, the
-#: logarithm and the scores' GEMM together), the certificate's a-priori enclosure about
-#: ENCLOSURE_EXPS; LAPACK's QR (``dgeqrf``) runs at QR_EFFICIENCY and the bidiagonalisation of
-#: the full SVD at SVD_EFFICIENCY of the one-thread GEMM rate per core it gets, the partial
-#: spectrum's triangular solves at TRSM_EFFICIENCY per thread, the summary's N^3 products at
+#: Stage models of the whole analysis (:func:`stage_seconds`), against the measured rates and
+#: the machine's load (:func:`load_factor`). Measured on the 2-core test machine (N = 1000 and
+#: 4000, n = 32, d = 16, loads 2 to 7, ``python benchmarks/bench_large.py``) and given here
+#: for an idle machine: the in-memory features cost about FEATURE_EXPS exponentials per
+#: (probe, token) (the exponential, the shift, the sum, the logarithm and the scores' GEMM
+#: together), the certificate's a-priori enclosure about ENCLOSURE_EXPS; LAPACK's QR
+#: (``dgeqrf``) runs at QR_EFFICIENCY and the bidiagonalisation of the full SVD at
+#: SVD_EFFICIENCY of the one-thread GEMM rate per core it gets, the partial spectrum's
+#: triangular solves at TRSM_EFFICIENCY per thread, the summary's N^3 products at
 #: SUMMARY_EFFICIENCY and the certificate's factorisations at CERT_EFFICIENCY, plus
 #: CERT_PASSES elementwise passes over its matrix at the measured bandwidth.
-FEATURE_EXPS, ENCLOSURE_EXPS = 9.0, 6.0
-QR_EFFICIENCY, SVD_EFFICIENCY, TRSM_EFFICIENCY = 0.32, 0.075, 0.17
-SUMMARY_EFFICIENCY, CERT_EFFICIENCY, CERT_PASSES = 0.5, 0.6, 30
+FEATURE_EXPS, ENCLOSURE_EXPS = 4.0, 2.7
+QR_EFFICIENCY, SVD_EFFICIENCY, TRSM_EFFICIENCY = 0.72, 0.17, 0.38
+SUMMARY_EFFICIENCY, CERT_EFFICIENCY, CERT_PASSES = 1.1, 1.35, 13
 #: Seconds every stage costs whatever its size (Python, thread start-up, small calls; measured
 #: 0.05-0.25 s at N = 300 on the loaded 2-core machine), the certificate's several times that.
-STAGE_SECONDS, CERTIFICATE_SECONDS = 0.05, 0.2
+STAGE_SECONDS, CERTIFICATE_SECONDS = 0.025, 0.1
+#: Slow-down of a long stage per unit of other load per core: the rates are timed in a few
+#: milliseconds, which a busy machine still gives at full speed, while a stage of minutes gets
+#: its share (the same analysis took twice as long at load 6 as at load 2 on 2 cores).
+LOAD_WEIGHT = 0.5
+
+
+def load_factor() -> float:
+    """1 + LOAD_WEIGHT x (1-minute load average - this process) / cores: how much slower than
+    the measured rates a long stage runs on this machine now (1 when idle or unknown)."""
+    try:
+        other = max(0.0, os.getloadavg()[0] - 1.0)
+    except (OSError, AttributeError):  # pragma: no cover - no load average
+        return 1.0
+    return 1.0 + LOAD_WEIGHT * other / _cores()
 
 
 def blas_contention() -> bool:
@@ -336,6 +351,7 @@ def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partia
     cores = _cores()
     one = r.gemm_one or r.gemm
     par = blas_cores(r) if r.gemm_one else 1.0
+    slow = load_factor() if r.gemm_one else 1.0
     bandwidth = r.bandwidth or 8 * r.exp
     t: dict[str, float] = {}
     if streamed and stream is not None:
@@ -355,12 +371,12 @@ def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partia
         t["summary"] = (3 * N**3 / (SUMMARY_EFFICIENCY * one * par)
                         + PARTIAL_MAX_ITER * 16 * N**2 / (TRSM_EFFICIENCY * one))
     n, m = N + d + 1, cert_rows
-    for k in t:
-        t[k] += STAGE_SECONDS
     t["rigorous certificate"] = (ENCLOSURE_EXPS * m * tokens / (r.exp * cores)
                                  + (3 * m * n**2 + 2 * n**3) / (CERT_EFFICIENCY * one * par)
-                                 + CERT_PASSES * 8 * m * n / bandwidth + CERTIFICATE_SECONDS)
-    return t
+                                 + CERT_PASSES * 8 * m * n / bandwidth)
+    extra = {k: STAGE_SECONDS for k in t}
+    extra["rigorous certificate"] = CERTIFICATE_SECONDS
+    return {k: (v + extra[k]) * slow for k, v in t.items()}
 
 
 def _cores() -> int:
