@@ -92,10 +92,16 @@ def test_json_injective():
     assert doc["verdict"] == "injective" and doc["rank"] == 40 and doc["dependencies"] == []
 
 
+#: The keys of the document's run-to-run fields (ntkcheck.report.json.TIMING_FIELDS).
+_VARYING = {field.rsplit(".", 1)[-1] for field in __import__(
+    "ntkcheck.report.json", fromlist=["TIMING_FIELDS"]).TIMING_FIELDS}
+
+
 def strip_times(doc):
-    """Drop wall-clock timings (key 'time'), the only run-to-run variation of the document."""
+    """Drop the run-to-run fields (timings, the estimate's times and resident memory:
+    ntkcheck.report.json.TIMING_FIELDS), the only variation of the document."""
     if isinstance(doc, dict):
-        return {k: strip_times(v) for k, v in doc.items() if k != "time"}
+        return {k: strip_times(v) for k, v in doc.items() if k not in _VARYING}
     if isinstance(doc, list):
         return [strip_times(v) for v in doc]
     return doc
