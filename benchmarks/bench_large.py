@@ -2,14 +2,24 @@
 memory, against the exp + GEMM time of the same probe count.
 
 Run ``python benchmarks/bench_large.py [N ...] [--n 64] [--d 32] [--stream auto|on|off]
-[--planted] [--zipf]`` (default N = 1000 3000 10000), or ``python benchmarks/bench_large.py
---factor-only N n d [--planted]`` for the streamed features, factorisation and SVD alone. Each N runs in its own subprocess (a clean peak
+[--planted] [--zipf] [--integer R] [--exact auto|never]`` (default N = 1000 3000 10000), or
+``python benchmarks/bench_large.py --factor-only N n d [--planted]`` for the streamed features,
+factorisation and SVD alone. Each N runs in its own subprocess (a clean peak
 RSS). Printed per N: the stage times (from the ``progress`` callback's timestamps: screen,
 geometry, features (+ factorisation when streamed), SVD / decision steps, certificate,
 confirmation draw), the total, the process peak RSS, the estimate made before the dense test,
 and the ratio of the features stage to the measured time of its exponentials and GEMMs
 (the scores z @ atoms, 2 M T d flops, and exp of the M x T scores, in row chunks), for the
 probe count M the analysis used.
+
+Estimate against measurement: every stage the estimate names (features, QR, SVD or partial
+spectrum, summary, rigorous certificate, exact test) is printed with its estimated and measured
+seconds, and the process's peak memory (``peak_resident_bytes``, resident size at the plan plus
+the largest stage) against its measured peak RSS, the certificate's memory against the growth
+of the RSS during it, and the exact test's process memory against the child's peak RSS growth.
+``--exact auto`` (the default) runs the exact test as ``analyze`` does; the default Gaussian
+tokens (dyadic, 2^-10) make it refuse at once on its degree budget, ``--integer R`` (tokens
+drawn from the integers -R..R) makes it run in full.
 
 ``--zipf`` replaces the Gaussian tokens by a text-like set (:func:`build_zipf`: token ids
 drawn from a Zipf law over a vocabulary of 5000 embedded in d = 256, lengths 16-128).
@@ -109,35 +119,98 @@ def feature_blocks_seconds(X: list[np.ndarray], settings: dict) -> float:
     return time.perf_counter() - t0
 
 
-def one(N: int, n: int, d: int, stream: str, planted: bool, zipf: bool = False) -> dict:
+def _rss() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _child_growth(rss_at_start: int | None) -> int | None:
+    """Peak RSS of the exact test's child process beyond what it inherited: the children's
+    peak RSS minus this process's RSS when the exact test started (the child's inherited
+    pages count in its RSS; an earlier child, the estimate's sample, is smaller)."""
+    if rss_at_start is None:
+        return None
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return max(child - rss_at_start, 0)
+
+
+def build_integer(N: int, n: int, d: int, R: int, seed: int = 0) -> list[np.ndarray]:
+    """Tokens drawn uniformly from the integers -R..R: the exact test runs in full (D = 1)."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(-R, R + 1, size=(n, d)).astype(float) for _ in range(N)]
+
+
+def one(N: int, n: int, d: int, stream: str, planted: bool, zipf: bool = False,
+        exact: str = "never", integer: int = 0) -> dict:
+    import threading
+
     from ntkcheck.analysis import analyze
 
-    X = build_zipf(N, d=d) if zipf else build(N, n, d, planted)
+    X = (build_zipf(N, d=d) if zipf else build_integer(N, n, d, integer) if integer
+         else build(N, n, d, planted))
     marks: list[tuple[float, str]] = []
+    samples: list[tuple[float, int]] = []
+    estimate: dict = {}
+    stop = threading.Event()
     t0 = time.perf_counter()
 
+    def sampler():
+        while not stop.wait(0.05):
+            samples.append((time.perf_counter() - t0, _rss()))
+
     def say(msg):
+        if getattr(msg, "kind", "") == "estimate":
+            estimate.update(msg.data, at=time.perf_counter() - t0)
+            return
         stage = getattr(msg, "stage", str(msg))
+        if stage.startswith("exact"):
+            stage = "exact test"
         if not marks or marks[-1][1] != stage:
             marks.append((time.perf_counter() - t0, stage))
+            if stage == "exact test":
+                estimate["rss_at_exact"] = _rss()
 
+    threading.Thread(target=sampler, daemon=True).start()
     s = {"auto": None, "on": True, "off": False}[stream]
-    r = analyze(X, exact="never", stream=s, progress=say)
+    r = analyze(X, exact=exact, stream=s, progress=say)
     total = time.perf_counter() - t0
+    analysis_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    stop.set()
     stages: dict[str, float] = {}
+    peaks: dict[str, int] = {}
     for (t, name), nxt in zip(marks, marks[1:] + [(total, "")]):
         key = name.split(" (")[0]
         stages[key] = stages.get(key, 0.0) + nxt[0] - t
+        peak = max([v for (ts, v) in samples if t <= ts <= nxt[0]] or [0])
+        peaks[key] = max(peaks.get(key, 0), peak)
     M = r.settings.get("probes", 0)
     floor = exp_gemm_seconds(X, M, d) if M else float("nan")
     feat = sum(v for k, v in stages.items() if k.startswith("features"))
     if "features and factorisation" in stages and M:
         # streamed: that stage also folds the blocks; time the feature blocks alone
         feat = feature_blocks_seconds(X, r.settings)
+    est_time = dict(estimate.get("time") or {})
+    compare = {k: {"estimated_s": est_time.get(k), "measured_s": stages.get(k)}
+               for k in dict.fromkeys([*est_time, *stages]) if k in est_time or k in (
+                   "features", "QR", "SVD", "partial spectrum", "summary",
+                   "rigorous certificate", "exact test")}
+    resident = estimate.get("resident_bytes", 0)
+    mem = {"process_peak": {"estimated": estimate.get("peak_resident_bytes"),
+                            "measured": analysis_peak},
+           "rigorous certificate": {
+               "estimated": (estimate.get("stage_bytes") or {}).get("rigorous certificate"),
+               "measured": max(peaks.get("rigorous certificate", 0) - resident, 0)},
+           "exact test": {"estimated": (estimate.get("exact") or {}).get("peak_bytes"),
+                          "measured": _child_growth(estimate.get("rss_at_exact"))}}
     return {"N": N, "n": n, "d": d, "M": M, "verdict": r.verdict, "evidence": r.evidence,
             "dependencies": len(r.dependencies), "core_size": r.settings.get("core_size"),
             "total_s": total, "stages_s": stages,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "load": os.getloadavg(), "exact": (r.exact or {}).get("status"),
+            "exact_kind": (r.exact or {}).get("kind"),
+            "compare_time": compare, "compare_memory": mem,
+            "estimated_total_s": estimate.get("seconds"),
+            "measured_after_estimate_s": total - estimate.get("at", 0.0),
             "estimate": {k: r.settings.get("estimate", {}).get(k) for k in
                          ("mode", "seconds", "peak_bytes", "workers", "block_rows")},
             "exp_gemm_s": floor, "features_over_exp_gemm": feat / floor if floor else None,
@@ -175,7 +248,8 @@ def factor_only(N: int, n: int, d: int, planted: bool) -> dict:
 def main(argv: list[str]) -> None:
     if argv and argv[0] == "--one":
         N, n, d = (int(x) for x in argv[1:4])
-        print(json.dumps(one(N, n, d, argv[4], argv[5] == "1", argv[6:7] == ["zipf"])))
+        print(json.dumps(one(N, n, d, argv[4], argv[5] == "1", argv[6] == "zipf", argv[7],
+                             int(argv[8]))))
         return
     if argv and argv[0] == "--factor-only":
         N, n, d = (int(x) for x in argv[1:4])
@@ -184,8 +258,15 @@ def main(argv: list[str]) -> None:
         print(json.dumps(factor_only(N, n, d, "--planted" in argv)))
         return
     n, d, stream, planted, zipf, sizes = 64, 32, "auto", False, False, []
+    exact, integer = "auto", 0
     it = iter(argv)
     for a in it:
+        if a == "--exact":
+            exact = next(it)
+            continue
+        if a == "--integer":
+            integer = int(next(it))
+            continue
         if a == "--n":
             n = int(next(it))
         elif a == "--d":
@@ -205,8 +286,8 @@ def main(argv: list[str]) -> None:
           + f", d = {d}, stream {stream}")
     for N in sizes:
         out = subprocess.run([sys.executable, __file__, "--one", str(N), str(n), str(d), stream,
-                              "1" if planted else "0"] + (["zipf"] if zipf else []),
-                             capture_output=True, text=True)
+                              "1" if planted else "0", "zipf" if zipf else "-", exact,
+                              str(integer)], capture_output=True, text=True)
         if out.returncode:
             print(f"N = {N}: failed: {out.stderr.strip().splitlines()[-1:]}")
             continue
@@ -217,7 +298,30 @@ def main(argv: list[str]) -> None:
               f" peak RSS {res['peak_rss_mib']:.0f} MiB; stages [s]: {st}; estimate "
               f"{res['estimate']}; exp+GEMM {res['exp_gemm_s']:.2f} s, features / exp+GEMM "
               f"{res['features_over_exp_gemm']:.2f}")
+        print_comparison(res)
         print(json.dumps(res), flush=True)
+
+
+def _fmt(x, unit):
+    if x is None:
+        return "-"
+    return f"{x:.3g} s" if unit == "s" else f"{x / 2**20:.0f} MiB"
+
+
+def print_comparison(res: dict) -> None:
+    """The estimate against the measurement, stage by stage (ratio = estimated / measured)."""
+    la = ", ".join(f"{v:.1f}" for v in res["load"])
+    print(f"  N = {res['N']}, M = {res['M']} (load {la}; exact test: {res['exact']}"
+          f"{' (' + res['exact_kind'] + ')' if res['exact_kind'] else ''})")
+    print(f"  {'stage':<22} {'estimated':>11} {'measured':>11} {'ratio':>7}")
+    rows = [(k, v["estimated_s"], v["measured_s"], "s") for k, v in res["compare_time"].items()]
+    rows.append(("total (after estimate)", res["estimated_total_s"],
+                 res["measured_after_estimate_s"], "s"))
+    rows += [(f"memory: {k}", v["estimated"], v["measured"], "b")
+             for k, v in res["compare_memory"].items()]
+    for name, est, meas, unit in rows:
+        ratio = f"{est / meas:.2f}" if est and meas else "-"
+        print(f"  {name:<22} {_fmt(est, unit):>11} {_fmt(meas, unit):>11} {ratio:>7}")
 
 
 if __name__ == "__main__":

@@ -95,7 +95,8 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
     backend : "local" | "dask"
         Where the streamed probe blocks are computed and folded (``dask`` streams always).
     scheduler : str, optional
-        Dask scheduler address (``tcp://host:8786``) for ``backend="dask"``; or pass ``client``.
+        Dask scheduler address (``tcp://host:8786``) for ``backend="dask"``; or pass ``client``;
+        with neither, a local cluster sized to the machine runs the test and is closed after.
     max_memory : int, optional
         Refuse (ResourceError) when the dense test's estimated peak exceeds this many bytes
         (default: the ``--max-memory`` default, :func:`ntkcheck.resources.default_max_memory`).
@@ -131,16 +132,14 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
     if exact_timeout is not None and not (exact_timeout > 0):
         raise InputError(f"must be a positive number of seconds, got {exact_timeout}",
                          field="exact_timeout")
-    if max_pairs is not None and (not isinstance(max_pairs, (int, np.integer))
-                                  or isinstance(max_pairs, bool) or max_pairs < 0):
-        raise InputError(f"must be a non-negative integer or None, got {max_pairs!r}",
-                         field="max_pairs")
-    dense = DenseOptions.checked(stream, backend, scheduler, client, max_memory, spectrum)
-    numerical = _analyze_numerical(dataset, probes, scales, seed, whiten, say, dense,
-                                   NearOptions(None if max_pairs is None else int(max_pairs)))
+    near = NearOptions.checked(max_pairs)
+    dense = DenseOptions.checked(stream, backend, scheduler, client, max_memory, spectrum,
+                                 None if mode == "never" else (dataset, exact_engine, exact_budget))
+    with dense.session() as dense:  # a local Dask cluster, if one is needed, closed after
+        numerical = _analyze_numerical(dataset, probes, scales, seed, whiten, say, dense, near)
     if mode != "never":
         numerical = with_exact(numerical, dataset, mode, exact_timeout, exact_engine,
-                               exact_budget, progress)
+                               exact_budget, progress, dense.exact_cost)
     return with_input_rounding(numerical, dataset.rounded_inputs)
 
 
@@ -223,12 +222,13 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
                               if k != "timings" and not (isinstance(v, float) and np.isnan(v))}
     partial = dense.partial(N, M)
     say("partial spectrum" if partial else "SVD")
-    spec = compute_spectrum(feats, partial)
+    spec = compute_spectrum(feats, partial, say)
     sv = spec.singular_values
     if partial:
         settings["spectrum"] = {"mode": "partial", "requested": dense.spectrum,
                                 "computed": int(sv.shape[0]),
                                 "largest_estimate": float(spec.largest or 0.0)}
+    say("summary")
     summary = gram_summary(spec, dataset.names, M)
     # scores (when the spectrum gives them), near pairs and their sets
     near = core_near_dependency(spec, feats, dataset, near_options)

@@ -3,9 +3,10 @@ callback (the core never prints; the CLI renders them)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
-__all__ = ["ProgressUpdate", "Progress"]
+__all__ = ["ProgressUpdate", "Progress", "Work"]
 
 
 class ProgressUpdate(str):
@@ -46,3 +47,24 @@ class ProgressUpdate(str):
 
 
 Progress = Callable[[str], None]
+
+
+class Work:
+    """Progress of a stage as units of work done out of a total known in advance (e.g. flops
+    of the certificate's steps): :meth:`add` counts what a step did and reports
+    ``stage`` with ``done`` / ``total`` in multiples of ``unit`` (integers). Thread-safe
+    (steps may end on worker threads); without a callback it only counts."""
+
+    def __init__(self, progress: Progress | None, stage: str, total: float, unit: float = 1.0):
+        self.progress, self.stage, self.unit = progress, stage, float(unit)
+        self.total, self.done = max(float(total), self.unit), 0.0
+        self._lock = threading.Lock()
+
+    def add(self, amount: float) -> None:
+        with self._lock:
+            self.done = min(self.total, self.done + float(amount))
+            if self.progress is None:
+                return
+            done, total = int(self.done // self.unit), max(1, int(self.total // self.unit))
+            self.progress(ProgressUpdate(f"{self.stage} {100 * done // total}%",
+                                         stage=self.stage, done=done, total=total))

@@ -128,13 +128,6 @@ def test_dask_singular_matrix_falls_back(client):
     assert np.abs(f.singular_values() - ref).max() <= tol
 
 
-def test_dask_needs_an_address():
-    """No client and no scheduler: an InputError naming the option."""
-    pytest.importorskip("distributed")
-    with pytest.raises(InputError, match="scheduler address"):
-        fold(make_block, B, N, backend="dask")
-
-
 def test_dask_by_scheduler_address(client):
     """Given only the scheduler address, the backend opens its own client, gives the same
     bits as through an existing client, and closes it."""

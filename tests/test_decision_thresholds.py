@@ -362,7 +362,7 @@ def test_grey_zone_is_inconclusive(monkeypatch):
     monkeypatch.setattr(decide_module, "_fast_certificate", lambda spec: None)
     real = spectrum_module.svd_spectrum
 
-    def noisy(feats):
+    def noisy(feats, *args):  # svd_spectrum(features, progress)
         spec = real(feats)
         sv = spec.singular_values
         # make the smallest singular value 10x its own level

@@ -73,27 +73,44 @@ def test_sympy_factorisation_is_stopped_at_the_limit(slow_case):
 
 
 def test_analyze_keeps_the_numerical_verdict_and_says_why(slow_case):
-    """Inside analyze: the exact field is skipped/timeout with the reason, the verdict is the
-    numerical one, and the exact part costs at most T + 2 s."""
+    """Inside analyze (exact="always", so that the test starts): the exact field is
+    skipped/timeout with the reason, the verdict is the numerical one, and the exact part
+    costs at most T + 2 s beyond the estimate's sample (SAMPLE_SECONDS)."""
+    from ntkcheck.exact.cost import SAMPLE_SECONDS
+
     t0 = time.perf_counter()
     base = analyze(slow_case, exact="never")
     numerical = time.perf_counter() - t0
     t0 = time.perf_counter()
-    res = analyze(slow_case, exact_engine="sympy", exact_timeout=1.0)
+    res = analyze(slow_case, exact="always", exact_engine="sympy", exact_timeout=1.0)
     total = time.perf_counter() - t0
     assert res.verdict == base.verdict and res.evidence == base.evidence
     assert res.exact["status"] == "skipped" and res.exact["kind"] == "timeout"
-    assert total <= 2 * numerical + 1.0 + SLACK
+    assert total <= 2 * numerical + SAMPLE_SECONDS + 1.0 + SLACK
+
+
+def test_auto_skips_a_test_that_cannot_finish_when_certified(slow_case):
+    """exact="auto" on certified numerical evidence and a test estimated beyond its time limit
+    (its sample does not finish): not started, kind "estimate", the reason naming the estimate
+    and the limit, the estimate recorded; the verdict is the numerical one."""
+    base = analyze(slow_case, exact="never")
+    assert base.evidence == "certified"
+    res = analyze(slow_case, exact_engine="sympy", exact_timeout=1.0)
+    assert (res.verdict, res.evidence) == (base.verdict, base.evidence)
+    assert res.exact["status"] == "skipped" and res.exact["kind"] == "estimate"
+    assert "time limit of 1 s" in res.exact["reason"] and "--exact always" in res.exact["reason"]
+    assert res.exact["estimate"]["seconds"] > 1.0 and res.exact["estimate"]["lower_bound"]
 
 
 def test_cli_reports_the_timeout(tmp_path, slow_case, monkeypatch):
-    """`analyze --exact-timeout 1 --json` with the sympy engine: exit code of the numerical
-    verdict, JSON exact field {status: skipped, kind: timeout, reason}."""
+    """`analyze --exact always --exact-timeout 1 --json` with the sympy engine: exit code of
+    the numerical verdict, JSON exact field {status: skipped, kind: timeout, reason}."""
     monkeypatch.setenv("NTKCHECK_EXACT_ENGINE", "sympy")
     path = tmp_path / "slow.json"
     path.write_text(json.dumps({"distribution": product_entries()}))
     t0 = time.perf_counter()
-    res = runner.invoke(app, ["analyze", str(path), "--exact-timeout", "1", "--json"])
+    res = runner.invoke(app, ["analyze", str(path), "--exact", "always", "--exact-timeout", "1",
+                              "--json"])
     wall = time.perf_counter() - t0
     doc = json.loads(res.stdout)
     assert res.exit_code in (0, 1, 3) and doc["exact"]["kind"] == "timeout"

@@ -351,7 +351,8 @@ def test_killed_write_temporaries_removed_at_next_write(dependent, tmp_path):
     live.write_bytes(b"another process is writing")
     draft = tmp_path / ".draft.txt.a1b2c3.tmp"
     draft.write_text("user draft")
-    res = cli("analyze", "-q", "--exact", "never", "--output", tmp_path / "r.json", dependent)
+    res = cli("analyze", "-q", "--exact", "never", "-f", "json", "--output", tmp_path / "r.json",
+              dependent)
     assert res.code == 1, res
     assert not stale.exists() and live.exists() and draft.read_text() == "user draft"
     assert json.loads((tmp_path / "r.json").read_text())["verdict"] == "not_injective"

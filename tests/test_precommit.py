@@ -22,13 +22,15 @@ MANIFEST = ROOT / ".pre-commit-hooks.yaml"
 
 
 def test_manifest_is_valid():
-    """pre-commit accepts the manifest; the hook runs `ntkcheck analyze` on .npz files."""
+    """pre-commit accepts the manifest; the hook runs `ntkcheck analyze --only-failures` (quiet
+    when every file passes) on .npz files."""
     clientlib = pytest.importorskip("pre_commit.clientlib",
                                     reason="pre-commit is not installed (pip install pre-commit)")
     hooks = clientlib.load_manifest(str(MANIFEST))
     (hook,) = hooks
     assert hook["id"] == "ntkcheck-analyze"
     assert hook["entry"].split()[:2] == ["ntkcheck", "analyze"]
+    assert "--only-failures" in hook["entry"].split()
     assert hook["language"] == "python"
     import re
 
@@ -70,6 +72,7 @@ def test_pre_commit_try_repo(tmp_path):
 
     good = try_repo("good.npz")
     assert good.returncode == 0, good.stdout + good.stderr
+    assert "evidence" not in good.stdout  # quiet on success: no report
     bad = try_repo("good.npz", "bad.npz")
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "not_injective" in bad.stdout

@@ -181,7 +181,7 @@ def test_cli_plain_progress_lines_when_not_a_terminal(sample, monkeypatch):
     assert res.exit_code == 0, res.stderr
     lines = res.stderr.splitlines()
     assert lines and all(line.startswith(f"ntkcheck: analyze {sample}: ") for line in lines)
-    assert any("estimate: dense test" in line for line in lines)
+    assert any("estimate: 40 distributions x" in line for line in lines)
     assert any("features and factorisation" in line and "%" in line for line in lines)
     doc = json.loads(res.stdout)
     assert doc["settings"]["estimate"]["peak_bytes"] > 0
@@ -238,8 +238,11 @@ def test_cli_dask_backend(cluster, sample):
     assert doc["verdict"] == INJECTIVE and doc["settings"]["stream"]["backend"] == "dask"
 
 
-def test_cli_dask_needs_scheduler(sample):
-    res = CliRunner().invoke(app, ["analyze", "--backend", "dask", str(sample)])
+def test_cli_scheduler_needs_dask_backend(sample):
+    """--scheduler with the local backend is a usage error naming --scheduler (--backend dask
+    without --scheduler starts a local cluster: tests/test_dask_local.py)."""
+    res = CliRunner().invoke(app, ["analyze", "--scheduler", "tcp://127.0.0.1:8786",
+                                   str(sample)])
     assert res.exit_code == 2 and "--scheduler" in res.stderr
 
 

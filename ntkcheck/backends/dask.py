@@ -21,14 +21,21 @@ and while a result is awaited, the scheduler must answer a status request every 
 seconds and still have a worker. A malformed address (``notaurl``, ``tcp://``, ``tcp://[::1``),
 a timeout and a scheduler or worker lost in mid-run are each an
 :class:`~ntkcheck.errors.InputError` (exit 2, one line).
+
+Without a scheduler address or a client, a local cluster is started (:class:`LocalDask`,
+``distributed.LocalCluster``): one worker process per usable core with one thread each and BLAS
+on one thread per worker, so workers x threads never oversubscribe the cores; it listens on
+127.0.0.1 only, has no dashboard, and is closed when the work ends, also on an error or
+Ctrl-C. Starting it and opening its client are bounded by the same timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -37,7 +44,8 @@ from ..errors import InputError, install_hint
 from ..injectivity.factor import Factor
 from .tree import BlockRange, drive, split_ranges
 
-__all__ = ["fold_dask", "check_address", "dask_timeout", "DEFAULT_TIMEOUT", "SCHEMES"]
+__all__ = ["fold_dask", "check_address", "dask_timeout", "LocalDask", "DEFAULT_TIMEOUT",
+           "SCHEMES"]
 
 #: Seconds allowed to each network step (connect, handshake, one request, a silent wait).
 DEFAULT_TIMEOUT = 30.0
@@ -192,6 +200,80 @@ def _distributed():
     return distributed
 
 
+class LocalDask:
+    """A ``distributed.LocalCluster`` on this machine, started on first use and closed by
+    :meth:`close` (or on leaving a ``with`` block, whatever ends it: an error, Ctrl-C).
+
+    Sized so that workers x threads never oversubscribe the cores: ``workers`` processes (default:
+    the usable cores) with one thread each, and BLAS limited to one thread in every worker
+    (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` = 1). Each worker gets
+    an equal share of the memory (distributed's ``memory_limit="auto"``). It binds 127.0.0.1
+    only and starts no dashboard. Starting it and opening the client are each bounded by
+    ``timeout`` (default :func:`dask_timeout`); a failure is an InputError.
+    """
+
+    #: BLAS and OpenMP limited to one thread in each worker process.
+    WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def __init__(self, workers: int | None = None, timeout: float | None = None):
+        from .local import usable_cores
+
+        self.workers = max(1, int(workers or usable_cores()))
+        self.timeout = dask_timeout(timeout)
+        self.cluster: Any = None
+        self._client: Any = None
+
+    def client(self):
+        """The client of the cluster, starting both on the first call."""
+        if self._client is None:
+            distributed = _distributed()
+            import dask
+
+            try:
+                with dask.config.set({"distributed.comm.timeouts.connect": f"{self.timeout}s"}):
+                    self.cluster = distributed.LocalCluster(
+                        n_workers=self.workers, threads_per_worker=1, processes=True,
+                        host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
+                        env=dict(self.WORKER_ENV), death_timeout=self.timeout)
+                    self._client = distributed.Client(self.cluster, timeout=self.timeout)
+            except BaseException as err:
+                self.close()
+                if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                    raise
+                raise InputError(f"could not start a local Dask cluster of {self.workers} "
+                                 f"workers ({type(err).__name__}: {_first_line(err)}); in a "
+                                 "Python script, call analyze under if __name__ == "
+                                 "'__main__': (the workers are new processes that import the "
+                                 "script), or give --scheduler ADDRESS of a running cluster, "
+                                 "or use --backend local", field="backend") from None
+        return self._client
+
+    def close(self) -> None:
+        """Close the client and the cluster (its worker processes end); safe to call twice."""
+        client, cluster = self._client, self.cluster
+        self._client = self.cluster = None
+        for thing in (client, cluster):
+            if thing is None:
+                continue
+            try:
+                thing.close(timeout=self.timeout)
+            except TypeError:  # a close() without a timeout (older distributed)
+                thing.close()
+            except Exception:  # closing must not hide the error that ended the work
+                pass
+
+    def __enter__(self) -> "LocalDask":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def connect(client: Any) -> Any:
+    """A real client from ``client`` (a :class:`LocalDask` is started if needed)."""
+    return client.client() if isinstance(client, LocalDask) else client
+
+
 def _on_range(fn, make_block, start: int, stop: int, *rest):
     return fn(BlockRange(make_block, start, stop), *rest)
 
@@ -268,10 +350,11 @@ def fold_dask(make_block: Callable[[int], np.ndarray], n_blocks: int, n_cols: in
         B and N.
     method : {"auto", "householder", "cholqr2"}
         See :func:`ntkcheck.injectivity.factor.fold_blocks`.
-    client : distributed.Client, optional
+    client : distributed.Client or LocalDask, optional
         An existing client; else one is opened on ``scheduler`` (an address such as
         ``tcp://host:8786``, checked by :func:`check_address` and :func:`probe`) and closed
-        afterwards.
+        afterwards; with neither, a :class:`LocalDask` cluster is started for this fold and
+        closed afterwards.
     leaves : int, optional
         Number of block ranges (tasks) reduced by the tree; default: the cluster's total
         thread count when the job starts. Fix it to get bit-identical results on clusters of
@@ -288,11 +371,13 @@ def fold_dask(make_block: Callable[[int], np.ndarray], n_blocks: int, n_cols: in
     distributed = _distributed()
     limit = dask_timeout(timeout)
     faults = _cluster_faults(distributed)
+    if client is None and not scheduler:
+        with LocalDask(timeout=limit) as local:
+            return fold_dask(make_block, n_blocks, n_cols, method=method, client=local,
+                             leaves=leaves, timeout=limit)
+    client = connect(client)
     own = None
     if client is None:
-        if not scheduler:
-            raise InputError("give a scheduler address (e.g. tcp://host:8786) or a client",
-                             field="scheduler")
         check_address(scheduler)
         probe(scheduler, limit)
         own = client = _open_client(distributed, scheduler, limit, faults)

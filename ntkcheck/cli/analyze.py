@@ -10,6 +10,12 @@ files (2 unreadable, 1 not injective, 3 inconclusive, 6 injective but below ``--
 ``--suggest-drop`` runs :func:`ntkcheck.neardep.suggest_drop` on each file (re-analysing the
 reduced data); ``--write-clean OUT.npz`` (one ``.npz`` file) also writes the reduced data set
 when the suggestion is re-verified injective.
+
+``--output PATH`` writes the report to PATH instead of stdout and ``--report FORMAT=PATH``
+writes more formats of the same run (:mod:`ntkcheck.cli.outputs`); ``--exclude GLOB`` leaves
+entries of directory scans out, and files of a scan that are not ntkcheck inputs are skipped
+with a note (:func:`ntkcheck.io.inputs.scan_inputs`); ``--only-failures`` prints nothing for
+the files that pass (the pre-commit hook).
 """
 
 from __future__ import annotations
@@ -28,20 +34,19 @@ import typer
 from ..analysis import DEFAULT_EXACT_TIMEOUT, analyze
 from ..errors import InputError, NtkcheckError
 from ..injectivity.probes import DEFAULT_SCALES
-from ..io import atomic_write_text, load_dataset
-from ..io.escape import json_text
-from ..io.inputs import _is_dir, expand_inputs, unreadable_directory
+from ..io import load_dataset
+from ..io.inputs import _is_dir, scan_inputs, unreadable_directory
 from ..io.clean import write_subset_npz
 from ..io.load import SUFFIXES
 from ..analysis import suggest_drop
 from ..injectivity.summary import MAX_PAIRS
 from ..neardep import DEFAULT_MAX_ROUNDS, apply_margin
 from ..report import FileReport, render, worst_exit_code
-from ..report import json as json_report
 from ..report.text import render_result
-from ..io.paths import output_target, printable, same_file
+from ..io.paths import output_target, printable
 from ..resources import resolve_max_memory
 from .app import app, cli_errors, closed_stdout_exits, max_memory_option, stderr_console
+from .outputs import report_targets, write_reports
 
 __all__ = ["analyze_command", "render_report", "parse_scales", "ExactMode", "OutputFormat",
            "analyze_file"]
@@ -107,17 +112,25 @@ PLAIN_FIRST = 1.0
 PLAIN_EVERY = 5.0
 
 
-def _eta_text(msg: str, started: float, now: float) -> str:
-    """'features 40% (ETA 12 s)' from a ProgressUpdate's fraction, else 'SVD (6 s)'."""
+def _eta_text(msg: str, started: float, now: float, expected: float | None = None) -> str:
+    """The progress line of a stage: ``features 40% (ETA 12 s)`` from a ProgressUpdate's
+    done / total; for a stage that cannot count its work (one LAPACK call: ``QR``, ``SVD``)
+    the share of the time the estimate gives it, ``QR ~40% (ETA 20 s, estimated)``; else the
+    elapsed time, ``SVD (6 s)``."""
     from ..injectivity.estimate import format_seconds
 
     frac = getattr(msg, "fraction", None)
     elapsed = now - started
+    stage = getattr(msg, "stage", str(msg))
     if frac is not None and 0 < frac < 1 and elapsed > 0:
-        stage = getattr(msg, "stage", str(msg))
         return f"{stage} {100 * frac:.0f}% (ETA {format_seconds(elapsed * (1 - frac) / frac)})"
-    if frac is not None:
+    if frac is not None and (frac >= 1 or not expected):
         return str(msg)
+    if expected and expected > 0:
+        if elapsed < expected:
+            return (f"{stage} ~{100 * elapsed / expected:.0f}% (ETA "
+                    f"{format_seconds(expected - elapsed)}, estimated)")
+        return (f"{stage} ({format_seconds(elapsed)}; estimated {format_seconds(expected)})")
     return f"{msg} ({format_seconds(elapsed)})"
 
 
@@ -128,8 +141,10 @@ class ProgressReporter:
     ``"plain"`` (not a terminal, e.g. CI logs: lines ``ntkcheck: analyze FILE: features 40%
     (ETA 12 s)`` for every stage that runs longer than :data:`PLAIN_FIRST` seconds, every
     :data:`PLAIN_EVERY` seconds; a background thread keeps them coming while one long call
-    runs) or ``"quiet"`` (nothing). The dense test's estimate is printed once in both
-    non-quiet modes when the test streams or is estimated to take PLAIN_FIRST seconds or more.
+    runs) or ``"quiet"`` (nothing). The analysis' estimate is printed once in both non-quiet
+    modes when the test streams or is estimated to take PLAIN_FIRST seconds or more; its time
+    per stage gives the stages that cannot count their work a share and an ETA
+    (:func:`_eta_text`).
     """
 
     def __init__(self, mode: str):
@@ -139,6 +154,7 @@ class ProgressReporter:
         self._msg: str | None = None
         self._stage = None
         self._started = self._printed = 0.0
+        self._expected: dict[str, dict[str, float]] = {}
         self._status = None
         self._stop = threading.Event()
         self._thread = None
@@ -147,7 +163,7 @@ class ProgressReporter:
         if self.mode == "rich":
             self._status = stderr_console().status("starting")
             self._status.__enter__()
-        elif self.mode == "plain":
+        if self.mode in ("rich", "plain"):  # lines (or the ETA) keep coming in a long call
             self._thread = threading.Thread(target=self._tick, daemon=True)
             self._thread.start()
         return self
@@ -171,6 +187,9 @@ class ProgressReporter:
         with self._lock:
             if getattr(msg, "kind", "stage") == "estimate":
                 data = getattr(msg, "data", None) or {}
+                times = dict(data.get("time") or {})
+                times.update((data.get("exact") or {}).get("time") or {})
+                self._expected[prefix] = times
                 if data.get("mode") == "streamed" or data.get("seconds", 0) >= PLAIN_FIRST:
                     self._emit(f"ntkcheck: {prefix}{msg}")
                 return
@@ -179,9 +198,14 @@ class ProgressReporter:
                 self._stage, self._started, self._printed = stage, now, 0.0
             self._prefix, self._msg = prefix, msg
             if self.mode == "rich":
-                self._status.update(f"{prefix}{_eta_text(msg, self._started, now)}")
+                self._status.update(f"{prefix}{self._text(now)}")
             else:
                 self._maybe_print(now)
+
+    def _text(self, now: float) -> str:
+        stage = getattr(self._msg, "stage", str(self._msg))
+        expected = self._expected.get(self._prefix, {}).get(stage)
+        return _eta_text(self._msg, self._started, now, expected)
 
     def _maybe_print(self, now: float) -> None:
         if self._msg is None or now - self._started < PLAIN_FIRST:
@@ -189,7 +213,7 @@ class ProgressReporter:
         if self._printed and now - self._printed < PLAIN_EVERY:
             return
         self._printed = now
-        self._emit(f"ntkcheck: {self._prefix}{_eta_text(self._msg, self._started, now)}")
+        self._emit(f"ntkcheck: {self._prefix}{self._text(now)}")
 
     def _emit(self, line: str) -> None:
         if self.mode == "rich":
@@ -200,7 +224,11 @@ class ProgressReporter:
     def _tick(self) -> None:
         while not self._stop.wait(0.25):
             with self._lock:
-                self._maybe_print(time.monotonic())
+                if self.mode == "rich":
+                    if self._msg is not None:
+                        self._status.update(f"{self._prefix}{self._text(time.monotonic())}")
+                else:
+                    self._maybe_print(time.monotonic())
 
 
 def progress_reporter(quiet: bool) -> ProgressReporter:
@@ -248,13 +276,15 @@ def analyze_file(path: Path, options: dict[str, Any],
     stderr, with the file name, even with ``--quiet``.
     """
     name = str(path)
+    started = time.perf_counter()
     try:
         if _is_dir(path):
             problem = unreadable_directory(path)
             if problem:
                 raise InputError(problem, source=name)
-            raise InputError(f"contains no {', '.join(SUFFIXES)} file; give a dataset file or "
-                             "a directory that holds some", source=name)
+            raise InputError(f"contains no ntkcheck input (a {', '.join(SUFFIXES)} dataset "
+                             "file, not excluded); give a dataset file or a directory that "
+                             "holds some", source=name)
         options = dict(options)
         limit = options.pop("max_memory", None)
         dataset = load_dataset(path, limit, embeddings=options.pop("embeddings", None))
@@ -277,10 +307,11 @@ def analyze_file(path: Path, options: dict[str, Any],
         if name not in message:
             message = f"{name}: {message}"
         print(f"ntkcheck: error: {printable(message)}", file=sys.stderr)
-        return FileReport(name, error=message)
+        return FileReport(name, error=message, seconds=time.perf_counter() - started)
     for w in caught:
         print(f"ntkcheck: warning: {printable(name)}: {printable(w.message)}", file=sys.stderr)
-    return FileReport(name, result, suggestion=suggestion)
+    return FileReport(name, result, suggestion=suggestion,
+                      seconds=time.perf_counter() - started)
 
 
 @app.command("analyze")
@@ -311,8 +342,23 @@ def analyze_command(
         help="text (human report), json (versioned document, see its JSON Schema), github "
              "(workflow annotations), sarif (SARIF 2.1.0), junit (JUnit XML)."),
     as_json: bool = typer.Option(False, "--json", help="Short for --output-format json."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", show_default="none",
-                                          help="Also write the JSON document to this file."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", show_default="none",
+        help="Write the --output-format report to this file (atomically) instead of stdout."),
+    report: List[str] = typer.Option(
+        [], "--report", metavar="FORMAT=PATH", show_default="none",
+        help="Also write the report of the same run in FORMAT (text, json, github, sarif, "
+             "junit) to PATH; repeatable, e.g. -f github --report sarif=r.sarif --report "
+             "junit=r.xml."),
+    exclude: List[str] = typer.Option(
+        [], "--exclude", metavar="GLOB", show_default="none",
+        help="Leave out of directory scans the entries whose path relative to the scanned "
+             "directory, or whose name, matches GLOB (a directory with all it holds); "
+             "repeatable, e.g. --exclude 'cache/*' --exclude '*_embeddings.npz'."),
+    only_failures: bool = typer.Option(
+        False, "--only-failures",
+        help="No progress, and a text report of the files that do not pass only: nothing "
+             "is printed when every file passes (the pre-commit hook)."),
     quiet: bool = typer.Option(False, "--quiet", "-q",
                                help="No progress and no text report (machine formats are "
                                     "still printed); use the exit code."),
@@ -353,7 +399,8 @@ def analyze_command(
     backend: Backend = typer.Option(
         "local", "--backend", case_sensitive=False,
         help="Where the streamed probe blocks are computed and folded: local threads, or a "
-             "Dask cluster (needs the dask extra and --scheduler)."),
+             "Dask cluster (needs the dask extra): the one at --scheduler, else a local "
+             "cluster with one worker per core, closed afterwards."),
     scheduler: Optional[str] = typer.Option(
         None, "--scheduler", metavar="ADDRESS", show_default="none",
         help="Dask scheduler address for --backend dask, e.g. tcp://host:8786."),
@@ -374,25 +421,25 @@ def analyze_command(
                "stream": stream, "backend": backend.value, "scheduler": scheduler,
                "spectrum": spectrum.value, "max_pairs": max_pairs}
     if backend is Backend.dask:
-        if not scheduler:
-            raise InputError("needs --scheduler ADDRESS (e.g. tcp://host:8786)",
-                             field="--backend dask")
         from ..backends.dask import _distributed, check_address
-        check_address(scheduler)
+        if scheduler:  # without one, a local cluster sized to the machine (closed after)
+            check_address(scheduler)
         _distributed()
     elif scheduler:
         raise InputError("is only used with --backend dask", field="--scheduler")
     if fail_below is not None and not (0 < fail_below < float("inf")):
         raise InputError(f"must be a positive number, got {fail_below}", field="--fail-below")
     limit = resolve_max_memory(max_memory)
-    paths = expand_inputs(files)
+    scan = scan_inputs(files, exclude)
+    paths = scan.files
     single = len(files) == 1 and not _is_dir(files[0])
-    for target, option in ((output, "--output"), (write_clean, "--write-clean")):
-        if target is not None:  # before any work: a refused target costs nothing
-            output_target(target, option, inputs=paths)
-    if output is not None and write_clean is not None and same_file(output, write_clean):
-        raise InputError(f"'{write_clean}' is also the --output file; two outputs cannot share "
-                         "one path, give two file names", field="--write-clean")
+    # before any work: a refused target costs nothing
+    if write_clean is not None:
+        output_target(write_clean, "--write-clean", inputs=paths)
+    targets = report_targets(output, fmt.value, report, paths,
+                             [(write_clean, "--write-clean")] if write_clean is not None else [])
+    for skipped, why in scan.skipped:
+        print(f"ntkcheck: note: skipped {printable(skipped)}: {printable(why)}", file=sys.stderr)
     options["max_memory"] = limit
     if embeddings is not None:
         options["embeddings"] = embeddings
@@ -409,19 +456,18 @@ def analyze_command(
                              field="--write-clean")
         suggest = True
     reports = []
-    with progress_reporter(quiet) as reporter:
+    with progress_reporter(quiet or only_failures) as reporter:
         for path in paths:
             say = reporter.callback(path)
             reports.append(analyze_file(path, options, say, fail_below=fail_below,
                                         suggest=suggest, max_rounds=max_rounds))
     if write_clean is not None:
         _write_clean(reports[0], write_clean, quiet)
-    if output is not None:
-        payload = json_report.payload(reports, single=single)
-        if payload is not None:
-            atomic_write_text(output, json_text(payload) + "\n")
+    write_reports(targets, reports, single)
     code = worst_exit_code(reports)
+    shown = [r for r in reports if r.exit_code != 0] if only_failures else reports
     with closed_stdout_exits(code):
-        if fmt is not OutputFormat.text or not quiet:
-            sys.stdout.write(render(fmt.value, reports, single=single, color=_color()))
+        if output is None and (fmt is not OutputFormat.text or not quiet):
+            sys.stdout.write(render(fmt.value, reports if fmt is not OutputFormat.text
+                                    else shown, single=single, color=_color()))
     raise typer.Exit(code)

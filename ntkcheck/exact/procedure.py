@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 
 from ..dataset import Dataset
 from ..errors import InputError, install_hint
+from ..progress import ProgressUpdate
 from .engines import Engine, get_engine, resolve_engine
 from .errors import ExactCheckFailed, ExactRefused
 from .laws import UNIFORM, ExactLaw, common_denominator, degree_lower_bound, exact_law
@@ -40,7 +41,12 @@ from .matrix import left_null_space
 from .verify import CHECK_DIGITS, CHECK_POINTS, CHECK_RTOL, check_identity
 from .worker import run_with_deadline
 
-__all__ = ["ExactBudget", "ExactDependency", "ExactResult", "decide"]
+__all__ = ["ExactBudget", "ExactDependency", "ExactResult", "decide", "STAGES"]
+
+#: The stages of the exact test as its progress messages name them (``ProgressUpdate.stage``;
+#: the first two report ``done`` / ``total`` distributions and polynomials).
+STAGES = ("exact: rational parameters", "exact: factoring", "exact: rank",
+          "exact: dependencies")
 
 
 @dataclass(frozen=True)
@@ -493,10 +499,15 @@ def _decide(data: Dataset, engine: str, budget: ExactBudget, *,
     start = time.monotonic()
     timings: dict[str, float] = {}
 
-    say("exact: rational parameters")
+    n_laws = len(data.names)
+    every = max(1, n_laws // 100)  # about 100 progress messages per stage, whatever N
+    say(ProgressUpdate("exact: rational parameters", stage=STAGES[0], done=0, total=n_laws))
     max_deg = budget.max_degree if engine == "flint" else budget.max_degree_sympy
     laws = []
-    for name, dist in zip(data.names, data.distributions):
+    for i, (name, dist) in enumerate(zip(data.names, data.distributions)):
+        if i and i % every == 0:
+            say(ProgressUpdate(f"exact: rational parameters {i}/{n_laws}", stage=STAGES[0],
+                               done=i, total=n_laws))
         law = exact_law(name, dist)
         bound, own = degree_lower_bound(law)
         if bound > max_deg:  # refuse at the first such law (float data), before reading all
@@ -515,7 +526,9 @@ def _decide(data: Dataset, engine: str, budget: ExactBudget, *,
     t0 = time.monotonic()
     cache: dict[tuple, tuple[int, list]] = {}
     todo = sum(len(r.polys) for r in rows)
-    say(f"exact: factoring {todo} polynomials")
+    every = max(1, todo // 100)
+    say(ProgressUpdate(f"exact: factoring {todo} polynomials", stage=STAGES[1], done=0,
+                       total=todo))
     done = 0
     for row in rows:
         for poly in row.polys:
@@ -524,8 +537,9 @@ def _decide(data: Dataset, engine: str, budget: ExactBudget, *,
                 cache[key] = eng.factor(poly)
             row.absorb(*cache[key], builder.d)
             done += 1
-            if done % 500 == 0:
-                say(f"exact: factored {done}/{todo} polynomials")
+            if done % every == 0:
+                say(ProgressUpdate(f"exact: factored {done}/{todo} polynomials",
+                                   stage=STAGES[1], done=done, total=todo))
     timings["factor"] = time.monotonic() - t0
     constants = tuple(row.const for row in rows)
     for name, row in zip(data.names, rows):
@@ -533,7 +547,7 @@ def _decide(data: Dataset, engine: str, budget: ExactBudget, *,
             raise ExactCheckFailed(f"non-positive constant C for '{name}'")
 
     t0 = time.monotonic()
-    say("exact: rank of the exponent matrix")
+    say(ProgressUpdate("exact: rank of the exponent matrix", stage=STAGES[2]))
     columns: dict[tuple, int] = {}
     sparse = []
     for row in rows:
@@ -545,7 +559,7 @@ def _decide(data: Dataset, engine: str, budget: ExactBudget, *,
     t0 = time.monotonic()
     deps = []
     if null.basis:
-        say("exact: checking the dependencies at 50 digits")
+        say(ProgressUpdate("exact: checking the dependencies at 50 digits", stage=STAGES[3]))
         for c in null.basis:
             a = _log_product(constants, c)
             b = tuple(sum((ci * row.t[l] for ci, row in zip(c, rows) if ci), Fraction(0)) / D

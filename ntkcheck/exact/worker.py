@@ -161,7 +161,7 @@ def run_with_deadline(func: Callable[..., Any], args: tuple, *, timeout: float,
             if tag == "stage":
                 stage = str(payload)
                 if progress is not None:
-                    progress(stage)
+                    progress(payload)  # a ProgressUpdate keeps its fields through the pipe
                 continue
             if tag == "ok":
                 return payload

@@ -11,7 +11,11 @@ Then the exact test of SPEC §4 (:mod:`ntkcheck.exact`), by ``exact=``:
     run it when the case is within the :class:`~ntkcheck.exact.ExactBudget` and
     ``exact_timeout`` (values are exact: spec decimals as written, floats as their binary64
     values); otherwise keep the numerical result (the JSON ``exact`` field says why it was
-    skipped).
+    skipped). When the numerical evidence is already ``certified`` and the exact test's own
+    estimate (:func:`ntkcheck.exact.estimate_exact`) says it cannot finish within
+    ``exact_timeout``, it is not started: ``exact`` is ``{"status": "skipped", "kind":
+    "estimate", "reason", "estimate"}`` (it could only confirm a proven verdict, and would
+    spend its whole time limit first).
 ``always``
     the same, but an unsupported input (or a missing requested engine) is an InputError (CLI
     exit 2); a case over budget or out of time keeps the numerical verdict with the reason.
@@ -36,11 +40,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import replace
-from typing import TypeVar
+from typing import Callable, TypeVar
 
 from ..dataset import Dataset
 from ..errors import InputError, NtkcheckWarning
 from ..exact import ExactBudget, ExactCheckFailed, ExactRefused, ExactResult, decide
+from ..exact.cost import ExactCost
 from ..progress import Progress
 from .decide import INCONCLUSIVE, INJECTIVE, NOT_INJECTIVE, Decision
 from .dependencies import Dependency
@@ -101,8 +106,13 @@ def exact_mode(exact: str) -> str:
 
 
 def with_exact(numerical: R, dataset: Dataset, mode: str, timeout: float | None,
-               engine: str, budget: ExactBudget | None, progress: Progress | None) -> R:
-    """Run the exact test and merge it with the numerical result (module docstring)."""
+               engine: str, budget: ExactBudget | None, progress: Progress | None,
+               cost: Callable[[], ExactCost] | None = None) -> R:
+    """Run the exact test and merge it with the numerical result (module docstring); ``cost``
+    gives its estimate (for ``auto``'s skip rule)."""
+    skip = _skip_reason(numerical, mode, timeout, cost)
+    if skip is not None:
+        return replace(numerical, exact=skip)
     (progress or (lambda msg: None))("exact test")
     try:
         ex = decide(dataset, engine=engine, budget=budget, timeout=timeout, progress=progress)
@@ -141,6 +151,23 @@ def with_exact(numerical: R, dataset: Dataset, mode: str, timeout: float | None,
     deps = tuple(_as_dependency(d, ex) for d in ex.dependencies)
     return replace(numerical, verdict=ex.verdict, evidence="exact", reason=ex.reason() + note,
                    dependencies=deps, exact=info)
+
+
+def _skip_reason(numerical, mode: str, timeout: float | None,
+                 cost: Callable[[], ExactCost] | None) -> dict | None:
+    """The ``exact`` record of an ``auto`` test not started (module docstring), or None."""
+    if mode != "auto" or timeout is None or cost is None or numerical.evidence != "certified":
+        return None
+    c = cost()
+    if c.refused is not None or not c.seconds > timeout:
+        return None  # a budget refusal costs nothing: the test gives its own reason
+    how = "at least" if c.lower_bound else "about"
+    return {"status": "skipped", "mode": mode, "kind": "estimate",
+            "reason": f"the numerical evidence is certified and the exact test would take "
+                      f"{how} {c.seconds:.3g} s (estimated from {c.sample} distributions), "
+                      f"over its time limit of {timeout:g} s; --exact always runs it (with a "
+                      "larger --exact-timeout)",
+            "estimate": c.to_dict()}
 
 
 def _count(k: int) -> str:

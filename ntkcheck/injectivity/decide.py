@@ -89,7 +89,7 @@ def decide_dense(dataset: Dataset, geom, feats: FeatureMatrix, spec: Spectrum, *
     fast = _fast_certificate(spec)
     if fast is not None:
         say("rigorous certificate")
-        cert = rigorous_certificate(dataset, feats, geom, seed, max_memory)
+        cert = rigorous_certificate(dataset, feats, geom, seed, max_memory, progress=say)
         if cert["certified"]:
             return decision(INJECTIVE, "certified",
                             f"rigorous certificate ({cert['enclosure']}): the smallest singular "
@@ -130,7 +130,7 @@ def decide_dense(dataset: Dataset, geom, feats: FeatureMatrix, spec: Spectrum, *
         say("confirmation draw")
         feats2 = compute_features(dataset, geom, make_probes(geom, M, scales, seed + 1),
                                   stream_options, say)
-        spec2, ratio = _confirmation_ratios(feats2, partial)
+        spec2, ratio = _confirmation_ratios(feats2, partial, say)
         check = {"method": "confirmation draw", "seed": seed + 1,
                  "singular_values_computed": int(spec2.singular_values.shape[0]),
                  "smallest_singular_value": spec2.smallest,
@@ -231,14 +231,16 @@ def _fit_and_verify(row: np.ndarray, feats: FeatureMatrix, dataset: Dataset, geo
 CONFIRM_COUNT = 8
 
 
-def _confirmation_ratios(feats: FeatureMatrix, partial: bool) -> tuple[Spectrum, np.ndarray]:
+def _confirmation_ratios(feats: FeatureMatrix, partial: bool,
+                         say: Progress | None = None) -> tuple[Spectrum, np.ndarray]:
     """(spectrum, sigma_j / tau(v_j)) of the confirmation draw (M >= N), at the cost of its
     smallest singular triplets: the :data:`CONFIRM_COUNT` smallest (PARTIAL_COUNT on a partial
     spectrum) with the levels of their own directions; when the largest of them clears GAP x
     the bound of every level (:meth:`Spectrum.max_vector_noise`), so does every uncomputed
     value, which is then not needed. Otherwise every singular value of the same R (full mode)
     with the levels of :meth:`Spectrum.tail_levels`."""
-    spec = partial_spectrum(feats, count=PARTIAL_COUNT if partial else CONFIRM_COUNT)
+    spec = partial_spectrum(feats, count=PARTIAL_COUNT if partial else CONFIRM_COUNT,
+                            progress=say)
     sv = spec.singular_values
     if sv.shape[0] == spec.size or sv[0] >= GAP * spec.max_vector_noise():
         return spec, sv / spec.vector_noise(spec.vectors)

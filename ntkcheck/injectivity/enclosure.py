@@ -350,10 +350,12 @@ def _arb_box(dists, idx, zrows, centres, values) -> None:
 # a-priori float path ------------------------------------------------------------------------
 
 
-def _enclose_apriori(dists, z, centres) -> tuple[np.ndarray, np.ndarray]:
+def _enclose_apriori(dists, z, centres, tick=None) -> tuple[np.ndarray, np.ndarray]:
     """Float64 values and all-order error bounds (see the module docstring).
 
     Uses zeta_m = ||z_m||_2 (upper bound) and Cauchy-Schwarz |<z, y>| <= zeta ||y||.
+    ``tick(terms)``, when given, is called (from worker threads too) as each block of probes x
+    terms (atoms, components) is done, with the number of (probe, term) pairs it held.
     """
     M, d = z.shape
     N = len(dists)
@@ -368,7 +370,7 @@ def _enclose_apriori(dists, z, centres) -> tuple[np.ndarray, np.ndarray]:
         _apriori_logsumexp_group(
             idx, n, z, zeta, mid, rad,
             atoms=np.stack([dists[i].atoms for i in idx]) if idx else None,
-            weights=np.stack([dists[i].weights for i in idx]), centres=centres[idx])
+            weights=np.stack([dists[i].weights for i in idx]), centres=centres[idx], tick=tick)
     gmm = [i for i, t in enumerate(dists) if isinstance(t, GaussianMixture)]
     by_k: dict[int, list[int]] = {}
     for i in gmm:
@@ -378,10 +380,12 @@ def _enclose_apriori(dists, z, centres) -> tuple[np.ndarray, np.ndarray]:
             idx, k, z, zeta, mid, rad,
             atoms=np.stack([dists[i].means for i in idx]),
             weights=np.stack([dists[i].weights for i in idx]), centres=centres[idx],
-            covariances=np.stack([dists[i].covariances for i in idx]))
+            covariances=np.stack([dists[i].covariances for i in idx]), tick=tick)
     for i, dist in enumerate(dists):
         if isinstance(dist, UniformBox):
             mid[:, i], rad[:, i] = _apriori_box(dist, z, zeta, centres[i])
+            if tick is not None:
+                tick(z.shape[0] * dist.dim)
     bad = ~np.isfinite(mid)
     rad[bad | ~np.isfinite(rad)] = np.inf
     mid[bad] = 0.0
@@ -389,7 +393,7 @@ def _enclose_apriori(dists, z, centres) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _apriori_logsumexp_group(idx, n, z, zeta, mid, rad, *, atoms, weights, centres,
-                             covariances=None) -> None:
+                             covariances=None, tick=None) -> None:
     """Discrete laws (or Gaussian mixtures when ``covariances`` is given) with n terms each.
 
     Scores t_j = log w_j + <z, y_j - c> (+ z^T S_j z / 2). Error of the computed score s~_j:
@@ -455,6 +459,8 @@ def _apriori_logsumexp_group(idx, n, z, zeta, mid, rad, *, atoms, weights, centr
         err = e_score + _gamma(_K_LIBM + 1) * np.abs(ls) + lse_err + _gamma(1) * np.abs(F)
         mid[m0:m1, idx[g0:g1]] = F
         rad[m0:m1, idx[g0:g1]] = _up(err, 6)
+        if tick is not None:
+            tick(mb * gb * n)
 
     per = max(1, _BLOCK // max(n * M, 1))  # distributions per block
     rows_per = max(1, _BLOCK // max(n * per, 1))  # probes per block (many terms: n * M > block)

@@ -23,7 +23,9 @@ Memory: the tokens (3 T d numbers with the packed copies), the feature scratch
 (``scratch_bytes``), per worker an R factor (N^2; cholqr2 also a partial Gram) and a block
 with its Fortran copy and the next block being produced (3 b N), and one more N^2 for the
 final R and the SVD workspace (not needed by a partial spectrum on one worker's R).
-Rates are measured once per process (a few tens of milliseconds) and cached.
+Rates are measured once per process (a few tens of milliseconds, each kernel timed once) and
+cached; the fold rate at size N comes from a model (:func:`fold_rate`), never from timing a
+large fold before the test starts.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ from scipy.linalg import lapack
 from ..errors import InputError
 from .factor import TPQRT_NB, Method, _method, blas_single_thread
 
-__all__ = ["Rates", "Estimate", "measure_rates", "estimate_streaming", "check_memory",
-           "default_memory_limit", "MEMORY_FRACTION", "format_bytes", "format_seconds"]
+__all__ = ["Rates", "Estimate", "measure_rates", "fold_rate", "estimate_streaming",
+           "stage_seconds", "blas_cores", "blas_contention", "load_factor",
+           "check_memory", "default_memory_limit", "MEMORY_FRACTION", "format_bytes",
+           "format_seconds"]
 
 #: Default memory limit as a fraction of the physical memory.
 MEMORY_FRACTION = 0.5
@@ -50,44 +54,57 @@ SCRATCH_BYTES = 4 * 2 * 8 * (1 << 22)
 
 @dataclass(frozen=True)
 class Rates:
-    """Measured throughputs of this process: GEMM and ``dtpqrt`` in flop/s (the latter on one
-    BLAS thread), ``exp`` in evaluations/s."""
+    """Measured throughputs of this process: GEMM in flop/s with every BLAS thread (``gemm``)
+    and on one (``gemm_one``), ``dtpqrt`` in flop/s on one BLAS thread (a 256 fold), ``exp``
+    in evaluations/s on one thread, ``bandwidth`` in bytes/s of a streaming elementwise pass.
+    Rates given by hand (``gemm_one`` = 0) are used as they are; measured ones feed the size
+    and thread models of :func:`fold_rate`."""
 
     gemm: float
     tpqrt: float
     exp: float
-    #: ``dtpqrt`` with every BLAS thread (a single fold); 0 = not measured (use ``tpqrt``)
+    #: ``dtpqrt`` with every BLAS thread (a single fold); 0 = derived (:func:`fold_rate`)
     tpqrt_all: float = 0.0
+    gemm_one: float = 0.0
+    bandwidth: float = 0.0
 
     def to_dict(self) -> dict:
         return {"gemm_flops": self.gemm, "tpqrt_flops": self.tpqrt, "exp_per_s": self.exp,
-                "tpqrt_all_threads_flops": self.tpqrt_all or self.tpqrt}
+                "tpqrt_all_threads_flops": self.tpqrt_all or self.tpqrt,
+                "gemm_one_thread_flops": self.gemm_one or self.gemm,
+                "bandwidth_bytes_per_s": self.bandwidth}
 
 
-def _best(fn, repeat: int = 3) -> float:
-    best = float("inf")
+def _timed(fn, repeat: int = 3) -> float:
+    """Median of ``repeat`` timings of ``fn()`` (each a millisecond or two): one timing on a
+    loaded machine is often one preemption off, and the best one is the rate of a lucky
+    moment, faster than what a stage of minutes sustains."""
+    times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return max(best, 1e-9)
+        times.append(time.perf_counter() - t0)
+    return max(float(np.median(times)), 1e-9)
 
 
-#: Size of the ``dtpqrt`` fold timed by :func:`measure_rates`, and the larger one timed when
-#: the first estimate exceeds :data:`RECALIBRATE_SECONDS` (small folds run well below the
-#: large-N rate: at N = 20000 here 55 GFLOP/s on 2 threads against 13 measured at 512).
-RATE_SIZE, RATE_SIZE_LARGE = 256, 1536
-RECALIBRATE_SECONDS = 30.0
+#: Size of the GEMM and of the ``dtpqrt`` fold timed by :func:`measure_rates`.
+RATE_SIZE = 256
 
 
-@functools.lru_cache(maxsize=2)
-def measure_rates(k: int = RATE_SIZE) -> Rates:
-    """Measure the GEMM, ``dtpqrt`` (a fold of k x k blocks) and exp rates (cached per k;
-    k = 256 takes a few tens of milliseconds, 1536 about a second)."""
+@functools.lru_cache(maxsize=1)
+def measure_rates() -> Rates:
+    """Measure the rates of :class:`Rates`: small kernels (a 384 GEMM, a 256 GEMM and fold on
+    one thread, 2^19 exponentials, a 48 MB elementwise pass), each the median of three timings
+    after one untimed call that starts the BLAS threads, about 30 ms in all on an idle 2-core
+    machine and 0.1-0.2 s on a loaded one (medians of three); cached per process. A multi-threaded ``dtpqrt`` is never timed: on a loaded machine its threads
+    wait on each other and one timing ranged from 0.07 to 3.9 s; it is derived instead
+    (:func:`fold_rate`)."""
     rng = np.random.default_rng(0)
-    n = max(384, k)
+    n, k = 384, RATE_SIZE
     a, b = rng.normal(size=(n, n)), rng.normal(size=(n, n))
-    gemm = 2.0 * n**3 / _best(lambda: a @ b)
+    a[:64, :64] @ b[:64, :64]  # start the BLAS threads
+    gemm = 2.0 * n**3 / _timed(lambda: a @ b)
+    small = a[:k, :k].copy()
     R0 = np.asfortranarray(np.triu(rng.normal(size=(k, k))))
     B0 = rng.normal(size=(k, k))
 
@@ -95,14 +112,34 @@ def measure_rates(k: int = RATE_SIZE) -> Rates:
         lapack.dtpqrt(0, TPQRT_NB, R0.copy(order="F"), np.array(B0, order="F"), overwrite_a=1,
                       overwrite_b=1)
 
-    def fold_one_thread():
-        with blas_single_thread():
-            fold()
-    tpqrt = 2.0 * k**3 / _best(fold_one_thread)
-    tpqrt_all = max(tpqrt, 2.0 * k**3 / _best(fold))
-    x = rng.normal(size=1 << 20)
-    exp = x.size / _best(lambda: np.exp(x))
-    return Rates(gemm, tpqrt, exp, tpqrt_all)
+    with blas_single_thread():
+        gemm_one = 2.0 * k**3 / _timed(lambda: small @ small)
+        tpqrt = 2.0 * k**3 / _timed(fold)
+    x = rng.normal(size=1 << 19)
+    exp = x.size / _timed(lambda: np.exp(x))
+    y, z = np.empty(1 << 21), np.empty(1 << 21)
+    y[:] = 1.0
+    bandwidth = 3 * 8 * y.size / _timed(lambda: np.add(y, y, out=z), 2)
+    return Rates(gemm, tpqrt, exp, 0.0, gemm_one, bandwidth)
+
+
+#: Fraction of the one-thread GEMM rate a ``dtpqrt`` fold of large triangles reaches (its
+#: trailing updates are GEMMs), and the size at which it reaches half of that: small folds
+#: run well below it (at N = 20000 here 55 GFLOP/s on 2 threads against 13 measured at 512).
+FOLD_EFFICIENCY, FOLD_HALF_SIZE = 0.8, 1024
+#: Speed-up of one fold with every BLAS thread over one thread (measured ~1.7 on 2 cores).
+FOLD_THREAD_SPEEDUP = 0.85
+
+
+def fold_rate(r: Rates, N: int, threads: int = 1) -> float:
+    """Flop/s of ``dtpqrt`` folds of N x N triangles on ``threads`` BLAS threads: the measured
+    256 rate rising towards FOLD_EFFICIENCY x the one-thread GEMM rate as N grows, times
+    FOLD_THREAD_SPEEDUP x threads for several threads. Rates given by hand are used flat."""
+    if not r.gemm_one:
+        return r.tpqrt if threads == 1 else (r.tpqrt_all or r.tpqrt)
+    top = max(r.tpqrt, FOLD_EFFICIENCY * r.gemm_one)
+    one = r.tpqrt + (top - r.tpqrt) * N / (N + FOLD_HALF_SIZE)
+    return one if threads <= 1 else one * max(1.0, FOLD_THREAD_SPEEDUP * threads)
 
 
 def format_bytes(n: float) -> str:
@@ -113,6 +150,8 @@ def format_bytes(n: float) -> str:
 
 
 def format_seconds(s: float) -> str:
+    if s < 0.01:
+        return "<0.01 s"
     if s < 60:
         return f"{s:.2g} s"
     if s < 3600:
@@ -173,12 +212,8 @@ def estimate_streaming(N: int, d: int, M: int, tokens: int, block_rows: int, *,
         if int(v) < 1:
             raise InputError(f"got {v}; must be a positive integer", field=name)
     m = _method(method)
-    est = _estimate(N, d, M, tokens, block_rows, m, workers, scratch_bytes,
-                    rates or measure_rates(), partial)
-    if rates is None and est.seconds > RECALIBRATE_SECONDS:  # worth a second of timing
-        est = _estimate(N, d, M, tokens, block_rows, m, workers, scratch_bytes,
-                        measure_rates(RATE_SIZE_LARGE), partial)
-    return est
+    return _estimate(N, d, M, tokens, block_rows, m, workers, scratch_bytes,
+                     rates or measure_rates(), partial)
 
 
 def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, workers: int,
@@ -189,7 +224,7 @@ def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, w
     t: dict[str, float] = {}
     t["features"] = feat / w
     # several workers fold on one BLAS thread each; a single fold uses every BLAS thread
-    hh = 2 * M * N**2 / (r.tpqrt * w if w > 1 else (r.tpqrt_all or r.tpqrt))
+    hh = 2 * M * N**2 / (fold_rate(r, N) * w if w > 1 else fold_rate(r, N, _cores()))
     chol = 3 * M * N**2 / r.gemm + 2 * N**3 / 3 / r.gemm
     if m is Method.HOUSEHOLDER:
         t["factorisation"] = hh
@@ -206,7 +241,7 @@ def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, w
         spectrum = (PARTIAL_MAX_ITER * 12 * N**2 * PARTIAL_COUNT + 2 * N**3) / r.gemm
     else:  # bidiagonalisation and QR iteration of the N x N triangle
         spectrum = 4 * N**3 / r.tpqrt
-    t["merges_and_svd"] = (w - 1) * N**3 / r.tpqrt + spectrum
+    t["merges_and_svd"] = (w - 1) * N**3 / fold_rate(r, N) + spectrum
     word = 8
     mem: dict[str, float] = {"tokens": 3 * T * d * word, "feature_scratch": scratch_bytes,
            "factors": (w * N**2 * word * (1 if m is Method.HOUSEHOLDER else 2)
@@ -217,6 +252,131 @@ def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, w
     return Estimate(int(sum(mem.values())), float(sum(t.values())), mem, t, r,
                     {"N": N, "d": d, "M": M, "tokens": T, "block_rows": b, "method": m.value,
                      "workers": w})
+
+
+#: Stage models of the whole analysis (:func:`stage_seconds`), against the measured rates and
+#: the machine's load (:func:`load_factor`). Measured on the 2-core test machine (N = 1000 and
+#: 4000, n = 32, d = 16, loads 2 to 7, ``python benchmarks/bench_large.py``) and given here
+#: for an idle machine: the in-memory features cost about FEATURE_EXPS exponentials per
+#: (probe, token) (the exponential, the shift, the sum, the logarithm and the scores' GEMM
+#: together), the certificate's a-priori enclosure about ENCLOSURE_EXPS; LAPACK's QR
+#: (``dgeqrf``) runs at QR_EFFICIENCY and the bidiagonalisation of the full SVD at
+#: SVD_EFFICIENCY of the one-thread GEMM rate per core it gets, the partial spectrum's
+#: triangular solves at TRSM_EFFICIENCY per thread, the summary's N^3 products at
+#: SUMMARY_EFFICIENCY and the certificate's factorisations at CERT_EFFICIENCY, plus
+#: CERT_PASSES elementwise passes over its matrix at the measured bandwidth.
+FEATURE_EXPS, ENCLOSURE_EXPS = 4.0, 2.7
+QR_EFFICIENCY, SVD_EFFICIENCY, TRSM_EFFICIENCY = 0.72, 0.17, 0.38
+SUMMARY_EFFICIENCY, CERT_EFFICIENCY, CERT_PASSES = 1.1, 1.35, 13
+#: Seconds every stage costs whatever its size (Python, thread start-up, small calls; measured
+#: 0.05-0.25 s at N = 300 on the loaded 2-core machine), the certificate's several times that.
+STAGE_SECONDS, CERTIFICATE_SECONDS = 0.025, 0.1
+#: Slow-down of a long stage per unit of other load per core: the rates are timed in a few
+#: milliseconds, which a busy machine still gives at full speed, while a stage of minutes gets
+#: its share (the same analysis took twice as long at load 6 as at load 2 on 2 cores).
+LOAD_WEIGHT = 0.5
+
+
+def load_factor() -> float:
+    """1 + LOAD_WEIGHT x (1-minute load average - this process) / cores: how much slower than
+    the measured rates a long stage runs on this machine now (1 when idle or unknown)."""
+    try:
+        other = max(0.0, os.getloadavg()[0] - 1.0)
+    except (OSError, AttributeError):  # pragma: no cover - no load average
+        return 1.0
+    return 1.0 + LOAD_WEIGHT * other / _cores()
+
+
+def blas_contention() -> bool:
+    """Whether multi-threaded BLAS calls risk running far slower than one thread: BLAS has
+    several threads and the machine's other load leaves fewer idle cores than that. (On the
+    loaded 2-core test machine one ``dgeqrf`` of 2034 x 1000 took 0.4 s on one thread and
+    1.6 to 20 s on two; the results differ only in the last bits.)"""
+    cores = _cores()
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+        threads = max(blas) if blas else 1
+        load = os.getloadavg()[0]
+    except Exception:  # pragma: no cover - no threadpoolctl or no load average
+        return False
+    return threads > 1 and cores - max(0.0, load - 1.0) < min(threads, cores)
+
+
+def blas_cores(r: Rates) -> float:
+    """Cores a multi-threaded BLAS call gets: the BLAS threads, at most the cores the rest of
+    the machine leaves idle (1-minute load average minus this process), at least one. On a
+    loaded machine that is one core (and a multi-threaded call may then run far slower than
+    one thread: its threads wait on each other; ``OPENBLAS_NUM_THREADS=1`` avoids it)."""
+    cores = _cores()
+    threads = cores
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+        threads = min(cores, max(blas)) if blas else cores
+    except Exception:  # pragma: no cover - without threadpoolctl: assume every core
+        pass
+    try:
+        idle = cores - max(0.0, os.getloadavg()[0] - 1.0)
+    except OSError:  # pragma: no cover - no load average
+        idle = cores
+    return float(max(1.0, min(threads, idle)))
+
+
+def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partial: bool,
+                  cert_rows: int, r: Rates, stream: "Estimate | None" = None) -> dict:
+    """Seconds of each stage of the dense test on N distributions (the column count of the
+    factored matrix, N + rank + 1, is close to N), M probes, T = ``tokens`` tokens in R^d,
+    keyed by the stage names of the progress messages:
+
+    ==========================  ========================================================
+    stage                       model
+    ==========================  ========================================================
+    features (in memory)        FEATURE_EXPS M T exponentials on every core
+    features and factorisation  the streaming model (:func:`estimate_streaming`)
+    QR (in memory)              2 M N^2 - 2/3 N^3 flops at QR_EFFICIENCY
+    SVD (full)                  8/3 N^3 flops at SVD_EFFICIENCY
+    partial spectrum            PARTIAL_MAX_ITER steps of two triangular solves with
+                                2 PARTIAL_COUNT right-hand sides (4 PARTIAL_COUNT N^2 flops)
+    summary                     the scores' R^-1 and the Gram summary (2 N^3, 3 N^3 with
+                                the full spectrum's inverse iteration)
+    rigorous certificate        ENCLOSURE_EXPS M' T exponentials, 3 M' n^2 + 2 n^3 flops,
+                                CERT_PASSES passes over the M' x n matrix (n = N + d + 1)
+    ==========================  ========================================================
+    """
+    from .spectrum import PARTIAL_COUNT, PARTIAL_MAX_ITER
+
+    cores = _cores()
+    one = r.gemm_one or r.gemm
+    par = blas_cores(r) if r.gemm_one else 1.0
+    slow = load_factor() if r.gemm_one else 1.0
+    bandwidth = r.bandwidth or 8 * r.exp
+    t: dict[str, float] = {}
+    if streamed and stream is not None:
+        t["features and factorisation"] = (stream.time.get("features", 0.0)
+                                           + stream.time.get("factorisation", 0.0)
+                                           + (stream.inputs["workers"] - 1) * N**3
+                                           / fold_rate(r, N))
+    else:
+        t["features"] = FEATURE_EXPS * M * tokens / (r.exp * cores)
+        t["QR"] = max(2 * M * N**2 - 2 * N**3 / 3, 0) / (QR_EFFICIENCY * one * par)
+    if partial:
+        t["partial spectrum"] = (PARTIAL_MAX_ITER * 4 * PARTIAL_COUNT * N**2
+                                 / (TRSM_EFFICIENCY * one * cores))
+        t["summary"] = 2 * N**3 / (SUMMARY_EFFICIENCY * one * par)
+    else:
+        t["SVD"] = 8 * N**3 / 3 / (SVD_EFFICIENCY * one)
+        t["summary"] = (3 * N**3 / (SUMMARY_EFFICIENCY * one * par)
+                        + PARTIAL_MAX_ITER * 16 * N**2 / (TRSM_EFFICIENCY * one))
+    n, m = N + d + 1, cert_rows
+    t["rigorous certificate"] = (ENCLOSURE_EXPS * m * tokens / (r.exp * cores)
+                                 + (3 * m * n**2 + 2 * n**3) / (CERT_EFFICIENCY * one * par)
+                                 + CERT_PASSES * 8 * m * n / bandwidth)
+    extra = {k: STAGE_SECONDS for k in t}
+    extra["rigorous certificate"] = CERTIFICATE_SECONDS
+    return {k: (v + extra[k]) * slow for k, v in t.items()}
 
 
 def _cores() -> int:

@@ -4,8 +4,10 @@ estimate checked against the memory limit before any costly stage."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import contextlib
+import functools
+from dataclasses import dataclass, replace
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -15,9 +17,10 @@ from ..dataset import Dataset
 from ..errors import InputError
 from ..vocabulary import TokenIdDataset
 from ..resources import (_chunk_bytes, analysis_bytes, check_memory, default_max_memory,
-                         format_bytes)
+                         format_bytes, resident_bytes)
 from .certify import CERT_BYTES_PER_ENTRY, CERT_BYTES_PER_SQUARE, SCRATCH_BYTES
-from .estimate import estimate_streaming, format_seconds
+from .estimate import (blas_contention, estimate_streaming, format_seconds, measure_rates,
+                       stage_seconds)
 from .features import _entry_scales, stream_applies, stream_block_rows
 from .spectrum import FULL_SPECTRUM_MAX_N
 
@@ -35,12 +38,17 @@ class DenseOptions:
     client: Any = None
     max_memory: int | None = None
     spectrum: str = "auto"
+    #: the exact test's estimate, a cached callable () -> ExactCost, when the test may run
+    exact_cost: Any = None
 
     @classmethod
     def checked(cls, stream: bool | None, backend: str, scheduler: str | None, client: Any,
-                max_memory: int | None, spectrum: str) -> "DenseOptions":
+                max_memory: int | None, spectrum: str,
+                exact: tuple | None = None) -> "DenseOptions":
         """Validated options of :func:`ntkcheck.analyze` (InputError naming the field); the
-        Dask backend always streams."""
+        Dask backend always streams. ``exact`` = (dataset, engine, budget) when the exact
+        test may run: its estimate (:func:`ntkcheck.exact.estimate_exact`) is then taken once,
+        when first asked for (the dense test's estimate, or the decision to skip it)."""
         if backend not in ("local", "dask"):
             raise InputError(f"unknown backend '{backend}'; choose local or dask", field="backend")
         if spectrum not in SPECTRUM_MODES:
@@ -48,11 +56,28 @@ class DenseOptions:
                              + ", ".join(SPECTRUM_MODES), field="spectrum")
         if backend == "dask":
             _distributed()  # a clear InputError when dask is missing
-            if client is None and not scheduler:
-                raise InputError("give a scheduler address (e.g. tcp://host:8786) or a client",
-                                 field="scheduler")
             stream = True
-        return cls(stream, backend, scheduler, client, max_memory, spectrum)
+        cost = None
+        if exact is not None:
+            from ..exact.cost import estimate_exact
+
+            data, engine, budget = exact
+            cost = functools.cache(lambda: estimate_exact(data, engine=engine, budget=budget))
+        return cls(stream, backend, scheduler, client, max_memory, spectrum, cost)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator["DenseOptions"]:
+        """These options for one analysis: with the Dask backend and neither a scheduler nor
+        a client, a local cluster (:class:`ntkcheck.backends.dask.LocalDask`, one worker per
+        core) started when the dense test first needs it and closed on leaving the block,
+        whatever ends it (an error, Ctrl-C)."""
+        if self.backend != "dask" or self.client is not None or self.scheduler:
+            yield self
+            return
+        from ..backends.dask import LocalDask
+
+        with LocalDask() as local:
+            yield replace(self, client=local)
 
     def partial(self, N: int, M: int) -> bool:
         """Whether the dense test of N columns and M probes computes a partial spectrum."""
@@ -101,10 +126,7 @@ def dense_plan(dataset: Dataset, geom, M: int, dense: DenseOptions) -> tuple[dic
                     and extra <= PARALLEL_FOLD_MEMORY_FRACTION * limit)):
             break
         workers -= 1
-    info = {"mode": "streamed" if streamed else "in_memory", "backend": dense.backend,
-            "seconds": est.seconds, "time": dict(est.time), "covers": "features, "
-            "factorisation and SVD of one probe draw; a confirmation draw, when made, costs as "
-            "much again; the rigorous certificate and the relation checks are not included"}
+    info = {"mode": "streamed" if streamed else "in_memory", "backend": dense.backend}
     n_cert = N + d + 1
     # the certificate (when reached) runs on the rows that fit the limit (rigorous_certificate)
     info["certificate_peak_bytes"] = int(min(
@@ -131,12 +153,66 @@ def dense_plan(dataset: Dataset, geom, M: int, dense: DenseOptions) -> tuple[dic
                      "in memory", "pass --stream (bounded memory), fewer --probes, or shrink N",
                      field="max-memory")
         options = None
+    _whole_run(info, est, N, d, M, tokens, streamed, dense, probe_bytes if streamed else 0)
     return info, options
 
 
+#: Bytes the in-memory dense test adds at its peak, per entry of the M x N feature matrix
+#: (F, its projection, the QR's copy and workspace: 4.2 measured at N = 4000, M = 8034).
+IN_MEMORY_BYTES_PER_ENTRY = 4.5 * 8
+
+
+def _whole_run(info: dict, est, N: int, d: int, M: int, tokens: int, streamed: bool,
+               dense: DenseOptions, probe_bytes: int) -> None:
+    """Add the time and memory of every stage to ``info`` (the estimate printed before any
+    costly stage covers them all): ``time`` (seconds by stage name, as the progress
+    messages name them: :func:`ntkcheck.injectivity.estimate.stage_seconds`, and the exact
+    test), ``seconds`` their sum (the path of a certified verdict: the certificate, then the
+    exact test when it runs), ``confirmation_seconds`` what a confirmation draw adds when the
+    certificate fails, ``stage_bytes`` what the features and the certificate add to this
+    process, and ``resident_bytes`` / ``peak_resident_bytes`` this process now and at its
+    estimated peak."""
+    partial = dense.partial(N, M)
+    rates = measure_rates()
+    t = stage_seconds(N, d, M, max(tokens, 1), streamed=streamed, partial=partial,
+                      cert_rows=M, r=rates, stream=est)
+    held = (8 * N * N + probe_bytes if streamed
+            else 2 * 8 * M * N + 8 * N * N)  # what the certificate finds in memory
+    stage_bytes = {"features": int(info["peak_bytes"] if streamed else
+                                   IN_MEMORY_BYTES_PER_ENTRY * M * N + _chunk_bytes()),
+                   "rigorous certificate": int(held + info["certificate_peak_bytes"])}
+    cost = dense.exact_cost() if dense.exact_cost is not None else None
+    if cost is not None:
+        t["exact test"] = cost.seconds
+        info["exact"] = cost.to_dict()
+    redraw = ("features and factorisation", "features", "QR", "partial spectrum", "SVD")
+    resident = resident_bytes()
+    info.update(time=t, seconds=float(sum(t.values())),
+                confirmation_seconds=float(sum(t.get(k, 0.0) for k in redraw)),
+                stage_bytes=stage_bytes, resident_bytes=int(resident),
+                peak_resident_bytes=int(resident + max(stage_bytes.values())),
+                covers=f"every stage of one analysis: {', '.join(t)} (time by stage); a "
+                "confirmation draw, made only when the rigorous certificate fails, adds "
+                "confirmation_seconds; the exact test runs in its own process and is skipped "
+                "when the numerical evidence is certified and it would not finish in time")
+
+
 def describe_estimate(est: dict, M: int, N: int) -> str:
+    """``estimate: 4000 distributions x 8034 probes (in memory): about 1 min 5 s (features
+    18 s, QR 13 s, ...); peak memory about 2.3 GB; ...``"""
     how = (f"streamed, blocks of {est['block_rows']} probes, {est['backend']} backend"
            if est["mode"] == "streamed" else "in memory")
-    return (f"estimate: dense test of {N} distributions x {M} probes ({how}): about "
-            f"{format_seconds(est['seconds'])} per probe draw, peak memory about "
-            f"{format_bytes(est['peak_bytes'])}")
+    parts = ", ".join(f"{k} {format_seconds(v)}" for k, v in est["time"].items())
+    text = (f"estimate: {N} distributions x {M} probes ({how}): about "
+            f"{format_seconds(est['seconds'])} ({parts}); peak memory about "
+            f"{format_bytes(est['peak_resident_bytes'])}")
+    exact = est.get("exact")
+    if exact and exact.get("peak_bytes"):
+        text += f", and {format_bytes(exact['peak_bytes'])} in the exact test's process"
+    if est.get("confirmation_seconds"):
+        text += (f"; if the rigorous certificate fails, a confirmation draw adds about "
+                 f"{format_seconds(est['confirmation_seconds'])}")
+    if blas_contention():  # not recorded: it depends on the machine's load at this moment
+        text += ("; the machine is busy: multi-threaded BLAS calls (QR, SVD, certificate) may "
+                 "take many times longer, OPENBLAS_NUM_THREADS=1 avoids that")
+    return text

@@ -43,6 +43,7 @@ import scipy.linalg
 
 from .._threads import blas_single_thread
 from ..backends.local import usable_cores
+from ..progress import Progress, ProgressUpdate
 from .features import FeatureMatrix
 from .geometry import NOISE_SAFETY
 
@@ -283,12 +284,15 @@ class Spectrum:
         return vt.T[:, :N]
 
 
-def _triangle(features: FeatureMatrix) -> np.ndarray:
+def _triangle(features: FeatureMatrix, progress: Progress | None = None) -> np.ndarray:
     """R factor of F_perp (QR when the features are in memory, else the streamed one); F_perp
-    itself when it has fewer rows than columns."""
+    itself when it has fewer rows than columns. The QR is one LAPACK call: ``progress`` hears
+    the stage ``QR`` start (its share of the time comes from the estimate)."""
     A = features.perp if features.perp is not None else features.triangle
     M, N = A.shape
     if features.perp is not None and M >= N:
+        if progress is not None:
+            progress(ProgressUpdate(f"QR ({M} x {N})", stage="QR"))
         return scipy.linalg.qr(A, mode="r", check_finite=False, overwrite_a=False)[0][:N]
     return A
 
@@ -300,11 +304,14 @@ def _levels(features: FeatureMatrix, N: int) -> tuple[float, float]:
     return delta, tau
 
 
-def svd_spectrum(features: FeatureMatrix) -> Spectrum:
+def svd_spectrum(features: FeatureMatrix, progress: Progress | None = None) -> Spectrum:
     """Singular values of F_perp via a QR factorisation (2 M N^2 + O(N^3) flops); when the
-    features were streamed, of their R factor ``features.triangle`` (O(N^3))."""
-    R = _triangle(features)
+    features were streamed, of their R factor ``features.triangle`` (O(N^3)). ``progress``
+    hears the stages ``QR`` and ``SVD`` start (each one LAPACK call)."""
+    R = _triangle(features, progress)
     N = R.shape[1]
+    if progress is not None:
+        progress(ProgressUpdate(f"SVD ({N} x {N})", stage="SVD"))
     sv = scipy.linalg.svdvals(R, check_finite=False)
     if sv.shape[0] < N:  # fewer probes than distributions: the missing values are zeros
         sv = np.concatenate([sv, np.zeros(N - sv.shape[0])])
@@ -313,16 +320,17 @@ def svd_spectrum(features: FeatureMatrix) -> Spectrum:
 
 
 def partial_spectrum(features: FeatureMatrix, count: int = PARTIAL_COUNT,
-                     seed: int = 0) -> Spectrum:
+                     seed: int = 0, progress: Progress | None = None) -> Spectrum:
     """The ``count`` smallest singular triplets of F_perp and an estimate of the largest
     (module docstring, "Partial spectrum"); the thresholds are those of :func:`svd_spectrum`.
-    Needs at least as many probes as columns."""
-    R = _triangle(features)
+    Needs at least as many probes as columns. ``progress`` hears ``QR`` start (in memory) and
+    the iterations of ``partial spectrum`` (:func:`smallest_singular_triplets`)."""
+    R = _triangle(features, progress)
     N = R.shape[1]
     if R.shape[0] < N:
         raise ValueError("a partial spectrum needs at least as many probes as columns")
     R = np.asfortranarray(R)  # (the streamed triangle already is: no copy) BLAS takes it as is
-    sv, V = smallest_singular_triplets(R, min(count, N), seed=seed)
+    sv, V = smallest_singular_triplets(R, min(count, N), seed=seed, progress=progress)
     delta, tau = _levels(features, N)
     return Spectrum(sv, delta, tau, R, features.error_typical, features.error_bound,
                     vectors=V, columns=N, largest=largest_singular_value(R, seed=seed))
@@ -351,7 +359,9 @@ def largest_singular_value(R: np.ndarray, block: int = 8, iterations: int = 50,
 
 def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarray | None = None,
                                max_iter: int = PARTIAL_MAX_ITER, rtol: float = PARTIAL_RTOL,
-                               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                               seed: int = 0, progress: Progress | None = None,
+                               stage: str = "partial spectrum"
+                               ) -> tuple[np.ndarray, np.ndarray]:
     """The ``count`` smallest singular values (descending) and right singular vectors (N, count)
     of A = R diag(col_scale), R upper triangular (N, N).
 
@@ -364,6 +374,11 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
     entries of R below u max|R| are raised to u max|R| while solving (an exactly singular R
     gives its null directions; R itself is restored), a perturbation below the round-off the
     decision already allows for. Ritz values are upper bounds of the true ones.
+
+    ``progress`` receives ``stage`` updates after every step with ``done`` the steps made and
+    ``total`` the steps expected: ``max_iter`` until two steps show how fast the Ritz values
+    settle, then the steps at which that geometric rate meets the tolerance
+    (:class:`_Steps`; it never changes when the iteration stops).
     """
     N = R.shape[1]
     count = max(1, min(int(count), N))
@@ -388,6 +403,7 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
     # 80 ms with 1): BLAS on one thread, the two solves split by columns over the cores
     stack.enter_context(blas_single_thread())
     pool = stack.enter_context(ThreadPoolExecutor(max(1, min(usable_cores(), work // 16))))
+    steps = _Steps(max_iter, progress, stage)
     try:
         R[idx] = raised
         for _ in range(max_iter):
@@ -404,12 +420,41 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
             X = scipy.linalg.qr(Z, mode="economic", check_finite=False)[0]
             if prev is not None and np.all(np.abs(s - prev) <= rtol * s + atol):
                 break
+            if progress is not None:
+                with np.errstate(all="ignore"):
+                    steps.advance(None if prev is None else np.abs(s - prev) / (rtol * s + atol))
             prev = s
     finally:
         R[idx] = diag
         stack.close()
     _, s, wt = np.linalg.svd(_upper_times(R, c[:, None] * X), full_matrices=False)
     return s[work - count:], X @ wt[work - count:].T
+
+
+class _Steps:
+    """Progress of an iteration that stops when every ratio change / tolerance is <= 1: after
+    a step with ratios c_k (worst c = max c_k), the expected total is the step at which the
+    geometric decrease c_k / c_(k-1) seen over the last step brings c below 1 (at most
+    ``max_iter``); ``max_iter`` until then. Only scalars per step: no cost in the iteration."""
+
+    def __init__(self, max_iter: int, progress: Progress | None, stage: str):
+        self.max_iter, self.progress, self.stage = max_iter, progress, stage
+        self.done, self.last = 0, None
+
+    def advance(self, ratios: np.ndarray | None) -> None:
+        self.done += 1
+        total = self.max_iter
+        worst = float(np.max(ratios)) if ratios is not None and ratios.size else None
+        if worst is not None and not np.isfinite(worst):
+            worst = None
+        if worst is not None and self.last is not None and 0 < worst < self.last:
+            rate = worst / self.last
+            more = np.log(worst) / -np.log(rate) if worst > 1 else 0.0
+            if np.isfinite(more):
+                total = int(min(self.max_iter, self.done + 1 + np.ceil(max(more, 0.0))))
+        self.last = worst
+        self.progress(ProgressUpdate(f"{self.stage} {self.done}/{total} steps",
+                                     stage=self.stage, done=self.done, total=total))
 
 
 def _solve_in_place(R: np.ndarray, B: np.ndarray, pool: ThreadPoolExecutor) -> np.ndarray:
@@ -448,6 +493,9 @@ def classify_singular_values(sv: np.ndarray, tau: np.ndarray) -> tuple[int, list
     return k, grey
 
 
-def compute_spectrum(feats: FeatureMatrix, partial: bool) -> Spectrum:
-    """Every singular value of F_perp, or (``partial``) the smallest ones ."""
-    return partial_spectrum(feats) if partial else svd_spectrum(feats)
+def compute_spectrum(feats: FeatureMatrix, partial: bool,
+                     progress: Progress | None = None) -> Spectrum:
+    """Every singular value of F_perp, or (``partial``) the smallest ones; ``progress`` hears
+    the stages (``QR``, ``SVD``, ``partial spectrum`` with its steps)."""
+    return (partial_spectrum(feats, progress=progress) if partial
+            else svd_spectrum(feats, progress))

@@ -42,6 +42,15 @@ def streamed_feature_matrix(dataset: Dataset, whitening: Whitening, probes: Prob
     b n_cols numbers, the probes; ``values`` and ``perp`` are None and :meth:`FeatureMatrix.
     columns` recomputes the columns a later step needs.
     """
+    if backend == "dask" and backend_options.get("client") is None \
+            and not backend_options.get("scheduler"):
+        # one local cluster for the fold and the error-model pass, closed whatever happens
+        from ..backends.dask import LocalDask
+
+        with LocalDask() as local:
+            return streamed_feature_matrix(dataset, whitening, probes, block_rows=block_rows,
+                                           backend=backend, method=method, progress=progress,
+                                           **{**backend_options, "client": local})
     from ..backends import fold
 
     centred, centres = centred_each(dataset)
@@ -101,13 +110,13 @@ def _trailing_triangle(R: np.ndarray, p: int) -> np.ndarray:
 
 def _remote_stats(blocks: FeatureBlocks, options: dict) -> list:
     """Per-block error-model sums computed on the cluster (one more feature pass)."""
-    from ..backends.dask import _distributed
+    from ..backends.dask import _distributed, connect, dask_timeout
 
     distributed = _distributed()
-    client = options.get("client")
+    client = connect(options.get("client"))
     own = None
     if client is None:
-        own = client = distributed.Client(options["scheduler"], timeout="30s")
+        own = client = distributed.Client(options["scheduler"], timeout=dask_timeout())
     try:
         remote = client.scatter(blocks, broadcast=True, hash=False)
         futures = [client.submit(_block_stats, remote, k, pure=False)

@@ -53,6 +53,7 @@ import numpy as np
 
 from ..dataset import Dataset
 from ..distributions import Discrete, UniformBox
+from ..errors import InputError
 from .features import FeatureMatrix
 from .pairs import components, near_pairs
 from .spectrum import Spectrum
@@ -160,6 +161,15 @@ class NearOptions:
 
     max_pairs: int | None = MAX_PAIRS
     representatives: frozenset = frozenset()
+
+    @classmethod
+    def checked(cls, max_pairs: Any) -> "NearOptions":
+        """Options with a validated ``max_pairs`` (InputError naming the field)."""
+        if max_pairs is not None and (not isinstance(max_pairs, (int, np.integer))
+                                      or isinstance(max_pairs, bool) or max_pairs < 0):
+            raise InputError(f"must be a non-negative integer or None, got {max_pairs!r}",
+                             field="max_pairs")
+        return cls(None if max_pairs is None else int(max_pairs))
 
 
 def core_near_dependency(spec: "Spectrum", features: "FeatureMatrix", dataset: Dataset,

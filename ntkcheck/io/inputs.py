@@ -4,18 +4,40 @@ A scan never skips anything silently: a directory that cannot be listed (permiss
 is kept as an entry of its own, which the loader reports as unreadable (exit 2) while the other
 files are still analysed; a symbolic link to a directory is followed once (a link back to a
 directory already searched is not searched twice).
+
+:func:`scan_inputs` also leaves out, in directory scans only, what ``--exclude GLOB`` names
+and the files with an input suffix that are not ntkcheck inputs (:func:`not_an_input`: a
+Hugging Face ``dataset_info.json``, an ``.npz`` of embeddings, a training configuration), each
+with the reason, for the caller to print as a note. A file named on the command line is always
+an input: if it is not one, the loader says why (exit 2).
 """
 
 from __future__ import annotations
 
 import errno
+import fnmatch
+import json
 import os
+import re
+import stat
+import sys
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .load import SUFFIXES
+from .load import MAX_SPEC_BYTES, SUFFIXES
 
-__all__ = ["expand_inputs", "unreadable_directory"]
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["expand_inputs", "scan_inputs", "Scan", "not_an_input", "unreadable_directory",
+           "DATASET_ARRAYS"]
+
+#: Arrays that make an ``.npz`` a dataset (token vectors; token IDs with an embedding table).
+DATASET_ARRAYS = ("tokens", "input_ids")
 
 
 def _exists(p: Path) -> bool:
@@ -54,13 +76,22 @@ def unreadable_directory(path: str | Path) -> str | None:
     return None
 
 
-def _walk(top: Path, out: list[Path]) -> list[Path]:
-    """Dataset files under ``top`` (sorted, hidden names skipped) appended to ``out``, and
-    the directories that could not be listed returned (in the order met)."""
+def _excluded(rel: str, name: str, patterns: Sequence[str]) -> bool:
+    """Whether a glob of ``patterns`` matches ``rel`` (the path relative to the scanned
+    directory, ``/``-separated) or the base name ``name`` (:func:`fnmatch.fnmatchcase`: ``*``
+    also matches ``/``)."""
+    return any(fnmatch.fnmatchcase(rel, g) or fnmatch.fnmatchcase(name, g) for g in patterns)
+
+
+def _walk(top: Path, out: list[Path], exclude: Sequence[str] = (),
+          excluded: list[Path] | None = None) -> list[Path]:
+    """Dataset files under ``top`` (sorted, hidden names skipped, ``exclude`` globs left out
+    and appended to ``excluded``; an excluded directory is not searched) appended to ``out``,
+    and the directories that could not be listed returned (in the order met)."""
     failed: list[Path] = []
     seen: set[tuple[int, int]] = set()
 
-    def visit(folder: Path) -> None:
+    def visit(folder: Path, rel: str) -> None:
         try:
             st = os.stat(folder)
         except OSError:
@@ -80,14 +111,22 @@ def _walk(top: Path, out: list[Path]) -> list[Path]:
             if entry.name.startswith("."):
                 continue
             path = folder / entry.name
-            if _is_dir(path):
-                dirs.append(path)
-            elif Path(entry.name).suffix.lower() in SUFFIXES:
+            sub = f"{rel}{entry.name}"
+            is_dir = _is_dir(path)
+            if not is_dir and Path(entry.name).suffix.lower() not in SUFFIXES:
+                continue
+            if exclude and _excluded(sub, entry.name, exclude):
+                if excluded is not None:
+                    excluded.append(path)
+                continue
+            if is_dir:
+                dirs.append((path, sub + "/"))
+            else:
                 out.append(path)
-        for d in dirs:
-            visit(d)
+        for d, sub in dirs:
+            visit(d, sub)
 
-    visit(top)
+    visit(top, "")
     return failed
 
 
@@ -100,8 +139,40 @@ def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
     that the loader reports it). A directory without any such file contributes itself, so that
     the loader reports it as empty or unreadable with the fix. Duplicates are kept once.
     """
+    return scan_inputs(paths, recognise=False).files
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What :func:`scan_inputs` found.
+
+    Attributes
+    ----------
+    files : the inputs to analyse, in order (a directory that yields none stands for itself,
+        so that the loader reports it)
+    skipped : (path, reason) of the files of directory scans that are not ntkcheck inputs
+    excluded : the files and directories of directory scans matched by an ``exclude`` glob
+    """
+
+    files: list[Path]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    excluded: list[Path] = field(default_factory=list)
+
+
+def scan_inputs(paths: Sequence[str | Path], exclude: Sequence[str] = (),
+                recognise: bool = True) -> Scan:
+    """:func:`expand_inputs` with the clean-up of directory scans.
+
+    In a directory, an entry whose path relative to that directory (``sub/x.json``) or whose
+    base name matches a glob of ``exclude`` is left out (a directory with all it holds), and
+    with ``recognise`` a file that is not an ntkcheck input (:func:`not_an_input`) is skipped
+    with its reason. Paths named on the command line are never excluded nor skipped. A
+    directory that yields no input stands for itself (the loader then reports it, exit 2).
+    """
     out: list[Path] = []
     seen: set[Path] = set()
+    skipped: list[tuple[Path, str]] = []
+    excluded: list[Path] = []
 
     def add(p: Path) -> None:
         key = _key(p)
@@ -115,9 +186,85 @@ def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
             add(path)
             continue
         found: list[Path] = []
-        failed = _walk(path, found)
-        if not found and not failed:
+        failed = _walk(path, found, exclude, excluded)
+        kept = []
+        for p in sorted(found):
+            why = not_an_input(p) if recognise else None
+            if why is None:
+                kept.append(p)
+            elif _key(p) not in seen:
+                skipped.append((p, why))
+        if not kept and not failed:
             add(path)
-        for p in sorted(found) + failed:
+        for p in kept + failed:
             add(p)
-    return out
+    return Scan(out, skipped, excluded)
+
+
+#: What marks a spec that does not parse (so that a broken spec is reported, not skipped):
+#: its ``distribution`` key, in JSON or TOML syntax.
+_SPEC_MARKER = {".json": re.compile(rb'"distribution"\s*:'),
+                ".toml": re.compile(rb'(?m)^\s*(\[\[\s*"?distribution"?\s*\]\]|"?distribution"?\s*=)')}
+
+
+def not_an_input(path: str | Path) -> str | None:
+    """Why the file ``path`` (found by a directory scan) is not an ntkcheck input, or None when
+    it is one or may be one (the loader then reads it and reports any fault).
+
+    * ``.npz``: an input when it holds an array of :data:`DATASET_ARRAYS` (read from the zip
+      directory only); a file that is not a zip archive is left to the loader.
+    * ``.json`` / ``.toml``: a distribution spec is a document whose top level has the key
+      ``distribution`` (SPEC files hold nothing else). A document that parses without it is not
+      an input (a Hugging Face ``dataset_info.json``, a ``train.toml``); one that does not parse
+      (or is over the spec size limit) is an input when its text holds the key (a truncated or
+      broken spec is reported, never skipped), else not.
+    * other suffixes: an input.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    try:  # never open a FIFO or a device: the loader refuses them with the reason
+        if not stat.S_ISREG(os.stat(p).st_mode):
+            return None
+    except OSError:
+        return None
+    if suffix == ".npz":
+        try:
+            with zipfile.ZipFile(p) as zf:
+                names = {n[:-4] if n.endswith(".npy") else n for n in zf.namelist()}
+        except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError):
+            return None
+        if names & set(DATASET_ARRAYS):
+            return None
+        found = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+        return (f"an .npz without a dataset array ({' or '.join(DATASET_ARRAYS)}; it holds "
+                f"{found or 'nothing'})")
+    if suffix not in _SPEC_MARKER:
+        return None
+    kind = "JSON" if suffix == ".json" else "TOML"
+    try:
+        with os.fdopen(os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as fh:
+            data = fh.read(MAX_SPEC_BYTES + 1)
+    except OSError:
+        return None  # unreadable: the loader says why
+    if len(data) <= MAX_SPEC_BYTES:
+        doc = _parse(data, suffix)
+        if doc is not _UNPARSED:
+            if isinstance(doc, dict) and "distribution" in doc:
+                return None
+            return (f"a {kind} document without a top-level 'distribution' list (not a "
+                    "distribution spec)")
+    if _SPEC_MARKER[suffix].search(data):
+        return None
+    return f"not a distribution spec (no 'distribution' key in this {kind} file)"
+
+
+_UNPARSED = object()
+
+
+def _parse(data: bytes, suffix: str):
+    """The parsed document, or _UNPARSED (not UTF-8, a syntax error, nested too deeply)."""
+    try:
+        text = data.decode("utf-8")
+        return json.loads(text) if suffix == ".json" else tomllib.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError, tomllib.TOMLDecodeError):
+        return _UNPARSED

@@ -26,12 +26,14 @@ class FileReport:
     result : the analysis, or None when the file could not be read or analysed
     error : the one-line error message when ``result`` is None
     suggestion : the :class:`~ntkcheck.neardep.DropSuggestion` (``--suggest-drop``), or None
+    seconds : wall time of reading and analysing the file (the JUnit ``time``), or None
     """
 
     file: str
     result: AnalysisResult | None = None
     error: str | None = None
     suggestion: Any = None
+    seconds: float | None = None
 
     @property
     def exit_code(self) -> int:

@@ -8,7 +8,9 @@
 Both shapes are described by ``analyze.schema.json`` (shipped in this package, JSON Schema
 draft-07; :func:`schema` loads it). The version is ``MAJOR.MINOR``: keys are only added within
 a major version, so consumers must ignore keys they do not know. Two runs on the same input and
-settings give identical documents except for the timings in ``exact.time``.
+settings give identical documents except for :data:`TIMING_FIELDS`: the timings in
+``exact.time`` and, in ``settings.estimate``, the estimated times (from rates measured in each
+process) and the process's resident memory.
 
 The text is ASCII and valid UTF-8 JSON for any name: a lone surrogate (a file name byte that is
 not UTF-8) is written as a visible escape (``\\xff``), and ``##[`` as ``#\\u0023[``
@@ -29,8 +31,12 @@ __all__ = ["SCHEMA_VERSION", "TIMING_FIELDS", "document", "envelope", "render", 
 
 #: Version of the document layout (``MAJOR.MINOR``).
 SCHEMA_VERSION = "1.3"
-#: Fields that are timings and differ from run to run (dotted paths).
-TIMING_FIELDS = ("exact.time",)
+#: Fields that differ from run to run (dotted paths): timings, and the estimate's times and
+#: resident memory (present when the dense test ran; the exact parts when the test may run).
+TIMING_FIELDS = ("exact.time", "settings.estimate.time", "settings.estimate.seconds",
+                 "settings.estimate.confirmation_seconds", "settings.estimate.resident_bytes",
+                 "settings.estimate.peak_resident_bytes", "settings.estimate.exact.seconds",
+                 "settings.estimate.exact.time")
 
 
 def document(report: FileReport) -> dict[str, Any]:

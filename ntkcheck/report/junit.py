@@ -6,7 +6,8 @@ inconclusive verdict a ``<failure type="inconclusive">``, an unreadable file an
 ``<error type="input_error">``; with ``--fail-below``, an injective file below the margin is a
 ``<failure type="near_dependency">`` (the sequences below it in its text), and a failing file
 below the margin has those sequences added to its failure text. The case's ``classname`` is
-``ntkcheck.analyze`` and its ``name`` the file, as CI test reporters expect.
+``ntkcheck.analyze`` and its ``name`` the file, as CI test reporters expect; its ``time`` is the
+wall time in seconds of reading and analysing the file, and the suite's ``time`` their sum.
 
 The document is well-formed XML 1.0 for any file or sequence name: characters XML 1.0 cannot
 hold (C0 controls but tab and newline, lone surrogates, U+FFFE, U+FFFF) are written as visible
@@ -30,8 +31,13 @@ from .common import dependency_identity, dependency_tag, involved, summary_line
 __all__ = ["render"]
 
 
+def _seconds(report: FileReport) -> float:
+    return max(0.0, float(report.seconds or 0.0))
+
+
 def _case(report: FileReport) -> ET.Element:
-    case = ET.Element("testcase", {"classname": "ntkcheck.analyze", "name": report.file})
+    case = ET.Element("testcase", {"classname": "ntkcheck.analyze", "name": report.file,
+                                   "time": f"{_seconds(report):.3f}"})
     result = report.result
     if result is None:
         err = ET.SubElement(case, "error", {"type": "input_error",
@@ -111,11 +117,13 @@ def render(reports: Sequence[FileReport]) -> str:
     failures = sum(1 for r in reports if r.result is not None
                    and (r.result.verdict != "injective" or r.exit_code != 0))
     errors = sum(1 for r in reports if r.result is None)
+    total = f"{sum(_seconds(r) for r in reports):.3f}"
     root = ET.Element("testsuites", {"name": "ntkcheck", "tests": str(len(reports)),
-                                     "failures": str(failures), "errors": str(errors)})
+                                     "failures": str(failures), "errors": str(errors),
+                                     "time": total})
     suite = ET.SubElement(root, "testsuite", {
         "name": "ntkcheck analyze", "tests": str(len(reports)), "failures": str(failures),
-        "errors": str(errors), "skipped": "0"})
+        "errors": str(errors), "skipped": "0", "time": total})
     for r in reports:
         suite.append(_case(r))
     _clean(root)

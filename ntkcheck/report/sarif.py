@@ -36,7 +36,7 @@ from ..io.escape import json_text
 from .files import FileReport, worst_exit_code
 from .common import dependency_evidence, dependency_identity, dependency_tag, involved
 
-__all__ = ["RULES", "SARIF_VERSION", "SARIF_SCHEMA_URI", "log", "render"]
+__all__ = ["RULES", "HELP_MARKDOWN", "SARIF_VERSION", "SARIF_SCHEMA_URI", "log", "render"]
 
 SARIF_VERSION = "2.1.0"
 #: The ``$schema`` value conventionally written in SARIF 2.1.0 logs.
@@ -67,11 +67,47 @@ RULES = (
 )
 _INDEX = {rule[0]: j for j, rule in enumerate(RULES)}
 
+#: The help of each rule in Markdown (code scanning shows it beside the alert): what the
+#: finding means and how to fix it. The plain-text help is the full description.
+HELP_MARKDOWN = {
+    "NTK001": (
+        "**The LSE functions of the named sequences are linearly dependent modulo affine "
+        "functions.**\n\n"
+        "A relation `sum_i c_i LSE_i(z) = a + <b, z>` holds for every `z`, so the attention "
+        "NTK is not injective on this data and the global-convergence guarantee of the "
+        "mean-field training flow does not apply.\n\n"
+        "Typical causes: a duplicated sequence (up to token order), a translated copy, a "
+        "sequence of one repeated token (a Dirac mass), a convolution of two others.\n\n"
+        "**Fix:** remove or change one of the sequences involved (the result's logical "
+        "locations), e.g. with `ntkcheck analyze FILE --suggest-drop --write-clean "
+        "clean.npz`."),
+    "NTK002": (
+        "**The injectivity test could not decide.**\n\n"
+        "Singular values lie between the round-off level and 100 times it, or changed under a "
+        "redraw of the probes.\n\n"
+        "**Fix:** try `--exact` (rational data), more `--probes` or other `--scales`."),
+    "NTK003": (
+        "**The file could not be read or analysed** (exit code 2).\n\n"
+        "The message names the file, the field at fault and the fix. Files of a directory "
+        "scan that are not ntkcheck inputs are skipped, not reported; `--exclude GLOB` leaves "
+        "out others."),
+    "NTK004": (
+        "**This sequence is close to the span of the others modulo affine functions.**\n\n"
+        "Its near-dependency score (distance of its column-normalised LSE features to the "
+        "span of the other sequences' columns, in [0, 1]) is below the `--fail-below` margin, "
+        "and so is the scaled smallest singular value: the injectivity condition holds barely "
+        "or not at all. Typical causes: near-duplicates (augmented copies with small jitter), "
+        "near-translates.\n\n"
+        "**Fix:** `ntkcheck analyze FILE --fail-below MARGIN --suggest-drop` lists sequences "
+        "to remove."),
+}
+
 
 def _rule(rule: tuple[str, str, str, str, str]) -> dict[str, Any]:
     rid, name, level, short, full = rule
     return {"id": rid, "name": name, "shortDescription": {"text": short},
-            "fullDescription": {"text": full}, "help": {"text": full},
+            "fullDescription": {"text": full},
+            "help": {"text": full, "markdown": HELP_MARKDOWN[rid]},
             "defaultConfiguration": {"level": level}}
 
 

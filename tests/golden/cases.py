@@ -3,8 +3,9 @@
 the commit): python tests/golden/cases.py --record
 
 Normalisation removes what legitimately varies between runs: wall-clock timings (keys ``seconds``,
-``elapsed``, ``time``, ``wall`` and ``*_seconds`` in JSON; ``<number> s`` durations in text),
-temporary paths and the location of the checkout (``{root}``)."""
+``elapsed``, ``time``, ``wall`` and ``*_seconds`` in JSON; ``<number> s`` durations in text;
+``time="..."`` attributes in XML), the process's memory (``*resident_bytes`` keys of the
+estimate), temporary paths and the location of the checkout (``{root}``)."""
 
 from __future__ import annotations
 
@@ -60,8 +61,10 @@ CASES: dict[str, list[str]] = {
               "--checkpoint-every", "3", "--json", "--out", "{tmp}/run"],
 }
 
-_TIME_KEYS = re.compile(r"^(seconds|elapsed|time|wall|wall_time|.*_seconds|duration)$")
+_TIME_KEYS = re.compile(r"^(seconds|elapsed|time|wall|wall_time|.*_seconds|duration"
+                        r"|.*resident_bytes)$")
 _DURATION = re.compile(r"\b\d+(\.\d+)?(e[-+]?\d+)? ?(s|ms|min)\b")
+_XML_TIME = re.compile(r' time="[0-9.]+"')
 
 
 def _strip(doc):
@@ -79,7 +82,7 @@ def normalise(stdout: str, tmp: str) -> str:
     try:
         doc = json.loads(text)
     except ValueError:
-        return _DURATION.sub("<t>", text)
+        return _DURATION.sub("<t>", _XML_TIME.sub(' time="<t>"', text))
     return json.dumps(_strip(doc), indent=1, sort_keys=True) + "\n"
 
 
