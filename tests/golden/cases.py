@@ -109,10 +109,32 @@ def run_case(name: str) -> tuple[int, str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+STACK_FILE = Path(__file__).parent / "stack.json"
+
+
+def _stack() -> dict:
+    """numpy's and scipy's major.minor: the probe directions come from an SVD whose signs and
+    last bits depend on the LAPACK / BLAS they bring."""
+    import numpy
+    import scipy
+
+    return {m.__name__: ".".join(m.__version__.split(".")[:2]) for m in (numpy, scipy)}
+
+
+def same_stack() -> tuple[bool, str]:
+    """(whether this numpy / scipy is the one the outputs were recorded with, a reason)."""
+    recorded = json.loads(STACK_FILE.read_text())
+    now = _stack()
+    return now == recorded, (f"outputs recorded with numpy {recorded['numpy']} / scipy "
+                             f"{recorded['scipy']}; this is numpy {now['numpy']} / scipy "
+                             f"{now['scipy']} (another SVD sign convention moves the probes)")
+
+
 def main() -> None:
     if "--record" not in sys.argv:
         raise SystemExit(__doc__)
     EXPECTED.mkdir(exist_ok=True)
+    STACK_FILE.write_text(json.dumps(_stack(), indent=1) + "\n")
     for name in CASES:
         code, out = run_case(name)
         (EXPECTED / f"{name}.out").write_text(f"exit {code}\n{out}")
