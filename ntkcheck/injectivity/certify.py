@@ -13,15 +13,8 @@ lowers singular values, so a certificate on a subset of probe rows certifies eve
 
 beta = beta_float - ||Rad||_F, where (Weyl's inequality for A = A~ + E, |E| <= Rad entrywise):
 
-1. **Entry enclosures** ``|F[m, i] - F~[m, i]| <= rad[m, i]``, either
-   * ``"arb"``: ball arithmetic (python-flint Arb) started from the exact doubles; no
-     assumption beyond the correctness of Arb; cost ~1.5 us per (probe, atom) pair; or
-   * ``"a-priori"``: F~ computed here in float64 with an error bound that includes every order
-     (Higham's gamma_k = k u / (1 - k u), u = 2^-53, underflow terms included). It assumes
-     that numpy's exp, log and log1p are accurate to :data:`LIBM_ULPS` ulps in the normal range
-     (an assumption, not proved here; the test suite checks it against 50-digit values on
-     the machine it runs on); logsumexp is 1-Lipschitz in its scores and
-     g(h) = log(expm1(h)/h) in h.
+1. **Entry enclosures** ``|F[m, i] - F~[m, i]| <= rad[m, i]`` by Arb or by an a-priori float64
+   bound (:mod:`ntkcheck.injectivity.enclosure`, which states the assumptions of each).
 2. **beta_float**, a rigorous lower bound on sigma_min of the float matrix A~ (its condition
    number is never squared): R from a QR of A~, Y ~ R^-1 (both approximations, any Y is
    valid); with the exact C := A~ Y, sigma_min(A~) >= sigma_min(C) / ||Y||_2, where

@@ -1,15 +1,16 @@
 """Interval enclosures of every feature entry, per family (SPEC §3a, "Certified means rigorous"):
 ``|F[m, i] - F~[m, i]| <= rad[m, i]`` for F[m, i] = LSE_i(z_m) - <z_m, c_i>, by one of
 
+* ``"arb"``: ball arithmetic (python-flint Arb) started from the exact doubles; no assumption
+  beyond the correctness of Arb; cost ~1.5 us per (probe, atom) pair; or
+* ``"a-priori"``: F~ computed here in float64 with an error bound that includes every order
+  (Higham's gamma_k = k u / (1 - k u), u = 2^-53, underflow terms included). It assumes that
+  numpy's exp, log and log1p are accurate to :data:`LIBM_ULPS` ulps in the normal range (an
+  assumption, not proved here; the test suite checks it against 50-digit values on the machine
+  it runs on); logsumexp is 1-Lipschitz in its scores and g(h) = log(expm1(h)/h) in h.
 
-1. **Entry enclosures** ``|F[m, i] - F~[m, i]| <= rad[m, i]``, either
-   * ``"arb"``: ball arithmetic (python-flint Arb) started from the exact doubles; no
-     assumption beyond the correctness of Arb; cost ~1.5 us per (probe, atom) pair; or
-   * ``"a-priori"``: F~ computed here in float64 with an error bound that includes every order
-     (Higham's gamma_k = k u / (1 - k u), u = 2^-53, underflow terms included). It assumes
-     that numpy's exp, log and log1p are accurate to :data:`LIBM_ULPS` ulps in the normal range
-     (an assumption, not proved here; the test suite checks it against 50-digit values on
-     the machine it runs on); logsumexp is 1-Lipschitz in its scores and
+Both add the non-affine part of the difference between the laws as written and their float64
+images (:func:`_written_radius`).
 
 The sigma_min bound that uses them: :mod:`ntkcheck.injectivity.certify`."""
 

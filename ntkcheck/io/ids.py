@@ -140,20 +140,26 @@ def _read_npy(path: Path, max_memory: int | None) -> np.ndarray:
                          field="embeddings") from None
 
 
+def _pick(found: dict, name: str | None, kind: str, want: str, path: Path) -> str:
+    """The member ``name`` of a table file (the only one when None), or a one-line InputError
+    listing what the file holds."""
+    listed = ", ".join(sorted(found)[:8]) or "nothing"
+    if name is None:
+        if len(found) != 1:
+            raise InputError(f"holds {len(found)} {kind}s ({listed}); name the {want} as "
+                             f"{path.name}:NAME", source=str(path), field="--embeddings")
+        return next(iter(found))
+    if name not in found:
+        raise InputError(f"has no {kind} '{name}'; it holds {listed}", source=str(path),
+                         field="--embeddings")
+    return name
+
+
 def _read_npz_member(path: Path, name: str | None, max_memory: int | None,
                      want: str = "embedding table") -> np.ndarray:
     src = str(path)
     members = {m.key: m for m in npz_members(path)}
-    if name is None:
-        if len(members) != 1:
-            listed = ", ".join(sorted(members)[:8]) or "nothing"
-            raise InputError(f"holds {len(members)} arrays ({listed}); name the {want} as "
-                             f"{path.name}:NAME", source=src, field="--embeddings")
-        name = next(iter(members))
-    if name not in members:
-        listed = ", ".join(sorted(members)[:8]) or "nothing"
-        raise InputError(f"has no array '{name}'; it holds {listed}", source=src,
-                         field="--embeddings")
+    name = _pick(members, name, "array", want, path)
     m = members[name]
     _check_table_bytes(m.nbytes, m.dtype.itemsize, max_memory, src)
     try:
@@ -186,16 +192,7 @@ def _read_safetensors(path: Path, name: str | None, max_memory: int | None) -> n
         if not isinstance(header, dict):
             raise InputError(bad.format("its header is not a JSON object"), source=src)
         tensors = {k: v for k, v in header.items() if k != "__metadata__"}
-        if name is None:
-            if len(tensors) != 1:
-                listed = ", ".join(sorted(tensors)[:8]) or "nothing"
-                raise InputError(f"holds {len(tensors)} tensors ({listed}); name the table as "
-                                 f"{path.name}:NAME", source=src, field="--embeddings")
-            name = next(iter(tensors))
-        if name not in tensors:
-            listed = ", ".join(sorted(tensors)[:8]) or "nothing"
-            raise InputError(f"has no tensor '{name}'; it holds {listed}", source=src,
-                             field="--embeddings")
+        name = _pick(tensors, name, "tensor", "table", path)
         info = tensors[name]
         try:
             kind, shape = info["dtype"], [int(k) for k in info["shape"]]
