@@ -49,6 +49,8 @@ def dependency_from_dict(doc: Mapping[str, Any]) -> "Dependency":
             values[f.name] = float(doc["affine"]["constant"])
         elif f.name == "linear":
             values[f.name] = tuple(float(x) for x in doc["affine"]["linear"])
+        elif f.name == "affine_tolerance":
+            values[f.name] = float(doc["affine"].get("tolerance", 0.0))
         elif f.name == "coefficients":
             values[f.name] = {str(k): float(v) for k, v in doc["coefficients"].items()}
         elif f.name in doc:

@@ -199,10 +199,10 @@ def candidate_relations(null_vectors: np.ndarray, size: int, feats: FeatureMatri
             # the affine part is fitted again for the verified coefficients (a round-off
             # coefficient left in the float fit would otherwise bias it)
             dep = refit_affine_part(coefs, feats, dataset.names)
-            a, b = affine_part([dataset.distributions[index[n]] for n in dep.coefficients],
-                               np.array(list(dep.coefficients.values())))
+            a, b, tol = affine_part([dataset.distributions[index[n]] for n in dep.coefficients],
+                                    np.array(list(dep.coefficients.values())))
             deps.append(replace(dep, constant=a, linear=tuple(float(x) for x in b),
-                                verification=check.to_dict()))
+                                verification=check.to_dict(), affine_tolerance=tol))
         else:
             failed.append((dep, check))
     return deps, failed

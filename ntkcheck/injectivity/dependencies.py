@@ -36,6 +36,11 @@ class Dependency:
     certificate : the exact certificate (rational coefficients), when exact
     verification : how the claim was checked independently before it was reported
         (``method`` and its figures; see :mod:`ntkcheck.injectivity.verify`)
+    affine_tolerance : how far a and b may be from the affine part of the relation with exactly
+        these coefficients (the error bound of :func:`~ntkcheck.injectivity.verify.affine_part`;
+        0 for values that are exact). The text form shows an affine term as 0 or as a small
+        fraction only within this tolerance (:func:`_pretty`); ``affine.tolerance`` in
+        ``to_dict`` when positive.
     """
 
     coefficients: dict[str, float]
@@ -45,10 +50,13 @@ class Dependency:
     exact: bool = False
     certificate: dict | None = None
     verification: dict | None = None
+    affine_tolerance: float = 0.0
 
     def to_dict(self) -> dict:
-        out = {"coefficients": dict(self.coefficients),
-               "affine": {"constant": self.constant, "linear": list(self.linear)},
+        affine = {"constant": self.constant, "linear": list(self.linear)}
+        if self.affine_tolerance > 0:
+            affine["tolerance"] = self.affine_tolerance
+        out = {"coefficients": dict(self.coefficients), "affine": affine,
                "residual": self.residual, "exact": self.exact}
         if self.certificate is not None:
             out["certificate"] = self.certificate
@@ -61,15 +69,18 @@ class Dependency:
         left = _linear_combination([(c, f"LSE[{n}]") for n, c in self.coefficients.items()],
                                    precision)
         right = _linear_combination([(self.constant, "")] + [
-            (b, f"z{l + 1}") for l, b in enumerate(self.linear)], precision)
+            (b, f"z{l + 1}") for l, b in enumerate(self.linear)], precision,
+            self.affine_tolerance)
         return f"{left} = {right}"
 
 
-def _linear_combination(terms: list[tuple[float, str]], precision: int) -> str:
-    """'2 LSE[a] - LSE[b]' from [(2, 'LSE[a]'), (-1, 'LSE[b]')], dropping terms that print as 0."""
+def _linear_combination(terms: list[tuple[float, str]], precision: int,
+                        tolerance: float = 0.0) -> str:
+    """'2 LSE[a] - LSE[b]' from [(2, 'LSE[a]'), (-1, 'LSE[b]')], dropping terms that print as 0
+    (within ``tolerance``, see :func:`_pretty`)."""
     out = []
     for value, label in terms:
-        mag = _pretty(abs(value), precision)
+        mag = _pretty(abs(value), precision, tolerance)
         if mag == "0":
             continue
         sign = "-" if value < 0 else "+"
@@ -82,12 +93,30 @@ def _linear_combination(terms: list[tuple[float, str]], precision: int) -> str:
     return text + "".join(f" {sign} {body}" for sign, body in out[1:])
 
 
-def _pretty(x: float, precision: int) -> str:
-    """Shortest of a small fraction (denominator <= 12, within 1e-9) or a rounded decimal."""
+#: A printed value may differ from the computed one by PRINT_ULPS units in the last place (the
+#: computed coefficients are 50-digit values rounded once to float64) plus the value's own
+#: error bound; a wider rule printed LSE[A] - 0.9999999999 LSE[B] as LSE[A] - LSE[B], a false
+#: relation.
+PRINT_ULPS = 4.0
+
+
+def _pretty(x: float, precision: int, tolerance: float = 0.0) -> str:
+    """``x`` (>= 0) as text that never suggests a different exact value.
+
+    A small fraction (denominator <= 12, 0 included) when it is within ``tolerance`` plus
+    :data:`PRINT_ULPS` ulps of ``x``; else ``precision`` significant digits, unless that
+    rounding reads as a shorter, exact-looking number (``1`` for 1.0000001): then the shortest
+    decimal that round-trips to ``x``.
+    """
+    slack = tolerance + PRINT_ULPS * np.finfo(float).eps * abs(x)
     frac = Fraction(x).limit_denominator(12)
-    if abs(float(frac) - x) <= 1e-9 * max(1.0, abs(x)):
+    if abs(float(frac) - x) <= slack:
         return str(frac)
-    return f"{x:.{precision}g}"
+    text = f"{x:.{precision}g}"
+    digits = len(text.split("e")[0].replace(".", "").lstrip("0"))
+    if digits < precision and abs(float(text) - x) > slack:
+        return repr(float(x))
+    return text
 
 
 def null_space_basis(vectors: np.ndarray, zero_rtol: float = ZERO_COEF_RTOL) -> np.ndarray:

@@ -434,21 +434,34 @@ def _measure(distributions: Sequence[Distribution], c: np.ndarray, *, transform:
 
 
 def affine_part(distributions: Sequence[Distribution], coefficients: np.ndarray,
-                digits: int = DIGITS) -> tuple[float, np.ndarray]:
-    """(a, b) with sum_i c_i LSE_i(z) = a + <b, z>, for a relation that :func:`verify_relation`
-    accepted: S = sum_i c_i LSE_i is affine, so a = S(0) and b_j = S(e_j) - S(0), evaluated in
-    ``digits``-digit arithmetic from the stored parameters and rounded to float64 (a float
-    least-squares fit would carry the round-off of the features, ~u |LSE|, into a and b)."""
+                digits: int = DIGITS) -> tuple[float, np.ndarray, float]:
+    """(a, b, tolerance) with sum_i c_i LSE_i(z) = a + <b, z>, for a relation that
+    :func:`verify_relation` accepted: S = sum_i c_i LSE_i is affine, so a = S(0) and
+    b_j = S(e_j) - S(0), evaluated in ``digits``-digit arithmetic from the stored parameters and
+    rounded to float64 (a float least-squares fit would carry the round-off of the features,
+    ~u |LSE|, into a and b).
+
+    ``tolerance`` bounds how far a and b may be from the affine part of the verified relation:
+    the float coefficients c differ from the refitted ones by a few units in their last place,
+    |dc_i| <= 2 u |c_i|, which moves S(p) by at most 2 u sum_i |c_i| |LSE_i(p)| at each point p
+    used (0 and e_j), and b_j is a difference of two such values: tolerance =
+    4 u max_p sum_i |c_i| |LSE_i(p)|. The text form prints an affine term as 0 or as a small
+    fraction only within it (:class:`~ntkcheck.injectivity.dependencies.Dependency`)."""
     c = [mpmath.mpf(float(x)) for x in np.ravel(coefficients)]
     d = distributions[0].dim
     with mpmath.workdps(digits):
         laws = [_prepare(dist) for dist in distributions]
 
-        def total(p: list) -> mpmath.mpf:
-            return mpmath.fsum(ci * _lse(law, p)[0] for ci, law in zip(c, laws))
+        def total(p: list) -> tuple[mpmath.mpf, mpmath.mpf]:
+            values = [_lse(law, p)[0] for law in laws]
+            return (mpmath.fsum(ci * v for ci, v in zip(c, values)),
+                    mpmath.fsum(abs(ci * v) for ci, v in zip(c, values)))
 
         zero = [mpmath.mpf(0)] * d
-        a = total(zero)
-        b = [total([mpmath.mpf(int(j == k)) for k in range(d)]) - a for j in range(d)]
-        return float(a), np.array([float(x) for x in b])
-
+        a, size = total(zero)
+        b = []
+        for j in range(d):
+            s_j, size_j = total([mpmath.mpf(int(j == k)) for k in range(d)])
+            b.append(s_j - a)
+            size = max(size, size_j)
+        return float(a), np.array([float(x) for x in b]), float(4 * _U * size)

@@ -192,4 +192,15 @@ MUTANTS = [
     m("ntkcheck/distributions.py",
       '            object.__setattr__(self, "rational", {**self.rational, "weights": raw})\n',
       "            pass\n", "issue19 distributions: exact atoms paired with uniform weights"),
+    # ---- the printed relation (tests/test_relation_display.py)
+    m(DP, "    slack = tolerance + PRINT_ULPS * np.finfo(float).eps * abs(x)\n",
+      "    slack = 1e-9 * max(1.0, abs(x))\n",
+      "issue19 dependencies: printed fraction within 1e-9 (the old rule)"),
+    m(DP, "    if digits < precision and abs(float(text) - x) > slack:\n", "    if False:\n",
+      "issue19 dependencies: a short rounding printed as if exact"),
+    m(DP, "            affine[\"tolerance\"] = self.affine_tolerance\n", "            pass\n",
+      "issue19 dependencies: affine tolerance not in the JSON"),
+    m(V, "        return float(a), np.array([float(x) for x in b]), float(4 * _U * size)\n",
+      "        return float(a), np.array([float(x) for x in b]), 1e-9\n",
+      "issue19 verify: affine tolerance 1e-9 instead of its bound"),
 ]
