@@ -92,6 +92,25 @@ def test_class_with_a_numerical_member_is_not_called_exact():
     assert "[exact]" not in cls.describe()
 
 
+# ---- partial spectrum: a column zeroed as affine (survivor 2) ----------------------------------
+
+def test_partial_spectrum_with_an_affine_column_is_a_verdict_not_an_error():
+    """One law of spread 1e-90 among laws of spread 1: at every probe scale its column is
+    affine at round-off level and is zeroed with a zero round-off bound beta_i. The weighted
+    certificate sigma_min(F_perp diag(1 / beta)) does not exist then (it is 0, no 1 / 0
+    scaling): the partial spectrum, like the full one, ends in a verdict, here
+    ``inconclusive`` (the law is not a Dirac mass, so no dependency may be claimed, and the
+    probes cannot resolve it, so independence cannot be certified), never an internal error."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 2, 2))
+    X[1] *= 1e-90
+    ds = Dataset.from_tokens(list(X))
+    for mode in ("partial", "full"):
+        r = analyze(ds, exact="never", spectrum=mode)
+        assert r.verdict == "inconclusive", (mode, r.reason)
+        assert not r.dependencies
+
+
 # ---- dense candidates: the affine part of a fitted relation (survivor 5) -----------------------
 
 def test_fitted_relation_affine_part_undoes_the_centring_with_the_right_sign():

@@ -225,4 +225,6 @@ MUTANTS = [
     m(V, "        b = [total([mpmath.mpf(int(j == k)) for k in range(d)]) - a for j in range(d)]\n",
       "        b = [total([mpmath.mpf(int(j == k)) for k in range(d)]) for j in range(d)]\n",
       "issue19 verify: affine part without subtracting a = S(0)"),
+    m(SP, "        if beta is None or np.any(beta <= 0):\n", "        if beta is None or np.all(beta <= 0):\n",
+      "issue19 spectrum: weighted certificate guard needs every column bound zero"),
 ]
