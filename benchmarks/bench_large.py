@@ -119,6 +119,31 @@ def feature_blocks_seconds(X: list[np.ndarray], settings: dict) -> float:
     return time.perf_counter() - t0
 
 
+def plain_qr_seconds(M: int, N: int, repeats: int = 3) -> dict:
+    """A control for the ``QR`` stage: wall times of ``scipy.linalg.qr(A, mode="r")`` of a
+    random M x N matrix (the stage's shape), ``repeats`` times on the process's BLAS threads
+    and ``repeats`` times on one thread, each with the 1-minute load average before it. When
+    the multi-threaded control is as slow as the stage while the one-thread one is fast, the
+    stage was slowed by the machine (threads waiting on each other), not mis-estimated."""
+    import scipy.linalg
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    A = np.random.default_rng(1).normal(size=(M, N))
+    threads = max((i.get("num_threads", 1) for i in threadpool_info()
+                   if i.get("user_api") == "blas"), default=1)
+    out: dict = {"shape": [M, N], "threads": threads}
+    for label, limit in (("process", None), ("one_thread", 1)):
+        runs = []
+        for _ in range(repeats):
+            load = os.getloadavg()[0]
+            with threadpool_limits(limit, user_api="blas"):
+                t0 = time.perf_counter()
+                scipy.linalg.qr(A, mode="r", check_finite=False)
+                runs.append((time.perf_counter() - t0, load))
+        out[label] = runs
+    return out
+
+
 def _rss() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -202,7 +227,9 @@ def one(N: int, n: int, d: int, stream: str, planted: bool, zipf: bool = False,
                "measured": max(peaks.get("rigorous certificate", 0) - resident, 0)},
            "exact test": {"estimated": (estimate.get("exact") or {}).get("peak_bytes"),
                           "measured": _child_growth(estimate.get("rss_at_exact"))}}
+    qr_control = plain_qr_seconds(M, r.settings.get("core_size", N)) if "QR" in stages else None
     return {"N": N, "n": n, "d": d, "M": M, "verdict": r.verdict, "evidence": r.evidence,
+            "qr_control": qr_control,
             "dependencies": len(r.dependencies), "core_size": r.settings.get("core_size"),
             "total_s": total, "stages_s": stages,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -322,6 +349,12 @@ def print_comparison(res: dict) -> None:
     for name, est, meas, unit in rows:
         ratio = f"{est / meas:.2f}" if est and meas else "-"
         print(f"  {name:<22} {_fmt(est, unit):>11} {_fmt(meas, unit):>11} {ratio:>7}")
+    qc = res.get("qr_control")
+    if qc:
+        for label in ("process", "one_thread"):
+            runs = ", ".join(f"{t:.2f} s (load {ld:.1f})" for t, ld in qc[label])
+            print(f"  plain QR {qc['shape'][0]} x {qc['shape'][1]}, "
+                  f"{qc['threads'] if label == 'process' else 1} thread(s): {runs}")
 
 
 if __name__ == "__main__":

@@ -157,7 +157,7 @@ def _analyze_numerical(dataset: Dataset, probes: int | None, scales: Sequence[fl
     if seed < 0:
         raise InputError(f"must be a non-negative integer, got {seed}", field="seed")
     say("structural screen")
-    scr = structural_screen(dataset)
+    scr = structural_screen(dataset, say)
     findings = scr.diracs + scr.classes
     structural = tuple(structural_dependencies(scr, dataset))
     empty = {"probes": 0, "scales": [], "seed": seed, "whitening": whiten}
@@ -200,7 +200,7 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
     """The rank / SVD decision of SPEC §3 and §3a on one dataset (no screen)."""
     N, d = len(dataset), dataset.dim
     say("geometry")
-    geom = make_whitening(dataset, whiten)
+    geom = make_whitening(dataset, whiten, say)
     mode = "auto" if scales is None else "given"
     scales, M = probe_settings(auto_scales(geom) if scales is None else scales, probes, N, d)
     settings = {"probes": M, "scales": list(scales), "scales_mode": mode, "seed": seed,

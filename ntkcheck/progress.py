@@ -1,12 +1,16 @@
 """Progress messages of long computations: plain strings with structured fields, passed to a
-callback (the core never prints; the CLI renders them)."""
+callback (the core never prints; the CLI renders them). Stages that run many chunks (the
+structural screen, the geometry, the relation checks) report ``done / total`` through
+:func:`working` and :func:`tick`, so the CLI shows their % and ETA."""
 
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterator
 
-__all__ = ["ProgressUpdate", "Progress", "Work"]
+__all__ = ["ProgressUpdate", "Progress", "Work", "working", "expect", "tick"]
 
 
 class ProgressUpdate(str):
@@ -68,3 +72,39 @@ class Work:
             done, total = int(self.done // self.unit), max(1, int(self.total // self.unit))
             self.progress(ProgressUpdate(f"{self.stage} {100 * done // total}%",
                                          stage=self.stage, done=done, total=total))
+
+
+# ---------------------------------------------------------------------------------------------
+# ticks from inside a stage: the stage's entry point opens a Work, its chunk loops tick it
+
+_ACTIVE: ContextVar[Work | None] = ContextVar("ntkcheck_progress_work", default=None)
+
+
+@contextmanager
+def working(progress: Progress | None, stage: str, total: float | None = None,
+            unit: float = 1.0) -> Iterator[Work | None]:
+    """Within the block, :func:`tick` adds to a :class:`Work` of ``stage`` reporting to
+    ``progress`` (nothing without a callback). ``total`` may be set later by :func:`expect`
+    (a stage that learns its size as it starts). Ticks come from the thread that opened it
+    (a context variable): a stage's chunk loops call ``tick(units)`` once per chunk, never
+    per item, so the hot paths gain one function call per chunk."""
+    work = Work(progress, stage, total or 1.0, unit) if progress is not None else None
+    token = _ACTIVE.set(work)
+    try:
+        yield work
+    finally:
+        _ACTIVE.reset(token)
+
+
+def expect(total: float) -> None:
+    """Set the total of the Work opened by :func:`working` (no-op outside one)."""
+    work = _ACTIVE.get()
+    if work is not None:
+        work.total = max(float(total), work.unit)
+
+
+def tick(amount: float) -> None:
+    """Add ``amount`` units to the Work opened by :func:`working` (no-op outside one)."""
+    work = _ACTIVE.get()
+    if work is not None:
+        work.add(amount)

@@ -610,7 +610,7 @@ def test_null_space_is_the_trailing_block_of_a_wider_tail(monkeypatch):
         ["seq0", "seq3"], ["seq1", "seq3"], ["seq2", "seq3"], ["seq4", "seq5", "seq6"]]
 
 
-def _no_screen(dataset):
+def _no_screen(dataset, progress=None):
     """A structural screen that finds nothing (so the dense test sees every sequence)."""
     from ntkcheck.injectivity.screen import screen
 

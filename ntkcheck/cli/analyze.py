@@ -8,13 +8,15 @@ files (2 unreadable, 1 not injective, 3 inconclusive, 6 injective but below ``--
 
 ``--fail-below MARGIN`` attaches :func:`ntkcheck.neardep.apply_margin` to each result;
 ``--suggest-drop`` runs :func:`ntkcheck.neardep.suggest_drop` on each file (re-analysing the
-reduced data); ``--write-clean OUT.npz`` (one ``.npz`` file) also writes the reduced data set
-when the suggestion is re-verified injective.
+reduced data); ``--write-clean OUT`` (one token ``.npz`` or token-ID ``.npz`` / ``.jsonl`` /
+``.parquet`` file, OUT of the same kind) also writes the reduced data set when the suggestion is
+re-verified injective (:func:`ntkcheck.io.clean.write_subset`).
 
 ``--output PATH`` writes the report to PATH instead of stdout and ``--report FORMAT=PATH``
 writes more formats of the same run (:mod:`ntkcheck.cli.outputs`); ``--exclude GLOB`` leaves
 entries of directory scans out, and files of a scan that are not ntkcheck inputs are skipped
-with a note (:func:`ntkcheck.io.inputs.scan_inputs`); ``--only-failures`` prints nothing for
+with a note and listed by the machine formats (:func:`ntkcheck.io.inputs.scan_inputs`); in a
+scan, ``--embeddings`` applies to the token-ID files only; ``--only-failures`` prints nothing for
 the files that pass (the pre-commit hook).
 """
 
@@ -35,13 +37,13 @@ from ..analysis import DEFAULT_EXACT_TIMEOUT, analyze
 from ..errors import InputError, NtkcheckError
 from ..injectivity.probes import DEFAULT_SCALES
 from ..io import load_dataset
-from ..io.inputs import _is_dir, scan_inputs, unreadable_directory
-from ..io.clean import write_subset_npz
-from ..io.load import SUFFIXES
+from ..io.inputs import SCAN_SUFFIXES, _is_dir, _key, holds_token_ids, scan_inputs, \
+    unreadable_directory
+from ..io.clean import check_clean_target, write_subset
 from ..analysis import suggest_drop
 from ..injectivity.summary import MAX_PAIRS
 from ..neardep import DEFAULT_MAX_ROUNDS, apply_margin
-from ..report import FileReport, render, worst_exit_code
+from ..report import FileReport, Skipped, render, worst_exit_code
 from ..report.text import render_result
 from ..io.paths import output_target, printable
 from ..resources import resolve_max_memory
@@ -258,7 +260,7 @@ def _write_clean(report: FileReport, target: Path, quiet: bool) -> None:
               f"re-verified injective ({s.after.verdict}); {printable(target)} not written",
               file=sys.stderr)
         return
-    kept = write_subset_npz(report.file, target, s.kept_indices)
+    kept = write_subset(report.file, target, s.kept_indices)
     if not quiet:
         print(f"ntkcheck: wrote {printable(target)}: {kept} of {len(s.before.names)} sequences "
               f"(dropped {printable(', '.join(s.drop) or 'none')})", file=sys.stderr)
@@ -282,7 +284,7 @@ def analyze_file(path: Path, options: dict[str, Any],
             problem = unreadable_directory(path)
             if problem:
                 raise InputError(problem, source=name)
-            raise InputError(f"contains no ntkcheck input (a {', '.join(SUFFIXES)} dataset "
+            raise InputError(f"contains no ntkcheck input (a {', '.join(SCAN_SUFFIXES)} dataset "
                              "file, not excluded); give a dataset file or a directory that "
                              "holds some", source=name)
         options = dict(options)
@@ -321,7 +323,7 @@ def analyze_command(
         ..., metavar="FILE", show_default=False,
         help="Token datasets (.npz), distribution specs (.toml/.json), token IDs (.npz with "
              "input_ids, .jsonl, .parquet; with --embeddings) or directories (searched "
-             "recursively for .npz/.toml/.json)."),
+             "recursively for .npz/.toml/.json/.jsonl/.parquet)."),
     probes: Optional[int] = typer.Option(None, "--probes", min=1,
                                          show_default="max(2 (N + d + 1), 64 x number of scales)",
                                          help="Number of probe points."),
@@ -372,9 +374,10 @@ def analyze_command(
         help="Suggest sequences to drop so that the data become injective (and meet "
              "--fail-below), re-verified by a full analysis of the reduced data."),
     write_clean: Optional[Path] = typer.Option(
-        None, "--write-clean", metavar="OUT.npz", show_default="none",
-        help="With one .npz FILE: write the data without the suggested sequences (implies "
-             "--suggest-drop; written only when the reduced data are re-verified injective)."),
+        None, "--write-clean", metavar="OUT", show_default="none",
+        help="With one .npz, .jsonl or .parquet FILE: write the data without the suggested "
+             "sequences to OUT, a file of the same kind (implies --suggest-drop; written only "
+             "when the reduced data are re-verified injective)."),
     max_rounds: int = typer.Option(
         DEFAULT_MAX_ROUNDS, "--max-rounds", min=1, metavar="N",
         help="--suggest-drop: at most N re-analyses (each round drops every near set but one "
@@ -407,7 +410,8 @@ def analyze_command(
     embeddings: Optional[str] = typer.Option(
         None, "--embeddings", metavar="TABLE[:NAME]", show_default="none",
         help="Embedding table of token-ID files: .npy, .npz[:NAME] or .safetensors[:NAME] "
-             "(e.g. emb.safetensors:embed_tokens.weight); row v is the vector of ID v."),
+             "(e.g. emb.safetensors:embed_tokens.weight); row v is the vector of ID v. In a "
+             "directory scan it applies to the token-ID files only."),
 ) -> None:
     """Check the injectivity condition of each FILE: exit 0 injective, 1 not injective, 2 a file
     could not be read, 3 inconclusive, 6 injective but below --fail-below (several files: the
@@ -438,36 +442,36 @@ def analyze_command(
         output_target(write_clean, "--write-clean", inputs=paths)
     targets = report_targets(output, fmt.value, report, paths,
                              [(write_clean, "--write-clean")] if write_clean is not None else [])
-    for skipped, why in scan.skipped:
-        print(f"ntkcheck: note: skipped {printable(skipped)}: {printable(why)}", file=sys.stderr)
+    skipped = [Skipped(str(p), why) for p, why in scan.skipped]
+    for item in skipped:
+        print(f"ntkcheck: note: skipped {printable(item.file)}: {printable(item.reason)}",
+              file=sys.stderr)
     options["max_memory"] = limit
-    if embeddings is not None:
-        options["embeddings"] = embeddings
     if write_clean is not None:
-        if write_clean.suffix.lower() != ".npz":
-            raise InputError(f"'{write_clean}' must end in .npz (the reduced data set is "
-                             "written as an .npz file)", field="--write-clean")
         if len(paths) != 1:
-            raise InputError(f"writes one reduced data set; give exactly one .npz FILE "
+            raise InputError(f"writes one reduced data set; give exactly one FILE "
                              f"(got {len(paths)} files)", field="--write-clean")
-        if paths[0].suffix.lower() != ".npz":
-            raise InputError(f"writes token datasets (.npz) only, but {paths[0]} is a "
-                             "distribution spec; remove the suggested sequences from it by hand",
-                             field="--write-clean")
+        check_clean_target(paths[0], write_clean)
         suggest = True
+    # a named file gets the table (the loader refuses it for coordinates); a scanned one only
+    # when it holds token IDs, so a scan of mixed data needs no --exclude for it
+    named = {_key(Path(f)) for f in files if not _is_dir(f)}
     reports = []
     with progress_reporter(quiet or only_failures) as reporter:
         for path in paths:
             say = reporter.callback(path)
-            reports.append(analyze_file(path, options, say, fail_below=fail_below,
+            table = embeddings is not None and (_key(path) in named or holds_token_ids(path))
+            reports.append(analyze_file(path, dict(options, embeddings=embeddings) if table
+                                        else options, say, fail_below=fail_below,
                                         suggest=suggest, max_rounds=max_rounds))
     if write_clean is not None:
         _write_clean(reports[0], write_clean, quiet)
-    write_reports(targets, reports, single)
+    write_reports(targets, reports, single, skipped)
     code = worst_exit_code(reports)
     shown = [r for r in reports if r.exit_code != 0] if only_failures else reports
     with closed_stdout_exits(code):
         if output is None and (fmt is not OutputFormat.text or not quiet):
             sys.stdout.write(render(fmt.value, reports if fmt is not OutputFormat.text
-                                    else shown, single=single, color=_color()))
+                                    else shown, single=single, color=_color(),
+                                    skipped=skipped))
     raise typer.Exit(code)

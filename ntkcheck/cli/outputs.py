@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 from ..errors import InputError
 from ..io.atomic import atomic_write_text
 from ..io.paths import output_target, same_file
-from ..report import FORMATS, FileReport, render
+from ..report import FORMATS, FileReport, Skipped, render
 
 __all__ = ["Target", "parse_report", "report_targets", "write_reports"]
 
@@ -71,12 +71,12 @@ def report_targets(output: Path | None, output_format: str, reports: Sequence[st
 
 
 def write_reports(targets: Sequence[Target], reports: Sequence[FileReport],
-                  single: bool) -> None:
+                  single: bool, skipped: Sequence[Skipped] = ()) -> None:
     """Write every target atomically (a failed write is an InputError, exit 2), each with what
     stdout would show in its format (no colour). When that is nothing (JSON of one unreadable
     file, whose error is on stderr; text when no file could be read) the target is not
     written and keeps its previous content, as a run that fails on its input leaves it."""
     for t in targets:
-        text = render(t.fmt, reports, single=single, color=False)
+        text = render(t.fmt, reports, single=single, color=False, skipped=skipped)
         if text:
             atomic_write_text(t.path, text)

@@ -30,7 +30,7 @@ import numpy as np
 import scipy.linalg
 
 from ..dataset import Dataset
-from ..progress import Progress
+from ..progress import Progress, tick, working
 from .certify import rigorous_certificate
 from .dependencies import Dependency, null_space_basis, fit_dependency, refit_affine_part
 from .features import FeatureMatrix
@@ -110,8 +110,9 @@ def decide_dense(dataset: Dataset, geom, feats: FeatureMatrix, spec: Spectrum, *
         deps = []
         if k:
             say("dependencies")
-            deps, failed = candidate_relations(V[:, V.shape[1] - k:], len(sv), feats, dataset,
-                                               geom, seed)
+            with working(say, "dependencies", k):  # ticked once per relation checked
+                deps, failed = candidate_relations(V[:, V.shape[1] - k:], len(sv), feats,
+                                                   dataset, geom, seed)
         if deps:
             return decision(NOT_INJECTIVE, "numerical",
                             f"{k} singular value(s) at the round-off level of their own "
@@ -153,7 +154,9 @@ def decide_dense(dataset: Dataset, geom, feats: FeatureMatrix, spec: Spectrum, *
                         redraw=spec2.singular_values, rank=N, verification=check)
     say("dependencies")
     p = sv.shape[0]  # N, or the computed count of a partial spectrum
-    deps, failed = candidate_relations(V[:, V.shape[1] - k:], len(sv), feats, dataset, geom, seed)
+    with working(say, "dependencies", k):  # ticked once per relation checked
+        deps, failed = candidate_relations(V[:, V.shape[1] - k:], len(sv), feats, dataset, geom,
+                                           seed)
     found = (f"{'at least ' if k == p < N else ''}{k} singular value(s) at the round-off level "
              "of their own directions"
              + (f", the next {sv[p - k - 1]:.3g} ({_times(sv[p - k - 1] / tau[p - k - 1])} its level)"
@@ -205,6 +208,7 @@ def candidate_relations(null_vectors: np.ndarray, size: int, feats: FeatureMatri
                                 verification=check.to_dict(), affine_tolerance=tol))
         else:
             failed.append((dep, check))
+        tick(1)
     return deps, failed
 
 

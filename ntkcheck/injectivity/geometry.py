@@ -56,6 +56,7 @@ import scipy.linalg
 
 from ..dataset import Dataset
 from ..distributions import Discrete, GaussianMixture, UniformBox
+from ..progress import expect, tick
 from ..vocabulary import TokenIdDataset
 
 __all__ = ["Geometry", "support_rows", "dataset_geometry", "whitened_spreads", "NOISE_SAFETY",
@@ -177,6 +178,7 @@ def _r_factor(eq: np.ndarray, ref: np.ndarray, shift: np.ndarray,
         ssq += float(np.einsum("ij,ij->", block, block))
         stacked = np.vstack([R, block])
         R = scipy.linalg.qr(stacked, mode="r", check_finite=False)[0][: min(d, len(stacked))]
+        tick(len(block))
     return R, float(np.sqrt(ssq))
 
 
@@ -185,6 +187,7 @@ def _weighted_shift(eq: np.ndarray, ref: np.ndarray, w: np.ndarray) -> np.ndarra
     shift = np.zeros(eq.shape[1])
     for start in range(0, eq.shape[0], _ROW_BLOCK):
         shift += w[start:start + _ROW_BLOCK] @ (eq[start:start + _ROW_BLOCK] - ref)
+        tick(len(w[start:start + _ROW_BLOCK]))
     return shift
 
 
@@ -239,6 +242,7 @@ def _spreads(eq: np.ndarray, white: np.ndarray, w: np.ndarray,
         local = offsets[i0:i1] - a
         owner = np.repeat(np.arange(i1 - i0), np.diff(offsets[i0:i1 + 1]))
         out[i0:i1] = _block_spreads(eq[a:b], w[a:b], local, owner, white)
+        tick(b - a)
         i0 = i1
     return out
 
@@ -267,6 +271,7 @@ def dataset_geometry(dataset: Dataset, whiten: bool = True) -> Geometry:
     else:
         rows, w, offsets = support_rows(dataset)
     P, d = rows.shape
+    expect(3 * P)  # row blocks of the centring, the R factor and the spreads (ticked)
     scaling = _power_of_two_scaling(rows)
     eq = rows
     eq /= scaling  # exact: division by powers of two (in place: no second P x d array)

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..dataset import Dataset
 from ..errors import InputError
+from ..progress import Progress, working
 from .geometry import Geometry, dataset_geometry
 
 #: The probe map and centre (an alias kept for the kernels and plots).
@@ -62,10 +63,13 @@ class ProbeSet:
 
 
 
-def make_whitening(dataset: Dataset, whiten: bool = True) -> Geometry:
+def make_whitening(dataset: Dataset, whiten: bool = True,
+                   progress: Progress | None = None) -> Geometry:
     """Pooled centre, affine hull and (optionally) whitening map of the dataset (unit-invariant:
-    see :mod:`ntkcheck.injectivity.geometry`)."""
-    return dataset_geometry(dataset, whiten)
+    see :mod:`ntkcheck.injectivity.geometry`); ``progress`` hears ``geometry`` with done /
+    total in support rows (ticked per row block)."""
+    with working(progress, "geometry"):
+        return dataset_geometry(dataset, whiten)
 
 
 def auto_scales(geometry: Geometry, base=DEFAULT_SCALES) -> tuple[float, ...]:

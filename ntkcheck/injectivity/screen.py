@@ -95,6 +95,7 @@ from typing import Sequence
 import numpy as np
 
 from ..dataset import Dataset
+from ..progress import Progress, tick, working
 from ..distributions import Discrete, GaussianMixture, UniformBox
 from ..vocabulary import RowGather, TokenIdDataset
 from .findings import DiracFinding, ScreenResult, TranslateClass
@@ -273,6 +274,7 @@ def _keys(fam: _Family, members: np.ndarray, coarse: bool, grid: np.ndarray,
     while a < len(members):
         b = max(a + 1, int(np.searchsorted(ends, ends[a] + CHUNK // width, side="right")))
         out[a:b] = _keys_chunk(fam, members[a:b], coarse, grid, fgrid)
+        tick(ends[b - 1] - (ends[a - 1] if a else 0))
         a = b
     return out
 
@@ -304,6 +306,7 @@ def _verify_ids(fam: _Family, a: np.ndarray, b: np.ndarray) -> "_Verdict":
         ref = np.repeat(starts, m)
         bad = (fam.ids[ia] != fam.ids[ib]) | (ca * cb[ref] != cb * ca[ref])
         ok[part] = np.add.reduceat(bad.astype(np.int64), starts) == 0
+        tick(m.sum())
     return _Verdict(ok, ok, np.zeros((len(a), fam.shift.shape[1])))
 
 
@@ -368,6 +371,7 @@ def _verify(fam: _Family, a: np.ndarray, b: np.ndarray) -> _Verdict:
         for k in np.flatnonzero(fallback):
             ex[k] = _verify_fraction(fam, a[idx[k]], b[idx[k]])
         exact[idx], numer[idx], shift[idx] = ex, nu | ex, sh
+        tick(fam.size[a[start:stop]].sum())
     return _Verdict(exact, numer, shift)
 
 
@@ -554,7 +558,7 @@ def _screen_family(fam: _Family, names: Sequence[str]):
     return diracs, classes, core
 
 
-def screen(dataset: Dataset) -> ScreenResult:
+def screen(dataset: Dataset, progress: Progress | None = None) -> ScreenResult:
     """Find Dirac masses, duplicates and translates in ``dataset`` and its core (SPEC §7).
 
     Parameters
@@ -567,25 +571,24 @@ def screen(dataset: Dataset) -> ScreenResult:
     ScreenResult
         Diracs and classes sorted by their first index, each with its evidence; the core.
         O(T log T) time, O(T) memory (plus exact rational work on the distributions whose
-        written values are not binary64 numbers).
+        written values are not binary64 numbers). ``progress`` hears ``structural screen``
+        with done / total in tokens (two key passes and the checks, ticked per chunk).
     """
     diracs: list[DiracFinding] = []
     classes: list[TranslateClass] = []
     core: list[int] = []
-    for fam in _families(dataset):
-        dd, cc, kk = _screen_family(fam, dataset.names)
-        diracs += dd
-        classes += cc
-        core += kk
+    families = _families(dataset)
+    with working(progress, "structural screen", 3 * sum(int(f.size.sum()) for f in families)):
+        for fam in families:
+            dd, cc, kk = _screen_family(fam, dataset.names)
+            diracs += dd
+            classes += cc
+            core += kk
     rounded = {i for i, dist in enumerate(dataset.distributions) if dist.rounded_inputs}
     if rounded:
         diracs, classes = as_written(dataset, diracs, classes, rounded)
     return ScreenResult(len(dataset), tuple(sorted(classes, key=lambda c: c.members[0])),
                         tuple(sorted(diracs, key=lambda f: f.index)), tuple(sorted(core)))
-
-
-
-
 
 
 def core_dataset(dataset: Dataset, result: ScreenResult) -> Dataset:

@@ -7,9 +7,17 @@ directory already searched is not searched twice).
 
 :func:`scan_inputs` also leaves out, in directory scans only, what ``--exclude GLOB`` names
 and the files with an input suffix that are not ntkcheck inputs (:func:`not_an_input`: a
-Hugging Face ``dataset_info.json``, an ``.npz`` of embeddings, a training configuration), each
-with the reason, for the caller to print as a note. A file named on the command line is always
-an input: if it is not one, the loader says why (exit 2).
+Hugging Face ``dataset_info.json``, an ``.npz`` of embeddings, a training configuration, a
+training run's ``history.jsonl``), each with the reason, for the caller to print as a note and
+list in the machine formats. A file named on the command line is always an input: if it is not
+one, the loader says why (exit 2).
+
+Scans look for :data:`SCAN_SUFFIXES`: token datasets and specs (``.npz``, ``.toml``,
+``.json``) and token-ID files (``.jsonl``, ``.parquet``; ``.npz`` with ``input_ids``), which
+need an embedding table (``--embeddings``, or ``embeddings`` stored in the ``.npz``): an ID
+file found without one is an input all the same, and the loader's error (exit 2) names the
+fix, so a forgotten ``--embeddings`` never passes CI unnoticed (:func:`holds_token_ids` tells
+the CLI which scanned files the table applies to).
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .load import MAX_SPEC_BYTES, SUFFIXES
+from ..errors import InputError
+from .ids import npz_holds_ids
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,10 +44,16 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["expand_inputs", "scan_inputs", "Scan", "not_an_input", "unreadable_directory",
-           "DATASET_ARRAYS"]
+           "DATASET_ARRAYS", "SCAN_SUFFIXES", "holds_token_ids"]
 
 #: Arrays that make an ``.npz`` a dataset (token vectors; token IDs with an embedding table).
 DATASET_ARRAYS = ("tokens", "input_ids")
+#: Suffixes a directory scan looks for (any case): datasets, specs and token-ID files.
+SCAN_SUFFIXES = SUFFIXES + (".jsonl", ".parquet")
+#: Bytes of a ``.jsonl`` read to recognise it (its first record, or the start of it).
+JSONL_PEEK = 2**20
+#: Largest parquet footer (file metadata) read to recognise a ``.parquet``.
+PARQUET_FOOTER = 64 * 2**20
 
 
 def _exists(p: Path) -> bool:
@@ -113,7 +129,7 @@ def _walk(top: Path, out: list[Path], exclude: Sequence[str] = (),
             path = folder / entry.name
             sub = f"{rel}{entry.name}"
             is_dir = _is_dir(path)
-            if not is_dir and Path(entry.name).suffix.lower() not in SUFFIXES:
+            if not is_dir and Path(entry.name).suffix.lower() not in SCAN_SUFFIXES:
                 continue
             if exclude and _excluded(sub, entry.name, exclude):
                 if excluded is not None:
@@ -133,8 +149,8 @@ def _walk(top: Path, out: list[Path], exclude: Sequence[str] = (),
 def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
     """Every path in order; a directory is replaced by the dataset files under it.
 
-    A directory contributes its files with a suffix in :data:`SUFFIXES` (``.npz``, ``.toml``,
-    ``.json``, any case), found recursively in sorted order, skipping hidden files and
+    A directory contributes its files with a suffix in :data:`SCAN_SUFFIXES` (``.npz``,
+    ``.toml``, ``.json``, ``.jsonl``, ``.parquet``, any case), found recursively in sorted order, skipping hidden files and
     directories (names starting with ``.``), and every subdirectory that cannot be listed (so
     that the loader reports it). A directory without any such file contributes itself, so that
     the loader reports it as empty or unreadable with the fix. Duplicates are kept once.
@@ -213,6 +229,12 @@ def not_an_input(path: str | Path) -> str | None:
 
     * ``.npz``: an input when it holds an array of :data:`DATASET_ARRAYS` (read from the zip
       directory only); a file that is not a zip archive is left to the loader.
+    * ``.jsonl``: token IDs when its first non-blank line is a JSON object with ``input_ids``;
+      a line that does not parse (or is longer than :data:`JSONL_PEEK`) counts when its text
+      holds ``"input_ids"`` (a broken corpus is reported, never skipped). A training run's
+      ``history.jsonl`` or an empty file is not an input.
+    * ``.parquet``: token IDs when its footer (the file metadata, read without pyarrow) names
+      a column ``input_ids``; a file without the parquet magic is left to the loader.
     * ``.json`` / ``.toml``: a distribution spec is a document whose top level has the key
       ``distribution`` (SPEC files hold nothing else). A document that parses without it is not
       an input (a Hugging Face ``dataset_info.json``, a ``train.toml``); one that does not parse
@@ -238,6 +260,10 @@ def not_an_input(path: str | Path) -> str | None:
         found = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
         return (f"an .npz without a dataset array ({' or '.join(DATASET_ARRAYS)}; it holds "
                 f"{found or 'nothing'})")
+    if suffix == ".jsonl":
+        return _not_jsonl_ids(p)
+    if suffix == ".parquet":
+        return _not_parquet_ids(p)
     if suffix not in _SPEC_MARKER:
         return None
     kind = "JSON" if suffix == ".json" else "TOML"
@@ -268,3 +294,69 @@ def _parse(data: bytes, suffix: str):
         return json.loads(text) if suffix == ".json" else tomllib.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError, tomllib.TOMLDecodeError):
         return _UNPARSED
+
+
+def _peek(path: Path, size: int, offset: int | None = None) -> bytes | None:
+    """Up to ``size`` bytes of ``path`` (from ``offset``, negative: from the end), or None when
+    it cannot be read (the loader then says why)."""
+    try:
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as fh:
+            if offset is not None:
+                fh.seek(offset, os.SEEK_END if offset < 0 else os.SEEK_SET)
+            return fh.read(size)
+    except OSError:
+        return None
+
+
+def _not_jsonl_ids(path: Path) -> str | None:
+    data = _peek(path, JSONL_PEEK)
+    if data is None:
+        return None
+    lines = [line for line in data.split(b"\n") if line.strip()]
+    if not lines:
+        return "an empty JSON Lines file (no token IDs)"
+    first = lines[0]
+    try:
+        record = json.loads(first.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        record = _UNPARSED
+    if isinstance(record, dict):
+        return None if "input_ids" in record else (
+            "a JSON Lines file whose first record has no 'input_ids' (not token IDs)")
+    if record is _UNPARSED and b'"input_ids"' in first:
+        return None
+    return "a JSON Lines file whose first line is not a record with 'input_ids' (not token IDs)"
+
+
+def _not_parquet_ids(path: Path) -> str | None:
+    tail = _peek(path, 8, -8) if _size(path) >= 12 else None
+    if tail is None or tail[4:] != b"PAR1":
+        return None  # not a parquet file (or unreadable): the loader reports it
+    length = int.from_bytes(tail[:4], "little")
+    if length + 12 > _size(path) or length > PARQUET_FOOTER:
+        return None
+    footer = _peek(path, length, -8 - length)
+    if footer is None or b"input_ids" in footer:
+        return None
+    return "a parquet file without an 'input_ids' column (not token IDs)"
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def holds_token_ids(path: str | Path) -> bool:
+    """Whether ``path`` is a token-ID file (``.jsonl``, ``.parquet``, or an ``.npz`` whose zip
+    directory lists ``input_ids``): the files an embedding table applies to."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".parquet"):
+        return True
+    if suffix != ".npz":
+        return False
+    try:
+        return npz_holds_ids(path)
+    except (InputError, OSError, ValueError):  # the loader reports it
+        return False

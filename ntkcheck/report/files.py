@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from ..results import AnalysisResult
 
-__all__ = ["FileReport", "EXIT_ORDER", "worst_exit_code"]
+__all__ = ["FileReport", "Skipped", "EXIT_ORDER", "worst_exit_code"]
 
 #: Exit codes from worst to best: an unreadable file (2), a dependency (1), inconclusive (3),
 #: injective but below the ``--fail-below`` margin (6), injective (0). Several files exit with
@@ -39,6 +39,19 @@ class FileReport:
     def exit_code(self) -> int:
         """2 for an unreadable file, else the verdict's code (0, 1, 3, or 6 below the margin)."""
         return 2 if self.result is None else self.result.exit_code
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file of a directory scan that is not an ntkcheck input, left out of the analysis
+    (:func:`ntkcheck.io.inputs.not_an_input`): its path and the reason. It never changes the
+    exit code; every format lists it (docs/ci.md)."""
+
+    file: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"file": self.file, "reason": self.reason}
 
 
 def worst_exit_code(reports: Sequence[FileReport]) -> int:

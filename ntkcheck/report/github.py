@@ -7,7 +7,8 @@ Format (GitHub's documented workflow-command syntax)::
 
 ``error`` for a dependency and for an unreadable file, ``warning`` for an inconclusive verdict
 and, with ``--fail-below``, for each sequence scoring below the margin (title ``ntkcheck
-near-dependency``, naming the sequences it is closest to), ``notice`` for an injective one.
+near-dependency``, naming the sequences it is closest to), ``notice`` for an injective one and for each file of a directory scan that is not an ntkcheck
+input (title ``ntkcheck skipped``, the reason as message: not analysed, not a failure).
 Names are made safe before they are escaped: every control character (C0 with NUL, BEL, ESC,
 CR and LF; DEL; C1 with 0x9B), lone surrogate and bidirectional override becomes a visible
 ``\\xNN`` / ``\\uNNNN``, and ``##[`` (a runner command anywhere in a line) becomes ``#\\x23[``
@@ -21,7 +22,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..io.paths import printable
-from .files import FileReport
+from .files import FileReport, Skipped
 from .common import dependency_evidence, dependency_identity, dependency_tag, involved
 
 __all__ = ["render", "annotation", "MAX_MARGIN_ANNOTATIONS"]
@@ -111,7 +112,9 @@ def _verdict_lines(report: FileReport) -> list[str]:
     return out
 
 
-def render(reports: Sequence[FileReport]) -> str:
-    """Every annotation, one per line."""
+def render(reports: Sequence[FileReport], *, skipped: Sequence[Skipped] = ()) -> str:
+    """Every annotation, one per line (the skipped files of scans last)."""
     lines = [line for r in reports for line in _lines(r)]
+    lines += [annotation("notice", s.file, "ntkcheck skipped",
+                         f"not analysed: {s.reason}") for s in skipped]
     return "".join(line + "\n" for line in lines)

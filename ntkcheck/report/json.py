@@ -2,8 +2,10 @@
 
 * One file on the command line: the document of that file, ``AnalysisResult.to_dict()`` plus
   ``schema_version`` and ``file`` (and ``suggest_drop`` with ``--suggest-drop``).
-* Several files or a directory: an envelope ``{"schema_version", "exit_code", "files": [...]}``
-  with one document per file; an unreadable file is ``{"schema_version", "file", "error"}``.
+* Several files or a directory: an envelope ``{"schema_version", "exit_code", "files": [...],
+  "skipped": [...]}`` with one document per file (an unreadable file is ``{"schema_version",
+  "file", "error"}``) and one ``{"file", "reason"}`` per file of a directory scan that is not
+  an ntkcheck input (since 1.4; empty when none was).
 
 Both shapes are described by ``analyze.schema.json`` (shipped in this package, JSON Schema
 draft-07; :func:`schema` loads it). The version is ``MAJOR.MINOR``: keys are only added within
@@ -25,12 +27,12 @@ from importlib import resources
 from typing import Any, Sequence
 
 from ..io.escape import json_text
-from .files import FileReport, worst_exit_code
+from .files import FileReport, Skipped, worst_exit_code
 
 __all__ = ["SCHEMA_VERSION", "TIMING_FIELDS", "document", "envelope", "render", "schema"]
 
 #: Version of the document layout (``MAJOR.MINOR``).
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 #: Fields that differ from run to run (dotted paths): timings, and the estimate's times and
 #: resident memory (present when the dense test ran; the exact parts when the test may run).
 TIMING_FIELDS = ("exact.time", "settings.estimate.time", "settings.estimate.seconds",
@@ -51,23 +53,28 @@ def document(report: FileReport) -> dict[str, Any]:
     return out
 
 
-def envelope(reports: Sequence[FileReport]) -> dict[str, Any]:
-    """Several files: their documents and the exit code of the whole call."""
+def envelope(reports: Sequence[FileReport],
+             skipped: Sequence[Skipped] = ()) -> dict[str, Any]:
+    """Several files: their documents, the exit code of the whole call and the skipped files
+    of directory scans (path and reason)."""
     return {"schema_version": SCHEMA_VERSION, "exit_code": worst_exit_code(reports),
-            "files": [document(r) for r in reports]}
+            "files": [document(r) for r in reports],
+            "skipped": [s.to_dict() for s in skipped]}
 
 
-def payload(reports: Sequence[FileReport], *, single: bool = False) -> dict[str, Any] | None:
+def payload(reports: Sequence[FileReport], *, single: bool = False,
+            skipped: Sequence[Skipped] = ()) -> dict[str, Any] | None:
     """What ``--output-format json`` prints: the one document when ``single`` (None when that
     file was unreadable: its error goes to stderr only), else the envelope."""
     if single:
         return document(reports[0]) if reports and reports[0].result is not None else None
-    return envelope(reports)
+    return envelope(reports, skipped)
 
 
-def render(reports: Sequence[FileReport], *, single: bool = False) -> str:
+def render(reports: Sequence[FileReport], *, single: bool = False,
+           skipped: Sequence[Skipped] = ()) -> str:
     """Indented JSON text of :func:`payload` with a final newline ('' when there is none)."""
-    doc = payload(reports, single=single)
+    doc = payload(reports, single=single, skipped=skipped)
     return "" if doc is None else json_text(doc) + "\n"
 
 

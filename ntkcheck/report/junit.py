@@ -3,7 +3,8 @@
 A case passes when the file is injective; a dependency is a ``<failure type="not_injective">``
 (its message the first relation, its text every relation and the sequences involved), an
 inconclusive verdict a ``<failure type="inconclusive">``, an unreadable file an
-``<error type="input_error">``; with ``--fail-below``, an injective file below the margin is a
+``<error type="input_error">``, and a file of a directory scan that is not an ntkcheck input a
+case with ``<skipped message="REASON"/>`` (counted in ``skipped``, time 0); with ``--fail-below``, an injective file below the margin is a
 ``<failure type="near_dependency">`` (the sequences below it in its text), and a failing file
 below the margin has those sequences added to its failure text. The case's ``classname`` is
 ``ntkcheck.analyze`` and its ``name`` the file, as CI test reporters expect; its ``time`` is the
@@ -25,7 +26,7 @@ from xml.etree import ElementTree as ET
 
 from ..io.escape import RUNNER_COMMAND, guard_lines
 from ..results import AnalysisResult
-from .files import FileReport
+from .files import FileReport, Skipped
 from .common import dependency_identity, dependency_tag, involved, summary_line
 
 __all__ = ["render"]
@@ -112,20 +113,30 @@ def _log_safe(xml: str) -> str:
     return guard_lines(xml.replace(RUNNER_COMMAND, "#&#35;["), colon="&#58;")
 
 
-def render(reports: Sequence[FileReport]) -> str:
+def _skipped_case(item: Skipped) -> ET.Element:
+    case = ET.Element("testcase", {"classname": "ntkcheck.analyze", "name": item.file,
+                                   "time": "0.000"})
+    ET.SubElement(case, "skipped", {"message": f"not an ntkcheck input: {item.reason}"})
+    return case
+
+
+def render(reports: Sequence[FileReport], *, skipped: Sequence[Skipped] = ()) -> str:
     """The XML document (UTF-8 declaration, final newline)."""
     failures = sum(1 for r in reports if r.result is not None
                    and (r.result.verdict != "injective" or r.exit_code != 0))
     errors = sum(1 for r in reports if r.result is None)
     total = f"{sum(_seconds(r) for r in reports):.3f}"
-    root = ET.Element("testsuites", {"name": "ntkcheck", "tests": str(len(reports)),
+    tests = str(len(reports) + len(skipped))
+    root = ET.Element("testsuites", {"name": "ntkcheck", "tests": tests,
                                      "failures": str(failures), "errors": str(errors),
                                      "time": total})
     suite = ET.SubElement(root, "testsuite", {
-        "name": "ntkcheck analyze", "tests": str(len(reports)), "failures": str(failures),
-        "errors": str(errors), "skipped": "0", "time": total})
+        "name": "ntkcheck analyze", "tests": tests, "failures": str(failures),
+        "errors": str(errors), "skipped": str(len(skipped)), "time": total})
     for r in reports:
         suite.append(_case(r))
+    for item in skipped:
+        suite.append(_skipped_case(item))
     _clean(root)
     ET.indent(root)
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'

@@ -15,7 +15,11 @@ An NTK004 result names the sequence and, as further logical locations, the seque
 closest to; its ``properties`` carry the score, the margin and the scaled smallest singular
 value.
 
-An injective file has no result (it is listed in ``artifacts``). Each result's location is the
+An injective file has no result (it is listed in ``artifacts``). A file of a directory scan
+that is not an ntkcheck input is not analysed and raises no alert: it is a tool-execution
+notification of level ``note`` (descriptor ``skipped-input``, its message the reason, its
+location the file), so the log says what the scan left out without an alert to dismiss; the
+run's ``executionSuccessful`` is unchanged by it. Each result's location is the
 file as a whole (``region.startLine`` 1, since code scanning wants a line) and its logical
 locations are the sequences involved (``kind`` ``"object"``, fully qualified as
 ``FILE::NAME``). ``properties`` carries the relation's coefficients, affine part, residual and
@@ -33,10 +37,11 @@ from typing import Any, Sequence
 from urllib.parse import quote
 
 from ..io.escape import json_text
-from .files import FileReport, worst_exit_code
+from .files import FileReport, Skipped, worst_exit_code
 from .common import dependency_evidence, dependency_identity, dependency_tag, involved
 
-__all__ = ["RULES", "HELP_MARKDOWN", "SARIF_VERSION", "SARIF_SCHEMA_URI", "log", "render"]
+__all__ = ["RULES", "HELP_MARKDOWN", "NOTIFICATIONS", "SARIF_VERSION", "SARIF_SCHEMA_URI",
+           "log", "render"]
 
 SARIF_VERSION = "2.1.0"
 #: The ``$schema`` value conventionally written in SARIF 2.1.0 logs.
@@ -67,6 +72,20 @@ RULES = (
 )
 _INDEX = {rule[0]: j for j, rule in enumerate(RULES)}
 
+#: Descriptors of the tool-execution notifications (``driver.notifications``).
+NOTIFICATIONS = (
+    {"id": "skipped-input", "name": "skipped-input",
+     "shortDescription": {"text": "A file of a directory scan is not an ntkcheck input and was "
+                                  "not analysed."},
+     "fullDescription": {"text": "The scan found a file with an input suffix that is not a "
+                                 "token dataset, a distribution spec or a token-ID file (e.g. "
+                                 "a dataset_info.json, an embeddings .npz, a training run's "
+                                 "history.jsonl); the message says why. Name it on the "
+                                 "command line to have it read (and its fault reported), or "
+                                 "leave it out with --exclude GLOB."},
+     "defaultConfiguration": {"level": "note"}},
+)
+
 #: The help of each rule in Markdown (code scanning shows it beside the alert): what the
 #: finding means and how to fix it. The plain-text help is the full description.
 HELP_MARKDOWN = {
@@ -89,8 +108,8 @@ HELP_MARKDOWN = {
     "NTK003": (
         "**The file could not be read or analysed** (exit code 2).\n\n"
         "The message names the file, the field at fault and the fix. Files of a directory "
-        "scan that are not ntkcheck inputs are skipped, not reported; `--exclude GLOB` leaves "
-        "out others."),
+        "scan that are not ntkcheck inputs are skipped (a note among the tool-execution "
+        "notifications, not an alert); `--exclude GLOB` leaves out others."),
     "NTK004": (
         "**This sequence is close to the span of the others modulo affine functions.**\n\n"
         "Its near-dependency score (distance of its column-normalised LSE features to the "
@@ -189,21 +208,32 @@ def _margin_results(result: Any, file: str, index: int) -> list[dict[str, Any]]:
     return out
 
 
-def log(reports: Sequence[FileReport], *, version: str | None = None) -> dict[str, Any]:
-    """The SARIF log (a dict) of one ``analyze`` call over ``reports``."""
+def _skipped_note(item: Skipped) -> dict[str, Any]:
+    return {"level": "note", "descriptor": {"id": "skipped-input", "index": 0},
+            "message": {"text": f"skipped {item.file}: {item.reason}"},
+            "locations": [{"physicalLocation": {
+                "artifactLocation": {"uri": file_uri(item.file)}}}]}
+
+
+def log(reports: Sequence[FileReport], *, version: str | None = None,
+        skipped: Sequence[Skipped] = ()) -> dict[str, Any]:
+    """The SARIF log (a dict) of one ``analyze`` call over ``reports`` (``skipped``: the files
+    of directory scans that are not inputs, as notes)."""
     if version is None:
         from .. import __version__ as version
     results = [res for j, r in enumerate(reports) for res in _results(r, j)]
-    notifications = [{"level": "error", "message": {"text": r.error or "unreadable"},
-                      "locations": [_location(r.file, j)]}
-                     for j, r in enumerate(reports) if r.result is None]
-    invocation: dict[str, Any] = {"executionSuccessful": not notifications,
+    errors = [{"level": "error", "message": {"text": r.error or "unreadable"},
+               "locations": [_location(r.file, j)]}
+              for j, r in enumerate(reports) if r.result is None]
+    notifications = errors + [_skipped_note(item) for item in skipped]
+    invocation: dict[str, Any] = {"executionSuccessful": not errors,
                                   "exitCode": worst_exit_code(reports)}
     if notifications:
         invocation["toolExecutionNotifications"] = notifications
     run = {
         "tool": {"driver": {"name": "ntkcheck", "version": version, "semanticVersion": version,
-                            "rules": [_rule(r) for r in RULES]}},
+                            "rules": [_rule(r) for r in RULES],
+                            "notifications": list(NOTIFICATIONS)}},
         "invocations": [invocation],
         "artifacts": [{"location": {"uri": file_uri(r.file)}} for r in reports],
         "results": results,
@@ -211,6 +241,6 @@ def log(reports: Sequence[FileReport], *, version: str | None = None) -> dict[st
     return {"$schema": SARIF_SCHEMA_URI, "version": SARIF_VERSION, "runs": [run]}
 
 
-def render(reports: Sequence[FileReport]) -> str:
+def render(reports: Sequence[FileReport], *, skipped: Sequence[Skipped] = ()) -> str:
     """Indented JSON text of :func:`log` with a final newline (ASCII, safe in a CI log)."""
-    return json_text(log(reports)) + "\n"
+    return json_text(log(reports, skipped=skipped)) + "\n"
