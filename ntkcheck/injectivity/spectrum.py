@@ -333,32 +333,10 @@ def partial_spectrum(features: FeatureMatrix, count: int = PARTIAL_COUNT,
     if R.shape[0] < N:
         raise ValueError("a partial spectrum needs at least as many probes as columns")
     R = np.asfortranarray(R)  # (the streamed triangle already is: no copy) BLAS takes it as is
-    inverse = _accurate_inverse(R) if features.perp is not None else None
-    sv, V = smallest_singular_triplets(R, min(count, N), seed=seed, progress=progress,
-                                       inverse=inverse)
-    del inverse
+    sv, V = smallest_singular_triplets(R, min(count, N), seed=seed, progress=progress)
     delta, tau = _levels(features, N)
     return Spectrum(sv, delta, tau, R, features.error_typical, features.error_bound,
                     vectors=V, columns=N, largest=largest_singular_value(R, seed=seed))
-
-
-#: The partial spectrum multiplies by an explicit R^-1 when LAPACK's estimate of 1 / kappa_1(R)
-#: is at least this (R^-1 then accurate to about u kappa relative, far below PARTIAL_RTOL).
-INVERSE_RCOND = 1e-6
-
-
-def _accurate_inverse(R: np.ndarray) -> np.ndarray | None:
-    """R^-1 (dtrtri, N^3 / 3 flops) when R is well conditioned (dtrcon's estimate, O(N^2)),
-    else None. Only for in-memory features: one more N x N array while the iteration runs."""
-    N = R.shape[1]
-    if N < 256 or R.shape[0] != N:
-        return None
-    with lapack_threads():
-        rcond, info = scipy.linalg.lapack.dtrcon(R, norm="1", uplo="U", diag="N")
-        if info != 0 or not rcond >= INVERSE_RCOND:
-            return None
-        inv, info = scipy.linalg.lapack.dtrtri(R, lower=0)
-    return inv if info == 0 and np.all(np.isfinite(inv)) else None
 
 
 def largest_singular_value(R: np.ndarray, block: int = 8, iterations: int = 50,
@@ -385,7 +363,7 @@ def largest_singular_value(R: np.ndarray, block: int = 8, iterations: int = 50,
 def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarray | None = None,
                                max_iter: int = PARTIAL_MAX_ITER, rtol: float = PARTIAL_RTOL,
                                seed: int = 0, progress: Progress | None = None,
-                               stage: str = "partial spectrum", inverse: np.ndarray | None = None
+                               stage: str = "partial spectrum"
                                ) -> tuple[np.ndarray, np.ndarray]:
     """The ``count`` smallest singular values (descending) and right singular vectors (N, count)
     of A = R diag(col_scale), R upper triangular (N, N).
@@ -404,9 +382,6 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
     ``total`` the steps expected: ``max_iter`` until two steps show how fast the Ritz values
     settle, then the steps at which that geometric rate meets the tolerance
     (:class:`_Steps`; it never changes when the iteration stops).
-
-    ``inverse``, an accurate R^-1 (:func:`_accurate_inverse`), replaces the two solves by two
-    triangular products (dtrmm on every BLAS thread: the same flops at GEMM-like speed).
     """
     N = R.shape[1]
     count = max(1, min(int(count), N))
@@ -429,19 +404,14 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
     # each step's small BLAS calls lose more to thread start-up than they gain from a second
     # thread (measured at N = 4000, 64 columns, 2 cores: 150 ms a step with 2 BLAS threads,
     # 80 ms with 1): BLAS on one thread, the two solves split by columns over the cores
-    pool = None
-    if inverse is None:  # (the products by R^-1 use every BLAS thread)
-        stack.enter_context(blas_single_thread())
-        pool = stack.enter_context(ThreadPoolExecutor(max(1, min(usable_cores(), work // 16))))
+    stack.enter_context(blas_single_thread())
+    pool = stack.enter_context(ThreadPoolExecutor(max(1, min(usable_cores(), work // 16))))
     steps = _Steps(max_iter, progress, stage)
     try:
         R[idx] = raised
         for _ in range(max_iter):
             # Z = A^-1 A^-T X: two BLAS-3 triangular solves (R^T Y = X / c, R Z' = Y)
-            if inverse is not None:  # A^-1 A^-T X = diag(1/c) R^-1 R^-T diag(1/c) X
-                Z = _inverse_times(inverse, X / c[:, None]) / c[:, None]
-            else:
-                Z = _solve_in_place(R, np.asfortranarray(X / c[:, None]), pool) / c[:, None]
+            Z = _solve_in_place(R, np.asfortranarray(X / c[:, None]), pool) / c[:, None]
             if not np.all(np.isfinite(Z)):
                 break
             # convergence test on the Ritz values of (A^T A)^-1 on span(X) (X orthonormal):
@@ -506,13 +476,6 @@ def _solve_in_place(R: np.ndarray, B: np.ndarray, pool: ThreadPoolExecutor) -> n
 
     list(pool.map(solve, [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]))
     return B
-
-
-def _inverse_times(W: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """W W^T X for upper-triangular W (two dtrmm)."""
-    trmm = scipy.linalg.blas.dtrmm
-    Y = trmm(1.0, W, np.asfortranarray(X), side=0, lower=0, trans_a=1)
-    return trmm(1.0, W, Y, side=0, lower=0, overwrite_b=1)
 
 
 def _upper_times(R: np.ndarray, X: np.ndarray) -> np.ndarray:
