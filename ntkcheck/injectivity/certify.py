@@ -40,6 +40,7 @@ from typing import Sequence
 import numpy as np
 import scipy.linalg
 
+from .._threads import lapack_threads
 from ..distributions import Distribution
 from ..errors import InputError
 from .enclosure import (_NO_FLINT, ARB_PREC, DEFAULT_BUDGET, SCRATCH_BYTES, _enclose_apriori,
@@ -50,6 +51,7 @@ from ..resources import default_max_memory, format_bytes
 from ..progress import Progress, Work
 from .features import FeatureMatrix
 from .rounding import _ETA, _TINY, _U, LIBM_ULPS, _down, _gamma, _norm_up, _up
+from .reuse import pass_enclosure
 
 __all__ = ["Certificate", "certify_independence", "feature_enclosure", "sigma_min_lower_bound",
            "certificate_flops", "LIBM_ULPS", "DEFAULT_BUDGET", "ARB_PREC", "SCRATCH_BYTES"]
@@ -174,15 +176,17 @@ def _inverse_factor(A: np.ndarray, At: np.ndarray) -> tuple[np.ndarray | None, s
     its tightness and cost, never its validity. Returns (None, reason) when R is singular to
     working precision.
     """
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"), lapack_threads():
         G = scipy.linalg.blas.dsyrk(1.0, At, trans=0)  # upper triangle of fl(A^T A)
         R, info = scipy.linalg.lapack.dpotrf(G, lower=0, clean=1, overwrite_a=1)
     how = "Cholesky QR"
     if info != 0 or not np.all(np.isfinite(np.diagonal(R))):
         del G, R
-        R = scipy.linalg.qr(A, mode="raw", check_finite=False)[1]  # (n, n); Q is not formed
+        with lapack_threads():
+            R = scipy.linalg.qr(A, mode="raw", check_finite=False)[1]  # (n, n); Q not formed
         how = "Householder QR"
-    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"), \
+            lapack_threads():
         Y, info = scipy.linalg.lapack.dtrtri(R, lower=0)
     if info != 0 or not np.all(np.isfinite(Y)):
         rmin = float(np.abs(np.diagonal(R)).min()) if R.size else 1.0
@@ -255,7 +259,8 @@ def sigma_min_lower_bound(A: np.ndarray, work: Work | None = None) -> tuple[floa
         if eta <= REFINE_ETA or refinement == 2:
             break
         # CholeskyQR2: Y <- Y chol(C~^T C~)^-1, still upper triangular
-        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"), \
+                lapack_threads():
             R2, info = scipy.linalg.lapack.dpotrf(gram, lower=0, clean=1, overwrite_a=1)
             Y2, info2 = (scipy.linalg.lapack.dtrtri(R2, lower=0) if info == 0 else (None, 1))
         if info2 != 0 or not np.all(np.isfinite(Y2)):
@@ -365,7 +370,8 @@ def _norm2_upper(Y: np.ndarray, fro_y: float) -> tuple[float, str]:
         X[idx] -= c
         diag_x = X[idx].copy()  # the diagonal of X' actually factored
         diag2 = np.abs(diag_x).max()
-        _, info = scipy.linalg.lapack.dpotrf(X, lower=0, clean=0, overwrite_a=1)
+        with lapack_threads():
+            _, info = scipy.linalg.lapack.dpotrf(X, lower=0, clean=0, overwrite_a=1)
         if info != 0:
             continue
         rho = rho_factor * float(_up(np.abs(diag_x).sum(), n + 4))
@@ -386,7 +392,7 @@ def _norm2_upper(Y: np.ndarray, fro_y: float) -> tuple[float, str]:
 def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *,
                          centre: np.ndarray | None = None, rows=None, row_weights=None,
                          budget: int = DEFAULT_BUDGET, method: str = "auto",
-                         progress: Progress | None = None) -> Certificate:
+                         progress: Progress | None = None, enclosure=None) -> Certificate:
     """Prove that the LSE functions are linearly independent modulo affine functions.
 
     Certifies sigma_min(A) >= lower_bound > 0 for the exact matrix
@@ -412,6 +418,9 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
     progress : callable(str), optional
         Receives ``rigorous certificate`` updates with ``done`` / ``total`` in millions of
         flops (:func:`certificate_flops`) as the enclosure's blocks and each factorisation end.
+    enclosure : (mid, rad) of shape (M', N), optional
+        Entry enclosures already proved (:func:`ntkcheck.injectivity.reuse.pass_enclosure`),
+        used instead of the a-priori ones when that method is chosen.
 
     Returns
     -------
@@ -447,6 +456,9 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
     work = Work(progress, "rigorous certificate", sum(steps.values()), unit=1e6)
     if chosen == "arb":
         fmid, frad = _enclose_arb(dists, zs, centres)
+        work.add(steps["enclosure"])
+    elif enclosure is not None:
+        fmid, frad = enclosure
         work.add(steps["enclosure"])
     else:
         per = steps["enclosure"] / max(Mp * terms, 1)
@@ -568,9 +580,15 @@ def rigorous_certificate(dataset: Dataset, feats: FeatureMatrix, geom, seed: int
                               f"{format_bytes(held)} already held"}
         if fit < len(z):
             rows = np.arange(fit)
+    enclosure = None
+    if not extra and feats.values is not None and feats.source is not None:
+        # the features pass's values with a bound on the algorithm that computed them
+        rad = pass_enclosure(dataset.distributions, feats.source.distributions, z,
+                             feats.centres, feats.values)
+        enclosure = None if rad is None else (feats.values, rad)
     cert = certify_independence(dataset.distributions, z, centre=feats.centres,
                                 row_weights=1.0 / feats.probes.scale, rows=rows,
-                                progress=progress)
+                                progress=progress, enclosure=enclosure)
     out = cert.to_dict()
     out.pop("row_indices", None)  # the probes are reproducible from the seed; keep JSON small
     out["enclosure"] = cert.method

@@ -266,6 +266,9 @@ def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, w
 #: SUMMARY_EFFICIENCY and the certificate's factorisations at CERT_EFFICIENCY, plus
 #: CERT_PASSES elementwise passes over its matrix at the measured bandwidth.
 FEATURE_EXPS, ENCLOSURE_EXPS = 4.0, 2.7
+#: Elementwise passes over the M' x N matrix of the in-memory certificate's enclosures, taken
+#: from the features pass (:func:`ntkcheck.injectivity.reuse.pass_enclosure`).
+RADIUS_PASSES = 6
 QR_EFFICIENCY, SVD_EFFICIENCY, TRSM_EFFICIENCY = 0.72, 0.17, 0.38
 SUMMARY_EFFICIENCY, CERT_EFFICIENCY, CERT_PASSES = 1.1, 1.35, 13
 #: Seconds every stage costs whatever its size (Python, thread start-up, small calls; measured
@@ -340,10 +343,13 @@ def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partia
     SVD (full)                  8/3 N^3 flops at SVD_EFFICIENCY
     partial spectrum            PARTIAL_MAX_ITER steps of two triangular solves with
                                 2 PARTIAL_COUNT right-hand sides (4 PARTIAL_COUNT N^2 flops)
-    summary                     the scores' R^-1 and the Gram summary (2 N^3, 3 N^3 with
+    summary                     the scores' R^-1 and the Gram summary (4/3 N^3, 7/3 N^3 with
                                 the full spectrum's inverse iteration)
-    rigorous certificate        ENCLOSURE_EXPS M' T exponentials, 3 M' n^2 + 2 n^3 flops,
-                                CERT_PASSES passes over the M' x n matrix (n = N + d + 1)
+    rigorous certificate        3 M' n^2 + 2 n^3 flops, CERT_PASSES passes over the M' x n
+                                matrix (n = N + d + 1), and the entry enclosures: streamed,
+                                ENCLOSURE_EXPS M' T exponentials; in memory, RADIUS_PASSES
+                                passes (the features pass's values and a bound per entry,
+                                :mod:`ntkcheck.injectivity.reuse`)
     ==========================  ========================================================
     """
     from .spectrum import PARTIAL_COUNT, PARTIAL_MAX_ITER
@@ -365,14 +371,15 @@ def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partia
     if partial:
         t["partial spectrum"] = (PARTIAL_MAX_ITER * 4 * PARTIAL_COUNT * N**2
                                  / (TRSM_EFFICIENCY * one * cores))
-        t["summary"] = 2 * N**3 / (SUMMARY_EFFICIENCY * one * par)
+        t["summary"] = 4 * N**3 / 3 / (SUMMARY_EFFICIENCY * one * par)
     else:
         t["SVD"] = 8 * N**3 / 3 / (SVD_EFFICIENCY * one)
-        t["summary"] = (3 * N**3 / (SUMMARY_EFFICIENCY * one * par)
+        t["summary"] = (7 * N**3 / 3 / (SUMMARY_EFFICIENCY * one * par)
                         + PARTIAL_MAX_ITER * 16 * N**2 / (TRSM_EFFICIENCY * one))
     n, m = N + d + 1, cert_rows
-    t["rigorous certificate"] = (ENCLOSURE_EXPS * m * tokens / (r.exp * cores)
-                                 + (3 * m * n**2 + 2 * n**3) / (CERT_EFFICIENCY * one * par)
+    enclose = (ENCLOSURE_EXPS * m * tokens / (r.exp * cores) if streamed
+               else RADIUS_PASSES * 8 * m * n / bandwidth)
+    t["rigorous certificate"] = (enclose + (3 * m * n**2 + 2 * n**3) / (CERT_EFFICIENCY * one * par)
                                  + CERT_PASSES * 8 * m * n / bandwidth)
     extra = {k: STAGE_SECONDS for k in t}
     extra["rigorous certificate"] = CERTIFICATE_SECONDS

@@ -243,7 +243,7 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet,
     base_norm = np.sqrt(base_sq)
     nu = np.linalg.norm(perp, axis=0)
     bound, typical = _normalise_columns(perp, nu, base_norm, fw_norm, n, d, M)
-    return FeatureMatrix(F, perp, nu, bound, typical, probes, centres)
+    return FeatureMatrix(F, perp, nu, bound, typical, probes, centres, source=centred)
 
 
 def _normalise_columns(A: np.ndarray, nu: np.ndarray, base_norm: np.ndarray,

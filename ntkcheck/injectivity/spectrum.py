@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from .._threads import blas_single_thread
+from .._threads import blas_single_thread, lapack_threads
 from ..backends.local import usable_cores
 from ..progress import Progress, ProgressUpdate
 from .features import FeatureMatrix
@@ -244,7 +244,8 @@ class Spectrum:
         if N == 0:
             return ColumnScores(np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)), "empty")
         if self._well_conditioned():
-            W = scipy.linalg.solve_triangular(R, np.eye(N), check_finite=False)
+            with lapack_threads():  # R^-1 (upper): N^3 / 3 flops
+                W, _ = scipy.linalg.lapack.dtrtri(np.asfortranarray(R), lower=0)
             dist = 1.0 / np.linalg.norm(W, axis=1)
             return ColumnScores(np.minimum(dist, 1.0), W, np.zeros((N, 0)), "triangular")
         _, s, vt = scipy.linalg.svd(R, full_matrices=True, check_finite=False,
@@ -293,7 +294,8 @@ def _triangle(features: FeatureMatrix, progress: Progress | None = None) -> np.n
     if features.perp is not None and M >= N:
         if progress is not None:
             progress(ProgressUpdate(f"QR ({M} x {N})", stage="QR"))
-        return scipy.linalg.qr(A, mode="r", check_finite=False, overwrite_a=False)[0][:N]
+        with lapack_threads():
+            return scipy.linalg.qr(A, mode="r", check_finite=False, overwrite_a=False)[0][:N]
     return A
 
 
@@ -312,7 +314,8 @@ def svd_spectrum(features: FeatureMatrix, progress: Progress | None = None) -> S
     N = R.shape[1]
     if progress is not None:
         progress(ProgressUpdate(f"SVD ({N} x {N})", stage="SVD"))
-    sv = scipy.linalg.svdvals(R, check_finite=False)
+    with lapack_threads():
+        sv = scipy.linalg.svdvals(R, check_finite=False)
     if sv.shape[0] < N:  # fewer probes than distributions: the missing values are zeros
         sv = np.concatenate([sv, np.zeros(N - sv.shape[0])])
     delta, tau = _levels(features, N)

@@ -20,6 +20,7 @@ C = "ntkcheck/injectivity/certify.py"
 E = "ntkcheck/injectivity/enclosure.py"
 RD = "ntkcheck/injectivity/rounding.py"
 ST = "ntkcheck/injectivity/stream.py"
+RU = "ntkcheck/injectivity/reuse.py"
 
 
 def m(path, old, new, label, equivalent=False):
@@ -107,8 +108,8 @@ MUTANTS = [
     m(D,
       "            deps.append(replace(dep, constant=a, linear=tuple(float(x) for x in b),\n",
       "            deps.append(replace(dep,\n", "decide: float affine part kept"),
-    m(D, "    deps, failed = candidate_relations(V[:, V.shape[1] - k:], len(sv), feats, dataset, geom, seed)",
-      "    deps, failed = candidate_relations(V[:, :k], len(sv), feats, dataset, geom, seed)",
+    m(D, "        deps, failed = candidate_relations(V[:, V.shape[1] - k:], len(sv), feats, dataset, geom,",
+      "        deps, failed = candidate_relations(V[:, :k], len(sv), feats, dataset, geom,",
       "decide: leading vectors as null space"),
     m(PL, "                                                and N > FULL_SPECTRUM_MAX_N)",
       "                                                and N > 10 * FULL_SPECTRUM_MAX_N)",
@@ -237,4 +238,26 @@ MUTANTS = [
       "issue19 verify: affine part without subtracting a = S(0)"),
     m(SP, "        if beta is None or np.any(beta <= 0):\n", "        if beta is None or np.all(beta <= 0):\n",
       "issue19 spectrum: weighted certificate guard needs every column bound zero"),
+    # ---- issue 22: the certificate's enclosure from the features pass (reuse.py)
+    m(RU, "        rad += np.multiply.outer(zeta, g_score * rho)\n", "",
+      "issue22 reuse: score rounding term dropped"),
+    m(RU, "    per_col = (g_log * wmax + (d * d + 4 * d + 8) * _ETA + dlw\n",
+      "    per_col = ((d * d + 4 * d + 8) * _ETA + dlw\n",
+      "issue22 reuse: log-weight term dropped"),
+    m(RU, "    per_col = (g_log * wmax + (d * d + 4 * d + 8) * _ETA + dlw\n",
+      "    per_col = (g_log * wmax + (d * d + 4 * d + 8) * _ETA\n",
+      "issue22 reuse: re-normalised weights term dropped"),
+    m(RU, "               + _gamma(_K_LIBM + 1) * ls + lse_err)\n", "               + lse_err)\n",
+      "issue22 reuse: log of the sum term dropped"),
+    m(RU, "               + _gamma(_K_LIBM + 1) * ls + lse_err)\n",
+      "               + _gamma(_K_LIBM + 1) * ls)\n", "issue22 reuse: sum rounding term dropped"),
+    m(RU, "        rad *= _gamma(1)\n", "        rad *= 0.0\n",
+      "issue22 reuse: final addition term dropped"),
+    m(RU, "        per_col = per_col + written_weights_radius(dists)\n", "        pass\n",
+      "issue22 reuse: written-value radius dropped"),
+    m(RU, "    dlw = float(_up(r / (1.0 - r), 2))\n", "    dlw = 0.0\n",
+      "issue22 reuse: re-normalised weights bound zero"),
+    m(RU, "    if centred.atoms.shape != yc.shape or not np.array_equal(centred.atoms, yc):\n",
+      "    if centred.atoms.shape != yc.shape:\n",
+      "issue22 reuse: centred atoms not checked"),
 ]

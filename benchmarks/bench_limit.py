@@ -1,0 +1,141 @@
+"""Certified ``analyze`` against this machine's limit for the work its answer needs (issue 22).
+
+    python benchmarks/bench_limit.py [--N 4000] [--n 32] [--d 16] [--repeat 3]
+    python benchmarks/bench_limit.py --sweep [--repeat 1]      # N = 1000, 3000, 10000, n = 64, d = 32
+
+The limit, timed in this process next to the analysis: M T exponentials (numpy ``exp`` on every
+core, chunks of 2^20 values on one thread per core) plus the flops 2 M d T (the scores) +
+2 M N^2 (a Gram matrix of the M x N features and one triangular product of the same size, or
+one Householder QR) at the GEMM rate measured here (a 2048^3 ``dgemm``, every BLAS thread).
+M is the probe count the analysis used, T = N n the tokens. Then ``ntkcheck.analyze(...,
+exact="never")`` on N sequences of n Gaussian tokens in R^d (dyadic values, as
+``bench_large.py``), its stages timed from the progress messages. Printed: the medians over
+``--repeat`` runs of the limit and of the analysis, their ratio, the median stage times, the
+verdict, the BLAS threads (``threadpoolctl``) and the 1-minute load before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from bench_large import build
+
+
+def exp_seconds(count: int) -> float:
+    """Wall time of ``count`` float64 exponentials on every core (one thread per core, each on
+    chunks of 2^20 values, in place)."""
+    cores = len(os.sched_getaffinity(0))
+    chunk = 1 << 20
+    bufs = [np.random.default_rng(k).normal(size=chunk) for k in range(cores)]
+    per = -(-count // cores)
+
+    def work(k: int) -> None:
+        buf, done = bufs[k], 0
+        while done < per:
+            m = min(chunk, per - done)
+            np.exp(buf[:m], out=buf[:m])
+            buf[:m] *= -1e-3  # keep the values in range for the next pass
+            done += m
+
+    t0 = time.perf_counter()
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(cores) as pool:
+        list(pool.map(work, range(cores)))
+    return time.perf_counter() - t0
+
+
+def gemm_rate(size: int = 2048) -> float:
+    """Flop/s of one size^3 dgemm with every BLAS thread (after one untimed call)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(size, size)), rng.normal(size=(size, size))
+    a @ b
+    t0 = time.perf_counter()
+    a @ b
+    return 2.0 * size**3 / (time.perf_counter() - t0)
+
+
+def limit(M: int, N: int, T: int, d: int) -> dict:
+    rate = gemm_rate()
+    e = exp_seconds(M * T)
+    flops = 2.0 * M * d * T + 2.0 * M * N * N
+    return {"exp_s": e, "gemm_rate": rate, "gemm_s": flops / rate, "limit_s": e + flops / rate}
+
+
+def run_analyze(X, n: int, d: int) -> dict:
+    from ntkcheck.analysis import analyze
+
+    marks: list[tuple[float, str]] = []
+    t0 = time.perf_counter()
+
+    def say(msg) -> None:
+        if getattr(msg, "kind", "") == "estimate":
+            return
+        stage = getattr(msg, "stage", str(msg)).split(" (")[0]
+        if not marks or marks[-1][1] != stage:
+            marks.append((time.perf_counter() - t0, stage))
+
+    r = analyze(X, exact="never", progress=say)
+    total = time.perf_counter() - t0
+    stages: dict[str, float] = {}
+    for (t, name), nxt in zip(marks, marks[1:] + [(total, "")]):
+        stages[name] = stages.get(name, 0.0) + nxt[0] - t
+    return {"total_s": total, "stages": stages, "M": int(r.settings.get("probes", 0)),
+            "verdict": f"{r.verdict}/{r.evidence}",
+            "lower_bound": (r.verification or {}).get("lower_bound")}
+
+
+def one_size(N: int, n: int, d: int, repeat: int) -> dict:
+    X = build(N, n, d, False)
+    load0 = os.getloadavg()[0]
+    runs, limits = [], []
+    for _ in range(repeat):
+        runs.append(run_analyze(X, n, d))
+        limits.append(limit(runs[-1]["M"], N, N * n, d))
+    names = list(dict.fromkeys(k for r in runs for k in r["stages"]))
+    stages = {k: statistics.median(r["stages"].get(k, 0.0) for r in runs) for k in names}
+    lim = statistics.median(x["limit_s"] for x in limits)
+    tot = statistics.median(r["total_s"] for r in runs)
+    return {"N": N, "n": n, "d": d, "M": runs[0]["M"], "limit_s": lim,
+            "exp_s": statistics.median(x["exp_s"] for x in limits),
+            "gemm_gflops": statistics.median(x["gemm_rate"] for x in limits) / 1e9,
+            "analyze_s": tot, "ratio": tot / lim, "stages": stages,
+            "verdicts": sorted({r["verdict"] for r in runs}),
+            "load": (load0, os.getloadavg()[0]), "runs": [r["total_s"] for r in runs]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--N", type=int, default=4000)
+    ap.add_argument("--n", type=int, default=32)
+    ap.add_argument("--d", type=int, default=16)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sweep", action="store_true",
+                    help="N = 1000, 3000, 10000 at n = 64, d = 32")
+    args = ap.parse_args()
+    blas = [f"{i['internal_api']} {i['num_threads']} threads" for i in threadpool_info()
+            if i.get("user_api") == "blas"]
+    print(f"BLAS: {', '.join(blas) or 'unknown'}; OPENBLAS_NUM_THREADS="
+          f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; cores "
+          f"{len(os.sched_getaffinity(0))}; medians of {args.repeat} run(s)", flush=True)
+    sizes = [(N, 64, 32) for N in (1000, 3000, 10000)] if args.sweep else [
+        (args.N, args.n, args.d)]
+    print("| N | n | d | M | limit s (exp + GEMM) | analyze s | ratio | stages s | verdict | "
+          "load before/after |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for N, n, d in sizes:
+        r = one_size(N, n, d, args.repeat)
+        st = ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items() if v >= 0.05)
+        print(f"| {N} | {n} | {d} | {r['M']} | {r['limit_s']:.2f} ({r['exp_s']:.2f} + "
+              f"{r['limit_s'] - r['exp_s']:.2f} at {r['gemm_gflops']:.0f} GFLOP/s) | "
+              f"{r['analyze_s']:.2f} | {r['ratio']:.1f} | {st} | {', '.join(r['verdicts'])} | "
+              f"{r['load'][0]:.1f} / {r['load'][1]:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

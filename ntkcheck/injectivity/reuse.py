@@ -1,0 +1,130 @@
+"""What the rigorous certificate takes from the dense test instead of computing it again
+(SPEC §3a "Certified means rigorous"; the certificate: :mod:`ntkcheck.injectivity.certify`).
+
+**Entry enclosures from the features pass** (:func:`pass_enclosure`). The dense test's in-memory
+feature matrix F~ = ``FeatureMatrix.values`` was computed by :meth:`ntkcheck.dataset.Dataset.lse`
+on the distributions centred at their own means (:func:`ntkcheck.injectivity.features.
+centred_each`). For discrete laws that is the algorithm of the a-priori enclosure
+(:func:`ntkcheck.injectivity.enclosure._apriori_logsumexp_group`): centred atoms y' = fl(y - c)
+(checked here entry by entry: ``centred.atoms == atoms - c`` in float64), scores
+s~_j = fl(<z, y'_j>) + log w'_j as GEMMs, the largest subtracted, exp, the sum, log, the largest
+added back. Its all-order bound therefore holds for F~ with two changes:
+
+* the centred laws carry their own weights w' (re-normalised when they were built), so each
+  score also moves by |log w'_j - log w_j| <= r / (1 - r), r = |w'_j - w_j| / w_j (the difference
+  of two doubles within a factor 2 of each other is exact, Sterbenz), a per-law constant
+  ``dlw`` added to the score error (logsumexp is 1-Lipschitz in its scores);
+* the log of the computed sum, ls = log S~ with 1 <= S <= n, is not kept by the features pass:
+  |ls| <= log n (1 + 2^-40) + 2^-40 replaces it (S~ = S (1 + theta), theta <= gamma_(K+2n+2),
+  far below 2^-40 for n < 10^12; the padding of the packs adds exact zeros, which round nothing).
+
+With zeta_m >= ||z_m||, rho_i >= max_j ||y'_j|| (upward), and the constants of the a-priori
+bound (g_score = gamma_(d^2+3d+12), g_log = gamma_(K+4), theta = gamma_(K+2n+2), K = 2
+LIBM_ULPS):
+
+    rad[m, i] = g_score zeta_m rho_i + g_log max_j |log w'_j| + (d^2 + 4 d + 8) 2^-1074
+                + dlw_i + gamma_(K+1) LS_i + theta / (1 - theta) + gamma_1 |F~[m, i]|
+
+plus the written-value radius: for laws stored exactly (no rounded inputs) its weights term with
+||p - w~||_1 <= 2, a constant per column (:func:`written_weights_radius`; the per-probe bound
+of :func:`ntkcheck.injectivity.enclosure._written_radius` is at most that and costs an exp per
+entry), else that function itself; all rounded upward. Mixtures and boxes (other algorithms) and data whose centred atoms differ from
+fl(y - c) get None: the certificate then encloses every entry itself, as before.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..distributions import Discrete, Distribution
+from .enclosure import _with_written_radius
+from .rounding import _ETA, _K_LIBM, _gamma, _norm_up, _up
+
+__all__ = ["pass_enclosure", "column_constants", "written_weights_radius"]
+
+#: Relative and absolute slack of the bound |log S~| <= log n (1 + LS_SLACK) + LS_SLACK.
+LS_SLACK = 2.0**-40
+
+
+def column_constants(dist: Discrete, centred: Discrete, centre: np.ndarray):
+    """(rho, wmax, dlw, LS, lse_err) of one law for :func:`pass_enclosure`, or None when the
+    centred law is not the float64 image the bound assumes (atoms other than fl(y - c), a
+    different number of atoms, weights more than a factor 2 apart)."""
+    if not (isinstance(dist, Discrete) and isinstance(centred, Discrete)):
+        return None
+    yc = dist.atoms - centre
+    if centred.atoms.shape != yc.shape or not np.array_equal(centred.atoms, yc):
+        return None
+    w, w2 = dist.weights, centred.weights
+    if not np.all((w2 <= 2 * w) & (w <= 2 * w2)):
+        return None
+    r = float(np.max(_up(np.abs(w2 - w) / w, 1)))  # w2 - w exact (Sterbenz)
+    if not r < 0.5:
+        return None
+    dlw = float(_up(r / (1.0 - r), 2))
+    n = len(w)
+    rho = float(_up(np.max(_norm_up(yc, axis=1)), 1))
+    with np.errstate(divide="ignore"):
+        wmax = float(np.abs(np.log(w2)).max())
+    ls = float(_up(np.log(n) * (1 + LS_SLACK) + LS_SLACK, 2))
+    theta = _gamma(_K_LIBM + 2 * n + 2)
+    lse_err = float(_up(theta / (1.0 - theta), 3))
+    return rho, wmax, dlw, ls, lse_err
+
+
+def pass_enclosure(dists: Sequence[Distribution], centred: Sequence[Distribution],
+                   z: np.ndarray, centres: np.ndarray, F: np.ndarray) -> np.ndarray | None:
+    """Radii rad (M, N) with |LSE_i(z_m) - <z_m, c_i> - F[m, i]| <= rad[m, i] (up to a constant
+    per column, which changes no rank: see below) for the features pass's F on the ``centred``
+    laws (module docstring), or None when a law is not covered (the certificate then encloses
+    the entries itself).
+
+    The constant: the centred laws' weights w' = w / s with s = sum w' / sum w a positive
+    constant per law; log w'_j - log w_j = -log s + (rounding), and the -log s part adds the
+    same number to every entry of the column, a multiple of the column of ones (a column
+    operation: no change of rank). ``dlw`` bounds the whole difference, so the radius covers it
+    either way."""
+    d = z.shape[1]
+    consts = []
+    for i, (dist, cd) in enumerate(zip(dists, centred)):
+        c = column_constants(dist, cd, centres[i])
+        if c is None:
+            return None
+        consts.append(c)
+    rho, wmax, dlw, ls, lse_err = (np.array(v) for v in zip(*consts))
+    rounded = any(dist.rounded_inputs for dist in dists)
+    zeta = np.asarray(_norm_up(z, axis=1))
+    g_score = _gamma(d * d + 3 * d + 12)
+    g_log = _gamma(_K_LIBM + 4)
+    # per column: the score terms, the log-sum terms and (laws stored exactly) the written
+    # radius with ||p - w~||_1 <= 2 (:func:`written_weights_radius`)
+    per_col = (g_log * wmax + (d * d + 4 * d + 8) * _ETA + dlw
+               + _gamma(_K_LIBM + 1) * ls + lse_err)
+    if not rounded:
+        per_col = per_col + written_weights_radius(dists)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rad = np.abs(F)  # one M x N array, updated in place
+        rad *= _gamma(1)
+        rad += np.multiply.outer(zeta, g_score * rho)
+        rad += per_col
+        # at most 8 roundings of non-negative terms on any path: one upward factor for all
+        rad *= 1.0 + 2.0 * _gamma(10)
+        np.nextafter(rad, np.inf, out=rad)
+    rad[~np.isfinite(rad)] = np.inf
+    return _with_written_radius(rad, dists, z, centres) if rounded else rad
+
+
+def written_weights_radius(dists: Sequence[Distribution]) -> np.ndarray:
+    """(N,) the written-value radius of :func:`ntkcheck.injectivity.enclosure._written_radius`
+    for laws without rounded inputs, bounded over every probe: the stored weights' term
+    ||p - w~||_1 delta (1 + delta) / (1 - delta)^2 with ||p - w~||_1 <= 2 (two probability
+    vectors), delta = gamma_(n+2) + 2^-1074 / min w~ (inf when delta >= 1/2)."""
+    out = np.empty(len(dists))
+    for i, dist in enumerate(dists):
+        w = dist.weights
+        delta = float(_up(_gamma(len(w) + 2) + _ETA / float(w.min()), 2))
+        out[i] = (float(_up(2.0 * delta * (1 + delta) / (1 - delta) ** 2, 18)) if delta < 0.5
+                  else np.inf)
+    return out
