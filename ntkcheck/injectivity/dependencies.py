@@ -98,23 +98,27 @@ def _linear_combination(terms: list[tuple[float, str]], precision: int,
 #: error bound; a wider rule printed LSE[A] - 0.9999999999 LSE[B] as LSE[A] - LSE[B], a false
 #: relation.
 PRINT_ULPS = 4.0
+#: Fractions are printed below this magnitude only (above it 4810363371522/5 would read worse
+#: than the decimal).
+FRACTION_MAX = 1e4
 
 
 def _pretty(x: float, precision: int, tolerance: float = 0.0) -> str:
     """``x`` (>= 0) as text that never suggests a different exact value.
 
-    A small fraction (denominator <= 12, 0 included) when it is within ``tolerance`` plus
+    A small fraction (denominator <= 12, 0 included; an integer or a value below
+    :data:`FRACTION_MAX`) when it is within ``tolerance`` plus
     :data:`PRINT_ULPS` ulps of ``x``; else ``precision`` significant digits, unless that
     rounding reads as a shorter, exact-looking number (``1`` for 1.0000001): then the shortest
     decimal that round-trips to ``x``.
     """
     slack = tolerance + PRINT_ULPS * np.finfo(float).eps * abs(x)
     frac = Fraction(x).limit_denominator(12)
-    if abs(float(frac) - x) <= slack:
+    if (frac.denominator == 1 or abs(x) < FRACTION_MAX) and abs(frac - Fraction(x)) <= slack:
         return str(frac)
     text = f"{x:.{precision}g}"
     digits = len(text.split("e")[0].replace(".", "").lstrip("0"))
-    if digits < precision and abs(float(text) - x) > slack:
+    if digits < precision and abs(Fraction(text) - Fraction(x)) > slack:
         return repr(float(x))
     return text
 

@@ -197,7 +197,7 @@ MUTANTS = [
     m(DP, "    slack = tolerance + PRINT_ULPS * np.finfo(float).eps * abs(x)\n",
       "    slack = 1e-9 * max(1.0, abs(x))\n",
       "issue19 dependencies: printed fraction within 1e-9 (the old rule)"),
-    m(DP, "    if digits < precision and abs(float(text) - x) > slack:\n", "    if False:\n",
+    m(DP, "    if digits < precision and abs(Fraction(text) - Fraction(x)) > slack:\n", "    if False:\n",
       "issue19 dependencies: a short rounding printed as if exact"),
     m(DP, "            affine[\"tolerance\"] = self.affine_tolerance\n", "            pass\n",
       "issue19 dependencies: affine tolerance not in the JSON"),
