@@ -664,3 +664,29 @@ def test_automatic_scales_never_exceed_the_probe_law_limit():
     scales = auto_scales(SimpleNamespace(spreads=np.array([1.0, 1e-150, 1e-60])))
     assert max(scales) <= MAX_SCALE and 1e60 in scales
     probe_settings(scales, None, 3, 2)  # no InputError about 'scales'
+
+
+def test_recheck_scales_are_on_the_half_decade_grid_near_each_own_scale():
+    """The re-check's own scales f / rho_i (f in OWN_SCALES) are rounded to the half-decade grid
+    10^(k/2): each lies within a factor 10^(1/4) of an exact f / rho_i, and 40 laws whose spreads
+    differ by under 1% add at most 2 grid points per f (not one scale per law: every scale costs
+    fresh triples for every involved law, 180 near-copies made one failed candidate of 60 laws
+    take 30 s). Reference: the spreads are recomputed here with whitened_spreads."""
+    from ntkcheck.injectivity.geometry import whitened_spreads
+    from ntkcheck.injectivity.verify import OWN_SCALES, POOLED_SCALES
+
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(3, 2))
+    X = [base * (1 + 0.01 * k / 40) + rng.normal(size=2) for k in range(40)]  # spreads +-1%
+    ds = Dataset.from_tokens(X)
+    geo = dataset_geometry(ds)
+    chk = verify_relation(list(ds.distributions), rng.normal(size=40), geo.transform,
+                          geo.spreads)
+    rho = whitened_spreads(ds.distributions, geo.transform)
+    own = [s for s in chk.scales if s not in POOLED_SCALES]
+    exact = np.array([f / r for r in rho for f in OWN_SCALES])
+    for s in own:
+        k = 2 * np.log10(s)
+        assert abs(k - round(k)) < 1e-2, s  # on the grid (3 significant digits)
+        assert np.min(np.abs(np.log10(exact / s))) <= 0.25 + 1e-3, s
+    assert len(own) <= 2 * len(OWN_SCALES), chk.scales

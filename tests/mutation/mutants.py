@@ -100,6 +100,9 @@ MUTANTS = [
     m(V, "row.append(lp + lm - 2 * l0)", "row.append(lp + lm - l0)",
       "verify: second difference broken"),
     m(V, "    if misfit <= threshold:\n", "    if True:\n", "verify: every relation passes"),
+    m(V, "    own = sorted({_half_decade(f / rho) for rho in",
+      "    own = sorted({float(f\"{f / rho:.3g}\") for rho in",
+      "verify: own scales not on the half-decade grid (one per law)"),
     # ---- dense test: wide candidates, verified affine part, partial spectrum (decide.py, plan.py)
     m(D,
       "        if not check.passed and np.count_nonzero(row_wide) > np.count_nonzero(row):\n",
