@@ -14,11 +14,8 @@ values the user wrote (SPEC §3a), in ``digits``-digit arithmetic (mpmath):
 1. **Fresh points at every relevant scale.** Triples (z, z + h, z - h) with z, h drawn in the
    whitened coordinates of the test at the scales 0.1, 1, 10, 100, 1000 (small |z|: low
    cumulants; large |z|: LSE approaches the support function max_y <z, y>) and 1, 10, 100
-   divided by the internal spread rho_i of every involved distribution (its own scale),
-   rounded to the half-decade grid 10^(k/2) (within a factor 10^(1/4) = 1.78 of the exact
-   value: still its own scale, while 60 distributions of similar spreads add a few scales,
-   not 180 near-copies, each of which costs fresh triples for every involved distribution),
-   from a random stream independent of the test's probes. The spreads are computed again here from
+   divided by the internal spread rho_i of every involved distribution (its own scale), from a
+   random stream independent of the test's probes. The spreads are computed again here from
    the distributions themselves (:func:`~ntkcheck.injectivity.geometry.whitened_spreads`);
    where they differ from the test's by more than a factor 2 (a distribution too tight for the
    probe law, whose spread the test holds at a floor) both sets of scales are used. Points
@@ -296,11 +293,6 @@ def _second_differences(dists: Sequence[Distribution], triples,
     return d2, size, sens
 
 
-def _half_decade(scale: float) -> float:
-    """The nearest point 10^(k/2) of the half-decade grid (module docstring, step 1)."""
-    return float(f"{10.0 ** (np.round(2.0 * np.log10(scale)) / 2.0):.3g}")
-
-
 def _ratio(num, den):
     return num / den if den != 0 else (mpmath.mpf(0) if num == 0 else mpmath.inf)
 
@@ -343,8 +335,8 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
     start = time.perf_counter()
     c = np.asarray(coefficients, dtype=float)
     k = len(distributions)
-    own = sorted({_half_decade(f / rho) for rho in _own_spreads(distributions, transform,
-                                                                 spreads)
+    own = sorted({float(f"{f / rho:.3g}") for rho in _own_spreads(distributions, transform,
+                                                                   spreads)
                   for f in OWN_SCALES})
     scales = tuple(sorted(set(POOLED_SCALES) | set(own)))
     fit_per_scale = max(1, -(-2 * max(k - 1, 0) // len(scales)))
