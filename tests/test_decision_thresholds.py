@@ -664,3 +664,86 @@ def test_automatic_scales_never_exceed_the_probe_law_limit():
     scales = auto_scales(SimpleNamespace(spreads=np.array([1.0, 1e-150, 1e-60])))
     assert max(scales) <= MAX_SCALE and 1e60 in scales
     probe_settings(scales, None, 3, 2)  # no InputError about 'scales'
+
+
+# ---- extreme spreads: what an inconclusive reason names (decide.spread_note) -----------------
+
+def test_spread_note_names_the_ratio_beyond_one_over_sqrt_u():
+    """The spread ratio is named exactly when u x ratio > sqrt(u) (ratio > 1 / sqrt(u),
+    9.49e7): the tightest columns' round-off level, about u x ratio, is then above sqrt(u)."""
+    from ntkcheck.injectivity.decide import spread_note
+
+    limit = 1.0 / np.sqrt(np.finfo(float).eps / 2)
+    assert spread_note(limit * 1.01, 0.5).startswith("; limited by the spread of the data")
+    assert "span a ratio of" in spread_note(limit * 1.01, 0.5)
+    assert spread_note(limit * 0.99, 0.5) == ""
+
+
+def test_spread_note_names_a_thin_direction_below_one_over_the_band():
+    """Thickness below 1 / SPREAD_BAND (0.1) is named, with its value down to 1e-8 (float64
+    covariances resolve no less) and as 'less than 1e-08' below."""
+    from ntkcheck.injectivity.decide import spread_note
+
+    assert spread_note(1.0, 0.099).endswith("(docs/limits.md, extreme spreads)")
+    assert "spread 0.099 times" in spread_note(1.0, 0.099)
+    assert spread_note(1.0, 0.101) == ""
+    assert "spread 1.1e-08 times" in spread_note(1.0, 1.1e-8)
+    assert "less than 1e-08 times" in spread_note(1.0, 0.9e-8)
+    assert spread_note(1.0, float("nan")) == ""  # token IDs, r < 2
+
+
+def _one_wide(d, spread, seed=0, n=30):
+    rng = np.random.default_rng(seed)
+    X = [rng.normal(size=(int(rng.integers(2, 5)), d)) for _ in range(n)]
+    wide = rng.normal(size=(4, d))
+    wide[:, 0] *= spread
+    return Dataset.from_tokens(X + [wide])
+
+
+@pytest.mark.parametrize("spread", [1e6, 1e11])
+def test_thinnest_direction_of_one_wide_axis(spread):
+    """30 generic sequences and one 'spread' times wider along axis 0: the whitening is set by
+    the wide one there, so the others' relative thickness is about sqrt(N)/spread (3e-5 /
+    6e-11 here); within a factor 100 of that, or below 1e-8 (float64 floor), while isotropic
+    data (spread 1) stay above 1 / SPREAD_BAND. The first eigenvector alone (without the
+    refit on the thinner half) is tilted by the wide law, giving ~1e-3 instead."""
+    from ntkcheck.injectivity.geometry import thinnest_direction
+
+    ds = _one_wide(2, spread)
+    t = thinnest_direction(ds, dataset_geometry(ds).transform)
+    want = np.sqrt(31) / spread
+    assert want / 100 <= t <= 100 * want or t <= 1e-8, t
+    iso = _one_wide(2, 1.0)
+    assert thinnest_direction(iso, dataset_geometry(iso).transform) > 0.1
+
+
+def test_thinnest_direction_is_invariant_under_an_affine_map():
+    """t lives in whitened coordinates: an invertible affine map of the data changes it by
+    round-off only (reference: the same construction, mapped)."""
+    from ntkcheck.injectivity.geometry import thinnest_direction
+
+    ds = _one_wide(2, 1e4)
+    A = np.array([[3.0, 1.0], [-2.0, 5.0]])
+    mapped = Dataset.from_tokens([d.atoms @ A.T + 7.0 for d in ds.distributions])
+    t1 = thinnest_direction(ds, dataset_geometry(ds).transform)
+    t2 = thinnest_direction(mapped, dataset_geometry(mapped).transform)
+    assert t1 < 0.01 and abs(t1 - t2) <= 1e-3 * t1, (t1, t2)
+
+
+def test_a_verified_relation_is_printed_once():
+    """_repeats: coefficients within sqrt(u) (relative) of the span of the printed relations
+    repeat them (verified coefficients are exact to 50 digits, then rounded: ~u apart); 1e-6
+    apart they are a new relation. Reference: the span is built here by hand."""
+    from types import SimpleNamespace
+
+    from ntkcheck.injectivity.decide import _repeats
+
+    index = {n: i for i, n in enumerate("abcde")}
+    printed = [SimpleNamespace(coefficients={"a": 1.0, "b": 1.0, "c": -1.0}),
+               SimpleNamespace(coefficients={"d": 2.0, "e": -1.0})]
+    same = {"a": 3.0 * (1 + 1e-15), "b": 3.0, "c": -3.0, "d": 2.0, "e": -1.0}
+    assert _repeats(same, printed, index)
+    assert not _repeats({"a": 1.0, "b": 1.0 + 1e-6, "c": -1.0}, printed, index)
+    assert not _repeats({"a": 1.0, "b": 1.0, "c": -1.0}, [], index)
+    assert _repeats({"a": 1.0, "b": 1.0, "c": -1.0 - 2e-9}, printed, index)  # below sqrt(u)
+    assert not _repeats({"a": 1.0, "b": 1.0, "c": -1.0 - 2e-7}, printed, index)

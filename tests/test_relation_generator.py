@@ -363,6 +363,7 @@ def check_case(case: Case, exact: str = "never") -> ntkcheck.AnalysisResult:
     kind = "near" if case.near else "rounded" if case.rounded else "planted"
     COUNTS[(case.family, kind, res.verdict)] += 1
     COUNTS[(case.family, "storage", case.storage)] += 1
+    COUNTS[(case.family, kind, case.storage)] += 1  # family x kind x storage for the report
     label = f"{case.family}/{case.storage}/near={case.near}: {res.verdict} ({res.evidence}) " \
             f"{res.reason[:300]}"
     # 2. no false relation

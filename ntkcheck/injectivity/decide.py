@@ -34,6 +34,8 @@ from ..progress import Progress, tick, working
 from .certify import rigorous_certificate
 from .dependencies import Dependency, null_space_basis, fit_dependency, refit_affine_part
 from .features import FeatureMatrix
+from .geometry import thinnest_direction
+from .probes import SPREAD_BAND
 from .probes import make_probes
 from .spectrum import GAP, PARTIAL_COUNT, Spectrum, classify_singular_values, partial_spectrum
 from .stream import compute_features
@@ -79,6 +81,8 @@ def decide_dense(dataset: Dataset, geom, feats: FeatureMatrix, spec: Spectrum, *
             more = f" and {len(unresolved) - 5} more" if len(unresolved) > 5 else ""
             reason += (f"; {shown}{more} are tighter than any probe scale up to 1e100 resolves "
                        "(their columns look affine): rescale the data or try --exact")
+        if verdict == INCONCLUSIVE:
+            reason += spread_note(_spread_ratio(geom), thinnest_direction(dataset, geom.transform))
         return Decision(verdict, evidence, reason, tuple(deps), rank, redraw, verification)
 
     if M < N + geom.rank + 1:
@@ -204,12 +208,80 @@ def candidate_relations(null_vectors: np.ndarray, size: int, feats: FeatureMatri
             dep = refit_affine_part(coefs, feats, dataset.names)
             a, b, tol = affine_part([dataset.distributions[index[n]] for n in dep.coefficients],
                                     np.array(list(dep.coefficients.values())))
+            if _repeats(dep.coefficients, deps, index):
+                failed.append((dep, replace(check, passed=False, level="repeated", reason=(
+                    "holds, but it is a combination of the relations already reported (its "
+                    "null direction is another near-dependency of double precision)"))))
+                tick(1)
+                continue
             deps.append(replace(dep, constant=a, linear=tuple(float(x) for x in b),
                                 verification=check.to_dict(), affine_tolerance=tol))
         else:
             failed.append((dep, check))
         tick(1)
     return deps, failed
+
+
+#: Spread ratio rho_max / rho_min beyond which the tightest columns' round-off level, about
+#: u times the ratio (docs/limits.md), exceeds sqrt(u): named in an inconclusive reason.
+SPREAD_RATIO_NOTE = 1.0 / np.sqrt(np.finfo(float).eps / 2)
+#: Thickness below which no relative float64 computation of a covariance resolves it.
+THINNEST_RESOLVED = 1e-8
+
+
+def _spread_ratio(geom) -> float:
+    own = np.asarray(getattr(geom, "own_spreads", None) if getattr(geom, "own_spreads", None)
+                     is not None else [], dtype=float)
+    own = own[(own > 0) & np.isfinite(own)]
+    return float(own.max() / own.min()) if own.size else 1.0
+
+
+def spread_note(ratio: float, thinness: float) -> str:
+    """What limited an inconclusive verdict, from the geometry (docs/limits.md, "Extreme
+    spreads"): the distributions' own spreads spanning ``ratio`` > :data:`SPREAD_RATIO_NOTE`
+    (the tightest columns are evaluated to an absolute ~u at the probes matched to the
+    widest, so their round-off levels are about u x ratio), and/or most distributions thinner
+    than 1 / SPREAD_BAND along one direction relative to their own spread there
+    (``thinness``, :func:`~ntkcheck.injectivity.geometry.thinnest_direction`), which the
+    isotropic probes then do not resolve."""
+    notes = []
+    if ratio > SPREAD_RATIO_NOTE:
+        notes.append(f"the distributions' own spreads span a ratio of {ratio:.2g}, so the "
+                     "round-off levels of the tightest columns are about "
+                     f"{ratio * np.finfo(float).eps / 2:.2g} (u times that ratio)")
+    if thinness < 1.0 / SPREAD_BAND:
+        size = (f"{thinness:.2g}" if thinness >= THINNEST_RESOLVED
+                else f"less than {THINNEST_RESOLVED:g}")
+        notes.append(f"along one direction most distributions spread {size} times what they "
+                     "spread along the others (a few much wider ones set the pooled scale "
+                     "there), so the probes see their structure along it only weakly")
+    if not notes:
+        return ""
+    return ("; limited by the spread of the data: " + " and ".join(notes)
+            + " (docs/limits.md, extreme spreads)")
+
+
+#: A verified relation is new when its coefficient vector is farther than this (relative) from
+#: the span of those already reported: verified coefficients are exact to 50 digits and then
+#: rounded to binary64 (a repeat is within ~u), distinct relations differ at O(1); sqrt(u)
+#: sits between.
+REPEAT_RTOL = np.sqrt(np.finfo(float).eps / 2)
+
+
+def _repeats(coefficients: dict, deps: list, index: dict) -> bool:
+    """Whether ``coefficients`` lie (to REPEAT_RTOL) in the span of the verified ``deps``: the
+    dependency space has the dimension of the span, and one relation is printed once."""
+    if not deps:
+        return False
+    B = np.zeros((len(deps), len(index)))
+    for k, dep in enumerate(deps):
+        for n, c in dep.coefficients.items():
+            B[k, index[n]] = c
+    v = np.zeros(len(index))
+    for n, c in coefficients.items():
+        v[index[n]] = c
+    x = np.linalg.lstsq(B.T, v, rcond=None)[0]
+    return bool(np.linalg.norm(B.T @ x - v) <= REPEAT_RTOL * np.linalg.norm(v))
 
 
 def _times(ratio: float) -> str:

@@ -60,7 +60,7 @@ from ..progress import expect, tick
 from ..vocabulary import TokenIdDataset
 
 __all__ = ["Geometry", "support_rows", "dataset_geometry", "whitened_spreads", "NOISE_SAFETY",
-           "MIN_PROBE_SPREAD"]
+           "MIN_PROBE_SPREAD", "thinnest_direction"]
 
 _U = np.finfo(float).eps / 2
 #: Round-off estimates are multiplied by this safety factor before a value is called zero.
@@ -258,6 +258,49 @@ def whitened_spreads(distributions, transform: np.ndarray) -> np.ndarray:
     local = offsets[:-1]
     owner = np.repeat(np.arange(len(dists)), np.diff(offsets))
     return _block_spreads(rows, w, local, owner, np.asarray(transform, dtype=float))
+
+
+def thinnest_direction(dataset: Dataset, transform: np.ndarray) -> float:
+    """Typical relative thickness t of the distributions along their thinnest common direction,
+    in the whitened coordinates of z = transform @ s (d, r): with C_i the covariance of
+    distribution i's support rows there, u the eigenvector of S = sum_i C_i / tr C_i with the
+    smallest eigenvalue (the direction in which most distributions are thin), refitted once on
+    the half of the distributions that are thinnest along it (a few much wider ones tilt the
+    first u by O(1/N)), t is the median over the distributions with tr C_i > 0 of
+    sqrt(u^T C_i u / tr C_i). t is of order 1/sqrt(r) for isotropic laws; t = 1e-11 when all but one distribution are 1e11 times
+    thinner along one axis than the pooled data (the wide one sets the whitening). Isotropic
+    probes of a scale that resolves a law's main axes see its thin axis at t times that
+    scale, so below 1 / SPREAD_BAND the default scales do not resolve it (the same band as
+    for the spreads, :mod:`ntkcheck.injectivity.probes`). Computed only to explain an
+    inconclusive verdict (two passes over the rows; nan for token-ID data or r < 2)."""
+    r = transform.shape[1]
+    if isinstance(dataset, TokenIdDataset) or r < 2 or not len(dataset):
+        return float("nan")
+    rows, w, offsets = support_rows(dataset)
+    local = offsets[:-1]
+    owner = np.repeat(np.arange(len(dataset)), np.diff(offsets))
+    wi = np.add.reduceat(w, local)
+    diff = rows - rows[local][owner]
+    diff -= (np.add.reduceat(diff * w[:, None], local) / wi[:, None])[owner]
+    proj = diff @ transform
+    big = np.abs(proj).max(initial=0.0)
+    if not big > 0:
+        return float("nan")
+    proj /= big  # no overflow of the squares below
+    covs = np.einsum("p,pa,pb->pab", w, proj, proj)
+    covs = np.add.reduceat(covs, local) / wi[:, None, None]  # (N, r, r)
+    tr = np.trace(covs, axis1=1, axis2=2)
+    keep = tr > 0
+    if not keep.any():
+        return float("nan")
+    shape = covs[keep] / tr[keep, None, None]
+    u = np.linalg.eigh(shape.sum(axis=0))[1][:, 0]
+    thin = np.einsum("a,nab,b->n", u, shape, u)
+    # the wide laws tilt u by O(1/N): refit it on the thinner half alone, once
+    half = thin <= np.median(thin)
+    u = np.linalg.eigh(shape[half].sum(axis=0))[1][:, 0]
+    thin = np.einsum("a,nab,b->n", u, shape, u)
+    return float(np.sqrt(max(float(np.median(thin)), 0.0)))
 
 
 def dataset_geometry(dataset: Dataset, whiten: bool = True) -> Geometry:
