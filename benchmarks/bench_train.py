@@ -23,7 +23,9 @@ a multiple of it (target: <= 4).
 
 Flop count of one step (each multiply-add = 2 flops), with m_i real tokens of sample i,
 C = 2 key_dim + d, s RK stages, per sample, layer and stage: forward m d C H + m^2 key_dim H +
-m^2 d H, done twice (forward, recompute), plus the VJP 2 m^2 d H + 2 m^2 key_dim H + 2 m d C H.
+m^2 d H, done twice (forward, recompute; the recomputation of the last stage skips its
+velocity, m^2 d H), plus the VJP 2 m^2 d H + 2 m^2 key_dim H + 2 m d C H. Exponentials (m^2 H
+per stage evaluation) are not counted.
 
     python benchmarks/bench_train.py [--repeats 5] [--sizes 64,256] [--threads 1,2] [--no-torch]
                                      [--impls numpy,numba,torch] [--train-steps 6] [--rounds 3]
@@ -75,12 +77,14 @@ def _data(N: int, n: int, d: int, seed: int = 0):
 
 
 def step_flops(weights, d: int, L: int, H: int, k: int, stages: int = 1) -> float:
-    """Flops of one fused step (module docstring)."""
+    """Flops of one fused step (module docstring): what the kernels compute, no more."""
     m = (weights > 0).sum(axis=1).astype(float)
     C = 2 * k + d
     field = m * d * C * H + m * m * k * H + m * m * d * H
     vjp = 2 * m * m * d * H + 2 * m * m * k * H + 2 * m * d * C * H
-    return float(2.0 * L * stages * (2 * field + vjp).sum())
+    # the backward pass's recomputation skips the last stage's velocity (m^2 d H)
+    per_layer = stages * (2 * field + vjp) - m * m * d * H
+    return float(2.0 * L * per_layer.sum())
 
 
 def gemm_rate(size: int = 1000, repeats: int = 5) -> float:
@@ -214,6 +218,7 @@ def measure(N: int, threads: int, impls: list[str], args, gemm: float) -> dict:
     """Interleaved rounds at one (N, threads); prints every row, returns the medians."""
     env = _env(threads)
     times: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     ratios: dict[str, list[float]] = {}
     flops = 0.0
     for _ in range(args.rounds):  # interleaved rounds: machine drift hits every impl alike
@@ -227,6 +232,7 @@ def measure(N: int, threads: int, impls: list[str], args, gemm: float) -> dict:
             rows[impl] = row = json.loads(out.stdout.strip().splitlines()[-1])
             flops = row["flops"]
             times.setdefault(impl, []).append(row["median_s"])
+            cpu.setdefault(impl, []).append(row["cpu_s"])
             rate = row["flops"] / row["median_s"] / 1e9
             print(f"{N:>5} {threads:>3} {impl:>6} {row['median_s']:>10.4f} {row['min_s']:>8.4f} "
                   f"{row['cpu_s']:>8.4f} {row['peak_rss_mib']:>13.1f} {row['loss']:>14.8e} "
@@ -251,6 +257,7 @@ def measure(N: int, threads: int, impls: list[str], args, gemm: float) -> dict:
                           for k, v in ratios.items()), flush=True)
     return {"N": N, "threads": threads, "gemm": gemm, "flops": flops, "load": _load(),
             "times": {k: _median(v) for k, v in times.items()},
+            "cpu": {k: _median(v) for k, v in cpu.items()},
             "ratios": {k: _median(v) for k, v in ratios.items()}}
 
 
@@ -298,17 +305,24 @@ def main() -> None:
               f"{'peak RSS MiB':>13} {'loss':>14} {'GFLOP/s':>8} {'% dgemm':>8}")
         for N in (int(x) for x in args.sizes.split(",")):
             summary.append(measure(N, threads, impls, args, gemm))
-    # the issue's two ratios: ntkcheck (numba step) / torch, and ntkcheck / flop time at dgemm
-    print("\nsummary (medians over rounds; flop time = step flops / dgemm rate of the same run)")
+    # the issue's two ratios: ntkcheck (numba step) / torch, and ntkcheck / flop time at dgemm.
+    # CPU time (all threads of the process) is printed beside wall time: on a shared machine it
+    # is the less disturbed of the two (with one thread, wall = CPU time on an idle machine).
+    print("\nsummary (medians over rounds; flop time = step flops / dgemm rate of the same run; "
+          "cpu = process CPU time, all threads)")
     print(f"{'N':>5} {'thr':>3} {'ntkcheck ms':>12} {'torch ms':>9} {'ratio':>6} "
-          f"{'flop ms':>8} {'x flop':>7} {'dgemm GF/s':>11}  load")
+          f"{'flop ms':>8} {'x flop':>7} {'cpu ntk':>8} {'cpu torch':>9} {'cpu ratio':>9} "
+          f"{'dgemm GF/s':>11}  load")
     for row in summary:
         ours = row["times"].get("numba", row["times"].get("numpy", float("nan")))
+        ours_cpu = row["cpu"].get("numba", row["cpu"].get("numpy", float("nan")))
         torch_s = row["times"].get("torch", float("nan"))
+        torch_cpu = row["cpu"].get("torch", float("nan"))
         ratio = row["ratios"].get("numba", ours / torch_s)
         flop_s = row["flops"] / (row["gemm"] * 1e9)
         print(f"{row['N']:>5} {row['threads']:>3} {1e3 * ours:>12.1f} {1e3 * torch_s:>9.1f} "
-              f"{ratio:>6.2f} {1e3 * flop_s:>8.1f} {ours / flop_s:>7.1f} {row['gemm']:>11.1f}  "
+              f"{ratio:>6.2f} {1e3 * flop_s:>8.1f} {ours / flop_s:>7.1f} {1e3 * ours_cpu:>8.1f} "
+              f"{1e3 * torch_cpu:>9.1f} {ours_cpu / torch_cpu:>9.2f} {row['gemm']:>11.1f}  "
               f"{row['load']}")
 
 
