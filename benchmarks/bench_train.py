@@ -29,6 +29,7 @@ per stage evaluation) are not counted.
 
     python benchmarks/bench_train.py [--repeats 5] [--sizes 64,256] [--threads 1,2] [--no-torch]
                                      [--impls numpy,numba,torch] [--train-steps 6] [--rounds 3]
+    python benchmarks/bench_train.py --profile     # the fused kernels on one sample and layer
 
 Each size is measured in ``--rounds`` interleaved rounds (every implementation once per round,
 in the same order), and the ratios to PyTorch are reported per round and as their median: on a
@@ -261,6 +262,53 @@ def measure(N: int, threads: int, impls: list[str], args, gemm: float) -> dict:
             "ratios": {k: _median(v) for k, v in ratios.items()}}
 
 
+def profile(repeats: int = 2000) -> None:
+    """Where a step's time goes: the fused kernels on one sample and one layer (CPU time per call,
+    best of 5 batches of ``repeats`` calls; one thread). A step is N L times (field with v +
+    field without v + VJP): the forward pass, the backward pass's recomputation, the VJP. Each
+    call here also pays numba's dispatch from Python (about a microsecond), which the step's
+    compiled loop over samples does not."""
+    from ntkcheck.meanfield import fast
+
+    n, d, H, k = (SHAPE[x] for x in ("n", "d", "H", "k"))
+    m, e, C = n - 2, k, 2 * k + d  # two padded tokens, as in _data
+    rng = np.random.default_rng(0)
+    W = 0.5 * rng.standard_normal((d, C, H))
+    Z = rng.standard_normal((n, d))
+    lw = np.log(np.full(n, 1.0 / m))
+    P, A, v = np.empty((n, C, H)), np.empty((n, n, H)), np.empty((n, d))
+    acc, mx, dot = np.empty((d, H)), np.empty(H), np.empty(H)
+    kappa, gZ, gW = rng.standard_normal((n, d)), np.zeros((n, d)), np.zeros((d, C, H))
+    dP, row = np.empty((n, C, H)), np.empty((n, H))
+    x, xo = -5.0 * rng.random(m * m * H), np.empty(m * m * H)
+    proj, scores, vapply = m * d * C * H, m * m * k * H, m * m * d * H
+    parts = [("field with v (forward)", lambda: fast._field(W, Z, lw, m, P, A, v, acc, mx, e,
+                                                            True), 2 * (proj + scores + vapply)),
+             ("field without v (recompute)", lambda: fast._field(W, Z, lw, m, P, A, v, acc, mx,
+                                                                 e, False),
+              2 * (proj + scores)),
+             ("VJP", lambda: fast._field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, row, dot, e),
+              2 * (2 * vapply + 2 * scores + 2 * proj)),
+             ("m^2 H exponentials (in each field)", lambda: fast._exp_array(x, xo), 0)]
+    total = 0.0
+    print(f"one sample (m = {m} real tokens), one layer, n={n} d={d} H={H} key_dim={k}; "
+          f"CPU time per call; load {_load()}")
+    for name, fn, flops in parts:
+        fn()
+        best = np.inf
+        for _ in range(5):
+            c0 = time.process_time()
+            for _ in range(repeats):
+                fn()
+            best = min(best, (time.process_time() - c0) / repeats)
+        if flops:
+            total += best
+        print(f"  {name:<32} {1e6 * best:8.1f} us"
+              + (f"  {flops / best / 1e9:6.1f} GFLOP/s" if flops else ""))
+    print(f"  {'total per sample and layer':<32} {1e6 * total:8.1f} us; a step at N = 64, "
+          f"L = {SHAPE['L']}: {1e3 * total * 64 * SHAPE['L']:.1f} ms of CPU")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -275,8 +323,13 @@ def main() -> None:
                         help="interleaved rounds per size (ratios: median over rounds)")
     parser.add_argument("--train-steps", type=int, default=6,
                         help="steps of the `ntkcheck train` run (0: skip it)")
+    parser.add_argument("--profile", action="store_true",
+                        help="only time the fused kernels on one sample and one layer")
     parser.add_argument("--worker", nargs=2, metavar=("IMPL", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.profile:
+        profile()
+        return
     if args.worker:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.repeats,
                                 int(args.threads))))
