@@ -16,14 +16,20 @@ per step (all threads; less sensitive than wall time to other load on the machin
 growth over the RSS before the first full-size step (MiB; libraries are warmed up on one sample
 before), the loss (a cross-check: the rows must agree), and the achieved GFLOP/s (the fast
 path's flop count, below) next to the machine's measured dgemm rate with the same threads. The
-ratio line is numba / torch (the issue's target: <= 0.5).
+ratio line is numba / torch. A closing summary gives, per (N, threads), the median step time of
+ntkcheck (the fused step) and of PyTorch, their median per-round ratio (the issue's target:
+<= 0.33), the step's flop time at the dgemm rate measured in the same run, and ntkcheck's time as
+a multiple of it (target: <= 4).
 
 Flop count of one step (each multiply-add = 2 flops), with m_i real tokens of sample i,
 C = 2 key_dim + d, s RK stages, per sample, layer and stage: forward m d C H + m^2 key_dim H +
-m^2 d H, done twice (forward, recompute), plus the VJP 2 m^2 d H + 2 m^2 key_dim H + 2 m d C H.
+m^2 d H, done twice (forward, recompute; the recomputation of the last stage skips its
+velocity, m^2 d H), plus the VJP 2 m^2 d H + 2 m^2 key_dim H + 2 m d C H. Exponentials (m^2 H
+per stage evaluation) are not counted.
 
-    python benchmarks/bench_train.py [--repeats 5] [--sizes 64,256] [--threads 2] [--no-torch]
-                                     [--train-steps 6] [--rounds 3]
+    python benchmarks/bench_train.py [--repeats 5] [--sizes 64,256] [--threads 1,2] [--no-torch]
+                                     [--impls numpy,numba,torch] [--train-steps 6] [--rounds 3]
+    python benchmarks/bench_train.py --profile     # the fused kernels on one sample and layer
 
 Each size is measured in ``--rounds`` interleaved rounds (every implementation once per round,
 in the same order), and the ratios to PyTorch are reported per round and as their median: on a
@@ -72,12 +78,14 @@ def _data(N: int, n: int, d: int, seed: int = 0):
 
 
 def step_flops(weights, d: int, L: int, H: int, k: int, stages: int = 1) -> float:
-    """Flops of one fused step (module docstring)."""
+    """Flops of one fused step (module docstring): what the kernels compute, no more."""
     m = (weights > 0).sum(axis=1).astype(float)
     C = 2 * k + d
     field = m * d * C * H + m * m * k * H + m * m * d * H
     vjp = 2 * m * m * d * H + 2 * m * m * k * H + 2 * m * d * C * H
-    return float(2.0 * L * stages * (2 * field + vjp).sum())
+    # the backward pass's recomputation skips the last stage's velocity (m^2 d H)
+    per_layer = stages * (2 * field + vjp) - m * m * d * H
+    return float(2.0 * L * per_layer.sum())
 
 
 def gemm_rate(size: int = 1000, repeats: int = 5) -> float:
@@ -188,84 +196,188 @@ def train_run(N: int, steps: int, env: dict) -> dict:
             "loss": hist[0]["loss"], "wall_s": wall, "steps": len(hist)}
 
 
+def _median(xs):
+    return float(np.median(xs))
+
+
+def _env(threads: int) -> dict:
+    env = dict(os.environ)
+    for var in ("NTKCHECK_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env[var] = str(threads)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in
+                                                       [env.get("PYTHONPATH", "")] if p])
+    return env
+
+
+def _load() -> str:
+    with open("/proc/loadavg") as fh:
+        return " ".join(fh.read().split()[:3])
+
+
+def measure(N: int, threads: int, impls: list[str], args, gemm: float) -> dict:
+    """Interleaved rounds at one (N, threads); prints every row, returns the medians."""
+    env = _env(threads)
+    times: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    ratios: dict[str, list[float]] = {}
+    flops = 0.0
+    for _ in range(args.rounds):  # interleaved rounds: machine drift hits every impl alike
+        rows = {}
+        for impl in impls:
+            cmd = [sys.executable, __file__, "--worker", impl, str(N), "--repeats",
+                   str(args.repeats), "--threads", str(threads)]
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if out.returncode != 0:
+                sys.exit(f"{impl} worker failed:\n{out.stderr}")
+            rows[impl] = row = json.loads(out.stdout.strip().splitlines()[-1])
+            flops = row["flops"]
+            times.setdefault(impl, []).append(row["median_s"])
+            cpu.setdefault(impl, []).append(row["cpu_s"])
+            rate = row["flops"] / row["median_s"] / 1e9
+            print(f"{N:>5} {threads:>3} {impl:>6} {row['median_s']:>10.4f} {row['min_s']:>8.4f} "
+                  f"{row['cpu_s']:>8.4f} {row['peak_rss_mib']:>13.1f} {row['loss']:>14.8e} "
+                  f"{rate:>8.2f} {100 * rate / gemm:>7.1f}%", flush=True)
+        if args.train_steps > 0:
+            row = rows["train"] = train_run(N, args.train_steps, env)
+            times.setdefault("train", []).append(row["median_s"])
+            print(f"{N:>5} {threads:>3} {'train':>6} {row['median_s']:>10.4f} "
+                  f"{row['min_s']:>8.4f} {'-':>8} {'-':>13} {row['loss']:>14.8e}   "
+                  f"(`ntkcheck train`, {row['steps']} steps, "
+                  f"{row['wall_s']:.1f} s wall incl. start-up)", flush=True)
+        if "torch" in rows:
+            for impl in ("numba", "train", "numpy"):
+                if impl in rows:
+                    ratios.setdefault(impl, []).append(
+                        rows[impl]["median_s"] / rows["torch"]["median_s"])
+            print("           ratio " + ", ".join(f"{k}/torch {v[-1]:.2f}"
+                                                  for k, v in ratios.items()), flush=True)
+    if ratios and args.rounds > 1:
+        print(f"N = {N}, {threads} thread(s): median over {args.rounds} rounds: "
+              + ", ".join(f"{k}/torch {_median(v):.2f} ({', '.join(f'{x:.2f}' for x in v)})"
+                          for k, v in ratios.items()), flush=True)
+    return {"N": N, "threads": threads, "gemm": gemm, "flops": flops, "load": _load(),
+            "times": {k: _median(v) for k, v in times.items()},
+            "cpu": {k: _median(v) for k, v in cpu.items()},
+            "ratios": {k: _median(v) for k, v in ratios.items()}}
+
+
+def profile(repeats: int = 2000) -> None:
+    """Where a step's time goes: the fused kernels on one sample and one layer (CPU time per call,
+    best of 5 batches of ``repeats`` calls; one thread). A step is N L times (field with v +
+    field without v + VJP): the forward pass, the backward pass's recomputation, the VJP. Each
+    call here also pays numba's dispatch from Python (about a microsecond), which the step's
+    compiled loop over samples does not."""
+    from ntkcheck.meanfield import fast
+
+    n, d, H, k = (SHAPE[x] for x in ("n", "d", "H", "k"))
+    m, e, C = n - 2, k, 2 * k + d  # two padded tokens, as in _data
+    rng = np.random.default_rng(0)
+    W = 0.5 * rng.standard_normal((d, C, H))
+    Z = rng.standard_normal((n, d))
+    lw = np.log(np.full(n, 1.0 / m))
+    P, A, v = np.empty((n, C, H)), np.empty((n, n, H)), np.empty((n, d))
+    acc, mx, dot = np.empty((d, H)), np.empty(H), np.empty(H)
+    kappa, gZ, gW = rng.standard_normal((n, d)), np.zeros((n, d)), np.zeros((d, C, H))
+    dP, row = np.empty((n, C, H)), np.empty((n, H))
+    x, xo = -5.0 * rng.random(m * m * H), np.empty(m * m * H)
+    proj, scores, vapply = m * d * C * H, m * m * k * H, m * m * d * H
+    parts = [("field with v (forward)", lambda: fast._field(W, Z, lw, m, P, A, v, acc, mx, e,
+                                                            True), 2 * (proj + scores + vapply)),
+             ("field without v (recompute)", lambda: fast._field(W, Z, lw, m, P, A, v, acc, mx,
+                                                                 e, False),
+              2 * (proj + scores)),
+             ("VJP", lambda: fast._field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, row, dot, e),
+              2 * (2 * vapply + 2 * scores + 2 * proj)),
+             ("m^2 H exponentials (in each field)", lambda: fast._exp_array(x, xo), 0)]
+    total = 0.0
+    print(f"one sample (m = {m} real tokens), one layer, n={n} d={d} H={H} key_dim={k}; "
+          f"CPU time per call; load {_load()}")
+    for name, fn, flops in parts:
+        fn()
+        best = np.inf
+        for _ in range(5):
+            c0 = time.process_time()
+            for _ in range(repeats):
+                fn()
+            best = min(best, (time.process_time() - c0) / repeats)
+        if flops:
+            total += best
+        print(f"  {name:<32} {1e6 * best:8.1f} us"
+              + (f"  {flops / best / 1e9:6.1f} GFLOP/s" if flops else ""))
+    print(f"  {'total per sample and layer':<32} {1e6 * total:8.1f} us; a step at N = 64, "
+          f"L = {SHAPE['L']}: {1e3 * total * 64 * SHAPE['L']:.1f} ms of CPU")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", default="64,256", help="comma-separated batch sizes N")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="threads of every implementation (BLAS, torch, ntkcheck)")
+    parser.add_argument("--threads", default=str(os.cpu_count() or 1),
+                        help="comma-separated thread counts, each used by every implementation "
+                             "(BLAS, torch, numba, ntkcheck's workers)")
+    parser.add_argument("--impls", default="numpy,numba,torch",
+                        help="comma-separated subset of numpy, numba, torch")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved rounds per size (ratios: median over rounds)")
     parser.add_argument("--train-steps", type=int, default=6,
                         help="steps of the `ntkcheck train` run (0: skip it)")
+    parser.add_argument("--profile", action="store_true",
+                        help="only time the fused kernels on one sample and one layer")
     parser.add_argument("--worker", nargs=2, metavar=("IMPL", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.profile:
+        profile()
+        return
     if args.worker:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.repeats,
-                                args.threads)))
+                                int(args.threads))))
         return
-    impls = ["numpy", "numba"]
-    if not args.no_torch:
+    impls = [x for x in args.impls.split(",") if x]
+    if "torch" in impls and args.no_torch:
+        impls.remove("torch")
+    if "torch" in impls:
         try:
             import torch  # noqa: F401
-
-            impls.append("torch")
         except ImportError:
+            impls.remove("torch")
             print("torch not installed: skipping the autograd comparison "
-                  "(pip install torch to enable it)", file=sys.stderr)
-    env = dict(os.environ)
-    for var in ("NTKCHECK_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "MKL_NUM_THREADS"):
-        env[var] = str(args.threads)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in
-                                                       [env.get("PYTHONPATH", "")] if p])
-    gemm = json.loads(subprocess.run(
-        [sys.executable, "-c", "import json, sys; sys.path.insert(0, %r); import bench_train; "
-         "print(json.dumps(bench_train.gemm_rate()))" % str(HERE)],
-        capture_output=True, text=True, env=env, check=True).stdout)
-    with open("/proc/loadavg") as fh:
-        load = " ".join(fh.read().split()[:3])
-    print(f"shape n={SHAPE['n']} d={SHAPE['d']} L={SHAPE['L']} H={SHAPE['H']} "
-          f"key_dim={SHAPE['k']}, float64, median of {args.repeats}; threads {args.threads} "
-          f"(NTKCHECK/OMP/OPENBLAS/MKL_NUM_THREADS, torch.set_num_threads); cpus "
-          f"{os.cpu_count()}; load {load}; dgemm {gemm:.1f} GFLOP/s")
-    print(f"{'N':>5} {'impl':>6} {'median s':>10} {'min s':>8} {'cpu s':>8} {'peak RSS MiB':>13} "
-          f"{'loss':>14} {'GFLOP/s':>8} {'% dgemm':>8}")
-    for N in (int(x) for x in args.sizes.split(",")):
-        ratios: dict[str, list[float]] = {}
-        for _ in range(args.rounds):  # interleaved rounds: machine drift hits every impl alike
-            rows = {}
-            for impl in impls:
-                cmd = [sys.executable, __file__, "--worker", impl, str(N), "--repeats",
-                       str(args.repeats), "--threads", str(args.threads)]
-                out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-                if out.returncode != 0:
-                    sys.exit(f"{impl} worker failed:\n{out.stderr}")
-                rows[impl] = row = json.loads(out.stdout.strip().splitlines()[-1])
-                rate = row["flops"] / row["median_s"] / 1e9
-                print(f"{N:>5} {impl:>6} {row['median_s']:>10.4f} {row['min_s']:>8.4f} "
-                      f"{row['cpu_s']:>8.4f} {row['peak_rss_mib']:>13.1f} {row['loss']:>14.8e} "
-                      f"{rate:>8.2f} "
-                      f"{100 * rate / gemm:>7.1f}%", flush=True)
-            if args.train_steps > 0:
-                row = rows["train"] = train_run(N, args.train_steps, env)
-                print(f"{N:>5} {'train':>6} {row['median_s']:>10.4f} {row['min_s']:>8.4f} "
-                      f"{'-':>8} {'-':>13} {row['loss']:>14.8e}   (`ntkcheck train`, "
-                      f"{row['steps']} steps, "
-                      f"{row['wall_s']:.1f} s wall incl. start-up)", flush=True)
-            if "torch" in rows:
-                for impl in ("numba", "train", "numpy"):
-                    if impl in rows:
-                        ratios.setdefault(impl, []).append(
-                            rows[impl]["median_s"] / rows["torch"]["median_s"])
-                print("      ratio " + ", ".join(f"{k}/torch {v[-1]:.2f}"
-                                                 for k, v in ratios.items()), flush=True)
-        if ratios and args.rounds > 1:
-            print(f"N = {N}: median over {args.rounds} rounds: "
-                  + ", ".join(f"{k}/torch {float(np.median(v)):.2f} "
-                              f"({', '.join(f'{x:.2f}' for x in v)})"
-                              for k, v in ratios.items()), flush=True)
+                  "(install torch in a separate environment to enable it)", file=sys.stderr)
+    summary = []
+    for threads in (int(x) for x in args.threads.split(",")):
+        gemm = json.loads(subprocess.run(
+            [sys.executable, "-c", "import json, sys; sys.path.insert(0, %r); import bench_train; "
+             "print(json.dumps(bench_train.gemm_rate()))" % str(HERE)],
+            capture_output=True, text=True, env=_env(threads), check=True).stdout)
+        print(f"shape n={SHAPE['n']} d={SHAPE['d']} L={SHAPE['L']} H={SHAPE['H']} "
+              f"key_dim={SHAPE['k']}, float64, median of {args.repeats}; threads {threads} "
+              f"(NTKCHECK/OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS, torch.set_num_threads); cpus "
+              f"{os.cpu_count()}; load {_load()}; dgemm {gemm:.1f} GFLOP/s")
+        print(f"{'N':>5} {'thr':>3} {'impl':>6} {'median s':>10} {'min s':>8} {'cpu s':>8} "
+              f"{'peak RSS MiB':>13} {'loss':>14} {'GFLOP/s':>8} {'% dgemm':>8}")
+        for N in (int(x) for x in args.sizes.split(",")):
+            summary.append(measure(N, threads, impls, args, gemm))
+    # the issue's two ratios: ntkcheck (numba step) / torch, and ntkcheck / flop time at dgemm.
+    # CPU time (all threads of the process) is printed beside wall time: on a shared machine it
+    # is the less disturbed of the two (with one thread, wall = CPU time on an idle machine).
+    print("\nsummary (medians over rounds; flop time = step flops / dgemm rate of the same run; "
+          "cpu = process CPU time, all threads)")
+    print(f"{'N':>5} {'thr':>3} {'ntkcheck ms':>12} {'torch ms':>9} {'ratio':>6} "
+          f"{'flop ms':>8} {'x flop':>7} {'cpu ntk':>8} {'cpu torch':>9} {'cpu ratio':>9} "
+          f"{'dgemm GF/s':>11}  load")
+    for row in summary:
+        ours = row["times"].get("numba", row["times"].get("numpy", float("nan")))
+        ours_cpu = row["cpu"].get("numba", row["cpu"].get("numpy", float("nan")))
+        torch_s = row["times"].get("torch", float("nan"))
+        torch_cpu = row["cpu"].get("torch", float("nan"))
+        ratio = row["ratios"].get("numba", ours / torch_s)
+        flop_s = row["flops"] / (row["gemm"] * 1e9)
+        print(f"{row['N']:>5} {row['threads']:>3} {1e3 * ours:>12.1f} {1e3 * torch_s:>9.1f} "
+              f"{ratio:>6.2f} {1e3 * flop_s:>8.1f} {ours / flop_s:>7.1f} {1e3 * ours_cpu:>8.1f} "
+              f"{1e3 * torch_cpu:>9.1f} {ours_cpu / torch_cpu:>9.2f} {row['gemm']:>11.1f}  "
+              f"{row['load']}")
+
 
 if __name__ == "__main__":
     main()
