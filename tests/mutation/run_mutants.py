@@ -24,7 +24,7 @@ from pathlib import Path
 from mutants import MUTANTS
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTS = ["tests/test_relation_display.py", "tests/test_issue19_survivors.py", "tests/test_certify_reuse.py",
+TESTS = ["tests/test_relation_display.py", "tests/test_issue19_survivors.py", "tests/test_certify_reuse.py", "tests/test_extreme_spreads.py",
          "tests/test_optional_deps.py", "tests/test_trust.py", "tests/test_decision_thresholds.py", "tests/test_analyze.py",
          "tests/test_screen.py", "tests/test_exact_analysis.py", "tests/test_certify.py",
          "tests/test_analyze_spectrum.py", "tests/test_partial_spectrum.py",
