@@ -255,9 +255,11 @@ def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, w
 
 
 #: Stage models of the whole analysis (:func:`stage_seconds`), against the measured rates and
-#: the machine's load (:func:`load_factor`). Measured on the 2-core test machine (N = 1000 and
-#: 4000, n = 32, d = 16, loads 2 to 7, ``python benchmarks/bench_large.py``) and given here
-#: for an idle machine: the in-memory features cost about FEATURE_EXPS exponentials per
+#: the machine's load (:func:`load_factor`). Fitted on the 2-core test machine at load ~1 (the
+#: benchmark itself; N = 1000 and 4000, n = 32, d = 16, one and two BLAS threads,
+#: ``python benchmarks/bench_large.py``; the earlier fit, made at loads 2 to 7, left the
+#: features 2.3-3x, the summary and certificate ~2x under their measured times and the SVD 2.4x
+#: over): the in-memory features cost about FEATURE_EXPS exponentials per
 #: (probe, token) (the exponential, the shift, the sum, the logarithm and the scores' GEMM
 #: together), the certificate's a-priori enclosure about ENCLOSURE_EXPS; LAPACK's QR
 #: (``dgeqrf``) runs at QR_EFFICIENCY and the bidiagonalisation of the full SVD at
@@ -265,12 +267,12 @@ def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, w
 #: triangular solves at TRSM_EFFICIENCY per thread, the summary's N^3 products at
 #: SUMMARY_EFFICIENCY and the certificate's factorisations at CERT_EFFICIENCY, plus
 #: CERT_PASSES elementwise passes over its matrix at the measured bandwidth.
-FEATURE_EXPS, ENCLOSURE_EXPS = 4.0, 2.7
+FEATURE_EXPS, ENCLOSURE_EXPS = 9.0, 2.7
 #: Elementwise passes over the M' x N matrix of the in-memory certificate's enclosures, taken
 #: from the features pass (:func:`ntkcheck.injectivity.reuse.pass_enclosure`).
 RADIUS_PASSES = 6
-QR_EFFICIENCY, SVD_EFFICIENCY, TRSM_EFFICIENCY = 0.72, 0.17, 0.38
-SUMMARY_EFFICIENCY, CERT_EFFICIENCY, CERT_PASSES = 1.1, 1.35, 13
+QR_EFFICIENCY, SVD_EFFICIENCY, TRSM_EFFICIENCY = 0.72, 0.35, 0.38
+SUMMARY_EFFICIENCY, CERT_EFFICIENCY, CERT_PASSES = 0.75, 0.9, 13
 #: Seconds every stage costs whatever its size (Python, thread start-up, small calls; measured
 #: 0.05-0.25 s at N = 300 on the loaded 2-core machine), the certificate's several times that.
 STAGE_SECONDS, CERTIFICATE_SECONDS = 0.025, 0.1
