@@ -35,8 +35,7 @@ from .certify import rigorous_certificate
 from .dependencies import Dependency, null_space_basis, fit_dependency, refit_affine_part
 from .features import FeatureMatrix
 from .geometry import thinnest_direction
-from .probes import SPREAD_BAND
-from .probes import make_probes
+from .probes import SPREAD_BAND, make_probes
 from .spectrum import GAP, PARTIAL_COUNT, Spectrum, classify_singular_values, partial_spectrum
 from .stream import compute_features
 from .summary import _top_names
@@ -206,16 +205,16 @@ def candidate_relations(null_vectors: np.ndarray, size: int, feats: FeatureMatri
             # the affine part is fitted again for the verified coefficients (a round-off
             # coefficient left in the float fit would otherwise bias it)
             dep = refit_affine_part(coefs, feats, dataset.names)
-            a, b, tol = affine_part([dataset.distributions[index[n]] for n in dep.coefficients],
-                                    np.array(list(dep.coefficients.values())))
             if _repeats(dep.coefficients, deps, index):
                 failed.append((dep, replace(check, passed=False, level="repeated", reason=(
                     "holds, but it is a combination of the relations already reported (its "
                     "null direction is another near-dependency of double precision)"))))
-                tick(1)
-                continue
-            deps.append(replace(dep, constant=a, linear=tuple(float(x) for x in b),
-                                verification=check.to_dict(), affine_tolerance=tol))
+            else:  # the 50-digit affine part only for a relation that is reported
+                a, b, tol = affine_part([dataset.distributions[index[n]]
+                                         for n in dep.coefficients],
+                                        np.array(list(dep.coefficients.values())))
+                deps.append(replace(dep, constant=a, linear=tuple(float(x) for x in b),
+                                    verification=check.to_dict(), affine_tolerance=tol))
         else:
             failed.append((dep, check))
         tick(1)
