@@ -126,6 +126,24 @@ def test_a_rounded_convolution_through_the_wide_sequence_is_never_claimed(d, spr
     assert res.verdict == "inconclusive" and not res.dependencies, res.reason
 
 
+def test_a_null_direction_refining_to_a_reported_relation_is_not_printed_again(monkeypatch):
+    """The fast form of the slow test below: every null direction handed to the candidate loop
+    twice (the row and twice the row, both of which refine to a + b - c and pass the re-check),
+    the relation is printed once."""
+    import ntkcheck.injectivity.decide as decide
+
+    basis = decide.null_space_basis
+
+    def doubled(vectors, **kw):
+        rows = basis(vectors, **kw)
+        return np.vstack([rows, 2 * rows])
+
+    monkeypatch.setattr(decide, "null_space_basis", doubled)
+    res = analyze(build(3, 1e3, planted=True, n=20), exact="never")
+    check(res, True)
+    assert res.verdict == "not_injective" and len(res.dependencies) == 1, res.reason
+
+
 @pytest.mark.slow
 def test_a_relation_refined_from_several_null_directions_is_printed_once():
     """d = 2, spread 1e13: four singular values at round-off (the planted one and three from
