@@ -208,3 +208,92 @@ def test_exact_tokens_keep_the_weights_as_given():
     ds = as_dataset(X, weights=np.array([[1.0, 2.0], [1.0, 1.0]]))
     assert list(ds.distributions[0].rational["weights"]) == [1.0, 2.0]
     assert as_dataset(X).distributions[0].rational["weights"] is None
+
+
+# ---- coefficients that are not binary64 numbers: never printed as their doubles ----------------
+
+LAMBDA = Fraction("1.000000000000000001")  # 1 + 1e-18: its double is 1.0
+
+
+def _lambda_spec():
+    """cov(G3) = cov(G1) + LAMBDA cov(G2), written as decimals: LSE[G1] + LAMBDA LSE[G2] -
+    LSE[G3] is affine (Gaussian LSE = <m, z> + z^T S z / 2), and with coefficient 1 in place of
+    LAMBDA it is not (the doubles 1, 1, -1 are not the relation)."""
+    S1, S2 = np.array([[1, 0], [0, 1]]), np.array([[2, 1], [1, 3]])
+    S3 = [[_decimal(int(a) + LAMBDA * int(b)) for a, b in zip(r1, r2)] for r1, r2 in zip(S1, S2)]
+
+    def g(name, mean, S):
+        return {"name": name, "kind": "gaussian_mixture", "weights": [1], "means": [mean],
+                "covariances": [S]}
+
+    return parse_spec({"distribution": [g("G1", [0, 0], S1.tolist()), g("G2", [1, 0], S2.tolist()),
+                                        g("G3", [0, 2], S3), g("G4", [1, 1], [[5, 2], [2, 1]])]})
+
+
+def _decimal(q: Fraction) -> str:
+    """A terminating fraction as its exact decimal text."""
+    from decimal import Decimal, localcontext
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return str(Decimal(q.numerator) / Decimal(q.denominator))
+
+
+def _printed_terms(text: str) -> dict[str, Fraction]:
+    """A printed relation 'c1 LSE[G1] + ... = a + b1*z1 - ...' moved to one side, each printed
+    number read as an exact rational: {'G1': c1, ..., 'z1': -b1, '1': -a}."""
+    import re
+    out: dict[str, Fraction] = {}
+    for side, sign in zip(text.split(" = "), (1, -1)):
+        for term in re.split(r" (?=[+-] )", side.strip()):
+            term = term.replace("+ ", "").replace("- ", "-")
+            if term == "0":
+                continue
+            m = re.fullmatch(r"(-?)([0-9./e+-]+)?\s*\*?\s*(?:LSE\[(\w+)\]|(z\d+))?", term)
+            assert m, term
+            coef = Fraction(m.group(2)) if m.group(2) else Fraction(1)
+            key = m.group(3) or m.group(4) or "1"
+            out[key] = out.get(key, 0) + sign * (-coef if m.group(1) else coef)
+    return out
+
+
+@pytest.mark.parametrize("exact", ["never", "auto"])
+def test_a_relation_whose_coefficients_are_not_doubles_is_printed_as_it_holds(exact):
+    """The printed relation, read as exact rationals, holds for the written values: the
+    quadratic parts sum_i c_i S_i vanish exactly and the printed linear part is sum_i c_i m_i
+    (Gaussian LSE_i(z) = <m_i, z> + z^T S_i z / 2, constant 0). Before, the doubles were
+    printed: LSE[G1] + LSE[G2] - LSE[G3] = z1 - 2*z2, false for the written values."""
+    spec = _lambda_spec()
+    res = analyze(spec, exact=exact)
+    assert res.verdict == NOT_INJECTIVE, res.reason
+    (dep,) = res.dependencies
+    text = dep.describe(6)
+    terms = _printed_terms(text)
+    written = {"G1": ([0, 0], [[1, 0], [0, 1]]), "G2": ([1, 0], [[2, 1], [1, 3]]),
+               "G3": ([0, 2], [[Fraction(1) + 2 * LAMBDA, LAMBDA], [LAMBDA, 1 + 3 * LAMBDA]])}
+    quad = [[sum(terms.get(n, 0) * Fraction(S[a][b]) for n, (_, S) in written.items())
+             for b in range(2)] for a in range(2)]
+    assert quad == [[0, 0], [0, 0]], text
+    for j in range(2):  # sum_i c_i m_i = b_j, i.e. it cancels the printed b_j moved left
+        assert sum(terms.get(n, 0) * m[j] for n, (m, _) in written.items()) + \
+            terms.get(f"z{j + 1}", 0) == 0, text
+    assert terms.get("1", 0) == 0, text
+    assert "LSE[G1] + LSE[G2] - LSE[G3]" not in text
+    doc = dep.to_dict()
+    if exact == "never":
+        assert doc["precise_coefficients"] == {"G2": "1.000000000000000001"}, doc
+        from ntkcheck.results import dependency_from_dict
+        assert dependency_from_dict(doc).describe(6) == text
+    else:
+        assert text == doc["certificate"]["identity"]
+
+
+def test_a_relation_with_double_coefficients_carries_no_precise_text():
+    """Binary64 coefficients (written 0.1, 0.2, 0.3: G1 - 2 G2 + G3): the doubles are the
+    relation, no text form is added and the printed form is the usual one."""
+    spec = parse_spec({"distribution": [
+        {"name": n, "kind": "gaussian_mixture", "weights": [1], "means": [[0, i]],
+         "covariances": [[[1 + i, c], [c, 2]]]}
+        for i, (n, c) in enumerate([("G1", "0.1"), ("G2", "0.2"), ("G3", "0.3")])]})
+    (dep,) = analyze(spec, exact="never").dependencies
+    assert dep.precise_coefficients is None and dep.precise_affine is None
+    assert dep.describe(6).startswith("LSE[G1] - 2 LSE[G2] + LSE[G3]"), dep.describe(6)

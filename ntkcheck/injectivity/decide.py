@@ -23,7 +23,9 @@ Steps 0-1 (structural screen, geometry and probes) run before: :mod:`ntkcheck.an
 
 from __future__ import annotations
 
+import decimal
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import Sequence
 
 import numpy as np
@@ -39,7 +41,7 @@ from .probes import SPREAD_BAND, make_probes
 from .spectrum import GAP, PARTIAL_COUNT, Spectrum, classify_singular_values, partial_spectrum
 from .stream import compute_features
 from .summary import _top_names
-from .verify import affine_part, verify_relation
+from .verify import PRECISE_DIGITS, affine_part, verify_relation
 
 __all__ = ["Decision", "decide_dense", "INJECTIVE", "NOT_INJECTIVE", "INCONCLUSIVE", "GAP",
            "CONFIRM_COUNT"]
@@ -205,16 +207,23 @@ def candidate_relations(null_vectors: np.ndarray, size: int, feats: FeatureMatri
             # the affine part is fitted again for the verified coefficients (a round-off
             # coefficient left in the float fit would otherwise bias it)
             dep = refit_affine_part(coefs, feats, dataset.names)
+            precise = _precise(dep.coefficients, dict(zip(coefs, check.precise)), check)
             if _repeats(dep.coefficients, deps, index):
                 failed.append((dep, replace(check, passed=False, level="repeated", reason=(
                     "holds, but it is a combination of the relations already reported (its "
                     "null direction is another near-dependency of double precision)"))))
             else:  # the 50-digit affine part only for a relation that is reported
+                texts: list = []
                 a, b, tol = affine_part([dataset.distributions[index[n]]
                                          for n in dep.coefficients],
-                                        np.array(list(dep.coefficients.values())))
+                                        [precise.get(n, c) for n, c in dep.coefficients.items()],
+                                        texts=texts)
+                keys = ["constant"] + [f"z{j + 1}" for j in range(len(b))]
+                affine = _precise_affine(dict(zip(keys, texts)), tol) if precise else {}
                 deps.append(replace(dep, constant=a, linear=tuple(float(x) for x in b),
-                                    verification=check.to_dict(), affine_tolerance=tol))
+                                    verification=check.to_dict(), affine_tolerance=tol,
+                                    precise_coefficients=precise or None,
+                                    precise_affine=affine or None))
         else:
             failed.append((dep, check))
         tick(1)
@@ -281,6 +290,45 @@ def _repeats(coefficients: dict, deps: list, index: dict) -> bool:
         v[index[n]] = c
     x = np.linalg.lstsq(B.T, v, rcond=None)[0]
     return bool(np.linalg.norm(B.T @ x - v) <= REPEAT_RTOL * np.linalg.norm(v))
+
+
+def _precise(coefs: dict[str, float], texts: dict[str, str], check) -> dict[str, str]:
+    """The verified coefficients that are not binary64 numbers, as decimal text (``texts``: the
+    50-digit refit to PRECISE_DIGITS digits, scaled here like ``coefs``, whose leading one is
+    1), when the doubles do not pass the re-check (``check.float_misfit`` above its threshold;
+    :mod:`.verify`); {} otherwise."""
+    if not check.float_misfit > check.threshold:
+        return {}
+    lead = Fraction(texts[next(iter(coefs))])
+    with decimal.localcontext() as ctx:
+        ctx.prec = PRECISE_DIGITS
+        out = {}
+        for n, c in coefs.items():
+            q = Fraction(texts[n]) / lead
+            text = str((decimal.Decimal(q.numerator) / decimal.Decimal(q.denominator)).normalize())
+            if Fraction(text) != Fraction(c):
+                out[n] = text
+    return out
+
+
+def _precise_affine(texts: dict[str, str], tolerance: float) -> dict[str, str]:
+    """The affine values of a relation with non-binary64 coefficients (``texts``: a, b_j from
+    the coefficients' text, :func:`~.verify.affine_part`) that differ from their doubles by
+    more than their own error: the coefficients' text is relative 10^(1 - PRECISE_DIGITS)
+    accurate, which moves a and b by at most that times the sums the float ``tolerance`` =
+    4 u max_p sum_i |c_i LSE_i(p)| bounds. Each is rounded to the digits that error leaves."""
+    err = Fraction(tolerance) / Fraction(2 * np.finfo(float).eps) * Fraction(10) ** (
+        1 - PRECISE_DIGITS)
+    out = {}
+    for key, text in texts.items():
+        v = Fraction(text)
+        if abs(v - Fraction(float(v))) <= err or v == 0:
+            continue
+        digits = int(np.clip(np.floor(np.log10(float(abs(v) / err))), 1, PRECISE_DIGITS))
+        with decimal.localcontext() as ctx:
+            ctx.prec = digits
+            out[key] = str((+decimal.Decimal(text)).normalize())
+    return out
 
 
 def _times(ratio: float) -> str:

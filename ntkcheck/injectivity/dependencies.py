@@ -41,6 +41,13 @@ class Dependency:
         0 for values that are exact). The text form shows an affine term as 0 or as a small
         fraction only within this tolerance (:func:`_pretty`); ``affine.tolerance`` in
         ``to_dict`` when positive.
+    precise_coefficients : {name: decimal text} for the coefficients of a numerically verified
+        relation that are not binary64 numbers (their doubles in ``coefficients`` fail the
+        50-digit re-check: covariances written 1 + 1e-18 times another's): the refitted values
+        to 25 significant digits, printed instead of the doubles (with them, the affine
+        values that are not binary64 numbers in ``precise_affine``, keys "constant", "z1",
+        ...). An exact relation's
+        non-binary64 values are in its ``certificate``, whose identity is then printed.
     """
 
     coefficients: dict[str, float]
@@ -51,6 +58,8 @@ class Dependency:
     certificate: dict | None = None
     verification: dict | None = None
     affine_tolerance: float = 0.0
+    precise_coefficients: dict[str, str] | None = None
+    precise_affine: dict[str, str] | None = None
 
     def to_dict(self) -> dict:
         affine = {"constant": self.constant, "linear": list(self.linear)}
@@ -62,25 +71,58 @@ class Dependency:
             out["certificate"] = self.certificate
         if self.verification is not None:
             out["verification"] = self.verification
+        if self.precise_coefficients:
+            out["precise_coefficients"] = dict(self.precise_coefficients)
+        if self.precise_affine:
+            out["precise_affine"] = dict(self.precise_affine)
         return out
 
     def describe(self, precision: int = 6) -> str:
-        """Human-readable identity, e.g. ``LSE[b] - LSE[a] = 1/2 + z1``."""
-        left = _linear_combination([(c, f"LSE[{n}]") for n, c in self.coefficients.items()],
-                                   precision)
-        right = _linear_combination([(self.constant, "")] + [
-            (b, f"z{l + 1}") for l, b in enumerate(self.linear)], precision,
-            self.affine_tolerance)
+        """Human-readable identity, e.g. ``LSE[b] - LSE[a] = 1/2 + z1``.
+
+        Coefficients that are not binary64 numbers are never shown as their doubles (which do
+        not satisfy the relation): an exact relation holding such a value in its certificate
+        is printed as the certificate's identity, and ``precise_coefficients`` replace the
+        doubles of a numerically verified one."""
+        if self.exact and _beyond_binary64(self.certificate):
+            return str(self.certificate["identity"])
+        precise = self.precise_coefficients or {}
+        left = _linear_combination([(c, f"LSE[{n}]", precise.get(n))
+                                    for n, c in self.coefficients.items()], precision)
+        exact_affine = self.precise_affine or {}
+        right = _linear_combination([(self.constant, "", exact_affine.get("constant"))] + [
+            (b, f"z{l + 1}", exact_affine.get(f"z{l + 1}")) for l, b in enumerate(self.linear)],
+            precision, self.affine_tolerance)
         return f"{left} = {right}"
 
 
-def _linear_combination(terms: list[tuple[float, str]], precision: int,
-                        tolerance: float = 0.0) -> str:
+def _beyond_binary64(certificate: dict | None) -> bool:
+    """Whether an exact certificate holds a coefficient or linear term that is not a binary64
+    number (its float in the Dependency is then not the relation)."""
+    if not certificate or "identity" not in certificate:
+        return False
+    values = list((certificate.get("coefficients") or {}).values())
+    values += list(certificate.get("linear") or [])
+    for text in values:
+        try:
+            q = Fraction(str(text))
+        except (ValueError, ZeroDivisionError):
+            continue
+        if q != Fraction(float(q)):
+            return True
+    return False
+
+
+def _linear_combination(terms: list[tuple], precision: int, tolerance: float = 0.0) -> str:
     """'2 LSE[a] - LSE[b]' from [(2, 'LSE[a]'), (-1, 'LSE[b]')], dropping terms that print as 0
-    (within ``tolerance``, see :func:`_pretty`)."""
+    (within ``tolerance``, see :func:`_pretty`). A third entry, when given and not None, is the
+    value as decimal text (``Dependency.precise_coefficients``), printed as it is."""
     out = []
-    for value, label in terms:
-        mag = _pretty(abs(value), precision, tolerance)
+    for value, label, *text in terms:
+        if text and text[0] is not None:
+            value, mag = float(text[0]), text[0].lstrip("-")
+        else:
+            mag = _pretty(abs(value), precision, tolerance)
         if mag == "0":
             continue
         sign = "-" if value < 0 else "+"

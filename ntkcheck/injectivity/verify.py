@@ -88,6 +88,10 @@ FLOAT_SCALE = 1e200
 SPREAD_AGREEMENT = 2.0
 #: Largest number of multiply-adds (points x atoms x dimension) spent on one relation.
 MAX_WORK = 30_000_000
+#: Significant digits of the refitted coefficients kept as text (``RelationCheck.precise``):
+#: half the working precision, the digits a misfit below MISFIT_THRESHOLD = 10^(-DIGITS/2)
+#: can vouch for.
+PRECISE_DIGITS = DIGITS // 2
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,10 @@ class RelationCheck:
     coefficients : (k,) refitted coefficients (extended precision, rounded to float64)
     digits, fit_points, test_points, scales, seconds : how it was checked
     reason : one sentence
+    float_misfit : the misfit of ``coefficients`` as they are, rounded to float64, on the same
+        triples: above ``threshold`` for a relation whose coefficients are not binary64 numbers
+        (covariances written 1 + 1e-18 times another's), whose doubles are then not the relation
+    precise : the refitted coefficients to :data:`PRECISE_DIGITS` significant digits
     level : "exact" (holds to ``threshold`` for the values as written), "input_rounding"
         (fails for the values as written, holds for their nearest doubles: the written values
         are not binary64 numbers), "data_precision" (fails, but only by what the rounding of
@@ -123,6 +131,8 @@ class RelationCheck:
     reason: str
     level: str = "failed"
     data_ratio: float = float("nan")
+    float_misfit: float = float("nan")
+    precise: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {"method": "extended-precision re-evaluation at fresh points (second differences)",
@@ -352,8 +362,8 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
                              time.perf_counter() - start, f"not re-checked: {why}")
     kw: dict[str, Any] = dict(transform=transform, scales=scales, fit_per_scale=fit_per_scale,
                               test_per_scale=test_per_scale, seed=seed, digits=digits)
-    misfit, data_ratio, refit, fit_points, tested = _measure(distributions, c, written=True,
-                                                             **kw)
+    misfit, data_ratio, refit, fit_points, tested, extra = _measure(distributions, c,
+                                                                    written=True, **kw)
     rounded = sorted({f for dist in distributions for f in dist.rounded_inputs})
     if misfit <= threshold:
         passed, level = True, "exact"
@@ -361,9 +371,10 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
                   f"(<= {threshold:.0e}) in {digits}-digit arithmetic"
                   + (" for the values as written" if rounded else ""))
         return RelationCheck(passed, misfit, threshold, refit, digits, fit_points, tested,
-                             scales, time.perf_counter() - start, reason, level, data_ratio)
+                             scales, time.perf_counter() - start, reason, level, data_ratio,
+                             *extra)
     if rounded:  # does it hold for the nearest doubles, the data the numerical test saw?
-        m2, _, refit2, _, _ = _measure(distributions, c, written=False, **kw)
+        m2, _, refit2, _, _, _ = _measure(distributions, c, written=False, **kw)
         if m2 <= threshold:
             reason = (f"holds for the nearest doubles of the written values (relative misfit "
                       f"{m2:.2g} at {tested} fresh points in {digits}-digit arithmetic) but not "
@@ -395,10 +406,11 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
 
 def _measure(distributions: Sequence[Distribution], c: np.ndarray, *, transform: np.ndarray,
              scales: tuple, fit_per_scale: int, test_per_scale: int, seed: int, digits: int,
-             written: bool) -> tuple[float, float, np.ndarray, int, int]:
+             written: bool) -> tuple[float, float, np.ndarray, int, int, tuple]:
     """Steps 1-4 of the module docstring: (misfit, data ratio, refitted coefficients, fit
-    points, test points), on the values as written or on the doubles (``written``); the same
-    points either way."""
+    points, test points, (float misfit, precise coefficients)), on the values as written or on
+    the doubles (``written``); the same points either way. The float misfit is that of the
+    refitted coefficients rounded to float64 (:class:`RelationCheck`)."""
     k = len(distributions)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED, 9]))
     with mpmath.workdps(digits):
@@ -421,7 +433,8 @@ def _measure(distributions: Sequence[Distribution], c: np.ndarray, *, transform:
                 pass  # rank-deficient fit: keep the float coefficients
         test = _triples(transform, scales, test_per_scale, rng)
         d2, size, sens = _second_differences(distributions, test, written)
-        worst, worst_data = mpmath.mpf(0), mpmath.mpf(0)
+        cf = [mpmath.mpf(float(x)) for x in cm]
+        worst, worst_data, worst_float = mpmath.mpf(0), mpmath.mpf(0), mpmath.mpf(0)
         for t in range(len(test)):
             num = abs(mpmath.fsum(cm[j] * d2[t][j] for j in range(k)))
             den = mpmath.fsum(abs(cm[j]) * size[t][j] for j in range(k))
@@ -429,12 +442,15 @@ def _measure(distributions: Sequence[Distribution], c: np.ndarray, *, transform:
                 (cm[j] * sens[t][j]) ** 2 for j in range(k)))
             worst = max(worst, _ratio(num, den))
             worst_data = max(worst_data, _ratio(num, data))
+            worst_float = max(worst_float, _ratio(abs(mpmath.fsum(
+                cf[j] * d2[t][j] for j in range(k))), den))
+        precise = tuple(mpmath.nstr(x, PRECISE_DIGITS) for x in cm)
         return (float(worst), float(worst_data), np.array([float(x) for x in cm]), fit_points,
-                len(test))
+                len(test), (float(worst_float), precise))
 
 
-def affine_part(distributions: Sequence[Distribution], coefficients: np.ndarray,
-                digits: int = DIGITS) -> tuple[float, np.ndarray, float]:
+def affine_part(distributions: Sequence[Distribution], coefficients: Sequence,
+                digits: int = DIGITS, texts: list | None = None) -> tuple[float, np.ndarray, float]:
     """(a, b, tolerance) with sum_i c_i LSE_i(z) = a + <b, z>, for a relation that
     :func:`verify_relation` accepted: S = sum_i c_i LSE_i is affine, so a = S(0) and
     b_j = S(e_j) - S(0), evaluated in ``digits``-digit arithmetic from the stored parameters and
@@ -446,10 +462,15 @@ def affine_part(distributions: Sequence[Distribution], coefficients: np.ndarray,
     |dc_i| <= 2 u |c_i|, which moves S(p) by at most 2 u sum_i |c_i| |LSE_i(p)| at each point p
     used (0 and e_j), and b_j is a difference of two such values: tolerance =
     4 u max_p sum_i |c_i| |LSE_i(p)|. The text form prints an affine term as 0 or as a small
-    fraction only within it (:class:`~ntkcheck.injectivity.dependencies.Dependency`)."""
-    c = [mpmath.mpf(float(x)) for x in np.ravel(coefficients)]
+    fraction only within it (:class:`~ntkcheck.injectivity.dependencies.Dependency`).
+    Coefficients given as text (``RelationCheck.precise``, not binary64 numbers) are used to
+    their digits; ``texts`` (a list) then receives a and b_1..b_d as :data:`PRECISE_DIGITS`-digit
+    text, whose error is that of the coefficients' text (the relative 10^-PRECISE_DIGITS of
+    their last digit) times the same sums, well below ``tolerance``."""
     d = distributions[0].dim
     with mpmath.workdps(digits):
+        c = [mpmath.mpf(x) if isinstance(x, str) else mpmath.mpf(float(x))
+             for x in np.ravel(np.asarray(coefficients, dtype=object))]
         laws = [_prepare(dist) for dist in distributions]
 
         def total(p: list) -> tuple[mpmath.mpf, mpmath.mpf]:
@@ -464,4 +485,6 @@ def affine_part(distributions: Sequence[Distribution], coefficients: np.ndarray,
             s_j, size_j = total([mpmath.mpf(int(j == k)) for k in range(d)])
             b.append(s_j - a)
             size = max(size, size_j)
+        if texts is not None:
+            texts[:] = [mpmath.nstr(x, PRECISE_DIGITS) for x in [a] + b]
         return float(a), np.array([float(x) for x in b]), float(4 * _U * size)

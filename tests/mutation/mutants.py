@@ -252,6 +252,15 @@ MUTANTS = [
       "issue19 verify: affine part without subtracting a = S(0)"),
     m(SP, "        if beta is None or np.any(beta <= 0):\n", "        if beta is None or np.all(beta <= 0):\n",
       "issue19 spectrum: weighted certificate guard needs every column bound zero"),
+    # ---- issue 19: coefficients that are not binary64 numbers (test_written_values.py)
+    m(D, "    if not check.float_misfit > check.threshold:\n", "    if True:\n",
+      "issue19 precise: refitted coefficients never printed"),
+    m(DP, "        if self.exact and _beyond_binary64(self.certificate):\n", "        if False:\n",
+      "issue19 precise: exact identity never printed"),
+    m(V, "        cf = [mpmath.mpf(float(x)) for x in cm]\n", "        cf = cm\n",
+      "issue19 precise: float misfit measured on the refit"),
+    m(D, "                affine = _precise_affine(dict(zip(keys, texts)), tol) if precise else {}\n",
+      "                affine = {}\n", "issue19 precise: affine values printed as doubles"),
     # ---- issue 22: the certificate's enclosure from the features pass (reuse.py)
     m(RU, "        rad += np.multiply.outer(zeta, g_score * rho)\n", "",
       "issue22 reuse: score rounding term dropped"),
