@@ -130,7 +130,7 @@ def test_a_null_direction_refining_to_a_reported_relation_is_not_printed_again(m
     """The fast form of the slow test below: every null direction handed to the candidate loop
     twice (the row and twice the row, both of which refine to a + b - c and pass the re-check),
     the relation is printed once."""
-    import ntkcheck.injectivity.decide as decide
+    from ntkcheck.injectivity import decide
 
     basis = decide.null_space_basis
 
