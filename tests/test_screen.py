@@ -362,10 +362,11 @@ def test_numerically_screened_data_never_get_exact_evidence():
 def test_written_values_decide_the_screen_evidence():
     """Spec decimals that are not binary64 numbers: "0.500000000000000001" and 0.5 round to
     the same double, so the doubles are exact duplicates, but the written values differ by
-    1e-18: the class is `numerical` (a near-dependency at the precision of the input). Written
-    values that are equal (0.1 and "1/10") are an `exact` duplicate although 0.1 is not a
-    binary64 number; a written Dirac (all atoms "0.1") is exact, atoms 0.1 and
-    "0.1000000000000000001" only numerically a Dirac."""
+    1e-18: no class (a near-dependency at the precision of the input, never a dependency of
+    the data as written), both stay in the core for the dense test. Written values that are
+    equal (0.1 and "1/10") are an `exact` duplicate although 0.1 is not a binary64 number; a
+    written Dirac (all atoms "0.1") is exact, atoms 0.1 and "0.1000000000000000001" are not a
+    Dirac as written and go back to the core."""
     from ntkcheck.io import parse_spec
 
     def spec(*entries):
@@ -378,11 +379,11 @@ def test_written_values_decide_the_screen_evidence():
     assert data.distributions[0].rounded_inputs == ("atoms",)
     assert data.distributions[1].rounded_inputs == ()
     r = screen(data)
-    assert len(r.classes) == 1 and r.classes[0].class_evidence == "numerical"
+    assert not r.classes and r.core == (0, 1)
     data = spec(([["0.1", 2], [3, 4]], ["1/3", "2/3"]), ([["1/10", 2], [3, 4]], [1, 2]))
     r = screen(data)
     assert len(r.classes) == 1 and r.classes[0].class_evidence == "exact"
     data = spec(([["0.1"], ["0.1"]], None), ([["0.1"], ["0.1000000000000000001"]], None),
                 ([[1], [2]], None))
-    assert [(f.index, f.evidence) for f in screen(data).diracs] == [(0, "exact"),
-                                                                    (1, "numerical")]
+    r = screen(data)
+    assert [(f.index, f.evidence) for f in r.diracs] == [(0, "exact")] and r.core == (1, 2)

@@ -297,3 +297,106 @@ def test_a_relation_with_double_coefficients_carries_no_precise_text():
     (dep,) = analyze(spec, exact="never").dependencies
     assert dep.precise_coefficients is None and dep.precise_affine is None
     assert dep.describe(6).startswith("LSE[G1] - 2 LSE[G2] + LSE[G3]"), dep.describe(6)
+
+
+# ---- the screen's matches of the doubles that fail for the written values --------------------
+
+def _discrete_spec(*entries):
+    return parse_spec({"distribution": [
+        {"name": f"d{i}", "kind": "discrete", "atoms": a, **({"weights": w} if w else {})}
+        for i, (a, w) in enumerate(entries)]})
+
+
+G_ATOMS = [[1, 2], [-1, 3]]
+ROUNDED_MATCHES = {
+    # written atoms differ by 1e-18: the doubles are duplicates
+    "duplicate": _discrete_spec(([[0, "0.500000000000000001"]] + G_ATOMS, None),
+                                ([[0, "0.5"]] + G_ATOMS, None), ([[2, 1], [0, 0]], None)),
+    # written atoms 1e-19 apart: the doubles are a Dirac mass
+    "dirac": _discrete_spec(([["0.1"], ["0.1000000000000000001"]], None), ([[1], [2]], None),
+                            ([[0], [3], [5]], None)),
+    # written weights differ by 1e-19: the doubles are duplicates
+    "weights": _discrete_spec(([[0, 0], [1, 2]], ["0.3", "0.7"]),
+                              ([[0, 0], [1, 2]], ["0.3000000000000000001", "0.7"]),
+                              ([[2, 1], [0, 0], [1, 1]], None)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROUNDED_MATCHES))
+def test_a_match_of_the_doubles_only_is_never_a_dependency(case):
+    """The doubles are duplicates or a Dirac mass, the written values are not (they differ by
+    1e-18..1e-19, read exactly): such data are independent as written (two distinct
+    two-to-three-atom laws and a third), so `not_injective` would be false. The screen leaves
+    them in the core; the dense test's relation of the doubles fails for the written values and
+    is reported at the input's precision: inconclusive, with the reason, no dependency."""
+    res = analyze(ROUNDED_MATCHES[case], exact="never")
+    assert res.verdict == INCONCLUSIVE and not res.dependencies, res.reason
+    assert "holds for the nearest doubles of the written values" in res.reason, res.reason
+    assert "are not binary64 numbers" in res.reason
+
+
+def test_a_near_dirac_as_written_is_rechecked_at_its_own_written_scale():
+    """Atoms 0.1 and 0.1 + 1e-19: the float spread is 0 (one double), and at the pooled scales
+    the written law's curvature (variance 2.5e-39) is below the 50-digit misfit threshold; the
+    re-check takes its own scale from the written law (1/rho ~ 2e19), where LSE is visibly
+    not affine: the relation 'LSE = 0.1 z' fails as written, holds for the doubles."""
+    data = ROUNDED_MATCHES["dirac"]
+    g = dataset_geometry(data)
+    chk = verify_relation(data.distributions[:1], np.array([1.0]), g.transform, g.spreads[:1])
+    assert chk.passed is False and chk.level == "input_rounding", chk.reason
+
+
+def test_a_class_splits_along_its_matches_that_fail_as_written():
+    """Members a, b (= a as written, '1/10' against 0.1), c (0.1 + 1e-18 written) and e
+    (= c as written): the doubles make one class of four. As written, {a, b} and {c, e} are
+    exact duplicate classes and the two are distinct laws: two classes, c's class rooted at a
+    member that joins the core."""
+    from ntkcheck.injectivity.screen import screen
+
+    base = [[2, 1], [0, 3]]
+    data = _discrete_spec(([["0.1", 0]] + base, None), ([["1/10", 0]] + base, None),
+                          ([["0.100000000000000001", 0]] + base, None),
+                          ([["0.100000000000000001", 0]] + base, None),
+                          ([[5, 5], [1, 0]], None))
+    r = screen(data)
+    groups = sorted(tuple(sorted(c.members)) for c in r.classes)
+    assert groups == [(0, 1), (2, 3)], r.classes
+    assert all(c.class_evidence == "exact" for c in r.classes)
+    assert all(c.parents[0] == c.members[0] and c.members[0] in r.core for c in r.classes)
+    assert set(r.core) == {min(g) for g in groups} | {4}
+    res = analyze(data, exact="never")
+    assert res.verdict == NOT_INJECTIVE and res.evidence == "exact", res.reason
+    assert res.to_dict()["structure"]["reductions"] == 2
+    assert len(res.dependencies) == 2 and all(d.exact for d in res.dependencies)
+
+
+def test_a_shift_below_the_doubles_resolution_is_printed_not_rounded_to_zero():
+    """d1 is d0 translated by t = (1e-19, 0) as written ("0.1000000000000000001" against 0.1):
+    one double, so the screen leaves both in the core; the dense test's relation
+    LSE[d0] - LSE[d1] holds as written (second differences are blind to the affine part) and its
+    affine part, -<t, z>, is printed as -1e-19*z1: with coefficients that pass the re-check
+    themselves the affine error bound is 10^-24 of the sums, not 4u (which printed '= 0', a
+    false relation for the written values)."""
+    data = _discrete_spec(([["0.1", 0], [1, 2]], None),
+                          ([["0.1000000000000000001", 0], ["1.0000000000000000001", 2]], None),
+                          ([[2, 1], [0, 0], [1, 1]], None))
+    res = analyze(data, exact="never")
+    assert res.verdict == NOT_INJECTIVE, res.reason
+    (dep,) = res.dependencies
+    terms = _printed_terms(dep.describe(6))
+    assert terms == {"d0": 1, "d1": -1, "z1": Fraction("1e-19")}, dep.describe(6)
+
+
+def test_a_verified_third_is_printed_as_a_fraction():
+    """cov(B) = 3 cov(A) (binary64 values): LSE[A] - 1/3 LSE[B] = -1/3 z1 (means (0,0), (1,0)).
+    1/3 is not a binary64 number, so the doubles fail the 50-digit re-check and the text form is
+    used; within its 25 digits it is the fraction 1/3, printed as such (not 0.3333...)."""
+    S = np.array([[2.0, 1.0], [1.0, 3.0]])
+    from ntkcheck import GaussianMixture
+    dists = (GaussianMixture([1.0], [[0, 0]], [S]), GaussianMixture([1.0], [[1, 0]], [3 * S]),
+             GaussianMixture([1.0], [[0, 1]], [[[1, 0.25], [0.25, 1]]]),
+             GaussianMixture([1.0], [[0, 2]], [[[4, -1], [-1, 1]]]))
+    res = analyze(Dataset(("A", "B", "C", "D"), dists), exact="never")
+    (dep,) = res.dependencies
+    text = dep.describe(6)
+    assert _printed_terms(text) == {"A": 1, "B": Fraction(-1, 3), "z1": Fraction(1, 3)}, text

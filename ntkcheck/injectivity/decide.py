@@ -34,7 +34,8 @@ import scipy.linalg
 from ..dataset import Dataset
 from ..progress import Progress, tick, working
 from .certify import rigorous_certificate
-from .dependencies import Dependency, null_space_basis, fit_dependency, refit_affine_part
+from .dependencies import (Dependency, fit_dependency, null_space_basis, refit_affine_part,
+                           snap_text)
 from .features import FeatureMatrix
 from .geometry import thinnest_direction
 from .probes import SPREAD_BAND, make_probes
@@ -218,6 +219,8 @@ def candidate_relations(null_vectors: np.ndarray, size: int, feats: FeatureMatri
                                          for n in dep.coefficients],
                                         [precise.get(n, c) for n, c in dep.coefficients.items()],
                                         texts=texts)
+                if precise or check.float_misfit <= check.threshold:
+                    tol = _verified_tolerance(tol)
                 keys = ["constant"] + [f"z{j + 1}" for j in range(len(b))]
                 affine = _precise_affine(dict(zip(keys, texts)), tol) if precise else {}
                 deps.append(replace(dep, constant=a, linear=tuple(float(x) for x in b),
@@ -306,23 +309,36 @@ def _precise(coefs: dict[str, float], texts: dict[str, str], check) -> dict[str,
         for n, c in coefs.items():
             q = Fraction(texts[n]) / lead
             text = str((decimal.Decimal(q.numerator) / decimal.Decimal(q.denominator)).normalize())
+            text = snap_text(text, abs(q) * Fraction(10) ** (1 - PRECISE_DIGITS))
             if Fraction(text) != Fraction(c):
                 out[n] = text
     return out
 
 
+def _verified_tolerance(tolerance: float) -> float:
+    """The error bound of a verified relation's affine part when the printed coefficients
+    themselves passed the re-check (their doubles, or their text): not the float bound
+    ``tolerance`` = 4 u max_p sum_i |c_i LSE_i(p)| (:func:`~.verify.affine_part`, for
+    coefficients a few ulps off), but the same sums times 10^(1 - PRECISE_DIGITS), the relative
+    accuracy to which the re-check (misfit <= 10^-PRECISE_DIGITS) and the text vouch for the
+    coefficients. A written shift of 1e-19 then prints as 1e-19*z1, not as 0."""
+    return float(tolerance / (2 * np.finfo(float).eps) * 10.0 ** (1 - PRECISE_DIGITS))
+
+
 def _precise_affine(texts: dict[str, str], tolerance: float) -> dict[str, str]:
     """The affine values of a relation with non-binary64 coefficients (``texts``: a, b_j from
     the coefficients' text, :func:`~.verify.affine_part`) that differ from their doubles by
-    more than their own error: the coefficients' text is relative 10^(1 - PRECISE_DIGITS)
-    accurate, which moves a and b by at most that times the sums the float ``tolerance`` =
-    4 u max_p sum_i |c_i LSE_i(p)| bounds. Each is rounded to the digits that error leaves."""
-    err = Fraction(tolerance) / Fraction(2 * np.finfo(float).eps) * Fraction(10) ** (
-        1 - PRECISE_DIGITS)
+    more than ``tolerance`` (:func:`_verified_tolerance`), each rounded to the digits that
+    error leaves."""
+    err = Fraction(tolerance)
     out = {}
     for key, text in texts.items():
         v = Fraction(text)
         if abs(v - Fraction(float(v))) <= err or v == 0:
+            continue
+        snapped = snap_text(text, err)
+        if snapped != text:
+            out[key] = snapped
             continue
         digits = int(np.clip(np.floor(np.log10(float(abs(v) / err))), 1, PRECISE_DIGITS))
         with decimal.localcontext() as ctx:

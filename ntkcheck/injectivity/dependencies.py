@@ -16,7 +16,7 @@ from ..dataset import Dataset
 from .features import FeatureMatrix
 from .findings import ScreenResult
 
-__all__ = ["Dependency", "null_space_basis", "fit_dependency", "refit_affine_part",
+__all__ = ["Dependency", "null_space_basis", "fit_dependency", "refit_affine_part", "snap_text",
            "structural_dependencies", "ZERO_COEF_RTOL"]
 
 #: Coefficients below ZERO_COEF_RTOL * max |c| in a relation are round-off (sqrt(u)).
@@ -120,7 +120,7 @@ def _linear_combination(terms: list[tuple], precision: int, tolerance: float = 0
     out = []
     for value, label, *text in terms:
         if text and text[0] is not None:
-            value, mag = float(text[0]), text[0].lstrip("-")
+            value, mag = float(Fraction(text[0])), text[0].lstrip("-")
         else:
             mag = _pretty(abs(value), precision, tolerance)
         if mag == "0":
@@ -143,6 +143,16 @@ PRINT_ULPS = 4.0
 #: Fractions are printed below this magnitude only (above it 4810363371522/5 would read worse
 #: than the decimal).
 FRACTION_MAX = 1e4
+
+
+def snap_text(text: str, error: Fraction) -> str:
+    """Decimal ``text`` as the small fraction (the rule of :func:`_pretty`) within ``error`` of
+    it, when there is one ('0.3333333333333333333333333' -> '1/3'), else ``text``."""
+    v = Fraction(text)
+    q = v.limit_denominator(12)
+    if (q.denominator == 1 or abs(v) < FRACTION_MAX) and abs(v - q) <= error:
+        return str(q)
+    return text
 
 
 def _pretty(x: float, precision: int, tolerance: float = 0.0) -> str:

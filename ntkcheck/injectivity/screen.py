@@ -17,9 +17,9 @@ are exactly the law with atoms x1, x2 and stored weights 3, 7 (3 * 7 == 7 * 3), 
 Written values (SPEC §3a): when a distribution's written values are not binary64 numbers
 (``Distribution.rounded_inputs``: a spec decimal such as ``0.1``), the screen works on their
 nearest doubles as for any data, and then re-checks each of its relations on the values as
-written, in exact rational arithmetic: a match of the doubles that does not hold for the written
-values is ``numerical`` (a near-dependency at the precision of the input), one that holds is
-``exact``.
+written, in exact rational arithmetic (:mod:`.written`): one that holds is ``exact``; a match of
+the doubles that fails for the written values is released (the distributions go back to the
+core, where it is reported at the precision of the input), never a dependency.
 
 Why the core decides the rest
 -----------------------------
@@ -586,7 +586,8 @@ def screen(dataset: Dataset, progress: Progress | None = None) -> ScreenResult:
             core += kk
     rounded = {i for i, dist in enumerate(dataset.distributions) if dist.rounded_inputs}
     if rounded:
-        diracs, classes = as_written(dataset, diracs, classes, rounded)
+        diracs, classes, released = as_written(dataset, diracs, classes, rounded)
+        core += released
     return ScreenResult(len(dataset), tuple(sorted(classes, key=lambda c: c.members[0])),
                         tuple(sorted(diracs, key=lambda f: f.index)), tuple(sorted(core)))
 

@@ -316,12 +316,49 @@ def _own_spreads(distributions: Sequence[Distribution], transform: np.ndarray,
         return out
     with np.errstate(all="ignore"):
         mine = whitened_spreads(distributions, transform)
-    for rho, theirs in zip(mine, given + [0.0] * (len(mine) - len(given))):
-        if not (rho > 0 and np.isfinite(rho)):
-            continue
-        if not (theirs > 0) or max(rho / theirs, theirs / rho) > SPREAD_AGREEMENT:
-            out.append(float(rho))
+    for rho, theirs, dist in zip(mine, given + [0.0] * (len(mine) - len(given)),
+                                 distributions):
+        for rho in (rho, _written_spread(dist, transform) if dist.rounded_inputs else 0.0):
+            if not (rho > 0 and np.isfinite(rho)):
+                continue
+            if not (theirs > 0) or max(rho / theirs, theirs / rho) > SPREAD_AGREEMENT:
+                out.append(float(rho))
     return out
+
+
+def _written_spread(dist: Distribution, transform: np.ndarray) -> float:
+    """The rms spread of the written law about its mean in the whitened coordinates y @
+    transform, in extended precision: sum_j w_j |(y_j - mean) T|^2 (+ tr(T^T S_j T) for a
+    mixture's components; (high - low)^2 / 12 per axis for a box). For a distribution whose
+    written values are not binary64 numbers the float spread can miss it entirely (atoms 0.1
+    and "0.1000000000000000001" are one double): its own scales then come from this one, where
+    the written law's curvature shows (0.0 when the law cannot be read exactly)."""
+    law = _written_law(dist)
+    if law is None:
+        return 0.0
+    T = [[mpmath.mpf(float(x)) for x in row] for row in np.asarray(transform, dtype=float)]
+    r = len(T[0]) if T else 0
+
+    def white_sq(v: list) -> mpmath.mpf:  # |v @ T|^2
+        return mpmath.fsum(mpmath.fdot(v, [row[a] for row in T]) ** 2 for a in range(r))
+
+    with mpmath.workdps(DIGITS):
+        if law[0] == "uniform":
+            var = mpmath.fsum((hi - lo) ** 2 / 12 * T[l][a] ** 2
+                              for l, (lo, hi) in enumerate(zip(law[1], law[2]))
+                              for a in range(r))
+        else:
+            pts, logw = law[1], law[-1]
+            w = [mpmath.exp(x) for x in logw]
+            mean = [mpmath.fsum(wj * p[l] for wj, p in zip(w, pts)) for l in range(len(pts[0]))]
+            var = mpmath.fsum(wj * white_sq([x - m for x, m in zip(p, mean)])
+                              for wj, p in zip(w, pts))
+            if law[0] == "mixture":
+                var += mpmath.fsum(wj * mpmath.fsum(
+                    mpmath.fdot([row[a] for row in T], [mpmath.fdot(S_row, [row[a] for row in T])
+                                                        for S_row in S]) for a in range(r))
+                    for wj, S in zip(w, law[2]))
+        return float(mpmath.sqrt(var))
 
 
 def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndarray,
@@ -469,7 +506,7 @@ def affine_part(distributions: Sequence[Distribution], coefficients: Sequence,
     their last digit) times the same sums, well below ``tolerance``."""
     d = distributions[0].dim
     with mpmath.workdps(digits):
-        c = [mpmath.mpf(x) if isinstance(x, str) else mpmath.mpf(float(x))
+        c = [_exact_mpf(Fraction(x)) if isinstance(x, str) else mpmath.mpf(float(x))
              for x in np.ravel(np.asarray(coefficients, dtype=object))]
         laws = [_prepare(dist) for dist in distributions]
 

@@ -21,6 +21,7 @@ E = "ntkcheck/injectivity/enclosure.py"
 RD = "ntkcheck/injectivity/rounding.py"
 ST = "ntkcheck/injectivity/stream.py"
 RU = "ntkcheck/injectivity/reuse.py"
+WR = "ntkcheck/injectivity/written.py"
 
 
 def m(path, old, new, label, equivalent=False):
@@ -196,8 +197,8 @@ MUTANTS = [
       "    if True:\n        return w\n", "issue19 screen: normalised weights compared"),
     m(S, "    bad_num = ~(np.all(fdev, axis=1) & wdev)\n", "    bad_num = ~np.all(fdev, axis=1)\n",
       "issue19 screen: numerical match ignoring weights"),
-    m(S, "    if rounded:\n        diracs, classes = as_written",
-      "    if False:\n        diracs, classes = as_written",
+    m(S, "    if rounded:\n        diracs, classes, released = as_written",
+      "    if False:\n        diracs, classes, released = as_written",
       "issue19 screen: findings not re-checked on the written values"),
     m(CB, '        NOT_INJECTIVE, "exact" if scr.exact_reductions else "numerical",\n',
       '        NOT_INJECTIVE, "exact",\n',
@@ -261,6 +262,23 @@ MUTANTS = [
       "issue19 precise: float misfit measured on the refit"),
     m(D, "                affine = _precise_affine(dict(zip(keys, texts)), tol) if precise else {}\n",
       "                affine = {}\n", "issue19 precise: affine values printed as doubles"),
+    m(D, "                    tol = _verified_tolerance(tol)\n", "                    pass\n",
+      "issue19 precise: float affine tolerance for verified coefficients"),
+    m(D, "            text = snap_text(text, abs(q) * Fraction(10) ** (1 - PRECISE_DIGITS))\n", "",
+      "issue19 precise: coefficient text not snapped to a fraction"),
+    m(D, "        snapped = snap_text(text, err)\n", "        snapped = text\n",
+      "issue19 precise: affine text not snapped to a fraction"),
+    # ---- issue 19: screen matches of the doubles that fail for the written values (written.py)
+    m(WR, "                released.append(f.index)\n                continue\n", "                pass\n",
+      "issue19 written: a Dirac of the doubles only kept as a finding"),
+    m(WR, "                    broken.add(pos)\n", "                    ev[pos] = _NUMERICAL\n",
+      "issue19 written: a class match of the doubles only kept (numerical)"),
+    m(WR, "        home = next((q for q in roots if match(q, r)), None)\n", "        home = None\n",
+      "issue19 written: split parts that match as written not joined"),
+    m(WR, "            return ka[0] == kb[0] and (ka[1] == kb[1] or c.shifts[a] != c.shifts[b])\n",
+      "            return ka[0] == kb[0]\n", "issue19 written: duplicate claim without equal first points"),
+    m(V, "        for rho in (rho, _written_spread(dist, transform) if dist.rounded_inputs else 0.0):\n",
+      "        for rho in (rho,):\n", "issue19 verify: no own scale from the written law"),
     # ---- issue 22: the certificate's enclosure from the features pass (reuse.py)
     m(RU, "        rad += np.multiply.outer(zeta, g_score * rho)\n", "",
       "issue22 reuse: score rounding term dropped"),
