@@ -400,3 +400,37 @@ def test_a_verified_third_is_printed_as_a_fraction():
     (dep,) = res.dependencies
     text = dep.describe(6)
     assert _printed_terms(text) == {"A": 1, "B": Fraction(-1, 3), "z1": Fraction(1, 3)}, text
+
+
+def test_the_cli_prints_and_the_json_schema_carries_the_precise_relation(tmp_path):
+    """`ntkcheck analyze --exact never` on the 1 + 1e-18 spec as a TOML file: the text shows
+    the 25-digit coefficient, the JSON carries precise_coefficients / precise_affine and is
+    valid against the published schema (1.5)."""
+    import json
+
+    jsonschema = pytest.importorskip("jsonschema")
+    from typer.testing import CliRunner
+
+    from ntkcheck.cli import app
+    from ntkcheck.report.json import schema
+
+    lines = []
+    covs = {"G1": "[[1, 0], [0, 1]]", "G2": "[[2, 1], [1, 3]]",
+            "G3": '[["3.000000000000000002", "1.000000000000000001"], '
+                  '["1.000000000000000001", "4.000000000000000003"]]', "G4": "[[5, 2], [2, 1]]"}
+    means = {"G1": "[0, 0]", "G2": "[1, 0]", "G3": "[0, 2]", "G4": "[1, 1]"}
+    for name in covs:
+        lines += ["[[distribution]]", f'name = "{name}"', 'kind = "gaussian_mixture"',
+                  "weights = [1]", f"means = [{means[name]}]", f"covariances = [{covs[name]}]", ""]
+    path = tmp_path / "lambda.toml"
+    path.write_text("\n".join(lines))
+    text = CliRunner().invoke(app, ["analyze", str(path), "--exact", "never"])
+    assert "LSE[G1] + 1.000000000000000001 LSE[G2] - LSE[G3]" in text.output, text.output
+    out = CliRunner().invoke(app, ["analyze", str(path), "--exact", "never", "--json"])
+    doc = json.loads(out.output)
+    assert doc["schema_version"] == "1.5"
+    (dep,) = doc["dependencies"]
+    assert dep["precise_coefficients"] == {"G2": "1.000000000000000001"}
+    assert dep["precise_affine"] == {"z1": "1.000000000000000001"}
+    errors = [e.message for e in jsonschema.Draft7Validator(schema()).iter_errors(doc)]
+    assert not errors, errors
