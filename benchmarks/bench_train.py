@@ -23,9 +23,10 @@ a multiple of it (target: <= 4).
 
 Flop count of one step (each multiply-add = 2 flops), with m_i real tokens of sample i,
 C = 2 key_dim + d, s RK stages, per sample, layer and stage: forward m d C H + m^2 key_dim H +
-m^2 d H, done twice (forward, recompute; the recomputation of the last stage skips its
-velocity, m^2 d H), plus the VJP 2 m^2 d H + 2 m^2 key_dim H + 2 m d C H. Exponentials (m^2 H
-per stage evaluation) are not counted.
+m^2 d H, plus the VJP 2 m^2 d H + 2 m^2 key_dim H + 2 m d C H. At these sizes the fused kernels
+keep the forward pass's attention for the backward pass (``fast.KEEP_BYTES``), so nothing is
+recomputed and this is also the minimal count of the step (PyTorch's autograd does the same
+products). Exponentials (m^2 H per stage evaluation) are not counted.
 
     python benchmarks/bench_train.py [--repeats 5] [--sizes 64,256] [--threads 1,2] [--no-torch]
                                      [--impls numpy,numba,torch] [--train-steps 6] [--rounds 3]
@@ -83,8 +84,7 @@ def step_flops(weights, d: int, L: int, H: int, k: int, stages: int = 1) -> floa
     C = 2 * k + d
     field = m * d * C * H + m * m * k * H + m * m * d * H
     vjp = 2 * m * m * d * H + 2 * m * m * k * H + 2 * m * d * C * H
-    # the backward pass's recomputation skips the last stage's velocity (m^2 d H)
-    per_layer = stages * (2 * field + vjp) - m * m * d * H
+    per_layer = stages * (field + vjp)  # forward and VJP; the attention is kept, not recomputed
     return float(2.0 * L * per_layer.sum())
 
 

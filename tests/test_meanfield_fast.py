@@ -132,6 +132,22 @@ def test_bit_identical_whatever_the_thread_count(N):
             assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("scheme,substeps", SCHEMES)
+def test_kept_attention_equals_recomputed(scheme, substeps, monkeypatch):
+    """Keeping the forward pass's stage inputs and attention for the backward pass and
+    recomputing them (when they would exceed KEEP_BYTES) run the same compiled code on the same
+    inputs, so loss and gradients are bit-identical (here forced with KEEP_BYTES = 0)."""
+    X, w = _data(seed=16)
+    loss = _loss("token", X, w, seed=17)
+    model = _model(scheme, substeps, seed=18)
+    kept = fast.loss_and_gradient_fast(model, X, w, loss, threads=1)
+    monkeypatch.setattr(fast, "KEEP_BYTES", 0)
+    recomputed = fast.loss_and_gradient_fast(model, X, w, loss, threads=2)
+    assert kept[0] == recomputed[0]
+    for a, b in zip(kept[1:], recomputed[1:]):
+        assert np.array_equal(a, b)
+
+
 def test_chunks_depend_on_the_batch_size_only():
     """chunk_starts covers 0..N in min(N, CHUNKS) non-empty ordered chunks."""
     for N in (1, 5, fast.CHUNKS, 3 * fast.CHUNKS + 1):

@@ -6,10 +6,12 @@ real tokens only, so no time goes to padding or to the overhead of many tiny arr
 
     for each sample i (in a fixed chunk of samples, chunks in parallel):
         X^0 -> X^L          forward, keeping the per-layer token states of this sample only
+                            and, when they fit in KEEP_BYTES, every stage's projections and
+                            attention
         R_i, p^L            token or pooled regression and its cotangent
         X^L -> X^0          adjoint layer by layer; each layer's attention (every RK stage, every
-                            sub-step) is recomputed from X^l, its VJP accumulated into the
-                            chunk's gradient of the heads
+                            sub-step) is read back (or recomputed from X^l when not kept), its
+                            VJP accumulated into the chunk's gradient of the heads
 
 Scores are <q_a, k_b> with q = Qe x, k = Ke x and (Qe, Ke) = (Q, K) when key_dim <= d, else
 (M^T, I) with M = Q^T K (the cheaper factorisation; :func:`loss_and_gradient_fast` maps the
@@ -23,8 +25,9 @@ available), the compiled kernels release the GIL and call no BLAS, so BLAS's own
 and the two never oversubscribe the cores.
 
 Memory: the token states of the whole batch are never stored; per thread, one sample's (L+1)
-states, its sub-step starts and the attention of one RK step (stages x H x n^2); per chunk, one
-gradient buffer of the size of the heads.
+states, its sub-step starts and the projections and attention of every RK step of the sample
+(L substeps stages (n d + n C H + n^2 H) floats, C = 2 key_dim + d) when that is at most
+:data:`KEEP_BYTES`, else of one RK step; per chunk, one gradient buffer of the size of the heads.
 
 numba is optional (``pip install -e '.[fast]'`` in the ntkcheck clone); :data:`AVAILABLE` says whether it is
 importable. Kernels are compiled on first use and cached on disk (``cache=True``) where numba
@@ -60,6 +63,13 @@ MISSING_MESSAGE = ("the fast training path needs numba, which is not installed; 
 #: number of sample chunks (a function of N only, never of the thread count)
 CHUNKS = 32
 
+#: The forward pass's attention of one sample (every layer, sub-step and stage) is kept for its
+#: backward pass when it takes at most this many bytes per thread (2.1 MB at the benchmark's
+#: n = 16, d = 8, L = 16, H = 32, key_dim = 4); beyond it the backward pass recomputes each
+#: sub-step from the stored layer states instead (a third more arithmetic, memory independent of
+#: L). Either way the gradient is the same, bit for bit.
+KEEP_BYTES = 64 * 2**20
+
 #: LLVM fast-math flags of the attention kernels: fused multiply-add and reassociation (so that
 #: the short reductions vectorise); no NaN/inf assumptions. The compiled code, hence the order of
 #: every sum, is the same for every sample and thread.
@@ -70,6 +80,12 @@ def require() -> None:
     """Raise an :class:`InputError` naming the fix when numba is missing."""
     if not AVAILABLE:
         raise InputError(MISSING_MESSAGE, field="backend")
+
+
+def kept_bytes(slots: int, stages: int, n: int, d: int, C: int, H: int) -> int:
+    """Bytes per thread of the kept stage inputs (n, d), projections (n, C, H) and attention
+    (n, n, H) of ``slots`` sub-steps of ``stages`` stages each."""
+    return 8 * slots * stages * n * (d + C * H + n * H)
 
 
 def chunk_starts(N: int) -> np.ndarray:
@@ -304,10 +320,14 @@ def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, acc, mx, e, full):
 
 @_jit(fastmath=_FLAGS)
 def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, starts, Zs, ks,
-            P, A, lam, new_lam, mu, kappa, dP, row, dot, acc, mx, idx, lw):
+            P, A, lam, new_lam, mu, kappa, dP, row, dot, acc, mx, idx, lw, keep):
     """Loss R_i of sample i; adds dR_i/dW into gW (L, d, 2e + d, H).
 
-    The other arguments are scratch (see :func:`_step` for their shapes).
+    With ``keep`` the forward pass leaves every sub-step's stage inputs and attention in its own
+    slot (layer * substeps + sub) of Zs, P, A and the backward pass reads them; otherwise the
+    arrays have one slot and the backward pass recomputes each sub-step from the stored layer
+    states (same compiled code, same inputs: the same values, bit for bit). The other arguments
+    are scratch (see :func:`_chunk` for their shapes).
     """
     L = W.shape[0]
     d = X.shape[2]
@@ -329,8 +349,9 @@ def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, s
                 starts[0, j, c] = S[layer, j, c]
         for sub in range(substeps):
             dst = starts[sub + 1] if sub + 1 < substeps else S[layer + 1]
-            _rk_step(W[layer], starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, dst, acc, mx, e,
-                     True)
+            slot = layer * substeps + sub if keep else 0
+            _rk_step(W[layer], starts[sub], lw, m, a, b, hstep, Zs[slot], ks, P[slot], A[slot],
+                     dst, acc, mx, e, True)
     # loss and p^L = dR_i/dX^L on the real tokens
     R = 0.0
     for j in range(m):
@@ -353,19 +374,22 @@ def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, s
             for j in range(m):
                 lam[j, c] = w[i, idx[j]] * res * inv_N
     R *= 0.5 * inv_N
-    # adjoint, layer by layer, attention recomputed from the stored states
+    # adjoint, layer by layer, on the kept (or recomputed) stage inputs and attention
     for layer in range(L - 1, -1, -1):
         Wl = W[layer]
-        for j in range(m):
-            for c in range(d):
-                starts[0, j, c] = S[layer, j, c]
-        for sub in range(substeps - 1):
-            _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, starts[sub + 1], acc, mx,
-                     e, True)
+        if not keep:
+            for j in range(m):
+                for c in range(d):
+                    starts[0, j, c] = S[layer, j, c]
+            for sub in range(substeps - 1):
+                _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs[0], ks, P[0], A[0],
+                         starts[sub + 1], acc, mx, e, True)
         for sub in range(substeps - 1, -1, -1):
-            # recompute this sub-step's stages: only their inputs and attention are needed
-            _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, new_lam, acc, mx, e,
-                     False)
+            slot = layer * substeps + sub if keep else 0
+            if not keep:
+                # recompute this sub-step's stages: only their inputs and attention are needed
+                _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs[0], ks, P[0], A[0], new_lam,
+                         acc, mx, e, False)
             for j in range(m):
                 for c in range(d):
                     new_lam[j, c] = lam[j, c]
@@ -378,7 +402,8 @@ def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, s
                                 kp += hstep * a[p, st] * mu[p, j, c]
                         kappa[j, c] = kp
                         mu[st, j, c] = 0.0
-                _field_vjp(Wl, Zs[st], m, P[st], A[st], kappa, mu[st], gW[layer], dP, row, dot, e)
+                _field_vjp(Wl, Zs[slot, st], m, P[slot, st], A[slot, st], kappa, mu[st],
+                           gW[layer], dP, row, dot, e)
                 for j in range(m):
                     for c in range(d):
                         new_lam[j, c] += mu[st, j, c]
@@ -389,20 +414,23 @@ def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, s
 
 
 @_jit(fastmath=_FLAGS, nogil=True)
-def _chunk(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, s0, s1, gW, losses):
+def _chunk(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, s0, s1, gW, losses, keep):
     """Samples s0 .. s1-1, in order: gW (L, d, 2e + d, H) = sum_i dR_i/dW, losses[i] = R_i.
 
-    Runs without the GIL, so chunks run concurrently on Python threads.
+    ``keep``: keep the forward pass's stage inputs and attention for the backward pass (L
+    substeps slots) instead of recomputing them (one slot). Runs without the GIL, so chunks run
+    concurrently on Python threads.
     """
     L, d, C, H = W.shape
     n = X.shape[1]
     s = b.shape[0]
+    slots = L * substeps if keep else 1
     S = np.empty((L + 1, n, d))
     starts = np.empty((substeps, n, d))
-    Zs = np.empty((s, n, d))
+    Zs = np.empty((slots, s, n, d))
     ks = np.empty((s, n, d))
-    P = np.empty((s, n, C, H))
-    A = np.empty((s, n, n, H))
+    P = np.empty((slots, s, n, C, H))
+    A = np.empty((slots, s, n, n, H))
     lam = np.empty((n, d))
     new_lam = np.empty((n, d))
     mu = np.empty((s, n, d))
@@ -418,7 +446,7 @@ def _chunk(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, s0, s1, gW, 
     for i in range(s0, s1):
         losses[i] = _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S,
                             starts, Zs, ks, P, A, lam, new_lam, mu, kappa, dP, row, dot, acc, mx,
-                            idx, lw)
+                            idx, lw, keep)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -471,11 +499,13 @@ def loss_and_gradient_fast(model, tokens: np.ndarray, weights: np.ndarray, loss,
     gWc = np.empty((C,) + W.shape)
     losses = np.empty(N)
     token = bool(token_loss)
+    substeps = int(model.substeps)
+    keep = kept_bytes(L * substeps, b.shape[0], X.shape[1], d, W.shape[2], H) <= KEEP_BYTES
 
     def run(s0: int, s1: int) -> None:
         c = int(np.searchsorted(bounds, s0))
-        _chunk(W, X, w, T, token, 1.0 / N, a, b, model.step, int(model.substeps), e, s0, s1,
-               gWc[c], losses)
+        _chunk(W, X, w, T, token, 1.0 / N, a, b, model.step, substeps, e, s0, s1, gWc[c], losses,
+               keep)
 
     run_chunks(run, [(int(bounds[c]), int(bounds[c + 1])) for c in range(C)], threads)
     # fixed-order reductions: bit-identical whatever the thread count
