@@ -162,6 +162,25 @@ def _exp_array(x, out):
         out[t] = _exp_nonpos(x[t])
 
 
+# Register tiling: every reduction over a short axis (coordinates j, i, key index f, tokens a
+# or b) is unrolled by four inside the loop over heads (or over the flat (coordinate, head)
+# axis), so each load and store of an accumulator serves four fused multiply-adds instead of
+# one; the remainder (axis length mod 4) is added one term at a time.
+
+
+@_jit(fastmath=_FLAGS)
+def _rows_times(Zf, a, j4, Wf, out, r):
+    """out[r, c] += sum_j Zf[a, j] Wf[j, c] for j < j4 (a multiple of 4), four terms a pass."""
+    for j in range(0, j4, 4):
+        z0 = Zf[a, j]
+        z1 = Zf[a, j + 1]
+        z2 = Zf[a, j + 2]
+        z3 = Zf[a, j + 3]
+        for c in range(Wf.shape[1]):
+            out[r, c] += (z0 * Wf[j, c] + z1 * Wf[j + 1, c]) + (z2 * Wf[j + 2, c]
+                                                                + z3 * Wf[j + 3, c])
+
+
 @_jit(fastmath=_FLAGS)
 def _field(W, Z, lw, m, P, A, v, acc, mx, e, with_v):
     """v_a = (1/H) sum_h sum_b A_hab V_h z_b, A_h = softmax_b(<Qe_h z_a, Ke_h z_b> + log w_b).
@@ -169,18 +188,20 @@ def _field(W, Z, lw, m, P, A, v, acc, mx, e, with_v):
     W (d, 2e + d, H) the stacked projections: W[j, f, h] = Qe_h[f, j], W[j, e + f, h] =
     Ke_h[f, j], W[j, 2e + i, h] = V_h[i, j]. Z (>=m, d), lw (>=m,). Writes the projections
     P[a] = [Qe z_a, Ke z_a, V z_a] (>=m, 2e + d, H), the attention A (>=m, >=m, H) and, when
-    ``with_v``, v (>=m, d) (the backward pass's recomputation needs only P and A for the last
-    stage). Scratch: acc (d, H), mx (H,).
+    ``with_v``, v (>=m, d). Scratch: acc (d, H), mx (H,).
     """
     d, C, H = W.shape
     CH = C * H
     Wf = W.reshape(d, CH)
     Pf = P.reshape(P.shape[0], CH)
     invH = 1.0 / H
+    o = 2 * e
+    d4, e4, m4 = d - d % 4, e - e % 4, m - m % 4
     for a in range(m):
         for c in range(CH):
             Pf[a, c] = 0.0
-        for j in range(d):
+        _rows_times(Z, a, d4, Wf, Pf, a)
+        for j in range(d4, d):
             z = Z[a, j]
             for c in range(CH):
                 Pf[a, c] += z * Wf[j, c]
@@ -192,7 +213,12 @@ def _field(W, Z, lw, m, P, A, v, acc, mx, e, with_v):
             lb = lw[b]
             for h in range(H):
                 Aa[b, h] = lb
-            for f in range(e):
+            for f in range(0, e4, 4):
+                for h in range(H):
+                    Aa[b, h] += ((P[a, f, h] * P[b, e + f, h] + P[a, f + 1, h] * P[b, e + f + 1, h])
+                                 + (P[a, f + 2, h] * P[b, e + f + 2, h]
+                                    + P[a, f + 3, h] * P[b, e + f + 3, h]))
+            for f in range(e4, e):
                 for h in range(H):
                     Aa[b, h] += P[a, f, h] * P[b, e + f, h]
             for h in range(H):
@@ -205,9 +231,7 @@ def _field(W, Z, lw, m, P, A, v, acc, mx, e, with_v):
                 Aa[b, h] = t
                 acc[0, h] += t
         for h in range(H):
-            mx[h] = acc[0, h]
-        for h in range(H):
-            mx[h] = 1.0 / mx[h]
+            mx[h] = 1.0 / acc[0, h]
         for b in range(m):
             for h in range(H):
                 Aa[b, h] *= mx[h]
@@ -216,10 +240,16 @@ def _field(W, Z, lw, m, P, A, v, acc, mx, e, with_v):
         for i in range(d):
             for h in range(H):
                 acc[i, h] = 0.0
-        for b in range(m):
+        for b in range(0, m4, 4):
             for i in range(d):
                 for h in range(H):
-                    acc[i, h] += Aa[b, h] * P[b, 2 * e + i, h]
+                    acc[i, h] += ((Aa[b, h] * P[b, o + i, h] + Aa[b + 1, h] * P[b + 1, o + i, h])
+                                  + (Aa[b + 2, h] * P[b + 2, o + i, h]
+                                     + Aa[b + 3, h] * P[b + 3, o + i, h]))
+        for b in range(m4, m):
+            for i in range(d):
+                for h in range(H):
+                    acc[i, h] += Aa[b, h] * P[b, o + i, h]
         for i in range(d):
             s = 0.0
             for h in range(H):
@@ -228,13 +258,14 @@ def _field(W, Z, lw, m, P, A, v, acc, mx, e, with_v):
 
 
 @_jit(fastmath=_FLAGS)
-def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, row, dot, e):
+def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, D, row, dot, e):
     """Adds (dv/dZ)^T kappa to gZ (>=m, d) and the heads' gradient to gW (d, 2e + d, H).
 
-    Per head, with g = kappa / H:  dU_b = sum_a A_ab g_a,  dA_ab = <g_a, U_b>,
-    dS_ab = A_ab (dA_ab - sum_c A_ac dA_ac);  dq_a = sum_b dS_ab k_b, dk_b = sum_a dS_ab q_a;
+    Per head, with g = kappa / H:  dA_ab = <g_a, U_b>,  dS_ab = A_ab (dA_ab - sum_c A_ac dA_ac)
+    (kept in D);  dq_a = sum_b dS_ab k_b,  dk_b = sum_a dS_ab q_a,  dU_b = sum_a A_ab g_a;
     then with dP = [dq, dk, dU]:  gW[j] += sum_b z_bj dP_b,  gZ[b, j] += <dP_b, W[j]>.
-    Scratch: dP (>=m, 2e + d, H), row (>=m, H), dot (H,).
+    Every dP entry is one sum written once (b or a the unrolled axis). Scratch: dP (>=m, 2e + d,
+    H), D (>=m, >=m, H), row (H,), dot (H,).
     """
     d, C, H = W.shape
     CH = C * H
@@ -242,39 +273,82 @@ def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, row, dot, e):
     gWf = gW.reshape(d, CH)
     dPf = dP.reshape(dP.shape[0], CH)
     invH = 1.0 / H
-    for b in range(m):
-        for c in range(CH):
-            dPf[b, c] = 0.0
+    o = 2 * e
+    d4, m4 = d - d % 4, m - m % 4
     for a in range(m):
         Aa = A[a]
+        Da = D[a]
         for h in range(H):
             dot[h] = 0.0
         for b in range(m):
             for h in range(H):
-                row[b, h] = 0.0
-            for i in range(d):
+                row[h] = 0.0
+            for i in range(0, d4, 4):
+                g0 = kappa[a, i] * invH
+                g1 = kappa[a, i + 1] * invH
+                g2 = kappa[a, i + 2] * invH
+                g3 = kappa[a, i + 3] * invH
+                for h in range(H):
+                    row[h] += ((g0 * P[b, o + i, h] + g1 * P[b, o + i + 1, h])
+                               + (g2 * P[b, o + i + 2, h] + g3 * P[b, o + i + 3, h]))
+            for i in range(d4, d):
                 g = kappa[a, i] * invH
                 for h in range(H):
-                    row[b, h] += g * P[b, 2 * e + i, h]
+                    row[h] += g * P[b, o + i, h]
             for h in range(H):
-                dot[h] += Aa[b, h] * row[b, h]
+                Da[b, h] = row[h]
+                dot[h] += Aa[b, h] * row[h]
         for b in range(m):
-            for i in range(d):
-                g = kappa[a, i] * invH
-                for h in range(H):
-                    dP[b, 2 * e + i, h] += Aa[b, h] * g
             for h in range(H):
-                row[b, h] = Aa[b, h] * (row[b, h] - dot[h])  # dS_ab
-            for f in range(e):
+                Da[b, h] = Aa[b, h] * (Da[b, h] - dot[h])  # dS_ab
+        for f in range(e):
+            for h in range(H):
+                dP[a, f, h] = 0.0
+            for b in range(0, m4, 4):
                 for h in range(H):
-                    dP[b, e + f, h] += row[b, h] * P[a, f, h]
-        # (separate loops: one store stream per loop, so that each vectorises)
-        for b in range(m):
-            for f in range(e):
+                    dP[a, f, h] += ((Da[b, h] * P[b, e + f, h] + Da[b + 1, h] * P[b + 1, e + f, h])
+                                    + (Da[b + 2, h] * P[b + 2, e + f, h]
+                                       + Da[b + 3, h] * P[b + 3, e + f, h]))
+            for b in range(m4, m):
                 for h in range(H):
-                    dP[a, f, h] += row[b, h] * P[b, e + f, h]
+                    dP[a, f, h] += Da[b, h] * P[b, e + f, h]
     for b in range(m):
-        for j in range(d):
+        for f in range(e):
+            for h in range(H):
+                dP[b, e + f, h] = 0.0
+            for a in range(0, m4, 4):
+                for h in range(H):
+                    dP[b, e + f, h] += ((D[a, b, h] * P[a, f, h] + D[a + 1, b, h] * P[a + 1, f, h])
+                                        + (D[a + 2, b, h] * P[a + 2, f, h]
+                                           + D[a + 3, b, h] * P[a + 3, f, h]))
+            for a in range(m4, m):
+                for h in range(H):
+                    dP[b, e + f, h] += D[a, b, h] * P[a, f, h]
+        for i in range(d):
+            for h in range(H):
+                dP[b, o + i, h] = 0.0
+            for a in range(0, m4, 4):
+                g0 = kappa[a, i] * invH
+                g1 = kappa[a + 1, i] * invH
+                g2 = kappa[a + 2, i] * invH
+                g3 = kappa[a + 3, i] * invH
+                for h in range(H):
+                    dP[b, o + i, h] += ((A[a, b, h] * g0 + A[a + 1, b, h] * g1)
+                                        + (A[a + 2, b, h] * g2 + A[a + 3, b, h] * g3))
+            for a in range(m4, m):
+                g = kappa[a, i] * invH
+                for h in range(H):
+                    dP[b, o + i, h] += A[a, b, h] * g
+    for j in range(d):
+        for b in range(0, m4, 4):
+            z0 = Z[b, j]
+            z1 = Z[b + 1, j]
+            z2 = Z[b + 2, j]
+            z3 = Z[b + 3, j]
+            for c in range(CH):
+                gWf[j, c] += ((z0 * dPf[b, c] + z1 * dPf[b + 1, c])
+                              + (z2 * dPf[b + 2, c] + z3 * dPf[b + 3, c]))
+        for b in range(m4, m):
             z = Z[b, j]
             for c in range(CH):
                 gWf[j, c] += z * dPf[b, c]
@@ -320,7 +394,7 @@ def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, acc, mx, e, full):
 
 @_jit(fastmath=_FLAGS)
 def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, starts, Zs, ks,
-            P, A, lam, new_lam, mu, kappa, dP, row, dot, acc, mx, idx, lw, keep):
+            P, A, lam, new_lam, mu, kappa, dP, D, row, dot, acc, mx, idx, lw, keep):
     """Loss R_i of sample i; adds dR_i/dW into gW (L, d, 2e + d, H).
 
     With ``keep`` the forward pass leaves every sub-step's stage inputs and attention in its own
@@ -403,7 +477,7 @@ def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, s
                         kappa[j, c] = kp
                         mu[st, j, c] = 0.0
                 _field_vjp(Wl, Zs[slot, st], m, P[slot, st], A[slot, st], kappa, mu[st],
-                           gW[layer], dP, row, dot, e)
+                           gW[layer], dP, D, row, dot, e)
                 for j in range(m):
                     for c in range(d):
                         new_lam[j, c] += mu[st, j, c]
@@ -436,7 +510,8 @@ def _chunk(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, s0, s1, gW, 
     mu = np.empty((s, n, d))
     kappa = np.empty((n, d))
     dP = np.empty((n, C, H))
-    row = np.empty((n, H))
+    D = np.empty((n, n, H))
+    row = np.empty(H)
     dot = np.empty(H)
     acc = np.empty((d, H))
     mx = np.empty(H)
@@ -445,8 +520,8 @@ def _chunk(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, s0, s1, gW, 
     gW[...] = 0.0
     for i in range(s0, s1):
         losses[i] = _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S,
-                            starts, Zs, ks, P, A, lam, new_lam, mu, kappa, dP, row, dot, acc, mx,
-                            idx, lw, keep)
+                            starts, Zs, ks, P, A, lam, new_lam, mu, kappa, dP, D, row, dot, acc,
+                            mx, idx, lw, keep)
 
 
 # ----------------------------------------------------------------------------------------------
