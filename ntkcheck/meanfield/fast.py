@@ -169,16 +169,24 @@ def _exp_array(x, out):
 
 
 @_jit(fastmath=_FLAGS)
-def _rows_times(Zf, a, j4, Wf, out, r):
-    """out[r, c] += sum_j Zf[a, j] Wf[j, c] for j < j4 (a multiple of 4), four terms a pass."""
+def _add_combination(out, r, coef, a, terms, M, cols, scale):
+    """out[r, c] += scale sum_{j < terms} coef[a, j] M[j, c] for c < cols.
+
+    Four terms per pass over the long contiguous rows (each load and store of ``out`` serves
+    four multiply-adds), then the remainder (terms mod 4) one term at a time.
+    """
+    j4 = terms - terms % 4
     for j in range(0, j4, 4):
-        z0 = Zf[a, j]
-        z1 = Zf[a, j + 1]
-        z2 = Zf[a, j + 2]
-        z3 = Zf[a, j + 3]
-        for c in range(Wf.shape[1]):
-            out[r, c] += (z0 * Wf[j, c] + z1 * Wf[j + 1, c]) + (z2 * Wf[j + 2, c]
-                                                                + z3 * Wf[j + 3, c])
+        z0 = scale * coef[a, j]
+        z1 = scale * coef[a, j + 1]
+        z2 = scale * coef[a, j + 2]
+        z3 = scale * coef[a, j + 3]
+        for c in range(cols):
+            out[r, c] += (z0 * M[j, c] + z1 * M[j + 1, c]) + (z2 * M[j + 2, c] + z3 * M[j + 3, c])
+    for j in range(j4, terms):
+        z = scale * coef[a, j]
+        for c in range(cols):
+            out[r, c] += z * M[j, c]
 
 
 @_jit(fastmath=_FLAGS)
@@ -196,15 +204,11 @@ def _field(W, Z, lw, m, P, A, v, acc, mx, e, with_v):
     Pf = P.reshape(P.shape[0], CH)
     invH = 1.0 / H
     o = 2 * e
-    d4, e4, m4 = d - d % 4, e - e % 4, m - m % 4
+    e4, m4 = e - e % 4, m - m % 4
     for a in range(m):
         for c in range(CH):
             Pf[a, c] = 0.0
-        _rows_times(Z, a, d4, Wf, Pf, a)
-        for j in range(d4, d):
-            z = Z[a, j]
-            for c in range(CH):
-                Pf[a, c] += z * Wf[j, c]
+        _add_combination(Pf, a, Z, a, d, Wf, CH, 1.0)
     for a in range(m):
         Aa = A[a]
         for h in range(H):
@@ -258,49 +262,47 @@ def _field(W, Z, lw, m, P, A, v, acc, mx, e, with_v):
 
 
 @_jit(fastmath=_FLAGS)
-def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, D, row, dot, e):
+def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, D, T, row, dot, e):
     """Adds (dv/dZ)^T kappa to gZ (>=m, d) and the heads' gradient to gW (d, 2e + d, H).
 
     Per head, with g = kappa / H:  dA_ab = <g_a, U_b>,  dS_ab = A_ab (dA_ab - sum_c A_ac dA_ac)
     (kept in D);  dq_a = sum_b dS_ab k_b,  dk_b = sum_a dS_ab q_a,  dU_b = sum_a A_ab g_a;
     then with dP = [dq, dk, dU]:  gW[j] += sum_b z_bj dP_b,  gZ[b, j] += <dP_b, W[j]>.
-    Every dP entry is one sum written once (b or a the unrolled axis). Scratch: dP (>=m, 2e + d,
-    H), D (>=m, >=m, H), row (H,), dot (H,).
+    Every dP entry is one sum written once. dA and dU have coefficients g free of the head, so
+    they are formed over the flat (token, head) axis with U and dU coordinate-major in T
+    (d, >=m, H): loops of m H instead of H. Scratch: dP (>=m, 2e + d, H), D (>=m, >=m, H),
+    T (d, >=m, H), row (>=m, H), dot (H,).
     """
     d, C, H = W.shape
     CH = C * H
+    mH = m * H
     Wf = W.reshape(d, CH)
     gWf = gW.reshape(d, CH)
     dPf = dP.reshape(dP.shape[0], CH)
+    Af = A.reshape(A.shape[0], A.shape[1] * H)
+    Tf = T.reshape(d, T.shape[1] * H)
+    rowf = row.reshape(1, row.shape[0] * H)
     invH = 1.0 / H
     o = 2 * e
-    d4, m4 = d - d % 4, m - m % 4
+    m4 = m - m % 4
+    for i in range(d):
+        for b in range(m):
+            for h in range(H):
+                T[i, b, h] = P[b, o + i, h]
     for a in range(m):
         Aa = A[a]
         Da = D[a]
+        for c in range(mH):
+            rowf[0, c] = 0.0
+        _add_combination(rowf, 0, kappa, a, d, Tf, mH, invH)  # dA_a. = <g_a, U_.>
         for h in range(H):
             dot[h] = 0.0
         for b in range(m):
             for h in range(H):
-                row[h] = 0.0
-            for i in range(0, d4, 4):
-                g0 = kappa[a, i] * invH
-                g1 = kappa[a, i + 1] * invH
-                g2 = kappa[a, i + 2] * invH
-                g3 = kappa[a, i + 3] * invH
-                for h in range(H):
-                    row[h] += ((g0 * P[b, o + i, h] + g1 * P[b, o + i + 1, h])
-                               + (g2 * P[b, o + i + 2, h] + g3 * P[b, o + i + 3, h]))
-            for i in range(d4, d):
-                g = kappa[a, i] * invH
-                for h in range(H):
-                    row[h] += g * P[b, o + i, h]
-            for h in range(H):
-                Da[b, h] = row[h]
-                dot[h] += Aa[b, h] * row[h]
+                dot[h] += Aa[b, h] * row[b, h]
         for b in range(m):
             for h in range(H):
-                Da[b, h] = Aa[b, h] * (Da[b, h] - dot[h])  # dS_ab
+                Da[b, h] = Aa[b, h] * (row[b, h] - dot[h])  # dS_ab
         for f in range(e):
             for h in range(H):
                 dP[a, f, h] = 0.0
@@ -312,6 +314,10 @@ def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, D, row, dot, e):
             for b in range(m4, m):
                 for h in range(H):
                     dP[a, f, h] += Da[b, h] * P[b, e + f, h]
+    for i in range(d):  # dU, coordinate-major: T[i, b, h] = sum_a g_ai A_abh
+        for c in range(mH):
+            Tf[i, c] = 0.0
+        _add_combination(Tf, i, kappa.T, i, m, Af, mH, invH)
     for b in range(m):
         for f in range(e):
             for h in range(H):
@@ -326,32 +332,9 @@ def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, D, row, dot, e):
                     dP[b, e + f, h] += D[a, b, h] * P[a, f, h]
         for i in range(d):
             for h in range(H):
-                dP[b, o + i, h] = 0.0
-            for a in range(0, m4, 4):
-                g0 = kappa[a, i] * invH
-                g1 = kappa[a + 1, i] * invH
-                g2 = kappa[a + 2, i] * invH
-                g3 = kappa[a + 3, i] * invH
-                for h in range(H):
-                    dP[b, o + i, h] += ((A[a, b, h] * g0 + A[a + 1, b, h] * g1)
-                                        + (A[a + 2, b, h] * g2 + A[a + 3, b, h] * g3))
-            for a in range(m4, m):
-                g = kappa[a, i] * invH
-                for h in range(H):
-                    dP[b, o + i, h] += A[a, b, h] * g
+                dP[b, o + i, h] = T[i, b, h]
     for j in range(d):
-        for b in range(0, m4, 4):
-            z0 = Z[b, j]
-            z1 = Z[b + 1, j]
-            z2 = Z[b + 2, j]
-            z3 = Z[b + 3, j]
-            for c in range(CH):
-                gWf[j, c] += ((z0 * dPf[b, c] + z1 * dPf[b + 1, c])
-                              + (z2 * dPf[b + 2, c] + z3 * dPf[b + 3, c]))
-        for b in range(m4, m):
-            z = Z[b, j]
-            for c in range(CH):
-                gWf[j, c] += z * dPf[b, c]
+        _add_combination(gWf, j, Z.T, j, m, dPf, CH, 1.0)
     for b in range(m):
         for j in range(d):
             s = 0.0
@@ -394,7 +377,7 @@ def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, acc, mx, e, full):
 
 @_jit(fastmath=_FLAGS)
 def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, starts, Zs, ks,
-            P, A, lam, new_lam, mu, kappa, dP, D, row, dot, acc, mx, idx, lw, keep):
+            P, A, lam, new_lam, mu, kappa, dP, D, U, row, dot, acc, mx, idx, lw, keep):
     """Loss R_i of sample i; adds dR_i/dW into gW (L, d, 2e + d, H).
 
     With ``keep`` the forward pass leaves every sub-step's stage inputs and attention in its own
@@ -477,7 +460,7 @@ def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, s
                         kappa[j, c] = kp
                         mu[st, j, c] = 0.0
                 _field_vjp(Wl, Zs[slot, st], m, P[slot, st], A[slot, st], kappa, mu[st],
-                           gW[layer], dP, D, row, dot, e)
+                           gW[layer], dP, D, U, row, dot, e)
                 for j in range(m):
                     for c in range(d):
                         new_lam[j, c] += mu[st, j, c]
@@ -511,7 +494,8 @@ def _chunk(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, s0, s1, gW, 
     kappa = np.empty((n, d))
     dP = np.empty((n, C, H))
     D = np.empty((n, n, H))
-    row = np.empty(H)
+    U = np.empty((d, n, H))
+    row = np.empty((n, H))
     dot = np.empty(H)
     acc = np.empty((d, H))
     mx = np.empty(H)
@@ -520,8 +504,8 @@ def _chunk(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, s0, s1, gW, 
     gW[...] = 0.0
     for i in range(s0, s1):
         losses[i] = _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S,
-                            starts, Zs, ks, P, A, lam, new_lam, mu, kappa, dP, D, row, dot, acc,
-                            mx, idx, lw, keep)
+                            starts, Zs, ks, P, A, lam, new_lam, mu, kappa, dP, D, U, row, dot,
+                            acc, mx, idx, lw, keep)
 
 
 # ----------------------------------------------------------------------------------------------
