@@ -277,12 +277,12 @@ def profile(repeats: int = 100, batches: int = 100) -> None:
     Z = rng.standard_normal((n, d))
     lw = np.log(np.full(n, 1.0 / m))
     P, A, v = np.empty((n, C, H)), np.empty((n, n, H)), np.empty((n, d))
-    acc, mx, dot, row = np.empty((d, H)), np.empty(H), np.empty(H), np.empty((n, H))
+    Ut, mx, dot, row = np.empty((d, n, H)), np.empty((2, H)), np.empty(H), np.empty((n, H))
     kappa, gZ, gW = rng.standard_normal((n, d)), np.zeros((n, d)), np.zeros((d, C, H))
     dP, D, U = np.empty((n, C, H)), np.empty((n, n, H)), np.empty((d, n, H))
     x, xo = -5.0 * rng.random(m * m * H), np.empty(m * m * H)
     proj, scores, vapply = m * d * C * H, m * m * k * H, m * m * d * H
-    parts = [("field (forward)", lambda: fast._field(W, Z, lw, m, P, A, v, acc, mx, e, True),
+    parts = [("field (forward)", lambda: fast._field(W, Z, lw, m, P, A, v, Ut, mx, e, True),
               2 * (proj + scores + vapply)),
              ("VJP", lambda: fast._field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, D, U, row, dot,
                                                    e),

@@ -190,29 +190,35 @@ def _add_combination(out, r, coef, a, terms, M, cols, scale):
 
 
 @_jit(fastmath=_FLAGS)
-def _field(W, Z, lw, m, P, A, v, acc, mx, e, with_v):
+def _field(W, Z, lw, m, P, A, v, Ut, mx, e, with_v):
     """v_a = (1/H) sum_h sum_b A_hab V_h z_b, A_h = softmax_b(<Qe_h z_a, Ke_h z_b> + log w_b).
 
     W (d, 2e + d, H) the stacked projections: W[j, f, h] = Qe_h[f, j], W[j, e + f, h] =
     Ke_h[f, j], W[j, 2e + i, h] = V_h[i, j]. Z (>=m, d), lw (>=m,). Writes the projections
     P[a] = [Qe z_a, Ke z_a, V z_a] (>=m, 2e + d, H), the attention A (>=m, >=m, H) and, when
-    ``with_v``, v (>=m, d). Scratch: acc (d, H), mx (H,).
+    ``with_v``, v (>=m, d): v_ai = (1/H) sum over the flat (b, h) axis of A_abh U_bih, a dot
+    product of length m H with U coordinate-major in Ut (d, >=m, H). Scratch: Ut, mx (2, H).
     """
     d, C, H = W.shape
     CH = C * H
+    mH = m * H
     Wf = W.reshape(d, CH)
     Pf = P.reshape(P.shape[0], CH)
+    Af = A.reshape(A.shape[0], A.shape[1] * H)
+    Utf = Ut.reshape(d, Ut.shape[1] * H)
     invH = 1.0 / H
     o = 2 * e
-    e4, m4 = e - e % 4, m - m % 4
+    e4 = e - e % 4
     for a in range(m):
         for c in range(CH):
             Pf[a, c] = 0.0
         _add_combination(Pf, a, Z, a, d, Wf, CH, 1.0)
     for a in range(m):
         Aa = A[a]
+        top = mx[0]
+        total = mx[1]
         for h in range(H):
-            mx[h] = -np.inf
+            top[h] = -np.inf
         for b in range(m):
             lb = lw[b]
             for h in range(H):
@@ -226,38 +232,30 @@ def _field(W, Z, lw, m, P, A, v, acc, mx, e, with_v):
                 for h in range(H):
                     Aa[b, h] += P[a, f, h] * P[b, e + f, h]
             for h in range(H):
-                mx[h] = max(mx[h], Aa[b, h])
+                top[h] = max(top[h], Aa[b, h])
         for h in range(H):
-            acc[0, h] = 0.0
+            total[h] = 0.0
         for b in range(m):
             for h in range(H):
-                t = _exp_nonpos(Aa[b, h] - mx[h])
+                t = _exp_nonpos(Aa[b, h] - top[h])
                 Aa[b, h] = t
-                acc[0, h] += t
+                total[h] += t
         for h in range(H):
-            mx[h] = 1.0 / acc[0, h]
+            top[h] = 1.0 / total[h]
         for b in range(m):
             for h in range(H):
-                Aa[b, h] *= mx[h]
-        if not with_v:
-            continue
-        for i in range(d):
+                Aa[b, h] *= top[h]
+    if not with_v:
+        return
+    for i in range(d):
+        for b in range(m):
             for h in range(H):
-                acc[i, h] = 0.0
-        for b in range(0, m4, 4):
-            for i in range(d):
-                for h in range(H):
-                    acc[i, h] += ((Aa[b, h] * P[b, o + i, h] + Aa[b + 1, h] * P[b + 1, o + i, h])
-                                  + (Aa[b + 2, h] * P[b + 2, o + i, h]
-                                     + Aa[b + 3, h] * P[b + 3, o + i, h]))
-        for b in range(m4, m):
-            for i in range(d):
-                for h in range(H):
-                    acc[i, h] += Aa[b, h] * P[b, o + i, h]
+                Ut[i, b, h] = P[b, o + i, h]
+    for a in range(m):
         for i in range(d):
             s = 0.0
-            for h in range(H):
-                s += acc[i, h]
+            for c in range(mH):
+                s += Af[a, c] * Utf[i, c]
             v[a, i] = s * invH
 
 
@@ -348,7 +346,7 @@ def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, D, T, row, dot, e):
 
 
 @_jit(fastmath=_FLAGS)
-def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, acc, mx, e, full):
+def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, Ut, mx, e, full):
     """One RK step from X (m, d) into out; stage inputs Zs (s, m, d), velocities ks (s, m, d) and
     the attention of every stage (P, A with a leading stage axis) are kept. With ``full`` False
     only the stages' inputs and attention are computed (the backward pass's recomputation of a
@@ -363,7 +361,7 @@ def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, acc, mx, e, full):
                     if a[i, p] != 0.0:
                         z += hstep * a[i, p] * ks[p, t, j]
                 Zs[i, t, j] = z
-        _field(W, Zs[i], lw, m, P[i], A[i], ks[i], acc, mx, e, full or i + 1 < s)
+        _field(W, Zs[i], lw, m, P[i], A[i], ks[i], Ut, mx, e, full or i + 1 < s)
     if not full:
         return
     for t in range(m):
@@ -377,7 +375,7 @@ def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, acc, mx, e, full):
 
 @_jit(fastmath=_FLAGS)
 def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, starts, Zs, ks,
-            P, A, lam, new_lam, mu, kappa, dP, D, U, row, dot, acc, mx, idx, lw, keep):
+            P, A, lam, new_lam, mu, kappa, dP, D, U, row, dot, Ut, mx, idx, lw, keep):
     """Loss R_i of sample i; adds dR_i/dW into gW (L, d, 2e + d, H).
 
     With ``keep`` the forward pass leaves every sub-step's stage inputs and attention in its own
@@ -408,7 +406,7 @@ def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, s
             dst = starts[sub + 1] if sub + 1 < substeps else S[layer + 1]
             slot = layer * substeps + sub if keep else 0
             _rk_step(W[layer], starts[sub], lw, m, a, b, hstep, Zs[slot], ks, P[slot], A[slot],
-                     dst, acc, mx, e, True)
+                     dst, Ut, mx, e, True)
     # loss and p^L = dR_i/dX^L on the real tokens
     R = 0.0
     for j in range(m):
@@ -440,13 +438,13 @@ def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, s
                     starts[0, j, c] = S[layer, j, c]
             for sub in range(substeps - 1):
                 _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs[0], ks, P[0], A[0],
-                         starts[sub + 1], acc, mx, e, True)
+                         starts[sub + 1], Ut, mx, e, True)
         for sub in range(substeps - 1, -1, -1):
             slot = layer * substeps + sub if keep else 0
             if not keep:
                 # recompute this sub-step's stages: only their inputs and attention are needed
                 _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs[0], ks, P[0], A[0], new_lam,
-                         acc, mx, e, False)
+                         Ut, mx, e, False)
             for j in range(m):
                 for c in range(d):
                     new_lam[j, c] = lam[j, c]
@@ -497,15 +495,15 @@ def _chunk(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, s0, s1, gW, 
     U = np.empty((d, n, H))
     row = np.empty((n, H))
     dot = np.empty(H)
-    acc = np.empty((d, H))
-    mx = np.empty(H)
+    Ut = np.empty((d, n, H))
+    mx = np.empty((2, H))
     idx = np.empty(n, dtype=np.int64)
     lw = np.empty(n)
     gW[...] = 0.0
     for i in range(s0, s1):
         losses[i] = _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S,
                             starts, Zs, ks, P, A, lam, new_lam, mu, kappa, dP, D, U, row, dot,
-                            acc, mx, idx, lw, keep)
+                            Ut, mx, idx, lw, keep)
 
 
 # ----------------------------------------------------------------------------------------------
