@@ -15,7 +15,13 @@ real tokens only, so no time goes to padding or to the overhead of many tiny arr
 
 Scores are <q_a, k_b> with q = Qe x, k = Ke x and (Qe, Ke) = (Q, K) when key_dim <= d, else
 (M^T, I) with M = Q^T K (the cheaper factorisation; :func:`loss_and_gradient_fast` maps the
-gradients back: dQ = K dM^T, dK = Q dM with dM = dQe^T).
+gradients back: dQ = K dM^T, dK = Q dM with dM = dQe^T); Qe, Ke are padded with zero rows to
+a multiple of 4 rows, the kernels' unrolling width.
+
+Every (sample, head) array has the heads innermost, the SIMD axis. Sums whose coefficients do
+not depend on the head (projections, the value sum, dA, dU, the heads' gradient) run over the
+flat (token, head) or (channel, head) axis, long contiguous loops; the per-head bilinear ones
+(scores, dq, dk) run over the heads, four terms per pass (:func:`_add_combination`, below).
 
 Determinism. The chunks of samples depend only on N; each chunk is processed by one thread, in
 sample order, into its own gradient buffer; the buffers and the per-sample losses are then reduced
@@ -194,7 +200,8 @@ def _field(W, Z, lw, m, P, A, v, Ut, mx, e, with_v):
     """v_a = (1/H) sum_h sum_b A_hab V_h z_b, A_h = softmax_b(<Qe_h z_a, Ke_h z_b> + log w_b).
 
     W (d, 2e + d, H) the stacked projections: W[j, f, h] = Qe_h[f, j], W[j, e + f, h] =
-    Ke_h[f, j], W[j, 2e + i, h] = V_h[i, j]. Z (>=m, d), lw (>=m,). Writes the projections
+    Ke_h[f, j], W[j, 2e + i, h] = V_h[i, j], e a multiple of 4 (Qe, Ke zero-padded by
+    :func:`loss_and_gradient_fast`). Z (>=m, d), lw (>=m,). Writes the projections
     P[a] = [Qe z_a, Ke z_a, V z_a] (>=m, 2e + d, H), the attention A (>=m, >=m, H) and, when
     ``with_v``, v (>=m, d): v_ai = (1/H) sum over the flat (b, h) axis of A_abh U_bih, a dot
     product of length m H with U coordinate-major in Ut (d, >=m, H). Scratch: Ut, mx (2, H).
@@ -208,7 +215,6 @@ def _field(W, Z, lw, m, P, A, v, Ut, mx, e, with_v):
     Utf = Ut.reshape(d, Ut.shape[1] * H)
     invH = 1.0 / H
     o = 2 * e
-    e4 = e - e % 4
     for a in range(m):
         for c in range(CH):
             Pf[a, c] = 0.0
@@ -219,20 +225,19 @@ def _field(W, Z, lw, m, P, A, v, Ut, mx, e, with_v):
         total = mx[1]
         for h in range(H):
             top[h] = -np.inf
-        for b in range(m):
+        for b in range(m):  # e is a multiple of 4 (zero-padded): four key indices a pass
+            Ab = Aa[b]
             lb = lw[b]
             for h in range(H):
-                Aa[b, h] = lb
-            for f in range(0, e4, 4):
+                Ab[h] = lb + ((P[a, 0, h] * P[b, e, h] + P[a, 1, h] * P[b, e + 1, h])
+                              + (P[a, 2, h] * P[b, e + 2, h] + P[a, 3, h] * P[b, e + 3, h]))
+            for f in range(4, e, 4):
                 for h in range(H):
-                    Aa[b, h] += ((P[a, f, h] * P[b, e + f, h] + P[a, f + 1, h] * P[b, e + f + 1, h])
-                                 + (P[a, f + 2, h] * P[b, e + f + 2, h]
-                                    + P[a, f + 3, h] * P[b, e + f + 3, h]))
-            for f in range(e4, e):
-                for h in range(H):
-                    Aa[b, h] += P[a, f, h] * P[b, e + f, h]
+                    Ab[h] += ((P[a, f, h] * P[b, e + f, h] + P[a, f + 1, h] * P[b, e + f + 1, h])
+                              + (P[a, f + 2, h] * P[b, e + f + 2, h]
+                                 + P[a, f + 3, h] * P[b, e + f + 3, h]))
             for h in range(H):
-                top[h] = max(top[h], Aa[b, h])
+                top[h] = max(top[h], Ab[h])
         for h in range(H):
             total[h] = 0.0
         for b in range(m):
@@ -301,7 +306,7 @@ def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, D, T, row, dot, e):
         for b in range(m):
             for h in range(H):
                 Da[b, h] = Aa[b, h] * (row[b, h] - dot[h])  # dS_ab
-        for f in range(e):
+        for f in range(e):  # dq_a = sum_b dS_ab k_b
             for h in range(H):
                 dP[a, f, h] = 0.0
             for b in range(0, m4, 4):
@@ -317,7 +322,7 @@ def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, D, T, row, dot, e):
             Tf[i, c] = 0.0
         _add_combination(Tf, i, kappa.T, i, m, Af, mH, invH)
     for b in range(m):
-        for f in range(e):
+        for f in range(e):  # dk_b = sum_a dS_ab q_a
             for h in range(H):
                 dP[b, e + f, h] = 0.0
             for a in range(0, m4, 4):
@@ -546,9 +551,14 @@ def loss_and_gradient_fast(model, tokens: np.ndarray, weights: np.ndarray, loss,
     T = np.array(loss.targets if token_loss else loss.targets[:, None, :], dtype=np.float64,
                  order="C")
     Qe, Ke, via_M = _score_factors(model.Q, model.K)
-    L, H, e, d = Qe.shape
+    L, H, k, d = Qe.shape
+    # the kernels take four key indices a pass: Qe, Ke padded with zero rows to e = 4 ceil(k/4)
+    # (the padded scores' terms are exact zeros; their gradients are dropped below)
+    e = -(-k // 4) * 4
+    pad = np.zeros((L, H, e - k, d))
     # stacked projections, heads last: W[l, j, :, h] = [Qe_h[:, j], Ke_h[:, j], V_h[:, j]]
-    W = np.ascontiguousarray(np.concatenate([Qe, Ke, model.V], axis=2).transpose(0, 3, 2, 1))
+    W = np.ascontiguousarray(np.concatenate([Qe, pad, Ke, pad, model.V], axis=2)
+                             .transpose(0, 3, 2, 1))
     a = np.array(model.scheme.a)  # writable copies: one compiled signature for all inputs
     b = np.array(model.scheme.b)
     bounds = chunk_starts(N)
@@ -573,8 +583,8 @@ def loss_and_gradient_fast(model, tokens: np.ndarray, weights: np.ndarray, loss,
     for c in range(1, C):
         gW += gWc[c]
     gW = gW.transpose(0, 3, 2, 1)  # (L, H, 2e + d, d)
-    gQ = np.ascontiguousarray(gW[:, :, :e])
-    gK = np.ascontiguousarray(gW[:, :, e:2 * e])
+    gQ = np.ascontiguousarray(gW[:, :, :k])
+    gK = np.ascontiguousarray(gW[:, :, e:e + k])
     gV = np.ascontiguousarray(gW[:, :, 2 * e:])
     if via_M:
         gMt = gQ  # dR/dM^T per head
