@@ -29,7 +29,7 @@ FLOORS = [
     ["errors", "_threads", "special", "progress", "exact_values", "meanfield._parallel"],
     ["distributions", "dataset", "vocabulary"],
     ["injectivity.*", "backends.*", "exact.*", "kernels", "resources", "meanfield.loss",
-     "meanfield.schemes", "meanfield.model", "meanfield._field_kernels", "meanfield.fast",
+     "meanfield.schemes", "meanfield.model", "meanfield._fused", "meanfield.fast",
      "meanfield.adjoint",
      "meanfield.ntk", "meanfield.flow", "meanfield.teacher", "meanfield.explain"],
     ["io.*", "arrays", "meanfield.config"],

@@ -45,14 +45,12 @@ cache instead of failing at import.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..errors import InputError, install_hint
-from ._field_kernels import _FLAGS, AVAILABLE, _field, _field_vjp, _jit
+from ._fused import AVAILABLE, _chunk
 # re-exported: the disk-cache state and the exp kernel are checked through this module's name
-from ._field_kernels import _DISK_CACHE, _exp_array  # noqa: F401
+from ._fused import _DISK_CACHE, _exp_array  # noqa: F401
 from ._parallel import run_chunks
 
 __all__ = ["AVAILABLE", "FAST_HINT", "MISSING_MESSAGE", "chunk_starts", "loss_and_gradient_fast",
@@ -89,171 +87,6 @@ def chunk_starts(N: int) -> np.ndarray:
     """Boundaries of the sample chunks: min(N, CHUNKS) near-equal chunks (int64, length + 1)."""
     count = max(1, min(N, CHUNKS))
     return np.array([(N * c) // count for c in range(count + 1)], dtype=np.int64)
-
-
-# ----------------------------------------------------------------------------------------------
-# one sample: forward, loss, adjoint
-
-
-@_jit(fastmath=_FLAGS)
-def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, Ut, mx, e, full):
-    """One RK step from X (m, d) into out; stage inputs Zs (s, m, d), velocities ks (s, m, d) and
-    the attention of every stage (P, A with a leading stage axis) are kept. With ``full`` False
-    only the stages' inputs and attention are computed (the backward pass's recomputation of a
-    sub-step): the last stage's velocity and ``out`` are skipped."""
-    s = b.shape[0]
-    d = X.shape[1]
-    for i in range(s):
-        for t in range(m):
-            for j in range(d):
-                z = X[t, j]
-                for p in range(i):
-                    if a[i, p] != 0.0:
-                        z += hstep * a[i, p] * ks[p, t, j]
-                Zs[i, t, j] = z
-        _field(W, Zs[i], lw, m, P[i], A[i], ks[i], Ut, mx, e, full or i + 1 < s)
-    if not full:
-        return
-    for t in range(m):
-        for j in range(d):
-            x = X[t, j]
-            for i in range(s):
-                if b[i] != 0.0:
-                    x += hstep * b[i] * ks[i, t, j]
-            out[t, j] = x
-
-
-@_jit(fastmath=_FLAGS)
-def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, starts, Zs, ks,
-            P, A, lam, new_lam, mu, kappa, dP, D, U, row, dot, Ut, mx, idx, lw, keep):
-    """Loss R_i of sample i; adds dR_i/dW into gW (L, d, 2e + d, H).
-
-    With ``keep`` the forward pass leaves every sub-step's stage inputs and attention in its own
-    slot (layer * substeps + sub) of Zs, P, A and the backward pass reads them; otherwise the
-    arrays have one slot and the backward pass recomputes each sub-step from the stored layer
-    states (same compiled code, same inputs: the same values, bit for bit). The other arguments
-    are scratch (see :func:`_chunk` for their shapes).
-    """
-    L = W.shape[0]
-    d = X.shape[2]
-    n = X.shape[1]
-    s = b.shape[0]
-    dT = T.shape[-1]
-    m = 0
-    for t in range(n):
-        if w[i, t] > 0.0:
-            idx[m] = t
-            lw[m] = math.log(w[i, t])
-            for j in range(d):
-                S[0, m, j] = X[i, t, j]
-            m += 1
-    # forward: token states of this sample only
-    for layer in range(L):
-        for j in range(m):
-            for c in range(d):
-                starts[0, j, c] = S[layer, j, c]
-        for sub in range(substeps):
-            dst = starts[sub + 1] if sub + 1 < substeps else S[layer + 1]
-            slot = layer * substeps + sub if keep else 0
-            _rk_step(W[layer], starts[sub], lw, m, a, b, hstep, Zs[slot], ks, P[slot], A[slot],
-                     dst, Ut, mx, e, True)
-    # loss and p^L = dR_i/dX^L on the real tokens
-    R = 0.0
-    for j in range(m):
-        for c in range(d):
-            lam[j, c] = 0.0
-    if token_loss:
-        for j in range(m):
-            wt = w[i, idx[j]]
-            for c in range(dT):
-                res = S[L, j, c] - T[i, idx[j], c]
-                R += wt * res * res
-                lam[j, c] = wt * res * inv_N
-    else:
-        for c in range(dT):
-            pooled = 0.0
-            for j in range(m):
-                pooled += w[i, idx[j]] * S[L, j, c]
-            res = pooled - T[i, 0, c]
-            R += res * res
-            for j in range(m):
-                lam[j, c] = w[i, idx[j]] * res * inv_N
-    R *= 0.5 * inv_N
-    # adjoint, layer by layer, on the kept (or recomputed) stage inputs and attention
-    for layer in range(L - 1, -1, -1):
-        Wl = W[layer]
-        if not keep:
-            for j in range(m):
-                for c in range(d):
-                    starts[0, j, c] = S[layer, j, c]
-            for sub in range(substeps - 1):
-                _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs[0], ks, P[0], A[0],
-                         starts[sub + 1], Ut, mx, e, True)
-        for sub in range(substeps - 1, -1, -1):
-            slot = layer * substeps + sub if keep else 0
-            if not keep:
-                # recompute this sub-step's stages: only their inputs and attention are needed
-                _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs[0], ks, P[0], A[0], new_lam,
-                         Ut, mx, e, False)
-            for j in range(m):
-                for c in range(d):
-                    new_lam[j, c] = lam[j, c]
-            for st in range(s - 1, -1, -1):
-                for j in range(m):
-                    for c in range(d):
-                        kp = hstep * b[st] * lam[j, c]
-                        for p in range(st + 1, s):
-                            if a[p, st] != 0.0:
-                                kp += hstep * a[p, st] * mu[p, j, c]
-                        kappa[j, c] = kp
-                        mu[st, j, c] = 0.0
-                _field_vjp(Wl, Zs[slot, st], m, P[slot, st], A[slot, st], kappa, mu[st],
-                           gW[layer], dP, D, U, row, dot, e)
-                for j in range(m):
-                    for c in range(d):
-                        new_lam[j, c] += mu[st, j, c]
-            for j in range(m):
-                for c in range(d):
-                    lam[j, c] = new_lam[j, c]
-    return R
-
-
-@_jit(fastmath=_FLAGS, nogil=True)
-def _chunk(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, s0, s1, gW, losses, keep):
-    """Samples s0 .. s1-1, in order: gW (L, d, 2e + d, H) = sum_i dR_i/dW, losses[i] = R_i.
-
-    ``keep``: keep the forward pass's stage inputs and attention for the backward pass (L
-    substeps slots) instead of recomputing them (one slot). Runs without the GIL, so chunks run
-    concurrently on Python threads.
-    """
-    L, d, C, H = W.shape
-    n = X.shape[1]
-    s = b.shape[0]
-    slots = L * substeps if keep else 1
-    S = np.empty((L + 1, n, d))
-    starts = np.empty((substeps, n, d))
-    Zs = np.empty((slots, s, n, d))
-    ks = np.empty((s, n, d))
-    P = np.empty((slots, s, n, C, H))
-    A = np.empty((slots, s, n, n, H))
-    lam = np.empty((n, d))
-    new_lam = np.empty((n, d))
-    mu = np.empty((s, n, d))
-    kappa = np.empty((n, d))
-    dP = np.empty((n, C, H))
-    D = np.empty((n, n, H))
-    U = np.empty((d, n, H))
-    row = np.empty((n, H))
-    dot = np.empty(H)
-    Ut = np.empty((d, n, H))
-    mx = np.empty((2, H))
-    idx = np.empty(n, dtype=np.int64)
-    lw = np.empty(n)
-    gW[...] = 0.0
-    for i in range(s0, s1):
-        losses[i] = _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S,
-                            starts, Zs, ks, P, A, lam, new_lam, mu, kappa, dP, D, U, row, dot,
-                            Ut, mx, idx, lw, keep)
 
 
 # ----------------------------------------------------------------------------------------------
