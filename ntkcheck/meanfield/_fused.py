@@ -64,8 +64,9 @@ _SHIFT = 6755399441055744.0  # 1.5 * 2^52: x + _SHIFT rounds x to an integer (lo
 _EXP_LOW = -708.0  # exp(x) < 3.3e-308 below: flushed to 0 (rows always hold a 1)
 
 
-#: 2^-k for k = 0 .. 1023 (and 0 beyond): the scale of exp(x) = 2^-k exp(r)
-_POW2 = np.concatenate([2.0 ** -np.arange(1023.0), np.zeros(77)])
+#: exponent bias of binary64: 2^k has the bits (k + 1023) << 52 for -1022 <= k <= 1023
+_BIAS = 1023
+_MANTISSA_BITS = 52
 
 
 @_jit(fastmath={"contract"}, inline="never")
@@ -73,8 +74,9 @@ def _exp_nonpos(x):
     """exp(x) for x <= 0, vectorisable (relative error <= 2 ulp; 0 below -708 and at -inf).
 
     exp(x) = 2^k exp(r), k = round(x / log 2), r = x - k log 2 by the Cody–Waite split of log 2
-    (|r| <= log(2) / 2), exp(r) by its degree-13 Taylor polynomial (remainder < 2e-17), 2^k from
-    a table. Compiled without reassociation (the split must be evaluated as written); LLVM still
+    (|r| <= log(2) / 2), exp(r) by its degree-13 Taylor polynomial (remainder < 2e-17), 2^k
+    (-1022 <= k <= 0 since x >= -708) from its bits, without a table lookup (a gather in the
+    vectorised loops). Compiled without reassociation (the split must be evaluated as written); LLVM still
     inlines it into the vectorised loops of the callers.
     """
     y = x if x > _EXP_LOW else _EXP_LOW
@@ -94,7 +96,8 @@ def _exp_nonpos(x):
     p = p * r + 0.5
     p = p * r + 1.0
     p = p * r + 1.0
-    return p * _POW2[np.int64(-kf)] if x > _EXP_LOW else 0.0
+    scale = np.int64((np.int64(kf) + _BIAS) << _MANTISSA_BITS).view(np.float64)  # 2^k exactly
+    return p * scale if x > _EXP_LOW else 0.0
 
 
 @_jit(fastmath=_FLAGS)
