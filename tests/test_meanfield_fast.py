@@ -185,6 +185,30 @@ def test_exp_kernel_matches_numpy():
     assert out[-5] == 1.0 and np.all(out[-3:] == 0.0)
 
 
+@pytest.mark.parametrize("rows,terms", [(1, 3), (5, 8), (6, 9), (7, 4)])
+def test_tiled_sums_match_numpy(rows, terms):
+    """The register-tiled sums of the kernels (two rows and four terms a pass, with odd row
+    counts and term counts that are not multiples of 4 exercising the remainders) equal
+    numpy's products to round-off: an entry summing n products (plus the scale and the
+    existing value) in any order is within the classical bound (n + 2) eps sum |terms|."""
+    from ntkcheck.meanfield import _fused
+
+    rng = np.random.default_rng(20)
+    cols = 40
+    coef, M = rng.standard_normal((rows, terms)), rng.standard_normal((terms, cols))
+    out0 = rng.standard_normal((rows, cols))
+    out = out0.copy()
+    _fused._add_combinations(out, coef, rows, terms, M, cols, 0.25)
+    eps = np.finfo(float).eps
+    bound = (terms + 2) * eps * (np.abs(out0) + 0.25 * np.abs(coef) @ np.abs(M))
+    assert np.all(np.abs(out - (out0 + 0.25 * coef @ M)) <= bound)
+    X, Y = rng.standard_normal((rows, cols)), rng.standard_normal((terms, cols))
+    dots = out0[:, :terms].copy()
+    _fused._add_dots(dots, X, Y, rows, terms, cols, 0.5)
+    bound = (cols + 2) * eps * (np.abs(out0[:, :terms]) + 0.5 * np.abs(X) @ np.abs(Y).T)
+    assert np.all(np.abs(dots - (out0[:, :terms] + 0.5 * X @ Y.T)) <= bound)
+
+
 def test_backend_choice_and_messages(monkeypatch):
     """auto picks numba when importable and numpy otherwise; asking for numba without it, or
     for an unknown backend, is a one-line InputError naming the fix and the valid choices."""
