@@ -138,8 +138,8 @@ def _add_combination(out, r, coef, a, terms, M, cols, scale):
 def _add_combinations(out, coef, rows, terms, M, cols, scale):
     """:func:`_add_combination` for rows r = a = 0 .. rows-1, two rows a pass.
 
-    Both rows share each load of M; every entry's sum has the order of
-    :func:`_add_combination` (the same values, bit for bit).
+    Both rows share each load of M; every entry's terms are grouped as in
+    :func:`_add_combination`.
     """
     for r in range(0, rows - rows % 2, 2):
         j4 = terms - terms % 4
