@@ -76,8 +76,8 @@ def _exp_nonpos(x):
     exp(x) = 2^k exp(r), k = round(x / log 2), r = x - k log 2 by the Cody–Waite split of log 2
     (|r| <= log(2) / 2), exp(r) by its degree-13 Taylor polynomial (remainder < 2e-17), 2^k
     (-1022 <= k <= 0 since x >= -708) from its bits, without a table lookup (a gather in the
-    vectorised loops). Compiled without reassociation (the split must be evaluated as written); LLVM still
-    inlines it into the vectorised loops of the callers.
+    vectorised loops). Compiled without reassociation (the split must be evaluated as written);
+    LLVM still inlines it into the vectorised loops of the callers.
     """
     y = x if x > _EXP_LOW else _EXP_LOW
     kf = (y * _LOG2E + _SHIFT) - _SHIFT

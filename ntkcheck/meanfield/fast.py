@@ -1,8 +1,9 @@
-"""Fused numba kernels of one training step: loss and exact gradient, one sample at a time.
+"""Fused numba training step: loss and exact gradient, one sample at a time.
 
-The numpy path (:mod:`.model`, :mod:`.adjoint`) is the reference; this module computes the same
-discrete adjoint (SPEC §6) with every (sample, head) evaluated by compiled loops on the sample's
-real tokens only, so no time goes to padding or to the overhead of many tiny array operations:
+This module is the Python entry point; the compiled kernels are in :mod:`._fused`. The numpy
+path (:mod:`.model`, :mod:`.adjoint`) is the reference; this module computes the same discrete
+adjoint (SPEC §6) with every (sample, head) evaluated by compiled loops on the sample's real
+tokens only, so no time goes to padding or to the overhead of many tiny array operations:
 
     for each sample i (in a fixed chunk of samples, chunks in parallel):
         X^0 -> X^L          forward, keeping the per-layer token states of this sample only
@@ -21,7 +22,7 @@ a multiple of 4 rows, the kernels' unrolling width.
 Every (sample, head) array has the heads innermost, the SIMD axis. Sums whose coefficients do
 not depend on the head (projections, the value sum, dA, dU, the heads' gradient) run over the
 flat (token, head) or (channel, head) axis, long contiguous loops; the per-head bilinear ones
-(scores, dq, dk) run over the heads, four terms per pass (:func:`_add_combination`, below).
+(scores, dq, dk) run over the heads, four terms per pass (see :mod:`._fused`).
 
 Determinism. The chunks of samples depend only on N; each chunk is processed by one thread, in
 sample order, into its own gradient buffer; the buffers and the per-sample losses are then reduced
@@ -35,12 +36,12 @@ states, its sub-step starts and the projections and attention of every RK step o
 (L substeps stages (n d + n C H + n^2 H) floats, C = 2 key_dim + d) when that is at most
 :data:`KEEP_BYTES`, else of one RK step; per chunk, one gradient buffer of the size of the heads.
 
-numba is optional (``pip install -e '.[fast]'`` in the ntkcheck clone); :data:`AVAILABLE` says whether it is
-importable. Kernels are compiled on first use and cached on disk (``cache=True``) where numba
-finds a writable cache directory (``NUMBA_CACHE_DIR``, the package's ``__pycache__`` or the
-user's cache directory under HOME); when none is writable (a read-only installation run by a
-user without a writable HOME, as in a locked-down CI job) they are compiled without a disk
-cache instead of failing at import.
+numba is optional (``pip install -e '.[fast]'`` in the ntkcheck clone); :data:`AVAILABLE` says
+whether it is importable. Kernels are compiled on first use and cached on disk (``cache=True``)
+where numba finds a writable cache directory (``NUMBA_CACHE_DIR``, the package's
+``__pycache__`` or the user's cache directory under HOME); when none is writable (a read-only
+installation run by a user without a writable HOME, as in a locked-down CI job) they are
+compiled without a disk cache instead of failing at import.
 """
 
 from __future__ import annotations
