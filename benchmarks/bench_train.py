@@ -23,9 +23,10 @@ a multiple of it (target: <= 4).
 
 Flop count of one step (each multiply-add = 2 flops), with m_i real tokens of sample i,
 C = 2 key_dim + d, s RK stages, per sample, layer and stage: forward m d C H + m^2 key_dim H +
-m^2 d H, done twice (forward, recompute; the recomputation of the last stage skips its
-velocity, m^2 d H), plus the VJP 2 m^2 d H + 2 m^2 key_dim H + 2 m d C H. Exponentials (m^2 H
-per stage evaluation) are not counted.
+m^2 d H, plus the VJP 2 m^2 d H + 2 m^2 key_dim H + 2 m d C H. At these sizes the fused kernels
+keep the forward pass's attention for the backward pass (``fast.KEEP_BYTES``), so nothing is
+recomputed and this is also the minimal count of the step (PyTorch's autograd does the same
+products). Exponentials (m^2 H per stage evaluation) are not counted.
 
     python benchmarks/bench_train.py [--repeats 5] [--sizes 64,256] [--threads 1,2] [--no-torch]
                                      [--impls numpy,numba,torch] [--train-steps 6] [--rounds 3]
@@ -83,8 +84,7 @@ def step_flops(weights, d: int, L: int, H: int, k: int, stages: int = 1) -> floa
     C = 2 * k + d
     field = m * d * C * H + m * m * k * H + m * m * d * H
     vjp = 2 * m * m * d * H + 2 * m * m * k * H + 2 * m * d * C * H
-    # the backward pass's recomputation skips the last stage's velocity (m^2 d H)
-    per_layer = stages * (2 * field + vjp) - m * m * d * H
+    per_layer = stages * (field + vjp)  # forward and VJP; the attention is kept, not recomputed
     return float(2.0 * L * per_layer.sum())
 
 
@@ -262,13 +262,13 @@ def measure(N: int, threads: int, impls: list[str], args, gemm: float) -> dict:
             "ratios": {k: _median(v) for k, v in ratios.items()}}
 
 
-def profile(repeats: int = 2000) -> None:
-    """Where a step's time goes: the fused kernels on one sample and one layer (CPU time per call,
-    best of 5 batches of ``repeats`` calls; one thread). A step is N L times (field with v +
-    field without v + VJP): the forward pass, the backward pass's recomputation, the VJP. Each
-    call here also pays numba's dispatch from Python (about a microsecond), which the step's
-    compiled loop over samples does not."""
-    from ntkcheck.meanfield import fast
+def profile(repeats: int = 100, batches: int = 100) -> None:
+    """Where a step's time goes: the fused kernels on one sample and one layer (wall time per
+    call, best of ``batches`` batches of ``repeats`` calls, so that a quiet moment of a shared
+    machine is caught; one thread). A step is N L times (field + VJP): the forward pass and the
+    VJP, on the kept attention. Each call here also pays numba's dispatch from Python (about
+    0.2 microseconds), which the step's compiled loop over samples does not."""
+    from ntkcheck.meanfield import _fused as fast
 
     n, d, H, k = (SHAPE[x] for x in ("n", "d", "H", "k"))
     m, e, C = n - 2, k, 2 * k + d  # two padded tokens, as in _data
@@ -277,36 +277,34 @@ def profile(repeats: int = 2000) -> None:
     Z = rng.standard_normal((n, d))
     lw = np.log(np.full(n, 1.0 / m))
     P, A, v = np.empty((n, C, H)), np.empty((n, n, H)), np.empty((n, d))
-    acc, mx, dot = np.empty((d, H)), np.empty(H), np.empty(H)
+    Ut, mx, dot, row = np.empty((d, n, H)), np.empty((2, H)), np.empty(H), np.empty((n, H))
     kappa, gZ, gW = rng.standard_normal((n, d)), np.zeros((n, d)), np.zeros((d, C, H))
-    dP, row = np.empty((n, C, H)), np.empty((n, H))
+    dP, D, U = np.empty((n, C, H)), np.empty((n, n, H)), np.empty((d, n, H))
     x, xo = -5.0 * rng.random(m * m * H), np.empty(m * m * H)
     proj, scores, vapply = m * d * C * H, m * m * k * H, m * m * d * H
-    parts = [("field with v (forward)", lambda: fast._field(W, Z, lw, m, P, A, v, acc, mx, e,
-                                                            True), 2 * (proj + scores + vapply)),
-             ("field without v (recompute)", lambda: fast._field(W, Z, lw, m, P, A, v, acc, mx,
-                                                                 e, False),
-              2 * (proj + scores)),
-             ("VJP", lambda: fast._field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, row, dot, e),
+    parts = [("field (forward)", lambda: fast._field(W, Z, lw, m, P, A, v, Ut, mx, e, True),
+              2 * (proj + scores + vapply)),
+             ("VJP", lambda: fast._field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, D, U, row, dot,
+                                                   e),
               2 * (2 * vapply + 2 * scores + 2 * proj)),
-             ("m^2 H exponentials (in each field)", lambda: fast._exp_array(x, xo), 0)]
+             ("m^2 H exponentials (in the field)", lambda: fast._exp_array(x, xo), 0)]
     total = 0.0
     print(f"one sample (m = {m} real tokens), one layer, n={n} d={d} H={H} key_dim={k}; "
-          f"CPU time per call; load {_load()}")
+          f"wall time per call; load {_load()}")
     for name, fn, flops in parts:
         fn()
         best = np.inf
-        for _ in range(5):
-            c0 = time.process_time()
+        for _ in range(batches):
+            t0 = time.perf_counter()
             for _ in range(repeats):
                 fn()
-            best = min(best, (time.process_time() - c0) / repeats)
+            best = min(best, (time.perf_counter() - t0) / repeats)
         if flops:
             total += best
-        print(f"  {name:<32} {1e6 * best:8.1f} us"
+        print(f"  {name:<34} {1e6 * best:8.1f} us"
               + (f"  {flops / best / 1e9:6.1f} GFLOP/s" if flops else ""))
-    print(f"  {'total per sample and layer':<32} {1e6 * total:8.1f} us; a step at N = 64, "
-          f"L = {SHAPE['L']}: {1e3 * total * 64 * SHAPE['L']:.1f} ms of CPU")
+    print(f"  {'total per sample and layer':<34} {1e6 * total:8.1f} us; a step at N = 64, "
+          f"L = {SHAPE['L']}: {1e3 * total * 64 * SHAPE['L']:.1f} ms")
 
 
 def main() -> None:

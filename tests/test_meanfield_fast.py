@@ -132,6 +132,22 @@ def test_bit_identical_whatever_the_thread_count(N):
             assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("scheme,substeps", SCHEMES)
+def test_kept_attention_equals_recomputed(scheme, substeps, monkeypatch):
+    """Keeping the forward pass's stage inputs and attention for the backward pass and
+    recomputing them (when they would exceed KEEP_BYTES) run the same compiled code on the same
+    inputs, so loss and gradients are bit-identical (here forced with KEEP_BYTES = 0)."""
+    X, w = _data(seed=16)
+    loss = _loss("token", X, w, seed=17)
+    model = _model(scheme, substeps, seed=18)
+    kept = fast.loss_and_gradient_fast(model, X, w, loss, threads=1)
+    monkeypatch.setattr(fast, "KEEP_BYTES", 0)
+    recomputed = fast.loss_and_gradient_fast(model, X, w, loss, threads=2)
+    assert kept[0] == recomputed[0]
+    for a, b in zip(kept[1:], recomputed[1:]):
+        assert np.array_equal(a, b)
+
+
 def test_chunks_depend_on_the_batch_size_only():
     """chunk_starts covers 0..N in min(N, CHUNKS) non-empty ordered chunks."""
     for N in (1, 5, fast.CHUNKS, 3 * fast.CHUNKS + 1):
@@ -167,6 +183,30 @@ def test_exp_kernel_matches_numpy():
     keep = x > -708.0
     assert np.all(np.abs(out[keep] - ref[keep]) <= 4 * np.finfo(float).eps * ref[keep])
     assert out[-5] == 1.0 and np.all(out[-3:] == 0.0)
+
+
+@pytest.mark.parametrize("rows,terms", [(1, 3), (5, 8), (6, 9), (7, 4)])
+def test_tiled_sums_match_numpy(rows, terms):
+    """The register-tiled sums of the kernels (two rows and four terms a pass, with odd row
+    counts and term counts that are not multiples of 4 exercising the remainders) equal
+    numpy's products to round-off: an entry summing n products (plus the scale and the
+    existing value) in any order is within the classical bound (n + 2) eps sum |terms|."""
+    from ntkcheck.meanfield import _fused
+
+    rng = np.random.default_rng(20)
+    cols = 40
+    coef, M = rng.standard_normal((rows, terms)), rng.standard_normal((terms, cols))
+    out0 = rng.standard_normal((rows, cols))
+    out = out0.copy()
+    _fused._add_combinations(out, coef, rows, terms, M, cols, 0.25)
+    eps = np.finfo(float).eps
+    bound = (terms + 2) * eps * (np.abs(out0) + 0.25 * np.abs(coef) @ np.abs(M))
+    assert np.all(np.abs(out - (out0 + 0.25 * coef @ M)) <= bound)
+    X, Y = rng.standard_normal((rows, cols)), rng.standard_normal((terms, cols))
+    dots = out0[:, :terms].copy()
+    _fused._add_dots(dots, X, Y, rows, terms, cols, 0.5)
+    bound = (cols + 2) * eps * (np.abs(out0[:, :terms]) + 0.5 * np.abs(X) @ np.abs(Y).T)
+    assert np.all(np.abs(dots - (out0[:, :terms] + 0.5 * X @ Y.T)) <= bound)
 
 
 def test_backend_choice_and_messages(monkeypatch):

@@ -1,19 +1,28 @@
-"""Fused numba kernels of one training step: loss and exact gradient, one sample at a time.
+"""Fused numba training step: loss and exact gradient, one sample at a time.
 
-The numpy path (:mod:`.model`, :mod:`.adjoint`) is the reference; this module computes the same
-discrete adjoint (SPEC §6) with every (sample, head) evaluated by compiled loops on the sample's
-real tokens only, so no time goes to padding or to the overhead of many tiny array operations:
+This module is the Python entry point; the compiled kernels are in :mod:`._fused`. The numpy
+path (:mod:`.model`, :mod:`.adjoint`) is the reference; this module computes the same discrete
+adjoint (SPEC §6) with every (sample, head) evaluated by compiled loops on the sample's real
+tokens only, so no time goes to padding or to the overhead of many tiny array operations:
 
     for each sample i (in a fixed chunk of samples, chunks in parallel):
         X^0 -> X^L          forward, keeping the per-layer token states of this sample only
+                            and, when they fit in KEEP_BYTES, every stage's projections and
+                            attention
         R_i, p^L            token or pooled regression and its cotangent
         X^L -> X^0          adjoint layer by layer; each layer's attention (every RK stage, every
-                            sub-step) is recomputed from X^l, its VJP accumulated into the
-                            chunk's gradient of the heads
+                            sub-step) is read back (or recomputed from X^l when not kept), its
+                            VJP accumulated into the chunk's gradient of the heads
 
 Scores are <q_a, k_b> with q = Qe x, k = Ke x and (Qe, Ke) = (Q, K) when key_dim <= d, else
 (M^T, I) with M = Q^T K (the cheaper factorisation; :func:`loss_and_gradient_fast` maps the
-gradients back: dQ = K dM^T, dK = Q dM with dM = dQe^T).
+gradients back: dQ = K dM^T, dK = Q dM with dM = dQe^T); Qe, Ke are padded with zero rows to
+a multiple of 4 rows, the kernels' unrolling width.
+
+Every (sample, head) array has the heads innermost, the SIMD axis. Sums whose coefficients do
+not depend on the head (projections, the value sum, dA, dU, the heads' gradient) run over the
+flat (token, head) or (channel, head) axis, long contiguous loops; the per-head bilinear ones
+(scores, dq, dk) run over the heads, four terms per pass (see :mod:`._fused`).
 
 Determinism. The chunks of samples depend only on N; each chunk is processed by one thread, in
 sample order, into its own gradient buffer; the buffers and the per-sample losses are then reduced
@@ -23,31 +32,27 @@ available), the compiled kernels release the GIL and call no BLAS, so BLAS's own
 and the two never oversubscribe the cores.
 
 Memory: the token states of the whole batch are never stored; per thread, one sample's (L+1)
-states, its sub-step starts and the attention of one RK step (stages x H x n^2); per chunk, one
-gradient buffer of the size of the heads.
+states, its sub-step starts and the projections and attention of every RK step of the sample
+(L substeps stages (n d + n C H + n^2 H) floats, C = 2 key_dim + d) when that is at most
+:data:`KEEP_BYTES`, else of one RK step; per chunk, one gradient buffer of the size of the heads.
 
-numba is optional (``pip install -e '.[fast]'`` in the ntkcheck clone); :data:`AVAILABLE` says whether it is
-importable. Kernels are compiled on first use and cached on disk (``cache=True``) where numba
-finds a writable cache directory (``NUMBA_CACHE_DIR``, the package's ``__pycache__`` or the
-user's cache directory under HOME); when none is writable (a read-only installation run by a
-user without a writable HOME, as in a locked-down CI job) they are compiled without a disk
-cache instead of failing at import.
+numba is optional (``pip install -e '.[fast]'`` in the ntkcheck clone); :data:`AVAILABLE` says
+whether it is importable. Kernels are compiled on first use and cached on disk (``cache=True``)
+where numba finds a writable cache directory (``NUMBA_CACHE_DIR``, the package's
+``__pycache__`` or the user's cache directory under HOME); when none is writable (a read-only
+installation run by a user without a writable HOME, as in a locked-down CI job) they are
+compiled without a disk cache instead of failing at import.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..errors import InputError, install_hint
+from ._fused import AVAILABLE, _chunk
+# re-exported: the disk-cache state and the exp kernel are checked through this module's name
+from ._fused import _DISK_CACHE, _exp_array  # noqa: F401
 from ._parallel import run_chunks
-
-try:  # pragma: no cover - exercised through AVAILABLE
-    from numba import njit
-    AVAILABLE = True
-except ImportError:  # pragma: no cover - depends on the environment
-    AVAILABLE = False
 
 __all__ = ["AVAILABLE", "FAST_HINT", "MISSING_MESSAGE", "chunk_starts", "loss_and_gradient_fast",
            "require"]
@@ -60,11 +65,12 @@ MISSING_MESSAGE = ("the fast training path needs numba, which is not installed; 
 #: number of sample chunks (a function of N only, never of the thread count)
 CHUNKS = 32
 
-#: LLVM fast-math flags of the attention kernels: fused multiply-add and reassociation (so that
-#: the short reductions vectorise); no NaN/inf assumptions. The compiled code, hence the order of
-#: every sum, is the same for every sample and thread.
-_FLAGS = {"contract", "reassoc"}
-
+#: The forward pass's attention of one sample (every layer, sub-step and stage) is kept for its
+#: backward pass when it takes at most this many bytes per thread (2.1 MB at the benchmark's
+#: n = 16, d = 8, L = 16, H = 32, key_dim = 4); beyond it the backward pass recomputes each
+#: sub-step from the stored layer states instead (a third more arithmetic, memory independent of
+#: L). Either way the gradient is the same, bit for bit.
+KEEP_BYTES = 64 * 2**20
 
 def require() -> None:
     """Raise an :class:`InputError` naming the fix when numba is missing."""
@@ -72,353 +78,16 @@ def require() -> None:
         raise InputError(MISSING_MESSAGE, field="backend")
 
 
+def kept_bytes(slots: int, stages: int, n: int, d: int, C: int, H: int) -> int:
+    """Bytes per thread of the kept stage inputs (n, d), projections (n, C, H) and attention
+    (n, n, H) of ``slots`` sub-steps of ``stages`` stages each."""
+    return 8 * slots * stages * n * (d + C * H + n * H)
+
+
 def chunk_starts(N: int) -> np.ndarray:
     """Boundaries of the sample chunks: min(N, CHUNKS) near-equal chunks (int64, length + 1)."""
     count = max(1, min(N, CHUNKS))
     return np.array([(N * c) // count for c in range(count + 1)], dtype=np.int64)
-
-
-#: Whether the kernels are cached on disk (False once numba found no writable directory).
-_DISK_CACHE = {"on": True}
-
-
-def _jit(**kw):
-    def wrap(fn):
-        if not AVAILABLE:
-            return fn
-        if _DISK_CACHE["on"]:
-            try:
-                return njit(cache=True, error_model="numpy", **kw)(fn)
-            except RuntimeError:  # "no locator available": no writable cache directory
-                _DISK_CACHE["on"] = False
-        return njit(cache=False, error_model="numpy", **kw)(fn)
-    return wrap
-
-
-# ----------------------------------------------------------------------------------------------
-# one evaluation of v_l on one sample (m real tokens), keeping what its VJP needs.
-# Heads are the innermost (SIMD) axis of every array: q[a, f, h], A[a, b, h], Qt[f, j, h], ...
-
-_LOG2E = 1.4426950408889634
-_LN2_HI = 0.693147180369123816490
-_LN2_LO = 1.90821492927058770002e-10
-_SHIFT = 6755399441055744.0  # 1.5 * 2^52: x + _SHIFT rounds x to an integer (low mantissa bits)
-_EXP_LOW = -708.0  # exp(x) < 3.3e-308 below: flushed to 0 (rows always hold a 1)
-
-
-#: 2^-k for k = 0 .. 1023 (and 0 beyond): the scale of exp(x) = 2^-k exp(r)
-_POW2 = np.concatenate([2.0 ** -np.arange(1023.0), np.zeros(77)])
-
-
-@_jit(fastmath={"contract"}, inline="never")
-def _exp_nonpos(x):
-    """exp(x) for x <= 0, vectorisable (relative error <= 2 ulp; 0 below -708 and at -inf).
-
-    exp(x) = 2^k exp(r), k = round(x / log 2), r = x - k log 2 by the Cody–Waite split of log 2
-    (|r| <= log(2) / 2), exp(r) by its degree-13 Taylor polynomial (remainder < 2e-17), 2^k from
-    a table. Compiled without reassociation (the split must be evaluated as written); LLVM still
-    inlines it into the vectorised loops of the callers.
-    """
-    y = x if x > _EXP_LOW else _EXP_LOW
-    kf = (y * _LOG2E + _SHIFT) - _SHIFT
-    r = (y - kf * _LN2_HI) - kf * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
-    return p * _POW2[np.int64(-kf)] if x > _EXP_LOW else 0.0
-
-
-@_jit(fastmath=_FLAGS)
-def _exp_array(x, out):
-    """out = exp(x) elementwise for x <= 0 (tests and benchmarks of :func:`_exp_nonpos`)."""
-    for t in range(x.shape[0]):
-        out[t] = _exp_nonpos(x[t])
-
-
-@_jit(fastmath=_FLAGS)
-def _field(W, Z, lw, m, P, A, v, acc, mx, e, with_v):
-    """v_a = (1/H) sum_h sum_b A_hab V_h z_b, A_h = softmax_b(<Qe_h z_a, Ke_h z_b> + log w_b).
-
-    W (d, 2e + d, H) the stacked projections: W[j, f, h] = Qe_h[f, j], W[j, e + f, h] =
-    Ke_h[f, j], W[j, 2e + i, h] = V_h[i, j]. Z (>=m, d), lw (>=m,). Writes the projections
-    P[a] = [Qe z_a, Ke z_a, V z_a] (>=m, 2e + d, H), the attention A (>=m, >=m, H) and, when
-    ``with_v``, v (>=m, d) (the backward pass's recomputation needs only P and A for the last
-    stage). Scratch: acc (d, H), mx (H,).
-    """
-    d, C, H = W.shape
-    CH = C * H
-    Wf = W.reshape(d, CH)
-    Pf = P.reshape(P.shape[0], CH)
-    invH = 1.0 / H
-    for a in range(m):
-        for c in range(CH):
-            Pf[a, c] = 0.0
-        for j in range(d):
-            z = Z[a, j]
-            for c in range(CH):
-                Pf[a, c] += z * Wf[j, c]
-    for a in range(m):
-        Aa = A[a]
-        for h in range(H):
-            mx[h] = -np.inf
-        for b in range(m):
-            lb = lw[b]
-            for h in range(H):
-                Aa[b, h] = lb
-            for f in range(e):
-                for h in range(H):
-                    Aa[b, h] += P[a, f, h] * P[b, e + f, h]
-            for h in range(H):
-                mx[h] = max(mx[h], Aa[b, h])
-        for h in range(H):
-            acc[0, h] = 0.0
-        for b in range(m):
-            for h in range(H):
-                t = _exp_nonpos(Aa[b, h] - mx[h])
-                Aa[b, h] = t
-                acc[0, h] += t
-        for h in range(H):
-            mx[h] = acc[0, h]
-        for h in range(H):
-            mx[h] = 1.0 / mx[h]
-        for b in range(m):
-            for h in range(H):
-                Aa[b, h] *= mx[h]
-        if not with_v:
-            continue
-        for i in range(d):
-            for h in range(H):
-                acc[i, h] = 0.0
-        for b in range(m):
-            for i in range(d):
-                for h in range(H):
-                    acc[i, h] += Aa[b, h] * P[b, 2 * e + i, h]
-        for i in range(d):
-            s = 0.0
-            for h in range(H):
-                s += acc[i, h]
-            v[a, i] = s * invH
-
-
-@_jit(fastmath=_FLAGS)
-def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, row, dot, e):
-    """Adds (dv/dZ)^T kappa to gZ (>=m, d) and the heads' gradient to gW (d, 2e + d, H).
-
-    Per head, with g = kappa / H:  dU_b = sum_a A_ab g_a,  dA_ab = <g_a, U_b>,
-    dS_ab = A_ab (dA_ab - sum_c A_ac dA_ac);  dq_a = sum_b dS_ab k_b, dk_b = sum_a dS_ab q_a;
-    then with dP = [dq, dk, dU]:  gW[j] += sum_b z_bj dP_b,  gZ[b, j] += <dP_b, W[j]>.
-    Scratch: dP (>=m, 2e + d, H), row (>=m, H), dot (H,).
-    """
-    d, C, H = W.shape
-    CH = C * H
-    Wf = W.reshape(d, CH)
-    gWf = gW.reshape(d, CH)
-    dPf = dP.reshape(dP.shape[0], CH)
-    invH = 1.0 / H
-    for b in range(m):
-        for c in range(CH):
-            dPf[b, c] = 0.0
-    for a in range(m):
-        Aa = A[a]
-        for h in range(H):
-            dot[h] = 0.0
-        for b in range(m):
-            for h in range(H):
-                row[b, h] = 0.0
-            for i in range(d):
-                g = kappa[a, i] * invH
-                for h in range(H):
-                    row[b, h] += g * P[b, 2 * e + i, h]
-            for h in range(H):
-                dot[h] += Aa[b, h] * row[b, h]
-        for b in range(m):
-            for i in range(d):
-                g = kappa[a, i] * invH
-                for h in range(H):
-                    dP[b, 2 * e + i, h] += Aa[b, h] * g
-            for h in range(H):
-                row[b, h] = Aa[b, h] * (row[b, h] - dot[h])  # dS_ab
-            for f in range(e):
-                for h in range(H):
-                    dP[b, e + f, h] += row[b, h] * P[a, f, h]
-        # (separate loops: one store stream per loop, so that each vectorises)
-        for b in range(m):
-            for f in range(e):
-                for h in range(H):
-                    dP[a, f, h] += row[b, h] * P[b, e + f, h]
-    for b in range(m):
-        for j in range(d):
-            z = Z[b, j]
-            for c in range(CH):
-                gWf[j, c] += z * dPf[b, c]
-    for b in range(m):
-        for j in range(d):
-            s = 0.0
-            for c in range(CH):
-                s += dPf[b, c] * Wf[j, c]
-            gZ[b, j] += s
-
-
-# ----------------------------------------------------------------------------------------------
-# one sample: forward, loss, adjoint
-
-
-@_jit(fastmath=_FLAGS)
-def _rk_step(W, X, lw, m, a, b, hstep, Zs, ks, P, A, out, acc, mx, e, full):
-    """One RK step from X (m, d) into out; stage inputs Zs (s, m, d), velocities ks (s, m, d) and
-    the attention of every stage (P, A with a leading stage axis) are kept. With ``full`` False
-    only the stages' inputs and attention are computed (the backward pass's recomputation of a
-    sub-step): the last stage's velocity and ``out`` are skipped."""
-    s = b.shape[0]
-    d = X.shape[1]
-    for i in range(s):
-        for t in range(m):
-            for j in range(d):
-                z = X[t, j]
-                for p in range(i):
-                    if a[i, p] != 0.0:
-                        z += hstep * a[i, p] * ks[p, t, j]
-                Zs[i, t, j] = z
-        _field(W, Zs[i], lw, m, P[i], A[i], ks[i], acc, mx, e, full or i + 1 < s)
-    if not full:
-        return
-    for t in range(m):
-        for j in range(d):
-            x = X[t, j]
-            for i in range(s):
-                if b[i] != 0.0:
-                    x += hstep * b[i] * ks[i, t, j]
-            out[t, j] = x
-
-
-@_jit(fastmath=_FLAGS)
-def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, starts, Zs, ks,
-            P, A, lam, new_lam, mu, kappa, dP, row, dot, acc, mx, idx, lw):
-    """Loss R_i of sample i; adds dR_i/dW into gW (L, d, 2e + d, H).
-
-    The other arguments are scratch (see :func:`_step` for their shapes).
-    """
-    L = W.shape[0]
-    d = X.shape[2]
-    n = X.shape[1]
-    s = b.shape[0]
-    dT = T.shape[-1]
-    m = 0
-    for t in range(n):
-        if w[i, t] > 0.0:
-            idx[m] = t
-            lw[m] = math.log(w[i, t])
-            for j in range(d):
-                S[0, m, j] = X[i, t, j]
-            m += 1
-    # forward: token states of this sample only
-    for layer in range(L):
-        for j in range(m):
-            for c in range(d):
-                starts[0, j, c] = S[layer, j, c]
-        for sub in range(substeps):
-            dst = starts[sub + 1] if sub + 1 < substeps else S[layer + 1]
-            _rk_step(W[layer], starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, dst, acc, mx, e,
-                     True)
-    # loss and p^L = dR_i/dX^L on the real tokens
-    R = 0.0
-    for j in range(m):
-        for c in range(d):
-            lam[j, c] = 0.0
-    if token_loss:
-        for j in range(m):
-            wt = w[i, idx[j]]
-            for c in range(dT):
-                res = S[L, j, c] - T[i, idx[j], c]
-                R += wt * res * res
-                lam[j, c] = wt * res * inv_N
-    else:
-        for c in range(dT):
-            pooled = 0.0
-            for j in range(m):
-                pooled += w[i, idx[j]] * S[L, j, c]
-            res = pooled - T[i, 0, c]
-            R += res * res
-            for j in range(m):
-                lam[j, c] = w[i, idx[j]] * res * inv_N
-    R *= 0.5 * inv_N
-    # adjoint, layer by layer, attention recomputed from the stored states
-    for layer in range(L - 1, -1, -1):
-        Wl = W[layer]
-        for j in range(m):
-            for c in range(d):
-                starts[0, j, c] = S[layer, j, c]
-        for sub in range(substeps - 1):
-            _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, starts[sub + 1], acc, mx,
-                     e, True)
-        for sub in range(substeps - 1, -1, -1):
-            # recompute this sub-step's stages: only their inputs and attention are needed
-            _rk_step(Wl, starts[sub], lw, m, a, b, hstep, Zs, ks, P, A, new_lam, acc, mx, e,
-                     False)
-            for j in range(m):
-                for c in range(d):
-                    new_lam[j, c] = lam[j, c]
-            for st in range(s - 1, -1, -1):
-                for j in range(m):
-                    for c in range(d):
-                        kp = hstep * b[st] * lam[j, c]
-                        for p in range(st + 1, s):
-                            if a[p, st] != 0.0:
-                                kp += hstep * a[p, st] * mu[p, j, c]
-                        kappa[j, c] = kp
-                        mu[st, j, c] = 0.0
-                _field_vjp(Wl, Zs[st], m, P[st], A[st], kappa, mu[st], gW[layer], dP, row, dot, e)
-                for j in range(m):
-                    for c in range(d):
-                        new_lam[j, c] += mu[st, j, c]
-            for j in range(m):
-                for c in range(d):
-                    lam[j, c] = new_lam[j, c]
-    return R
-
-
-@_jit(fastmath=_FLAGS, nogil=True)
-def _chunk(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, s0, s1, gW, losses):
-    """Samples s0 .. s1-1, in order: gW (L, d, 2e + d, H) = sum_i dR_i/dW, losses[i] = R_i.
-
-    Runs without the GIL, so chunks run concurrently on Python threads.
-    """
-    L, d, C, H = W.shape
-    n = X.shape[1]
-    s = b.shape[0]
-    S = np.empty((L + 1, n, d))
-    starts = np.empty((substeps, n, d))
-    Zs = np.empty((s, n, d))
-    ks = np.empty((s, n, d))
-    P = np.empty((s, n, C, H))
-    A = np.empty((s, n, n, H))
-    lam = np.empty((n, d))
-    new_lam = np.empty((n, d))
-    mu = np.empty((s, n, d))
-    kappa = np.empty((n, d))
-    dP = np.empty((n, C, H))
-    row = np.empty((n, H))
-    dot = np.empty(H)
-    acc = np.empty((d, H))
-    mx = np.empty(H)
-    idx = np.empty(n, dtype=np.int64)
-    lw = np.empty(n)
-    gW[...] = 0.0
-    for i in range(s0, s1):
-        losses[i] = _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S,
-                            starts, Zs, ks, P, A, lam, new_lam, mu, kappa, dP, row, dot, acc, mx,
-                            idx, lw)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -461,9 +130,14 @@ def loss_and_gradient_fast(model, tokens: np.ndarray, weights: np.ndarray, loss,
     T = np.array(loss.targets if token_loss else loss.targets[:, None, :], dtype=np.float64,
                  order="C")
     Qe, Ke, via_M = _score_factors(model.Q, model.K)
-    L, H, e, d = Qe.shape
+    L, H, k, d = Qe.shape
+    # the kernels take four key indices a pass: Qe, Ke padded with zero rows to e = 4 ceil(k/4)
+    # (the padded scores' terms are exact zeros; their gradients are dropped below)
+    e = -(-k // 4) * 4
+    pad = np.zeros((L, H, e - k, d))
     # stacked projections, heads last: W[l, j, :, h] = [Qe_h[:, j], Ke_h[:, j], V_h[:, j]]
-    W = np.ascontiguousarray(np.concatenate([Qe, Ke, model.V], axis=2).transpose(0, 3, 2, 1))
+    W = np.ascontiguousarray(np.concatenate([Qe, pad, Ke, pad, model.V], axis=2)
+                             .transpose(0, 3, 2, 1))
     a = np.array(model.scheme.a)  # writable copies: one compiled signature for all inputs
     b = np.array(model.scheme.b)
     bounds = chunk_starts(N)
@@ -471,11 +145,13 @@ def loss_and_gradient_fast(model, tokens: np.ndarray, weights: np.ndarray, loss,
     gWc = np.empty((C,) + W.shape)
     losses = np.empty(N)
     token = bool(token_loss)
+    substeps = int(model.substeps)
+    keep = kept_bytes(L * substeps, b.shape[0], X.shape[1], d, W.shape[2], H) <= KEEP_BYTES
 
     def run(s0: int, s1: int) -> None:
         c = int(np.searchsorted(bounds, s0))
-        _chunk(W, X, w, T, token, 1.0 / N, a, b, model.step, int(model.substeps), e, s0, s1,
-               gWc[c], losses)
+        _chunk(W, X, w, T, token, 1.0 / N, a, b, model.step, substeps, e, s0, s1, gWc[c], losses,
+               keep)
 
     run_chunks(run, [(int(bounds[c]), int(bounds[c + 1])) for c in range(C)], threads)
     # fixed-order reductions: bit-identical whatever the thread count
@@ -486,8 +162,8 @@ def loss_and_gradient_fast(model, tokens: np.ndarray, weights: np.ndarray, loss,
     for c in range(1, C):
         gW += gWc[c]
     gW = gW.transpose(0, 3, 2, 1)  # (L, H, 2e + d, d)
-    gQ = np.ascontiguousarray(gW[:, :, :e])
-    gK = np.ascontiguousarray(gW[:, :, e:2 * e])
+    gQ = np.ascontiguousarray(gW[:, :, :k])
+    gK = np.ascontiguousarray(gW[:, :, e:e + k])
     gV = np.ascontiguousarray(gW[:, :, 2 * e:])
     if via_M:
         gMt = gQ  # dR/dM^T per head
