@@ -179,13 +179,29 @@ def probe_count(probes: Optional[int], N: int, d: int) -> int:
     return int(probes) if probes is not None else default_probe_count(N, d)
 
 
+#: Per thread, the fused training kernels keep one sample's attention for its backward pass
+#: when it fits in this many bytes (``ntkcheck.meanfield.fast``), else they recompute it.
+KEEP_ATTENTION_BYTES = 64 * 2**20
+
+
 def train_bytes(*, layers: int, heads: int, key_dim: int, dim: int, samples: int, tokens: int,
-                depth_states: int) -> int:
+                depth_states: int, threads: int | None = None) -> int:
     """Peak bytes of one training step (excluding the empirical NTK, guarded separately).
 
     P = L H (2 k d + d^2) parameters held about 10 times (heads, gradient, update, the adjoint's
-    accumulators and the (d+1) x (d+1) head forms), and ``depth_states`` token states
-    (N, n, d) kept by the forward pass and read back by the adjoint (three per state).
+    accumulators and the (d+1) x (d+1) head forms), ``depth_states`` token states (N, n, d)
+    kept by the forward pass and read back by the adjoint (three per state), and per thread
+    (default: the cores available) the fused kernels' kept attention of one sample, every
+    depth state's input (n, d), projections (n, C, H) with C = 2 ceil4(k) + d and attention
+    (n, n, H), when it fits in :data:`KEEP_ATTENTION_BYTES`.
     """
     P = layers * heads * (2 * key_dim * dim + dim * dim + (dim + 1) ** 2)
-    return _FLOAT * (10 * P + 3 * (depth_states + 1) * samples * tokens * dim)
+    C = 2 * (-(-key_dim // 4) * 4) + dim
+    kept = _FLOAT * depth_states * tokens * (dim + C * heads + tokens * heads)
+    if threads is None:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # pragma: no cover - not Linux
+            threads = os.cpu_count() or 1
+    kept = kept if kept <= KEEP_ATTENTION_BYTES else 0
+    return _FLOAT * (10 * P + 3 * (depth_states + 1) * samples * tokens * dim) + threads * kept

@@ -49,6 +49,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError, install_hint
+from ..resources import KEEP_ATTENTION_BYTES
 from ._fused import AVAILABLE, _chunk
 # re-exported: the disk-cache state and the exp kernel are checked through this module's name
 from ._fused import _DISK_CACHE, _exp_array  # noqa: F401
@@ -70,7 +71,7 @@ CHUNKS = 32
 #: n = 16, d = 8, L = 16, H = 32, key_dim = 4); beyond it the backward pass recomputes each
 #: sub-step from the stored layer states instead (a third more arithmetic, memory independent of
 #: L). Either way the gradient is the same, bit for bit.
-KEEP_BYTES = 64 * 2**20
+KEEP_BYTES = KEEP_ATTENTION_BYTES  # the memory guard counts it (resources.train_bytes)
 
 def require() -> None:
     """Raise an :class:`InputError` naming the fix when numba is missing."""
