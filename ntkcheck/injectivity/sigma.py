@@ -272,22 +272,28 @@ def _norm2_upper(Y: np.ndarray, fro_y: float) -> tuple[float, str]:
 
 #: Relative shifts tried in :func:`gram_sigma_lower_bound`: s = lambda_est (1 - delta). The
 #: certified sigma_min is then about sqrt(1 - delta) of the estimate, i.e. within 2^-13 of it
-#: on the first try; larger shifts only when that Cholesky factorisation breaks down.
+#: on the first try (the second when the estimate did not converge); larger shifts only when
+#: that Cholesky factorisation breaks down.
 GRAM_SHIFTS = (2.0**-12, 2.0**-7, 2.0**-3, 0.5)
+#: Largest share of s that the rounding terms c_chol + e_G may take in the Gram route: beyond
+#: it (sigma_min(A)^2 within 2^6 (M + n) u ||A||_F^2, roughly) the bound would be looser than
+#: 1 - 2^-7 relative and the fallback, which does not square the condition number, is run.
+GRAM_LOSS = 2.0**-6
 #: Block size, iteration cap and relative tolerance of the inverse subspace iteration that
 #: estimates lambda_min(R^T R) (an estimate only: the shifted Cholesky proves the bound).
-_INVERSE_BLOCK, _INVERSE_ITERS, _INVERSE_RTOL = 8, 30, 2.0**-24
+_INVERSE_BLOCK, _INVERSE_ITERS, _INVERSE_RTOL = 8, 20, 2.0**-20
 
 
-def _lambda_min_estimate(R: np.ndarray) -> float:
-    """Estimate of lambda_min(R^T R) for the upper-triangular R (n x n): inverse subspace
-    iteration on R^T R (two triangular solves per step, a block of 8 vectors) with a
-    Rayleigh-Ritz step, whose smallest Ritz value is >= lambda_min(R^T R) and converges to it;
+def _lambda_min_estimate(R: np.ndarray) -> tuple[float, bool]:
+    """Estimate of lambda_min(R^T R) for the upper-triangular R (n x n), and whether it
+    converged: inverse subspace iteration on R^T R (two triangular solves per step, a block of
+    8 vectors, re-orthonormalised by a k x k Cholesky), the estimate 1 / mu_max of the
+    Rayleigh-Ritz values mu of (R^T R)^-1, which is >= lambda_min(R^T R) and converges to it;
     dense for n <= 64. Never part of the proof."""
     n = R.shape[0]
     if n <= 64:
         s = scipy.linalg.svdvals(np.triu(R), check_finite=False)
-        return float(s.min()) ** 2
+        return float(s.min()) ** 2, True
     k = min(_INVERSE_BLOCK, n)
     V = np.linalg.qr(np.random.default_rng(0).standard_normal((n, k)))[0]
     prev = lam = np.inf
@@ -295,16 +301,18 @@ def _lambda_min_estimate(R: np.ndarray) -> float:
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         for _ in range(_INVERSE_ITERS):
             W = blas.dtrsm(1.0, R, blas.dtrsm(1.0, R, V, trans_a=1))  # (R^T R)^-1 V
+            mu = np.linalg.eigvalsh(V.T @ W)[-1]  # largest Ritz value of (R^T R)^-1
+            lam = float(1.0 / mu) if mu > 0 else float("nan")
+            if not np.isfinite(lam):
+                return lam, False
+            if abs(prev - lam) <= _INVERSE_RTOL * lam:
+                return lam, True
+            prev = lam
             L, info = scipy.linalg.lapack.dpotrf(W.T @ W, lower=1)  # orthonormalise (k x k)
             if info != 0 or not np.all(np.isfinite(L)):
-                return lam
+                return lam, False
             V = scipy.linalg.solve_triangular(L, W.T, lower=True, check_finite=False).T
-            RV = blas.dtrmm(1.0, R, V)
-            lam = float(np.linalg.eigvalsh(RV.T @ RV)[0])  # smallest Ritz value
-            if abs(prev - lam) <= _INVERSE_RTOL * abs(lam):
-                break
-            prev = lam
-    return lam
+    return lam, False
 
 
 def _shifted_cholesky_bound(G: np.ndarray, s: float) -> float:
@@ -339,6 +347,25 @@ def _shifted_cholesky_bound(G: np.ndarray, s: float) -> float:
     return -float(_up(rho + _U * dmax * (1 + 4 * _U) + under, 6))
 
 
+def _gram_rounding(M: int, n: int, fro_a: float) -> float:
+    """e_G >= ||S - A^T A||_2 for S = fl(A^T A) (M x n, any order of the M-term sums, FMA or
+    not): gamma_M ||A||_F^2 (|fl(x^T y) - x^T y| <= gamma_M |x|^T |y| and Cauchy-Schwarz) plus
+    2^-1074 per underflowing product, 2 M per entry, ||.||_F over n^2 entries: 2 M n 2^-1074.
+    ``fro_a`` >= ||A||_F. Three float operations, rounded up."""
+    return float(_up(_gamma(M) * fro_a**2 + 2 * M * n * _ETA, 3))
+
+
+def _sqrt_lower(s: float, c_chol: float, e_g: float) -> float:
+    """A double <= sqrt(s - c_chol - e_g) (c_chol, e_g >= 0), or a value <= 0 when that is not
+    positive: the two positive terms are summed upwards, then one subtraction of two doubles
+    (relative error <= u whatever the cancellation), its lower bound, the square root (correctly
+    rounded) and its lower bound."""
+    lam_lo = s - float(_up(e_g + c_chol, 1))
+    if not lam_lo > 0:
+        return float(lam_lo)
+    return float(_down(np.sqrt(float(_down(lam_lo, 1))), 1))
+
+
 def gram_sigma_lower_bound(A: np.ndarray, work: Work | None = None
                            ) -> tuple[float, str, tuple]:
     """Rigorous lower bound on sigma_min of the float matrix A (M x n, M >= n, finite) from
@@ -357,7 +384,10 @@ def gram_sigma_lower_bound(A: np.ndarray, work: Work | None = None
     R = chol(G~); delta from :data:`GRAM_SHIFTS`), :func:`_shifted_cholesky_bound` proves
     lambda_min(S) >= s - c_chol, hence
 
-        sigma_min(A) >= sqrt(s - c_chol - e_G)          (evaluated downwards).
+        sigma_min(A) >= sqrt(s - c_chol - e_G)          (evaluated downwards),
+
+    used only when c_chol + e_G <= :data:`GRAM_LOSS` s (else 0 is returned: the fallback is
+    tighter there).
 
     Cost: M n^2 (the Gram matrix) + n^3 / 3 per Cholesky factorisation (two when the first
     shift succeeds) + the iteration's O(n^2) triangular solves: a third of the fallback's
@@ -376,31 +406,30 @@ def gram_sigma_lower_bound(A: np.ndarray, work: Work | None = None
         R, info = scipy.linalg.lapack.dpotrf(G, lower=0, clean=1, overwrite_a=0)
     if info != 0 or not np.all(np.isfinite(np.diagonal(R))):
         return 0.0, "the Gram matrix is not numerically positive definite", (None,)
-    fro_a = float(_norm_up(A))
-    e_g = float(_up(_gamma(M) * fro_a**2 + 2 * M * n * _ETA, 3))
-    lam = _lambda_min_estimate(R)
+    e_g = _gram_rounding(M, n, float(_norm_up(A)))
+    lam, converged = _lambda_min_estimate(R)
     if work is not None:
         work.add(2 * n**3 / 3)
     if not (np.isfinite(lam) and lam > e_g):
         return 0.0, (f"lambda_min(A^T A) ~ {lam:.3g} is within the Gram matrix's rounding "
                      f"{e_g:.3g}"), (R,)
-    for delta in GRAM_SHIFTS:
+    for delta in GRAM_SHIFTS[0 if converged else 1:]:
         s = float(_down(lam * (1.0 - delta), 2))
         c_lo = _shifted_cholesky_bound(G, s)
         if work is not None:
             work.add(n**3 / 3)
         if not np.isfinite(c_lo):
             continue
-        # s - (c_chol + e_G): the sum of the two positive terms rounded up, then one
-        # subtraction of two doubles (relative error <= u, whatever the cancellation)
-        lam_lo = s - float(_up(e_g - c_lo, 1))
-        if not lam_lo > 0:
+        if not e_g - c_lo <= GRAM_LOSS * s:
+            break  # the Gram matrix's rounding is too large a share: the fallback is tighter
+        bound = _sqrt_lower(s, -c_lo, e_g)
+        if not bound > 0:
             break
-        bound = float(_down(np.sqrt(float(_down(lam_lo, 1))), 1))
         return bound, (f"sigma_min(A~) >= {bound:.6g} (Gram matrix fl(A~^T A~), its rounding "
                        f"<= {e_g:.2g}; lambda_min >= s - {-c_lo:.2g} by a Cholesky "
                        f"certificate of G - s I, s = lambda_est (1 - {delta:g}))"), (R,)
-    return 0.0, "no shifted Cholesky certificate of the Gram matrix", (R,)
+    return 0.0, ("no shifted Cholesky certificate of the Gram matrix with rounding terms "
+                 f"below {GRAM_LOSS:g} of the shift"), (R,)
 
 
 def float_sigma_lower_bound(A: np.ndarray, work: Work | None = None, need: float = 0.0
