@@ -189,3 +189,28 @@ def test_fallback_certifies_what_the_gram_route_cannot():
     truth = _truth(A)
     assert truth * (1 - 1e-3) <= bound <= truth, note
     assert "Y ~ R^-1" in note
+
+
+def test_the_bound_subtracts_the_gram_rounding_and_the_cholesky_radius(monkeypatch):
+    """What gram_sigma_lower_bound passes to its final step: the shift s, a Cholesky radius
+    at least the theorem's (exact rationals, from the diagonal actually factored) and a Gram
+    rounding term at least the exact ||fl(A^T A) - A^T A||_F; and the bound is what that step
+    returns."""
+    seen = []
+    real = sigma._sqrt_lower
+    monkeypatch.setattr(sigma, "_sqrt_lower",
+                        lambda s, c, e: seen.append((s, c, e)) or real(s, c, e))
+    rng = np.random.default_rng(17)
+    for cond in (1.0, 30.0, 1e3):
+        A = _case(rng, 25, 4, cond)
+        bound, note, _ = gram_sigma_lower_bound(A)
+        assert bound > 0 and seen, note
+        s, c, e = seen[-1]
+        assert bound == real(s, c, e)
+        S = scipy.linalg.blas.dsyrk(1.0, A.T, trans=0)
+        exact = _exact_gram(A)
+        err2 = sum((Fraction(S[min(i, j), max(i, j)]) - exact[i][j]) ** 2
+                   for i in range(4) for j in range(4))
+        assert Fraction(e) ** 2 >= err2 and err2 > 0
+        diag = np.diagonal(S) - s
+        assert Fraction(c) >= _exact_chol_radius(diag, 4)
