@@ -214,3 +214,17 @@ def test_the_bound_subtracts_the_gram_rounding_and_the_cholesky_radius(monkeypat
         assert Fraction(e) ** 2 >= err2 and err2 > 0
         diag = np.diagonal(S) - s
         assert Fraction(c) >= _exact_chol_radius(diag, 4)
+
+
+def test_cholesky_radius_at_large_order_is_at_least_the_theorem():
+    """At n = 1000 the factor 1 / (1 - gamma_(n+1)) of Higham's rho (about 1 + n u) exceeds
+    the few-u margins of the float evaluation: the returned radius must still cover the
+    theorem's value, computed exactly."""
+    rng = np.random.default_rng(23)
+    n = 1000
+    B = rng.normal(size=(n, n)) / np.sqrt(n)
+    S = np.asfortranarray(np.triu(B.T @ B + np.diag(rng.uniform(1.0, 100.0, size=n))))
+    for s in (0.5, 0.25):
+        c = sigma._shifted_cholesky_bound(S, s)
+        assert np.isfinite(c)
+        assert Fraction(-c) >= _exact_chol_radius(np.diagonal(S) - s, n)

@@ -311,10 +311,12 @@ MUTANTS = [
       "issue22 cert: final sum not rounded up"),
     m(SG, "    return float(_down(np.sqrt(float(_down(lam_lo, 1))), 1))\n",
       "    return float(np.sqrt(float(_down(lam_lo, 1))))\n",
-      "issue22 cert: square root not rounded down"),
+      "issue22 cert: square root not rounded down", equivalent=True),  # the inner _down takes
+    # 6u off lam_lo where u is needed: sqrt <= (1 - 2.5u) of the truth before its rounding
     m(SG, "    return float(_down(np.sqrt(float(_down(lam_lo, 1))), 1))\n",
       "    return float(_down(np.sqrt(lam_lo), 1))\n",
-      "issue22 cert: subtraction not rounded down"),
+      "issue22 cert: subtraction not rounded down", equivalent=True),  # the outer _down takes
+    # 6u off a square root that is at most (1 + 1.5u) of the truth
     m(SG, "    if bound > need:\n", "    if True:\n", "issue22 cert: no fallback when the Gram route fails"),
     m(SG, "        if not e_g - c_lo <= GRAM_LOSS * s:\n", "        if False:\n",
       "issue22 cert: Gram route kept when its rounding terms dominate"),
