@@ -15,16 +15,25 @@ beta = beta_float - ||Rad||_F, where (Weyl's inequality for A = A~ + E, |E| <= R
 
 1. **Entry enclosures** ``|F[m, i] - F~[m, i]| <= rad[m, i]`` by Arb or by an a-priori float64
    bound (:mod:`ntkcheck.injectivity.enclosure`, which states the assumptions of each).
-2. **beta_float**, a rigorous lower bound on sigma_min of the float matrix A~ (its condition
-   number is never squared): R from a QR of A~, Y ~ R^-1 (both approximations, any Y is
-   valid); with the exact C := A~ Y, sigma_min(A~) >= sigma_min(C) / ||Y||_2, where
+2. **beta_float**, a rigorous lower bound on sigma_min of the float matrix A~
+   (:mod:`ntkcheck.injectivity.sigma`). First from the Gram matrix, computed once:
+   G~ = fl(A~^T A~) (one dsyrk, M' n^2 flops) with ||G~ - A~^T A~||_2 <= e_G =
+   gamma_M' ||A~||_F^2 + 2 M' n 2^-1074; s slightly below an estimate of lambda_min(G~)
+   (inverse iteration on chol(G~)), and a Cholesky factorisation of fl(G~ - s I) run to
+   completion proves lambda_min(G~) >= s - c (Higham's backward error
+   gamma_(n+1) / (1 - gamma_(n+1)) tr, the rounding of the shifted diagonal, Rump's underflow
+   term), so sigma_min(A~) = sqrt(lambda_min(A~^T A~)) >= sqrt(s - c - e_G). This squares
+   the condition number, so it is used only when c + e_G <= 2^-6 s and the bound beats the
+   entry radii; otherwise the fallback, which never squares it: Y ~ R^-1 (R from the same
+   Cholesky factor, or a Householder QR), with the exact C := A~ Y,
+   sigma_min(A~) >= sigma_min(C) / ||Y||_2, where
    sigma_min(C) >= sqrt(1 - ||C~^T C~ - I||_2) - ||C - C~||_F for the computed C~, and
    ||Y||_2 <= sqrt(alpha) is proved by a Cholesky factorisation of alpha I - Y^T Y run to
-   completion (Higham's backward error bound for Cholesky, as in Rump's verification of
-   positive definiteness). Float products obey |fl(X Y) - X Y| <= gamma_k |X| |Y| (k the
-   inner dimension, any summation order, FMA allowed: the standard model, which BLAS
-   satisfies as it uses no Strassen-like algorithm), with Cauchy-Schwarz for |X| |Y|; every
-   bound is evaluated in float64 with an explicit upward (or downward) margin.
+   completion (as in Rump's verification of positive definiteness). Float products obey
+   |fl(X Y) - X Y| <= gamma_k |X| |Y| (k the inner dimension, any summation order, FMA
+   allowed: the standard model, which BLAS satisfies as it uses no Strassen-like algorithm),
+   with Cauchy-Schwarz for |X| |Y|; every bound is evaluated in float64 with an explicit
+   upward (or downward) margin.
 3. **Weyl**: sigma_min(A) >= beta_float - ||Rad||_F.
 
 [1, Z] must itself have full column rank (probes not in a hyperplane), which the certificate
