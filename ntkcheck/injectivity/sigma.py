@@ -272,8 +272,8 @@ def _norm2_upper(Y: np.ndarray, fro_y: float) -> tuple[float, str]:
 
 #: Relative shifts tried in :func:`gram_sigma_lower_bound`: s = lambda_est (1 - delta). The
 #: certified sigma_min is then about sqrt(1 - delta) of the estimate, i.e. within 2^-13 of it
-#: on the first try (the second when the estimate did not converge); larger shifts only when
-#: that Cholesky factorisation breaks down.
+#: on the first try when the estimate converged (else 16 times its last relative step, at most
+#: the second entry); larger shifts only when that Cholesky factorisation breaks down.
 GRAM_SHIFTS = (2.0**-12, 2.0**-7, 2.0**-3, 0.5)
 #: Largest share of s that the rounding terms c_chol + e_G may take in the Gram route: beyond
 #: it (sigma_min(A)^2 within 2^6 (M + n) u ||A||_F^2, roughly) the bound would be looser than
@@ -284,19 +284,20 @@ GRAM_LOSS = 2.0**-6
 _INVERSE_BLOCK, _INVERSE_ITERS, _INVERSE_RTOL = 8, 20, 2.0**-20
 
 
-def _lambda_min_estimate(R: np.ndarray) -> tuple[float, bool]:
-    """Estimate of lambda_min(R^T R) for the upper-triangular R (n x n), and whether it
-    converged: inverse subspace iteration on R^T R (two triangular solves per step, a block of
-    8 vectors, re-orthonormalised by a k x k Cholesky), the estimate 1 / mu_max of the
-    Rayleigh-Ritz values mu of (R^T R)^-1, which is >= lambda_min(R^T R) and converges to it;
-    dense for n <= 64. Never part of the proof."""
+def _lambda_min_estimate(R: np.ndarray) -> tuple[float, float]:
+    """Estimate of lambda_min(R^T R) for the upper-triangular R (n x n), and the relative
+    change of its last step (0 when exact): inverse subspace iteration on R^T R (two
+    triangular solves per step, a block of 8 vectors, re-orthonormalised by a k x k
+    Cholesky), the estimate 1 / mu_max of the Rayleigh-Ritz values mu of (R^T R)^-1, which is
+    >= lambda_min(R^T R) and decreases to it; dense for n <= 64. Never part of the proof."""
     n = R.shape[0]
     if n <= 64:
         s = scipy.linalg.svdvals(np.triu(R), check_finite=False)
-        return float(s.min()) ** 2, True
+        return float(s.min()) ** 2, 0.0
     k = min(_INVERSE_BLOCK, n)
     V = np.linalg.qr(np.random.default_rng(0).standard_normal((n, k)))[0]
     prev = lam = np.inf
+    change = 1.0
     blas = scipy.linalg.blas
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         for _ in range(_INVERSE_ITERS):
@@ -304,15 +305,16 @@ def _lambda_min_estimate(R: np.ndarray) -> tuple[float, bool]:
             mu = np.linalg.eigvalsh(V.T @ W)[-1]  # largest Ritz value of (R^T R)^-1
             lam = float(1.0 / mu) if mu > 0 else float("nan")
             if not np.isfinite(lam):
-                return lam, False
-            if abs(prev - lam) <= _INVERSE_RTOL * lam:
-                return lam, True
+                return lam, 1.0
+            change = abs(prev - lam) / lam if np.isfinite(prev) else 1.0
+            if change <= _INVERSE_RTOL:
+                break
             prev = lam
             L, info = scipy.linalg.lapack.dpotrf(W.T @ W, lower=1)  # orthonormalise (k x k)
             if info != 0 or not np.all(np.isfinite(L)):
-                return lam, False
+                break
             V = scipy.linalg.solve_triangular(L, W.T, lower=True, check_finite=False).T
-    return lam, False
+    return lam, float(change)
 
 
 def _shifted_cholesky_bound(G: np.ndarray, s: float) -> float:
@@ -407,13 +409,16 @@ def gram_sigma_lower_bound(A: np.ndarray, work: Work | None = None
     if info != 0 or not np.all(np.isfinite(np.diagonal(R))):
         return 0.0, "the Gram matrix is not numerically positive definite", (None,)
     e_g = _gram_rounding(M, n, float(_norm_up(A)))
-    lam, converged = _lambda_min_estimate(R)
+    lam, change = _lambda_min_estimate(R)
     if work is not None:
         work.add(2 * n**3 / 3)
     if not (np.isfinite(lam) and lam > e_g):
         return 0.0, (f"lambda_min(A^T A) ~ {lam:.3g} is within the Gram matrix's rounding "
                      f"{e_g:.3g}"), (R,)
-    for delta in GRAM_SHIFTS[0 if converged else 1:]:
+    # first shift: 2^-12, or 16 times the last step's relative change when larger (the
+    # iteration converges linearly: its remaining error is a few times its last step)
+    first = min(max(GRAM_SHIFTS[0], 16.0 * change), GRAM_SHIFTS[1])
+    for delta in (first,) + tuple(x for x in GRAM_SHIFTS if x > first):
         s = float(_down(lam * (1.0 - delta), 2))
         c_lo = _shifted_cholesky_bound(G, s)
         if work is not None:
