@@ -99,10 +99,11 @@ def test_a_wrong_estimate_still_gives_a_valid_bound(monkeypatch):
     truth = _truth(A)
     real = sigma._lambda_min_estimate
     for factor in (100.0, 2.0, 1e-3):
-        monkeypatch.setattr(sigma, "_lambda_min_estimate", lambda R, f=factor: (f * real(R)[0], True))
+        monkeypatch.setattr(sigma, "_lambda_min_estimate",
+                            lambda R, f=factor: (f * real(R)[0], 0.0))
         bound = gram_sigma_lower_bound(A)[0]
         assert not bound > truth, factor
-    monkeypatch.setattr(sigma, "_lambda_min_estimate", lambda R: (1e-3 * real(R)[0], True))
+    monkeypatch.setattr(sigma, "_lambda_min_estimate", lambda R: (1e-3 * real(R)[0], 0.0))
     assert 0 < gram_sigma_lower_bound(A)[0] <= truth * np.sqrt(2e-3)
 
 
