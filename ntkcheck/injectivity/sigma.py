@@ -339,9 +339,11 @@ def _shifted_cholesky_bound(G: np.ndarray, s: float) -> float:
     if not np.all(np.isfinite(diag)):
         return float("-inf")
     with np.errstate(over="ignore", under="ignore", invalid="ignore"), lapack_threads():
-        _, info = scipy.linalg.lapack.dpotrf(X, lower=0, clean=0, overwrite_a=1)
-    del X
-    if info != 0:
+        Rs, info = scipy.linalg.lapack.dpotrf(X, lower=0, clean=0, overwrite_a=1)
+    # a NaN pivot passes a "<= 0" test: completion also needs a finite factor's diagonal
+    finite = bool(np.all(np.isfinite(np.diagonal(Rs))))
+    del X, Rs
+    if info != 0 or not finite:
         return float("-inf")
     dmax = float(np.abs(diag).max())
     rho = _gamma(n + 1) / (1.0 - _gamma(n + 1)) * float(_up(np.abs(diag).sum(), n + 4))
@@ -402,7 +404,7 @@ def gram_sigma_lower_bound(A: np.ndarray, work: Work | None = None
         G = scipy.linalg.blas.dsyrk(1.0, At, trans=0)  # upper triangle of fl(A^T A)
     if work is not None:
         work.add(M * n * n)
-    if not np.all(np.isfinite(np.diagonal(G))):
+    if not np.all(np.isfinite(G)):  # (a finite G keeps NaN out of every Cholesky below)
         return 0.0, "the Gram matrix overflows", (None,)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"), lapack_threads():
         R, info = scipy.linalg.lapack.dpotrf(G, lower=0, clean=1, overwrite_a=0)
