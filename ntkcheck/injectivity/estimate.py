@@ -347,7 +347,8 @@ def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partia
                                 2 PARTIAL_COUNT right-hand sides (4 PARTIAL_COUNT N^2 flops)
     summary                     the scores' R^-1 and the Gram summary (4/3 N^3, 7/3 N^3 with
                                 the full spectrum's inverse iteration)
-    rigorous certificate        3 M' n^2 + 2 n^3 flops, CERT_PASSES passes over the M' x n
+    rigorous certificate        M' n^2 + n^3 flops (the Gram route; its fallback, 3 M' n^2 +
+                                2 n^3, is not modelled), CERT_PASSES passes over the M' x n
                                 matrix (n = N + d + 1), and the entry enclosures: streamed,
                                 ENCLOSURE_EXPS M' T exponentials; in memory, RADIUS_PASSES
                                 passes (the features pass's values and a bound per entry,
@@ -381,7 +382,7 @@ def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partia
     n, m = N + d + 1, cert_rows
     enclose = (ENCLOSURE_EXPS * m * tokens / (r.exp * cores) if streamed
                else RADIUS_PASSES * 8 * m * n / bandwidth)
-    t["rigorous certificate"] = (enclose + (3 * m * n**2 + 2 * n**3) / (CERT_EFFICIENCY * one * par)
+    t["rigorous certificate"] = (enclose + (m * n**2 + n**3) / (CERT_EFFICIENCY * one * par)
                                  + CERT_PASSES * 8 * m * n / bandwidth)
     extra = {k: STAGE_SECONDS for k in t}
     extra["rigorous certificate"] = CERTIFICATE_SECONDS

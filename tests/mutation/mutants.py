@@ -22,6 +22,7 @@ RD = "ntkcheck/injectivity/rounding.py"
 ST = "ntkcheck/injectivity/stream.py"
 RU = "ntkcheck/injectivity/reuse.py"
 WR = "ntkcheck/injectivity/written.py"
+SG = "ntkcheck/injectivity/sigma.py"
 
 
 def m(path, old, new, label, equivalent=False):
@@ -150,9 +151,9 @@ MUTANTS = [
       "certify: certificate memory ignores what is held"),
     m(C, "CERT_BYTES_PER_ENTRY = 4 * 8", "CERT_BYTES_PER_ENTRY = 2 * 8",
       "certify: certificate memory per entry halved"),
-    m(C, "    e_c = float(_up(_gamma(n) * fro_a * fro_y + np.sqrt(float(M) * n) * n * 2 * _ETA, 4))\n",
+    m(SG, "    e_c = float(_up(_gamma(n) * fro_a * fro_y + np.sqrt(float(M) * n) * n * 2 * _ETA, 4))\n",
       "    e_c = 0.0\n", "certify: rounding of C = A Y ignored"),
-    m(C, "        if eta <= REFINE_ETA or refinement == 2:\n", "        if True:\n",
+    m(SG, "        if eta <= REFINE_ETA or refinement == 2:\n", "        if True:\n",
       "certify: no CholeskyQR2 refinement"),
     m(DP, "    keep = np.abs(c) > ZERO_COEF_RTOL * np.abs(c).max()\n",
       "    keep = np.abs(c) > 0.0\n", "dependencies: round-off coefficients kept after verification"),
@@ -301,4 +302,51 @@ MUTANTS = [
     m(RU, "    if centred.atoms.shape != yc.shape or not np.array_equal(centred.atoms, yc):\n",
       "    if centred.atoms.shape != yc.shape:\n",
       "issue22 reuse: centred atoms not checked"),
+    # ---- issue 22 point 1: the certificate's Gram route (sigma.py; labels "issue22 cert")
+    m(SG, "    return float(_up(_gamma(M) * fro_a**2 + 2 * M * n * _ETA, 3))\n",
+      "    return float(_up(2 * M * n * _ETA, 3))\n",
+      "issue22 cert: Gram rounding without the gamma_M ||A||_F^2 term"),
+    m(SG, "    return float(_up(_gamma(M) * fro_a**2 + 2 * M * n * _ETA, 3))\n",
+      "    return float(_up(_gamma(M) * fro_a**2, 3))\n",
+      "issue22 cert: Gram rounding without the underflow term"),
+    m(SG, "    return float(_up(_gamma(M) * fro_a**2 + 2 * M * n * _ETA, 3))\n",
+      "    return float(_gamma(M) * fro_a**2 + 2 * M * n * _ETA)\n",
+      "issue22 cert: Gram rounding without its upward margin"),
+    m(SG, "        bound = _sqrt_lower(s, -c_lo, e_g)\n", "        bound = _sqrt_lower(s, -c_lo, 0.0)\n",
+      "issue22 cert: Gram rounding not subtracted"),
+    m(SG, "        bound = _sqrt_lower(s, -c_lo, e_g)\n", "        bound = _sqrt_lower(s, 0.0, e_g)\n",
+      "issue22 cert: Cholesky radius not subtracted"),
+    m(SG, "    rho = _gamma(n + 1) / (1.0 - _gamma(n + 1)) * float(_up(np.abs(diag).sum(), n + 4))\n",
+      "    rho = 0.0\n", "issue22 cert: Cholesky backward error (rho) dropped"),
+    m(SG, "    rho = _gamma(n + 1) / (1.0 - _gamma(n + 1)) * float(_up(np.abs(diag).sum(), n + 4))\n",
+      "    rho = _gamma(n + 1) * float(np.abs(diag).sum())\n",
+      "issue22 cert: Cholesky rho without 1 / (1 - gamma) and the trace margin"),
+    m(SG, "    return -float(_up(rho + _U * dmax * (1 + 4 * _U) + under, 6))\n",
+      "    return -float(_up(rho + under, 6))\n",
+      "issue22 cert: diagonal shift rounding dropped"),
+    m(SG, "    return -float(_up(rho + _U * dmax * (1 + 4 * _U) + under, 6))\n",
+      "    return -float(_up(rho + _U * dmax * (1 + 4 * _U), 6))\n",
+      "issue22 cert: Cholesky underflow term dropped"),
+    m(SG, "    return -float(_up(rho + _U * dmax * (1 + 4 * _U) + under, 6))\n",
+      "    return -float(rho + _U * dmax * (1 + 4 * _U) + under)\n",
+      "issue22 cert: Cholesky radius without its upward margin"),
+    m(SG, "    lam_lo = s - float(_up(e_g + c_chol, 1))\n", "    lam_lo = s - float(_up(c_chol, 1))\n",
+      "issue22 cert: final step drops e_G"),
+    m(SG, "    lam_lo = s - float(_up(e_g + c_chol, 1))\n", "    lam_lo = s - float(_up(e_g, 1))\n",
+      "issue22 cert: final step drops the Cholesky radius"),
+    m(SG, "    lam_lo = s - float(_up(e_g + c_chol, 1))\n", "    lam_lo = s - (e_g + c_chol)\n",
+      "issue22 cert: final sum not rounded up"),
+    m(SG, "    return float(_down(np.sqrt(float(_down(lam_lo, 1))), 1))\n",
+      "    return float(np.sqrt(float(_down(lam_lo, 1))))\n",
+      "issue22 cert: square root not rounded down", equivalent=True),  # the inner _down takes
+    # 6u off lam_lo where u is needed: sqrt <= (1 - 2.5u) of the truth before its rounding
+    m(SG, "    return float(_down(np.sqrt(float(_down(lam_lo, 1))), 1))\n",
+      "    return float(_down(np.sqrt(lam_lo), 1))\n",
+      "issue22 cert: subtraction not rounded down", equivalent=True),  # the outer _down takes
+    # 6u off a square root that is at most (1 + 1.5u) of the truth
+    m(SG, "    if bound > need:\n", "    if True:\n", "issue22 cert: no fallback when the Gram route fails"),
+    m(SG, "        if not e_g - c_lo <= GRAM_LOSS * s:\n", "        if False:\n",
+      "issue22 cert: Gram route kept when its rounding terms dominate"),
+    m(C, "    lower = sig - radn\n", "    lower = sig - 0.0 * radn\n",
+      "issue22 cert: Weyl radius of the entries dropped after the Gram route"),
 ]

@@ -28,7 +28,7 @@ TESTS = ["tests/test_relation_display.py", "tests/test_issue19_survivors.py", "t
          "tests/test_optional_deps.py", "tests/test_trust.py", "tests/test_decision_thresholds.py", "tests/test_analyze.py",
          "tests/test_screen.py", "tests/test_exact_analysis.py", "tests/test_certify.py",
          "tests/test_analyze_spectrum.py", "tests/test_partial_spectrum.py",
-         "tests/test_streaming.py", "tests/test_written_values.py"]
+         "tests/test_streaming.py", "tests/test_written_values.py", "tests/test_certify_gram.py"]
 
 
 #: The test files most likely to kill a mutant of each module, run first (then the rest of
@@ -43,9 +43,10 @@ FIRST = {
     **dict.fromkeys([_I + "screen.py", _I + "written.py", _I + "keys.py", _I + "findings.py"],
                     ["tests/test_screen.py", "tests/test_written_values.py",
                      "tests/test_issue19_survivors.py"]),
-    **dict.fromkeys([_I + "certify.py", _I + "enclosure.py", _I + "rounding.py", _I + "reuse.py"],
-                    ["tests/test_certify.py", "tests/test_certify_reuse.py",
-                     "tests/test_issue19_survivors.py"]),
+    **dict.fromkeys([_I + "certify.py", _I + "enclosure.py", _I + "rounding.py", _I + "reuse.py",
+                     _I + "sigma.py"],
+                    ["tests/test_certify_gram.py", "tests/test_certify.py",
+                     "tests/test_certify_reuse.py", "tests/test_issue19_survivors.py"]),
     **dict.fromkeys([_I + "spectrum.py", _I + "plan.py", _I + "stream.py", _I + "factor.py"],
                     ["tests/test_partial_spectrum.py", "tests/test_decision_thresholds.py",
                      "tests/test_streaming.py", "tests/test_issue19_survivors.py"]),

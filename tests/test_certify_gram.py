@@ -1,0 +1,231 @@
+"""The certificate's Gram-matrix route (issue 22 point 1, :mod:`ntkcheck.injectivity.sigma`):
+every bound checked against an independent computation (exact rationals, or mpmath at 50
+digits), on ordinary, adversarial and rank-deficient matrices."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import mpmath as mp
+import numpy as np
+import pytest
+import scipy.linalg
+
+from ntkcheck.injectivity import sigma
+from ntkcheck.injectivity.sigma import float_sigma_lower_bound, gram_sigma_lower_bound
+
+U = Fraction(1, 2**53)
+ETA = Fraction(1, 2**1074)
+
+
+def _gamma(k: int) -> Fraction:
+    return k * U / (1 - k * U)
+
+
+def _truth(A: np.ndarray) -> mp.mpf:
+    """sigma_min of the float matrix A at 50 digits."""
+    with mp.workdps(50):
+        return min(mp.svd_r(mp.matrix(A.tolist()), compute_uv=False))
+
+
+def _exact_gram(A: np.ndarray) -> list[list[Fraction]]:
+    cols = [[Fraction(x) for x in A[:, j]] for j in range(A.shape[1])]
+    n = len(cols)
+    return [[sum(a * b for a, b in zip(cols[i], cols[j])) for j in range(n)] for i in range(n)]
+
+
+def _case(rng, M, n, cond, col_exp=None):
+    Q, _ = np.linalg.qr(rng.normal(size=(M, n)))
+    V, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    A = (Q * np.geomspace(1.0, 1.0 / cond, n)) @ V.T
+    if col_exp is not None:
+        A = np.ldexp(A, col_exp[None, :])
+    return np.ascontiguousarray(A)
+
+
+@pytest.mark.parametrize("cond", [1.0, 1e2, 1e4, 1e6, 1e7, 1e8, 1e10, 1e14])
+def test_gram_bound_is_below_the_50_digit_sigma_min(cond):
+    """For conditions 1 to 1e14 the Gram route's bound never exceeds the truth; where it proves
+    something (cond up to ~1e6 here) it is within 1% of it; the combined bound (Gram route,
+    then the fallback) is within 1e-3 of the truth up to cond 1e4, 1e-2 up to 1e12."""
+    rng = np.random.default_rng(int(np.log10(cond)))
+    for _ in range(3):
+        A = _case(rng, 14, 6, cond)
+        truth = _truth(A)
+        bound, note, _ = gram_sigma_lower_bound(A)
+        assert bound <= truth, (cond, note)
+        if cond <= 1e6:
+            assert bound >= truth * (1 - 1e-2), (cond, note)
+        both, note2 = float_sigma_lower_bound(A)
+        assert both <= truth
+        if cond <= 1e12:  # Gram route: sqrt(1 - 2^-12) and (M + n) u ||A||_F^2 / sigma^2
+            assert both >= truth * (1 - (1e-3 if cond <= 1e4 else 1e-2)), (cond, note2)
+
+
+def test_badly_scaled_columns_never_give_a_bound_above_the_truth():
+    """Columns scaled by 2^-500 .. 2^500 (1e-150 .. 1e150): the bound stays below the truth
+    (here: tiny, the matrix being as ill-conditioned as its scaling)."""
+    rng = np.random.default_rng(5)
+    for k in range(4):
+        col_exp = rng.integers(-500, 500, size=5)
+        A = _case(rng, 9, 5, 10.0**k, col_exp)
+        truth = _truth(A)
+        for bound in (gram_sigma_lower_bound(A)[0], float_sigma_lower_bound(A)[0]):
+            assert not bound > truth
+
+
+def test_rank_deficient_and_nearly_deficient_matrices_are_never_bounded_above_the_truth():
+    """An exactly rank-deficient matrix (small integers) gets no positive bound; matrices whose
+    smallest singular value is 1e-9 .. 1e-15 of the largest get a bound below it."""
+    rng = np.random.default_rng(8)
+    for _ in range(5):
+        A = rng.integers(-9, 10, size=(12, 5)).astype(float)
+        A[:, 4] = A[:, 0] - 2 * A[:, 2]
+        assert not gram_sigma_lower_bound(A)[0] > 0
+        assert not float_sigma_lower_bound(A)[0] > 0
+    for e in (9, 12, 15):
+        A = _case(rng, 10, 4, 1.0)
+        A[:, 3] = A[:, 0] + A[:, 1] + 10.0**-e * A[:, 2]
+        truth = _truth(A)
+        assert not gram_sigma_lower_bound(A)[0] > truth
+        assert not float_sigma_lower_bound(A)[0] > truth
+
+
+def test_a_wrong_estimate_still_gives_a_valid_bound(monkeypatch):
+    """The shift comes from an estimate only: estimates 100x too large, 2x too large or 1000x
+    too small give a bound below the truth (or none)."""
+    rng = np.random.default_rng(13)
+    A = _case(rng, 30, 8, 1e3)
+    truth = _truth(A)
+    real = sigma._lambda_min_estimate
+    for factor in (100.0, 2.0, 1e-3):
+        monkeypatch.setattr(sigma, "_lambda_min_estimate",
+                            lambda R, f=factor: (f * real(R)[0], 0.0))
+        bound = gram_sigma_lower_bound(A)[0]
+        assert not bound > truth, factor
+    monkeypatch.setattr(sigma, "_lambda_min_estimate", lambda R: (1e-3 * real(R)[0], 0.0))
+    assert 0 < gram_sigma_lower_bound(A)[0] <= truth * np.sqrt(2e-3)
+
+
+def test_gram_rounding_bound_covers_the_exact_error_with_every_term():
+    """e_G >= ||fl(A^T A) - A^T A||_F (exact rationals), for normal entries and for entries
+    whose products underflow (there only the 2 M n 2^-1074 term covers it), and e_G is at least
+    the theorem's value gamma_M ||A||_F^2 + 2 M n 2^-1074 computed exactly."""
+    rng = np.random.default_rng(21)
+    for scale in (0, -540, -560):
+        A = np.ascontiguousarray(np.ldexp(rng.normal(size=(40, 3)), scale))
+        M, n = A.shape
+        S = scipy.linalg.blas.dsyrk(1.0, A.T, trans=0)
+        exact = _exact_gram(A)
+        err2 = sum((Fraction(S[min(i, j), max(i, j)]) - exact[i][j]) ** 2
+                   for i in range(n) for j in range(n))
+        fro_a = float(sigma._norm_up(A))
+        e_g = Fraction(sigma._gram_rounding(M, n, fro_a))
+        assert e_g**2 >= err2, scale
+        assert e_g >= _gamma(M) * Fraction(fro_a) ** 2 + 2 * M * n * ETA
+        if scale == -560:
+            assert err2 > 0  # the products underflow: the error is real
+
+
+def _exact_chol_radius(diag: np.ndarray, n: int) -> Fraction:
+    g = _gamma(n + 1)
+    dsum = sum(abs(Fraction(x)) for x in diag)
+    dmax = max(abs(Fraction(x)) for x in diag)
+    return (g / (1 - g) * dsum + U * dmax / (1 - U)
+            + 4 * n * (2 * (n + 1) + dmax) * ETA)
+
+
+def test_shifted_cholesky_radius_is_at_least_the_theorem_and_covers_indefinite_matrices():
+    """The radius c returned by _shifted_cholesky_bound (lambda_min(S) >= s - c) is at least
+    Higham's rho = gamma_(n+1) / (1 - gamma_(n+1)) sum |X'_ii| plus the diagonal rounding
+    u / (1 - u) max |X'_ii| plus Rump's underflow term, computed exactly (also for a Gram matrix
+    of order 2^-1060, where only the underflow term is left); and wherever the Cholesky
+    factorisation of fl(S - s I) completes although S - s I is indefinite (s just above
+    lambda_min(S) of a Gram matrix of nearly parallel columns: checked to happen), the claim
+    lambda_min(S) >= s - c holds against a 50-digit eigenvalue."""
+    rng = np.random.default_rng(3)
+    indefinite = 0
+    n = 3
+    for trial in range(10):
+        a = rng.uniform(0.5, 1.0, size=(50, 1))
+        B = np.hstack([a + rng.normal(size=(50, 1)) * 1e-6 for _ in range(n)])
+        for scale in (0, -1060):
+            S = np.asfortranarray(np.triu(np.ldexp(B.T @ B, scale)))
+            Ssym = np.triu(S) + np.triu(S, 1).T
+            with mp.workdps(50):
+                lmin = min(mp.eigsy(mp.matrix(Ssym.tolist()), eigvals_only=True))
+            tr = float(np.trace(Ssym))
+            for rel in (-1e-2, 1e-18, 3e-18, 1e-17, 3e-17, 1e-16):
+                s = float(lmin) + rel * tr
+                c = sigma._shifted_cholesky_bound(S, s)
+                if not np.isfinite(c):
+                    continue
+                diag = np.diagonal(S) - s
+                assert Fraction(-c) >= _exact_chol_radius(diag, n), (trial, scale, rel)
+                with mp.workdps(50):
+                    assert lmin - mp.mpf(s) >= mp.mpf(c), (trial, scale, rel)
+                    indefinite += bool(mp.mpf(s) > lmin and scale == 0)
+    assert indefinite > 0  # the test reaches the regime where the radius matters
+
+
+def test_final_square_root_is_a_lower_bound_exactly():
+    """_sqrt_lower(s, c, e)^2 <= s - c - e in exact arithmetic, for random doubles including
+    heavy cancellation (s within a few ulps of c + e)."""
+    rng = np.random.default_rng(4)
+    for _ in range(3000):
+        s = float(np.ldexp(rng.uniform(0.5, 1.0), int(rng.integers(-60, 60))))
+        c = s * float(rng.choice([rng.uniform(0, 0.5), 1 - rng.uniform(0, 1e-13)]))
+        e = (s - c) * float(rng.uniform(0, 0.99))
+        b = sigma._sqrt_lower(s, c, e)
+        if b > 0:
+            assert Fraction(b) ** 2 <= Fraction(s) - Fraction(c) - Fraction(e)
+
+
+def test_fallback_certifies_what_the_gram_route_cannot():
+    """cond 1e10: the Gram matrix is numerically singular, the fallback (C = A Y, no squared
+    condition number) still proves a bound within 1e-3 of the truth."""
+    A = _case(np.random.default_rng(9), 20, 6, 1e10)
+    assert gram_sigma_lower_bound(A)[0] == 0.0
+    bound, note = float_sigma_lower_bound(A)
+    truth = _truth(A)
+    assert truth * (1 - 1e-3) <= bound <= truth, note
+    assert "Y ~ R^-1" in note
+
+
+def test_the_bound_subtracts_the_gram_rounding_and_the_cholesky_radius(monkeypatch):
+    """What gram_sigma_lower_bound passes to its final step: the shift s, a Cholesky radius
+    at least the theorem's (exact rationals, from the diagonal actually factored) and a Gram
+    rounding term at least the exact ||fl(A^T A) - A^T A||_F; and the bound is what that step
+    returns."""
+    seen = []
+    real = sigma._sqrt_lower
+    monkeypatch.setattr(sigma, "_sqrt_lower",
+                        lambda s, c, e: seen.append((s, c, e)) or real(s, c, e))
+    rng = np.random.default_rng(17)
+    for cond in (1.0, 30.0, 1e3):
+        A = _case(rng, 25, 4, cond)
+        bound, note, _ = gram_sigma_lower_bound(A)
+        assert bound > 0 and seen, note
+        s, c, e = seen[-1]
+        assert bound == real(s, c, e)
+        S = scipy.linalg.blas.dsyrk(1.0, A.T, trans=0)
+        exact = _exact_gram(A)
+        err2 = sum((Fraction(S[min(i, j), max(i, j)]) - exact[i][j]) ** 2
+                   for i in range(4) for j in range(4))
+        assert Fraction(e) ** 2 >= err2 and err2 > 0
+        diag = np.diagonal(S) - s
+        assert Fraction(c) >= _exact_chol_radius(diag, 4)
+
+
+def test_cholesky_radius_at_large_order_is_at_least_the_theorem():
+    """At n = 1000 the factor 1 / (1 - gamma_(n+1)) of Higham's rho (about 1 + n u) exceeds
+    the few-u margins of the float evaluation: the returned radius must still cover the
+    theorem's value, computed exactly."""
+    rng = np.random.default_rng(23)
+    n = 1000
+    B = rng.normal(size=(n, n)) / np.sqrt(n)
+    S = np.asfortranarray(np.triu(B.T @ B + np.diag(rng.uniform(1.0, 100.0, size=n))))
+    for s in (0.5, 0.25):
+        c = sigma._shifted_cholesky_bound(S, s)
+        assert np.isfinite(c)
+        assert Fraction(-c) >= _exact_chol_radius(np.diagonal(S) - s, n)
