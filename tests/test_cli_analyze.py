@@ -49,7 +49,10 @@ def test_samples_exit_codes_and_report(sample, code):
     assert r.exit_code == code, (r.stdout, r.stderr, r.exception)
     verdict = {0: "injective", 1: "not_injective"}[code]
     assert r.stdout.startswith(verdict)
-    assert all(line.startswith("ntkcheck: analyze ") for line in r.stderr.splitlines())
+    # lines of ntkcheck's own (a library's logging from another test's lingering threads, e.g.
+    # an older distributed's, can reach the swapped stderr too): progress only, no warning
+    ours = [line for line in r.stderr.splitlines() if line.startswith("ntkcheck:")]
+    assert all(line.startswith("ntkcheck: analyze ") for line in ours), r.stderr
 
 
 def deps_by_names(doc) -> list[set[str]]:
