@@ -184,6 +184,12 @@ def probe_count(probes: Optional[int], N: int, d: int) -> int:
 KEEP_ATTENTION_BYTES = 64 * 2**20
 
 
+def kept_attention_bytes(states: int, n: int, d: int, C: int, H: int) -> int:
+    """Bytes of one sample's kept stage inputs (n, d), projections (n, C, H) and attention
+    (n, n, H) for ``states`` depth states (sub-steps x stages)."""
+    return _FLOAT * states * n * (d + C * H + n * H)
+
+
 def train_bytes(*, layers: int, heads: int, key_dim: int, dim: int, samples: int, tokens: int,
                 depth_states: int, threads: int | None = None) -> int:
     """Peak bytes of one training step (excluding the empirical NTK, guarded separately).
@@ -196,8 +202,8 @@ def train_bytes(*, layers: int, heads: int, key_dim: int, dim: int, samples: int
     (n, n, H), when it fits in :data:`KEEP_ATTENTION_BYTES`.
     """
     P = layers * heads * (2 * key_dim * dim + dim * dim + (dim + 1) ** 2)
-    C = 2 * (-(-key_dim // 4) * 4) + dim
-    kept = _FLOAT * depth_states * tokens * (dim + C * heads + tokens * heads)
+    kept = kept_attention_bytes(depth_states, tokens, dim, 2 * (-(-key_dim // 4) * 4) + dim,
+                                heads)
     if threads is None:
         try:
             threads = len(os.sched_getaffinity(0))

@@ -312,14 +312,16 @@ def test_blas_limit_scans_the_libraries_once(monkeypatch):
 
 
 def test_the_memory_guard_counts_the_kept_attention():
-    """resources.train_bytes adds, per thread, the kept attention that fast.kept_bytes computes
-    for the padded kernels' C (when it fits in KEEP_BYTES), and nothing beyond it (recomputed)."""
+    """resources.train_bytes adds, per thread, one sample's kept inputs, projections and
+    attention for the padded kernels' C, counted here from their shapes (when it fits in
+    KEEP_BYTES), and nothing beyond it (recomputed)."""
     from ntkcheck.resources import train_bytes
 
     L, H, k, d, N, n, s, stages = 16, 32, 4, 8, 64, 16, 1, 4
     base = dict(layers=L, heads=H, key_dim=k, dim=d, samples=N, tokens=n,
                 depth_states=L * s * stages)
-    kept = fast.kept_bytes(L * s, stages, n, d, 2 * 4 + d, H)
+    C = 2 * 4 + d  # key_dim 4 is already a multiple of 4
+    kept = 8 * (L * s * stages) * (n * d + n * C * H + n * n * H)
     assert 0 < kept <= fast.KEEP_BYTES
     assert train_bytes(**base, threads=3) - train_bytes(**base, threads=1) == 2 * kept
     big = dict(base, tokens=2048)  # n^2 H L s stages * 8 bytes far beyond 64 MiB: recomputed

@@ -23,9 +23,7 @@ Steps 0-1 (structural screen, geometry and probes) run before: :mod:`ntkcheck.an
 
 from __future__ import annotations
 
-import decimal
 from dataclasses import dataclass, replace
-from fractions import Fraction
 from typing import Sequence
 
 import numpy as np
@@ -34,8 +32,8 @@ import scipy.linalg
 from ..dataset import Dataset
 from ..progress import Progress, tick, working
 from .certify import rigorous_certificate
-from .dependencies import (Dependency, fit_dependency, null_space_basis, refit_affine_part,
-                           snap_text)
+from .dependencies import (Dependency, fit_dependency, null_space_basis, precise_affine,
+                           precise_coefficients, refit_affine_part, verified_tolerance)
 from .features import FeatureMatrix
 from .geometry import thinnest_direction
 from .probes import SPREAD_BAND, make_probes
@@ -208,21 +206,25 @@ def candidate_relations(null_vectors: np.ndarray, size: int, feats: FeatureMatri
             # the affine part is fitted again for the verified coefficients (a round-off
             # coefficient left in the float fit would otherwise bias it)
             dep = refit_affine_part(coefs, feats, dataset.names)
-            precise = _precise(dep.coefficients, dict(zip(coefs, check.precise)), check)
             if _repeats(dep.coefficients, deps, index):
                 failed.append((dep, replace(check, passed=False, level="repeated", reason=(
                     "holds, but it is a combination of the relations already reported (its "
                     "null direction is another near-dependency of double precision)"))))
-            else:  # the 50-digit affine part only for a relation that is reported
+            else:  # the text form and the 50-digit affine part only for a reported relation
+                # coefficients whose doubles fail the re-check are printed as their refit's text
+                precise = (precise_coefficients(dep.coefficients, dict(zip(coefs, check.precise)),
+                                                PRECISE_DIGITS)
+                           if check.float_misfit > check.threshold else {})
                 texts: list = []
                 a, b, tol = affine_part([dataset.distributions[index[n]]
                                          for n in dep.coefficients],
                                         [precise.get(n, c) for n, c in dep.coefficients.items()],
                                         texts=texts)
                 if precise or check.float_misfit <= check.threshold:
-                    tol = _verified_tolerance(tol)
+                    tol = verified_tolerance(tol, PRECISE_DIGITS)
                 keys = ["constant"] + [f"z{j + 1}" for j in range(len(b))]
-                affine = _precise_affine(dict(zip(keys, texts)), tol) if precise else {}
+                affine = (precise_affine(dict(zip(keys, texts)), tol, PRECISE_DIGITS) if precise
+                          else {})
                 deps.append(replace(dep, constant=a, linear=tuple(float(x) for x in b),
                                     verification=check.to_dict(), affine_tolerance=tol,
                                     precise_coefficients=precise or None,
@@ -293,58 +295,6 @@ def _repeats(coefficients: dict, deps: list, index: dict) -> bool:
         v[index[n]] = c
     x = np.linalg.lstsq(B.T, v, rcond=None)[0]
     return bool(np.linalg.norm(B.T @ x - v) <= REPEAT_RTOL * np.linalg.norm(v))
-
-
-def _precise(coefs: dict[str, float], texts: dict[str, str], check) -> dict[str, str]:
-    """The verified coefficients that are not binary64 numbers, as decimal text (``texts``: the
-    50-digit refit to PRECISE_DIGITS digits, scaled here like ``coefs``, whose leading one is
-    1), when the doubles do not pass the re-check (``check.float_misfit`` above its threshold;
-    :mod:`.verify`); {} otherwise."""
-    if not check.float_misfit > check.threshold:
-        return {}
-    lead = Fraction(texts[next(iter(coefs))])
-    with decimal.localcontext() as ctx:
-        ctx.prec = PRECISE_DIGITS
-        out = {}
-        for n, c in coefs.items():
-            q = Fraction(texts[n]) / lead
-            text = str((decimal.Decimal(q.numerator) / decimal.Decimal(q.denominator)).normalize())
-            text = snap_text(text, abs(q) * Fraction(10) ** (1 - PRECISE_DIGITS))
-            if Fraction(text) != Fraction(c):
-                out[n] = text
-    return out
-
-
-def _verified_tolerance(tolerance: float) -> float:
-    """The error bound of a verified relation's affine part when the printed coefficients
-    themselves passed the re-check (their doubles, or their text): not the float bound
-    ``tolerance`` = 4 u max_p sum_i |c_i LSE_i(p)| (:func:`~.verify.affine_part`, for
-    coefficients a few ulps off), but the same sums times 10^(1 - PRECISE_DIGITS), the relative
-    accuracy to which the re-check (misfit <= 10^-PRECISE_DIGITS) and the text vouch for the
-    coefficients. A written shift of 1e-19 then prints as 1e-19*z1, not as 0."""
-    return float(tolerance / (2 * np.finfo(float).eps) * 10.0 ** (1 - PRECISE_DIGITS))
-
-
-def _precise_affine(texts: dict[str, str], tolerance: float) -> dict[str, str]:
-    """The affine values of a relation with non-binary64 coefficients (``texts``: a, b_j from
-    the coefficients' text, :func:`~.verify.affine_part`) that differ from their doubles by
-    more than ``tolerance`` (:func:`_verified_tolerance`), each rounded to the digits that
-    error leaves."""
-    err = Fraction(tolerance)
-    out = {}
-    for key, text in texts.items():
-        v = Fraction(text)
-        if abs(v - Fraction(float(v))) <= err or v == 0:
-            continue
-        snapped = snap_text(text, err)
-        if snapped != text:
-            out[key] = snapped
-            continue
-        digits = int(np.clip(np.floor(np.log10(float(abs(v) / err))), 1, PRECISE_DIGITS))
-        with decimal.localcontext() as ctx:
-            ctx.prec = digits
-            out[key] = str((+decimal.Decimal(text)).normalize())
-    return out
 
 
 def _times(ratio: float) -> str:

@@ -6,6 +6,7 @@ A :class:`Dependency` is sum_i c_i LSE_i(z) = a + <b, z>; it carries how it was 
 
 from __future__ import annotations
 
+import decimal
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -17,6 +18,7 @@ from .features import FeatureMatrix
 from .findings import ScreenResult
 
 __all__ = ["Dependency", "null_space_basis", "fit_dependency", "refit_affine_part", "snap_text",
+           "precise_coefficients", "precise_affine", "verified_tolerance",
            "structural_dependencies", "ZERO_COEF_RTOL"]
 
 #: Coefficients below ZERO_COEF_RTOL * max |c| in a relation are round-off (sqrt(u)).
@@ -153,6 +155,57 @@ def snap_text(text: str, error: Fraction) -> str:
     if (q.denominator == 1 or abs(v) < FRACTION_MAX) and abs(v - q) <= error:
         return str(q)
     return text
+
+
+def precise_coefficients(coefs: dict[str, float], texts: dict[str, str], digits: int
+                         ) -> dict[str, str]:
+    """The verified coefficients that are not the doubles ``coefs`` (whose leading one is 1),
+    as decimal text: ``texts`` (the 50-digit refit to ``digits`` significant digits, on the
+    same names) scaled like ``coefs``, each a small fraction when it is one within its digits
+    (:func:`snap_text`)."""
+    lead = Fraction(texts[next(iter(coefs))])
+    out = {}
+    with decimal.localcontext() as ctx:
+        ctx.prec = digits
+        for n, c in coefs.items():
+            q = Fraction(texts[n]) / lead
+            text = str((decimal.Decimal(q.numerator) / decimal.Decimal(q.denominator)).normalize())
+            text = snap_text(text, abs(q) * Fraction(10) ** (1 - digits))
+            if Fraction(text) != Fraction(c):
+                out[n] = text
+    return out
+
+
+def verified_tolerance(tolerance: float, digits: int) -> float:
+    """The error bound of a verified relation's affine part when the printed coefficients
+    themselves passed the re-check (their doubles, or their text): not the float bound
+    ``tolerance`` = 4 u max_p sum_i |c_i LSE_i(p)| (:func:`~.verify.affine_part`, for
+    coefficients a few ulps off), but the same sums times 10^(1 - digits), the relative
+    accuracy to which the re-check (misfit <= 10^-digits) and the text vouch for the
+    coefficients. A written shift of 1e-19 then prints as 1e-19*z1, not as 0."""
+    return float(tolerance / (2 * np.finfo(float).eps) * 10.0 ** (1 - digits))
+
+
+def precise_affine(texts: dict[str, str], tolerance: float, digits: int) -> dict[str, str]:
+    """The affine values of a relation with non-binary64 coefficients (``texts``: a, b_j from
+    the coefficients' text, :func:`~.verify.affine_part`) that differ from their doubles by
+    more than ``tolerance`` (:func:`verified_tolerance`), each a small fraction or rounded to
+    the digits that error leaves (at most ``digits``)."""
+    err = Fraction(tolerance)
+    out = {}
+    for key, text in texts.items():
+        v = Fraction(text)
+        if abs(v - Fraction(float(v))) <= err or v == 0:
+            continue
+        snapped = snap_text(text, err)
+        if snapped != text:
+            out[key] = snapped
+            continue
+        keep = int(np.clip(np.floor(np.log10(float(abs(v) / err))), 1, digits))
+        with decimal.localcontext() as ctx:
+            ctx.prec = keep
+            out[key] = str((+decimal.Decimal(text)).normalize())
+    return out
 
 
 def _pretty(x: float, precision: int, tolerance: float = 0.0) -> str:

@@ -93,6 +93,18 @@ def _orthogonality(At: np.ndarray, Y: np.ndarray, fro_a: float):
     return Ct, e_c, fro_c, eta, gram
 
 
+def _validated(A: np.ndarray) -> tuple[np.ndarray, int, int, tuple | None]:
+    """(A as a C-contiguous float64 array, M, n, None), or a refusal (bound, note) in the last
+    place: fewer rows than columns (0.0) or a non-finite entry (nan)."""
+    A = np.asarray(A, dtype=np.float64)
+    M, n = A.shape
+    if M < n:
+        return A, M, n, (0.0, f"fewer rows ({M}) than columns ({n})")
+    if not np.all(np.isfinite(A)):
+        return A, M, n, (float("nan"), "the float matrix has non-finite entries")
+    return np.ascontiguousarray(A), M, n, None
+
+
 def sigma_min_lower_bound(A: np.ndarray, work: Work | None = None, gram_factor=None
                           ) -> tuple[float, str]:
     """Rigorous lower bound on sigma_min of the float matrix A (M x n, M >= n), with a note.
@@ -114,13 +126,9 @@ def sigma_min_lower_bound(A: np.ndarray, work: Work | None = None, gram_factor=N
     bound (~ 1.3 n^3), plus 2 M n^2 + n^3 per refinement. ``gram_factor``: see
     :func:`_inverse_factor`.
     """
-    A = np.asarray(A, dtype=np.float64)
-    M, n = A.shape
-    if M < n:
-        return 0.0, f"fewer rows ({M}) than columns ({n})"
-    if not np.all(np.isfinite(A)):
-        return float("nan"), "the float matrix has non-finite entries"
-    A = np.ascontiguousarray(A)
+    A, M, n, refused = _validated(A)
+    if refused is not None:
+        return refused
     At = A.T  # Fortran-ordered view: BLAS takes it without a copy
     Y, how = _inverse_factor(A, At, gram_factor)
     if work is not None and gram_factor is None:
@@ -445,13 +453,9 @@ def float_sigma_lower_bound(A: np.ndarray, work: Work | None = None, need: float
     first; when it does not exceed ``need`` (the certificate's ||Rad||_F: the bound must beat
     it), :func:`sigma_min_lower_bound`, reusing the Gram matrix's Cholesky factor (so the
     fallback costs what it cost alone). Both bounds are rigorous; the larger is returned."""
-    A = np.asarray(A, dtype=np.float64)
-    M, n = A.shape
-    if M < n:
-        return 0.0, f"fewer rows ({M}) than columns ({n})"
-    if not np.all(np.isfinite(A)):
-        return float("nan"), "the float matrix has non-finite entries"
-    A = np.ascontiguousarray(A)
+    A, M, n, refused = _validated(A)
+    if refused is not None:
+        return refused
     bound, note, factor = gram_sigma_lower_bound(A, work)
     if bound > need:
         return bound, note

@@ -49,7 +49,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError, install_hint
-from ..resources import KEEP_ATTENTION_BYTES
+from ..resources import KEEP_ATTENTION_BYTES, kept_attention_bytes
 from ._fused import AVAILABLE, _chunk
 # re-exported: the disk-cache state and the exp kernel are checked through this module's name
 from ._fused import _DISK_CACHE, _exp_array  # noqa: F401
@@ -77,12 +77,6 @@ def require() -> None:
     """Raise an :class:`InputError` naming the fix when numba is missing."""
     if not AVAILABLE:
         raise InputError(MISSING_MESSAGE, field="backend")
-
-
-def kept_bytes(slots: int, stages: int, n: int, d: int, C: int, H: int) -> int:
-    """Bytes per thread of the kept stage inputs (n, d), projections (n, C, H) and attention
-    (n, n, H) of ``slots`` sub-steps of ``stages`` stages each."""
-    return 8 * slots * stages * n * (d + C * H + n * H)
 
 
 def chunk_starts(N: int) -> np.ndarray:
@@ -147,7 +141,8 @@ def loss_and_gradient_fast(model, tokens: np.ndarray, weights: np.ndarray, loss,
     losses = np.empty(N)
     token = bool(token_loss)
     substeps = int(model.substeps)
-    keep = kept_bytes(L * substeps, b.shape[0], X.shape[1], d, W.shape[2], H) <= KEEP_BYTES
+    keep = kept_attention_bytes(L * substeps * b.shape[0], X.shape[1], d, W.shape[2],
+                                H) <= KEEP_BYTES
 
     def run(s0: int, s1: int) -> None:
         c = int(np.searchsorted(bounds, s0))
