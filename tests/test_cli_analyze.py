@@ -55,6 +55,25 @@ def test_samples_exit_codes_and_report(sample, code):
     assert all(line.startswith("ntkcheck: analyze ") for line in ours), r.stderr
 
 
+def test_relays_warnings_about_the_input_not_the_garbage_collectors(monkeypatch):
+    """A warning raised while a file is analysed reaches stderr as 'ntkcheck: warning: <file>:';
+    a ResourceWarning (the collector finding another test's event loop unclosed, whenever it
+    runs) is not about the input and is not relayed (it once failed the samples' check in CI)."""
+    import ntkcheck.cli.analyze as cli_analyze
+    real = cli_analyze.analyze
+
+    def noisy(*args, **kwargs):
+        warnings.warn("unclosed event loop <stand-in>", ResourceWarning)
+        warnings.warn("a note about the data", UserWarning)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli_analyze, "analyze", noisy)
+    r = run(SAMPLES / "tokens_injective.npz")
+    assert r.exit_code == 0, (r.stdout, r.stderr, r.exception)
+    ours = [line for line in r.stderr.splitlines() if line.startswith("ntkcheck: warning")]
+    assert ours == [f"ntkcheck: warning: {SAMPLES / 'tokens_injective.npz'}: a note about the data"]
+
+
 def deps_by_names(doc) -> list[set[str]]:
     return [set(d["coefficients"]) for d in doc["dependencies"]]
 

@@ -295,6 +295,10 @@ def analyze_file(path: Path, options: dict[str, Any],
         options["max_memory"] = limit
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            # a ResourceWarning is the garbage collector finding some other object unclosed (an
+            # event loop or socket a library left behind), whenever it happens to run: not news
+            # about this input, so it is not relayed
+            warnings.simplefilter("ignore", ResourceWarning)
             result = analyze(dataset, progress=say, **options)
             if fail_below is not None:
                 result = apply_margin(result, fail_below)
