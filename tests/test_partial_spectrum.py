@@ -204,3 +204,62 @@ def test_partial_confirmation_draw(monkeypatch):
     assert full.verification["singular_values_computed"] == decide.CONFIRM_COUNT
     assert part.verification["smallest_ratio_to_noise"] == pytest.approx(
         full.verification["smallest_ratio_to_noise"], rel=1e-6)
+
+
+def test_explicit_inverse_path_matches_the_solves_and_the_svd(monkeypatch):
+    """Above EXPLICIT_INVERSE_MIN_N columns a well-conditioned R is iterated with R^-1 (two
+    triangular products a step, no solve): its smallest values agree with LAPACK's SVD to the
+    solves' accuracy (1e-8 relative for the 2nd smallest, separated by >= 1e2 here) and the
+    computed inverse is the one the caller passes on. An ill-conditioned R (an exact dependency:
+    a diagonal entry at the round-off level) is never inverted: its values come from the
+    solves, the null one at the round-off level."""
+    import ntkcheck.injectivity.spectrum as sp
+    N = sp.EXPLICIT_INVERSE_MIN_N + 100
+    R = _triangle(N, 7, null=False)
+    R[:, 9] *= 1e6  # undo the tiny column: a well-conditioned triangle
+    assert sp._explicit_inverse(R) is not None
+    sv = sla.svdvals(R)
+
+    def no_solves(*args, **kwargs):
+        raise AssertionError("the well-conditioned triangle was solved with, not inverted")
+
+    with monkeypatch.context() as m:
+        m.setattr(sp, "_solve_in_place", no_solves)
+        s, V = smallest_singular_triplets(R, 4)
+    with monkeypatch.context() as m:
+        m.setattr(sp, "_explicit_inverse", lambda R: None)
+        s_solved, _ = smallest_singular_triplets(R, 4)
+    # the same iteration either way (Gaussian values are clustered: after its 60 steps the
+    # 4th value is within 1e-6 of the SVD's, both ways alike); the smallest converges first
+    np.testing.assert_allclose(s, s_solved, rtol=1e-9)
+    assert abs(s[-1] - sv[-1]) <= 1e-8 * sv[-1]
+    assert np.all(s >= sv[-4:] * (1 - 1e-12)) and np.all(s <= sv[-4:] * (1 + 1e-5))
+    np.testing.assert_allclose(V.T @ V, np.eye(4), atol=1e-12)
+    W = sp._explicit_inverse(R)
+    np.testing.assert_allclose(W @ R, np.eye(N), atol=1e-10)
+
+    bad = _triangle(N, 8)  # column 5 = column 3 + 2 column 7: sigma_min at round-off
+    assert sp._explicit_inverse(bad) is None
+    svb = sla.svdvals(bad)
+    sb, Vb = smallest_singular_triplets(bad, 4)
+    floor = np.finfo(float).eps * np.abs(bad).max() * np.sqrt(N)
+    assert sb[-1] <= floor
+    assert abs(sb[-2] - svb[-2]) <= 1e-8 * svb[-2]
+
+
+def test_scores_reuse_the_partial_spectrums_inverse():
+    """Spectrum.scores with the inverse the partial spectrum computed gives the distances of a
+    fresh dtrtri (same formula, 1 / ||row i of R^-1||), to round-off."""
+    import ntkcheck.injectivity.spectrum as sp
+    N = sp.EXPLICIT_INVERSE_MIN_N + 50
+    R = _triangle(N, 9, null=False)
+    R[:, 9] *= 1e6
+    R = R / np.abs(np.diagonal(R)).max()
+    W = sp._explicit_inverse(R)
+    s, V = smallest_singular_triplets(R, 4, inverse=W)
+    kw = dict(vectors=V, columns=N, largest=float(sla.svdvals(R)[0]))
+    with_inv = sp.Spectrum(s, 0.0, 0.0, R, inverse=W, **kw).scores()
+    fresh = sp.Spectrum(s, 0.0, 0.0, R, **kw).scores()
+    ref = 1.0 / np.linalg.norm(np.linalg.inv(R), axis=1)
+    np.testing.assert_allclose(with_inv.distance, np.minimum(ref, 1.0), rtol=1e-10)
+    np.testing.assert_allclose(with_inv.distance, fresh.distance, rtol=1e-12)

@@ -350,4 +350,10 @@ MUTANTS = [
       "issue22 cert: Gram route kept when its rounding terms dominate"),
     m(C, "    lower = sig - radn\n", "    lower = sig - 0.0 * radn\n",
       "issue22 cert: Weyl radius of the entries dropped after the Gram route"),
+    # ---- issue 22: the partial spectrum's iteration with an explicit R^-1
+    m(SP, "EXPLICIT_INVERSE_RCOND = 1e-6", "EXPLICIT_INVERSE_RCOND = 0.0",
+      "issue22 spectrum: an ill-conditioned triangle inverted explicitly"),
+    m(SP, "            dist = 1.0 / np.sqrt(np.einsum(\"ij,ij->i\", W, W))\n",
+      "            dist = 1.0 / np.sqrt(np.einsum(\"ij,ij->j\", W, W))\n",
+      "issue22 spectrum: scores from the inverse's column norms"),
 ]
