@@ -512,3 +512,29 @@ def test_enclosures_hold_for_the_written_weights_up_to_a_constant(method):
         lo = max(D[m] - mp.mpf(float(rad[m, i])) for m in range(len(z)))
         hi = min(D[m] + mp.mpf(float(rad[m, i])) for m in range(len(z)))
         assert lo <= hi, (i, float(lo - hi))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), row_span=st.sampled_from([(-3, 3), (-1030, -1000), (990, 1030),
+                                                             (-600, 600)]),
+       col_span=st.sampled_from([(-2, 2), (-60, 60), (-1100, -1020), (1000, 1060)]),
+       mag=st.sampled_from([0, -300, -1000, 300, 1000]))
+def test_power_of_two_scaling_is_ldexp_value_for_value(seed, row_span, col_span, mag):
+    """The certificate scales [1, Z, F] by multiplying with the doubles 2^(r_m + k_j) (when
+    they exist) instead of calling ldexp: the results are equal bit for bit, including results
+    that are subnormal (rounded), zero, or overflow, and exponents outside the double range
+    (which take ldexp itself). The certificate's exactness check and radii rest on this."""
+    from ntkcheck.injectivity.certify import _times_power_of_two
+    rng = np.random.default_rng(seed)
+    x = np.ldexp(rng.standard_normal((7, 5)), mag + rng.integers(-20, 20, (7, 5)))
+    x[0, 0] = 0.0
+    x[1, 1] = 5e-324  # the smallest subnormal
+    r = rng.integers(*row_span, 7)
+    k = rng.integers(*col_span, 5)
+    with np.errstate(over="ignore", under="ignore"):
+        got = _times_power_of_two(x, r, k)
+        want = np.ldexp(x, r[:, None] + k[None, :])
+        got_rows = _times_power_of_two(x, r)
+        want_rows = np.ldexp(x, r[:, None])
+    np.testing.assert_array_equal(got.view(np.int64), want.view(np.int64))
+    np.testing.assert_array_equal(got_rows.view(np.int64), want_rows.view(np.int64))

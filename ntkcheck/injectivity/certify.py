@@ -247,41 +247,48 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
             fmid, frad = _enclose_apriori(dists, zs, centres, tick=lambda k: work.add(k * per))
     if not (np.all(np.isfinite(fmid)) and np.all(np.isfinite(frad))):
         return result(False, np.nan, "an LSE entry could not be enclosed in float64 range")
-    original = np.column_stack([np.ones(Mp), zs, fmid])
-    del fmid
+    # [1, Z, F] is read in column blocks (temporaries of ~2^20 entries), never stacked whole
+    step = max(1, (1 << 20) // max(Mp, 1))
+
+    def original(j0: int, j1: int) -> np.ndarray:
+        if j0 >= d + 1:
+            return fmid[:, j0 - d - 1:j1 - d - 1]
+        return np.column_stack([np.ones(Mp), zs, fmid[:, :max(j1 - d - 1, 0)]])[:, j0:j1]
+
     col = np.empty(n_cols)
-    step = max(1, (1 << 20) // max(Mp, 1))  # column blocks: temporaries of ~2^20 entries
     with np.errstate(over="ignore", under="ignore"):
         for j0 in range(0, n_cols, step):
-            col[j0:j0 + step] = _norm_up(np.ldexp(original[:, j0:j0 + step], row_exp[:, None]),
-                                         axis=0)
+            j1 = min(n_cols, j0 + step)
+            col[j0:j1] = _norm_up(_times_power_of_two(original(j0, j1), row_exp), axis=0)
     _, e = np.frexp(np.where((col > 0) & np.isfinite(col), col, 1.0))
     col_exp = -(e - 1)  # any power of two is valid; this one brings column norms into [1, 2)
-    # scale in column blocks (temporaries stay small); 2^k scaling is exact unless the result
-    # overflows (caught below) or is subnormal (checked by scaling back)
-    A = np.empty_like(original)
+    # scale in column blocks; 2^k scaling is exact unless the result overflows (caught below)
+    # or is subnormal (checked by scaling back)
+    A = np.empty((Mp, n_cols))
     rad = frad
     inexact = 0
     with np.errstate(over="ignore", under="ignore"):
         for j0 in range(0, n_cols, step):
             j1 = min(n_cols, j0 + step)
-            ex = row_exp[:, None] + col_exp[None, j0:j1]
-            blk = np.ldexp(original[:, j0:j1], ex)
-            A[:, j0:j1] = blk
-            small = np.abs(blk) < _TINY
-            inexact += int(np.count_nonzero(np.ldexp(blk[small], -ex[small])
-                                            != original[:, j0:j1][small]))
+            blk = A[:, j0:j1]
+            orig = original(j0, j1)
+            blk[...] = _times_power_of_two(orig, row_exp, col_exp[j0:j1])
+            ti, tj = np.nonzero(np.abs(blk) < _TINY)  # (the small entries: maybe subnormal)
+            if ti.size:
+                back = np.ldexp(blk[ti, tj], -(row_exp[ti] + col_exp[j0 + tj]))
+                inexact += int(np.count_nonzero(back != orig[ti, tj]))
             f0, f1 = max(j0, d + 1), j1
-            if f1 > f0:  # radii of the F columns, rounded up (<= 1 ulp lost when subnormal)
+            if f1 > f0:  # radii of the F columns: exact but when subnormal (1 ulp added then)
                 fr = rad[:, f0 - d - 1:f1 - d - 1]
-                fr[...] = np.nextafter(np.ldexp(fr, ex[:, f0 - j0:]), np.inf)
-    del original
+                fr[...] = _times_power_of_two(fr, row_exp, col_exp[f0:f1])
+                tiny = fr < _TINY
+                fr[tiny] = np.nextafter(fr[tiny], np.inf)
     if not (np.all(np.isfinite(A)) and np.all(np.isfinite(rad))):
         return result(False, np.nan, "overflow when scaling the matrix", col_exp)
     # each inexactly scaled entry is within 2^-1074 of its exact value
     radn = float(_up(_norm_up(rad) + np.sqrt(inexact) * 2 * _ETA, 2))
     max_rad = float(rad.max()) + (2 * _ETA if inexact else 0.0) if rad.size else 0.0
-    del rad, frad  # M' x n numbers fewer while the factorisation runs
+    del rad, frad, fmid  # M' x n numbers fewer while the factorisation runs
     work.add(steps["scaling"])
     sig, note = float_sigma_lower_bound(A, work, need=radn)
     work.add(work.total)  # every step done (a second shift or the fallback counted beyond it)
@@ -295,6 +302,22 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
         reason = (f"not certified: {note}; entry radii ||Rad||_F <= {radn:.3g} "
                   f"(lower bound {lower:.3g} <= 0)")
     return result(lower > 0, lower, reason, col_exp, max_rad, sig, radn)
+
+
+
+def _times_power_of_two(x: np.ndarray, rows: np.ndarray, cols: np.ndarray | None = None
+                        ) -> np.ndarray:
+    """x[m, j] 2^(rows[m] + cols[j]), equal value for value to ``np.ldexp`` with those
+    exponents: one multiplication by the double 2^(rows[m] + cols[j]) (an exact product of the
+    doubles 2^rows[m] and 2^cols[j] when both and their product are normal), which is exact
+    unless the result is subnormal or overflows, and then rounded to nearest as ldexp rounds.
+    Other exponents take ldexp itself (a few times slower)."""
+    cols = np.zeros(x.shape[1], dtype=rows.dtype) if cols is None else cols
+    lo, hi = int(rows.min()) + int(cols.min()), int(rows.max()) + int(cols.max())
+    if (min(lo, int(rows.min()), int(cols.min())) < -1022
+            or max(hi, int(rows.max()), int(cols.max())) > 1023):
+        return np.ldexp(x, rows[:, None] + cols[None, :])
+    return x * np.multiply.outer(np.ldexp(1.0, rows), np.ldexp(1.0, cols))
 
 
 def _statement(certified: bool, lower: float, method: str, rows: int, N: int, d: int) -> str:

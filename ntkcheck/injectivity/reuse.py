@@ -44,6 +44,8 @@ from .rounding import _ETA, _K_LIBM, _gamma, _norm_up, _up
 
 __all__ = ["pass_enclosure", "column_constants", "written_weights_radius"]
 
+#: The upward factor applied to every radius of :func:`pass_enclosure`.
+_UPWARD = float(np.nextafter((1.0 + 2.0 * _gamma(10)) * (1.0 + 4 * 2.0**-53), np.inf))
 #: Relative and absolute slack of the bound |log S~| <= log n (1 + LS_SLACK) + LS_SLACK.
 LS_SLACK = 2.0**-40
 
@@ -109,9 +111,13 @@ def pass_enclosure(dists: Sequence[Distribution], centred: Sequence[Distribution
         rad *= _gamma(1)
         rad += np.multiply.outer(zeta, g_score * rho)
         rad += per_col
-        # at most 8 roundings of non-negative terms on any path: one upward factor for all
-        rad *= 1.0 + 2.0 * _gamma(10)
-        np.nextafter(rad, np.inf, out=rad)
+        # at most 8 roundings of non-negative terms on any path: one upward factor for all,
+        # (1 + 2 gamma_10)(1 + 4u) rounded up, so that its own product's rounding (a factor
+        # >= 1 - u when the result is normal) is covered too; a subnormal result can be up to
+        # 2^-1075 low: + 2^-1074 (exact for a subnormal; a normal result is already an upper
+        # bound, and adding to it rounds back to it). Two passes, no per-entry nextafter.
+        rad *= _UPWARD
+        rad += _ETA
     rad[~np.isfinite(rad)] = np.inf
     return _with_written_radius(rad, dists, z, centres) if rounded else rad
 

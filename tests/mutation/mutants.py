@@ -356,4 +356,7 @@ MUTANTS = [
     m(SP, "            dist = 1.0 / np.sqrt(np.einsum(\"ij,ij->i\", W, W))\n",
       "            dist = 1.0 / np.sqrt(np.einsum(\"ij,ij->j\", W, W))\n",
       "issue22 spectrum: scores from the inverse's column norms"),
+    m(C, "    if (min(lo, int(rows.min()), int(cols.min())) < -1022\n",
+      "    if (min(lo, int(rows.min()), int(cols.min())) < -99999\n",
+      "issue22 cert: power-of-two product outside the double range"),
 ]
