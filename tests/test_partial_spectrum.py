@@ -263,3 +263,71 @@ def test_scores_reuse_the_partial_spectrums_inverse():
     ref = 1.0 / np.linalg.norm(np.linalg.inv(R), axis=1)
     np.testing.assert_allclose(with_inv.distance, np.minimum(ref, 1.0), rtol=1e-10)
     np.testing.assert_allclose(with_inv.distance, fresh.distance, rtol=1e-12)
+
+
+def _gram_case(N: int, seed: int, near: float | None = None, planted: bool = False):
+    """N Gaussian sequences of 8 dyadic tokens in R^4; ``near``: the last one is the first
+    one moved by ``near`` (a near dependency); ``planted``: a convolution (exact dependency)."""
+    rng = np.random.default_rng(seed)
+    X = [np.round(rng.normal(size=(8, 4)) * 2.0**10) / 2.0**10 for _ in range(N)]
+    if near is not None:
+        X[-1] = X[0] + near * rng.normal(size=X[0].shape)
+    if planted:
+        X[0], X[1] = X[0][:2], X[1][:4]
+        X[2] = (X[0][:, None, :] + X[1][None, :, :]).reshape(-1, 4)
+    return X
+
+
+def _both_routes(X, monkeypatch):
+    """analyze(spectrum="partial") with the Gram triangle allowed, and with it refused (the
+    Householder QR), plus whether the first run fell back to the QR."""
+    import ntkcheck.injectivity.spectrum as sp
+    from ntkcheck.analysis import analyze
+    calls = []
+    real = sp._triangle
+    with monkeypatch.context() as m:
+        m.setattr(sp, "_triangle", lambda *a, **k: calls.append(1) or real(*a, **k))
+        gram = analyze(X, exact="never", spectrum="partial").to_dict()
+    with monkeypatch.context() as m:
+        m.setattr(sp, "gram_triangle", lambda A: None)
+        qr = analyze(X, exact="never", spectrum="partial").to_dict()
+    return gram, qr, bool(calls)
+
+
+def test_gram_triangle_well_conditioned_agrees_with_the_qr(monkeypatch):
+    """Well-conditioned features (sigma_min^2 >> GRAM_TRIANGLE_MARGIN e_typ): the partial
+    spectrum keeps the Cholesky factor of the Gram matrix (no Householder QR), and the verdict,
+    evidence, every reported singular value (to 1e-9 relative: the Gram matrix's rounding moves
+    them by ~u sqrt(M) / sigma^2 ~ 1e-13 here) and the direction that nearly breaks the
+    condition match the QR route's; the tolerance adds the worst-case move e / sigma_min."""
+    from ntkcheck.injectivity.spectrum import EXPLICIT_INVERSE_MIN_N
+    gram, qr, fell_back = _both_routes(_gram_case(EXPLICIT_INVERSE_MIN_N + 40, 1), monkeypatch)
+    assert not fell_back
+    assert (gram["verdict"], gram["evidence"]) == (qr["verdict"], qr["evidence"]) == (
+        "injective", "certified")
+    np.testing.assert_allclose(gram["singular_values"], qr["singular_values"], rtol=1e-9)
+    u, v = gram["spectrum"]["min_eigenvector"], qr["spectrum"]["min_eigenvector"]
+    assert max(abs(u[k] - v[k]) for k in u) <= 1e-8
+    # e = gamma_M ||A||_F^2 + gamma_(N+1) tr(G) with unit columns: ~ (M + N + 1) u N, over sigma_min
+    M, N = gram["settings"]["probes"], gram["n_distributions"]
+    extra = (M + N + 1) * 2.0**-53 * N / gram["singular_values"][-1]
+    assert 0.99 * extra <= gram["tolerance"] - qr["tolerance"] <= 1.01 * extra
+
+
+@pytest.mark.parametrize("near,planted", [(1e-4, False), (None, True)])
+def test_gram_triangle_refused_near_a_dependency(monkeypatch, near, planted):
+    """A near dependency (a sequence moved by 1e-4: sigma_min^2 below GRAM_TRIANGLE_MARGIN
+    e_typ, though the Gram matrix factors and R inverts) or an exact one (a convolution: the
+    Gram matrix is singular in floating point) sends the partial spectrum to the Householder QR:
+    the result is the QR route's, value for value."""
+    from ntkcheck.injectivity.spectrum import EXPLICIT_INVERSE_MIN_N
+    X = _gram_case(EXPLICIT_INVERSE_MIN_N + 40, 2, near=near, planted=planted)
+    gram, qr, fell_back = _both_routes(X, monkeypatch)
+    assert fell_back
+    for key in ("verdict", "evidence", "singular_values", "tolerance"):
+        assert gram[key] == qr[key], key
+    for doc in (gram, qr):  # (the re-check's own timing differs)
+        for dep in doc["dependencies"]:
+            dep["verification"].pop("seconds", None)
+    assert gram["dependencies"] == qr["dependencies"]
+    assert gram["verdict"] == ("not_injective" if planted else "injective")

@@ -46,6 +46,9 @@ from ..backends.local import usable_cores
 from ..progress import Progress, ProgressUpdate
 from .features import FeatureMatrix
 from .geometry import NOISE_SAFETY
+from .triangle import GRAM_TRIANGLE_MARGIN, gram_triangle
+from .triangle import explicit_inverse as _explicit_inverse
+from .triangle import inverse_times as _inverse_times
 
 __all__ = ["Spectrum", "ColumnScores", "svd_spectrum", "partial_spectrum",
            "smallest_singular_triplets", "compute_spectrum", "largest_singular_value",
@@ -66,11 +69,9 @@ TAIL_VECTORS_MAX = 64
 #: Iteration limit and relative convergence tolerance of the block inverse iteration.
 PARTIAL_MAX_ITER = 60
 PARTIAL_RTOL = 1e-10
-#: The block inverse iteration multiplies by an explicit R^-1 instead of solving with R when
-#: LAPACK's reciprocal condition estimate of R is at least this (:func:`_explicit_inverse`),
-#: for N above :data:`EXPLICIT_INVERSE_MIN_N` (below, the inverse costs more than the solves
-#: it saves).
-EXPLICIT_INVERSE_RCOND = 1e-6
+#: The block inverse iteration multiplies by an explicit R^-1 instead of solving with R when R
+#: is well conditioned (:func:`ntkcheck.injectivity.triangle.explicit_inverse`), for N above
+#: this (below, the inverse costs more than the solves it saves).
 EXPLICIT_INVERSE_MIN_N = 500
 
 
@@ -338,16 +339,41 @@ def partial_spectrum(features: FeatureMatrix, count: int = PARTIAL_COUNT,
     """The ``count`` smallest singular triplets of F_perp and an estimate of the largest
     (module docstring, "Partial spectrum"); the thresholds are those of :func:`svd_spectrum`.
     Needs at least as many probes as columns. ``progress`` hears ``QR`` start (in memory) and
-    the iterations of ``partial spectrum`` (:func:`smallest_singular_triplets`)."""
-    R = _triangle(features, progress)
-    N = R.shape[1]
-    if R.shape[0] < N:
-        raise ValueError("a partial spectrum needs at least as many probes as columns")
-    R = np.asfortranarray(R)  # (the streamed triangle already is: no copy) BLAS takes it as is
-    W = _explicit_inverse(R) if N > EXPLICIT_INVERSE_MIN_N else None
-    sv, V = smallest_singular_triplets(R, min(count, N), seed=seed, progress=progress,
-                                       inverse=W)
+    the iterations of ``partial spectrum`` (:func:`smallest_singular_triplets`).
+
+    In memory, the triangle is first sought as the Cholesky factor of the Gram matrix
+    (:mod:`ntkcheck.injectivity.triangle`: half the flops of the QR, at the GEMM rate), kept
+    when sigma_min(R)^2 >= GRAM_TRIANGLE_MARGIN e_typ after the iteration; ``tolerance`` then
+    also counts its worst-case move e / sigma_min(R) (>= |sigma_i(R) - sigma_i(A)|). Otherwise
+    (the Gram matrix singular or R ill conditioned in floating point, or sigma_min too small)
+    the Householder QR, as without it."""
+    A, extra = features.perp, 0.0
+    gram = None
+    if A is not None and A.shape[0] >= A.shape[1] > EXPLICIT_INVERSE_MIN_N:
+        if progress is not None:
+            progress(ProgressUpdate(f"QR ({A.shape[0]} x {A.shape[1]}, by the Gram matrix)",
+                                    stage="QR"))
+        gram = gram_triangle(A)
+    if gram is not None:
+        R, W, e, e_typ = gram
+        N = R.shape[1]
+        sv, V = smallest_singular_triplets(R, min(count, N), seed=seed, progress=progress,
+                                           inverse=W)
+        if sv[-1] ** 2 >= GRAM_TRIANGLE_MARGIN * e_typ:
+            extra = float(np.nextafter(e / sv[-1], np.inf))
+        else:
+            gram = None
+    if gram is None:
+        R = _triangle(features, progress)
+        N = R.shape[1]
+        if R.shape[0] < N:
+            raise ValueError("a partial spectrum needs at least as many probes as columns")
+        R = np.asfortranarray(R)  # (the streamed triangle already is: no copy)
+        W = _explicit_inverse(R) if N > EXPLICIT_INVERSE_MIN_N else None
+        sv, V = smallest_singular_triplets(R, min(count, N), seed=seed, progress=progress,
+                                           inverse=W)
     delta, tau = _levels(features, N)
+    delta = float(np.nextafter(delta + extra, np.inf)) if extra else delta
     return Spectrum(sv, delta, tau, R, features.error_typical, features.error_bound,
                     vectors=V, columns=N, largest=largest_singular_value(R, seed=seed),
                     inverse=W)
@@ -486,41 +512,6 @@ class _Steps:
         self.last = worst
         self.progress(ProgressUpdate(f"{self.stage} {self.done}/{total} steps",
                                      stage=self.stage, done=self.done, total=total))
-
-
-def _explicit_inverse(R: np.ndarray) -> np.ndarray | None:
-    """R^-1 (LAPACK dtrtri, N^3 / 3 flops) when R is well conditioned: LAPACK's estimate of
-    its reciprocal 1-norm condition number (dtrcon, O(N^2)) at least
-    :data:`EXPLICIT_INVERSE_RCOND`; else None (the iteration then solves with R).
-
-    Why the condition: the iteration needs (A^T A)^-1 X only in the directions it converges to.
-    A triangular solve is backward stable whatever kappa(R); a product with a computed inverse
-    has an error of about u kappa(R) ||R^-1|| ||X||, which for kappa <= 1e6 is below u kappa^2 =
-    1e-4 of the weakest converged direction's size and enters the Ritz values (Rayleigh-Ritz with
-    R itself) squared. Measured at N = 4000 (the benchmark's triangle, kappa_1 ~ 1e4): the 32
-    values agree with the solves' to 1e-13 relative, the steps take 35 ms instead of 70 ms."""
-    # dtrcon's estimate of ||R^-1||_1 is a lower bound (so its rcond may be too high); each
-    # 1 / |r_ii| is an entry of R^-1: a diagonal entry below rcond max|R| rules it out for sure
-    diag = np.abs(np.diagonal(R))
-    if not diag.size or not diag.min() >= EXPLICIT_INVERSE_RCOND * np.abs(R).max():
-        return None
-    with lapack_threads():
-        rcond, info = scipy.linalg.lapack.dtrcon(R, norm="1", uplo="U", diag="N")
-    if info != 0 or not rcond >= EXPLICIT_INVERSE_RCOND:
-        return None
-    with lapack_threads():
-        W, info = scipy.linalg.lapack.dtrtri(R, lower=0)
-    if info != 0 or not np.all(np.isfinite(np.diagonal(W))):
-        return None
-    return np.asfortranarray(W)
-
-
-def _inverse_times(W: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """W W^T X for upper-triangular W = R^-1: two BLAS-3 triangular products (on every BLAS
-    thread: each is one large call)."""
-    with lapack_threads():
-        Y = scipy.linalg.blas.dtrmm(1.0, W, np.asfortranarray(X), side=0, lower=0, trans_a=1)
-        return scipy.linalg.blas.dtrmm(1.0, W, Y, side=0, lower=0, overwrite_b=1)
 
 
 def _solve_in_place(R: np.ndarray, B: np.ndarray, pool: ThreadPoolExecutor) -> np.ndarray:

@@ -351,7 +351,7 @@ MUTANTS = [
     m(C, "    lower = sig - radn\n", "    lower = sig - 0.0 * radn\n",
       "issue22 cert: Weyl radius of the entries dropped after the Gram route"),
     # ---- issue 22: the partial spectrum's iteration with an explicit R^-1
-    m(SP, "EXPLICIT_INVERSE_RCOND = 1e-6", "EXPLICIT_INVERSE_RCOND = 0.0",
+    m("ntkcheck/injectivity/triangle.py", "EXPLICIT_INVERSE_RCOND = 1e-6", "EXPLICIT_INVERSE_RCOND = 0.0",
       "issue22 spectrum: an ill-conditioned triangle inverted explicitly"),
     m(SP, "            dist = 1.0 / np.sqrt(np.einsum(\"ij,ij->i\", W, W))\n",
       "            dist = 1.0 / np.sqrt(np.einsum(\"ij,ij->j\", W, W))\n",
@@ -359,4 +359,8 @@ MUTANTS = [
     m(C, "    if (min(lo, int(rows.min()), int(cols.min())) < -1022\n",
       "    if (min(lo, int(rows.min()), int(cols.min())) < -99999\n",
       "issue22 cert: power-of-two product outside the double range"),
+    m("ntkcheck/injectivity/triangle.py", "GRAM_TRIANGLE_MARGIN = 1e6", "GRAM_TRIANGLE_MARGIN = 0.0",
+      "issue22 spectrum: the Gram triangle kept near a dependency"),
+    m(SP, "            extra = float(np.nextafter(e / sv[-1], np.inf))\n",
+      "            extra = 0.0\n", "issue22 spectrum: the Gram triangle's move left out of the tolerance"),
 ]
