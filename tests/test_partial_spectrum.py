@@ -306,6 +306,8 @@ def test_gram_triangle_well_conditioned_agrees_with_the_qr(monkeypatch):
     assert (gram["verdict"], gram["evidence"]) == (qr["verdict"], qr["evidence"]) == (
         "injective", "certified")
     np.testing.assert_allclose(gram["singular_values"], qr["singular_values"], rtol=1e-9)
+    # the effective rank's tr(G^2): ||fl(A^T A)||_F^2 on the Gram route, ||R^T R||_F^2 else
+    assert abs(gram["spectrum"]["effective_rank"] / qr["spectrum"]["effective_rank"] - 1) <= 1e-9
     u, v = gram["spectrum"]["min_eigenvector"], qr["spectrum"]["min_eigenvector"]
     assert max(abs(u[k] - v[k]) for k in u) <= 1e-8
     # e = gamma_M ||A||_F^2 + gamma_(N+1) tr(G) with unit columns: ~ (M + N + 1) u N, over sigma_min

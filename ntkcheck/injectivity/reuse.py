@@ -106,18 +106,23 @@ def pass_enclosure(dists: Sequence[Distribution], centred: Sequence[Distribution
                + _gamma(_K_LIBM + 1) * ls + lse_err)
     if not rounded:
         per_col = per_col + written_weights_radius(dists)
+    rad = np.empty_like(F)  # one M x N array, filled in row blocks that stay in cache
+    g_rho = g_score * rho
+    step = max(1, (1 << 16) // max(F.shape[1], 1))
     with np.errstate(over="ignore", invalid="ignore"):
-        rad = np.abs(F)  # one M x N array, updated in place
-        rad *= _gamma(1)
-        rad += np.multiply.outer(zeta, g_score * rho)
-        rad += per_col
-        # at most 8 roundings of non-negative terms on any path: one upward factor for all,
-        # (1 + 2 gamma_10)(1 + 4u) rounded up, so that its own product's rounding (a factor
-        # >= 1 - u when the result is normal) is covered too; a subnormal result can be up to
-        # 2^-1075 low: + 2^-1074 (exact for a subnormal; a normal result is already an upper
-        # bound, and adding to it rounds back to it). Two passes, no per-entry nextafter.
-        rad *= _UPWARD
-        rad += _ETA
+        for a in range(0, F.shape[0], step):
+            blk = rad[a:a + step]
+            np.abs(F[a:a + step], out=blk)
+            blk *= _gamma(1)
+            blk += np.multiply.outer(zeta[a:a + step], g_rho)
+            blk += per_col
+            # at most 8 roundings of non-negative terms on any path: one upward factor for
+            # all, (1 + 2 gamma_10)(1 + 4u) rounded up, so that its own product's rounding (a
+            # factor >= 1 - u when the result is normal) is covered too; a subnormal result can
+            # be up to 2^-1075 low: + 2^-1074 (exact for a subnormal; a normal result is
+            # already an upper bound, and adding to it rounds back to it). No nextafter.
+            blk *= _UPWARD
+            blk += _ETA
     rad[~np.isfinite(rad)] = np.inf
     return _with_written_radius(rad, dists, z, centres) if rounded else rad
 

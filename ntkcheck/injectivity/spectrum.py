@@ -130,6 +130,8 @@ class Spectrum:
     #: R^-1 when the partial spectrum computed it (well-conditioned R, :func:`_explicit_inverse`):
     #: :meth:`scores` uses it instead of inverting R again
     inverse: np.ndarray | None = field(default=None, repr=False)
+    #: ||R^T R||_F^2 when the triangle came from the Gram matrix (its Frobenius norm squared)
+    gram_frobenius_sq: float | None = None
 
     @property
     def partial(self) -> bool:
@@ -347,7 +349,7 @@ def partial_spectrum(features: FeatureMatrix, count: int = PARTIAL_COUNT,
     also counts its worst-case move e / sigma_min(R) (>= |sigma_i(R) - sigma_i(A)|). Otherwise
     (the Gram matrix singular or R ill conditioned in floating point, or sigma_min too small)
     the Householder QR, as without it."""
-    A, extra = features.perp, 0.0
+    A, extra, gram_sq = features.perp, 0.0, None
     gram = None
     if A is not None and A.shape[0] >= A.shape[1] > EXPLICIT_INVERSE_MIN_N:
         if progress is not None:
@@ -355,14 +357,14 @@ def partial_spectrum(features: FeatureMatrix, count: int = PARTIAL_COUNT,
                                     stage="QR"))
         gram = gram_triangle(A)
     if gram is not None:
-        R, W, e, e_typ = gram
+        R, W, e, e_typ, gram_sq = gram
         N = R.shape[1]
         sv, V = smallest_singular_triplets(R, min(count, N), seed=seed, progress=progress,
                                            inverse=W)
         if sv[-1] ** 2 >= GRAM_TRIANGLE_MARGIN * e_typ:
             extra = float(np.nextafter(e / sv[-1], np.inf))
         else:
-            gram = None
+            gram, gram_sq = None, None
     if gram is None:
         R = _triangle(features, progress)
         N = R.shape[1]
@@ -376,7 +378,7 @@ def partial_spectrum(features: FeatureMatrix, count: int = PARTIAL_COUNT,
     delta = float(np.nextafter(delta + extra, np.inf)) if extra else delta
     return Spectrum(sv, delta, tau, R, features.error_typical, features.error_bound,
                     vectors=V, columns=N, largest=largest_singular_value(R, seed=seed),
-                    inverse=W)
+                    inverse=W, gram_frobenius_sq=gram_sq)
 
 
 def largest_singular_value(R: np.ndarray, block: int = 8, iterations: int = 50,

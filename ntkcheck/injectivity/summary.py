@@ -103,7 +103,8 @@ def gram_summary(spec: Spectrum, names: Sequence[str], probes: int) -> dict:
         cond = condition_number(np.array([lam[0], top]), tol)
         R = spec.triangle
         tr = float(np.einsum("ij,ij->", R, R)) / probes
-        tr2 = _gram_frobenius_sq(R) / probes**2
+        tr2 = (spec.gram_frobenius_sq if spec.gram_frobenius_sq is not None
+               else _gram_frobenius_sq(R)) / probes**2
         erank = tr * tr / tr2 if tr2 > 0 else 0.0
         rank = spec.size - int(np.sum(lam <= tol))
         out.update(partial=True)

@@ -77,9 +77,10 @@ def inverse_times(W: np.ndarray, X: np.ndarray) -> np.ndarray:
         return scipy.linalg.blas.dtrmm(1.0, W, Y, side=0, lower=0, overwrite_b=1)
 
 
-def gram_triangle(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float] | None:
-    """(R, R^-1, e, e_typ) for A (M x N, M >= N, finite): R the Cholesky factor of fl(A^T A),
-    e the bound on ||R^T R - A^T A||_2 and e_typ its typical size (module docstring); None
+def gram_triangle(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float, float] | None:
+    """(R, R^-1, e, e_typ, ||G||_F^2) for A (M x N, M >= N, finite): R the Cholesky factor of
+    G = fl(A^T A), e the bound on ||R^T R - A^T A||_2 and e_typ its typical size (module
+    docstring), and ||G||_F^2 (the summary's tr((A^T A)^2), without another N^3 product); None
     when the Gram matrix is not numerically positive definite or R is not well conditioned
     (:func:`explicit_inverse`). The caller checks sigma_min(R)^2 against
     :data:`GRAM_TRIANGLE_MARGIN` e_typ before using R."""
@@ -97,6 +98,8 @@ def gram_triangle(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float] 
     g_n = _gamma(N + 1)
     e = float(_up(_gamma(M) * fro_sq + 2 * M * N * _ETA + g_n / (1.0 - g_n) * trace, 4))
     e_typ = _U * (np.sqrt(M) + np.sqrt(N + 1)) * fro_sq
+    # dsyrk leaves the strict lower triangle zero: ||G||_F^2 = 2 sum(upper^2) - sum(diag^2)
+    gram_sq = 2.0 * float(np.einsum("ij,ij->", G, G)) - float(np.dot(diag, diag))
     with np.errstate(over="ignore", under="ignore", invalid="ignore"), lapack_threads():
         R, info = scipy.linalg.lapack.dpotrf(G, lower=0, clean=1, overwrite_a=1)
     del G
@@ -106,4 +109,4 @@ def gram_triangle(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float] 
     W = explicit_inverse(R)
     if W is None:
         return None
-    return R, W, e, float(e_typ)
+    return R, W, e, float(e_typ), gram_sq

@@ -282,7 +282,7 @@ MUTANTS = [
     m(V, "        for rho in (rho, _written_spread(dist, transform) if dist.rounded_inputs else 0.0):\n",
       "        for rho in (rho,):\n", "issue19 verify: no own scale from the written law"),
     # ---- issue 22: the certificate's enclosure from the features pass (reuse.py)
-    m(RU, "        rad += np.multiply.outer(zeta, g_score * rho)\n", "",
+    m(RU, "            blk += np.multiply.outer(zeta[a:a + step], g_rho)\n", "",
       "issue22 reuse: score rounding term dropped"),
     m(RU, "    per_col = (g_log * wmax + (d * d + 4 * d + 8) * _ETA + dlw\n",
       "    per_col = ((d * d + 4 * d + 8) * _ETA + dlw\n",
@@ -294,7 +294,7 @@ MUTANTS = [
       "issue22 reuse: log of the sum term dropped"),
     m(RU, "               + _gamma(_K_LIBM + 1) * ls + lse_err)\n",
       "               + _gamma(_K_LIBM + 1) * ls)\n", "issue22 reuse: sum rounding term dropped"),
-    m(RU, "        rad *= _gamma(1)\n", "        rad *= 0.0\n",
+    m(RU, "            blk *= _gamma(1)\n", "            blk *= 0.0\n",
       "issue22 reuse: final addition term dropped"),
     m(RU, "        per_col = per_col + written_weights_radius(dists)\n", "        pass\n",
       "issue22 reuse: written-value radius dropped"),
@@ -363,4 +363,8 @@ MUTANTS = [
       "issue22 spectrum: the Gram triangle kept near a dependency"),
     m(SP, "            extra = float(np.nextafter(e / sv[-1], np.inf))\n",
       "            extra = 0.0\n", "issue22 spectrum: the Gram triangle's move left out of the tolerance"),
+    m("ntkcheck/injectivity/triangle.py",
+      "    gram_sq = 2.0 * float(np.einsum(\"ij,ij->\", G, G)) - float(np.dot(diag, diag))\n",
+      "    gram_sq = float(np.einsum(\"ij,ij->\", G, G))\n",
+      "issue22 spectrum: the Gram matrix's Frobenius norm from its upper triangle only"),
 ]
