@@ -316,14 +316,23 @@ def test_gram_triangle_well_conditioned_agrees_with_the_qr(monkeypatch):
     assert 0.99 * extra <= gram["tolerance"] - qr["tolerance"] <= 1.01 * extra
 
 
-@pytest.mark.parametrize("near,planted", [(1e-4, False), (None, True)])
-def test_gram_triangle_refused_near_a_dependency(monkeypatch, near, planted):
-    """A near dependency (a sequence moved by 1e-4: sigma_min^2 below GRAM_TRIANGLE_MARGIN
-    e_typ, though the Gram matrix factors and R inverts) or an exact one (a convolution: the
-    Gram matrix is singular in floating point) sends the partial spectrum to the Householder QR:
-    the result is the QR route's, value for value."""
+@pytest.mark.parametrize("near,planted,why", [(1e-2, False, "margin"), (1e-4, False, "inverse"),
+                                              (None, True, "singular")])
+def test_gram_triangle_refused_near_a_dependency(monkeypatch, near, planted, why):
+    """Near a dependency the partial spectrum goes to the Householder QR, and the result is the
+    QR route's, value for value: a sequence moved by 1e-2 (R inverts well but sigma_min^2 is
+    below GRAM_TRIANGLE_MARGIN e_typ: the margin decides), by 1e-4 (R too ill conditioned to
+    invert), or a convolution (an exact dependency: the Gram matrix's factor is refused)."""
+    import ntkcheck.injectivity.spectrum as sp
     from ntkcheck.injectivity.spectrum import EXPLICIT_INVERSE_MIN_N
     X = _gram_case(EXPLICIT_INVERSE_MIN_N + 40, 2, near=near, planted=planted)
+    seen = []
+    real = sp.gram_triangle
+    with monkeypatch.context() as m:
+        m.setattr(sp, "gram_triangle", lambda A: seen.append(real(A)) or seen[-1])
+        from ntkcheck.analysis import analyze
+        analyze(X, exact="never", spectrum="partial")
+    assert (seen[0] is not None) == (why == "margin")
     gram, qr, fell_back = _both_routes(X, monkeypatch)
     assert fell_back
     for key in ("verdict", "evidence", "singular_values", "tolerance"):
