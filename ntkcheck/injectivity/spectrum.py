@@ -451,6 +451,8 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
         R[idx] = raised
         if inverse is None and N > EXPLICIT_INVERSE_MIN_N:
             inverse = _explicit_inverse(R)
+        # the step's small calls on one BLAS thread (already so on the solving path)
+        small = blas_single_thread if inverse is not None else contextlib.nullcontext
         if inverse is None:
             # each step's small BLAS calls lose more to thread start-up than they gain from a
             # second thread (measured at N = 4000, 64 columns, 2 cores: 150 ms a step with 2
@@ -470,13 +472,16 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
             # convergence test on the Ritz values of (A^T A)^-1 on span(X) (X orthonormal):
             # eigenvalues mu of X^T Z, sigma ~ mu^(-1/2), no extra pass over R
             # (scipy's BLAS and LAPACK, as for the products: numpy may bundle another BLAS,
-            # whose idle threads spinning after a call slowed each step twofold on 2 cores)
-            H = scipy.linalg.blas.dgemm(1.0, X, Z, trans_a=1)
-            mu = scipy.linalg.eigh((H + H.T) / 2, eigvals_only=True,
-                                   check_finite=False)[work - count:]
+            # whose idle threads spinning after a call slowed each step twofold on 2 cores;
+            # and on one thread: the QR of the thin N x 2 count block took 35 ms on two
+            # threads, 7 ms on one, N = 4000)
+            with small():
+                H = scipy.linalg.blas.dgemm(1.0, X, Z, trans_a=1)
+                mu = scipy.linalg.eigh((H + H.T) / 2, eigvals_only=True,
+                                       check_finite=False)[work - count:]
+                X = scipy.linalg.qr(Z, mode="economic", check_finite=False)[0]
             with np.errstate(divide="ignore", invalid="ignore"):
                 s = 1.0 / np.sqrt(np.maximum(mu, 0.0))
-            X = scipy.linalg.qr(Z, mode="economic", check_finite=False)[0]
             if prev is not None and np.all(np.abs(s - prev) <= rtol * s + atol):
                 break
             if progress is not None:
