@@ -288,7 +288,8 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
     # each inexactly scaled entry is within 2^-1074 of its exact value
     radn = float(_up(_norm_up(rad) + np.sqrt(inexact) * 2 * _ETA, 2))
     max_rad = float(rad.max()) + (2 * _ETA if inexact else 0.0) if rad.size else 0.0
-    del rad, frad, fmid  # M' x n numbers fewer while the factorisation runs
+    del rad, frad, original  # M' x n numbers fewer while the factorisation runs
+    fmid = None  # (the entries' midpoints, when this function made them)
     work.add(steps["scaling"])
     sig, note = float_sigma_lower_bound(A, work, need=radn)
     work.add(work.total)  # every step done (a second shift or the fallback counted beyond it)

@@ -277,6 +277,14 @@ QR_EFFICIENCY, SVD_EFFICIENCY, TRSM_EFFICIENCY = 0.72, 0.35, 0.38
 #: quiet machine at N = 4000 (n = 32, d = 16) 5.0 s on two BLAS threads and 6.8 s on one,
 #: against 2.3 s and 4.8 s estimated at 0.9; 0.5 gives 0.82 and 1.2 of measured.
 SUMMARY_EFFICIENCY, CERT_EFFICIENCY, CERT_PASSES = 0.75, 0.5, 13
+#: The in-memory partial spectrum's Gram triangle (:mod:`ntkcheck.injectivity.triangle`:
+#: M N^2 + 2/3 N^3 flops) at GRAM_EFFICIENCY, its steps' products with R^-1 at TRMM_EFFICIENCY
+#: of the GEMM rate on the BLAS threads, and the summary then SUMMARY_PASSES passes over
+#: N^2 numbers (the scores reuse R^-1; tr(G^2) comes with the Gram matrix). Measured on a
+#: quiet machine at N = 4000 (n = 32, d = 16, 8034 probes, two BLAS threads, 106 GFLOP/s):
+#: 2.4 s, 2.6 s and 0.2 s. The model assumes the Gram triangle is kept (well-conditioned
+#: features); near a dependency the Householder QR runs after it.
+GRAM_EFFICIENCY, TRMM_EFFICIENCY, SUMMARY_PASSES = 0.68, 0.45, 12
 #: Seconds every stage costs whatever its size (Python, thread start-up, small calls; measured
 #: 0.05-0.25 s at N = 300 on the loaded 2-core machine), the certificate's several times that.
 STAGE_SECONDS, CERTIFICATE_SECONDS = 0.025, 0.1
@@ -345,12 +353,15 @@ def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partia
     ==========================  ========================================================
     features (in memory)        FEATURE_EXPS M T exponentials on every core
     features and factorisation  the streaming model (:func:`estimate_streaming`)
-    QR (in memory)              2 M N^2 - 2/3 N^3 flops at QR_EFFICIENCY
+    QR (in memory)              2 M N^2 - 2/3 N^3 flops at QR_EFFICIENCY; with a partial
+                                spectrum the Gram triangle, M N^2 + 2/3 N^3 at GRAM_EFFICIENCY
     SVD (full)                  8/3 N^3 flops at SVD_EFFICIENCY
     partial spectrum            PARTIAL_MAX_ITER steps of two triangular solves with
-                                2 PARTIAL_COUNT right-hand sides (4 PARTIAL_COUNT N^2 flops)
+                                2 PARTIAL_COUNT right-hand sides (4 PARTIAL_COUNT N^2 flops;
+                                in memory two products with R^-1, at TRMM_EFFICIENCY)
     summary                     the scores' R^-1 and the Gram summary (4/3 N^3, 7/3 N^3 with
-                                the full spectrum's inverse iteration)
+                                the full spectrum's inverse iteration; in memory with a
+                                partial spectrum SUMMARY_PASSES passes over N^2 numbers)
     rigorous certificate        M' n^2 + n^3 flops (the Gram route; its fallback, 3 M' n^2 +
                                 2 n^3, is not modelled), CERT_PASSES passes over the M' x n
                                 matrix (n = N + d + 1), and the entry enclosures: streamed,
@@ -374,8 +385,15 @@ def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partia
                                            / fold_rate(r, N))
     else:
         t["features"] = FEATURE_EXPS * M * tokens / (r.exp * cores)
-        t["QR"] = max(2 * M * N**2 - 2 * N**3 / 3, 0) / (QR_EFFICIENCY * one * par)
-    if partial:
+        if partial:  # the Gram triangle: dsyrk, dpotrf and dtrtri
+            t["QR"] = (M * N**2 + 2 * N**3 / 3) / (GRAM_EFFICIENCY * one * par)
+        else:
+            t["QR"] = max(2 * M * N**2 - 2 * N**3 / 3, 0) / (QR_EFFICIENCY * one * par)
+    if partial and not streamed:  # products with the Gram triangle's inverse; O(N^2) summary
+        t["partial spectrum"] = (PARTIAL_MAX_ITER * 4 * PARTIAL_COUNT * N**2
+                                 / (TRMM_EFFICIENCY * one * par))
+        t["summary"] = SUMMARY_PASSES * 8 * N**2 / bandwidth
+    elif partial:
         t["partial spectrum"] = (PARTIAL_MAX_ITER * 4 * PARTIAL_COUNT * N**2
                                  / (TRSM_EFFICIENCY * one * cores))
         t["summary"] = 4 * N**3 / 3 / (SUMMARY_EFFICIENCY * one * par)

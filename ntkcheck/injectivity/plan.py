@@ -16,6 +16,7 @@ from ..backends.local import have_threadpoolctl, usable_cores
 from ..dataset import Dataset
 from ..errors import InputError
 from ..vocabulary import TokenIdDataset
+from ..resources import without_hugepage_advice
 from ..resources import (_chunk_bytes, analysis_bytes, check_memory, default_max_memory,
                          format_bytes, resident_bytes)
 from .certify import CERT_BYTES_PER_ENTRY, CERT_BYTES_PER_SQUARE, SCRATCH_BYTES
@@ -71,13 +72,14 @@ class DenseOptions:
         a client, a local cluster (:class:`ntkcheck.backends.dask.LocalDask`, one worker per
         core) started when the dense test first needs it and closed on leaving the block,
         whatever ends it (an error, Ctrl-C)."""
-        if self.backend != "dask" or self.client is not None or self.scheduler:
-            yield self
-            return
-        from ..backends.dask import LocalDask
+        with without_hugepage_advice():  # (resources.py: large arrays without stalls)
+            if self.backend != "dask" or self.client is not None or self.scheduler:
+                yield self
+                return
+            from ..backends.dask import LocalDask
 
-        with LocalDask() as local:
-            yield replace(self, client=local)
+            with LocalDask() as local:
+                yield replace(self, client=local)
 
     def partial(self, N: int, M: int) -> bool:
         """Whether the dense test of N columns and M probes computes a partial spectrum."""
