@@ -367,4 +367,9 @@ MUTANTS = [
       "    gram_sq = 2.0 * float(np.einsum(\"ij,ij->\", G, G)) - float(np.dot(diag, diag))\n",
       "    gram_sq = float(np.einsum(\"ij,ij->\", G, G))\n",
       "issue22 spectrum: the Gram matrix's Frobenius norm from its upper triangle only"),
+    m(SP, "CHEBYSHEV_DEGREE = 4", "CHEBYSHEV_DEGREE = 1",
+      "issue22 spectrum: no Chebyshev filter (plain steps)"),
+    m(SP, "                half = float(mu_all[0]) / 2.0\n",
+      "                half = float(mu_all[-1]) / 2.0\n",
+      "issue22 spectrum: Chebyshev interval up to the block's largest Ritz value"),
 ]
