@@ -292,7 +292,9 @@ def _base_sq(z: np.ndarray, F: np.ndarray, omega: np.ndarray, entry) -> np.ndarr
     R, Qd, W, _ = entry
     quad = np.flatnonzero(Qd.any(axis=1))  # only mixtures: no inf * 0 for tiny discrete data
     az = np.abs(z)
-    base = az @ R.T + W + np.abs(F) + 1.0
+    base = scipy.linalg.blas.dgemm(1.0, R, az, trans_b=1).T  # (scipy BLAS, as the projection)
+    base += W + 1.0  # (one pass: W + 1 is a row)
+    base += np.abs(F)
     if quad.size:
         base[:, quad] += (az @ Qd[quad].T) ** 2
     base *= omega[:, None]

@@ -56,7 +56,8 @@ def explicit_inverse(R: np.ndarray) -> np.ndarray | None:
     # dtrcon's estimate of ||R^-1||_1 is a lower bound (so its rcond may be too high); each
     # 1 / |r_ii| is an entry of R^-1: a diagonal entry below rcond max|R| rules it out for sure
     diag = np.abs(np.diagonal(R))
-    if not diag.size or not diag.min() >= EXPLICIT_INVERSE_RCOND * np.abs(R).max():
+    top = max(float(R.max()), -float(R.min())) if R.size else 0.0  # max |R|, no N x N temporary
+    if not diag.size or not diag.min() >= EXPLICIT_INVERSE_RCOND * top:
         return None
     with lapack_threads():
         rcond, info = scipy.linalg.lapack.dtrcon(R, norm="1", uplo="U", diag="N")

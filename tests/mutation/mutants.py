@@ -67,8 +67,8 @@ MUTANTS = [
     m(SP, "self.triangle / beta[None, :]", "self.triangle * beta[None, :]",
       "spectrum: weighted certificate scaling inverted"),
     # ---- probes.py, features.py
-    m(F, "    base = az @ R.T + W + np.abs(F) + 1.0\n",
-      "    base = (np.linalg.norm(az, axis=1)[:, None] * np.linalg.norm(R, axis=1)) + W + np.abs(F) + 1.0\n",
+    m(F, "    base = scipy.linalg.blas.dgemm(1.0, R, az, trans_b=1).T  # (scipy BLAS, as the projection)\n",
+      "    base = np.linalg.norm(az, axis=1)[:, None] * np.linalg.norm(R, axis=1)\n",
       "features: Cauchy-Schwarz |z| |y| instead of per-coordinate bound"),
     m(P, "SPREAD_BAND = 10.0", "SPREAD_BAND = 100.0", "probes: spread band x 10"),
     m(P, "PROBES_PER_SCALE = 64", "PROBES_PER_SCALE = 32", "probes: probes per scale / 2"),
