@@ -137,3 +137,26 @@ def test_renormalised_weights_term_is_in_the_radius():
     moved = dlw > 0
     assert moved.any()
     assert np.all(rad[:, moved] >= (ref + dlw)[:, moved] * (1 - 1e-9))
+
+
+def test_all_column_constants_equal_the_law_by_law_ones():
+    """The grouped constants (laws of one atom count at once, in batches) are the per-law
+    :func:`column_constants`, value for value, over laws of several atom counts and weights;
+    and a law the bound does not cover (atoms not the float64 image fl(y - c)) makes the
+    whole answer None, as law by law."""
+    from ntkcheck.injectivity.features import centred_each
+    from ntkcheck.injectivity.reuse import all_column_constants
+    rng = np.random.default_rng(3)
+    laws = [Discrete(rng.normal(size=(n, 3)) * 10.0**rng.integers(-3, 4),
+                     rng.uniform(0.1, 1.0, n)) for n in rng.integers(1, 9, 40)]
+    data = Dataset([f"x{i}" for i in range(len(laws))], laws)
+    centred, centres = centred_each(data)
+    got = all_column_constants(data.distributions, centred.distributions, centres)
+    want = np.array([column_constants(a, b, c) for a, b, c in
+                     zip(data.distributions, centred.distributions, centres)]).T
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    bad = list(centred.distributions)
+    bad[7] = Discrete(bad[7].atoms + 1e-3, bad[7].weights)
+    assert all_column_constants(data.distributions, bad, centres) is None
+    assert column_constants(data.distributions[7], bad[7], centres[7]) is None

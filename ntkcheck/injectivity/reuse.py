@@ -42,7 +42,7 @@ from ..distributions import Discrete, Distribution
 from .enclosure import _with_written_radius
 from .rounding import _ETA, _K_LIBM, _gamma, _norm_up, _up
 
-__all__ = ["pass_enclosure", "column_constants", "written_weights_radius"]
+__all__ = ["pass_enclosure", "column_constants", "all_column_constants", "written_weights_radius"]
 
 #: The upward factor applied to every radius of :func:`pass_enclosure`.
 _UPWARD = float(np.nextafter((1.0 + 2.0 * _gamma(10)) * (1.0 + 4 * 2.0**-53), np.inf))
@@ -53,27 +53,54 @@ LS_SLACK = 2.0**-40
 def column_constants(dist: Discrete, centred: Discrete, centre: np.ndarray):
     """(rho, wmax, dlw, LS, lse_err) of one law for :func:`pass_enclosure`, or None when the
     centred law is not the float64 image the bound assumes (atoms other than fl(y - c), a
-    different number of atoms, weights more than a factor 2 apart)."""
-    if not (isinstance(dist, Discrete) and isinstance(centred, Discrete)):
-        return None
-    yc = dist.atoms - centre
-    if centred.atoms.shape != yc.shape or not np.array_equal(centred.atoms, yc):
-        return None
-    w, w2 = dist.weights, centred.weights
-    if not np.all((w2 <= 2 * w) & (w <= 2 * w2)):
-        return None
-    r = float(np.max(_up(np.abs(w2 - w) / w, 1)))  # w2 - w exact (Sterbenz)
-    if not r < 0.5:
-        return None
-    dlw = float(_up(r / (1.0 - r), 2))
-    n = len(w)
-    rho = float(_up(np.max(_norm_up(yc, axis=1)), 1))
-    with np.errstate(divide="ignore"):
-        wmax = float(np.abs(np.log(w2)).max())
-    ls = float(_up(np.log(n) * (1 + LS_SLACK) + LS_SLACK, 2))
-    theta = _gamma(_K_LIBM + 2 * n + 2)
-    lse_err = float(_up(theta / (1.0 - theta), 3))
-    return rho, wmax, dlw, ls, lse_err
+    different number of atoms, weights more than a factor 2 apart): :func:`all_column_constants`
+    of that law alone."""
+    consts = all_column_constants([dist], [centred], np.asarray(centre, float)[None, :])
+    return None if consts is None else tuple(float(v[0]) for v in consts)
+
+
+def all_column_constants(dists: Sequence[Distribution], centred: Sequence[Distribution],
+                         centres: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """(rho, wmax, dlw, LS, lse_err), each (N,), of the laws for :func:`pass_enclosure`, or
+    None when one is not covered: the centred law must be the float64 image the bound assumes
+    (atoms exactly fl(y - c), as many, weights at most a factor 2 apart, re-normalised by less
+    than a factor 1.5). rho >= max_j ||y_j - c||, wmax = max |log w'_j|, dlw >= max |log w'_j -
+    log w_j| (r / (1 - r) with r the largest relative weight change), LS >= log n and lse_err
+    the log-sum-exp's rounding factor. The laws are taken in batches of one atom count, each
+    batch's checks and bounds as whole-array operations (no Python step per law)."""
+    N = len(dists)
+    out = np.empty((5, N))
+    groups: dict[int, list[int]] = {}
+    for i, (dist, cd) in enumerate(zip(dists, centred)):
+        if not (isinstance(dist, Discrete) and isinstance(cd, Discrete)):
+            return None
+        if cd.atoms.shape != dist.atoms.shape:
+            return None
+        groups.setdefault(len(dist.weights), []).append(i)
+    d = centres.shape[1] if centres.ndim == 2 else 1
+    batches = [(n, idx[a:a + max(1, (1 << 20) // (n * d))])  # ~2^20 numbers a batch
+               for n, idx in groups.items()
+               for a in range(0, len(idx), max(1, (1 << 20) // (n * d)))]
+    for n, idx in batches:
+        atoms = np.stack([dists[i].atoms for i in idx])  # (k, n, d)
+        yc = atoms - centres[idx][:, None, :]
+        if not np.array_equal(np.stack([centred[i].atoms for i in idx]), yc):
+            return None
+        w = np.stack([dists[i].weights for i in idx])
+        w2 = np.stack([centred[i].weights for i in idx])
+        if not np.all((w2 <= 2 * w) & (w <= 2 * w2)):
+            return None
+        r = _up(np.abs(w2 - w) / w, 1).max(axis=1)
+        if not np.all(r < 0.5):
+            return None
+        out[2, idx] = _up(r / (1.0 - r), 2)
+        out[0, idx] = _up(_norm_up(yc, axis=2).max(axis=1), 1)
+        with np.errstate(divide="ignore"):
+            out[1, idx] = np.abs(np.log(w2)).max(axis=1)
+        out[3, idx] = float(_up(np.log(n) * (1 + LS_SLACK) + LS_SLACK, 2))
+        theta = _gamma(_K_LIBM + 2 * n + 2)
+        out[4, idx] = float(_up(theta / (1.0 - theta), 3))
+    return tuple(out)
 
 
 def pass_enclosure(dists: Sequence[Distribution], centred: Sequence[Distribution],
@@ -89,13 +116,10 @@ def pass_enclosure(dists: Sequence[Distribution], centred: Sequence[Distribution
     operation: no change of rank). ``dlw`` bounds the whole difference, so the radius covers it
     either way."""
     d = z.shape[1]
-    consts = []
-    for i, (dist, cd) in enumerate(zip(dists, centred)):
-        c = column_constants(dist, cd, centres[i])
-        if c is None:
-            return None
-        consts.append(c)
-    rho, wmax, dlw, ls, lse_err = (np.array(v) for v in zip(*consts))
+    consts = all_column_constants(dists, centred, centres)
+    if consts is None:
+        return None
+    rho, wmax, dlw, ls, lse_err = consts
     rounded = any(dist.rounded_inputs for dist in dists)
     zeta = np.asarray(_norm_up(z, axis=1))
     g_score = _gamma(d * d + 3 * d + 12)

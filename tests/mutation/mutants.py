@@ -298,10 +298,10 @@ MUTANTS = [
       "issue22 reuse: final addition term dropped"),
     m(RU, "        per_col = per_col + written_weights_radius(dists)\n", "        pass\n",
       "issue22 reuse: written-value radius dropped"),
-    m(RU, "    dlw = float(_up(r / (1.0 - r), 2))\n", "    dlw = 0.0\n",
+    m(RU, "        out[2, idx] = _up(r / (1.0 - r), 2)\n", "        out[2, idx] = 0.0\n",
       "issue22 reuse: re-normalised weights bound zero"),
-    m(RU, "    if centred.atoms.shape != yc.shape or not np.array_equal(centred.atoms, yc):\n",
-      "    if centred.atoms.shape != yc.shape:\n",
+    m(RU, "        if not np.array_equal(np.stack([centred[i].atoms for i in idx]), yc):\n",
+      "        if False:\n",
       "issue22 reuse: centred atoms not checked"),
     # ---- issue 22 point 1: the certificate's Gram route (sigma.py; labels "issue22 cert")
     m(SG, "    return float(_up(_gamma(M) * fro_a**2 + 2 * M * n * _ETA, 3))\n",
