@@ -367,3 +367,25 @@ def test_chebyshev_steps_reach_the_tolerance_on_clustered_values():
     finally:
         sp.CHEBYSHEV_DEGREE = real
     assert np.max(np.abs(plain - sv[-16:]) / sv[-16:]) > 1e-10
+
+
+def test_condition_estimate_without_dtrcon(monkeypatch):
+    """Where scipy has no dtrcon wrapper (scipy < 1.11), the reciprocal condition estimate
+    comes from dgecon on the triangle read as its own LU factors: the same LAPACK estimator,
+    so the same value (and the same explicit-inverse decisions), also for a triangle whose
+    strict lower part holds garbage (it is ignored)."""
+    import scipy.linalg.lapack as lapack
+    from ntkcheck.injectivity.triangle import _rcond_upper
+    R = _triangle(120, 12, null=False)
+    R[:, 9] *= 1e6
+    dirty = np.array(R, order="F")
+    dirty[np.tril_indices(120, -1)] = 7.0
+    want = (lapack.dtrcon(R, norm="1", uplo="U", diag="N")[0] if hasattr(lapack, "dtrcon")
+            else None)
+    with monkeypatch.context() as m:
+        m.delattr(lapack, "dtrcon", raising=False)
+        got, info = _rcond_upper(dirty)
+    assert info == 0 and 0 < got < 1
+    if want is not None:
+        assert got == pytest.approx(want, rel=1e-12)
+        assert _rcond_upper(dirty)[0] == pytest.approx(want, rel=1e-12)

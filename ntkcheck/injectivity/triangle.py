@@ -59,8 +59,7 @@ def explicit_inverse(R: np.ndarray) -> np.ndarray | None:
     top = max(float(R.max()), -float(R.min())) if R.size else 0.0  # max |R|, no N x N temporary
     if not diag.size or not diag.min() >= EXPLICIT_INVERSE_RCOND * top:
         return None
-    with lapack_threads():
-        rcond, info = scipy.linalg.lapack.dtrcon(R, norm="1", uplo="U", diag="N")
+    rcond, info = _rcond_upper(R)
     if info != 0 or not rcond >= EXPLICIT_INVERSE_RCOND:
         return None
     with lapack_threads():
@@ -68,6 +67,22 @@ def explicit_inverse(R: np.ndarray) -> np.ndarray | None:
     if info != 0 or not np.all(np.isfinite(np.diagonal(W))):
         return None
     return np.asfortranarray(W)
+
+
+def _rcond_upper(R: np.ndarray) -> tuple[float, int]:
+    """LAPACK's estimate of the reciprocal 1-norm condition number of the upper triangle of R:
+    dtrcon; where scipy has no dtrcon wrapper (before 1.11), dgecon on R read as the LU
+    factors of itself (L = I: the strict lower triangle zeroed first), the same estimator
+    (Hager / Higham's dlacn2 on R^-1) given ||R||_1."""
+    lapack = scipy.linalg.lapack
+    with lapack_threads():
+        if hasattr(lapack, "dtrcon"):
+            rcond, info = lapack.dtrcon(R, norm="1", uplo="U", diag="N")
+            return float(rcond), int(info)
+        U = np.triu(R)
+        anorm = float(np.abs(U).sum(axis=0).max())
+        rcond, info = lapack.dgecon(np.asfortranarray(U), anorm, norm="1")
+        return float(rcond), int(info)
 
 
 def inverse_times(W: np.ndarray, X: np.ndarray) -> np.ndarray:
