@@ -305,7 +305,6 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
     return result(lower > 0, lower, reason, col_exp, max_rad, sig, radn)
 
 
-
 def _times_power_of_two(x: np.ndarray, rows: np.ndarray, cols: np.ndarray | None = None
                         ) -> np.ndarray:
     """x[m, j] 2^(rows[m] + cols[j]), equal value for value to ``np.ldexp`` with those

@@ -16,9 +16,8 @@ from ..backends.local import have_threadpoolctl, usable_cores
 from ..dataset import Dataset
 from ..errors import InputError
 from ..vocabulary import TokenIdDataset
-from ..resources import without_hugepage_advice
 from ..resources import (_chunk_bytes, analysis_bytes, check_memory, default_max_memory,
-                         format_bytes, resident_bytes)
+                         format_bytes, resident_bytes, without_hugepage_advice)
 from .certify import CERT_BYTES_PER_ENTRY, CERT_BYTES_PER_SQUARE, SCRATCH_BYTES
 from .estimate import (blas_contention, estimate_streaming, format_seconds, measure_rates,
                        stage_seconds)

@@ -77,10 +77,10 @@ def all_column_constants(dists: Sequence[Distribution], centred: Sequence[Distri
         if cd.atoms.shape != dist.atoms.shape:
             return None
         groups.setdefault(len(dist.weights), []).append(i)
-    d = centres.shape[1] if centres.ndim == 2 else 1
-    batches = [(n, idx[a:a + max(1, (1 << 20) // (n * d))])  # ~2^20 numbers a batch
-               for n, idx in groups.items()
-               for a in range(0, len(idx), max(1, (1 << 20) // (n * d)))]
+    batches = []
+    for n, idx in groups.items():
+        per = max(1, (1 << 20) // (n * centres.shape[1]))  # ~2^20 numbers a batch
+        batches += [(n, idx[a:a + per]) for a in range(0, len(idx), per)]
     for n, idx in batches:
         atoms = np.stack([dists[i].atoms for i in idx])  # (k, n, d)
         yc = atoms - centres[idx][:, None, :]

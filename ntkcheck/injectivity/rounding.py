@@ -88,3 +88,20 @@ def _fro_up(x: np.ndarray) -> float:
     out = np.ldexp(float(_up(np.sqrt(ssq), 1)), int(e))
     out = out + np.ldexp(np.sqrt(count) * _ETA * 2, int(e)) + _ETA
     return float(_up(out, 2))
+
+
+def gram_rounding(M: int, n: int, fro_a: float) -> float:
+    """e_G >= ||S - A^T A||_2 for S = fl(A^T A) (M x n, any order of the M-term sums, FMA or
+    not): gamma_M ||A||_F^2 (|fl(x^T y) - x^T y| <= gamma_M |x|^T |y| and Cauchy-Schwarz) plus
+    2^-1074 per underflowing product, 2 M per entry, ||.||_F over n^2 entries: 2 M n 2^-1074.
+    ``fro_a`` >= ||A||_F. Three float operations, rounded up."""
+    return float(_up(_gamma(M) * fro_a**2 + 2 * M * n * _ETA, 3))
+
+
+def cholesky_rounding(n: int, diag: np.ndarray) -> float:
+    """rho >= ||Delta||_2 for a Cholesky factorisation (LAPACK dpotrf, any blocked or recursive
+    variant with conventional BLAS) that ran to completion on an n x n matrix X' with diagonal
+    ``diag``: R^T R = X' + Delta with |Delta| <= gamma_(n+1) |R^T| |R| (Higham, Thm 10.3), so
+    ||Delta||_2 <= gamma_(n+1) ||R||_F^2 = gamma_(n+1) tr(X' + Delta), hence
+    ||Delta||_2 <= gamma_(n+1) / (1 - gamma_(n+1)) sum_i |X'_ii| (the sum rounded up)."""
+    return _gamma(n + 1) / (1.0 - _gamma(n + 1)) * float(_up(np.abs(diag).sum(), n + 4))

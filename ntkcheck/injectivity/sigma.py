@@ -21,7 +21,7 @@ import scipy.linalg
 
 from .._threads import lapack_threads
 from ..progress import Work
-from .rounding import _ETA, _U, _down, _gamma, _norm_up, _up
+from .rounding import _ETA, _U, _down, _gamma, _norm_up, _up, cholesky_rounding, gram_rounding
 
 __all__ = ["sigma_min_lower_bound", "gram_sigma_lower_bound", "float_sigma_lower_bound",
            "REFINE_ETA"]
@@ -354,17 +354,9 @@ def _shifted_cholesky_bound(G: np.ndarray, s: float) -> float:
     if info != 0 or not finite:
         return float("-inf")
     dmax = float(np.abs(diag).max())
-    rho = _gamma(n + 1) / (1.0 - _gamma(n + 1)) * float(_up(np.abs(diag).sum(), n + 4))
+    rho = cholesky_rounding(n, diag)
     under = 4 * n * (2 * (n + 1) + dmax) * _ETA
     return -float(_up(rho + _U * dmax * (1 + 4 * _U) + under, 6))
-
-
-def _gram_rounding(M: int, n: int, fro_a: float) -> float:
-    """e_G >= ||S - A^T A||_2 for S = fl(A^T A) (M x n, any order of the M-term sums, FMA or
-    not): gamma_M ||A||_F^2 (|fl(x^T y) - x^T y| <= gamma_M |x|^T |y| and Cauchy-Schwarz) plus
-    2^-1074 per underflowing product, 2 M per entry, ||.||_F over n^2 entries: 2 M n 2^-1074.
-    ``fro_a`` >= ||A||_F. Three float operations, rounded up."""
-    return float(_up(_gamma(M) * fro_a**2 + 2 * M * n * _ETA, 3))
 
 
 def _sqrt_lower(s: float, c_chol: float, e_g: float) -> float:
@@ -418,7 +410,7 @@ def gram_sigma_lower_bound(A: np.ndarray, work: Work | None = None
         R, info = scipy.linalg.lapack.dpotrf(G, lower=0, clean=1, overwrite_a=0)
     if info != 0 or not np.all(np.isfinite(np.diagonal(R))):
         return 0.0, "the Gram matrix is not numerically positive definite", (None,)
-    e_g = _gram_rounding(M, n, float(_norm_up(A)))
+    e_g = gram_rounding(M, n, float(_norm_up(A)))
     lam, change = _lambda_min_estimate(R)
     if work is not None:
         work.add(2 * n**3 / 3)

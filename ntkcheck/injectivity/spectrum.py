@@ -468,6 +468,7 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
             stack.enter_context(blas_single_thread())
             pool = stack.enter_context(ThreadPoolExecutor(max(1, min(usable_cores(),
                                                                      work // 16))))
+
         def apply(Y: np.ndarray) -> np.ndarray:
             # A^-1 A^-T Y: two BLAS-3 triangular solves (R^T V = Y / c, R Z' = V), or two
             # triangular products with R^-1 when it is well conditioned

@@ -8,8 +8,10 @@ smallest value use nothing else. A Householder QR gives such an R to backward er
 at the GEMM rate (dsyrk) plus N^3 / 3, but carries the Gram matrix's rounding:
 
     R^T R = A^T A + E,  ||E||_2 <= e = gamma_M ||A||_F^2 + 2 M N 2^-1074      (dsyrk)
-                                     + gamma_(N+1) / (1 - gamma_(N+1)) tr(fl(A^T A))  (dpotrf,
-                                       Higham Thm 10.3, as in the certificate's Gram route)
+                                     + gamma_(N+1) / (1 - gamma_(N+1)) tr(fl(A^T A))  (dpotrf)
+
+(:func:`ntkcheck.injectivity.rounding.gram_rounding` and ``cholesky_rounding``, the terms of
+the certificate's Gram route)
 
 so |sigma_i(R)^2 - sigma_i(A)^2| <= e for every i (Weyl), and |sigma_i(R) - sigma_i(A)| <=
 e / sigma_i(R). That bound is a worst case (every rounding error of the M-term sums aligned);
@@ -30,7 +32,7 @@ import numpy as np
 import scipy.linalg
 
 from .._threads import lapack_threads
-from .rounding import _ETA, _U, _gamma, _up
+from .rounding import _U, _gamma, _up, cholesky_rounding, gram_rounding
 
 __all__ = ["explicit_inverse", "inverse_times", "gram_triangle", "EXPLICIT_INVERSE_RCOND",
            "GRAM_TRIANGLE_MARGIN"]
@@ -108,11 +110,10 @@ def gram_triangle(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float, 
     diag = np.diagonal(G).copy()
     if not np.all(np.isfinite(diag)):
         return None
-    trace = float(_up(diag.sum(), N))
     # ||A||_F^2 <= tr(fl(A^T A)) / (1 - gamma_M): each diagonal entry is a rounded sum of squares
-    fro_sq = float(_up(trace / (1.0 - _gamma(M)), 2))
-    g_n = _gamma(N + 1)
-    e = float(_up(_gamma(M) * fro_sq + 2 * M * N * _ETA + g_n / (1.0 - g_n) * trace, 4))
+    fro_sq = float(_up(float(_up(diag.sum(), N)) / (1.0 - _gamma(M)), 2))
+    e = float(_up(gram_rounding(M, N, float(_up(np.sqrt(fro_sq), 1)))
+                  + cholesky_rounding(N, diag), 1))
     e_typ = _U * (np.sqrt(M) + np.sqrt(N + 1)) * fro_sq
     # dsyrk leaves the strict lower triangle zero: ||G||_F^2 = 2 sum(upper^2) - sum(diag^2)
     gram_sq = 2.0 * float(np.einsum("ij,ij->", G, G)) - float(np.dot(diag, diag))
