@@ -389,3 +389,18 @@ def test_condition_estimate_without_dtrcon(monkeypatch):
     if want is not None:
         assert got == pytest.approx(want, rel=1e-12)
         assert _rcond_upper(dirty)[0] == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("smallest,inverted", [(3e-6, True), (3e-7, False)])
+def test_explicit_inverse_stops_at_condition_1e6(smallest, inverted):
+    """R is inverted explicitly only while its condition number stays within 1e6 (the bound
+    u kappa^2 <= 1e-4 of the inverse's docstring): a diagonal triangle with entries 1 and one
+    entry 3e-6 (kappa 3.3e5) is inverted, one with 3e-7 (kappa 3.3e6) is solved with instead."""
+    from ntkcheck.injectivity.triangle import explicit_inverse
+    d = np.ones(50)
+    d[17] = smallest
+    R = np.asfortranarray(np.diag(d))
+    W = explicit_inverse(R)
+    assert (W is not None) == inverted
+    if inverted:
+        np.testing.assert_allclose(W @ R, np.eye(50), atol=1e-12)

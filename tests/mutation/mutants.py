@@ -372,4 +372,13 @@ MUTANTS = [
     m(SP, "                half = float(mu_all[0]) / 2.0\n",
       "                half = float(mu_all[-1]) / 2.0\n",
       "issue22 spectrum: Chebyshev interval up to the block's largest Ritz value"),
+    # thresholds times and over 10
+    m("ntkcheck/injectivity/triangle.py", "EXPLICIT_INVERSE_RCOND = 1e-6", "EXPLICIT_INVERSE_RCOND = 1e-5",
+      "issue22 spectrum: explicit inverse up to condition 1e5 only"),
+    m("ntkcheck/injectivity/triangle.py", "EXPLICIT_INVERSE_RCOND = 1e-6", "EXPLICIT_INVERSE_RCOND = 1e-7",
+      "issue22 spectrum: explicit inverse up to condition 1e7"),
+    m("ntkcheck/injectivity/triangle.py", "GRAM_TRIANGLE_MARGIN = 1e6", "GRAM_TRIANGLE_MARGIN = 1e7",
+      "issue22 spectrum: Gram triangle margin x 10"),
+    m("ntkcheck/injectivity/triangle.py", "GRAM_TRIANGLE_MARGIN = 1e6", "GRAM_TRIANGLE_MARGIN = 1e5",
+      "issue22 spectrum: Gram triangle margin / 10"),
 ]
