@@ -22,7 +22,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "ntkcheck"
 
 STEPS = ["findings", "written", "keys", "screen", "geometry", "probes", "features", "factor", "stream", "rounding",
-         "triangle", "spectrum", "dependencies", "verify", "enclosure", "reuse", "sigma", "certify", "estimate", "plan",
+         "triangle", "iteration", "spectrum", "dependencies", "verify", "enclosure", "reuse", "sigma", "certify", "estimate", "plan",
          "pairs", "summary", "decide", "combine"]
 
 FLOORS = [

@@ -234,7 +234,8 @@ def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, w
     else:
         t["features"] *= 3
         t["factorisation"] = chol + hh
-    from .spectrum import FULL_SPECTRUM_MAX_N, PARTIAL_COUNT, PARTIAL_MAX_ITER
+    from .iteration import PARTIAL_MAX_ITER
+    from .spectrum import FULL_SPECTRUM_MAX_N, PARTIAL_COUNT
 
     partial = N > FULL_SPECTRUM_MAX_N if partial is None else bool(partial)
     if partial:  # block inverse iteration (spectrum.py) and tr(G^2) for the effective rank
@@ -375,7 +376,8 @@ def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partia
                                 :mod:`ntkcheck.injectivity.reuse`)
     ==========================  ========================================================
     """
-    from .spectrum import PARTIAL_COUNT, PARTIAL_MAX_ITER
+    from .iteration import PARTIAL_MAX_ITER
+    from .spectrum import PARTIAL_COUNT
 
     cores = _cores()
     one = r.gemm_one or r.gemm

@@ -8,6 +8,7 @@ A = "ntkcheck/analysis.py"
 D = "ntkcheck/injectivity/decide.py"
 CB = "ntkcheck/injectivity/combine.py"
 SP = "ntkcheck/injectivity/spectrum.py"
+IT = "ntkcheck/injectivity/iteration.py"
 DP = "ntkcheck/injectivity/dependencies.py"
 F = "ntkcheck/injectivity/features.py"
 P = "ntkcheck/injectivity/probes.py"
@@ -159,9 +160,9 @@ MUTANTS = [
       "    keep = np.abs(c) > 0.0\n", "dependencies: round-off coefficients kept after verification"),
     # equivalent for what is printed and decided: values converge to 1e-9 instead of 1e-10
     # relative (reported to 3-6 digits; the values near the round-off level converge first)
-    m(SP, "PARTIAL_RTOL = 1e-10", "PARTIAL_RTOL = 1e-9",
+    m(IT, "PARTIAL_RTOL = 1e-10", "PARTIAL_RTOL = 1e-9",
       "spectrum: partial convergence tolerance x 10", equivalent=True),
-    m(SP, "    work = min(N, 2 * count)\n", "    work = count\n",
+    m(IT, "    work = min(N, 2 * count)\n", "    work = count\n",
       "spectrum: partial spectrum without oversampling"),
     # ---- certify.py (rigorous certificate)
     m(C, "    lower = sig - radn\n", "    lower = sig\n", "certify: entry radii ignored (no Weyl)"),
@@ -367,9 +368,9 @@ MUTANTS = [
       "    gram_sq = 2.0 * float(np.einsum(\"ij,ij->\", G, G)) - float(np.dot(diag, diag))\n",
       "    gram_sq = float(np.einsum(\"ij,ij->\", G, G))\n",
       "issue22 spectrum: the Gram matrix's Frobenius norm from its upper triangle only"),
-    m(SP, "CHEBYSHEV_DEGREE = 4", "CHEBYSHEV_DEGREE = 1",
+    m(IT, "CHEBYSHEV_DEGREE = 4", "CHEBYSHEV_DEGREE = 1",
       "issue22 spectrum: no Chebyshev filter (plain steps)"),
-    m(SP, "                half = float(mu_all[0]) / 2.0\n",
+    m(IT, "                half = float(mu_all[0]) / 2.0\n",
       "                half = float(mu_all[-1]) / 2.0\n",
       "issue22 spectrum: Chebyshev interval up to the block's largest Ritz value"),
     # thresholds times and over 10

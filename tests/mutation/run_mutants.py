@@ -48,7 +48,7 @@ FIRST = {
                     ["tests/test_certify_gram.py", "tests/test_certify.py",
                      "tests/test_certify_reuse.py", "tests/test_issue19_survivors.py"]),
     **dict.fromkeys([_I + "spectrum.py", _I + "plan.py", _I + "stream.py", _I + "factor.py",
-                     _I + "triangle.py"],
+                     _I + "triangle.py", _I + "iteration.py"],
                     ["tests/test_partial_spectrum.py", "tests/test_decision_thresholds.py",
                      "tests/test_streaming.py", "tests/test_issue19_survivors.py"]),
     **dict.fromkeys([_I + "geometry.py", _I + "probes.py", _I + "features.py"],
