@@ -2,6 +2,7 @@
 
     python benchmarks/bench_limit.py [--N 4000] [--n 32] [--d 16] [--repeat 3]
     python benchmarks/bench_limit.py --sweep [--repeat 1]      # N = 1000, 3000, 10000, n = 64, d = 32
+    python benchmarks/bench_limit.py ... --stream off --max-memory 16G   # in memory (--no-stream)
 
 The limit, timed in this process next to the analysis: M T exponentials (numpy ``exp`` on every
 core, chunks of 2^20 values on one thread per core) plus the flops 2 M d T (the scores) +
@@ -11,7 +12,8 @@ M is the probe count the analysis used, T = N n the tokens. Then ``ntkcheck.anal
 exact="never")`` on N sequences of n Gaussian tokens in R^d (dyadic values, as
 ``bench_large.py``), its stages timed from the progress messages. Printed: the medians over
 ``--repeat`` runs of the limit and of the analysis, their ratio, the median stage times, the
-verdict, the BLAS threads (``threadpoolctl``) and the 1-minute load before and after.
+verdict with the dense test's mode (in memory or streamed), the BLAS threads
+(``threadpoolctl``) and the 1-minute load before and after.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ def limit(M: int, N: int, T: int, d: int) -> dict:
     return {"exp_s": e, "gemm_rate": rate, "gemm_s": flops / rate, "limit_s": e + flops / rate}
 
 
-def run_analyze(X, n: int, d: int) -> dict:
+def run_analyze(X, n: int, d: int, stream: bool | None = None,
+                max_memory: str | None = None) -> dict:
     from ntkcheck.analysis import analyze
 
     marks: list[tuple[float, str]] = []
@@ -80,22 +83,27 @@ def run_analyze(X, n: int, d: int) -> dict:
         if not marks or marks[-1][1] != stage:
             marks.append((time.perf_counter() - t0, stage))
 
-    r = analyze(X, exact="never", progress=say)
+    from ntkcheck.resources import parse_memory
+
+    r = analyze(X, exact="never", progress=say, stream=stream,
+                max_memory=None if max_memory is None else parse_memory(max_memory))
     total = time.perf_counter() - t0
     stages: dict[str, float] = {}
     for (t, name), nxt in zip(marks, marks[1:] + [(total, "")]):
         stages[name] = stages.get(name, 0.0) + nxt[0] - t
     return {"total_s": total, "stages": stages, "M": int(r.settings.get("probes", 0)),
+            "mode": r.settings.get("estimate", {}).get("mode", "?"),
             "verdict": f"{r.verdict}/{r.evidence}",
             "lower_bound": (r.verification or {}).get("lower_bound")}
 
 
-def one_size(N: int, n: int, d: int, repeat: int) -> dict:
+def one_size(N: int, n: int, d: int, repeat: int, stream: bool | None = None,
+             max_memory: str | None = None) -> dict:
     X = build(N, n, d, False)
     load0 = os.getloadavg()[0]
     runs, limits = [], []
     for _ in range(repeat):
-        runs.append(run_analyze(X, n, d))
+        runs.append(run_analyze(X, n, d, stream, max_memory))
         limits.append(limit(runs[-1]["M"], N, N * n, d))
     names = list(dict.fromkeys(k for r in runs for k in r["stages"]))
     stages = {k: statistics.median(r["stages"].get(k, 0.0) for r in runs) for k in names}
@@ -105,7 +113,7 @@ def one_size(N: int, n: int, d: int, repeat: int) -> dict:
             "exp_s": statistics.median(x["exp_s"] for x in limits),
             "gemm_gflops": statistics.median(x["gemm_rate"] for x in limits) / 1e9,
             "analyze_s": tot, "ratio": tot / lim, "stages": stages,
-            "verdicts": sorted({r["verdict"] for r in runs}),
+            "verdicts": sorted({f"{r['verdict']} ({r['mode']})" for r in runs}),
             "load": (load0, os.getloadavg()[0]), "runs": [r["total_s"] for r in runs]}
 
 
@@ -117,7 +125,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sweep", action="store_true",
                     help="N = 1000, 3000, 10000 at n = 64, d = 32")
+    ap.add_argument("--stream", choices=["auto", "on", "off"], default="auto",
+                    help="the dense test streamed, in memory, or as analyze decides (default)")
+    ap.add_argument("--max-memory", default=None, help="analyze's memory limit (e.g. 16G)")
     args = ap.parse_args()
+    stream = {"auto": None, "on": True, "off": False}[args.stream]
     blas = [f"{i['internal_api']} {i['num_threads']} threads" for i in threadpool_info()
             if i.get("user_api") == "blas"]
     print(f"BLAS: {', '.join(blas) or 'unknown'}; OPENBLAS_NUM_THREADS="
@@ -129,7 +141,7 @@ def main() -> None:
           "load before/after |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for N, n, d in sizes:
-        r = one_size(N, n, d, args.repeat)
+        r = one_size(N, n, d, args.repeat, stream, args.max_memory)
         st = ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items() if v >= 0.05)
         print(f"| {N} | {n} | {d} | {r['M']} | {r['limit_s']:.2f} ({r['exp_s']:.2f} + "
               f"{r['limit_s'] - r['exp_s']:.2f} at {r['gemm_gflops']:.0f} GFLOP/s) | "

@@ -160,3 +160,39 @@ def test_all_column_constants_equal_the_law_by_law_ones():
     bad[7] = Discrete(bad[7].atoms + 1e-3, bad[7].weights)
     assert all_column_constants(data.distributions, bad, centres) is None
     assert column_constants(data.distributions[7], bad[7], centres[7]) is None
+
+
+@pytest.mark.parametrize("rounded", [False, True])
+def test_pass_radii_by_column_blocks_are_the_whole_arrays(rounded):
+    """PassRadii.columns(c0, c1) is pass_enclosure's rad[:, c0:c1] bit for bit (the same
+    operations entry by entry), with and without the written-value radius of laws whose
+    inputs were rounded; and the certificate reading the radii block by block (no M x N array)
+    proves the bound it proves from the whole array, with ||Rad||_F, now combined from the
+    blocks' upper bounds, still at least the norm of the scaled radii (summed in extended
+    precision) and no larger than the whole array's (whose rounding margin gamma_(2 M N + 1)
+    covers M N squares at once, the blocks' only their own): within 4 M N u below it."""
+    from ntkcheck.injectivity import certify as certify_module
+    from ntkcheck.injectivity.reuse import pass_radii
+
+    ds, centred, centres, z, F = _case(3, N=40, n=4, d=2)
+    if rounded:
+        for dist in ds.distributions[::3]:
+            dist.__dict__["_rounded_inputs"] = ("atoms",)
+    whole = pass_enclosure(ds.distributions, centred.distributions, z, centres, F)
+    radii = pass_radii(ds.distributions, centred.distributions, z, centres, F)
+    for c0, c1 in [(0, 40), (0, 7), (7, 23), (39, 40)]:
+        assert np.array_equal(radii.columns(c0, c1), whole[:, c0:c1])
+    with pytest.MonkeyPatch.context() as mp:  # blocks of 3 columns: many blocks combined
+        mp.setattr(certify_module, "_BLOCK_ENTRIES", 3 * z.shape[0])
+        lazy = certify_independence(ds.distributions, z, centre=centres, method="a-priori",
+                                    enclosure=(F, radii))
+    ref = certify_independence(ds.distributions, z, centre=centres, method="a-priori",
+                               enclosure=(F, whole.copy()))
+    assert lazy.certified and ref.certified
+    assert lazy.sigma_float == ref.sigma_float
+    assert 1 - 4 * F.size * 2.0**-53 <= lazy.radius_norm / ref.radius_norm <= 1 + 2.0**-52
+    scaled = np.ldexp(whole, lazy.row_exponents[:, None]
+                      + lazy.column_exponents[None, z.shape[1] + 1:])
+    exact = float(np.sqrt(np.sum(np.square(scaled.astype(np.longdouble)))))
+    assert lazy.radius_norm >= exact
+    assert lazy.lower_bound >= ref.lower_bound

@@ -281,8 +281,8 @@ def _gram_case(N: int, seed: int, near: float | None = None, planted: bool = Fal
     return X
 
 
-def _both_routes(X, monkeypatch):
-    """analyze(spectrum="partial") with the Gram triangle allowed, and with it refused (the
+def _both_routes(X, monkeypatch, spectrum: str = "partial"):
+    """analyze(spectrum=...) with the Gram triangle allowed, and with it refused (the
     Householder QR), plus whether the first run fell back to the QR."""
     import ntkcheck.injectivity.spectrum as sp
     from ntkcheck.analysis import analyze
@@ -290,39 +290,53 @@ def _both_routes(X, monkeypatch):
     real = sp._triangle
     with monkeypatch.context() as m:
         m.setattr(sp, "_triangle", lambda *a, **k: calls.append(1) or real(*a, **k))
-        gram = analyze(X, exact="never", spectrum="partial").to_dict()
+        gram = analyze(X, exact="never", spectrum=spectrum).to_dict()
     with monkeypatch.context() as m:
-        m.setattr(sp, "gram_triangle", lambda A: None)
-        qr = analyze(X, exact="never", spectrum="partial").to_dict()
+        m.setattr(sp, "gram_triangle", lambda A, **k: None)
+        qr = analyze(X, exact="never", spectrum=spectrum).to_dict()
     return gram, qr, bool(calls)
 
 
-def test_gram_triangle_well_conditioned_agrees_with_the_qr(monkeypatch):
-    """Well-conditioned features (sigma_min^2 >> GRAM_TRIANGLE_MARGIN e_typ): the partial
-    spectrum keeps the Cholesky factor of the Gram matrix (no Householder QR), and the verdict,
-    evidence, every reported singular value (to 1e-9 relative: the Gram matrix's rounding moves
-    them by ~u sqrt(M) / sigma^2 ~ 1e-13 here) and the direction that nearly breaks the
-    condition match the QR route's; the tolerance adds the worst-case move e / sigma_min."""
+@pytest.mark.parametrize("spectrum", ["partial", "full"])
+def test_gram_triangle_well_conditioned_agrees_with_the_qr(monkeypatch, spectrum):
+    """Well-conditioned features (sigma_min^2 >> GRAM_TRIANGLE_MARGIN e_typ): the spectrum
+    keeps the Cholesky factor of the Gram matrix (no Householder QR; on the full spectrum the
+    values are the square roots of G's eigenvalues, no SVD of R), and the verdict, evidence,
+    every reported singular value (to 1e-9 relative: the Gram matrix's rounding moves them by
+    ~u sqrt(M) / sigma^2 ~ 1e-13 here) and the direction that nearly breaks the condition match
+    the QR route's; the tolerance adds the worst-case move e / sigma_min."""
     from ntkcheck.injectivity.spectrum import EXPLICIT_INVERSE_MIN_N
-    gram, qr, fell_back = _both_routes(_gram_case(EXPLICIT_INVERSE_MIN_N + 40, 1), monkeypatch)
+    N0 = EXPLICIT_INVERSE_MIN_N + 40
+    gram, qr, fell_back = _both_routes(_gram_case(N0, 1), monkeypatch, spectrum)
     assert not fell_back
     assert (gram["verdict"], gram["evidence"]) == (qr["verdict"], qr["evidence"]) == (
         "injective", "certified")
+    assert len(gram["singular_values"]) == len(qr["singular_values"]) == (
+        N0 if spectrum == "full" else sp_partial_count())
     np.testing.assert_allclose(gram["singular_values"], qr["singular_values"], rtol=1e-9)
     # the effective rank's tr(G^2): ||fl(A^T A)||_F^2 on the Gram route, ||R^T R||_F^2 else
     assert abs(gram["spectrum"]["effective_rank"] / qr["spectrum"]["effective_rank"] - 1) <= 1e-9
     u, v = gram["spectrum"]["min_eigenvector"], qr["spectrum"]["min_eigenvector"]
     assert max(abs(u[k] - v[k]) for k in u) <= 1e-8
-    # e = gamma_M ||A||_F^2 + gamma_(N+1) tr(G) with unit columns: ~ (M + N + 1) u N, over sigma_min
+    # e = gamma_M ||A||_F^2 + gamma_(N+1) tr(G) with unit columns: ~ (M + N + 1) u N, and on the
+    # full spectrum the eigensolver's backward error 4 N u tr(G) = 4 N u N, over sigma_min
     M, N = gram["settings"]["probes"], gram["n_distributions"]
-    extra = (M + N + 1) * 2.0**-53 * N / gram["singular_values"][-1]
+    extra = (M + N + 1 + (4 * N if spectrum == "full" else 0)) * 2.0**-53 * N / gram[
+        "singular_values"][-1]
     assert 0.99 * extra <= gram["tolerance"] - qr["tolerance"] <= 1.01 * extra
 
 
+def sp_partial_count() -> int:
+    from ntkcheck.injectivity.spectrum import PARTIAL_COUNT
+    return PARTIAL_COUNT
+
+
+@pytest.mark.parametrize("spectrum", ["partial", "full"])
 @pytest.mark.parametrize("near,planted,why", [(1e-2, False, "margin"), (1e-4, False, "inverse"),
                                               (None, True, "singular")])
-def test_gram_triangle_refused_near_a_dependency(monkeypatch, near, planted, why):
-    """Near a dependency the partial spectrum goes to the Householder QR, and the result is the
+def test_gram_triangle_refused_near_a_dependency(monkeypatch, near, planted, why, spectrum):
+    """Near a dependency the spectrum (partial or full) goes to the Householder QR (and the
+    full one to the SVD of its R), and the result is the
     QR route's, value for value: a sequence moved by 1e-2 (R inverts well but sigma_min^2 is
     below GRAM_TRIANGLE_MARGIN e_typ: the margin decides), by 1e-4 (R too ill conditioned to
     invert), or a convolution (an exact dependency: the Gram matrix's factor is refused)."""
@@ -332,11 +346,11 @@ def test_gram_triangle_refused_near_a_dependency(monkeypatch, near, planted, why
     seen = []
     real = sp.gram_triangle
     with monkeypatch.context() as m:
-        m.setattr(sp, "gram_triangle", lambda A: seen.append(real(A)) or seen[-1])
+        m.setattr(sp, "gram_triangle", lambda A, **k: seen.append(real(A, **k)) or seen[-1])
         from ntkcheck.analysis import analyze
-        analyze(X, exact="never", spectrum="partial")
+        analyze(X, exact="never", spectrum=spectrum)
     assert (seen[0] is not None) == (why == "margin")
-    gram, qr, fell_back = _both_routes(X, monkeypatch)
+    gram, qr, fell_back = _both_routes(X, monkeypatch, spectrum)
     assert fell_back
     for key in ("verdict", "evidence", "singular_values", "tolerance"):
         assert gram[key] == qr[key], key

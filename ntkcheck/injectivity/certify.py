@@ -42,6 +42,7 @@ proves along the way.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -58,7 +59,7 @@ from ..resources import default_max_memory, format_bytes
 from ..progress import Progress, Work
 from .features import FeatureMatrix
 from .rounding import _ETA, _TINY, LIBM_ULPS, _norm_up, _up
-from .reuse import pass_enclosure
+from .reuse import pass_radii
 from .sigma import float_sigma_lower_bound, sigma_min_lower_bound
 
 __all__ = ["Certificate", "certify_independence", "feature_enclosure", "sigma_min_lower_bound",
@@ -201,7 +202,9 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
         flops (:func:`certificate_flops`) as the enclosure's blocks and each factorisation end.
     enclosure : (mid, rad) of shape (M', N), optional
         Entry enclosures already proved (:func:`ntkcheck.injectivity.reuse.pass_enclosure`),
-        used instead of the a-priori ones when that method is chosen.
+        used instead of the a-priori ones when that method is chosen; ``rad`` may also be
+        :class:`ntkcheck.injectivity.reuse.PassRadii` (its column blocks computed when read,
+        no M' x N array of radii).
 
     Returns
     -------
@@ -245,10 +248,14 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
         per = steps["enclosure"] / max(Mp * terms, 1)
         with np.errstate(over="ignore", invalid="ignore"):
             fmid, frad = _enclose_apriori(dists, zs, centres, tick=lambda k: work.add(k * per))
-    if not (np.all(np.isfinite(fmid)) and np.all(np.isfinite(frad))):
+    def unenclosed() -> Certificate:
         return result(False, np.nan, "an LSE entry could not be enclosed in float64 range")
+
+    lazy = hasattr(frad, "columns")  # (its blocks are checked as they are computed)
+    if not (np.all(np.isfinite(fmid)) and (lazy or np.all(np.isfinite(frad)))):
+        return unenclosed()
     # [1, Z, F] is read in column blocks (temporaries of ~2^20 entries), never stacked whole
-    step = max(1, (1 << 20) // max(Mp, 1))
+    step = max(1, _BLOCK_ENTRIES // max(Mp, 1))
 
     def original(j0: int, j1: int) -> np.ndarray:
         if j0 >= d + 1:
@@ -265,7 +272,10 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
     # scale in column blocks; 2^k scaling is exact unless the result overflows (caught below)
     # or is subnormal (checked by scaling back)
     A = np.empty((Mp, n_cols))
-    rad = frad
+    # the F columns' radii, scaled block by block: a view of frad (scaled in place), or a new
+    # block computed from the features pass (:class:`ntkcheck.injectivity.reuse.PassRadii`)
+    radii = frad.columns if lazy else functools.partial(_view_columns, frad)
+    norms, max_rad, finite = [], 0.0, True
     inexact = 0
     with np.errstate(over="ignore", under="ignore"):
         for j0 in range(0, n_cols, step):
@@ -279,16 +289,24 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
                 inexact += int(np.count_nonzero(back != orig[ti, tj]))
             f0, f1 = max(j0, d + 1), j1
             if f1 > f0:  # radii of the F columns: exact but when subnormal (1 ulp added then)
-                fr = rad[:, f0 - d - 1:f1 - d - 1]
+                fr = radii(f0 - d - 1, f1 - d - 1)
+                if lazy and not np.all(np.isfinite(fr)):
+                    return unenclosed()
                 fr[...] = _times_power_of_two(fr, row_exp, col_exp[f0:f1])
                 tiny = fr < _TINY
                 fr[tiny] = np.nextafter(fr[tiny], np.inf)
-    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(rad))):
+                finite = finite and bool(np.all(np.isfinite(fr)))
+                if finite and fr.size:  # ||Rad||_F from the blocks' upper bounds
+                    norms.append(_norm_up(fr))
+                    max_rad = max(max_rad, float(fr.max()))
+                del fr
+    if not (np.all(np.isfinite(A)) and finite):
         return result(False, np.nan, "overflow when scaling the matrix", col_exp)
+    # ||Rad||_F^2 is the sum of the blocks' squares: the 2-norm of their upper bounds bounds it;
     # each inexactly scaled entry is within 2^-1074 of its exact value
-    radn = float(_up(_norm_up(rad) + np.sqrt(inexact) * 2 * _ETA, 2))
-    max_rad = float(rad.max()) + (2 * _ETA if inexact else 0.0) if rad.size else 0.0
-    del rad, frad, original  # M' x n numbers fewer while the factorisation runs
+    radn = float(_up(_norm_up(np.asarray(norms, float)) + np.sqrt(inexact) * 2 * _ETA, 2))
+    max_rad = max_rad + (2 * _ETA if inexact else 0.0) if norms else 0.0
+    del radii, frad, original  # M' x n numbers fewer while the factorisation runs
     fmid = None  # (the entries' midpoints, when this function made them)
     work.add(steps["scaling"])
     sig, note = float_sigma_lower_bound(A, work, need=radn)
@@ -303,6 +321,14 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
         reason = (f"not certified: {note}; entry radii ||Rad||_F <= {radn:.3g} "
                   f"(lower bound {lower:.3g} <= 0)")
     return result(lower > 0, lower, reason, col_exp, max_rad, sig, radn)
+
+
+#: Entries of one column block of [1, Z, F] (and of its radii) in :func:`certify_independence`.
+_BLOCK_ENTRIES = 1 << 20
+
+
+def _view_columns(a: np.ndarray, c0: int, c1: int) -> np.ndarray:
+    return a[:, c0:c1]
 
 
 def _times_power_of_two(x: np.ndarray, rows: np.ndarray, cols: np.ndarray | None = None
@@ -388,8 +414,8 @@ def rigorous_certificate(dataset: Dataset, feats: FeatureMatrix, geom, seed: int
     enclosure = None
     if not extra and feats.values is not None and feats.source is not None:
         # the features pass's values with a bound on the algorithm that computed them
-        rad = pass_enclosure(dataset.distributions, feats.source.distributions, z,
-                             feats.centres, feats.values)
+        rad = pass_radii(dataset.distributions, feats.source.distributions, z,
+                         feats.centres, feats.values)
         enclosure = None if rad is None else (feats.values, rad)
     cert = certify_independence(dataset.distributions, z, centre=feats.centres,
                                 row_weights=1.0 / feats.probes.scale, rows=rows,

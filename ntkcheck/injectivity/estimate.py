@@ -290,6 +290,11 @@ GRAM_EFFICIENCY, TRMM_EFFICIENCY, SUMMARY_PASSES = 0.68, 0.45, 12
 #: reach its tolerance (33 of 60 on the N = 4000 benchmark's clustered values; better
 #: separated values take fewer).
 CHEBYSHEV_SHARE = 0.55
+#: The in-memory full spectrum above EXPLICIT_INVERSE_MIN_N columns takes its values from the
+#: Gram matrix's eigenvalues (:func:`ntkcheck.injectivity.triangle.gram_singular_values`,
+#: 4/3 N^3 flops) at EIGH_EFFICIENCY of the one-thread GEMM rate: dsyevd took 0.95 s at
+#: N = 3000 on two BLAS threads (38 GFLOP/s, where the SVD of R ran at 19).
+EIGH_EFFICIENCY = 0.7
 #: Seconds every stage costs whatever its size (Python, thread start-up, small calls; measured
 #: 0.05-0.25 s at N = 300 on the loaded 2-core machine), the certificate's several times that.
 STAGE_SECONDS, CERTIFICATE_SECONDS = 0.025, 0.1
@@ -358,9 +363,11 @@ def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partia
     ==========================  ========================================================
     features (in memory)        FEATURE_EXPS M T exponentials on every core
     features and factorisation  the streaming model (:func:`estimate_streaming`)
-    QR (in memory)              2 M N^2 - 2/3 N^3 flops at QR_EFFICIENCY; with a partial
-                                spectrum the Gram triangle, M N^2 + 2/3 N^3 at GRAM_EFFICIENCY
-    SVD (full)                  8/3 N^3 flops at SVD_EFFICIENCY
+    QR (in memory)              2 M N^2 - 2/3 N^3 flops at QR_EFFICIENCY; above
+                                EXPLICIT_INVERSE_MIN_N columns the Gram triangle,
+                                M N^2 + 2/3 N^3 at GRAM_EFFICIENCY
+    SVD (full)                  8/3 N^3 flops at SVD_EFFICIENCY; with the Gram triangle the
+                                Gram matrix's eigenvalues, 4/3 N^3 at EIGH_EFFICIENCY
     partial spectrum            PARTIAL_MAX_ITER steps of two triangular solves with
                                 2 PARTIAL_COUNT right-hand sides (4 PARTIAL_COUNT N^2 flops;
                                 in memory CHEBYSHEV_SHARE of them, each two products with
@@ -376,9 +383,10 @@ def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partia
                                 :mod:`ntkcheck.injectivity.reuse`)
     ==========================  ========================================================
     """
-    from .iteration import PARTIAL_MAX_ITER
+    from .iteration import EXPLICIT_INVERSE_MIN_N, PARTIAL_MAX_ITER
     from .spectrum import PARTIAL_COUNT
 
+    gram = not streamed and N > EXPLICIT_INVERSE_MIN_N  # (the Gram route, when it is kept)
     cores = _cores()
     one = r.gemm_one or r.gemm
     par = blas_cores(r) if r.gemm_one else 1.0
@@ -392,7 +400,7 @@ def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partia
                                            / fold_rate(r, N))
     else:
         t["features"] = FEATURE_EXPS * M * tokens / (r.exp * cores)
-        if partial:  # the Gram triangle: dsyrk, dpotrf and dtrtri
+        if gram:  # the Gram triangle: dsyrk, dpotrf and dtrtri
             t["QR"] = (M * N**2 + 2 * N**3 / 3) / (GRAM_EFFICIENCY * one * par)
         else:
             t["QR"] = max(2 * M * N**2 - 2 * N**3 / 3, 0) / (QR_EFFICIENCY * one * par)
@@ -404,6 +412,10 @@ def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partia
         t["partial spectrum"] = (PARTIAL_MAX_ITER * 4 * PARTIAL_COUNT * N**2
                                  / (TRSM_EFFICIENCY * one * cores))
         t["summary"] = 4 * N**3 / 3 / (SUMMARY_EFFICIENCY * one * par)
+    elif gram:  # eigenvalues of the Gram matrix; the smallest direction with its R^-1
+        t["SVD"] = 4 * N**3 / 3 / (EIGH_EFFICIENCY * one)
+        t["summary"] = (SUMMARY_PASSES * 8 * N**2 / bandwidth
+                        + PARTIAL_MAX_ITER * 16 * N**2 / (TRMM_EFFICIENCY * one))
     else:
         t["SVD"] = 8 * N**3 / 3 / (SVD_EFFICIENCY * one)
         t["summary"] = (7 * N**3 / 3 / (SUMMARY_EFFICIENCY * one * par)

@@ -42,7 +42,8 @@ from ..distributions import Discrete, Distribution
 from .enclosure import _with_written_radius
 from .rounding import _ETA, _K_LIBM, _gamma, _norm_up, _up
 
-__all__ = ["pass_enclosure", "column_constants", "all_column_constants", "written_weights_radius"]
+__all__ = ["pass_enclosure", "pass_radii", "PassRadii", "column_constants", "all_column_constants",
+           "written_weights_radius"]
 
 #: The upward factor applied to every radius of :func:`pass_enclosure`.
 _UPWARD = float(np.nextafter((1.0 + 2.0 * _gamma(10)) * (1.0 + 4 * 2.0**-53), np.inf))
@@ -108,13 +109,22 @@ def pass_enclosure(dists: Sequence[Distribution], centred: Sequence[Distribution
     """Radii rad (M, N) with |LSE_i(z_m) - <z_m, c_i> - F[m, i]| <= rad[m, i] (up to a constant
     per column, which changes no rank: see below) for the features pass's F on the ``centred``
     laws (module docstring), or None when a law is not covered (the certificate then encloses
-    the entries itself).
+    the entries itself): :func:`pass_radii` computed for every column at once.
 
     The constant: the centred laws' weights w' = w / s with s = sum w' / sum w a positive
     constant per law; log w'_j - log w_j = -log s + (rounding), and the -log s part adds the
     same number to every entry of the column, a multiple of the column of ones (a column
     operation: no change of rank). ``dlw`` bounds the whole difference, so the radius covers it
     either way."""
+    radii = pass_radii(dists, centred, z, centres, F)
+    return None if radii is None else radii.columns(0, F.shape[1])
+
+
+def pass_radii(dists: Sequence[Distribution], centred: Sequence[Distribution],
+               z: np.ndarray, centres: np.ndarray, F: np.ndarray) -> "PassRadii | None":
+    """The radii of :func:`pass_enclosure` as :class:`PassRadii` (column blocks computed when
+    asked for: the certificate never holds an M x N array of them), or None when a law is
+    not covered."""
     d = z.shape[1]
     consts = all_column_constants(dists, centred, centres)
     if consts is None:
@@ -130,25 +140,46 @@ def pass_enclosure(dists: Sequence[Distribution], centred: Sequence[Distribution
                + _gamma(_K_LIBM + 1) * ls + lse_err)
     if not rounded:
         per_col = per_col + written_weights_radius(dists)
-    rad = np.empty_like(F)  # one M x N array, filled in row blocks that stay in cache
-    g_rho = g_score * rho
-    step = max(1, (1 << 16) // max(F.shape[1], 1))
-    with np.errstate(over="ignore", invalid="ignore"):
-        for a in range(0, F.shape[0], step):
-            blk = rad[a:a + step]
-            np.abs(F[a:a + step], out=blk)
-            blk *= _gamma(1)
-            blk += np.multiply.outer(zeta[a:a + step], g_rho)
-            blk += per_col
-            # at most 8 roundings of non-negative terms on any path: one upward factor for
-            # all, (1 + 2 gamma_10)(1 + 4u) rounded up, so that its own product's rounding (a
-            # factor >= 1 - u when the result is normal) is covered too; a subnormal result can
-            # be up to 2^-1075 low: + 2^-1074 (exact for a subnormal; a normal result is
-            # already an upper bound, and adding to it rounds back to it). No nextafter.
-            blk *= _UPWARD
-            blk += _ETA
-    rad[~np.isfinite(rad)] = np.inf
-    return _with_written_radius(rad, dists, z, centres) if rounded else rad
+    return PassRadii(F, zeta, g_score * rho, per_col,
+                     (list(dists), z, centres) if rounded else None)
+
+
+class PassRadii:
+    """rad[:, c0:c1] of :func:`pass_enclosure` by :meth:`columns`, each call a new array
+    computed from F's columns (the same operations entry by entry as for the whole array)."""
+
+    def __init__(self, F: np.ndarray, zeta: np.ndarray, g_rho: np.ndarray, per_col: np.ndarray,
+                 written: tuple | None):
+        self.F, self.zeta, self.g_rho, self.per_col, self.written = F, zeta, g_rho, per_col, written
+        self.shape = F.shape
+
+    def columns(self, c0: int, c1: int) -> np.ndarray:
+        """rad[:, c0:c1] (M, c1 - c0), computed in row blocks that stay in cache."""
+        F = self.F[:, c0:c1]
+        rad = np.empty(F.shape)
+        step = max(1, (1 << 16) // max(F.shape[1], 1))
+        g_rho, per_col = self.g_rho[c0:c1], self.per_col[c0:c1]
+        with np.errstate(over="ignore", invalid="ignore"):
+            for a in range(0, F.shape[0], step):
+                blk = rad[a:a + step]
+                np.abs(F[a:a + step], out=blk)
+                blk *= _gamma(1)
+                blk += np.multiply.outer(self.zeta[a:a + step], g_rho)
+                blk += per_col
+                # at most 8 roundings of non-negative terms on any path: one upward factor
+                # for all, (1 + 2 gamma_10)(1 + 4u) rounded up, so that its own product's
+                # rounding (a factor >= 1 - u when the result is normal) is covered too; a
+                # subnormal result can be up to 2^-1075 low: + 2^-1074 (exact for a
+                # subnormal; a normal result is already an upper bound, and adding to it
+                # rounds back to it). No nextafter.
+                blk *= _UPWARD
+                blk += _ETA
+        rad[~np.isfinite(rad)] = np.inf
+        if self.written is None:
+            return rad
+        dists, z, centres = self.written
+        cs = centres[c0:c1] if np.ndim(centres) == 2 else centres
+        return _with_written_radius(rad, dists[c0:c1], z, cs)
 
 
 def written_weights_radius(dists: Sequence[Distribution]) -> np.ndarray:

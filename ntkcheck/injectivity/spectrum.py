@@ -45,7 +45,8 @@ from .features import FeatureMatrix
 from .geometry import NOISE_SAFETY
 from .iteration import (EXPLICIT_INVERSE_MIN_N, PARTIAL_MAX_ITER, largest_singular_value,
                         smallest_singular_triplets)
-from .triangle import GRAM_TRIANGLE_MARGIN, gram_triangle
+from .triangle import (GRAM_TRIANGLE_MARGIN, GramTriangle, gram_singular_values,
+                       gram_triangle)
 from .triangle import explicit_inverse as _explicit_inverse
 
 __all__ = ["Spectrum", "ColumnScores", "svd_spectrum", "partial_spectrum",
@@ -171,7 +172,7 @@ class Spectrum:
         if self.partial:
             V = np.asarray(self.vectors)[:, p - m:]
         elif m <= TAIL_VECTORS_MAX and N > 2 * m and R.shape == (N, N):
-            V = smallest_singular_triplets(np.asfortranarray(R), m)[1]
+            V = smallest_singular_triplets(np.asfortranarray(R), m, inverse=self.inverse)[1]
         else:
             V = self.right_vectors()[:, p - m:]
         tau[p - m:] = self.vector_noise(V)
@@ -215,7 +216,7 @@ class Spectrum:
         N = self.singular_values.shape[0]
         if R.shape != (N, N) or N <= 8:  # fewer probes than columns, or tiny: the full SVD
             return self.right_vectors()[:, -1]
-        return smallest_singular_triplets(np.asfortranarray(R), 4)[1][:, -1]
+        return smallest_singular_triplets(np.asfortranarray(R), 4, inverse=self.inverse)[1][:, -1]
 
     def scores(self) -> "ColumnScores":
         """Distance of each column of F_perp (unit columns) to the span of the other columns.
@@ -311,10 +312,49 @@ def _levels(features: FeatureMatrix, N: int) -> tuple[float, float]:
     return delta, tau
 
 
+def _gram_route(features: FeatureMatrix, progress: Progress | None,
+                keep: bool = False) -> GramTriangle | None:
+    """The Cholesky factor of the Gram matrix as F_perp's triangle
+    (:func:`ntkcheck.injectivity.triangle.gram_triangle`, ``keep``: with G itself), when the
+    features are in memory with M >= N > EXPLICIT_INVERSE_MIN_N (it needs R^-1, which costs
+    more than it saves below); None otherwise or when refused. ``progress`` hears ``QR``."""
+    A = features.perp
+    if A is None or not A.shape[0] >= A.shape[1] > EXPLICIT_INVERSE_MIN_N:
+        return None
+    if progress is not None:
+        progress(ProgressUpdate(f"QR ({A.shape[0]} x {A.shape[1]}, by the Gram matrix)",
+                                stage="QR"))
+    return gram_triangle(A, keep=keep)
+
+
+def _moved(delta: float, e: float, smallest: float) -> float:
+    """``delta`` plus the worst-case move e / sigma_min of the Gram route's values, rounded up."""
+    return float(np.nextafter(delta + float(np.nextafter(e / smallest, np.inf)), np.inf))
+
+
 def svd_spectrum(features: FeatureMatrix, progress: Progress | None = None) -> Spectrum:
     """Singular values of F_perp via a QR factorisation (2 M N^2 + O(N^3) flops); when the
     features were streamed, of their R factor ``features.triangle`` (O(N^3)). ``progress``
-    hears the stages ``QR`` and ``SVD`` start (each one LAPACK call)."""
+    hears the stages ``QR`` and ``SVD`` start (each one LAPACK call).
+
+    In memory above EXPLICIT_INVERSE_MIN_N columns, the Gram route first
+    (:mod:`ntkcheck.injectivity.triangle`): R the Cholesky factor of fl(A^T A) (M N^2 flops
+    at the GEMM rate) and the values sigma_i = sqrt(lambda_i(G)) (:func:`gram_singular_values`,
+    a quarter of the bidiagonalisation's flops), kept when sigma_min^2 >= GRAM_TRIANGLE_MARGIN
+    e_typ'; ``tolerance`` then also counts their worst-case move e' / sigma_min. Otherwise the
+    Householder QR and the SVD of R, as without it."""
+    tri = _gram_route(features, progress, keep=True)
+    if tri is not None:
+        N = tri.triangle.shape[1]
+        if progress is not None:
+            progress(ProgressUpdate(f"SVD ({N} x {N}, eigenvalues of the Gram matrix)",
+                                    stage="SVD"))
+        sv, e, e_typ = gram_singular_values(tri)
+        if sv[-1] ** 2 >= GRAM_TRIANGLE_MARGIN * e_typ:
+            delta, tau = _levels(features, N)
+            return Spectrum(sv, _moved(delta, e, sv[-1]), tau, tri.triangle,
+                            features.error_typical, features.error_bound, inverse=tri.inverse,
+                            gram_frobenius_sq=tri.gram_sq)
     R = _triangle(features, progress)
     N = R.shape[1]
     if progress is not None:
@@ -340,23 +380,17 @@ def partial_spectrum(features: FeatureMatrix, count: int = PARTIAL_COUNT,
     also counts its worst-case move e / sigma_min(R) (>= |sigma_i(R) - sigma_i(A)|). Otherwise
     (the Gram matrix singular or R ill conditioned in floating point, or sigma_min too small)
     the Householder QR, as without it."""
-    A, extra, gram_sq = features.perp, 0.0, None
-    gram = None
-    if A is not None and A.shape[0] >= A.shape[1] > EXPLICIT_INVERSE_MIN_N:
-        if progress is not None:
-            progress(ProgressUpdate(f"QR ({A.shape[0]} x {A.shape[1]}, by the Gram matrix)",
-                                    stage="QR"))
-        gram = gram_triangle(A)
-    if gram is not None:
-        R, W, e, e_typ, gram_sq = gram
+    tri, extra, gram_sq, W = _gram_route(features, progress), None, None, None
+    if tri is not None:
+        R, W = tri.triangle, tri.inverse
         N = R.shape[1]
         sv, V = smallest_singular_triplets(R, min(count, N), seed=seed, progress=progress,
                                            inverse=W)
-        if sv[-1] ** 2 >= GRAM_TRIANGLE_MARGIN * e_typ:
-            extra = float(np.nextafter(e / sv[-1], np.inf))
+        if sv[-1] ** 2 >= GRAM_TRIANGLE_MARGIN * tri.e_typ:
+            extra, gram_sq = (tri.e, sv[-1]), tri.gram_sq
         else:
-            gram, gram_sq = None, None
-    if gram is None:
+            tri, W = None, None
+    if tri is None:
         R = _triangle(features, progress)
         N = R.shape[1]
         if R.shape[0] < N:
@@ -366,7 +400,7 @@ def partial_spectrum(features: FeatureMatrix, count: int = PARTIAL_COUNT,
         sv, V = smallest_singular_triplets(R, min(count, N), seed=seed, progress=progress,
                                            inverse=W)
     delta, tau = _levels(features, N)
-    delta = float(np.nextafter(delta + extra, np.inf)) if extra else delta
+    delta = _moved(delta, *extra) if extra else delta
     return Spectrum(sv, delta, tau, R, features.error_typical, features.error_bound,
                     vectors=V, columns=N, largest=largest_singular_value(R, seed=seed),
                     inverse=W, gram_frobenius_sq=gram_sq)

@@ -1,5 +1,7 @@
-"""Triangles for the partial spectrum (SPEC §3 step 4): R^-1 when R is well conditioned, and
-the Cholesky factor of the Gram matrix as F_perp's triangle when that is accurate enough.
+"""Triangles for the spectrum (SPEC §3 step 4): R^-1 when R is well conditioned, and the
+Cholesky factor of the Gram matrix as F_perp's triangle when that is accurate enough (with,
+for the full spectrum, every singular value from the Gram matrix's eigenvalues:
+:func:`gram_singular_values`).
 
 Any upper-triangular R with R^T R = A^T A has the singular values and right singular vectors
 of A: the partial spectrum, the scores (rows of R^-1), the summary's traces and the weighted
@@ -20,7 +22,7 @@ walk over the M terms of each sum and the N + 1 of each Cholesky step), is
 
     e_typ = u (sqrt(M) + sqrt(N + 1)) ||A||_F^2.
 
-The partial spectrum takes R only when sigma_min(R)^2 >= :data:`GRAM_TRIANGLE_MARGIN` e_typ
+The spectrum takes R only when sigma_min(R)^2 >= :data:`GRAM_TRIANGLE_MARGIN` e_typ
 (the singular values then move by about 5e-7 relative at most, far from every round-off level
 the decision compares with) and adds the worst case e / sigma_min(R) to its tolerance;
 otherwise (near dependencies, ill conditioning) it runs the Householder QR.
@@ -28,14 +30,16 @@ otherwise (near dependencies, ill conditioning) it runs the Householder QR.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import scipy.linalg
 
 from .._threads import lapack_threads
 from .rounding import _U, _gamma, _up, cholesky_rounding, gram_rounding
 
-__all__ = ["explicit_inverse", "inverse_times", "gram_triangle", "EXPLICIT_INVERSE_RCOND",
-           "GRAM_TRIANGLE_MARGIN"]
+__all__ = ["explicit_inverse", "inverse_times", "gram_triangle", "gram_singular_values",
+           "GramTriangle", "EXPLICIT_INVERSE_RCOND", "GRAM_TRIANGLE_MARGIN"]
 
 #: :func:`explicit_inverse` inverts R when LAPACK's reciprocal 1-norm condition estimate of R
 #: is at least this.
@@ -95,13 +99,26 @@ def inverse_times(W: np.ndarray, X: np.ndarray) -> np.ndarray:
         return scipy.linalg.blas.dtrmm(1.0, W, Y, side=0, lower=0, overwrite_b=1)
 
 
-def gram_triangle(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float, float] | None:
-    """(R, R^-1, e, e_typ, ||G||_F^2) for A (M x N, M >= N, finite): R the Cholesky factor of
-    G = fl(A^T A), e the bound on ||R^T R - A^T A||_2 and e_typ its typical size (module
-    docstring), and ||G||_F^2 (the summary's tr((A^T A)^2), without another N^3 product); None
-    when the Gram matrix is not numerically positive definite or R is not well conditioned
-    (:func:`explicit_inverse`). The caller checks sigma_min(R)^2 against
-    :data:`GRAM_TRIANGLE_MARGIN` e_typ before using R."""
+class GramTriangle(NamedTuple):
+    """What :func:`gram_triangle` returns: R, R^-1, e >= ||R^T R - A^T A||_2, its typical
+    size e_typ, ||G||_F^2, and G = fl(A^T A) itself (upper triangle) when asked to keep it."""
+
+    triangle: np.ndarray
+    inverse: np.ndarray
+    e: float
+    e_typ: float
+    gram_sq: float
+    gram: np.ndarray | None = None
+
+
+def gram_triangle(A: np.ndarray, keep: bool = False) -> GramTriangle | None:
+    """(R, R^-1, e, e_typ, ||G||_F^2[, G]) for A (M x N, M >= N, finite): R the Cholesky factor
+    of G = fl(A^T A), e the bound on ||R^T R - A^T A||_2 and e_typ its typical size (module
+    docstring), ||G||_F^2 (the summary's tr((A^T A)^2), without another N^3 product) and, with
+    ``keep``, G itself (for :func:`gram_singular_values`); None when the Gram matrix is not
+    numerically positive definite or R is not well conditioned (:func:`explicit_inverse`).
+    The caller checks sigma_min(R)^2 against :data:`GRAM_TRIANGLE_MARGIN` e_typ before using
+    R."""
     M, N = A.shape
     if M < N or N == 0:
         return None
@@ -118,12 +135,32 @@ def gram_triangle(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float, 
     # dsyrk leaves the strict lower triangle zero: ||G||_F^2 = 2 sum(upper^2) - sum(diag^2)
     gram_sq = 2.0 * float(np.einsum("ij,ij->", G, G)) - float(np.dot(diag, diag))
     with np.errstate(over="ignore", under="ignore", invalid="ignore"), lapack_threads():
-        R, info = scipy.linalg.lapack.dpotrf(G, lower=0, clean=1, overwrite_a=1)
-    del G
+        R, info = scipy.linalg.lapack.dpotrf(G, lower=0, clean=1, overwrite_a=int(not keep))
+    if not keep:
+        del G
     if info != 0 or not np.all(np.isfinite(np.diagonal(R))):
         return None
     R = np.asfortranarray(R)
     W = explicit_inverse(R)
     if W is None:
         return None
-    return R, W, e, float(e_typ), gram_sq
+    return GramTriangle(R, W, e, float(e_typ), gram_sq, G if keep else None)
+
+
+def gram_singular_values(tri: GramTriangle) -> tuple[np.ndarray, float, float]:
+    """(sigma, e', e_typ') from a kept Gram matrix: sigma_i = sqrt(lambda_i(G)), descending
+    (LAPACK dsyevd, eigenvalues only: 4/3 N^3 flops, a quarter of the bidiagonalisation that
+    every singular value of R costs), with the bound e' and the typical size e_typ' of
+    |sigma_i^2 - sigma_i(A)^2| (Weyl: G's own rounding e, plus the eigensolver's backward
+    error, first order as the SVD's in :mod:`ntkcheck.injectivity.spectrum`: 4 N u ||G||_2
+    <= 4 N u tr(G), typically u sqrt(N) tr(G)). So |sigma_i - sigma_i(A)| <= e' / sigma_i, and
+    R, whose R^T R is within e of A^T A as well, has the same values within that."""
+    G = tri.gram
+    N = G.shape[0]
+    trace = float(_up(np.diagonal(G).sum(), N))
+    with lapack_threads():
+        lam = scipy.linalg.eigh(G, lower=False, eigvals_only=True, driver="evd",
+                                overwrite_a=True, check_finite=False)
+    sigma = np.sqrt(np.maximum(lam[::-1], 0.0))
+    e = float(_up(tri.e + 4 * N * _U * trace, 3))
+    return sigma, e, tri.e_typ + _U * np.sqrt(N) * trace

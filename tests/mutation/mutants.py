@@ -362,8 +362,8 @@ MUTANTS = [
       "issue22 cert: power-of-two product outside the double range"),
     m("ntkcheck/injectivity/triangle.py", "GRAM_TRIANGLE_MARGIN = 1e6", "GRAM_TRIANGLE_MARGIN = 0.0",
       "issue22 spectrum: the Gram triangle kept near a dependency"),
-    m(SP, "            extra = float(np.nextafter(e / sv[-1], np.inf))\n",
-      "            extra = 0.0\n", "issue22 spectrum: the Gram triangle's move left out of the tolerance"),
+    m(SP, "    return float(np.nextafter(delta + float(np.nextafter(e / smallest, np.inf)), np.inf))\n",
+      "    return delta\n", "issue22 spectrum: the Gram triangle's move left out of the tolerance"),
     m("ntkcheck/injectivity/triangle.py",
       "    gram_sq = 2.0 * float(np.einsum(\"ij,ij->\", G, G)) - float(np.dot(diag, diag))\n",
       "    gram_sq = float(np.einsum(\"ij,ij->\", G, G))\n",
@@ -382,4 +382,12 @@ MUTANTS = [
       "issue22 spectrum: Gram triangle margin x 10"),
     m("ntkcheck/injectivity/triangle.py", "GRAM_TRIANGLE_MARGIN = 1e6", "GRAM_TRIANGLE_MARGIN = 1e5",
       "issue22 spectrum: Gram triangle margin / 10"),
+    # the full spectrum from the Gram matrix
+    m("ntkcheck/injectivity/triangle.py", "    e = float(_up(tri.e + 4 * N * _U * trace, 3))\n",
+      "    e = float(_up(tri.e, 3))\n", "issue22 spectrum: the eigensolver's backward error left out"),
+    m(SP, "        if sv[-1] ** 2 >= GRAM_TRIANGLE_MARGIN * e_typ:\n", "        if True:\n",
+      "issue22 spectrum: the full spectrum's Gram route kept near a dependency"),
+    m("ntkcheck/injectivity/triangle.py", "    sigma = np.sqrt(np.maximum(lam[::-1], 0.0))\n",
+      "    sigma = np.sqrt(np.maximum(lam, 0.0))\n",
+      "issue22 spectrum: the Gram route's values in ascending order"),
 ]
