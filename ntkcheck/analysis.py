@@ -90,8 +90,8 @@ def analyze(data: "DataLike", *, names: Sequence[str] | None = None, weights: An
         dense test's time and memory estimate, before it starts).
     stream : bool or None
         Streamed dense test with bounded memory (:func:`ntkcheck.injectivity.
-        stream.streamed_feature_matrix`): None (default) when the M x N feature matrix would exceed
-        :data:`ntkcheck.injectivity.features.STREAM_THRESHOLD_BYTES`, or forced on / off.
+        stream.streamed_feature_matrix`): None (default) when the in-memory test would exceed
+        ``max_memory`` (:func:`ntkcheck.resources.analysis_bytes`), or forced on / off.
     backend : "local" | "dask"
         Where the streamed probe blocks are computed and folded (``dask`` streams always).
     scheduler : str, optional
@@ -208,7 +208,7 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
                 "hull_tolerance": geom.hull_tolerance,
                 "equilibration": [int(np.frexp(s)[1] - 1) for s in geom.scaling]}
 
-    estimate, stream_options = dense_plan(dataset, geom, M, dense)
+    estimate, stream_options, redraw_options = dense_plan(dataset, geom, M, dense)
     settings["estimate"] = estimate
     say(ProgressUpdate(describe_estimate(estimate, M, N), stage="estimate", kind="estimate",
                        data=estimate))
@@ -233,7 +233,7 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
     # scores (when the spectrum gives them), near pairs and their sets
     near = core_near_dependency(spec, feats, dataset, near_options)
     dec = decide_dense(dataset, geom, feats, spec, M=M, scales=scales, seed=seed,
-                       stream_options=stream_options, partial=partial,
+                       stream_options=redraw_options, partial=partial,
                        max_memory=dense.max_memory, say=say)
     return AnalysisResult(dec.verdict, dec.evidence, dec.reason, dataset.names, d, dec.rank, sv,
                           spec.tolerance, spec.noise, dec.dependencies, (), settings, dec.redraw,

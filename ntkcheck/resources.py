@@ -25,7 +25,7 @@ from .errors import InputError, ResourceError
 __all__ = ["DEFAULT_FRACTION", "machine_memory", "default_max_memory", "parse_memory",
            "resolve_max_memory", "format_bytes", "check_memory", "npz_read_bytes",
            "padded_tokens_bytes", "ragged_padding_bytes", "feature_matrix_bytes",
-           "analysis_bytes", "spectrum_bytes", "probe_count", "train_bytes",
+           "analysis_bytes", "redraw_bytes", "spectrum_bytes", "probe_count", "train_bytes",
            "without_hugepage_advice"]
 
 #: Default limit: this fraction of the machine's memory.
@@ -152,13 +152,46 @@ def feature_matrix_bytes(M: int, N: int) -> int:
     return _FLOAT * M * N
 
 
-def analysis_bytes(M: int, N: int, d: int) -> int:
-    """Peak bytes of ``analyze``: at most 10 M x N matrices alive at once (raw features F, the
-    projected copy, the round-off bounds, the SVD's copy and left vectors, the redraw's
-    matrices; measured peaks are 5 to 8.4 of them for N = 300..2000), the probes (M x d,
-    twice), N x N right vectors and the chunk workspaces of the LSE evaluation."""
-    return (10 * feature_matrix_bytes(M, N) + _FLOAT * (2 * M * d + 2 * N * N)
-            + _chunk_bytes())
+#: Allowance of the in-memory analysis's memory model for the allocator and what it does not
+#: count (a quarter more than the arrays it counts; :func:`analysis_bytes`).
+ANALYSIS_SLACK = 1.25
+#: M x N entries the features stage holds at its peak (F, its projection and the tiles'
+#: temporaries; measured 2.6-2.7 at N = 2000-4000).
+FEATURES_STAGE_ENTRIES = 2.7
+
+
+def analysis_bytes(M: int, N: int, d: int, reuse: bool = False) -> int:
+    """Peak bytes of ``analyze``'s in-memory dense test, by what is alive at once
+    (n = N + d + 1): the feature matrix F and its projection (2 M N, held to the end) and,
+    at the largest of
+
+    * the features stage: FEATURES_STAGE_ENTRIES M N in all;
+    * the spectrum and summary: the decision's R with R^-1 or the SVD's factors, the Gram
+      route's extra matrices or the Householder QR's copy (M N + 5 N^2 at most);
+    * the rigorous certificate: the decision's R and R^-1 (2 N^2), its scaled [1, Z, F]
+      (M n; with ``reuse`` False also its own entry midpoints and radii, 3 M n: it takes the
+      features pass's when every law is discrete, :mod:`ntkcheck.injectivity.reuse`), and its
+      Gram matrix, Cholesky factor and a shifted copy (3 n^2); its fallback holds A and
+      C = A Y (2 M n) with one n x n factor;
+
+    plus the probes (2 M d), with :data:`ANALYSIS_SLACK` for the allocator, and the chunk
+    workspaces of the LSE evaluation. A confirmation draw is planned on its own
+    (:func:`redraw_bytes`). Measured resident growth, certificate stage, Gaussian tokens:
+    6.8 M N at N = 2000 (model 7.9 with the workspaces), 6.1 at N = 4000 (7.2); with a
+    planted dependency (QR and SVD routes) 6.4 and 4.5."""
+    n = N + d + 1
+    cert = (1 if reuse else 3) * M * n + 3 * n * n + 2 * N * N
+    stages = max(FEATURES_STAGE_ENTRIES * M * N - 2 * M * N, M * N + 5 * N * N, cert,
+                 2 * M * n + n * n + 2 * N * N)
+    return int(_FLOAT * (ANALYSIS_SLACK * (2 * M * N + stages) + 2 * M * d)) + _chunk_bytes()
+
+
+def redraw_bytes(M: int, N: int, d: int) -> int:
+    """Peak bytes of an in-memory confirmation draw (made when the certificate fails): the
+    first draw's F, projection, R and R^-1 (2 M N + 2 N^2) held, and the second draw's
+    features, projection and Householder QR copy with its R (3 M N + N^2), with
+    :data:`ANALYSIS_SLACK`, plus the workspaces."""
+    return int(_FLOAT * (ANALYSIS_SLACK * (5 * M * N + 3 * N * N) + 2 * M * d)) + _chunk_bytes()
 
 
 def spectrum_bytes(M: int, N: int, d: int) -> int:

@@ -154,12 +154,19 @@ def test_estimate_recorded_and_refusal(monkeypatch):
     with pytest.raises(ResourceError, match="streamed dense test.*over the memory limit.*"
                        "--backend dask"):
         analyze(X, exact="never", stream=True, max_memory=1000)
-    # automatic mode streams instead of refusing when the in-memory test would not fit
+    # automatic mode streams instead of refusing when the in-memory test would not fit, and
+    # only then: the model of discrete laws (the certificate reuses the features pass's
+    # enclosures) decides, to the byte
     Y = list(rng.standard_normal((150, 3, 2)))
     M = default_probe_count(150, 2)
-    r2 = analyze(Y, exact="never", max_memory=analysis_bytes(M, 150, 2) - 1)
+    need = analysis_bytes(M, 150, 2, reuse=True)
+    assert need < analysis_bytes(M, 150, 2)
+    r2 = analyze(Y, exact="never", max_memory=need - 1)
     assert r2.settings["estimate"]["mode"] == "streamed"
-    assert r2.settings["estimate"]["peak_bytes"] < analysis_bytes(M, 150, 2)
+    assert r2.settings["estimate"]["peak_bytes"] < need
+    r3 = analyze(Y, exact="never", max_memory=need)
+    assert r3.settings["estimate"]["mode"] == "in_memory"
+    assert r3.settings["estimate"]["peak_bytes"] == need
 
 
 @pytest.fixture
@@ -384,3 +391,32 @@ def test_screen_verdict_stands_when_the_core_does_not_fit(tmp_path):
     np.savez(path, tokens=rng.standard_normal((40, 4, 2)))
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and "over the memory limit" in res.stderr
+
+
+@pytest.mark.parametrize("room", ["redraw", "first draw only"])
+def test_confirmation_draw_streams_when_both_draws_would_not_fit(room, monkeypatch):
+    """With room for the in-memory test but not for a confirmation draw beside it
+    (analysis_bytes <= limit < redraw_bytes), the first draw runs in memory and the draw made
+    after a failed certificate streams (settings.estimate.confirmation_mode); with room for
+    both, both run in memory. The verdict is the same either way."""
+    from ntkcheck.resources import redraw_bytes
+
+    rng = np.random.default_rng(8)
+    Y = list(rng.standard_normal((150, 3, 2)))
+    M = default_probe_count(150, 2)
+    need, both = analysis_bytes(M, 150, 2, reuse=True), redraw_bytes(M, 150, 2)
+    assert need < both
+    limit = both if room == "redraw" else need
+    monkeypatch.setattr(decide, "rigorous_certificate",  # the certificate fails: a redraw
+                        lambda *a, **k: {"certified": False, "reason": "failed for the test"})
+    used = []
+    real = decide.compute_features
+    monkeypatch.setattr(decide, "compute_features",
+                        lambda ds, geom, probes, options, say: used.append(options)
+                        or real(ds, geom, probes, options, say))
+    r = analyze(Y, exact="never", max_memory=limit)
+    est = r.settings["estimate"]
+    assert est["mode"] == "in_memory"
+    assert est["confirmation_mode"] == ("in_memory" if room == "redraw" else "streamed")
+    assert len(used) == 1 and (used[0] is None) == (room == "redraw")
+    assert (r.verdict, r.evidence) == (INJECTIVE, "numerical")

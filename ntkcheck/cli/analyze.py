@@ -396,7 +396,7 @@ def analyze_command(
         None, "--stream/--no-stream", show_default=False,
         help="Stream the dense test in probe blocks with bounded memory (about N^2 + block x N "
              "numbers) instead of holding the feature matrix; without either flag it streams "
-             "when the M x N feature matrix would exceed 512 MiB or the memory limit."),
+             "when the in-memory test would exceed the memory limit (--max-memory)."),
     spectrum: SpectrumMode = typer.Option(
         "auto", "--spectrum", case_sensitive=False,
         help="Singular values of the dense test: full (every one; 8/3 N^3 flops at level-2 "

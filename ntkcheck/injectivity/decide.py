@@ -69,7 +69,8 @@ def decide_dense(dataset: Dataset, geom, feats: FeatureMatrix, spec: Spectrum, *
                  max_memory: int | None, say: Progress) -> Decision:
     """Steps 2-6 of the module docstring on one dense test: its features ``feats`` at ``M``
     probes of ``scales`` drawn with ``seed``, their spectrum ``spec``; the confirmation draw
-    (seed + 1) is computed the same way (``stream_options``, ``partial``)."""
+    (seed + 1) is computed with ``stream_options`` (the plan's options for it: streamed when
+    the first draw's matrices and its own would not fit in memory) and ``partial``."""
     N = len(dataset)
     sv = spec.singular_values
 

@@ -49,8 +49,9 @@ __all__ = ["FeatureMatrix", "FeatureBlocks", "feature_matrix", "centred_each", "
 
 _U = np.finfo(float).eps / 2  # unit round-off
 #: The dense test streams its probe blocks (never holding the M x N feature matrix, see
-#: :func:`streamed_feature_matrix`) when M N 8 bytes exceed this (512 MiB).
-STREAM_THRESHOLD_BYTES = 512 * 2**20
+#: :func:`streamed_feature_matrix`) when M N 8 bytes exceed this; None: only the memory limit
+#: decides (:func:`ntkcheck.injectivity.plan.dense_plan`: when the in-memory test would not fit).
+STREAM_THRESHOLD_BYTES: int | None = None
 #: Target number of float64 entries in one streamed block [B_w | F_w] (2^25 = 256 MiB): taller
 #: blocks make each ``dtpqrt`` fold more compute-bound (N = 12000: 44 GFLOP/s with 600-row
 #: blocks, 55 with 1200, on 2 threads).
@@ -59,11 +60,11 @@ STREAM_BLOCK_ELEMENTS = 1 << 25
 
 
 def stream_applies(M: int, N: int, stream: bool | None = None) -> bool:
-    """Whether the dense test streams: ``stream`` when given, else M N 8 bytes >
-    :data:`STREAM_THRESHOLD_BYTES`."""
+    """Whether the dense test must stream whatever the memory limit: ``stream`` when given,
+    else M N 8 bytes > :data:`STREAM_THRESHOLD_BYTES` (never when that is None)."""
     if stream is not None:
         return bool(stream)
-    return 8 * M * N > STREAM_THRESHOLD_BYTES
+    return STREAM_THRESHOLD_BYTES is not None and 8 * M * N > STREAM_THRESHOLD_BYTES
 
 
 def stream_block_rows(n_cols: int, M: int) -> int:

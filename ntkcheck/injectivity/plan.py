@@ -16,8 +16,9 @@ from ..backends.local import have_threadpoolctl, usable_cores
 from ..dataset import Dataset
 from ..errors import InputError
 from ..vocabulary import TokenIdDataset
+from ..distributions import Discrete
 from ..resources import (_chunk_bytes, analysis_bytes, check_memory, default_max_memory,
-                         format_bytes, resident_bytes, without_hugepage_advice)
+                         format_bytes, redraw_bytes, resident_bytes, without_hugepage_advice)
 from .certify import CERT_BYTES_PER_ENTRY, CERT_BYTES_PER_SQUARE, SCRATCH_BYTES
 from .estimate import (blas_contention, estimate_streaming, format_seconds, measure_rates,
                        stage_seconds)
@@ -96,10 +97,14 @@ SPECTRUM_MODES = ("auto", "full", "partial")
 PARALLEL_FOLD_MEMORY_FRACTION = 0.125
 
 
-def dense_plan(dataset: Dataset, geom, M: int, dense: DenseOptions) -> tuple[dict, dict]:
-    """(estimate, feature options): whether the test streams, its blocks and workers, and the
-    estimated time and memory (:mod:`ntkcheck.injectivity.estimate`, :mod:`ntkcheck.resources`),
-    checked against ``dense.max_memory``."""
+def dense_plan(dataset: Dataset, geom, M: int, dense: DenseOptions
+               ) -> tuple[dict, dict | None, dict | None]:
+    """(estimate, feature options, confirmation draw's options): whether the test streams
+    (automatically: when its in-memory peak, :func:`ntkcheck.resources.analysis_bytes`, would
+    exceed ``dense.max_memory``), its blocks and workers, and the estimated time and memory
+    (:mod:`ntkcheck.injectivity.estimate`, :mod:`ntkcheck.resources`), checked against
+    ``dense.max_memory``; the confirmation draw streams as well when the first draw's matrices
+    and its own would not fit (:func:`ntkcheck.resources.redraw_bytes`)."""
     N, d = len(dataset), dataset.dim
     if isinstance(dataset, TokenIdDataset):
         # vocabulary cost: 2 M V d + 3 M V for the rows, the sparse sums about 2 M T (at a
@@ -109,9 +114,14 @@ def dense_plan(dataset: Dataset, geom, M: int, dense: DenseOptions) -> tuple[dic
         tokens = int(np.sum(_entry_scales(dataset)[3]))
     n_cols = N + geom.rank + 1
     limit = default_max_memory() if dense.max_memory is None else int(dense.max_memory)
-    # automatic: stream beyond the threshold, or when the in-memory test would not fit
+    # the certificate takes the features pass's entry enclosures when every law is discrete
+    reuse = ((geom.complement is None or geom.complement.shape[1] == 0)
+             and not isinstance(dataset, TokenIdDataset)
+             and all(isinstance(x, Discrete) for x in dataset.distributions))
+    need = analysis_bytes(M, N, d, reuse)
+    # automatic: stream when the in-memory test would not fit the memory limit
     streamed = M >= n_cols and (stream_applies(M, N, dense.stream) or (
-        dense.stream is None and analysis_bytes(M, N, d) > limit))
+        dense.stream is None and need > limit))
     b = stream_block_rows(n_cols, M)
     workers = usable_cores() if (have_threadpoolctl() and dense.backend == "local") else 1
     while True:
@@ -122,7 +132,7 @@ def dense_plan(dataset: Dataset, geom, M: int, dense: DenseOptions) -> tuple[dic
         # a small part of the memory limit (one fold uses every BLAS thread at ~1.7x the
         # one-thread rate on 2 cores, so a second fold buys little and costs N^2 numbers)
         extra = 8 * (workers - 1) * n_cols**2
-        if (not streamed or dense.backend != "local" or workers == 1
+        if (dense.backend != "local" or workers == 1
                 or (est.peak_bytes + 8 * M * (geom.rank + d + 1) <= limit
                     and extra <= PARALLEL_FOLD_MEMORY_FRACTION * limit)):
             break
@@ -133,8 +143,13 @@ def dense_plan(dataset: Dataset, geom, M: int, dense: DenseOptions) -> tuple[dic
     info["certificate_peak_bytes"] = int(min(
         CERT_BYTES_PER_ENTRY * M * n_cert + CERT_BYTES_PER_SQUARE * n_cert**2 + SCRATCH_BYTES,
         limit))
+    streamed_options = {"block_rows": b, "backend": dense.backend}
+    if dense.backend == "local":
+        streamed_options["workers"] = workers
+    else:
+        streamed_options.update(scheduler=dense.scheduler, client=dense.client)
+    probe_bytes = 8 * M * (geom.rank + d + 1)  # s, z and the scales, held throughout
     if streamed:
-        probe_bytes = 8 * M * (geom.rank + d + 1)  # s, z and the scales, held throughout
         info.update(peak_bytes=int(est.peak_bytes + probe_bytes),
                     memory={**est.memory, "probes": probe_bytes}, block_rows=b, workers=workers)
         if dense.backend == "local":
@@ -142,20 +157,21 @@ def dense_plan(dataset: Dataset, geom, M: int, dense: DenseOptions) -> tuple[dic
                          f"the streamed dense test of N = {N} distributions with M = {M} probes",
                          "pass fewer --probes, shrink N, or run it on a cluster with "
                          "--backend dask --scheduler ADDRESS", field="max-memory")
-        options = {"block_rows": b, "backend": dense.backend}
-        if dense.backend == "local":
-            options["workers"] = workers
-        else:
-            options.update(scheduler=dense.scheduler, client=dense.client)
+        options = redraw = streamed_options
     else:
-        need = analysis_bytes(M, N, d)
         info.update(peak_bytes=int(need), memory={"in_memory_features": int(need)})
         check_memory(need, limit, f"the dense test of N = {N} distributions with M = {M} probes "
                      "in memory", "pass --stream (bounded memory), fewer --probes, or shrink N",
                      field="max-memory")
         options = None
-    _whole_run(info, est, N, d, M, tokens, streamed, dense, probe_bytes if streamed else 0)
-    return info, options
+        # a confirmation draw (made when the certificate fails) holds the first draw's
+        # matrices besides its own: streamed when that would not fit (automatic mode only)
+        redraw = (streamed_options if dense.stream is None and M >= n_cols
+                  and redraw_bytes(M, N, d) > limit else None)
+    info["confirmation_mode"] = "in_memory" if redraw is None else "streamed"
+    _whole_run(info, est, N, d, M, tokens, streamed, dense, probe_bytes if streamed else 0,
+               redraw_streamed=redraw is not None)
+    return info, options, redraw
 
 
 #: Bytes the in-memory dense test adds at its peak, per entry of the M x N feature matrix
@@ -164,7 +180,7 @@ IN_MEMORY_BYTES_PER_ENTRY = 4.5 * 8
 
 
 def _whole_run(info: dict, est, N: int, d: int, M: int, tokens: int, streamed: bool,
-               dense: DenseOptions, probe_bytes: int) -> None:
+               dense: DenseOptions, probe_bytes: int, redraw_streamed: bool = False) -> None:
     """Add the time and memory of every stage to ``info`` (the estimate printed before any
     costly stage covers them all): ``time`` (seconds by stage name, as the progress
     messages name them: :func:`ntkcheck.injectivity.estimate.stage_seconds`, and the exact
@@ -187,9 +203,11 @@ def _whole_run(info: dict, est, N: int, d: int, M: int, tokens: int, streamed: b
         t["exact test"] = cost.seconds
         info["exact"] = cost.to_dict()
     redraw = ("features and factorisation", "features", "QR", "partial spectrum", "SVD")
+    t2 = t if streamed or not redraw_streamed else stage_seconds(
+        N, d, M, max(tokens, 1), streamed=True, partial=partial, cert_rows=M, r=rates, stream=est)
     resident = resident_bytes()
     info.update(time=t, seconds=float(sum(t.values())),
-                confirmation_seconds=float(sum(t.get(k, 0.0) for k in redraw)),
+                confirmation_seconds=float(sum(t2.get(k, 0.0) for k in redraw)),
                 stage_bytes=stage_bytes, resident_bytes=int(resident),
                 peak_resident_bytes=int(resident + max(stage_bytes.values())),
                 covers=f"every stage of one analysis: {', '.join(t)} (time by stage); a "

@@ -32,7 +32,7 @@ from .files import FileReport, Skipped, worst_exit_code
 __all__ = ["SCHEMA_VERSION", "TIMING_FIELDS", "document", "envelope", "render", "schema"]
 
 #: Version of the document layout (``MAJOR.MINOR``).
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 #: Fields that differ from run to run (dotted paths): timings, and the estimate's times and
 #: resident memory (present when the dense test ran; the exact parts when the test may run).
 TIMING_FIELDS = ("exact.time", "settings.estimate.time", "settings.estimate.seconds",

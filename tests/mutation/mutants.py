@@ -390,4 +390,18 @@ MUTANTS = [
     m("ntkcheck/injectivity/triangle.py", "    sigma = np.sqrt(np.maximum(lam[::-1], 0.0))\n",
       "    sigma = np.sqrt(np.maximum(lam, 0.0))\n",
       "issue22 spectrum: the Gram route's values in ascending order"),
+    # the stream decision by the in-memory model, the confirmation draw planned on its own
+    m(PL, "        dense.stream is None and need > limit))\n",
+      "        dense.stream is None and need >= limit))\n",
+      "issue22 plan: in memory only below the limit, not at it"),
+    m(PL, "                  and redraw_bytes(M, N, d) > limit else None)\n",
+      "                  and redraw_bytes(M, N, d) >= limit else None)\n",
+      "issue22 plan: the confirmation draw streamed at the limit already"),
+    m(PL, "                  and redraw_bytes(M, N, d) > limit else None)\n",
+      "                  and False else None)\n",
+      "issue22 plan: the confirmation draw never streamed"),
+    m(PL, "    need = analysis_bytes(M, N, d, reuse)\n", "    need = analysis_bytes(M, N, d)\n",
+      "issue22 plan: the certificate's reuse of the features pass ignored in the model"),
+    m("ntkcheck/injectivity/certify.py", "                    norms.append(_norm_up(fr))\n",
+      "                    pass\n", "issue22 cert: the block radii left out of ||Rad||_F"),
 ]
