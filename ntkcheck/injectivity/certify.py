@@ -43,6 +43,7 @@ proves along the way.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -262,11 +263,17 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
             return fmid[:, j0 - d - 1:j1 - d - 1]
         return np.column_stack([np.ones(Mp), zs, fmid[:, :max(j1 - d - 1, 0)]])[:, j0:j1]
 
+    starts = range(0, n_cols, step)
     col = np.empty(n_cols)
-    with np.errstate(over="ignore", under="ignore"):
-        for j0 in range(0, n_cols, step):
-            j1 = min(n_cols, j0 + step)
+
+    def norm_block(j0: int) -> None:
+        j1 = min(n_cols, j0 + step)
+        with np.errstate(over="ignore", under="ignore"):  # (per thread: set in each block)
             col[j0:j1] = _norm_up(_times_power_of_two(original(j0, j1), row_exp), axis=0)
+
+    # the column blocks on every core (numpy's elementwise passes run on one thread each)
+    with ThreadPoolExecutor(_workers()) as pool:
+        list(pool.map(norm_block, starts))
     _, e = np.frexp(np.where((col > 0) & np.isfinite(col), col, 1.0))
     col_exp = -(e - 1)  # any power of two is valid; this one brings column norms into [1, 2)
     # scale in column blocks; 2^k scaling is exact unless the result overflows (caught below)
@@ -275,39 +282,52 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
     # the F columns' radii, scaled block by block: a view of frad (scaled in place), or a new
     # block computed from the features pass (:class:`ntkcheck.injectivity.reuse.PassRadii`)
     radii = frad.columns if lazy else functools.partial(_view_columns, frad)
-    norms, max_rad, finite = [], 0.0, True
-    inexact = 0
-    with np.errstate(over="ignore", under="ignore"):
-        for j0 in range(0, n_cols, step):
-            j1 = min(n_cols, j0 + step)
-            blk = A[:, j0:j1]
-            orig = original(j0, j1)
-            blk[...] = _times_power_of_two(orig, row_exp, col_exp[j0:j1])
-            ti, tj = np.nonzero(np.abs(blk) < _TINY)  # (the small entries: maybe subnormal)
-            if ti.size:
-                back = np.ldexp(blk[ti, tj], -(row_exp[ti] + col_exp[j0 + tj]))
-                inexact += int(np.count_nonzero(back != orig[ti, tj]))
-            f0, f1 = max(j0, d + 1), j1
-            if f1 > f0:  # radii of the F columns: exact but when subnormal (1 ulp added then)
-                fr = radii(f0 - d - 1, f1 - d - 1)
-                if lazy and not np.all(np.isfinite(fr)):
-                    return unenclosed()
-                fr[...] = _times_power_of_two(fr, row_exp, col_exp[f0:f1])
-                tiny = fr < _TINY
-                fr[tiny] = np.nextafter(fr[tiny], np.inf)
-                finite = finite and bool(np.all(np.isfinite(fr)))
-                if finite and fr.size:  # ||Rad||_F from the blocks' upper bounds
-                    norms.append(_norm_up(fr))
-                    max_rad = max(max_rad, float(fr.max()))
-                del fr
-    if not (np.all(np.isfinite(A)) and finite):
+
+    def scale_block(j0: int) -> tuple[bool, int, bool, float | None, float]:
+        """(enclosed, inexact, finite, ||rad block||_F bound or None, max rad) of one block."""
+        with np.errstate(over="ignore", under="ignore"):  # (per thread: set in each block)
+            return _scale_block(j0)
+
+    def _scale_block(j0: int) -> tuple[bool, int, bool, float | None, float]:
+        j1 = min(n_cols, j0 + step)
+        blk = A[:, j0:j1]
+        orig = original(j0, j1)
+        blk[...] = _times_power_of_two(orig, row_exp, col_exp[j0:j1])
+        inexact, norm, top = 0, None, 0.0
+        ti, tj = np.nonzero(np.abs(blk) < _TINY)  # (the small entries: maybe subnormal)
+        if ti.size:
+            back = np.ldexp(blk[ti, tj], -(row_exp[ti] + col_exp[j0 + tj]))
+            inexact = int(np.count_nonzero(back != orig[ti, tj]))
+        finite = bool(np.all(np.isfinite(blk)))
+        f0, f1 = max(j0, d + 1), j1
+        if f1 > f0:  # radii of the F columns: exact but when subnormal (1 ulp added then)
+            fr = radii(f0 - d - 1, f1 - d - 1)
+            if lazy and not np.all(np.isfinite(fr)):
+                return False, 0, False, None, 0.0
+            fr[...] = _times_power_of_two(fr, row_exp, col_exp[f0:f1])
+            tiny = fr < _TINY
+            fr[tiny] = np.nextafter(fr[tiny], np.inf)
+            finite = finite and bool(np.all(np.isfinite(fr)))
+            if finite and fr.size:  # ||Rad||_F from the blocks' upper bounds
+                norm, top = float(_norm_up(fr)), float(fr.max())
+        return True, inexact, finite, norm, top
+
+    with ThreadPoolExecutor(_workers()) as pool:
+        blocks = list(pool.map(scale_block, starts))  # (in block order: the same sums)
+    if not all(b[0] for b in blocks):
+        return unenclosed()
+    if not all(b[2] for b in blocks):
         return result(False, np.nan, "overflow when scaling the matrix", col_exp)
+    inexact = sum(b[1] for b in blocks)
+    norms = [b[3] for b in blocks if b[3] is not None]
+    max_rad = max((b[4] for b in blocks), default=0.0)
     # ||Rad||_F^2 is the sum of the blocks' squares: the 2-norm of their upper bounds bounds it;
     # each inexactly scaled entry is within 2^-1074 of its exact value
     radn = float(_up(_norm_up(np.asarray(norms, float)) + np.sqrt(inexact) * 2 * _ETA, 2))
     max_rad = max_rad + (2 * _ETA if inexact else 0.0) if norms else 0.0
-    del radii, frad, original  # M' x n numbers fewer while the factorisation runs
-    fmid = None  # (the entries' midpoints, when this function made them)
+    # M' x n numbers fewer while the factorisation runs (the entries' midpoints and radii, when
+    # this function made them; the block functions hold these names, so they are rebound)
+    radii = frad = fmid = None
     work.add(steps["scaling"])
     sig, note = float_sigma_lower_bound(A, work, need=radn)
     work.add(work.total)  # every step done (a second shift or the fallback counted beyond it)
@@ -325,6 +345,12 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
 
 #: Entries of one column block of [1, Z, F] (and of its radii) in :func:`certify_independence`.
 _BLOCK_ENTRIES = 1 << 20
+
+
+def _workers() -> int:
+    from ..backends.local import usable_cores
+
+    return usable_cores()
 
 
 def _view_columns(a: np.ndarray, c0: int, c1: int) -> np.ndarray:

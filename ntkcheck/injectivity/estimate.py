@@ -372,7 +372,7 @@ def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partia
                                 2 PARTIAL_COUNT right-hand sides (4 PARTIAL_COUNT N^2 flops;
                                 in memory CHEBYSHEV_SHARE of them, each two products with
                                 R^-1, at TRMM_EFFICIENCY)
-    summary                     the scores' R^-1 and the Gram summary (4/3 N^3, 7/3 N^3 with
+    summary                     the scores' R^-1 and the Gram summary (2/3 N^3, 7/3 N^3 with
                                 the full spectrum's inverse iteration; in memory with a
                                 partial spectrum SUMMARY_PASSES passes over N^2 numbers)
     rigorous certificate        M' n^2 + n^3 flops (the Gram route; its fallback, 3 M' n^2 +
@@ -408,10 +408,10 @@ def stage_seconds(N: int, d: int, M: int, tokens: int, *, streamed: bool, partia
         t["partial spectrum"] = (CHEBYSHEV_SHARE * PARTIAL_MAX_ITER * 4 * PARTIAL_COUNT * N**2
                                  / (TRMM_EFFICIENCY * one * par))
         t["summary"] = SUMMARY_PASSES * 8 * N**2 / bandwidth
-    elif partial:
+    elif partial:  # the summary: R^-1 for the scores, tr G^2 by triangular products
         t["partial spectrum"] = (PARTIAL_MAX_ITER * 4 * PARTIAL_COUNT * N**2
                                  / (TRSM_EFFICIENCY * one * cores))
-        t["summary"] = 4 * N**3 / 3 / (SUMMARY_EFFICIENCY * one * par)
+        t["summary"] = 2 * N**3 / 3 / (SUMMARY_EFFICIENCY * one * par)
     elif gram:  # eigenvalues of the Gram matrix; the smallest direction with its R^-1
         t["SVD"] = 4 * N**3 / 3 / (EIGH_EFFICIENCY * one)
         t["summary"] = (SUMMARY_PASSES * 8 * N**2 / bandwidth

@@ -170,7 +170,7 @@ def dense_plan(dataset: Dataset, geom, M: int, dense: DenseOptions
                   and redraw_bytes(M, N, d) > limit else None)
     info["confirmation_mode"] = "in_memory" if redraw is None else "streamed"
     _whole_run(info, est, N, d, M, tokens, streamed, dense, probe_bytes if streamed else 0,
-               redraw_streamed=redraw is not None)
+               limit, redraw_streamed=redraw is not None)
     return info, options, redraw
 
 
@@ -180,7 +180,8 @@ IN_MEMORY_BYTES_PER_ENTRY = 4.5 * 8
 
 
 def _whole_run(info: dict, est, N: int, d: int, M: int, tokens: int, streamed: bool,
-               dense: DenseOptions, probe_bytes: int, redraw_streamed: bool = False) -> None:
+               dense: DenseOptions, probe_bytes: int, limit: int,
+               redraw_streamed: bool = False) -> None:
     """Add the time and memory of every stage to ``info`` (the estimate printed before any
     costly stage covers them all): ``time`` (seconds by stage name, as the progress
     messages name them: :func:`ntkcheck.injectivity.estimate.stage_seconds`, and the exact
@@ -193,11 +194,15 @@ def _whole_run(info: dict, est, N: int, d: int, M: int, tokens: int, streamed: b
     rates = measure_rates()
     t = stage_seconds(N, d, M, max(tokens, 1), streamed=streamed, partial=partial,
                       cert_rows=M, r=rates, stream=est)
-    held = (8 * N * N + probe_bytes if streamed
-            else 2 * 8 * M * N + 8 * N * N)  # what the certificate finds in memory
+    resident = resident_bytes()
+    if streamed:  # the certificate takes the probe rows that fit the limit beside what is held
+        held = 8 * N * N + probe_bytes
+        cert = min(held + info["certificate_peak_bytes"], max(limit - resident, held))
+    else:  # the in-memory model covers the certificate (resources.analysis_bytes)
+        cert = info["peak_bytes"]
     stage_bytes = {"features": int(info["peak_bytes"] if streamed else
                                    IN_MEMORY_BYTES_PER_ENTRY * M * N + _chunk_bytes()),
-                   "rigorous certificate": int(held + info["certificate_peak_bytes"])}
+                   "rigorous certificate": int(cert)}
     cost = dense.exact_cost() if dense.exact_cost is not None else None
     if cost is not None:
         t["exact test"] = cost.seconds
@@ -205,7 +210,6 @@ def _whole_run(info: dict, est, N: int, d: int, M: int, tokens: int, streamed: b
     redraw = ("features and factorisation", "features", "QR", "partial spectrum", "SVD")
     t2 = t if streamed or not redraw_streamed else stage_seconds(
         N, d, M, max(tokens, 1), streamed=True, partial=partial, cert_rows=M, r=rates, stream=est)
-    resident = resident_bytes()
     info.update(time=t, seconds=float(sum(t.values())),
                 confirmation_seconds=float(sum(t2.get(k, 0.0) for k in redraw)),
                 stage_bytes=stage_bytes, resident_bytes=int(resident),

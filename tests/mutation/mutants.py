@@ -404,4 +404,8 @@ MUTANTS = [
       "issue22 plan: the certificate's reuse of the features pass ignored in the model"),
     m("ntkcheck/injectivity/certify.py", "                    norms.append(_norm_up(fr))\n",
       "                    pass\n", "issue22 cert: the block radii left out of ||Rad||_F"),
+    # tr G^2 by triangular products, by symmetry
+    m(SU, "        total += 2.0 * float(np.einsum(\"ij,ij->\", C[:a], C[:a]))\n",
+      "        total += float(np.einsum(\"ij,ij->\", C[:a], C[:a]))\n",
+      "issue22 summary: the blocks above the diagonal of G counted once"),
 ]
