@@ -283,7 +283,7 @@ MUTANTS = [
     m(V, "        for rho in (rho, _written_spread(dist, transform) if dist.rounded_inputs else 0.0):\n",
       "        for rho in (rho,):\n", "issue19 verify: no own scale from the written law"),
     # ---- issue 22: the certificate's enclosure from the features pass (reuse.py)
-    m(RU, "            blk += np.multiply.outer(zeta[a:a + step], g_rho)\n", "",
+    m(RU, "                blk += np.multiply.outer(self.zeta[a:a + step], g_rho)\n", "",
       "issue22 reuse: score rounding term dropped"),
     m(RU, "    per_col = (g_log * wmax + (d * d + 4 * d + 8) * _ETA + dlw\n",
       "    per_col = ((d * d + 4 * d + 8) * _ETA + dlw\n",
@@ -402,8 +402,10 @@ MUTANTS = [
       "issue22 plan: the confirmation draw never streamed"),
     m(PL, "    need = analysis_bytes(M, N, d, reuse)\n", "    need = analysis_bytes(M, N, d)\n",
       "issue22 plan: the certificate's reuse of the features pass ignored in the model"),
-    m("ntkcheck/injectivity/certify.py", "                    norms.append(_norm_up(fr))\n",
-      "                    pass\n", "issue22 cert: the block radii left out of ||Rad||_F"),
+    m("ntkcheck/injectivity/certify.py",
+      "                norm, top = float(_norm_up(fr)), float(fr.max())\n",
+      "                norm, top = 0.0, float(fr.max())\n",
+      "issue22 cert: the block radii left out of ||Rad||_F"),
     # tr G^2 by triangular products, by symmetry
     m(SU, "        total += 2.0 * float(np.einsum(\"ij,ij->\", C[:a], C[:a]))\n",
       "        total += float(np.einsum(\"ij,ij->\", C[:a], C[:a]))\n",
