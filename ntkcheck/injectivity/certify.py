@@ -55,6 +55,7 @@ from ..errors import InputError
 from .enclosure import (_NO_FLINT, ARB_PREC, DEFAULT_BUDGET, SCRATCH_BYTES, _enclose_apriori,
                         _enclose_arb, _have_flint, _validate, _work, feature_enclosure)
 from .. import resources
+from ..backends.local import usable_cores
 from ..dataset import Dataset
 from ..resources import default_max_memory, format_bytes
 from ..progress import Progress, Work
@@ -272,7 +273,7 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
             col[j0:j1] = _norm_up(_times_power_of_two(original(j0, j1), row_exp), axis=0)
 
     # the column blocks on every core (numpy's elementwise passes run on one thread each)
-    with ThreadPoolExecutor(_workers()) as pool:
+    with ThreadPoolExecutor(usable_cores()) as pool:
         list(pool.map(norm_block, starts))
     _, e = np.frexp(np.where((col > 0) & np.isfinite(col), col, 1.0))
     col_exp = -(e - 1)  # any power of two is valid; this one brings column norms into [1, 2)
@@ -312,7 +313,7 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
                 norm, top = float(_norm_up(fr)), float(fr.max())
         return True, inexact, finite, norm, top
 
-    with ThreadPoolExecutor(_workers()) as pool:
+    with ThreadPoolExecutor(usable_cores()) as pool:
         blocks = list(pool.map(scale_block, starts))  # (in block order: the same sums)
     if not all(b[0] for b in blocks):
         return unenclosed()
@@ -345,12 +346,6 @@ def certify_independence(distributions: Sequence[Distribution], z: np.ndarray, *
 
 #: Entries of one column block of [1, Z, F] (and of its radii) in :func:`certify_independence`.
 _BLOCK_ENTRIES = 1 << 20
-
-
-def _workers() -> int:
-    from ..backends.local import usable_cores
-
-    return usable_cores()
 
 
 def _view_columns(a: np.ndarray, c0: int, c1: int) -> np.ndarray:

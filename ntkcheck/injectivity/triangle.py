@@ -154,7 +154,8 @@ def gram_singular_values(tri: GramTriangle) -> tuple[np.ndarray, float, float]:
     |sigma_i^2 - sigma_i(A)^2| (Weyl: G's own rounding e, plus the eigensolver's backward
     error, first order as the SVD's in :mod:`ntkcheck.injectivity.spectrum`: 4 N u ||G||_2
     <= 4 N u tr(G), typically u sqrt(N) tr(G)). So |sigma_i - sigma_i(A)| <= e' / sigma_i, and
-    R, whose R^T R is within e of A^T A as well, has the same values within that."""
+    R, whose R^T R is within e of A^T A as well, has the same values within that. G is
+    overwritten (``tri.gram`` is spent)."""
     G = tri.gram
     N = G.shape[0]
     trace = float(_up(np.diagonal(G).sum(), N))
