@@ -68,6 +68,38 @@ def test_fast_certificate_both_sides():
     assert fast(Spectrum(np.array([1.0, 1e-3]), 2e-3, 0.0, R, np.zeros(2), beta)) is None
 
 
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_weighted_upper_bound_skips_only_a_hopeless_gate(monkeypatch, seed):
+    """On a partial spectrum the per-column gate first takes ||R v|| / ||beta v|| (v the smallest
+    right vector already computed, plus the rounding of R v): an upper bound of
+    sigma_min(R diag(1/beta)) (checked against LAPACK's SVD, for a random and a nearly
+    dependent triangle, and for any v). When it is below the gate's bar the gate fails without
+    the iteration (weighted_smallest is not called); above it, the iteration decides."""
+    rng = np.random.default_rng(seed)
+    N = 40
+    A = rng.standard_normal((2 * N, N))
+    A[:, 5] = A[:, 3] + 2 * A[:, 7] + 1e-13 * rng.standard_normal(2 * N)
+    R = np.linalg.qr(A, mode="r")
+    beta = 10.0 ** rng.uniform(-14, -10, N)
+    exact = np.linalg.svd(R / beta[None, :], compute_uv=False)[-1]
+    V = np.linalg.svd(R)[2].T[:, ::-1]
+    for v in (V[:, :1], rng.standard_normal((N, 1))):
+        bounds = [Spectrum(np.array([1.0]), 0.0, 0.0, Rk, np.zeros(N), beta, vectors=v,
+                           columns=N).weighted_upper_bound()
+                  for Rk in (np.ascontiguousarray(R), np.asfortranarray(R))]  # both layouts
+        assert min(bounds) >= exact  # (R v rounds differently in the two layouts)
+    spec = Spectrum(np.array([1e-13]), 1.0, 0.0, R, np.zeros(N), beta, vectors=V[:, :1],
+                    columns=N)
+    assert spec.weighted_upper_bound() <= np.sqrt(N)
+    called = []
+    monkeypatch.setattr(Spectrum, "weighted_smallest", lambda self: called.append(1) or 0.0)
+    assert decide_module._fast_certificate(spec) is None and not called
+    wide = Spectrum(np.array([1e-13]), 1.0, 0.0, R, np.zeros(N), np.full(N, 1e-30),
+                    vectors=V[:, :1], columns=N)
+    assert wide.weighted_upper_bound() > np.sqrt(N)
+    assert decide_module._fast_certificate(wide) is None and called
+
 # ---- probes.py: probe law ---------------------------------------------------------------------
 
 def _geometry_with(spreads):

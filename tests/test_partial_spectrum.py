@@ -419,3 +419,59 @@ def test_explicit_inverse_stops_at_condition_1e6(smallest, inverted):
     assert (W is not None) == inverted
     if inverted:
         np.testing.assert_allclose(W @ R, np.eye(50), atol=1e-12)
+
+
+def _count_solves(monkeypatch) -> list:
+    calls = []
+    real = it._solve_in_place
+
+    def counted(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(it, "_solve_in_place", counted)
+    return calls
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_locked_null_direction_lets_the_filter_run(monkeypatch, seed):
+    """An exact dependency (sigma at round-off level, 1 / sigma^2 ~ 1e28 times the block's
+    bottom) and a 1e-6 column on the solving path (R too ill conditioned to invert): once
+    settled they are locked (kept, and projected off both halves of every later product), so
+    the Chebyshev filter runs on the rest. All 16 values then agree with LAPACK's SVD to
+    1e-12 relative (plus the round-off level u ||R|| sqrt(N)) in at most 40 products, where the
+    plain iteration (degree 1) needs more than 40 on these triangles (46-52 measured) and stops
+    further from the SVD, and the filter without locking (no gain limit) is swamped by the null
+    direction: it reaches the product budget with values off by more than 1e-3."""
+    N = it.EXPLICIT_INVERSE_MIN_N + 100
+    R = _triangle(N, seed, null=True)
+    sv = sla.svdvals(R)[-16:]
+    floor = np.finfo(float).eps * np.abs(R).max() * np.sqrt(N)
+    calls = _count_solves(monkeypatch)
+    s, V = smallest_singular_triplets(R, 16)
+    assert len(calls) <= 40
+    assert np.all(np.abs(s - sv) <= 1e-12 * sv + floor)
+    assert np.all(s >= sv * (1 - 1e-13) - floor)
+    np.testing.assert_allclose(V.T @ V, np.eye(16), atol=1e-12)
+    calls.clear()
+    monkeypatch.setattr(it, "CHEBYSHEV_DEGREE", 1)
+    plain, _ = smallest_singular_triplets(R, 16)
+    assert len(calls) > 40
+    monkeypatch.setattr(it, "CHEBYSHEV_DEGREE", 4)
+    monkeypatch.setattr(it, "CHEBYSHEV_MAX_GAIN", np.inf)
+    swamped, _ = smallest_singular_triplets(R, 16)
+    assert np.max(np.abs(swamped - sv) / sv) > 1e-3
+
+
+def test_filter_degree_keeps_the_gain_bounded():
+    """The degree chosen for a block is the largest k <= CHEBYSHEV_DEGREE with
+    T_k(2 ratio - 1) <= CHEBYSHEV_MAX_GAIN; T_k is checked against the three-term recurrence
+    T_(k+1)(x) = 2 x T_k(x) - T_(k-1)(x)."""
+    for ratio in (1.0, 1.3, 30.0, 1e4, 1e30):
+        x = 2 * ratio - 1
+        t = [1.0, x]
+        for _ in range(3):
+            t.append(2 * x * t[-1] - t[-2])
+        for k in range(1, 5):
+            assert it._chebyshev_gain(k, ratio) == pytest.approx(t[k], rel=1e-12)
+    assert it._chebyshev_gain(4, 1e80) == np.inf

@@ -45,18 +45,24 @@ from .geometry import NOISE_SAFETY
 from .probes import ProbeSet, Whitening
 
 __all__ = ["FeatureMatrix", "FeatureBlocks", "feature_matrix", "centred_each", "stream_applies",
-           "stream_block_rows", "STREAM_THRESHOLD_BYTES", "STREAM_BLOCK_ELEMENTS", "NOISE_SAFETY"]
+           "stream_block_rows", "STREAM_THRESHOLD_BYTES", "STREAM_BLOCK_ELEMENTS",
+           "STREAM_MIN_BLOCK_ROWS", "NOISE_SAFETY"]
 
 _U = np.finfo(float).eps / 2  # unit round-off
 #: The dense test streams its probe blocks (never holding the M x N feature matrix, see
 #: :func:`streamed_feature_matrix`) when M N 8 bytes exceed this; None: only the memory limit
 #: decides (:func:`ntkcheck.injectivity.plan.dense_plan`: when the in-memory test would not fit).
 STREAM_THRESHOLD_BYTES: int | None = None
-#: Target number of float64 entries in one streamed block [B_w | F_w] (2^25 = 256 MiB): taller
-#: blocks make each ``dtpqrt`` fold more compute-bound (N = 12000: 44 GFLOP/s with 600-row
-#: blocks, 55 with 1200, on 2 threads).
-STREAM_BLOCK_ELEMENTS = 1 << 25
-
+#: Target number of float64 entries in one streamed block [B_w | F_w] (2^27 = 1 GiB): taller
+#: blocks make each ``dtpqrt`` fold more compute-bound (N = 20000, 2 threads: 64 GFLOP/s with
+#: 1675-row blocks, 66-70 with 2504, 82 with 4096, 85-88 with 5008; N = 12000: 44 with 600,
+#: 55 with 1200). The memory plan halves the blocks while the streamed test would not fit.
+STREAM_BLOCK_ELEMENTS = 1 << 27
+#: Bounds of the streamed block height: at least this many blocks (for progress and parallel
+#: folds), and rows within [STREAM_MIN_BLOCK_ROWS, STREAM_MAX_BLOCK_ROWS].
+STREAM_MIN_BLOCKS = 8
+STREAM_MIN_BLOCK_ROWS = 64
+STREAM_MAX_BLOCK_ROWS = 8192
 
 
 def stream_applies(M: int, N: int, stream: bool | None = None) -> bool:
@@ -69,9 +75,11 @@ def stream_applies(M: int, N: int, stream: bool | None = None) -> bool:
 
 def stream_block_rows(n_cols: int, M: int) -> int:
     """Probe rows per streamed block: about :data:`STREAM_BLOCK_ELEMENTS` / n_cols and at most
-    M / 16 (at least 16 blocks, for progress and parallel folds), within [64, 4096]."""
-    b = min(STREAM_BLOCK_ELEMENTS // max(n_cols, 1), -(-M // 16))
-    return int(max(1, min(M, max(64, min(4096, b)))))
+    M / :data:`STREAM_MIN_BLOCKS`, within [:data:`STREAM_MIN_BLOCK_ROWS`,
+    :data:`STREAM_MAX_BLOCK_ROWS`] (and at most M)."""
+    b = min(STREAM_BLOCK_ELEMENTS // max(n_cols, 1), -(-M // STREAM_MIN_BLOCKS))
+    b = max(STREAM_MIN_BLOCK_ROWS, min(STREAM_MAX_BLOCK_ROWS, b))
+    return int(max(1, min(M, b)))
 
 
 @dataclass(frozen=True)
@@ -350,7 +358,10 @@ class FeatureBlocks:
         out[:, 0] = omega
         out[:, 1:p] = self.s[sl] * omega[:, None]
         np.multiply(F, omega[:, None], out=out[:, p:])
-        base_sq = _base_sq(z, F, omega, self.entry)
+        # row chunks keep base's temporaries at CHUNK_ELEMENTS entries (as feature_matrix)
+        base_sq = np.zeros(F.shape[1])
+        for rows in chunks(F.shape[0], F.shape[1]):
+            base_sq += _base_sq(z[rows], F[rows], omega[rows], self.entry)
         fw_sq = np.einsum("mi,mi->i", out[:, p:], out[:, p:])
         return out, base_sq, fw_sq
 

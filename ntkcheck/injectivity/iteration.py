@@ -34,6 +34,12 @@ EXPLICIT_INVERSE_MIN_N = 500
 #: values within 4e-13 of LAPACK's SVD, against 60 products (the limit), 2.6 s and 9e-8 for
 #: the plain iteration; degrees 2, 3 and 6 took 35, 34 and 37.
 CHEBYSHEV_DEGREE = 4
+#: Largest gain T_k(2 lambda / b - 1) the filter may give one direction of the block over its
+#: bottom b: columns whose sizes differ by g keep the weaker directions to u g relative
+#: through the orthogonalisation, so 1 / sqrt(u) keeps them to sqrt(u) (an error in a vector
+#: enters its Ritz value squared: u). Directions beyond it are locked once settled, the
+#: filter's degree lowered for the rest (1: plain steps).
+CHEBYSHEV_MAX_GAIN = 1.0 / np.sqrt(np.finfo(float).eps / 2)
 
 
 def largest_singular_value(R: np.ndarray, block: int = 8, iterations: int = 50,
@@ -70,11 +76,17 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
     solves (BLAS dtrsm) with 2 ``count`` right-hand sides per step (oversampled), then
     Rayleigh-Ritz (the SVD of the thin A X); when R is well conditioned (N above
     :data:`EXPLICIT_INVERSE_MIN_N`, :func:`_explicit_inverse`; or ``inverse`` = R^-1 given),
-    two triangular products with R^-1 instead of the solves, and each step applies a Chebyshev
-    filter of degree :data:`CHEBYSHEV_DEGREE` instead of one product (damping the Ritz
+    two triangular products with R^-1 instead of the solves. Each step applies a Chebyshev
+    filter of degree up to :data:`CHEBYSHEV_DEGREE` instead of one product (damping the Ritz
     interval below the block, so that clustered values converge in a fraction of the
-    products). Plain, the j-th value converges like (sigma_j / sigma_(2 count + 1))^2 per
-    product; ``max_iter`` counts the products. It stops when none of the ``count`` smallest
+    products): the largest degree whose gain over the block stays within
+    :data:`CHEBYSHEV_MAX_GAIN`. Settled Ritz pairs beyond that gain (an exact dependency: 1 /
+    sigma^2 at 1e28 times the rest) are locked: kept in the basis, and their right and left
+    directions (x and A^-T x) projected off the block between and after the two halves of
+    every later product, so that the filter runs on the rest (one-sided, the round-off of
+    A^-T along a locked direction, amplified by 1 / sigma^2, swamps the block). Plain, the
+    j-th value converges like (sigma_j / sigma_(2 count + 1))^2 per product; ``max_iter``
+    counts the products. It stops when none of the ``count`` smallest
     Ritz values of (A^T A)^-1 on the current block (eigenvalues of X^T A^-1 A^-T X, as
     sigma = mu^(-1/2)) moves by more than ``rtol`` relative (or after ``max_iter`` steps). Diagonal
     entries of R below u max|R| are raised to u max|R| while solving (an exactly singular R
@@ -118,52 +130,96 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
             pool = stack.enter_context(ThreadPoolExecutor(max(1, min(usable_cores(),
                                                                      work // 16))))
 
-        def apply(Y: np.ndarray) -> np.ndarray:
+        def apply(Y: np.ndarray, left: np.ndarray | None = None) -> np.ndarray:
             # A^-1 A^-T Y: two BLAS-3 triangular solves (R^T V = Y / c, R Z' = V), or two
-            # triangular products with R^-1 when it is well conditioned
+            # triangular products with R^-1 when it is well conditioned; with ``left`` (locked
+            # left directions, orthonormal), V is projected off them between the two
+            between = None if left is None or left.shape[1] == 0 else (
+                lambda V: _project_out(left, V))
             if inverse is None:
-                return _solve_in_place(R, np.asfortranarray(Y / c[:, None]), pool) / c[:, None]
-            return _inverse_times(inverse, Y / c[:, None]) / c[:, None]
+                return _solve_in_place(R, np.asfortranarray(Y / c[:, None]), pool,
+                                       between) / c[:, None]
+            return _inverse_times(inverse, Y / c[:, None], between) / c[:, None]
 
-        degree = CHEBYSHEV_DEGREE if inverse is not None else 1
-        steps = _Steps(-(-max_iter // degree), progress, stage)
-        applied = 0
+        def half_apply(Y: np.ndarray) -> np.ndarray:
+            # A^-T Y = R^-T (Y / c)
+            if inverse is None:
+                return scipy.linalg.blas.dtrsm(1.0, R, np.asfortranarray(Y / c[:, None]),
+                                               lower=0, trans_a=1)
+            return scipy.linalg.blas.dtrmm(1.0, inverse, np.asfortranarray(Y / c[:, None]),
+                                           side=0, lower=0, trans_a=1)
+
+        degree = CHEBYSHEV_DEGREE
+        steps = _Steps(max_iter, progress, stage)
+        applied, lock, mu_lock = 0, 0, np.zeros(0)  # X[:, :lock] are locked Ritz vectors
+        UL = np.zeros((N, 0))  # and UL their left directions
         while applied < max_iter:
-            Z = apply(X)
+            XL, XU = X[:, :lock], X[:, lock:]
+            Z = apply(XU, UL)
             applied += 1
             if not np.all(np.isfinite(Z)):
                 break
-            # convergence test on the Ritz values of (A^T A)^-1 on span(X) (X orthonormal):
-            # eigenvalues mu of X^T Z, sigma ~ mu^(-1/2), no extra pass over R
+            # Rayleigh-Ritz of (A^T A)^-1 on span(XU) (X orthonormal): eigenpairs of XU^T Z,
+            # sigma ~ mu^(-1/2), no extra pass over R; XU and Z turned to its Ritz vectors
             # (scipy's BLAS and LAPACK, as for the products: numpy may bundle another BLAS,
             # whose idle threads spinning after a call slowed each step twofold on 2 cores;
             # and on one thread: the QR of the thin N x 2 count block took 35 ms on two
             # threads, 7 ms on one, N = 4000)
             with small():
-                H = scipy.linalg.blas.dgemm(1.0, X, Z, trans_a=1)
-                mu_all = scipy.linalg.eigh((H + H.T) / 2, eigvals_only=True,
-                                           check_finite=False)
-            mu = mu_all[work - count:]
+                H = scipy.linalg.blas.dgemm(1.0, XU, Z, trans_a=1)
+                mu_u, E = scipy.linalg.eigh((H + H.T) / 2, check_finite=False)
+                XU = scipy.linalg.blas.dgemm(1.0, XU, E)
+                Z = scipy.linalg.blas.dgemm(1.0, Z, E)
+            mu = np.sort(np.concatenate([mu_u, mu_lock]))[work - count:]
             with np.errstate(divide="ignore", invalid="ignore"):
                 s = 1.0 / np.sqrt(np.maximum(mu, 0.0))
-            done = prev is not None and np.all(np.abs(s - prev) <= rtol * s + atol)
+                settled = (np.zeros(count, bool) if prev is None
+                           else np.abs(s - prev) <= rtol * s + atol)
+            done = bool(np.all(settled))
+            if not done:
+                # lock the settled Ritz pairs at the dominant end that the filter could not
+                # take (gain above CHEBYSHEV_MAX_GAIN over the block's bottom, e.g. an exact
+                # dependency at round-off level): kept as they are, and projected out of the
+                # block after every product, so that they cannot swamp the other directions
+                run = int(np.argmin(settled[::-1])) if not settled.all() else count
+                new = 0
+                while (new < min(run - lock, len(mu_u) - 1)
+                       and (mu_u[0] <= 0 or _chebyshev_gain(degree, mu_u[-1 - new] / mu_u[0])
+                            > CHEBYSHEV_MAX_GAIN)):
+                    new += 1
+                if new:
+                    keep = len(mu_u) - new
+                    XL = np.hstack([XL, XU[:, keep:]])
+                    # their left directions A^-T x / ||A^-T x||, taken off between the two
+                    # halves of every later product (two-sided: a one-sided projection leaves
+                    # u / sigma_locked^2 of them, which swamps the block at an exact dependency)
+                    UL = scipy.linalg.qr(np.hstack([UL, half_apply(XU[:, keep:])]),
+                                         mode="economic", check_finite=False)[0]
+                    mu_lock = np.concatenate([mu_lock, mu_u[keep:]])
+                    XU, Z, mu_u = XU[:, :keep], Z[:, :keep], mu_u[:keep]
+                    lock += new
             Y = Z
-            if degree > 1 and not done and mu_all[0] > 0:
-                # Chebyshev filter: T_degree of the operator mapped so that [0, b] goes to
-                # [-1, 1], b the block's smallest Ritz value (<= the work-th eigenvalue): what
-                # lies above b grows like T_degree(2 lambda / b - 1), what lies below stays
-                # within 1 (three-term recurrence, one product per degree)
-                half = float(mu_all[0]) / 2.0
-                Y0, Y = X, (Z - half * X) / half
-                for _ in range(degree - 1):
+            # Chebyshev filter of the largest degree (<= CHEBYSHEV_DEGREE) whose gain over the
+            # unlocked block stays within CHEBYSHEV_MAX_GAIN: T_k of the operator mapped so that
+            # [0, b] goes to [-1, 1], b the block's smallest Ritz value (<= the work-th
+            # eigenvalue): what lies above b grows like T_k(2 lambda / b - 1), what lies below
+            # stays within 1 (three-term recurrence, one product per degree)
+            k = 1
+            if not done and mu_u[0] > 0:
+                k = max([j for j in range(1, degree + 1)
+                         if _chebyshev_gain(j, mu_u[-1] / mu_u[0]) <= CHEBYSHEV_MAX_GAIN] or [1])
+            if k > 1:
+                half = float(mu_u[0]) / 2.0
+                Y0, Y = XU, _project_out(XL, (Z - half * XU) / half)
+                for _ in range(k - 1):
                     if applied >= max_iter:
                         break
-                    Y0, Y = Y, 2.0 * (apply(Y) - half * Y) / half - Y0
+                    Y0, Y = Y, _project_out(XL, 2.0 * (apply(Y, UL) - half * Y) / half) - Y0
                     applied += 1
                 if not np.all(np.isfinite(Y)):
                     Y = Z
             with small():
-                X = scipy.linalg.qr(Y, mode="economic", check_finite=False)[0]
+                X = scipy.linalg.qr(np.hstack([XL, Y]), mode="economic", check_finite=False)[0]
             if done:
                 break
             if progress is not None:
@@ -203,21 +259,44 @@ class _Steps:
                                      stage=self.stage, done=self.done, total=total))
 
 
-def _solve_in_place(R: np.ndarray, B: np.ndarray, pool: ThreadPoolExecutor) -> np.ndarray:
+def _chebyshev_gain(k: int, ratio: float) -> float:
+    """T_k(2 ratio - 1): how much the degree-k filter on [0, b] raises an eigenvalue ratio b
+    above b (T_k(x) = cosh(k arccosh x) for x >= 1; inf when it overflows)."""
+    x = max(2.0 * float(ratio) - 1.0, 1.0)
+    with np.errstate(over="ignore"):
+        return float(np.cosh(k * np.arccosh(x))) if np.isfinite(x) else np.inf
+
+
+def _project_out(L: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Y - L (L^T Y) for L with orthonormal columns (Y itself when L has none)."""
+    if L.shape[1] == 0:
+        return Y
+    return Y - L @ (L.T @ Y)
+
+
+def _solve_in_place(R: np.ndarray, B: np.ndarray, pool: ThreadPoolExecutor,
+                    between=None) -> np.ndarray:
     """R^-1 R^-T B for upper-triangular R, in place on the Fortran-ordered B, in column blocks
-    on the pool's threads (BLAS dtrsm releases the GIL)."""
+    on the pool's threads (BLAS dtrsm releases the GIL); ``between`` (optional) maps R^-T B,
+    in place, before the second solve."""
     trsm = scipy.linalg.blas.dtrsm
     parts = getattr(pool, "_max_workers", 1)
     cuts = np.linspace(0, B.shape[1], parts + 1).astype(int)
+    spans = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
-    def solve(ab: tuple[int, int]) -> None:
+    def solve(ab: tuple[int, int], passes: tuple[int, ...]) -> None:
         block = B[:, ab[0]:ab[1]]  # a Fortran-contiguous view: solved in place
-        for trans in (1, 0):
+        for trans in passes:
             out = trsm(1.0, R, block, lower=0, trans_a=trans, overwrite_b=1)
             if out is not block and not np.shares_memory(out, block):
                 block[...] = out
 
-    list(pool.map(solve, [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]))
+    if between is None:
+        list(pool.map(lambda ab: solve(ab, (1, 0)), spans))
+    else:
+        list(pool.map(lambda ab: solve(ab, (1,)), spans))
+        B[...] = between(B)
+        list(pool.map(lambda ab: solve(ab, (0,)), spans))
     return B
 
 

@@ -22,7 +22,7 @@ from ..resources import (_chunk_bytes, analysis_bytes, check_memory, default_max
 from .certify import CERT_BYTES_PER_ENTRY, CERT_BYTES_PER_SQUARE, SCRATCH_BYTES
 from .estimate import (blas_contention, estimate_streaming, format_seconds, measure_rates,
                        stage_seconds)
-from .features import _entry_scales, stream_applies, stream_block_rows
+from .features import STREAM_MIN_BLOCK_ROWS, _entry_scales, stream_applies, stream_block_rows
 from .spectrum import FULL_SPECTRUM_MAX_N
 
 __all__ = ["DenseOptions", "SPECTRUM_MODES", "dense_plan", "describe_estimate",
@@ -124,19 +124,23 @@ def dense_plan(dataset: Dataset, geom, M: int, dense: DenseOptions
         dense.stream is None and need > limit))
     b = stream_block_rows(n_cols, M)
     workers = usable_cores() if (have_threadpoolctl() and dense.backend == "local") else 1
+    probe_bytes = 8 * M * (geom.rank + d + 1)  # s, z and the scales, held throughout
     while True:
         est = estimate_streaming(n_cols, d, M, max(tokens, 1), b, method="householder",
                                  workers=workers, scratch_bytes=workers * _chunk_bytes(),
                                  partial=dense.partial(N, M))
+        fits = est.peak_bytes + probe_bytes <= limit
         # parallel folds each hold an R factor: worth it only while those extra factors are
         # a small part of the memory limit (one fold uses every BLAS thread at ~1.7x the
         # one-thread rate on 2 cores, so a second fold buys little and costs N^2 numbers)
         extra = 8 * (workers - 1) * n_cols**2
-        if (dense.backend != "local" or workers == 1
-                or (est.peak_bytes + 8 * M * (geom.rank + d + 1) <= limit
-                    and extra <= PARALLEL_FOLD_MEMORY_FRACTION * limit)):
+        if (dense.backend == "local" and workers > 1
+                and not (fits and extra <= PARALLEL_FOLD_MEMORY_FRACTION * limit)):
+            workers -= 1
+        elif dense.backend == "local" and not fits and b > STREAM_MIN_BLOCK_ROWS:
+            b = max(STREAM_MIN_BLOCK_ROWS, b // 2)  # shorter blocks before giving up
+        else:
             break
-        workers -= 1
     info = {"mode": "streamed" if streamed else "in_memory", "backend": dense.backend}
     n_cert = N + d + 1
     # the certificate (when reached) runs on the rows that fit the limit (rigorous_certificate)
@@ -148,7 +152,6 @@ def dense_plan(dataset: Dataset, geom, M: int, dense: DenseOptions
         streamed_options["workers"] = workers
     else:
         streamed_options.update(scheduler=dense.scheduler, client=dense.client)
-    probe_bytes = 8 * M * (geom.rank + d + 1)  # s, z and the scales, held throughout
     if streamed:
         info.update(peak_bytes=int(est.peak_bytes + probe_bytes),
                     memory={**est.memory, "probes": probe_bytes}, block_rows=b, workers=workers)

@@ -195,6 +195,26 @@ class Spectrum:
         sv = scipy.linalg.svdvals(self.triangle / beta[None, :], check_finite=False)
         return float(sv[-1]) if sv.shape[0] == beta.shape[0] else 0.0
 
+    def weighted_upper_bound(self) -> float:
+        """An upper bound of sigma_min(F_perp diag(1 / beta)) from the smallest right vector v
+        already computed (no iteration): with x = beta v, || R diag(1 / beta) x || / ||x|| =
+        ||R v|| / ||beta v||, and ||R v|| <= ||fl(R v)|| + gamma_(N+1) ||R||_F ||v|| (the rounding
+        of the triangular product: || |R| |v| || <= ||R||_F ||v||). inf when it does not apply
+        (no vector, no bounds)."""
+        beta = self.col_bound
+        if beta is None or np.any(beta <= 0) or self.vectors is None:
+            return np.inf
+        v = np.asarray(self.vectors[:, -1], dtype=float)
+        R = np.asarray(self.triangle, dtype=float)
+        # R v without copying R: a C-ordered R is the F-ordered lower triangle R^T
+        Rv = (scipy.linalg.blas.dtrmv(R.T, v, lower=1, trans=1) if R.flags.c_contiguous
+              else scipy.linalg.blas.dtrmv(np.asfortranarray(R), v))
+        N = v.shape[0]
+        gamma = (N + 1) * _U / (1 - (N + 1) * _U)
+        top = (float(np.linalg.norm(Rv))
+               + gamma * np.sqrt(float(np.einsum("ij,ij->", R, R))) * float(np.linalg.norm(v)))
+        return top * (1 + 4 * _U) / (float(np.linalg.norm(beta * v)) * (1 - 4 * _U))
+
     @property
     def null_dim(self) -> int:
         """Number of singular values at round-off level (<= noise)."""

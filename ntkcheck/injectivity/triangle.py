@@ -91,11 +91,13 @@ def _rcond_upper(R: np.ndarray) -> tuple[float, int]:
         return float(rcond), int(info)
 
 
-def inverse_times(W: np.ndarray, X: np.ndarray) -> np.ndarray:
+def inverse_times(W: np.ndarray, X: np.ndarray, between=None) -> np.ndarray:
     """W W^T X for upper-triangular W = R^-1: two BLAS-3 triangular products (on every BLAS
-    thread: each is one large call)."""
+    thread: each is one large call); ``between`` (optional) maps W^T X before the second."""
     with lapack_threads():
         Y = scipy.linalg.blas.dtrmm(1.0, W, np.asfortranarray(X), side=0, lower=0, trans_a=1)
+        if between is not None:
+            Y = np.asfortranarray(between(Y))
         return scipy.linalg.blas.dtrmm(1.0, W, Y, side=0, lower=0, overwrite_b=1)
 
 
