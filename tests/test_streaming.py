@@ -169,6 +169,36 @@ def test_estimate_recorded_and_refusal(monkeypatch):
     assert r3.settings["estimate"]["peak_bytes"] == need
 
 
+
+def test_streamed_blocks_shrink_to_fit_the_memory_limit():
+    """The streamed test's blocks (stream_block_rows: M / 8 rows here) are halved while its
+    estimated peak exceeds the memory limit, down to STREAM_MIN_BLOCK_ROWS, before it refuses:
+    limits one byte under each plan's peak give fewer parallel folds, then shorter blocks,
+    within the limit and with the same verdict; a limit no block height meets is refused, as
+    before."""
+    from ntkcheck.injectivity.features import STREAM_MIN_BLOCK_ROWS, stream_block_rows
+    rng = np.random.default_rng(3)
+    Y = list(rng.standard_normal((150, 3, 2)))
+    M = 4096
+    r = analyze(Y, exact="never", stream=True, probes=M)
+    est = r.settings["estimate"]
+    assert est["block_rows"] == stream_block_rows(150 + 3, M) == M // 8
+    limit = est["peak_bytes"] - 1
+    for _ in range(4):  # parallel folds give way first (fewer workers), then the blocks
+        r2 = analyze(Y, exact="never", stream=True, probes=M, max_memory=limit)
+        est2 = r2.settings["estimate"]
+        assert est2["peak_bytes"] <= limit and r2.verdict == r.verdict
+        if est2["block_rows"] < est["block_rows"]:
+            break
+        assert est2["workers"] < est["workers"] or est2["workers"] == 1
+        limit = est2["peak_bytes"] - 1
+    assert STREAM_MIN_BLOCK_ROWS <= est2["block_rows"] < est["block_rows"]
+    floor = analyze(Y, exact="never", stream=True, probes=M,
+                    max_memory=est2["peak_bytes"]).settings["estimate"]
+    with pytest.raises(ResourceError, match="streamed dense test"):
+        analyze(Y, exact="never", stream=True, probes=M, max_memory=1000)
+    assert floor["block_rows"] == est2["block_rows"]
+
 @pytest.fixture
 def sample(tmp_path):
     rng = np.random.default_rng(5)

@@ -221,6 +221,8 @@ def householder_fold(blocks: Iterable[np.ndarray], n_cols: int) -> Factor:
             sumsq += bsq
             R = _tpqrt(R, B, 0)
             rows += B.shape[0]
+        # released before the next block is made (a loop variable lives until reassigned)
+        del block, B
         t0 = time.perf_counter()
         t_fold += t0 - t1
     t_blocks += time.perf_counter() - t0

@@ -370,8 +370,8 @@ MUTANTS = [
       "issue22 spectrum: the Gram matrix's Frobenius norm from its upper triangle only"),
     m(IT, "CHEBYSHEV_DEGREE = 4", "CHEBYSHEV_DEGREE = 1",
       "issue22 spectrum: no Chebyshev filter (plain steps)"),
-    m(IT, "                half = float(mu_all[0]) / 2.0\n",
-      "                half = float(mu_all[-1]) / 2.0\n",
+    m(IT, "                half = float(mu_u[0]) / 2.0\n",
+      "                half = float(mu_u[-1]) / 2.0\n",
       "issue22 spectrum: Chebyshev interval up to the block's largest Ritz value"),
     # thresholds times and over 10
     m("ntkcheck/injectivity/triangle.py", "EXPLICIT_INVERSE_RCOND = 1e-6", "EXPLICIT_INVERSE_RCOND = 1e-5",
@@ -410,4 +410,16 @@ MUTANTS = [
     m(SU, "        total += 2.0 * float(np.einsum(\"ij,ij->\", C[:a], C[:a]))\n",
       "        total += float(np.einsum(\"ij,ij->\", C[:a], C[:a]))\n",
       "issue22 summary: the blocks above the diagonal of G counted once"),
+    # locking in the partial iteration, the per-column gate's bound, shrinking stream blocks
+    m(IT, "            between = None if left is None or left.shape[1] == 0 else (\n",
+      "            between = None if True else (\n",
+      "issue22 spectrum: locked directions projected off one side only"),
+    m(IT, "                if new:\n", "                if False:\n",
+      "issue22 spectrum: settled directions never locked"),
+    m(IT, "CHEBYSHEV_MAX_GAIN = 1.0 / np.sqrt(np.finfo(float).eps / 2)\n",
+      "CHEBYSHEV_MAX_GAIN = np.inf\n", "issue22 spectrum: the filter's gain unbounded"),
+    m(D, "    if spec.partial and spec.weighted_upper_bound() <= bar:\n",
+      "    if spec.partial:\n", "issue22 decide: the per-column gate skipped whatever its bound"),
+    m(PL, "        elif dense.backend == \"local\" and not fits and b > STREAM_MIN_BLOCK_ROWS:\n",
+      "        elif False:\n", "issue22 plan: streamed blocks never shortened to fit"),
 ]
