@@ -136,7 +136,7 @@ def test_partial_decision_equals_full_decision(monkeypatch, dependent):
 
 
 def test_gram_frobenius_of_a_triangle():
-    """||R^T R||_F^2 by triangular column blocks equals the dense product's (the effective rank
+    """||R^T R||_F^2 by row panels of G (one GEMM each) equals the dense product's (the effective rank
     of a partial spectrum uses it), also when N is not a multiple of the block."""
     from ntkcheck.injectivity.summary import _gram_frobenius_sq
 

@@ -407,8 +407,8 @@ MUTANTS = [
       "                norm, top = 0.0, float(fr.max())\n",
       "issue22 cert: the block radii left out of ||Rad||_F"),
     # tr G^2 by triangular products, by symmetry
-    m(SU, "        total += 2.0 * float(np.einsum(\"ij,ij->\", C[:a], C[:a]))\n",
-      "        total += float(np.einsum(\"ij,ij->\", C[:a], C[:a]))\n",
+    m(SU, "        total += 2.0 * float(np.einsum(\"ij,ij->\", C[:, e - a:], C[:, e - a:]))\n",
+      "        total += float(np.einsum(\"ij,ij->\", C[:, e - a:], C[:, e - a:]))\n",
       "issue22 summary: the blocks above the diagonal of G counted once"),
     # locking in the partial iteration, the per-column gate's bound, shrinking stream blocks
     m(IT, "            between = None if left is None or left.shape[1] == 0 else (\n",
