@@ -68,12 +68,11 @@ KAPPA_SAFETY = 4.0
 #: through memory, so wider panels mean fewer passes (N = 12000, 1200-row blocks, 2 threads:
 #: 44 / 52 / 55 / 50 GFLOP/s for 32 / 64 / 128 / 256).
 TPQRT_NB = 128
-#: Wider panels for blocks of at least :data:`TPQRT_TALL_ROWS` rows, where their longer
-#: updates pay (2 threads; N = 8000: 1600 rows 68 GFLOP/s with 128, 47 with 256; 3200 rows 63
-#: against 77; N = 20000: 2504 rows 66 against 69, 4096 rows 73 against 82, 5008 rows 77
-#: against 85).
-TPQRT_NB_TALL = 256
-TPQRT_TALL_ROWS = 3072
+#: Wider panels for taller blocks, where their longer updates pay: (rows at least, panel
+#: width), first match (2 threads; N = 8000: 1600 rows 68 GFLOP/s with 128, 47 with 256; 3200
+#: rows 63 against 77; N = 20000: 2504 rows 66 against 69, 4096 rows 73 against 82, 4958 rows
+#: 86 with 256, 88-89 with 384, 87 with 512).
+TPQRT_TALL = ((4096, 384), (3072, 256))
 
 
 class Method(str, Enum):
@@ -179,7 +178,7 @@ def _positive_diagonal(R: np.ndarray) -> np.ndarray:
 
 def _tpqrt(R: np.ndarray, B: np.ndarray, l: int, copy_b: bool = True) -> np.ndarray:
     """R factor of [R; B] in place of R (F-ordered); B is destroyed unless copied."""
-    nb = TPQRT_NB_TALL if B.shape[0] >= TPQRT_TALL_ROWS else TPQRT_NB
+    nb = next((w for rows, w in TPQRT_TALL if B.shape[0] >= rows), TPQRT_NB)
     nb = max(1, min(nb, R.shape[1]))
     Bf = np.array(B, dtype=np.float64, order="F") if copy_b else np.asfortranarray(B)
     # BLAS threads as the caller set them: several folds on threads (ntkcheck.backends.local)
