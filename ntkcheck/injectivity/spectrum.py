@@ -24,8 +24,10 @@ Partial spectrum (large N)
     N = 20000). Beyond :data:`FULL_SPECTRUM_MAX_N` columns (or when asked for:
     ``analyze(spectrum="partial")``) the test computes only the :data:`PARTIAL_COUNT`
     smallest singular triplets of R, by block inverse subspace iteration (two triangular
-    solves with that many right-hand sides per step, O(N^2) each) and a Rayleigh-Ritz step,
-    and the largest singular value by power iteration. The decision then uses these values
+    solves, or two products with R^-1, with twice that many right-hand sides per product,
+    O(N^2) each; Rayleigh-Ritz, a Chebyshev filter and locking of settled directions:
+    :func:`ntkcheck.injectivity.iteration.smallest_singular_triplets`), and the largest
+    singular value by power iteration. The decision then uses these values
     only; the uncomputed ones lie above the computed block. Ritz values are upper bounds of the
     singular values they approximate, which is why a partial spectrum never certifies anything
     by itself: ``injective`` still needs the rigorous certificate (or, as numerical evidence,
