@@ -172,7 +172,7 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
                 # take (gain above CHEBYSHEV_MAX_GAIN over the block's bottom, e.g. an exact
                 # dependency at round-off level): kept as they are, and projected out of the
                 # block after every product, so that they cannot swamp the other directions
-                run = int(np.argmin(settled[::-1])) if not settled.all() else count
+                run = int(np.argmin(settled[::-1]))  # settled ones at the dominant end
                 new = 0
                 while (new < min(run - lock, len(mu_u) - 1)
                        and (mu_u[0] <= 0 or _chebyshev_gain(degree, mu_u[-1 - new] / mu_u[0])

@@ -37,6 +37,7 @@ Partial spectrum (large N)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.linalg
@@ -197,6 +198,13 @@ class Spectrum:
         sv = scipy.linalg.svdvals(self.triangle / beta[None, :], check_finite=False)
         return float(sv[-1]) if sv.shape[0] == beta.shape[0] else 0.0
 
+    @cached_property
+    def triangle_frobenius_sq(self) -> float:
+        """||R||_F^2 = tr(R^T R), one pass over R (no N x N temporary), computed once: the
+        summary's trace and :meth:`weighted_upper_bound` both read it."""
+        R = self.triangle
+        return float(np.einsum("ij,ij->", R, R))
+
     def weighted_upper_bound(self) -> float:
         """An upper bound of sigma_min(F_perp diag(1 / beta)) from the smallest right vector v
         already computed (no iteration): with x = beta v, || R diag(1 / beta) x || / ||x|| =
@@ -214,7 +222,7 @@ class Spectrum:
         N = v.shape[0]
         gamma = (N + 1) * _U / (1 - (N + 1) * _U)
         top = (float(np.linalg.norm(Rv))
-               + gamma * np.sqrt(float(np.einsum("ij,ij->", R, R))) * float(np.linalg.norm(v)))
+               + gamma * np.sqrt(self.triangle_frobenius_sq) * float(np.linalg.norm(v)))
         return top * (1 + 4 * _U) / (float(np.linalg.norm(beta * v)) * (1 - 4 * _U))
 
     @property

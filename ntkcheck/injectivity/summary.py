@@ -101,10 +101,9 @@ def gram_summary(spec: Spectrum, names: Sequence[str], probes: int) -> dict:
         # from the traces tr G = ||R||_F^2 / M and tr G^2 = ||R^T R||_F^2 / M^2
         top = max(float(spec.largest or 0.0) ** 2 / probes, float(lam[-1]))
         cond = condition_number(np.array([lam[0], top]), tol)
-        R = spec.triangle
-        tr = float(np.einsum("ij,ij->", R, R)) / probes
+        tr = spec.triangle_frobenius_sq / probes
         tr2 = (spec.gram_frobenius_sq if spec.gram_frobenius_sq is not None
-               else _gram_frobenius_sq(R)) / probes**2
+               else _gram_frobenius_sq(spec.triangle)) / probes**2
         erank = tr * tr / tr2 if tr2 > 0 else 0.0
         rank = spec.size - int(np.sum(lam <= tol))
         out.update(partial=True)
@@ -130,10 +129,9 @@ def _gram_frobenius_sq(R: np.ndarray, block: int = 1024) -> float:
     where triangular products on copied panels reached 67), block x N scratch."""
     N = R.shape[1]
     total = 0.0
-    Rf = np.asfortranarray(R)
     for a in range(0, N, block):
         e = min(N, a + block)
-        C = Rf[:e, a:e].T @ Rf[:e, a:]  # numpy's matmul takes the strided views as they are
+        C = R[:e, a:e].T @ R[:e, a:]  # numpy's matmul takes the strided views as they are
         total += float(np.einsum("ij,ij->", C[:, :e - a], C[:, :e - a]))
         total += 2.0 * float(np.einsum("ij,ij->", C[:, e - a:], C[:, e - a:]))
     return total
