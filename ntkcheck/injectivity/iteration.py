@@ -168,15 +168,16 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
                            else np.abs(s - prev) <= rtol * s + atol)
             done = bool(np.all(settled))
             if not done:
-                # lock the settled Ritz pairs at the dominant end that the filter could not
-                # take (gain above CHEBYSHEV_MAX_GAIN over the block's bottom, e.g. an exact
-                # dependency at round-off level): kept as they are, and projected out of the
-                # block after every product, so that they cannot swamp the other directions
+                # lock the settled Ritz pairs at the dominant end that stand more than
+                # CHEBYSHEV_MAX_GAIN above the next value (e.g. an exact dependency at
+                # round-off level: 1 / sigma^2 about 1e28 times the rest): kept as they are,
+                # and projected out of the block after every product, so that they cannot
+                # swamp the other directions. Only such a gap: while one swamps the block, the
+                # values below it are noise, and one that looks settled must not be frozen
                 run = int(np.argmin(settled[::-1]))  # settled ones at the dominant end
                 new = 0
                 while (new < min(run - lock, len(mu_u) - 1)
-                       and (mu_u[0] <= 0 or _chebyshev_gain(degree, mu_u[-1 - new] / mu_u[0])
-                            > CHEBYSHEV_MAX_GAIN)):
+                       and mu_u[-1 - new] > CHEBYSHEV_MAX_GAIN * abs(mu_u[-2 - new])):
                     new += 1
                 if new:
                     keep = len(mu_u) - new

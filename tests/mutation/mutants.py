@@ -416,6 +416,8 @@ MUTANTS = [
       "issue22 spectrum: locked directions projected off one side only"),
     m(IT, "                if new:\n", "                if False:\n",
       "issue22 spectrum: settled directions never locked"),
+    m(IT, "and mu_u[-1 - new] > CHEBYSHEV_MAX_GAIN * abs(mu_u[-2 - new])):",
+      "and True):", "issue22 spectrum: every settled direction locked, gap or not"),
     m(IT, "CHEBYSHEV_MAX_GAIN = 1.0 / np.sqrt(np.finfo(float).eps / 2)\n",
       "CHEBYSHEV_MAX_GAIN = np.inf\n", "issue22 spectrum: the filter's gain unbounded"),
     m(D, "    if spec.partial and spec.weighted_upper_bound() <= bar:\n",
