@@ -16,7 +16,7 @@ from .injectivity.features import feature_matrix
 from .injectivity.probes import (DEFAULT_SCALES, Whitening, make_probes, make_whitening,
                                  probe_settings)
 from .injectivity.spectrum import svd_spectrum
-from .injectivity.summary import condition_number, effective_rank
+from .injectivity.summary import condition_number, effective_rank, null_representative
 from .kernels import (_U, KERNEL_DESCRIPTIONS, NOISE_SAFETY, Kernel, Progress, _symmetrise,
                       kernel_matrix, parse_kernel)
 from .results import SpectrumDisplay
@@ -65,7 +65,12 @@ class KernelSpectrum(SpectrumDisplay):
 
     @property
     def min_vector(self) -> np.ndarray:
-        """Unit eigenvector (N,) of the smallest eigenvalue."""
+        """Unit eigenvector (N,) of the smallest eigenvalue; when several eigenvalues are at
+        or below the tolerance, the canonical vector of their space
+        (:func:`ntkcheck.injectivity.summary.null_representative`), which does not depend on
+        the basis the eigensolver happened to return."""
+        if self.null_dim >= 2:
+            return null_representative(self.null_vectors())
         return self.eigenvectors[:, 0]
 
     @property

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.linalg
 from typer.testing import CliRunner
 
 from ntkcheck import Dataset, Discrete, analyze
 from ntkcheck.cli import app
 from ntkcheck.injectivity.features import feature_matrix
 from ntkcheck.injectivity.probes import make_probes, make_whitening
+from ntkcheck.injectivity.spectrum import Spectrum
+from ntkcheck.injectivity.summary import gram_summary
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -72,3 +75,26 @@ def test_cli_json_and_report_carry_the_spectrum():
     assert doc["spectrum"]["eigenvalues"] == sorted(doc["spectrum"]["eigenvalues"])
     text = runner.invoke(app, ["analyze", path]).stdout
     assert "weakest direction" in text
+
+
+@pytest.mark.parametrize("N", [8, 40])
+def test_gram_summary_reports_the_canonical_null_vector(N):
+    """Two exact dependencies (c5 = c3 + 2 c7, c6 = c1 - c2: orthogonal null vectors
+    n1 = (e3 + 2 e7 - e5) / sqrt 6 and n2 = (e1 - e2 - e6) / sqrt 3): the summary's
+    min_eigenvector is n1 exactly, the space's unit vector closest to its axis of largest
+    weight (e7: 4/6), whatever basis of the null space the solver found, by the full SVD
+    (N = 8) and by the block inverse iteration on R (N = 40)."""
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((2 * N, N))
+    A[:, 5] = A[:, 3] + 2 * A[:, 7]
+    A[:, 6] = A[:, 1] - A[:, 2]
+    R = np.asfortranarray(scipy.linalg.qr(A, mode="r")[0][:N])
+    sv = scipy.linalg.svdvals(R)
+    noise = 1e-12 * sv[0]
+    spec = Spectrum(sv, noise, noise, R)
+    assert spec.null_dim == 2
+    names = [f"c{i}" for i in range(N)]
+    got = np.array([gram_summary(spec, names, 2 * N)["min_eigenvector"][n] for n in names])
+    n1 = np.zeros(N)
+    n1[[3, 7, 5]] = np.array([1.0, 2.0, -1.0]) / np.sqrt(6.0)
+    np.testing.assert_allclose(got, n1, atol=1e-12)

@@ -10,18 +10,26 @@ relative are determined to ~sqrt(u) at worst); unrelated subspaces have angles O
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.linalg
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ntkcheck import Dataset, Discrete, GaussianMixture, UniformBox
 from ntkcheck.analysis import analyze
 from ntkcheck.errors import InputError
 from ntkcheck.injectivity.probes import make_probes, make_whitening
 from ntkcheck.kernels import Kernel, full_kernel, gram_kernel, parse_kernel, qk_kernel, value_kernel
+from ntkcheck.injectivity.summary import null_representative
+from ntkcheck.io.load import load_dataset
 from ntkcheck.kernel_spectrum import kernel_spectrum, spectrum_summary
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 ANGLE = 1e-6
 
@@ -322,3 +330,41 @@ def test_identity_like_kernel_effective_rank():
     assert spec.null_dim == 2
     q = kernel_spectrum(ds, "qk")  # Diracs: every Hessian vanishes, K = 0
     assert q.effective_rank == 0.0 and q.null_dim == 3 and q.max_eigenvalue == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(3, 12), k=st.integers(1, 3))
+def test_null_representative_depends_on_the_space_only(seed, n, k):
+    """The representative of span(V) is the same unit vector for any orthonormal basis of the
+    space (V Q, Q orthogonal: what another eigensolver may return), lies in the space, has its
+    entry i* positive; for k = 1 it is +-v."""
+    rng = np.random.default_rng(seed)
+    V = np.linalg.qr(rng.standard_normal((n, k)))[0]
+    Q = np.linalg.qr(rng.standard_normal((k, k)))[0]
+    x, y = null_representative(V), null_representative(V @ Q)
+    np.testing.assert_allclose(x, y, atol=1e-12)
+    assert abs(np.linalg.norm(x) - 1.0) < 1e-14
+    np.testing.assert_allclose(V @ (V.T @ x), x, atol=1e-14)  # in the space
+    if k == 1:
+        np.testing.assert_allclose(np.abs(x), np.abs(V[:, 0]), atol=1e-15)
+        assert x[np.argmax(np.abs(x))] > 0
+
+
+def test_multiple_null_space_reports_one_relation_whatever_the_basis():
+    """tokens_dependent's query-key kernel has two round-off eigenvalues (the translate pair
+    base / translated and the permuted duplicate other / permuted: SPEC's known dependencies).
+    The reported vector is (base - translated) / sqrt 2 exactly, the axis of largest weight (1/2,
+    tied with three others: the first in name order), also after rotating the eigenvectors of
+    the null space among themselves."""
+    spec = kernel_spectrum(load_dataset(SAMPLES / "tokens_dependent.npz"), "qk")
+    assert spec.null_dim == 2
+    v = dict(zip(spec.names, spec.min_vector))
+    assert v["base"] == pytest.approx(2 ** -0.5, abs=1e-12)
+    assert v["translated"] == pytest.approx(-(2 ** -0.5), abs=1e-12)
+    rest = [abs(x) for n, x in v.items() if n not in ("base", "translated")]
+    assert max(rest) < 1e-12
+    c, s = np.cos(0.7), np.sin(0.7)
+    E = spec.eigenvectors.copy()
+    E[:, :2] = E[:, :2] @ np.array([[c, -s], [s, c]])
+    rotated = dataclasses.replace(spec, eigenvectors=E)
+    np.testing.assert_allclose(rotated.min_vector, spec.min_vector, atol=1e-13)

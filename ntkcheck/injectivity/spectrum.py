@@ -248,6 +248,19 @@ class Spectrum:
             return self.right_vectors()[:, -1]
         return smallest_singular_triplets(np.asfortranarray(R), 4, inverse=self.inverse)[1][:, -1]
 
+    def null_right_vectors(self) -> np.ndarray:
+        """(N, k) orthonormal right vectors of the k = :attr:`null_dim` singular values at the
+        round-off level (as many as a partial spectrum holds), by the block inverse iteration
+        on R when k <= :data:`TAIL_VECTORS_MAX`, else from the full SVD. Only their span is
+        determined."""
+        k, p = self.null_dim, self.singular_values.shape[0]
+        R = self.triangle
+        if self.partial:
+            return np.array(self.vectors[:, p - k:])
+        if k <= TAIL_VECTORS_MAX and R.shape[0] == R.shape[1] > 2 * max(k, 4):
+            return smallest_singular_triplets(np.asfortranarray(R), k, inverse=self.inverse)[1]
+        return self.right_vectors()[:, p - k:]
+
     def scores(self) -> "ColumnScores":
         """Distance of each column of F_perp (unit columns) to the span of the other columns.
 

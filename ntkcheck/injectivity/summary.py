@@ -58,9 +58,9 @@ from .features import FeatureMatrix
 from .pairs import components, near_pairs
 from .spectrum import Spectrum
 
-__all__ = ["gram_summary", "condition_number", "effective_rank", "core_near_dependency",
-           "with_structure", "near_sets", "NearOptions", "PAIR_LIMIT", "MAX_PAIRS", "LISTED",
-           "PARTNERS"]
+__all__ = ["null_representative", "gram_summary", "condition_number", "effective_rank",
+           "core_near_dependency", "with_structure", "near_sets", "NearOptions", "PAIR_LIMIT",
+           "MAX_PAIRS", "LISTED", "PARTNERS"]
 
 #: Pairs of unit columns closer than this are listed as near pairs.
 PAIR_LIMIT = 0.05
@@ -83,18 +83,46 @@ def _top_names(vec: np.ndarray, names: Sequence[str], count: int = 3) -> str:
     return ", ".join(f"{names[i]} {vec[i]:+.3f}" for i in order)
 
 
+#: Relative tolerance under which two weights of a subspace's coordinates count as tied in
+#: :func:`null_representative`: sqrt(u), far above their own round-off (a few ulps, plus the
+#: subspace's perturbation u ||K|| / gap when its gap to the rest exceeds sqrt(u) ||K||).
+TIE_RTOL = float(np.sqrt(np.finfo(float).eps))
+
+
+def null_representative(V: np.ndarray) -> np.ndarray:
+    """The canonical unit vector of span(V) (V: (N, k) orthonormal columns, k >= 1).
+
+    When several eigenvalues are at round-off level, an eigensolver returns any orthonormal
+    basis of their space, and "the eigenvector of the smallest eigenvalue" is any unit vector
+    of it (a different one on another CPU's BLAS). This returns one that depends on the space
+    alone: with P = V V^T its orthogonal projector, P e_i / ||P e_i|| for the coordinate i of
+    largest weight P_ii = ||row i of V||^2 (the first in order among those within
+    :data:`TIE_RTOL` of it), i.e. the unit vector of the space closest to e_i, with entry i
+    positive. For k = 1 it is the vector itself, signed so that its largest entry is positive.
+    """
+    V = np.asarray(V, dtype=float)
+    w = np.einsum("ij,ij->i", V, V)
+    i = int(np.flatnonzero(w >= w.max() * (1.0 - TIE_RTOL))[0])
+    x = V @ V[i]
+    return x / np.linalg.norm(x)
+
+
 def gram_summary(spec: Spectrum, names: Sequence[str], probes: int) -> dict:
     """Spectrum summary of the feature Gram G = F_perp^T F_perp / M (SPEC §5) from the test's SVD.
 
     Eigenvalues sigma^2 / M ascending, tolerance tau^2 / M (the round-off level), condition
     number lambda_max / lambda_min ("inf" when lambda_min <= tolerance), effective rank
     (sum lambda)^2 / sum lambda^2, and the unit eigenvector of the smallest eigenvalue by name
-    (columns normalised: the direction that nearly breaks the condition).
+    (columns normalised: the direction that nearly breaks the condition); when several are at
+    the round-off level, the canonical vector of their space (:func:`null_representative`).
     """
     lam = spec.singular_values[::-1] ** 2 / probes
     tol = spec.noise**2 / probes
-    vec = spec.smallest_right_vector()
-    vec = vec * np.sign(vec[np.argmax(np.abs(vec))])
+    if spec.null_dim >= 2:
+        vec = null_representative(spec.null_right_vectors())
+    else:
+        vec = spec.smallest_right_vector()
+        vec = vec * np.sign(vec[np.argmax(np.abs(vec))])
     out = {"kernel": "gram", "eigenvalues": [float(x) for x in lam]}
     if spec.partial:
         # the smallest eigenvalues only; the largest from power iteration, the effective rank

@@ -24,6 +24,7 @@ ST = "ntkcheck/injectivity/stream.py"
 RU = "ntkcheck/injectivity/reuse.py"
 WR = "ntkcheck/injectivity/written.py"
 SG = "ntkcheck/injectivity/sigma.py"
+KS = "ntkcheck/kernel_spectrum.py"
 
 
 def m(path, old, new, label, equivalent=False):
@@ -416,6 +417,12 @@ MUTANTS = [
       "issue22 spectrum: locked directions projected off one side only"),
     m(IT, "                if new:\n", "                if False:\n",
       "issue22 spectrum: settled directions never locked"),
+    m(SU, "    if spec.null_dim >= 2:\n", "    if False:\n",
+      "summary: a multiple null space's vector left to the solver's basis"),
+    m(KS, "        if self.null_dim >= 2:\n", "        if False:\n",
+      "spectrum: a multiple null space's vector left to the eigensolver's basis"),
+    m(SU, "w >= w.max() * (1.0 - TIE_RTOL)", "w >= w.max()",
+      "summary: tied weights of a null space decided by round-off"),
     m(IT, "and mu_u[-1 - new] > CHEBYSHEV_MAX_GAIN * abs(mu_u[-2 - new])):",
       "and True):", "issue22 spectrum: every settled direction locked, gap or not"),
     m(IT, "CHEBYSHEV_MAX_GAIN = 1.0 / np.sqrt(np.finfo(float).eps / 2)\n",
