@@ -171,13 +171,7 @@ class Spectrum:
         tau = np.full(p, bound)
         if m == 0:
             return np.zeros((N, 0)), tau, p
-        R = self.triangle
-        if self.partial:
-            V = np.asarray(self.vectors)[:, p - m:]
-        elif m <= TAIL_VECTORS_MAX and N > 2 * m and R.shape == (N, N):
-            V = smallest_singular_triplets(np.asfortranarray(R), m, inverse=self.inverse)[1]
-        else:
-            V = self.right_vectors()[:, p - m:]
+        V = self.trailing_right_vectors(m)
         tau[p - m:] = self.vector_noise(V)
         return V, tau, p - m
 
@@ -248,18 +242,18 @@ class Spectrum:
             return self.right_vectors()[:, -1]
         return smallest_singular_triplets(np.asfortranarray(R), 4, inverse=self.inverse)[1][:, -1]
 
-    def null_right_vectors(self) -> np.ndarray:
-        """(N, k) orthonormal right vectors of the k = :attr:`null_dim` singular values at the
-        round-off level (as many as a partial spectrum holds), by the block inverse iteration
-        on R when k <= :data:`TAIL_VECTORS_MAX`, else from the full SVD. Only their span is
-        determined."""
-        k, p = self.null_dim, self.singular_values.shape[0]
+    def trailing_right_vectors(self, m: int) -> np.ndarray:
+        """(N, m) orthonormal right vectors of the m smallest singular values (m >= 1): those
+        of a partial spectrum, the block inverse iteration of :func:`smallest_singular_triplets`
+        when m <= :data:`TAIL_VECTORS_MAX` (O(N^2) per step), else the full SVD's. Where
+        values coincide only the span is determined."""
+        p, N = self.singular_values.shape[0], self.size
         R = self.triangle
         if self.partial:
-            return np.array(self.vectors[:, p - k:])
-        if k <= TAIL_VECTORS_MAX and R.shape[0] == R.shape[1] > 2 * max(k, 4):
-            return smallest_singular_triplets(np.asfortranarray(R), k, inverse=self.inverse)[1]
-        return self.right_vectors()[:, p - k:]
+            return np.asarray(self.vectors)[:, p - m:]
+        if m <= TAIL_VECTORS_MAX and N > 2 * m and R.shape == (N, N):
+            return smallest_singular_triplets(np.asfortranarray(R), m, inverse=self.inverse)[1]
+        return self.right_vectors()[:, p - m:]
 
     def scores(self) -> "ColumnScores":
         """Distance of each column of F_perp (unit columns) to the span of the other columns.

@@ -119,7 +119,7 @@ def gram_summary(spec: Spectrum, names: Sequence[str], probes: int) -> dict:
     lam = spec.singular_values[::-1] ** 2 / probes
     tol = spec.noise**2 / probes
     if spec.null_dim >= 2:
-        vec = null_representative(spec.null_right_vectors())
+        vec = null_representative(spec.trailing_right_vectors(spec.null_dim))
     else:
         vec = spec.smallest_right_vector()
         vec = vec * np.sign(vec[np.argmax(np.abs(vec))])
