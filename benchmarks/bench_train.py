@@ -269,6 +269,7 @@ def profile(repeats: int = 100, batches: int = 100) -> None:
     VJP, on the kept attention. Each call here also pays numba's dispatch from Python (about
     0.2 microseconds), which the step's compiled loop over samples does not."""
     from ntkcheck.meanfield import _fused as fast
+    from ntkcheck.resources import KERNEL_ROW_PAD
 
     n, d, H, k = (SHAPE[x] for x in ("n", "d", "H", "k"))
     m, e, C = n - 2, k, 2 * k + d  # two padded tokens, as in _data
@@ -276,10 +277,11 @@ def profile(repeats: int = 100, batches: int = 100) -> None:
     W = 0.5 * rng.standard_normal((d, C, H))
     Z = rng.standard_normal((n, d))
     lw = np.log(np.full(n, 1.0 / m))
-    P, A, v = np.empty((n, C, H)), np.empty((n, n, H)), np.empty((n, d))
-    Ut, mx, dot, row = np.empty((d, n, H)), np.empty((2, H)), np.empty(H), np.empty((n, H))
+    r = KERNEL_ROW_PAD  # the kernels' scratch shapes, as _chunk allocates them
+    P, A, v = np.empty((n, C + r, H)), np.empty((n, n + r, H)), np.empty((n, d))
+    Ut, mx, dot, row = np.empty((d, n + r, H)), np.empty((2, H)), np.empty(H), np.empty((n, H))
     kappa, gZ, gW = rng.standard_normal((n, d)), np.zeros((n, d)), np.zeros((d, C, H))
-    dP, D, U = np.empty((n, C, H)), np.empty((n, n, H)), np.empty((d, n, H))
+    dP, D, U = np.empty((n, C + r, H)), np.empty((n, n + r, H)), np.empty((d, n + r, H))
     x, xo = -5.0 * rng.random(m * m * H), np.empty(m * m * H)
     proj, scores, vapply = m * d * C * H, m * m * k * H, m * m * d * H
     parts = [("field (forward)", lambda: fast._field(W, Z, lw, m, P, A, v, Ut, mx, e, True),

@@ -342,7 +342,7 @@ def test_the_memory_guard_counts_the_kept_attention():
     base = dict(layers=L, heads=H, key_dim=k, dim=d, samples=N, tokens=n,
                 depth_states=L * s * stages)
     C = 2 * 4 + d  # key_dim 4 is already a multiple of 4
-    kept = 8 * (L * s * stages) * (n * d + n * C * H + n * n * H)
+    kept = 8 * (L * s * stages) * (n * d + n * (C + 1) * H + n * (n + 1) * H)  # one pad row
     assert 0 < kept <= fast.KEEP_BYTES
     assert train_bytes(**base, threads=3) - train_bytes(**base, threads=1) == 2 * kept
     big = dict(base, tokens=2048)  # n^2 H L s stages * 8 bytes far beyond 64 MiB: recomputed

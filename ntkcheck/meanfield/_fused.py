@@ -210,7 +210,7 @@ def _field(W, Z, lw, m, P, A, v, Ut, mx, e, with_v):
     W (d, 2e + d, H) the stacked projections: W[j, f, h] = Qe_h[f, j], W[j, e + f, h] =
     Ke_h[f, j], W[j, 2e + i, h] = V_h[i, j], e a multiple of 4 (Qe, Ke zero-padded by
     :func:`loss_and_gradient_fast`). Z (>=m, d), lw (>=m,). Writes the projections
-    P[a] = [Qe z_a, Ke z_a, V z_a] (>=m, 2e + d, H), the attention A (>=m, >=m, H) and, when
+    P[a] = [Qe z_a, Ke z_a, V z_a] (>=m, >=2e + d, H), the attention A (>=m, >=m, H) and, when
     ``with_v``, v (>=m, d): v_ai = (1/H) sum over the flat (b, h) axis of A_abh U_bih, a dot
     product of length m H with U coordinate-major in Ut (d, >=m, H). Scratch: Ut, mx (2, H).
     """
@@ -218,7 +218,7 @@ def _field(W, Z, lw, m, P, A, v, Ut, mx, e, with_v):
     CH = C * H
     mH = m * H
     Wf = W.reshape(d, CH)
-    Pf = P.reshape(P.shape[0], CH)
+    Pf = P.reshape(P.shape[0], P.shape[1] * H)
     Af = A.reshape(A.shape[0], A.shape[1] * H)
     Utf = Ut.reshape(d, Ut.shape[1] * H)
     invH = 1.0 / H
@@ -285,7 +285,7 @@ def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, D, T, row, dot, e):
     then with dP = [dq, dk, dU]:  gW[j] += sum_b z_bj dP_b,  gZ[b, j] += <dP_b, W[j]>.
     Every dP entry is one sum written once. dA and dU have coefficients g free of the head, so
     they are formed over the flat (token, head) axis with U and dU coordinate-major in T
-    (d, >=m, H): loops of m H instead of H. Scratch: dP (>=m, 2e + d, H), D (>=m, >=m, H),
+    (d, >=m, H): loops of m H instead of H. Scratch: dP (>=m, >=2e + d, H), D (>=m, >=m, H),
     T (d, >=m, H), row (>=m, H), dot (H,).
     """
     d, C, H = W.shape
@@ -293,7 +293,7 @@ def _field_vjp(W, Z, m, P, A, kappa, gZ, gW, dP, D, T, row, dot, e):
     mH = m * H
     Wf = W.reshape(d, CH)
     gWf = gW.reshape(d, CH)
-    dPf = dP.reshape(dP.shape[0], CH)
+    dPf = dP.reshape(dP.shape[0], dP.shape[1] * H)
     Af = A.reshape(A.shape[0], A.shape[1] * H)
     Tf = T.reshape(d, T.shape[1] * H)
     rowf = row.reshape(1, row.shape[0] * H)
@@ -480,11 +480,14 @@ def _sample(i, W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, gW, S, s
 
 
 @_jit(fastmath=_FLAGS, nogil=True)
-def _chunk(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, s0, s1, gW, losses, keep):
+def _chunk(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, s0, s1, gW, losses, keep,
+           pad):
     """Samples s0 .. s1-1, in order: gW (L, d, 2e + d, H) = sum_i dR_i/dW, losses[i] = R_i.
 
     ``keep``: keep the forward pass's stage inputs and attention for the backward pass (L
-    substeps slots) instead of recomputing them (one slot). Runs without the GIL, so chunks run
+    substeps slots) instead of recomputing them (one slot). ``pad``: unused rows in the middle
+    axis of the projections, attention and VJP scratch (C + pad, n + pad; see
+    :data:`ntkcheck.resources.KERNEL_ROW_PAD`). Runs without the GIL, so chunks run
     concurrently on Python threads.
     """
     L, d, C, H = W.shape
@@ -495,18 +498,18 @@ def _chunk(W, X, w, T, token_loss, inv_N, a, b, hstep, substeps, e, s0, s1, gW, 
     starts = np.empty((substeps, n, d))
     Zs = np.empty((slots, s, n, d))
     ks = np.empty((s, n, d))
-    P = np.empty((slots, s, n, C, H))
-    A = np.empty((slots, s, n, n, H))
+    P = np.empty((slots, s, n, C + pad, H))
+    A = np.empty((slots, s, n, n + pad, H))
     lam = np.empty((n, d))
     new_lam = np.empty((n, d))
     mu = np.empty((s, n, d))
     kappa = np.empty((n, d))
-    dP = np.empty((n, C, H))
-    D = np.empty((n, n, H))
-    U = np.empty((d, n, H))
+    dP = np.empty((n, C + pad, H))
+    D = np.empty((n, n + pad, H))
+    U = np.empty((d, n + pad, H))
     row = np.empty((n, H))
     dot = np.empty(H)
-    Ut = np.empty((d, n, H))
+    Ut = np.empty((d, n + pad, H))
     mx = np.empty((2, H))
     idx = np.empty(n, dtype=np.int64)
     lw = np.empty(n)

@@ -49,7 +49,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError, install_hint
-from ..resources import KEEP_ATTENTION_BYTES, kept_attention_bytes
+from ..resources import KEEP_ATTENTION_BYTES, KERNEL_ROW_PAD, kept_attention_bytes
 from ._fused import AVAILABLE, _chunk
 # re-exported: the disk-cache state and the exp kernel are checked through this module's name
 from ._fused import _DISK_CACHE, _exp_array  # noqa: F401
@@ -147,7 +147,7 @@ def loss_and_gradient_fast(model, tokens: np.ndarray, weights: np.ndarray, loss,
     def run(s0: int, s1: int) -> None:
         c = int(np.searchsorted(bounds, s0))
         _chunk(W, X, w, T, token, 1.0 / N, a, b, model.step, substeps, e, s0, s1, gWc[c], losses,
-               keep)
+               keep, KERNEL_ROW_PAD)
 
     run_chunks(run, [(int(bounds[c]), int(bounds[c + 1])) for c in range(C)], threads)
     # fixed-order reductions: bit-identical whatever the thread count
