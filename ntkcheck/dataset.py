@@ -13,7 +13,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -251,11 +251,14 @@ class Dataset:
             return pack.means.shape[0] * pack.means.shape[1] * d * (d if moments else 1)
         return pack.low.shape[0] * d * (d if moments else 1)
 
-    def lse(self, z: np.ndarray) -> np.ndarray:
+    def lse(self, z: np.ndarray, progress: Callable[[int, int], None] | None = None
+            ) -> np.ndarray:
         """The feature matrix F[m, i] = LSE_{mu_i}(z_m), shape (M, N).
 
         Chunks of probes run on :data:`WORKERS` threads (numpy releases the GIL in its
-        kernels); each chunk writes its own rows of the output.
+        kernels); each chunk writes its own rows of the output. ``progress(done, total)``, if
+        given, is called in the calling thread after each chunk, in order (so a caller showing
+        progress needs no slicing of z, whose every slice would end on idle workers).
         """
         z = np.asarray(z, dtype=np.float64)
         out = np.empty((z.shape[0], len(self)))
@@ -291,10 +294,14 @@ class Dataset:
             # on 2 cores; oversubscription made this stage 10x slower on a loaded machine)
             from ._threads import blas_single_thread
             with blas_single_thread(), ThreadPoolExecutor(WORKERS) as pool:
-                list(pool.map(work, tasks))
+                for done, _ in enumerate(pool.map(work, tasks), 1):
+                    if progress is not None:
+                        progress(done, len(tasks))
         else:
-            for task in tasks:
+            for done, task in enumerate(tasks, 1):
                 work(task)
+                if progress is not None:
+                    progress(done, len(tasks))
         return out
 
     def tilted_moments(self, z: np.ndarray, covariance: bool = True) -> tuple[np.ndarray, np.ndarray | None]:

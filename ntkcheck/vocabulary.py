@@ -35,7 +35,7 @@ derived in :mod:`ntkcheck.injectivity.features`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 
 import numpy as np
@@ -239,16 +239,21 @@ class TokenIdDataset(Dataset):
                 moved.__dict__[key] = self.__dict__[key]
         return moved, np.repeat(c[None, :], len(self), axis=0)
 
-    def lse(self, z: np.ndarray) -> np.ndarray:
-        """F[m, i] = LSE_i(z_m), shape (M, N), at vocabulary cost (module docstring)."""
+    def lse(self, z: np.ndarray, progress: Callable[[int, int], None] | None = None
+            ) -> np.ndarray:
+        """F[m, i] = LSE_i(z_m), shape (M, N), at vocabulary cost (module docstring);
+        ``progress(done, total)`` after each block of probes, as :meth:`Dataset.lse`."""
         z = np.asarray(z, dtype=np.float64)
         M, N, V = z.shape[0], len(self), self.table.shape[0]
         out = np.empty((M, N))
         per = max(1, BLOCK_ELEMENTS // (2 * V + 2 * N))
         # one block at a time: the GEMM uses every BLAS thread, and the sparse sums hold the
         # GIL (two Python threads measured no faster)
-        for a in range(0, M, per):
+        starts = range(0, M, per)
+        for done, a in enumerate(starts, 1):
             out[a:a + per] = self._lse_block(z[a:a + per]).T
+            if progress is not None:
+                progress(done, len(starts))
         return out
 
     def _lse_block(self, z: np.ndarray) -> np.ndarray:

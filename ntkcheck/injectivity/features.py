@@ -227,14 +227,16 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet,
     z = probes.z
     if progress is None:
         F = centred.lse(z)
-    else:  # the same entries, in 20 row slices so that the caller sees the progress
-        F = np.empty((z.shape[0], len(centred)))
-        edges = np.linspace(0, z.shape[0], 21).round().astype(int)
-        for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
-            if b > a:
-                F[a:b] = centred.lse(z[a:b])
-            progress(ProgressUpdate(f"features {5 * (k + 1)}%", stage="features",
-                                    done=k + 1, total=20))
+    else:  # the same entries; the caller sees 20 steps, 5 % of the chunks each
+        said = [0]
+
+        def tick(done: int, total: int) -> None:
+            while said[0] < 20 * done // total:
+                said[0] += 1
+                progress(ProgressUpdate(f"features {5 * said[0]}%", stage="features",
+                                        done=said[0], total=20))
+
+        F = centred.lse(z, progress=tick)
     omega = 1.0 / probes.scale  # row weights
     M, N = F.shape
     d = dataset.dim
