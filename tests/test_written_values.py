@@ -435,3 +435,80 @@ def test_the_cli_prints_and_the_json_schema_carries_the_precise_relation(tmp_pat
     assert dep["precise_affine"] == {"z1": "1.000000000000000001"}
     errors = [e.message for e in jsonschema.Draft7Validator(schema()).iter_errors(doc)]
     assert not errors, errors
+
+
+# ---- written values closer than the 50-digit threshold can see -------------------------------
+
+TINY = "0.1000000000000000000000000000001"  # 0.1 + 1e-31 as written: the double of 0.1
+
+
+def _written(rows):
+    """Decimal text, as a .toml file's decimal literals are read: exact (0.1 is 1/10)."""
+    return [[str(x) for x in row] for row in rows]
+
+
+_OTHERS = [{"name": "other", "kind": "discrete",
+            "atoms": _written([[0.5, 0.1], [-1.1, 0.2], [0.3, 0.3]])}]
+SUB_THRESHOLD = {
+    # weights 0.1 + 1e-31 against 0.1: distinct laws as written, duplicates as doubles
+    "weights": parse_spec({"distribution": [
+        {"name": "w1", "kind": "discrete", "atoms": _written([[0.1, 0.3], [1.7, -0.2], [0.4, 2.9]]),
+         "weights": ["0.1", "0.2", "0.7"]},
+        {"name": "w2", "kind": "discrete", "atoms": _written([[0.1, 0.3], [1.7, -0.2], [0.4, 2.9]]),
+         "weights": [TINY, "0.2", "0.7"]}] + _OTHERS + [
+        {"name": "other2", "kind": "discrete", "atoms": _written([[1.5, 0.7], [-0.1, 0.9]]),
+         "weights": ["1/3", "2/3"]}]}),
+    # an atom 0.1 + 1e-31 against 0.1
+    "atoms": parse_spec({"distribution": [
+        {"name": "x1", "kind": "discrete", "atoms": _written([[0.1, 0.3], [1.7, -0.2]])},
+        {"name": "x2", "kind": "discrete", "atoms": [[TINY, "0.3"], ["1.7", "-0.2"]]}] + _OTHERS
+        + [{"name": "u", "kind": "uniform", "low": [0, "1/3"], "high": [1, 2]}]}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SUB_THRESHOLD))
+def test_a_relation_broken_below_the_50_digit_threshold_is_not_verified(case, monkeypatch):
+    """LSE[x1] - LSE[x2] = 0 holds for the doubles and fails for the written values by about
+    1e-31 relative: at analyze's fresh points its 50-digit misfit (~1e-32) is below the
+    threshold 1e-25 (it used to be printed as a verified dependency: `not_injective`, false
+    as written). The re-check confirms at more digits, where that misfit stays while a true
+    relation's falls: `input_rounding`, never a dependency; inconclusive, and the exact test
+    (discrete laws, rational exponents) proves the data injective as written."""
+    from ntkcheck.injectivity import decide
+
+    data = SUB_THRESHOLD[case]
+    assert Fraction(TINY) != Fraction(1, 10) and float(Fraction(TINY)) == 0.1
+    checks = []
+
+    def spy(*args, **kwargs):
+        checks.append(verify_relation(*args, **kwargs))
+        return checks[-1]
+
+    monkeypatch.setattr(decide, "verify_relation", spy)
+    res = analyze(data, exact="never")
+    assert res.verdict == INCONCLUSIVE and not res.dependencies, res.reason
+    assert "holds for the nearest doubles of the written values" in res.reason
+    (chk,) = checks
+    assert chk.passed is False and chk.level == "input_rounding", chk.reason
+    # the case the confirmation exists for: below the 50-digit threshold, measured at more
+    assert 1e-40 < chk.misfit < 1e-25 and chk.digits >= 100, chk
+    if case == "weights":  # discrete laws with rational exponents: the exact test decides
+        res = analyze(data)
+        assert (res.verdict, res.evidence) == (INJECTIVE, "exact"), res.reason
+
+
+def test_a_true_relation_of_long_written_values_passes_the_confirmation():
+    """The same laws written with 31-digit values on both sides (d1 = d0 as written, 1/3
+    weights as rationals against their 40-digit decimals' complement): the relation is true
+    as written, and its misfit at the confirmation's precision falls below that precision's
+    threshold: verified, exact level."""
+    third = "1/3"
+    data = _discrete_spec(([[TINY, 0.3], [1.7, -0.2]], [third, "2/3"]),
+                          ([["1000000000000000000000000000001/10000000000000000000000000000000",
+                             0.3], [1.7, -0.2]], ["2/6", "4/6"]),
+                          ([[0.5, 0.1], [-1.1, 0.2], [0.3, 0.3]], None))
+    g = dataset_geometry(data)
+    chk = verify_relation(data.distributions[:2], np.array([1.0, -1.0]), g.transform,
+                          g.spreads[:2])
+    assert chk.passed and chk.level == "exact" and chk.digits >= 100, chk.reason
+    assert chk.misfit <= chk.threshold <= 1e-75

@@ -33,6 +33,12 @@ values the user wrote (SPEC §3a), in ``digits``-digit arithmetic (mpmath):
    satisfy it (a translate with one atom moved by one ulp) leave at least ~1e-17. The threshold
    :data:`MISFIT_THRESHOLD` = 10^(-digits / 2) sits in that gap.
 
+4b. **Written values that are not binary64 numbers** may differ by far less than one ulp
+   (0.1 against 0.1 + 1e-31), so the gap of step 4 does not hold for them: a relation they
+   break by 1e-31 passes at 50 digits. When a passing relation involves such values it is
+   measured again at :func:`confirmation_digits` (at least 100 digits, more for values written
+   with many digits) with the same points, and passes only below 10^-(that precision - 25):
+   a true relation's misfit falls with the precision, a false one's stays.
 5. **Rounding of the input.** When a relation fails for the written values and some of them
    are not binary64 numbers (``Distribution.rounded_inputs``), it is re-checked on the same
    points with the nearest doubles, the data the numerical test saw. If it holds there it is a
@@ -55,6 +61,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Sequence
 
@@ -64,7 +71,8 @@ import numpy as np
 from ..distributions import Discrete, Distribution, GaussianMixture, UniformBox
 from .geometry import whitened_spreads
 
-__all__ = ["RelationCheck", "verify_relation", "affine_part", "DIGITS", "MISFIT_THRESHOLD", "POOLED_SCALES",
+__all__ = ["RelationCheck", "verify_relation", "confirmation_digits", "affine_part", "DIGITS",
+           "MISFIT_THRESHOLD", "POOLED_SCALES",
            "OWN_SCALES", "MAX_WORK"]
 
 #: Working precision of the re-check, decimal digits.
@@ -361,6 +369,31 @@ def _written_spread(dist: Distribution, transform: np.ndarray) -> float:
         return float(mpmath.sqrt(var))
 
 
+#: Cap of :func:`confirmation_digits` (its threshold, 10^-(digits - 25), stays a float64
+#: number); values written with more than about 85 digits are confirmed to this precision only.
+CONFIRMATION_MAX_DIGITS = 280
+
+
+def confirmation_digits(distributions: Sequence[Distribution], digits: int = DIGITS) -> int:
+    """Working precision of step 4b: at least twice ``digits`` and 3 W + digits / 2, W the
+    largest number of decimal digits of a written value's numerator and denominator together
+    (two distinct such values differ by at least 10^-W relative to their size, so a relation
+    they break leaves a misfit of that order, or of its square or cube where the first orders
+    cancel, above this precision's threshold)."""
+    width = 0
+    for dist in distributions:
+        for value in (dist.rational or {}).values():
+            if value is None:
+                continue
+            for x in np.ravel(np.asarray(value, dtype=object)):
+                if isinstance(x, (Fraction, Decimal)):
+                    q = Fraction(x)
+                    width = max(width, len(str(abs(q.numerator))) + len(str(q.denominator)))
+                elif isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+                    width = max(width, len(str(abs(int(x)))))
+    return int(min(max(2 * digits, 3 * width + digits // 2), CONFIRMATION_MAX_DIGITS))
+
+
 def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndarray,
                     transform: np.ndarray, spreads: Sequence[float], *, seed: int = 0,
                     digits: int = DIGITS) -> RelationCheck:
@@ -402,8 +435,30 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
     misfit, data_ratio, refit, fit_points, tested, extra = _measure(distributions, c,
                                                                     written=True, **kw)
     rounded = sorted({f for dist in distributions for f in dist.rounded_inputs})
+    confirmed = False
+    if misfit <= threshold and rounded:
+        # Written values that are not binary64 numbers can differ by any amount (0.1 against
+        # 0.1 + 1e-31), far below the gap that makes the threshold safe for binary64 data
+        # (step 4): a relation false by that much passes at this precision. Step 4b: its
+        # misfit stays where it is at more digits, while a true relation's falls with them.
+        hi = confirmation_digits(distributions, digits)
+        m_hi, ratio_hi, refit_hi, _, _, extra_hi = _measure(distributions, c, written=True,
+                                                            **{**kw, "digits": hi})
+        base_digits, base_misfit = digits, misfit
+        misfit, data_ratio, digits = m_hi, ratio_hi, hi
+        threshold = 10.0 ** (-(hi - base_digits / 2))  # the same allowance, 10^(digits / 2)
+        refit, extra, confirmed = refit_hi, extra_hi, True
     if misfit <= threshold:
         passed, level = True, "exact"
+        if confirmed:
+            reason = (f"holds at {tested} fresh test points to a relative misfit {misfit:.2g} "
+                      f"(<= {threshold:.0e}) in {digits}-digit arithmetic for the values as "
+                      f"written ({base_misfit:.2g} in {base_digits}-digit arithmetic: the "
+                      "written values are not binary64 numbers, so the misfit must fall with "
+                      "the precision)")
+            return RelationCheck(passed, misfit, threshold, refit, digits, fit_points, tested,
+                                 scales, time.perf_counter() - start, reason, level, data_ratio,
+                                 *extra)
         reason = (f"holds at {tested} fresh test points to a relative misfit {misfit:.2g} "
                   f"(<= {threshold:.0e}) in {digits}-digit arithmetic"
                   + (" for the values as written" if rounded else ""))
@@ -411,11 +466,13 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
                              scales, time.perf_counter() - start, reason, level, data_ratio,
                              *extra)
     if rounded:  # does it hold for the nearest doubles, the data the numerical test saw?
+        # (binary64 data: the threshold of step 4 at the base precision is safe for them)
         m2, _, refit2, _, _, _ = _measure(distributions, c, written=False, **kw)
-        if m2 <= threshold:
+        if m2 <= 10.0 ** (-kw["digits"] / 2):
             reason = (f"holds for the nearest doubles of the written values (relative misfit "
-                      f"{m2:.2g} at {tested} fresh points in {digits}-digit arithmetic) but not "
-                      f"for the values as written (relative misfit {misfit:.2g}): the "
+                      f"{m2:.2g} at {tested} fresh points in {kw['digits']}-digit arithmetic) "
+                      f"but not for the values as written (relative misfit {misfit:.2g} in "
+                      f"{digits}-digit arithmetic): the "
                       f"{'/'.join(rounded)} written are not binary64 numbers, and the relation "
                       "is one of their rounding, a near-dependency at the precision of the "
                       "input, not a dependency of the data as written")

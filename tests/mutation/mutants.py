@@ -105,6 +105,10 @@ MUTANTS = [
     m(V, "row.append(lp + lm - 2 * l0)", "row.append(lp + lm - l0)",
       "verify: second difference broken"),
     m(V, "    if misfit <= threshold:\n", "    if True:\n", "verify: every relation passes"),
+    m(V, "    if misfit <= threshold and rounded:\n", "    if False:\n",
+      "verify: written values not confirmed at more digits"),
+    m(V, "threshold = 10.0 ** (-(hi - base_digits / 2))", "threshold = 10.0 ** (-base_digits / 2)",
+      "verify: confirmation at the base threshold"),
     # ---- what an inconclusive reason names about extreme spreads (decide.py, geometry.py)
     m(D, "SPREAD_RATIO_NOTE = 1.0 / np.sqrt(np.finfo(float).eps / 2)",
       "SPREAD_RATIO_NOTE = 1.0 / np.sqrt(np.finfo(float).eps)", "decide: spread-ratio note at 1/sqrt(eps)"),
