@@ -450,18 +450,12 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
         refit, extra, confirmed = refit_hi, extra_hi, True
     if misfit <= threshold:
         passed, level = True, "exact"
-        if confirmed:
-            reason = (f"holds at {tested} fresh test points to a relative misfit {misfit:.2g} "
-                      f"(<= {threshold:.0e}) in {digits}-digit arithmetic for the values as "
-                      f"written ({base_misfit:.2g} in {base_digits}-digit arithmetic: the "
-                      "written values are not binary64 numbers, so the misfit must fall with "
-                      "the precision)")
-            return RelationCheck(passed, misfit, threshold, refit, digits, fit_points, tested,
-                                 scales, time.perf_counter() - start, reason, level, data_ratio,
-                                 *extra)
         reason = (f"holds at {tested} fresh test points to a relative misfit {misfit:.2g} "
                   f"(<= {threshold:.0e}) in {digits}-digit arithmetic"
-                  + (" for the values as written" if rounded else ""))
+                  + (" for the values as written" if rounded else "")
+                  + (f" ({base_misfit:.2g} in {base_digits}-digit arithmetic: the written "
+                     "values are not binary64 numbers, so the misfit must fall with the "
+                     "precision)" if confirmed else ""))
         return RelationCheck(passed, misfit, threshold, refit, digits, fit_points, tested,
                              scales, time.perf_counter() - start, reason, level, data_ratio,
                              *extra)
