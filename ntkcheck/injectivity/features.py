@@ -228,13 +228,14 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet,
     if progress is None:
         F = centred.lse(z)
     else:  # the same entries; the caller sees 20 steps, 5 % of the chunks each
-        said = [0]
+        said = 0
 
         def tick(done: int, total: int) -> None:
-            while said[0] < 20 * done // total:
-                said[0] += 1
-                progress(ProgressUpdate(f"features {5 * said[0]}%", stage="features",
-                                        done=said[0], total=20))
+            nonlocal said
+            while said < 20 * done // total:
+                said += 1
+                progress(ProgressUpdate(f"features {5 * said}%", stage="features", done=said,
+                                        total=20))
 
         F = centred.lse(z, progress=tick)
     omega = 1.0 / probes.scale  # row weights

@@ -435,7 +435,7 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
     misfit, data_ratio, refit, fit_points, tested, extra = _measure(distributions, c,
                                                                     written=True, **kw)
     rounded = sorted({f for dist in distributions for f in dist.rounded_inputs})
-    confirmed = False
+    base_threshold, confirmed = threshold, False
     if misfit <= threshold and rounded:
         # Written values that are not binary64 numbers can differ by any amount (0.1 against
         # 0.1 + 1e-31), far below the gap that makes the threshold safe for binary64 data
@@ -462,7 +462,7 @@ def verify_relation(distributions: Sequence[Distribution], coefficients: np.ndar
     if rounded:  # does it hold for the nearest doubles, the data the numerical test saw?
         # (binary64 data: the threshold of step 4 at the base precision is safe for them)
         m2, _, refit2, _, _, _ = _measure(distributions, c, written=False, **kw)
-        if m2 <= 10.0 ** (-kw["digits"] / 2):
+        if m2 <= base_threshold:
             reason = (f"holds for the nearest doubles of the written values (relative misfit "
                       f"{m2:.2g} at {tested} fresh points in {kw['digits']}-digit arithmetic) "
                       f"but not for the values as written (relative misfit {misfit:.2g} in "

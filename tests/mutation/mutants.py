@@ -196,7 +196,7 @@ MUTANTS = [
     m(V, "    if written:\n        law = _written_law(dist)\n",
       "    if False:\n        law = _written_law(dist)\n",
       "issue19 verify: re-check on the doubles, not the written values"),
-    m(V, "        if m2 <= 10.0 ** (-kw[\"digits\"] / 2):\n", "        if False:\n",
+    m(V, "        if m2 <= base_threshold:\n", "        if False:\n",
       "issue19 verify: no input_rounding level"),
     m(V, "                     if np.isfinite(data_ratio) else", "                     if True else",
       "issue19 verify: infx"),
