@@ -4,8 +4,9 @@
     python benchmarks/bench_limit.py --sweep [--repeat 1]      # N = 1000, 3000, 10000, n = 64, d = 32
     python benchmarks/bench_limit.py ... --stream off --max-memory 16G   # in memory (--no-stream)
 
-The limit, timed in this process next to the analysis: M T exponentials (numpy ``exp`` on every
-core, chunks of 2^20 values on one thread per core) plus the flops 2 M d T (the scores) +
+The limit, timed in this process next to the analysis: M T exponentials (on every core, chunks
+of 2^20 values on one thread per core; the faster of numpy's ``exp`` and the compiled exp of
+``ntkcheck._compiled`` when numba is installed, the ratio to numpy's alone printed beside) plus the flops 2 M d T (the scores) +
 2 M N^2 (a Gram matrix of the M x N features and one triangular product of the same size, or
 one Householder QR) at the GEMM rate measured here (a 2048^3 ``dgemm``, every BLAS thread).
 M is the probe count the analysis used, T = N n the tokens. Then ``ntkcheck.analyze(...,
@@ -30,20 +31,28 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from bench_large import build
 
 
-def exp_seconds(count: int) -> float:
+def exp_seconds(count: int, compiled: bool = False) -> float:
     """Wall time of ``count`` float64 exponentials on every core (one thread per core, each on
-    chunks of 2^20 values, in place)."""
+    chunks of 2^20 values, in place): numpy's ``exp``, or with ``compiled`` the vectorised exp
+    of ntkcheck's compiled kernels (``ntkcheck._compiled``, numba; the one the features of
+    large inputs use), after one untimed call that loads its machine code."""
+    if compiled:
+        from ntkcheck._compiled import _exp_array
+        _exp_array(-np.ones(4), np.empty(4))
     cores = len(os.sched_getaffinity(0))
     chunk = 1 << 20
-    bufs = [np.random.default_rng(k).normal(size=chunk) for k in range(cores)]
+    bufs = [-np.abs(np.random.default_rng(k).normal(size=chunk)) for k in range(cores)]
     per = -(-count // cores)
 
     def work(k: int) -> None:
         buf, done = bufs[k], 0
         while done < per:
             m = min(chunk, per - done)
-            np.exp(buf[:m], out=buf[:m])
-            buf[:m] *= -1e-3  # keep the values in range for the next pass
+            if compiled:
+                _exp_array(buf[:m], buf[:m])
+            else:
+                np.exp(buf[:m], out=buf[:m])
+            buf[:m] *= -1e-3  # in (-1e-3, 0) for the next pass: the compiled exp's domain
             done += m
 
     t0 = time.perf_counter()
@@ -63,10 +72,16 @@ def gemm_rate(size: int = 2048) -> float:
 
 
 def limit(M: int, N: int, T: int, d: int) -> dict:
+    """The limit with the faster of numpy's exp and the compiled one (when numba is installed:
+    on a CPU without AVX-512 numpy's float64 exp has no SIMD path and the compiled one is
+    about 4x faster), and with numpy's alone (``numpy_limit_s``, the first measure of issue 22)."""
+    from ntkcheck._compiled import AVAILABLE
     rate = gemm_rate()
-    e = exp_seconds(M * T)
+    e_np = exp_seconds(M * T)
+    e = min(e_np, exp_seconds(M * T, compiled=True)) if AVAILABLE else e_np
     flops = 2.0 * M * d * T + 2.0 * M * N * N
-    return {"exp_s": e, "gemm_rate": rate, "gemm_s": flops / rate, "limit_s": e + flops / rate}
+    return {"exp_s": e, "gemm_rate": rate, "gemm_s": flops / rate, "limit_s": e + flops / rate,
+            "numpy_limit_s": e_np + flops / rate}
 
 
 def run_analyze(X, n: int, d: int, stream: bool | None = None,
@@ -108,8 +123,10 @@ def one_size(N: int, n: int, d: int, repeat: int, stream: bool | None = None,
     names = list(dict.fromkeys(k for r in runs for k in r["stages"]))
     stages = {k: statistics.median(r["stages"].get(k, 0.0) for r in runs) for k in names}
     lim = statistics.median(x["limit_s"] for x in limits)
+    lim_np = statistics.median(x["numpy_limit_s"] for x in limits)
     tot = statistics.median(r["total_s"] for r in runs)
     return {"N": N, "n": n, "d": d, "M": runs[0]["M"], "limit_s": lim,
+            "numpy_limit_s": lim_np, "numpy_ratio": tot / lim_np,
             "exp_s": statistics.median(x["exp_s"] for x in limits),
             "gemm_gflops": statistics.median(x["gemm_rate"] for x in limits) / 1e9,
             "analyze_s": tot, "ratio": tot / lim, "stages": stages,
@@ -137,15 +154,15 @@ def main() -> None:
           f"{len(os.sched_getaffinity(0))}; medians of {args.repeat} run(s)", flush=True)
     sizes = [(N, 64, 32) for N in (1000, 3000, 10000)] if args.sweep else [
         (args.N, args.n, args.d)]
-    print("| N | n | d | M | limit s (exp + GEMM) | analyze s | ratio | stages s | verdict | "
-          "load before/after |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| N | n | d | M | limit s (exp + GEMM) | analyze s | ratio | ratio, numpy's exp | "
+          "stages s | verdict | load before/after |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for N, n, d in sizes:
         r = one_size(N, n, d, args.repeat, stream, args.max_memory)
         st = ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items() if v >= 0.05)
         print(f"| {N} | {n} | {d} | {r['M']} | {r['limit_s']:.2f} ({r['exp_s']:.2f} + "
               f"{r['limit_s'] - r['exp_s']:.2f} at {r['gemm_gflops']:.0f} GFLOP/s) | "
-              f"{r['analyze_s']:.2f} | {r['ratio']:.1f} | {st} | {', '.join(r['verdicts'])} | "
+              f"{r['analyze_s']:.2f} | {r['ratio']:.1f} | {r['numpy_ratio']:.1f} | {st} | {', '.join(r['verdicts'])} | "
               f"{r['load'][0]:.1f} / {r['load'][1]:.1f} |", flush=True)
 
 

@@ -268,7 +268,7 @@ def profile(repeats: int = 100, batches: int = 100) -> None:
     machine is caught; one thread). A step is N L times (field + VJP): the forward pass and the
     VJP, on the kept attention. Each call here also pays numba's dispatch from Python (about
     0.2 microseconds), which the step's compiled loop over samples does not."""
-    from ntkcheck.meanfield import _fused as fast
+    from ntkcheck import _compiled as fast
     from ntkcheck.resources import KERNEL_ROW_PAD
 
     n, d, H, k = (SHAPE[x] for x in ("n", "d", "H", "k"))

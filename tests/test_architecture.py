@@ -26,10 +26,11 @@ STEPS = ["findings", "written", "keys", "screen", "geometry", "probes", "feature
          "pairs", "summary", "decide", "combine"]
 
 FLOORS = [
-    ["errors", "_threads", "special", "progress", "exact_values", "meanfield._parallel"],
+    ["errors", "_threads", "special", "progress", "exact_values", "meanfield._parallel",
+     "_compiled"],
     ["distributions", "dataset", "vocabulary"],
     ["injectivity.*", "backends.*", "exact.*", "kernels", "resources", "meanfield.loss",
-     "meanfield.schemes", "meanfield.model", "meanfield._fused", "meanfield.fast",
+     "meanfield.schemes", "meanfield.model", "meanfield.fast",
      "meanfield.adjoint",
      "meanfield.ntk", "meanfield.flow", "meanfield.teacher", "meanfield.explain"],
     ["io.*", "arrays", "meanfield.config"],

@@ -212,7 +212,7 @@ def test_tiled_sums_match_numpy(rows, terms):
     counts and term counts that are not multiples of 4 exercising the remainders) equal
     numpy's products to round-off: an entry summing n products (plus the scale and the
     existing value) in any order is within the classical bound (n + 2) eps sum |terms|."""
-    from ntkcheck.meanfield import _fused
+    from ntkcheck import _compiled as _fused
 
     rng = np.random.default_rng(20)
     cols = 40

@@ -8,9 +8,9 @@ stage           work (flops or elementwise operations)       rate
 ==============  ===========================================  =================================
 features        2 M T d (scores z @ atoms) + 3 M T (exp,     measured GEMM rate, measured exp
                 shift, sum of the logsumexp)                 rate x cores
-householder     2 M N^2 (``dtpqrt`` folds)                   measured one-thread ``dtpqrt``
-                                                             rate x workers; one worker: the
-                                                             rate with every BLAS thread
+householder     4/3 N^3 + 2 (m - N) N^2 per worker of m      measured one-thread ``dtpqrt``
+                = M / workers >= N rows (``dgeqrt`` of the   rate x workers; one worker: the
+                first N rows, ``dtpqrt`` folds of the rest)  rate with every BLAS thread
 cholqr2         M N^2 (Gram) + 2 M N^2 (solve, Gram) and     measured GEMM rate
                 the features twice
 merges          (workers - 1) N^3                            measured ``dtpqrt`` rate
@@ -224,7 +224,10 @@ def _estimate(N: int, d: int, M: int, tokens: int, block_rows: int, m: Method, w
     t: dict[str, float] = {}
     t["features"] = feat / w
     # several workers fold on one BLAS thread each; a single fold uses every BLAS thread
-    hh = 2 * M * N**2 / (fold_rate(r, N) * w if w > 1 else fold_rate(r, N, _cores()))
+    rows = M / w  # per worker: dgeqrt of its first N rows, dtpqrt folds of the rest
+    per = (4 * N**3 / 3 + 2 * (rows - N) * N**2 if rows >= N
+           else 2 * rows**2 * N - 2 * rows**3 / 3)
+    hh = w * per / (fold_rate(r, N) * w if w > 1 else fold_rate(r, N, _cores()))
     chol = 3 * M * N**2 / r.gemm + 2 * N**3 / 3 / r.gemm
     if m is Method.HOUSEHOLDER:
         t["factorisation"] = hh

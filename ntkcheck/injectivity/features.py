@@ -209,7 +209,9 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet,
     """Build F (each column on its own centred distribution), project it off span{1, s} with an
     orthonormal basis, normalise columns, with per-column error estimates.
 
-    Error model (standard model of arithmetic, exp/log correct to 2 ulps): an entry F[m, i]
+    Error model (standard model of arithmetic, exp/log correct to a few ulps: the C library's,
+    or on large inputs the compiled exp of :func:`ntkcheck._compiled.lse_scores`, relative
+    error < 6 u, which the n_i + 6 term count below absorbs): an entry F[m, i]
     computed as a dot product of length d plus a logsumexp over n_i terms has absolute error at
     most (first order in u)
         e[m, i] = u (d + n_i + 10) (sum_l |z_ml| R_il + (sum_l |z_ml| Q_il)^2 + W_i

@@ -8,7 +8,11 @@ centred_each`). For discrete laws that is the algorithm of the a-priori enclosur
 (:func:`ntkcheck.injectivity.enclosure._apriori_logsumexp_group`): centred atoms y' = fl(y - c)
 (checked here entry by entry: ``centred.atoms == atoms - c`` in float64), scores
 s~_j = fl(<z, y'_j>) + log w'_j as GEMMs, the largest subtracted, exp, the sum, log, the largest
-added back. Its all-order bound therefore holds for F~ with two changes:
+added back. The exp is numpy's, or on large inputs the compiled one of
+:func:`ntkcheck._compiled.lse_scores` (relative error < 6 u, inside the K u = 2 LIBM_ULPS u
+the bound assumes; it returns exp(0) = 1 exactly for the largest term, whose unused 8 u of
+slack covers the terms below e^-708 that it flushes to 0: n of them move S >= 1 by less than
+n 2^-1021). Its all-order bound therefore holds for F~ with two changes:
 
 * the centred laws carry their own weights w' (re-normalised when they were built), so each
   score also moves by |log w'_j - log w_j| <= r / (1 - r), r = |w'_j - w_j| / w_j (the difference

@@ -1,7 +1,7 @@
 """Fused numba training step: loss and exact gradient, one sample at a time.
 
-This module is the Python entry point; the compiled kernels are in :mod:`._fused`. The numpy
-path (:mod:`.model`, :mod:`.adjoint`) is the reference; this module computes the same discrete
+This module is the Python entry point; the compiled kernels are in :mod:`ntkcheck._compiled`.
+The numpy path (:mod:`.model`, :mod:`.adjoint`) is the reference; this module computes the same discrete
 adjoint (SPEC §6) with every (sample, head) evaluated by compiled loops on the sample's real
 tokens only, so no time goes to padding or to the overhead of many tiny array operations:
 
@@ -22,7 +22,7 @@ a multiple of 4 rows, the kernels' unrolling width.
 Every (sample, head) array has the heads innermost, the SIMD axis. Sums whose coefficients do
 not depend on the head (projections, the value sum, dA, dU, the heads' gradient) run over the
 flat (token, head) or (channel, head) axis, long contiguous loops; the per-head bilinear ones
-(scores, dq, dk) run over the heads, four terms per pass (see :mod:`._fused`).
+(scores, dq, dk) run over the heads, four terms per pass (see :mod:`ntkcheck._compiled`).
 
 Determinism. The chunks of samples depend only on N; each chunk is processed by one thread, in
 sample order, into its own gradient buffer; the buffers and the per-sample losses are then reduced
@@ -50,9 +50,9 @@ import numpy as np
 
 from ..errors import InputError, install_hint
 from ..resources import KEEP_ATTENTION_BYTES, KERNEL_ROW_PAD, kept_attention_bytes
-from ._fused import AVAILABLE, _chunk
+from .._compiled import AVAILABLE, _chunk
 # re-exported: the disk-cache state and the exp kernel are checked through this module's name
-from ._fused import _DISK_CACHE, _exp_array  # noqa: F401
+from .._compiled import _DISK_CACHE, _exp_array  # noqa: F401
 from ._parallel import run_chunks
 
 __all__ = ["AVAILABLE", "FAST_HINT", "MISSING_MESSAGE", "chunk_starts", "loss_and_gradient_fast",

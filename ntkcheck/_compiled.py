@@ -1,9 +1,12 @@
-"""Compiled kernels of the fused training step (driven by :mod:`.fast`).
+"""Every compiled (numba) kernel of ntkcheck: the fused training step (driven by
+:mod:`ntkcheck.meanfield.fast`) and the log-sum-exp of the discrete laws' score tiles (driven by
+:meth:`ntkcheck.dataset.Dataset.lse` on large inputs), both on one vectorisable exp.
 
-Per sample (:func:`_sample`, chunks of samples in :func:`_chunk`): the forward pass, the loss
-and the adjoint, layer by layer and RK stage by stage; per stage evaluation, the projections
-of the m real tokens on every head, the attention and the velocity (:func:`_field`) and the
-vector-Jacobian product (:func:`_field_vjp`), with a vectorisable exp for the softmax.
+Training, per sample (:func:`_sample`, chunks of samples in :func:`_chunk`): the forward pass,
+the loss and the adjoint, layer by layer and RK stage by stage; per stage evaluation, the
+projections of the m real tokens on every head, the attention and the velocity
+(:func:`_field`) and the vector-Jacobian product (:func:`_field_vjp`), with
+:func:`_exp_nonpos` for the softmax.
 
 Every array has the heads innermost (the SIMD axis). Sums whose coefficients do not depend on
 the head run over flat (token, head) or (channel, head) rows (:func:`_add_combinations`,
@@ -11,11 +14,16 @@ the head run over flat (token, head) or (channel, head) rows (:func:`_add_combin
 terms per pass, so that each load and store of an accumulator serves four multiply-adds.
 Summation orders are fixed by the compiled code, the same for every sample and thread.
 
-All the compiled code of the step is in this one file on purpose: numba's disk cache is
-invalidated per source file, so a kernel calling a kernel of another file could keep running a
-stale compiled copy of its callee after an edit. numba is optional: :data:`AVAILABLE` says
-whether it is importable; without it the functions stay plain Python (never called:
-:func:`.fast.require` refuses first).
+Analysis: :func:`lse_scores` reduces a tile of scores (tokens, laws, probes) to its log-sum-exp
+per (law, probe) in two passes over the tile (the shifted maxima, then the exponentials' sums),
+where numpy makes five; the operations and their rounding are those of numpy's evaluation, the
+exp being :func:`_exp_nonpos` (relative error < 6 u) instead of the C library's.
+
+All the compiled code is in this one file on purpose: numba's disk cache is invalidated per
+source file, so a kernel calling a kernel of another file could keep running a stale compiled
+copy of its callee after an edit. numba is optional: :data:`AVAILABLE` says whether it is
+importable; without it the functions stay plain Python (never called: :func:`ntkcheck.meanfield.fast.require`
+refuses first, and :meth:`~ntkcheck.dataset.Dataset.lse` uses numpy).
 """
 from __future__ import annotations
 
@@ -115,6 +123,47 @@ def _exp_array(x, out):
     for t in range(x.shape[0]):
         out[t] = _exp_nonpos(x[t])
 
+
+
+@_jit(fastmath={"contract"}, nogil=True)
+def lse_scores(s, lw, out):
+    """out[f, p] = log sum_j exp(s[j, f, p] + lw[j, f]) for a tile of scores s (n tokens, laws,
+    probes), C-ordered, overwritten with the shifted scores; lw (n, laws) the log weights
+    (-inf at padding). The operations are numpy's evaluation in
+    :meth:`ntkcheck.dataset._DiscretePack.lse_tile`, in its order: t = fl(s + lw), the maximum
+    over the tokens, fl(t - max), its exp, the sum over the tokens in order, log of the sum plus
+    the maximum. The exp is :func:`_exp_nonpos` (relative error < 6 u; the largest term is
+    exp(0) = 1 exactly, and a term below e^-708, flushed to 0, moves the sum by less than
+    2^-1021). Two passes over the tile instead of five, the exponentials four to a vector: the
+    probes are the innermost, contiguous axis. Compiled without reassociation, so that every
+    sum is added in the order written. A NaN score (an overflowed one) gives NaN, as numpy's
+    evaluation does; released from the GIL (the callers' threads each reduce their own tile)."""
+    n, nf, m = s.shape
+    mx = np.empty((nf, m))
+    acc = np.empty((nf, m))
+    for f in range(nf):
+        w = lw[0, f]
+        for p in range(m):
+            t = s[0, f, p] + w
+            s[0, f, p] = t
+            mx[f, p] = t
+    for j in range(1, n):
+        for f in range(nf):
+            w = lw[j, f]
+            for p in range(m):
+                t = s[j, f, p] + w
+                s[j, f, p] = t
+                mx[f, p] = t if t > mx[f, p] else mx[f, p]
+    for j in range(n):
+        for f in range(nf):
+            for p in range(m):
+                y = s[j, f, p] - mx[f, p]
+                e = _exp_nonpos(y)
+                e = y if y != y else e  # NaN stays NaN (_exp_nonpos returns 0 for it)
+                acc[f, p] = e if j == 0 else acc[f, p] + e
+    for f in range(nf):
+        for p in range(m):
+            out[f, p] = np.log(acc[f, p]) + mx[f, p]
 
 # Register tiling: every reduction over a short axis (coordinates j, i, key index f, tokens a
 # or b) is unrolled by four inside the loop over heads (or over the flat (coordinate, head)
