@@ -40,22 +40,49 @@ CHEBYSHEV_MAX_GAIN = 1.0 / np.sqrt(np.finfo(float).eps / 2)
 
 def largest_singular_value(R: np.ndarray, block: int = 8, iterations: int = 50,
                            rtol: float = 1e-7, seed: int = 0) -> float:
-    """sigma_max(R), R upper triangular: block power iteration on R^T R (``block`` vectors, two
-    triangular products per step, each one pass over R) with Rayleigh-Ritz; a lower estimate,
-    stopped when a step changes it by less than ``rtol`` relative."""
+    """sigma_max(R), R upper triangular: block Krylov iteration on R^T R (``block`` vectors,
+    two triangular products per step, each one pass over R). Every new block R^T R X is
+    orthogonalised against all earlier ones (twice, classical Gram-Schmidt) and the estimate is
+    the Rayleigh-Ritz value on the whole Krylov space: the largest singular value of
+    [R X_0, ..., R X_j] (orthonormal X's), the products already made. A lower estimate,
+    increasing step by step, stopped when a step changes it by less than ``rtol`` relative.
+    The whole space converges like a Chebyshev polynomial of the step count where the last
+    block alone (power iteration) converges like a power: at N = 12000 (a random triangle,
+    clustered top values) power iteration had not met 1e-7 after 50 steps (15.6 s);
+    each step here is the same two passes over R."""
     N = R.shape[1]
     k = max(1, min(block, N))
-    X = np.random.default_rng(np.random.SeedSequence([seed, 0x51])).standard_normal((N, k))
+    X = np.linalg.qr(np.random.default_rng(np.random.SeedSequence([seed, 0x51]))
+                     .standard_normal((N, k)))[0]
+    Q = np.empty((N, 0))  # the orthonormal Krylov basis [X_0, ..., X_j] (X_j may be narrower)
+    images = np.empty((N, 0))  # R Q
+    G = np.empty((0, 0))  # images^T images
     est = 0.0
     for _ in range(iterations):
-        X = np.linalg.qr(X)[0]
         Y = _upper_times(R, X)
-        new = float(np.linalg.svd(Y, compute_uv=False)[0])
-        X = scipy.linalg.blas.dtrmm(1.0, R, Y, side=0, lower=0, trans_a=1)
+        cross = images.T @ Y
+        G = np.block([[G, cross], [cross.T, Y.T @ Y]])
+        Q, images = np.hstack([Q, X]), np.hstack([images, Y])
+        # sigma_max([R X_0, ...])^2 = the largest eigenvalue of their Gram matrix (accurate
+        # to u relative for the largest one; a few dozen columns: no pass over R)
+        new = float(np.sqrt(max(scipy.linalg.eigvalsh(G, check_finite=False)[-1], 0.0)))
         done = abs(new - est) <= rtol * new
         est = max(est, new)
-        if done or not np.all(np.isfinite(X)):
+        if done or not np.isfinite(new) or Q.shape[1] >= N:
             break
+        Z = scipy.linalg.blas.dtrmm(1.0, R, Y, side=0, lower=0, trans_a=1)
+        size = np.linalg.norm(Z, axis=0).max(initial=0.0)
+        for _ in range(2):
+            Z = Z - Q @ (Q.T @ Z)
+        # keep the new directions only: a column at the round-off of the projection (the
+        # Krylov space exhausted, or nearly) would bring a vector not orthogonal to Q, and a
+        # Rayleigh-Ritz value on a basis that is not orthonormal can exceed sigma_max
+        X, rr = np.linalg.qr(Z)
+        keep = np.abs(np.diagonal(rr)) > np.sqrt(_U) * size
+        if not np.all(np.isfinite(X)) or not keep.any():
+            break
+        X = X[:, keep]
+        X = np.linalg.qr(X - Q @ (Q.T @ X))[0]
     return est
 
 

@@ -25,6 +25,9 @@ RU = "ntkcheck/injectivity/reuse.py"
 WR = "ntkcheck/injectivity/written.py"
 SG = "ntkcheck/injectivity/sigma.py"
 KS = "ntkcheck/kernel_spectrum.py"
+DS = "ntkcheck/dataset.py"
+CP = "ntkcheck/_compiled.py"
+FA = "ntkcheck/injectivity/factor.py"
 
 
 def m(path, old, new, label, equivalent=False):
@@ -441,4 +444,16 @@ MUTANTS = [
       "    if spec.partial:\n", "issue22 decide: the per-column gate skipped whatever its bound"),
     m(PL, "        elif dense.backend == \"local\" and not fits and b > STREAM_MIN_BLOCK_ROWS:\n",
       "        elif False:\n", "issue22 plan: streamed blocks never shortened to fit"),
+    m(DS, "        if probes * atoms < COMPILED_LSE_ENTRIES:\n",
+      "        if True:\n", "issue22 features: the compiled log-sum-exp never used"),
+    m(CP, "                e = y if y != y else e  # NaN stays NaN (_exp_nonpos returns 0 for it)\n",
+      "                pass\n", "issue22 features: a NaN score reduced to a finite value"),
+    m(CP, "                mx[f, p] = t if t > mx[f, p] else mx[f, p]\n", "                pass\n",
+      "issue22 features: the shift not the largest score"),
+    m(FA, "                bound += _gamma(N * N) * np.sqrt(sumsq)\n", "                pass\n",
+      "issue22 factor: the first rows' backward error dropped"),
+    m(FA, "            flat[j * N + m:(j + 1) * N] = 0.0\n", "            pass\n",
+      "issue22 factor: rows below a short matrix's R not zeroed"),
+    m(IT, "        X = X[:, keep]\n", "        X = X\n",
+      "issue22 spectrum: round-off columns kept in the largest value's Krylov basis"),
 ]

@@ -29,7 +29,7 @@ TESTS = ["tests/test_relation_display.py", "tests/test_issue19_survivors.py", "t
          "tests/test_screen.py", "tests/test_exact_analysis.py", "tests/test_certify.py",
          "tests/test_analyze_spectrum.py", "tests/test_partial_spectrum.py",
          "tests/test_streaming.py", "tests/test_written_values.py", "tests/test_certify_gram.py",
-         "tests/test_kernels.py"]
+         "tests/test_kernels.py", "tests/test_lse_compiled.py", "tests/test_factor.py"]
 
 
 #: The test files most likely to kill a mutant of each module, run first (then the rest of
