@@ -6,9 +6,10 @@
 
 The limit, timed in this process next to the analysis: M T exponentials (on every core, chunks
 of 2^20 values on one thread per core; the faster of numpy's ``exp`` and the compiled exp of
-``ntkcheck._compiled`` when numba is installed, the ratio to numpy's alone printed beside) plus the flops 2 M d T (the scores) +
-2 M N^2 (a Gram matrix of the M x N features and one triangular product of the same size, or
-one Householder QR) at the GEMM rate measured here (a 2048^3 ``dgemm``, every BLAS thread).
+``ntkcheck._compiled`` when numba is installed, the ratio to numpy's alone printed beside)
+plus the flops 2 M d T (the scores) + 2 M N^2 (a Gram matrix of the M x N features and one
+triangular product of the same size, or one Householder QR) at the GEMM rate measured here (a
+2048^3 ``dgemm``, every BLAS thread).
 M is the probe count the analysis used, T = N n the tokens. Then ``ntkcheck.analyze(...,
 exact="never")`` on N sequences of n Gaussian tokens in R^d (dyadic values, as
 ``bench_large.py``), its stages timed from the progress messages. Printed: the medians over
@@ -162,7 +163,8 @@ def main() -> None:
         st = ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items() if v >= 0.05)
         print(f"| {N} | {n} | {d} | {r['M']} | {r['limit_s']:.2f} ({r['exp_s']:.2f} + "
               f"{r['limit_s'] - r['exp_s']:.2f} at {r['gemm_gflops']:.0f} GFLOP/s) | "
-              f"{r['analyze_s']:.2f} | {r['ratio']:.1f} | {r['numpy_ratio']:.1f} | {st} | {', '.join(r['verdicts'])} | "
+              f"{r['analyze_s']:.2f} | {r['ratio']:.1f} | {r['numpy_ratio']:.1f} | {st} | "
+              f"{', '.join(r['verdicts'])} | "
               f"{r['load'][0]:.1f} / {r['load'][1]:.1f} |", flush=True)
 
 

@@ -22,8 +22,9 @@ exp being :func:`_exp_nonpos` (relative error < 6 u) instead of the C library's.
 All the compiled code is in this one file on purpose: numba's disk cache is invalidated per
 source file, so a kernel calling a kernel of another file could keep running a stale compiled
 copy of its callee after an edit. numba is optional: :data:`AVAILABLE` says whether it is
-importable; without it the functions stay plain Python (never called: :func:`ntkcheck.meanfield.fast.require`
-refuses first, and :meth:`~ntkcheck.dataset.Dataset.lse` uses numpy).
+importable; without it the functions stay plain Python (never called:
+:func:`ntkcheck.meanfield.fast.require` refuses first, and
+:meth:`~ntkcheck.dataset.Dataset.lse` uses numpy).
 """
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_certify import DPS, MP_SLACK, _mp, mp_lse
 
 import ntkcheck.dataset as dataset_module
 from ntkcheck import Dataset
@@ -24,7 +25,6 @@ from ntkcheck.analysis import analyze
 from ntkcheck.injectivity.features import centred_each
 from ntkcheck.injectivity.reuse import pass_enclosure
 from ntkcheck.io.load import load_dataset
-from test_certify import DPS, MP_SLACK, _mp, mp_lse
 
 pytest.importorskip("numba")
 

@@ -11,9 +11,9 @@ Two algorithms:
   triangular-pentagonal QR, 2 b N^2 flops per block), and ``merge_r`` for trees of partial
   factors. Backward error (Higham, *Accuracy and Stability of Numerical Algorithms*, 2002,
   Thm 19.4, applied to the first factorisation, m_0 = N rows, and to every fold): each fold
-  of a stacked matrix S_k with m_k rows entering each reflector is exact for S_k + dS_k, ||dS_k||_F <= g(m_k N) ||S_k||_F with
-  g(k) = c k u / (1 - c k u); errors of successive folds add, and the Q factor of the analysis
-  is exactly orthogonal:
+  of a stacked matrix S_k with m_k rows entering each reflector is exact for S_k + dS_k,
+  ||dS_k||_F <= g(m_k N) ||S_k||_F with g(k) = c k u / (1 - c k u); errors of successive
+  folds add, and the Q factor of the analysis is exactly orthogonal:
 
       ||E||_2 <= ||E||_F <= sum_k g(m_k N) ||S_k||_F,          ||Q^T Q - I|| = 0.
 

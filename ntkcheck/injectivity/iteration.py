@@ -1,6 +1,6 @@
 """Block iterations on an upper triangle R (SPEC §3 step 4, partial spectrum): the smallest
 singular triplets by block inverse subspace iteration (triangular solves, or products with an
-explicit R^-1 and a Chebyshev filter), and the largest singular value by block power iteration.
+explicit R^-1 and a Chebyshev filter), and the largest singular value by block Krylov iteration.
 Used by :mod:`ntkcheck.injectivity.spectrum`; each is documented on its function."""
 
 from __future__ import annotations

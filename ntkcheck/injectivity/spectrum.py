@@ -27,7 +27,7 @@ Partial spectrum (large N)
     solves, or two products with R^-1, with twice that many right-hand sides per product,
     O(N^2) each; Rayleigh-Ritz, a Chebyshev filter and locking of settled directions:
     :func:`ntkcheck.injectivity.iteration.smallest_singular_triplets`), and the largest
-    singular value by power iteration. The decision then uses these values
+    singular value by block Krylov iteration. The decision then uses these values
     only; the uncomputed ones lie above the computed block. Ritz values are upper bounds of the
     singular values they approximate, which is why a partial spectrum never certifies anything
     by itself: ``injective`` still needs the rigorous certificate (or, as numerical evidence,

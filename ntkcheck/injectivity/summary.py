@@ -125,7 +125,7 @@ def gram_summary(spec: Spectrum, names: Sequence[str], probes: int) -> dict:
         vec = vec * np.sign(vec[np.argmax(np.abs(vec))])
     out = {"kernel": "gram", "eigenvalues": [float(x) for x in lam]}
     if spec.partial:
-        # the smallest eigenvalues only; the largest from power iteration, the effective rank
+        # the smallest eigenvalues only; the largest from Krylov iteration, the effective rank
         # from the traces tr G = ||R||_F^2 / M and tr G^2 = ||R^T R||_F^2 / M^2
         top = max(float(spec.largest or 0.0) ** 2 / probes, float(lam[-1]))
         cond = condition_number(np.array([lam[0], top]), tol)

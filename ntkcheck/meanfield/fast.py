@@ -1,9 +1,10 @@
 """Fused numba training step: loss and exact gradient, one sample at a time.
 
 This module is the Python entry point; the compiled kernels are in :mod:`ntkcheck._compiled`.
-The numpy path (:mod:`.model`, :mod:`.adjoint`) is the reference; this module computes the same discrete
-adjoint (SPEC §6) with every (sample, head) evaluated by compiled loops on the sample's real
-tokens only, so no time goes to padding or to the overhead of many tiny array operations:
+The numpy path (:mod:`.model`, :mod:`.adjoint`) is the reference; this module computes the
+same discrete adjoint (SPEC §6) with every (sample, head) evaluated by compiled loops on the
+sample's real tokens only, so no time goes to padding or to the overhead of many tiny array
+operations:
 
     for each sample i (in a fixed chunk of samples, chunks in parallel):
         X^0 -> X^L          forward, keeping the per-layer token states of this sample only

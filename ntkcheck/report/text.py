@@ -69,7 +69,7 @@ def render_result(result: AnalysisResult, source: str, *, color: bool = False,
                       "structural screen (the dense test runs on these)")
         sv = result.singular_values
         part = s.get("spectrum", {})
-        largest = (f"largest about {part['largest_estimate']:.3g} (power iteration), "
+        largest = (f"largest about {part['largest_estimate']:.3g} (Krylov iteration), "
                    f"{part['computed']} smallest computed (partial spectrum"
                    + ("" if part.get("requested") == "partial" else
                       f", N > {FULL_SPECTRUM_MAX_N}; --spectrum full for every value")
