@@ -118,9 +118,10 @@ def _exp_nonpos(x):
     return p * bits.view(np.float64) if x > _EXP_LOW else 0.0  # p 2^k, 2^k exactly
 
 
-@_jit(fastmath=_FLAGS)
+@_jit(fastmath=_FLAGS, nogil=True)
 def _exp_array(x, out):
-    """out = exp(x) elementwise for x <= 0 (tests and benchmarks of :func:`_exp_nonpos`)."""
+    """out = exp(x) elementwise for x <= 0 (tests and benchmarks of :func:`_exp_nonpos`;
+    vectorised when x and out do not overlap, released from the GIL)."""
     for t in range(x.shape[0]):
         out[t] = _exp_nonpos(x[t])
 

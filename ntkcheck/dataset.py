@@ -38,8 +38,10 @@ LSE_TILE_ELEMENTS = 1 << 19
 #: (:func:`ntkcheck._compiled.lse_scores`, when numba is installed) instead of numpy: its
 #: first use in a process costs about 0.5 s (importing numba, loading the cached machine
 #: code), which it saves back from about 4e8 entries (1.2 ns per entry on 2 cores, measured on
-#: an AVX2 machine whose numpy exp has no SIMD path); 2^30 keeps small analyses as they were.
-COMPILED_LSE_ENTRIES = 1 << 30
+#: an AVX2 machine whose numpy exp has no SIMD path); 2^29 keeps small analyses as they were
+#: (N = 1000 sequences of 64 tokens at 2066 probes: 1.3e8 entries) and takes N = 4000 x 32
+#: tokens at 8034 probes (1.0e9: features 5.4 s with numpy, measured).
+COMPILED_LSE_ENTRIES = 1 << 29
 #: Threads evaluating chunks of probes concurrently.
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 

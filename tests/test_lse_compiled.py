@@ -152,14 +152,16 @@ def test_the_threshold_chooses_the_path(monkeypatch):
 
 
 def test_large_inputs_take_the_compiled_path():
-    """The default threshold is what the large-data figures rely on: 2^30 entries and up
-    (a 20000 x 64-token set at 40000 probes has 5e10) take the compiled path, a small
-    analysis (1000 x 64 tokens, 2066 probes: 1.3e8) does not pay numba's start-up."""
-    assert dataset_module.COMPILED_LSE_ENTRIES == 1 << 30
+    """The default threshold is what the large-data figures rely on: 2^29 entries and up
+    (4000 x 32 tokens at 8034 probes: 1.0e9; 20000 x 64 tokens at 39662 probes: 5e10) take
+    the compiled path, a small analysis (1000 x 64 tokens, 2066 probes: 1.3e8) does not pay
+    numba's start-up."""
+    assert dataset_module.COMPILED_LSE_ENTRIES == 1 << 29
+    assert 8034 * 4000 * 32 >= 1 << 29 > 2066 * 1000 * 64
     ds = _mixed(7, N=4)
     atoms = sum(p.atoms.shape[0] * p.atoms.shape[1] for p in ds._packs)
-    assert ds._compiled_lse(-(-(1 << 30) // atoms))
-    assert not ds._compiled_lse((1 << 30) // atoms - 1)
+    assert ds._compiled_lse(-(-(1 << 29) // atoms))
+    assert not ds._compiled_lse((1 << 29) // atoms - 1)
 
 
 @pytest.mark.parametrize("sample", ["tokens_injective.npz", "tokens_dependent.npz"])
