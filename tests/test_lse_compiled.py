@@ -112,12 +112,14 @@ def test_compiled_values_equal_brute_force_sums():
 
 
 def test_overflowed_scores_give_nan_on_both_paths():
-    """A score that overflows to inf makes its entry NaN on numpy's path (inf - inf); the
-    compiled path must not turn it into a finite number (its exp returns 0 for NaN)."""
+    """A score that overflows to inf makes its entry NaN on numpy's path (inf - inf), and so
+    does a score that is itself NaN (a dot product summing +inf and -inf: the last atom
+    against the last probe); the compiled path must not turn either into a finite number
+    (its exp returns 0 for NaN, and a NaN score is never the maximum)."""
     X = [np.array([[1e300, 0.0], [0.0, 1.0]]), np.array([[1.0, 2.0], [3.0, -1.0]]),
-         np.array([[-1e300, 0.0], [2.0, 2.0]])]
+         np.array([[-1e300, 0.0], [2.0, 2.0]]), np.array([[1.0, 0.5], [1e300, 1e300]])]
     ds = Dataset.from_tokens(X)
-    z = np.array([[1e10, 1.0], [0.5, 0.25], [-1e10, 0.0]])
+    z = np.array([[1e10, 1.0], [0.5, 0.25], [-1e10, 0.0], [1e10, -1e10]])
     with np.errstate(all="ignore"):
         with lse_path(compiled=False):
             ref = ds.lse(z)
@@ -126,6 +128,29 @@ def test_overflowed_scores_give_nan_on_both_paths():
     assert np.isnan(ref).any()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
     np.testing.assert_array_equal(np.isposinf(got), np.isposinf(ref))
+
+
+def test_a_nan_score_gives_nan_as_numpy_does():
+    """The kernel's contract on a tile with NaN scores (a BLAS that sums +inf and -inf in
+    separate lanes makes one from finite data; FMA kernels do not): the entry of a (law,
+    probe) with a NaN score is NaN, whether or not the NaN is the first token, and the other
+    entries equal numpy's evaluation to 4 u relative (another exp)."""
+    from ntkcheck._compiled import lse_scores
+    rng = np.random.default_rng(8)
+    s = rng.normal(size=(5, 3, 4)) * 3
+    s[2, 1, 3] = np.nan  # not the first token: never the maximum
+    s[0, 2, 0] = np.nan  # the first token: the running maximum starts at NaN
+    lw = np.log(rng.random((5, 3)) + 0.1)
+    t = s + lw[:, :, None]
+    with np.errstate(invalid="ignore"):
+        mx = t.max(axis=0)
+        ref = np.log(np.exp(t - mx).sum(axis=0)) + mx
+    out = np.empty((3, 4))
+    lse_scores(s.copy(), lw, out)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+    assert np.isnan(out[1, 3]) and np.isnan(out[2, 0])
+    ok = ~np.isnan(ref)
+    assert np.all(np.abs(out[ok] - ref[ok]) <= 4 * U * (np.abs(ref[ok]) + np.log(5)))
 
 
 def test_the_threshold_chooses_the_path(monkeypatch):
