@@ -45,6 +45,12 @@ def test_pass_enclosure_contains_the_50_digit_values(seed, data_exp, probe_exp):
     scale = 10.0**data_exp
     ds, centred, centres, z, F = _case(seed, N=3, n=4, d=2, data_scale=scale,
                                        probe_scale=10.0**probe_exp / scale, offset=40 * scale)
+    assert_pass_enclosure_holds(ds, centred, centres, z, F)
+
+
+def assert_pass_enclosure_holds(ds, centred, centres, z, F) -> None:
+    """|LSE_i(z_m) - <z_m, c_i> - F[m, i]| <= rad[m, i] of :func:`pass_enclosure` for every
+    entry, against 50-digit values (also used by test_lse_compiled.py)."""
     rad = pass_enclosure(ds.distributions, centred.distributions, z, centres, F)
     assert rad is not None and np.all(np.isfinite(rad))
     with mp.workdps(DPS):

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_certify import DPS, MP_SLACK, _mp, mp_lse
+from test_certify import DPS, _mp, mp_lse
+from test_certify_reuse import assert_pass_enclosure_holds
 
 import ntkcheck.dataset as dataset_module
 from ntkcheck import Dataset
 from ntkcheck.analysis import analyze
 from ntkcheck.injectivity.features import centred_each
-from ntkcheck.injectivity.reuse import pass_enclosure
 from ntkcheck.io.load import load_dataset
 
 pytest.importorskip("numba")
@@ -69,13 +69,7 @@ def test_compiled_values_are_inside_the_pass_radii(seed, data_exp, probe_exp):
     z = rng.normal(size=(8, 2)) * 10.0**probe_exp / scale
     with lse_path(compiled=True):
         F = centred.lse(z)
-    rad = pass_enclosure(ds.distributions, centred.distributions, z, centres, F)
-    assert rad is not None and np.all(np.isfinite(rad))
-    with mp.workdps(DPS):
-        for m in range(z.shape[0]):
-            for i, dist in enumerate(ds.distributions):
-                exact = mp_lse(dist, z[m], centres[i])
-                assert abs(exact - _mp(F[m, i])) <= _mp(rad[m, i]) + MP_SLACK * abs(exact)
+    assert_pass_enclosure_holds(ds, centred, centres, z, F)
 
 
 @pytest.mark.parametrize("probe_scale", [1e-3, 1.0, 30.0, 3000.0])
