@@ -230,3 +230,40 @@ def test_cholesky_radius_at_large_order_is_at_least_the_theorem():
         c = sigma._shifted_cholesky_bound(S, s)
         assert np.isfinite(c)
         assert Fraction(-c) >= _exact_chol_radius(np.diagonal(S) - s, n)
+
+
+@pytest.mark.parametrize("n", [6, 80])
+def test_fallback_factor_is_the_gram_cholesky_after_the_shifted_ones_reused_its_memory(n):
+    """After a successful Gram route (its shifted factorisations overwrite the first factor's
+    memory), the factor handed to the fallback is still the Cholesky factor of fl(A^T A):
+    R^T R equals the exact Gram matrix within the Gram and Cholesky rounding terms (exact
+    rationals for n = 6; float64 products against the bound for n = 80, the blocked
+    estimate's path), and the fallback's bound with it is the bound it computes from scratch,
+    bit for bit, and below the truth. n = 80 runs the iteration (n > 64)."""
+    rng = np.random.default_rng(n)
+    A = _case(rng, 2 * n + 3, n, 1e3)
+    bound, _, factor = gram_sigma_lower_bound(A)
+    assert bound > 0  # the route succeeded: the shifted factorisations ran
+    R = factor()
+    assert R is not None and np.array_equal(R, np.triu(R))
+    G = scipy.linalg.blas.dsyrk(1.0, A.T, trans=0)
+    fro_sq = float(np.sum(A * A))
+    if n <= 6:
+        exact = _exact_gram(A)
+        RtR = [[sum(Fraction(R[k, i]) * Fraction(R[k, j]) for k in range(n)) for j in range(n)]
+               for i in range(n)]
+        err = max(abs(RtR[i][j] - exact[i][j]) for i in range(n) for j in range(n))
+        limit = _gamma(A.shape[0]) * Fraction(fro_sq) * 2 + _gamma(n + 1) * 2 * Fraction(
+            float(np.trace(G)))
+        assert err <= limit
+    else:
+        # |R^T R - G| <= gamma_(n+1) |R^T| |R| (Higham Thm 10.3), evaluated with margin 2
+        Ra = np.abs(R)
+        assert np.all(np.abs(R.T @ R - np.triu(G) - np.triu(G, 1).T)
+                      <= 2 * float(_gamma(n + 1)) * (Ra.T @ Ra) + 1e-300)
+    with_factor = sigma.sigma_min_lower_bound(A, gram_factor=factor)[0]
+    assert with_factor == sigma.sigma_min_lower_bound(A)[0]
+    # the truth at 50 digits; for n = 80 (mpmath's SVD there takes seconds) LAPACK's value
+    # raised by 1e-10: its absolute error is about n u sigma_max, 1e-11 of sigma_min at cond 1e3
+    truth = _truth(A) if n <= 6 else scipy.linalg.svdvals(A).min() * (1 + 1e-10)
+    assert 0 < with_factor <= truth

@@ -53,7 +53,7 @@ def test_vector_noise_formula():
     eta = np.array([1e-12, 1e-6, 0.0])
     spec = Spectrum(np.ones(3), 0.0, 0.0, np.eye(3), eta, eta)
     v = np.array([[0.6], [0.0], [0.8]])
-    assert spec.vector_noise(v)[0] == pytest.approx(10 * (0.6e-12 + 3 * U), rel=1e-12)
+    assert spec.vector_noise(v)[0] == pytest.approx(10 * (0.6e-12 + 3 * U), rel=1e-12, abs=0.0)
 
 
 def test_fast_certificate_both_sides():
@@ -606,7 +606,7 @@ def test_tail_levels_see_a_grey_value_along_the_noisiest_direction():
     units /= np.linalg.norm(units, axis=0)
     assert np.all(spec0.vector_noise(units) <= bound)
     v = eta / np.linalg.norm(eta)
-    assert spec0.vector_noise(v[:, None])[0] == pytest.approx(bound, rel=1e-12)
+    assert spec0.vector_noise(v[:, None])[0] == pytest.approx(bound, rel=1e-12, abs=0.0)
     # right vectors: an orthonormal basis whose last column is v
     V = np.linalg.qr(np.column_stack([v, np.random.default_rng(2).normal(size=(N, N - 1))]))[0]
     V = np.roll(V * np.sign(V[:, :1].T @ v), -1, axis=1)
@@ -614,7 +614,7 @@ def test_tail_levels_see_a_grey_value_along_the_noisiest_direction():
     spec = _spectrum_with(sv, V, eta)
     Vt, tau, off = spec.tail_levels()
     assert off == N - 1 and Vt.shape == (N, 1)
-    assert tau[-1] == pytest.approx(bound, rel=1e-6)
+    assert tau[-1] == pytest.approx(bound, rel=1e-6, abs=0.0)
     assert classify_singular_values(sv, tau) == (0, [N - 1])
 
 

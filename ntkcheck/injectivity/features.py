@@ -32,12 +32,14 @@ n_i-term sum, the scaled weights and the final additions are the remaining u (n_
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
 
-from ..dataset import Dataset, chunks
+from .._threads import blas_single_thread
+from ..dataset import WORKERS, Dataset, chunks
 from ..distributions import Discrete, GaussianMixture, UniformBox
 from ..progress import Progress, ProgressUpdate
 from ..vocabulary import TokenIdDataset
@@ -250,12 +252,11 @@ def feature_matrix(dataset: Dataset, whitening: Whitening, probes: ProbeSet,
     coeffs = Q.T @ perp
     entry = _entry_scales(centred)
     n = entry[3]
-    base_sq = np.zeros(N)
     # row blocks keep the temporaries at CHUNK_ELEMENTS entries whatever M and N are
-    for sl in chunks(M, N):
+    blocks = list(chunks(M, N))
+    for sl in blocks:
         _subtract_product(perp[sl], Q[sl], coeffs)
-        base_sq += _base_sq(z[sl], F[sl], omega[sl], entry)
-    base_norm = np.sqrt(base_sq)
+    base_norm = np.sqrt(_sum_base_sq(z, F, omega, entry, blocks))
     nu = _column_norms(perp)
     bound, typical = _normalise_columns(perp, nu, base_norm, fw_norm, n, d, M)
     return FeatureMatrix(F, perp, nu, bound, typical, probes, centres, source=centred)
@@ -297,6 +298,26 @@ def _normalise_columns(A: np.ndarray, nu: np.ndarray, base_norm: np.ndarray,
     A /= safe[None, :]
     A[:, affine] = 0.0
     return np.where(affine, 0.0, bound / safe), np.where(affine, 0.0, typical / safe)
+
+
+def _sum_base_sq(z: np.ndarray, F: np.ndarray, omega: np.ndarray, entry,
+                 blocks: list[slice]) -> np.ndarray:
+    """(N,) the sum of :func:`_base_sq` over the row ``blocks``, each block on one of
+    :data:`ntkcheck.dataset.WORKERS` threads (its elementwise passes run on one core each;
+    BLAS on one thread meanwhile), the block sums added in block order: the same floats
+    whatever the thread count."""
+    def one(sl: slice) -> np.ndarray:
+        return _base_sq(z[sl], F[sl], omega[sl], entry)
+
+    if WORKERS > 1 and len(blocks) > 1:
+        with blas_single_thread(), ThreadPoolExecutor(WORKERS) as pool:
+            parts = list(pool.map(one, blocks))
+    else:
+        parts = [one(sl) for sl in blocks]
+    total = np.zeros(F.shape[1])
+    for part in parts:
+        total += part
+    return total
 
 
 def _base_sq(z: np.ndarray, F: np.ndarray, omega: np.ndarray, entry) -> np.ndarray:

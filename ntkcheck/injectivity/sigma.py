@@ -16,6 +16,8 @@ underflow adds 2^-1074 per operation; every bound evaluated in float64 with upwa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.linalg
 
@@ -44,8 +46,8 @@ def _inverse_factor(A: np.ndarray, At: np.ndarray, gram_factor=None
     about u^-1/2) a Householder QR (2 M n^2 flops at panel speed). Either is an approximation
     only: the bound of :func:`sigma_min_lower_bound` holds for any Y, the factorisation affects
     its tightness and cost, never its validity. Returns (None, reason) when R is singular to
-    working precision. ``gram_factor``, when given, is ``(R,)`` with the Cholesky factor of
-    fl(A^T A) already computed (:func:`gram_sigma_lower_bound`), or ``(None,)`` when that
+    working precision. ``gram_factor``, when given, is a callable returning the Cholesky factor
+    of fl(A^T A) from the Gram matrix :func:`gram_sigma_lower_bound` formed, or None when that
     factorisation broke down: the Gram matrix is then not formed again.
     """
     if gram_factor is None:
@@ -54,7 +56,7 @@ def _inverse_factor(A: np.ndarray, At: np.ndarray, gram_factor=None
             R, info = scipy.linalg.lapack.dpotrf(G, lower=0, clean=1, overwrite_a=1)
         del G
     else:
-        R = gram_factor[0]
+        R = gram_factor()
         info = 0 if R is not None else 1
     how = "Cholesky QR"
     if info != 0 or not np.all(np.isfinite(np.diagonal(R))):
@@ -325,9 +327,10 @@ def _lambda_min_estimate(R: np.ndarray) -> tuple[float, float]:
     return lam, float(change)
 
 
-def _shifted_cholesky_bound(G: np.ndarray, s: float) -> float:
+def _shifted_cholesky_bound(G: np.ndarray, s: float, out: np.ndarray | None = None) -> float:
     """A proved lower bound on lambda_min(S) - s, S the symmetric matrix whose upper triangle
     is ``G`` (n x n), or -inf when the Cholesky factorisation of fl(S - s I) breaks down.
+    ``out``: a Fortran-ordered n x n array to factor in (overwritten; else a new one).
 
     X' = fl(S - s I) (only the diagonal is computed: X'_ii = (S_ii - s)(1 + e_i), |e_i| <= u,
     so X' = S - s I + D with |D_ii| <= u |X'_ii| / (1 - u)) is given to LAPACK dpotrf. If it
@@ -340,7 +343,11 @@ def _shifted_cholesky_bound(G: np.ndarray, s: float) -> float:
         S - s I = R^T R - Delta - D  >=  -(rho + u (1 + 4u) max|X'_ii| + underflow) I.
     """
     n = G.shape[0]
-    X = np.array(G, order="F", copy=True)
+    if out is None:
+        X = np.array(G, order="F", copy=True)
+    else:
+        X = out
+        np.copyto(X, G)
     idx = np.diag_indices(n)
     X[idx] -= s
     diag = X[idx].copy()  # the diagonal actually factored
@@ -359,6 +366,19 @@ def _shifted_cholesky_bound(G: np.ndarray, s: float) -> float:
     return -float(_up(rho + _U * dmax * (1 + 4 * _U) + under, 6))
 
 
+def _gram_cholesky(G: np.ndarray) -> np.ndarray | None:
+    """The upper Cholesky factor of the symmetric matrix whose upper triangle is ``G`` (from
+    dsyrk: its strict lower triangle zero), factored in place in a Fortran-ordered copy (G is
+    kept), or None when LAPACK dpotrf breaks down or its diagonal is not finite. An
+    approximation only (the estimate's triangle, the fallback's preconditioner)."""
+    R = np.array(G, order="F", copy=True)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"), lapack_threads():
+        R, info = scipy.linalg.lapack.dpotrf(R, lower=0, clean=1, overwrite_a=1)
+    if info != 0 or not np.all(np.isfinite(np.diagonal(R))):
+        return None
+    return R
+
+
 def _sqrt_lower(s: float, c_chol: float, e_g: float) -> float:
     """A double <= sqrt(s - c_chol - e_g) (c_chol, e_g >= 0), or a value <= 0 when that is not
     positive: the two positive terms are summed upwards, then one subtraction of two doubles
@@ -371,9 +391,9 @@ def _sqrt_lower(s: float, c_chol: float, e_g: float) -> float:
 
 
 def gram_sigma_lower_bound(A: np.ndarray, work: Work | None = None
-                           ) -> tuple[float, str, tuple]:
+                           ) -> tuple[float, str, Callable[[], np.ndarray | None]]:
     """Rigorous lower bound on sigma_min of the float matrix A (M x n, M >= n, finite) from
-    its Gram matrix, with a note and ``(R,)``: the Cholesky factor of fl(A^T A) (``(None,)``
+    its Gram matrix, with a note and a callable giving the Cholesky factor of fl(A^T A) (None
     if it broke down) for the fallback :func:`sigma_min_lower_bound`. The bound is 0 when this
     way proves nothing.
 
@@ -405,24 +425,32 @@ def gram_sigma_lower_bound(A: np.ndarray, work: Work | None = None
     if work is not None:
         work.add(M * n * n)
     if not np.all(np.isfinite(G)):  # (a finite G keeps NaN out of every Cholesky below)
-        return 0.0, "the Gram matrix overflows", (None,)
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"), lapack_threads():
-        R, info = scipy.linalg.lapack.dpotrf(G, lower=0, clean=1, overwrite_a=0)
-    if info != 0 or not np.all(np.isfinite(np.diagonal(R))):
-        return 0.0, "the Gram matrix is not numerically positive definite", (None,)
+        return 0.0, "the Gram matrix overflows", lambda: None
+    R = _gram_cholesky(G)
+    if R is None:
+        return 0.0, "the Gram matrix is not numerically positive definite", lambda: None
+    kept = [R]  # the factor for the fallback, until its memory serves the shifted ones
+
+    def factor() -> np.ndarray | None:
+        return kept[0] if kept else _gram_cholesky(G)
+
     e_g = gram_rounding(M, n, float(_norm_up(A)))
     lam, change = _lambda_min_estimate(R)
     if work is not None:
         work.add(2 * n**3 / 3)
     if not (np.isfinite(lam) and lam > e_g):
         return 0.0, (f"lambda_min(A^T A) ~ {lam:.3g} is within the Gram matrix's rounding "
-                     f"{e_g:.3g}"), (R,)
+                     f"{e_g:.3g}"), factor
+    # the shifted factorisations overwrite R's memory (no second n x n array: on a machine
+    # where fresh memory is slow to map, a new one cost as much as the factorisation); the
+    # fallback, rarely needed, factors G again
+    kept.clear()
     # first shift: 2^-12, or 16 times the last step's relative change when larger (the
     # iteration converges linearly: its remaining error is a few times its last step)
     first = min(max(GRAM_SHIFTS[0], 16.0 * change), GRAM_SHIFTS[1])
     for delta in (first,) + tuple(x for x in GRAM_SHIFTS if x > first):
         s = float(_down(lam * (1.0 - delta), 2))
-        c_lo = _shifted_cholesky_bound(G, s)
+        c_lo = _shifted_cholesky_bound(G, s, out=R)
         if work is not None:
             work.add(n**3 / 3)
         if not np.isfinite(c_lo):
@@ -434,9 +462,9 @@ def gram_sigma_lower_bound(A: np.ndarray, work: Work | None = None
             break
         return bound, (f"sigma_min(A~) >= {bound:.6g} (Gram matrix fl(A~^T A~), its rounding "
                        f"<= {e_g:.2g}; lambda_min >= s - {-c_lo:.2g} by a Cholesky "
-                       f"certificate of G - s I, s = lambda_est (1 - {delta:g}))"), (R,)
+                       f"certificate of G - s I, s = lambda_est (1 - {delta:g}))"), factor
     return 0.0, ("no shifted Cholesky certificate of the Gram matrix with rounding terms "
-                 f"below {GRAM_LOSS:g} of the shift"), (R,)
+                 f"below {GRAM_LOSS:g} of the shift"), factor
 
 
 def float_sigma_lower_bound(A: np.ndarray, work: Work | None = None, need: float = 0.0
