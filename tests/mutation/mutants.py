@@ -456,4 +456,9 @@ MUTANTS = [
       "issue22 factor: rows below a short matrix's R not zeroed"),
     m(IT, "        X = X[:, keep]\n", "        X = X\n",
       "issue22 spectrum: round-off columns kept in the largest value's Krylov basis"),
+    m(SG, "        return kept[0] if kept else _gram_cholesky(G)\n",
+      "        return R\n",
+      "issue22 certificate: the fallback given the shifted factor's memory"),
+    m(F, "    for part in parts:\n", "    for part in parts[1:]:\n",
+      "issue22 features: one row block's error sums left out"),
 ]

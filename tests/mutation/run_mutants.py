@@ -29,7 +29,8 @@ TESTS = ["tests/test_relation_display.py", "tests/test_issue19_survivors.py", "t
          "tests/test_screen.py", "tests/test_exact_analysis.py", "tests/test_certify.py",
          "tests/test_analyze_spectrum.py", "tests/test_partial_spectrum.py",
          "tests/test_streaming.py", "tests/test_written_values.py", "tests/test_certify_gram.py",
-         "tests/test_kernels.py", "tests/test_lse_compiled.py", "tests/test_factor.py"]
+         "tests/test_kernels.py", "tests/test_lse_compiled.py", "tests/test_factor.py",
+         "tests/test_feature_errors.py"]
 
 
 #: The test files most likely to kill a mutant of each module, run first (then the rest of
@@ -53,7 +54,7 @@ FIRST = {
                     ["tests/test_partial_spectrum.py", "tests/test_decision_thresholds.py",
                      "tests/test_streaming.py", "tests/test_issue19_survivors.py"]),
     **dict.fromkeys([_I + "geometry.py", _I + "probes.py", _I + "features.py"],
-                    ["tests/test_issue19_survivors.py", "tests/test_decision_thresholds.py",
+                    ["tests/test_feature_errors.py", "tests/test_issue19_survivors.py", "tests/test_decision_thresholds.py",
                      "tests/test_extreme_spreads.py"]),
     "ntkcheck/kernel_spectrum.py": ["tests/test_kernels.py"],
     _I + "summary.py": ["tests/test_analyze_spectrum.py", "tests/test_kernels.py"],
