@@ -232,14 +232,15 @@ def test_cholesky_radius_at_large_order_is_at_least_the_theorem():
         assert Fraction(-c) >= _exact_chol_radius(np.diagonal(S) - s, n)
 
 
-@pytest.mark.parametrize("n", [6, 80])
+@pytest.mark.parametrize("n", [6, 80, 600])
 def test_fallback_factor_is_the_gram_cholesky_after_the_shifted_ones_reused_its_memory(n):
     """After a successful Gram route (its shifted factorisations overwrite the first factor's
     memory), the factor handed to the fallback is still the Cholesky factor of fl(A^T A):
     R^T R equals the exact Gram matrix within the Gram and Cholesky rounding terms (exact
-    rationals for n = 6; float64 products against the bound for n = 80, the blocked
+    rationals for n = 6; float64 products against the bound for n = 80 and 600, the blocked
     estimate's path), and the fallback's bound with it is the bound it computes from scratch,
-    bit for bit, and below the truth. n = 80 runs the iteration (n > 64)."""
+    bit for bit, and below the truth. n = 80 runs the iteration (n > 64); n = 600 spans three
+    column blocks of the Gram store's transposed copies (256 columns each)."""
     rng = np.random.default_rng(n)
     A = _case(rng, 2 * n + 3, n, 1e3)
     bound, _, factor = gram_sigma_lower_bound(A)
@@ -267,3 +268,31 @@ def test_fallback_factor_is_the_gram_cholesky_after_the_shifted_ones_reused_its_
     # raised by 1e-10: its absolute error is about n u sigma_max, 1e-11 of sigma_min at cond 1e3
     truth = _truth(A) if n <= 6 else scipy.linalg.svdvals(A).min() * (1 + 1e-10)
     assert 0 < with_factor <= truth
+
+
+@pytest.mark.parametrize("n", [1, 5, 256, 257, 600])
+def test_gram_store_keeps_the_gram_matrix_below_the_factors(n):
+    """The Gram store (one n x n array for fl(A^T A) and its factorisations): after a Cholesky
+    factorisation in place, restoring gives back G's upper triangle and diagonal bit for bit,
+    its strict lower triangle holds G transposed throughout, its factor equals LAPACK's on a
+    fresh copy of G, and the shifted factorisation's proved radius is the one computed on a
+    separate copy (the certificate's numbers do not depend on the memory reuse). Sizes around
+    the 256-column blocks of the copies."""
+    rng = np.random.default_rng(n)
+    A = rng.normal(size=(2 * n + 3, n))
+    G = scipy.linalg.blas.dsyrk(1.0, A.T, trans=0)
+    G0 = G.copy()
+    store = sigma._GramStore(G)
+    R = store.cholesky()
+    ref, info = scipy.linalg.lapack.dpotrf(G0, lower=0, clean=1, overwrite_a=0)
+    assert info == 0 and np.array_equal(np.triu(R), ref)
+    low = np.tril_indices(n, -1)
+    assert np.array_equal(store.X[low], G0.T[low])  # G kept below the factor
+    X = store.upper()
+    assert np.array_equal(np.triu(X), G0) and np.array_equal(X[low], G0.T[low])
+    assert np.array_equal(store.factor(), ref)
+    s = float(np.linalg.eigvalsh(G0, UPLO="U")[0]) * (1 - 2.0**-7)
+    separate = sigma._shifted_cholesky_bound(G0, s)
+    X = store.upper()
+    assert sigma._shifted_cholesky_bound(X, s, out=X) == separate
+    assert np.array_equal(np.triu(store.upper()), G0)

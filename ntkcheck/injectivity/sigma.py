@@ -330,7 +330,9 @@ def _lambda_min_estimate(R: np.ndarray) -> tuple[float, float]:
 def _shifted_cholesky_bound(G: np.ndarray, s: float, out: np.ndarray | None = None) -> float:
     """A proved lower bound on lambda_min(S) - s, S the symmetric matrix whose upper triangle
     is ``G`` (n x n), or -inf when the Cholesky factorisation of fl(S - s I) breaks down.
-    ``out``: a Fortran-ordered n x n array to factor in (overwritten; else a new one).
+    ``out``: a Fortran-ordered n x n array to factor in (overwritten; else a new one); only
+    its upper triangle and diagonal are written, so it may be ``G`` itself (as with
+    :class:`_GramStore`, whose lower triangle keeps G).
 
     X' = fl(S - s I) (only the diagonal is computed: X'_ii = (S_ii - s)(1 + e_i), |e_i| <= u,
     so X' = S - s I + D with |D_ii| <= u |X'_ii| / (1 - u)) is given to LAPACK dpotrf. If it
@@ -347,7 +349,8 @@ def _shifted_cholesky_bound(G: np.ndarray, s: float, out: np.ndarray | None = No
         X = np.array(G, order="F", copy=True)
     else:
         X = out
-        np.copyto(X, G)
+        if X is not G:
+            np.copyto(X, G)
     idx = np.diag_indices(n)
     X[idx] -= s
     diag = X[idx].copy()  # the diagonal actually factored
@@ -366,17 +369,66 @@ def _shifted_cholesky_bound(G: np.ndarray, s: float, out: np.ndarray | None = No
     return -float(_up(rho + _U * dmax * (1 + 4 * _U) + under, 6))
 
 
-def _gram_cholesky(G: np.ndarray) -> np.ndarray | None:
-    """The upper Cholesky factor of the symmetric matrix whose upper triangle is ``G`` (from
-    dsyrk: its strict lower triangle zero), factored in place in a Fortran-ordered copy (G is
-    kept), or None when LAPACK dpotrf breaks down or its diagonal is not finite. An
-    approximation only (the estimate's triangle, the fallback's preconditioner)."""
-    R = np.array(G, order="F", copy=True)
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"), lapack_threads():
-        R, info = scipy.linalg.lapack.dpotrf(R, lower=0, clean=1, overwrite_a=1)
-    if info != 0 or not np.all(np.isfinite(np.diagonal(R))):
-        return None
-    return R
+#: Column block of the transposed copies between the triangles of :class:`_GramStore`.
+_MIRROR_BLOCK = 256
+
+
+def _mirror(X: np.ndarray, to_lower: bool) -> None:
+    """Copy the strict upper triangle of the square X into its strict lower one, transposed
+    (``to_lower``), or back: in column blocks (views and block copies, no index arrays or
+    n x n temporaries)."""
+    n = X.shape[0]
+    for j0 in range(0, n, _MIRROR_BLOCK):
+        j1 = min(n, j0 + _MIRROR_BLOCK)
+        D = X[j0:j1, j0:j1]
+        low = np.tril_indices(j1 - j0, -1)
+        if to_lower:
+            X[j1:, j0:j1] = X[j0:j1, j1:].T
+            D[low] = D.T[low]
+        else:
+            X[j0:j1, j1:] = X[j1:, j0:j1].T
+            D.T[low] = D[low]
+
+
+class _GramStore:
+    """fl(A^T A) (``G``, from dsyrk: upper triangle, Fortran order) kept in the strict lower
+    triangle of its own array and its diagonal in a vector, so that the upper triangle can
+    hold the Cholesky factors: one n x n array serves the Gram matrix and every factorisation
+    of it (a machine that maps fresh memory slowly spent as long on copying G as on
+    factoring it). LAPACK's dpotrf on the upper triangle neither reads nor writes the strict
+    lower one."""
+
+    def __init__(self, G: np.ndarray):
+        self.X = G if G.flags.f_contiguous else np.asfortranarray(G)
+        self.diag = np.diagonal(self.X).copy()
+        _mirror(self.X, to_lower=True)
+
+    def upper(self) -> np.ndarray:
+        """The array with G again in its upper triangle and diagonal (the lower one kept)."""
+        _mirror(self.X, to_lower=False)
+        np.fill_diagonal(self.X, self.diag)
+        return self.X
+
+    def cholesky(self) -> np.ndarray | None:
+        """G's upper Cholesky factor in place (the array's strict lower triangle still holds G:
+        for upper-triangle readers only), or None when dpotrf breaks down or its diagonal is not
+        finite. An approximation only (the estimate's triangle)."""
+        X = self.upper()
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"), lapack_threads():
+            R, info = scipy.linalg.lapack.dpotrf(X, lower=0, clean=0, overwrite_a=1)
+        if info != 0 or not np.all(np.isfinite(np.diagonal(R))):
+            return None
+        return R
+
+    def factor(self) -> np.ndarray | None:
+        """G's upper Cholesky factor in a new array, strict lower triangle zero (the fallback's
+        preconditioner: it reads the whole matrix), or None when dpotrf breaks down."""
+        R = np.triu(self.upper())
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"), lapack_threads():
+            R, info = scipy.linalg.lapack.dpotrf(R, lower=0, clean=1, overwrite_a=1)
+        if info != 0 or not np.all(np.isfinite(np.diagonal(R))):
+            return None
+        return R
 
 
 def _sqrt_lower(s: float, c_chol: float, e_g: float) -> float:
@@ -426,14 +478,12 @@ def gram_sigma_lower_bound(A: np.ndarray, work: Work | None = None
         work.add(M * n * n)
     if not np.all(np.isfinite(G)):  # (a finite G keeps NaN out of every Cholesky below)
         return 0.0, "the Gram matrix overflows", lambda: None
-    R = _gram_cholesky(G)
+    store = _GramStore(G)
+    del G
+    R = store.cholesky()
     if R is None:
         return 0.0, "the Gram matrix is not numerically positive definite", lambda: None
-    kept = [R]  # the factor for the fallback, until its memory serves the shifted ones
-
-    def factor() -> np.ndarray | None:
-        return kept[0] if kept else _gram_cholesky(G)
-
+    factor = store.factor  # for the fallback: G's factor again, in an array of its own
     e_g = gram_rounding(M, n, float(_norm_up(A)))
     lam, change = _lambda_min_estimate(R)
     if work is not None:
@@ -441,16 +491,13 @@ def gram_sigma_lower_bound(A: np.ndarray, work: Work | None = None
     if not (np.isfinite(lam) and lam > e_g):
         return 0.0, (f"lambda_min(A^T A) ~ {lam:.3g} is within the Gram matrix's rounding "
                      f"{e_g:.3g}"), factor
-    # the shifted factorisations overwrite R's memory (no second n x n array: on a machine
-    # where fresh memory is slow to map, a new one cost as much as the factorisation); the
-    # fallback, rarely needed, factors G again
-    kept.clear()
     # first shift: 2^-12, or 16 times the last step's relative change when larger (the
     # iteration converges linearly: its remaining error is a few times its last step)
     first = min(max(GRAM_SHIFTS[0], 16.0 * change), GRAM_SHIFTS[1])
     for delta in (first,) + tuple(x for x in GRAM_SHIFTS if x > first):
         s = float(_down(lam * (1.0 - delta), 2))
-        c_lo = _shifted_cholesky_bound(G, s, out=R)
+        X = store.upper()  # G again above the diagonal: factored in place, shifted
+        c_lo = _shifted_cholesky_bound(X, s, out=X)
         if work is not None:
             work.add(n**3 / 3)
         if not np.isfinite(c_lo):

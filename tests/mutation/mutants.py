@@ -456,9 +456,11 @@ MUTANTS = [
       "issue22 factor: rows below a short matrix's R not zeroed"),
     m(IT, "        X = X[:, keep]\n", "        X = X\n",
       "issue22 spectrum: round-off columns kept in the largest value's Krylov basis"),
-    m(SG, "        return kept[0] if kept else _gram_cholesky(G)\n",
-      "        return R\n",
+    m(SG, "    factor = store.factor  # for the fallback: G's factor again, in an array of its own\n",
+      "    factor = lambda: store.X\n",
       "issue22 certificate: the fallback given the shifted factor's memory"),
+    m(SG, "            X[j1:, j0:j1] = X[j0:j1, j1:].T\n", "            pass\n",
+      "issue22 certificate: the Gram matrix's copy below the diagonal left out"),
     m(F, "    for part in parts:\n", "    for part in parts[1:]:\n",
       "issue22 features: one row block's error sums left out"),
 ]
