@@ -293,6 +293,6 @@ def test_gram_store_keeps_the_gram_matrix_below_the_factors(n):
     assert np.array_equal(store.factor(), ref)
     s = float(np.linalg.eigvalsh(G0, UPLO="U")[0]) * (1 - 2.0**-7)
     separate = sigma._shifted_cholesky_bound(G0, s)
-    X = store.upper()
-    assert sigma._shifted_cholesky_bound(X, s, out=X) == separate
+    assert store.shifted_bound(s) == separate
     assert np.array_equal(np.triu(store.upper()), G0)
+    assert store.shifted_bound(s) == separate  # again, after its factor overwrote G above

@@ -402,18 +402,29 @@ class _GramStore:
         self.X = G if G.flags.f_contiguous else np.asfortranarray(G)
         self.diag = np.diagonal(self.X).copy()
         _mirror(self.X, to_lower=True)
+        self._intact = True  # the upper triangle and diagonal still hold G
 
     def upper(self) -> np.ndarray:
-        """The array with G again in its upper triangle and diagonal (the lower one kept)."""
-        _mirror(self.X, to_lower=False)
-        np.fill_diagonal(self.X, self.diag)
+        """The array with G in its upper triangle and diagonal (restored from below when a
+        factorisation overwrote them; the lower triangle kept)."""
+        if not self._intact:
+            _mirror(self.X, to_lower=False)
+            np.fill_diagonal(self.X, self.diag)
+            self._intact = True
         return self.X
+
+    def shifted_bound(self, s: float) -> float:
+        """:func:`_shifted_cholesky_bound` of G and ``s``, factored in place above the diagonal."""
+        X = self.upper()
+        self._intact = False
+        return _shifted_cholesky_bound(X, s, out=X)
 
     def cholesky(self) -> np.ndarray | None:
         """G's upper Cholesky factor in place (the array's strict lower triangle still holds G:
         for upper-triangle readers only), or None when dpotrf breaks down or its diagonal is not
         finite. An approximation only (the estimate's triangle)."""
         X = self.upper()
+        self._intact = False
         with np.errstate(over="ignore", under="ignore", invalid="ignore"), lapack_threads():
             R, info = scipy.linalg.lapack.dpotrf(X, lower=0, clean=0, overwrite_a=1)
         if info != 0 or not np.all(np.isfinite(np.diagonal(R))):
@@ -496,8 +507,7 @@ def gram_sigma_lower_bound(A: np.ndarray, work: Work | None = None
     first = min(max(GRAM_SHIFTS[0], 16.0 * change), GRAM_SHIFTS[1])
     for delta in (first,) + tuple(x for x in GRAM_SHIFTS if x > first):
         s = float(_down(lam * (1.0 - delta), 2))
-        X = store.upper()  # G again above the diagonal: factored in place, shifted
-        c_lo = _shifted_cholesky_bound(X, s, out=X)
+        c_lo = store.shifted_bound(s)
         if work is not None:
             work.add(n**3 / 3)
         if not np.isfinite(c_lo):

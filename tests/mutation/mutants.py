@@ -461,6 +461,12 @@ MUTANTS = [
       "issue22 certificate: the fallback given the shifted factor's memory"),
     m(SG, "            X[j1:, j0:j1] = X[j0:j1, j1:].T\n", "            pass\n",
       "issue22 certificate: the Gram matrix's copy below the diagonal left out"),
+    m(SG, "        X = self.upper()\n        self._intact = False\n        return _shifted",
+      "        X = self.upper()\n        return _shifted",
+      "issue22 certificate: a shifted factor taken for the Gram matrix by the next shift"),
+    m(SG, "        X = self.upper()\n        self._intact = False\n        with np.errstate",
+      "        X = self.upper()\n        with np.errstate",
+      "issue22 certificate: the first factor taken for the Gram matrix by the shifted one"),
     m(F, "    for part in parts:\n", "    for part in parts[1:]:\n",
       "issue22 features: one row block's error sums left out"),
 ]
