@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
-__all__ = ["blas_single_thread", "blas_contended", "lapack_threads"]
+__all__ = ["blas_single_thread", "blas_contended", "lapack_threads", "map_on_threads"]
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @contextlib.contextmanager
@@ -34,6 +39,16 @@ def blas_single_thread() -> Iterator[None]:
         return
     with controller.limit(limits=1, user_api="blas"):
         yield
+
+
+def map_on_threads(fn: Callable[[_T], _R], items: Sequence[_T], workers: int) -> list[_R]:
+    """[fn(x) for x in items], on ``workers`` threads of our own with BLAS on one thread
+    meanwhile (:func:`blas_single_thread`), the results in the order of ``items``; in the
+    calling thread when there is one worker or one item."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with blas_single_thread(), ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
 
 
 def blas_contended() -> bool:

@@ -17,11 +17,11 @@ The sigma_min bound that uses them: :mod:`ntkcheck.injectivity.certify`."""
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
 
+from .._threads import map_on_threads
 from ..distributions import Discrete, Distribution, GaussianMixture, UniformBox
 from ..errors import InputError, install_hint
 from .rounding import _ETA, _K_LIBM, _U, LIBM_ULPS, _gamma, _norm_up, _up
@@ -468,13 +468,7 @@ def _apriori_logsumexp_group(idx, n, z, zeta, mid, rad, *, atoms, weights, centr
     bounds = [(g0, min(G, g0 + per), m0, min(M, m0 + rows_per))
               for g0 in range(0, G, per) for m0 in range(0, M, rows_per)]
     with np.errstate(under="ignore"):
-        if len(bounds) == 1 or _WORKERS == 1:
-            for bnd in bounds:
-                block(*bnd)
-        else:
-            from .factor import blas_single_thread
-            with blas_single_thread(), ThreadPoolExecutor(_WORKERS) as pool:
-                list(pool.map(lambda bnd: block(*bnd), bounds))
+        map_on_threads(lambda bnd: block(*bnd), bounds, _WORKERS)
 
 
 def _uniform_g(h: np.ndarray) -> np.ndarray:

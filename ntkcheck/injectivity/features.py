@@ -32,13 +32,12 @@ n_i-term sum, the scaled weights and the final additions are the remaining u (n_
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
 
-from .._threads import blas_single_thread
+from .._threads import map_on_threads
 from ..dataset import WORKERS, Dataset, chunks
 from ..distributions import Discrete, GaussianMixture, UniformBox
 from ..progress import Progress, ProgressUpdate
@@ -306,14 +305,8 @@ def _sum_base_sq(z: np.ndarray, F: np.ndarray, omega: np.ndarray, entry,
     :data:`ntkcheck.dataset.WORKERS` threads (its elementwise passes run on one core each;
     BLAS on one thread meanwhile), the block sums added in block order: the same floats
     whatever the thread count."""
-    def one(sl: slice) -> np.ndarray:
-        return _base_sq(z[sl], F[sl], omega[sl], entry)
-
-    if WORKERS > 1 and len(blocks) > 1:
-        with blas_single_thread(), ThreadPoolExecutor(WORKERS) as pool:
-            parts = list(pool.map(one, blocks))
-    else:
-        parts = [one(sl) for sl in blocks]
+    parts = map_on_threads(lambda sl: _base_sq(z[sl], F[sl], omega[sl], entry), blocks,
+                           WORKERS)
     total = np.zeros(F.shape[1])
     for part in parts:
         total += part

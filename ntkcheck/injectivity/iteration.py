@@ -72,8 +72,7 @@ def largest_singular_value(R: np.ndarray, block: int = 8, iterations: int = 50,
             break
         Z = scipy.linalg.blas.dtrmm(1.0, R, Y, side=0, lower=0, trans_a=1)
         size = np.linalg.norm(Z, axis=0).max(initial=0.0)
-        for _ in range(2):
-            Z = Z - Q @ (Q.T @ Z)
+        Z = _project_out(Q, _project_out(Q, Z))
         # keep the new directions only: a column at the round-off of the projection (the
         # Krylov space exhausted, or nearly) would bring a vector not orthogonal to Q, and a
         # Rayleigh-Ritz value on a basis that is not orthonormal can exceed sigma_max
@@ -81,8 +80,7 @@ def largest_singular_value(R: np.ndarray, block: int = 8, iterations: int = 50,
         keep = np.abs(np.diagonal(rr)) > np.sqrt(_U) * size
         if not np.all(np.isfinite(X)) or not keep.any():
             break
-        X = X[:, keep]
-        X = np.linalg.qr(X - Q @ (Q.T @ X))[0]
+        X = np.linalg.qr(_project_out(Q, X[:, keep]))[0]
     return est
 
 

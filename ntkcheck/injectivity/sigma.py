@@ -327,12 +327,11 @@ def _lambda_min_estimate(R: np.ndarray) -> tuple[float, float]:
     return lam, float(change)
 
 
-def _shifted_cholesky_bound(G: np.ndarray, s: float, out: np.ndarray | None = None) -> float:
+def _shifted_cholesky_bound(G: np.ndarray, s: float, in_place: bool = False) -> float:
     """A proved lower bound on lambda_min(S) - s, S the symmetric matrix whose upper triangle
     is ``G`` (n x n), or -inf when the Cholesky factorisation of fl(S - s I) breaks down.
-    ``out``: a Fortran-ordered n x n array to factor in (overwritten; else a new one); only
-    its upper triangle and diagonal are written, so it may be ``G`` itself (as with
-    :class:`_GramStore`, whose lower triangle keeps G).
+    ``in_place``: factor in G itself (Fortran-ordered; its upper triangle and diagonal are
+    overwritten, the strict lower one untouched: :class:`_GramStore`), else in a copy.
 
     X' = fl(S - s I) (only the diagonal is computed: X'_ii = (S_ii - s)(1 + e_i), |e_i| <= u,
     so X' = S - s I + D with |D_ii| <= u |X'_ii| / (1 - u)) is given to LAPACK dpotrf. If it
@@ -345,12 +344,7 @@ def _shifted_cholesky_bound(G: np.ndarray, s: float, out: np.ndarray | None = No
         S - s I = R^T R - Delta - D  >=  -(rho + u (1 + 4u) max|X'_ii| + underflow) I.
     """
     n = G.shape[0]
-    if out is None:
-        X = np.array(G, order="F", copy=True)
-    else:
-        X = out
-        if X is not G:
-            np.copyto(X, G)
+    X = G if in_place else np.array(G, order="F", copy=True)
     idx = np.diag_indices(n)
     X[idx] -= s
     diag = X[idx].copy()  # the diagonal actually factored
@@ -399,7 +393,7 @@ class _GramStore:
     lower one."""
 
     def __init__(self, G: np.ndarray):
-        self.X = G if G.flags.f_contiguous else np.asfortranarray(G)
+        self.X = np.asfortranarray(G)  # (dsyrk's output already is: no copy)
         self.diag = np.diagonal(self.X).copy()
         _mirror(self.X, to_lower=True)
         self._intact = True  # the upper triangle and diagonal still hold G
@@ -417,7 +411,7 @@ class _GramStore:
         """:func:`_shifted_cholesky_bound` of G and ``s``, factored in place above the diagonal."""
         X = self.upper()
         self._intact = False
-        return _shifted_cholesky_bound(X, s, out=X)
+        return _shifted_cholesky_bound(X, s, in_place=True)
 
     def cholesky(self) -> np.ndarray | None:
         """G's upper Cholesky factor in place (the array's strict lower triangle still holds G:
@@ -425,21 +419,23 @@ class _GramStore:
         finite. An approximation only (the estimate's triangle)."""
         X = self.upper()
         self._intact = False
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"), lapack_threads():
-            R, info = scipy.linalg.lapack.dpotrf(X, lower=0, clean=0, overwrite_a=1)
-        if info != 0 or not np.all(np.isfinite(np.diagonal(R))):
-            return None
-        return R
+        return _cholesky_in_place(X)
 
     def factor(self) -> np.ndarray | None:
         """G's upper Cholesky factor in a new array, strict lower triangle zero (the fallback's
         preconditioner: it reads the whole matrix), or None when dpotrf breaks down."""
-        R = np.triu(self.upper())
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"), lapack_threads():
-            R, info = scipy.linalg.lapack.dpotrf(R, lower=0, clean=1, overwrite_a=1)
-        if info != 0 or not np.all(np.isfinite(np.diagonal(R))):
-            return None
-        return R
+        return _cholesky_in_place(np.triu(self.upper()))
+
+
+def _cholesky_in_place(X: np.ndarray) -> np.ndarray | None:
+    """LAPACK dpotrf on the upper triangle of the Fortran-ordered X, in place (the strict
+    lower triangle neither read nor written), or None when it breaks down or its diagonal is
+    not finite."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"), lapack_threads():
+        R, info = scipy.linalg.lapack.dpotrf(X, lower=0, clean=0, overwrite_a=1)
+    if info != 0 or not np.all(np.isfinite(np.diagonal(R))):
+        return None
+    return R
 
 
 def _sqrt_lower(s: float, c_chol: float, e_g: float) -> float:
