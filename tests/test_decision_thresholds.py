@@ -7,6 +7,7 @@ constant or a comparison in the code fails a test.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -170,7 +171,7 @@ def test_hull_tolerance_matches_the_documented_formula():
     geo = dataset_geometry(Dataset.from_tokens(list(X)))
     sv, level = _documented_hull_levels(X)
     assert geo.rank == 3
-    assert geo.hull_tolerance == pytest.approx(level.max(), rel=1e-6)
+    assert geo.hull_tolerance == pytest.approx(level.max(), rel=1e-6, abs=0)
     assert np.allclose(geo.hull_singular_values, sv, rtol=1e-10)
 
 
@@ -268,8 +269,10 @@ def test_a_tight_cluster_keeps_its_spread_and_is_never_called_affine(tight):
     ds = Dataset.from_tokens(list(X))
     geo = dataset_geometry(ds)
     dev = (X[1] - X[1].mean(axis=0)) @ geo.transform
-    own = np.sqrt(np.mean(np.sum(dev**2, axis=1)))
-    assert geo.own_spreads[1] == pytest.approx(own, rel=1e-9)
+    # the root mean square row norm without squaring (dev**2 underflows to 0 at 1e-250):
+    # math.hypot scales internally
+    own = math.hypot(*dev.ravel()) / math.sqrt(dev.shape[0])
+    assert geo.own_spreads[1] == pytest.approx(own, rel=1e-9, abs=0)
     np.testing.assert_allclose(whitened_spreads(ds.distributions, geo.transform),
                                geo.own_spreads, rtol=1e-9)
     if own < MIN_PROBE_SPREAD:
@@ -369,7 +372,7 @@ def test_uncertified_injective_needs_the_redraw(monkeypatch):
     full = spectrum_module.svd_spectrum(feature_matrix(ds, geom, probes))
     V = full.right_vectors()
     full_ratio = np.min(full.singular_values / full.vector_noise(V))
-    assert r.verification["smallest_ratio_to_noise"] == pytest.approx(full_ratio, rel=1e-6)
+    assert r.verification["smallest_ratio_to_noise"] == pytest.approx(full_ratio, rel=1e-6, abs=0)
     calls = []
     real = decide_module.partial_spectrum
 
@@ -482,7 +485,7 @@ def test_dense_relation_is_verified_and_printed():
     r = analyze(laws, names=names, exact="never")
     assert r.verdict == NOT_INJECTIVE and r.evidence == "numerical"
     (dep,) = r.dependencies
-    assert dep.coefficients == pytest.approx({"binom": 1.0, "bern": -2.0}, rel=1e-12)
+    assert dep.coefficients == pytest.approx({"binom": 1.0, "bern": -2.0}, rel=1e-12, abs=0)
     assert dep.verification["level"] == "exact" and dep.verification["passed"] is True
 
 
@@ -570,7 +573,7 @@ def test_spreads_are_the_whitened_rms_radius():
     for i in range(7):
         Si = np.cov(X[i].T, bias=True)
         assert geo.spreads[i] == pytest.approx(np.sqrt(np.trace(np.linalg.solve(C, Si))),
-                                               rel=1e-9)
+                                               rel=1e-9, abs=0)
 
 
 def test_clusters_at_offsets_beyond_the_double_precision_of_their_spread():

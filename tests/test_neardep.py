@@ -109,7 +109,7 @@ def test_scores_bound_the_scaled_smallest_singular_value():
         low = min(res.scores.values())
         assert sigma * (1 - 1e-10) <= low <= np.sqrt(12) * sigma * (1 + 1e-10)
         assert res.near_dependency["scaled_smallest_singular_value"] == pytest.approx(
-            sigma, rel=1e-10)
+            sigma, rel=1e-10, abs=0)
 
 
 def test_planted_near_duplicates_score_lowest_and_match_lstsq():
@@ -145,7 +145,7 @@ def test_pair_distance_is_accurate_where_the_gram_entry_cancels():
     feats = features_of(nk.as_dataset(X))
     ref = np.linalg.norm(feats.perp[:, 3] - feats.perp[:, 12])
     pair = next(p for p in res.near_dependency["pairs"] if p["names"] == ["seq3", "seq12"])
-    assert pair["distance"] == pytest.approx(ref, rel=1e-3)
+    assert pair["distance"] == pytest.approx(ref, rel=1e-3, abs=0)
     assert 0 < ref < 1e-10
 
 
@@ -185,7 +185,7 @@ def test_exact_dependency_in_the_dense_test_scores_zero():
     pair = next(p for p in res.near_dependency["pairs"] if set(p["names"]) == {"bin", "bern"})
     assert pair["kind"] == "proportional"
     ratio = pair["ratio"] if pair["names"][0] == "bin" else 1 / pair["ratio"]
-    assert ratio == pytest.approx(2.0, rel=1e-6)
+    assert ratio == pytest.approx(2.0, rel=1e-6, abs=0)
 
 
 def test_result_round_trips_with_scores_and_margin():

@@ -128,10 +128,10 @@ def test_partial_decision_equals_full_decision(monkeypatch, dependent):
     assert info["mode"] == "partial" and info["computed"] == 32
     np.testing.assert_allclose(part.singular_values, full.singular_values[-32:], rtol=1e-6,
                                atol=1e-13)
-    assert info["largest_estimate"] == pytest.approx(full.singular_values[0], rel=1e-3)
+    assert info["largest_estimate"] == pytest.approx(full.singular_values[0], rel=1e-3, abs=0)
     assert part.spectrum["partial"] is True
     assert part.spectrum["effective_rank"] == pytest.approx(full.spectrum["effective_rank"],
-                                                            rel=1e-9)
+                                                            rel=1e-9, abs=0)
     assert full.near_dependency["method"] != "partial" and full.near_dependency["lowest"]
     if dependent:  # R singular: no triangular inverse, and no SVD on a partial spectrum
         assert part.near_dependency["method"] == "partial"
@@ -141,7 +141,7 @@ def test_partial_decision_equals_full_decision(monkeypatch, dependent):
         low_part, low_full = part.near_dependency["lowest"], full.near_dependency["lowest"]
         assert [x["name"] for x in low_part] == [x["name"] for x in low_full]
         for a, b in zip(low_part, low_full):
-            assert a["score"] == pytest.approx(b["score"], rel=1e-9)
+            assert a["score"] == pytest.approx(b["score"], rel=1e-9, abs=0)
     doc = json.loads(json.dumps(part.to_dict()))
     jsonschema.validate(doc | {"schema_version": json_report.SCHEMA_VERSION, "file": "x"},
                         json_report.schema())
@@ -155,8 +155,8 @@ def test_gram_frobenius_of_a_triangle():
 
     R = np.triu(np.random.default_rng(7).normal(size=(301, 301)))
     ref = np.linalg.norm(R.T @ R) ** 2
-    assert _gram_frobenius_sq(R, block=64) == pytest.approx(ref, rel=1e-13)
-    assert _gram_frobenius_sq(np.asfortranarray(R)) == pytest.approx(ref, rel=1e-13)
+    assert _gram_frobenius_sq(R, block=64) == pytest.approx(ref, rel=1e-13, abs=0)
+    assert _gram_frobenius_sq(np.asfortranarray(R)) == pytest.approx(ref, rel=1e-13, abs=0)
 
 
 @pytest.mark.parametrize("partial", [False, True])
@@ -217,7 +217,7 @@ def test_partial_confirmation_draw(monkeypatch):
     assert part.verification["singular_values_computed"] == 32
     assert full.verification["singular_values_computed"] == decide.CONFIRM_COUNT
     assert part.verification["smallest_ratio_to_noise"] == pytest.approx(
-        full.verification["smallest_ratio_to_noise"], rel=1e-6)
+        full.verification["smallest_ratio_to_noise"], rel=1e-6, abs=0)
 
 
 def test_explicit_inverse_path_matches_the_solves_and_the_svd(monkeypatch):
@@ -415,8 +415,8 @@ def test_condition_estimate_without_dtrcon(monkeypatch):
         got, info = _rcond_upper(dirty)
     assert info == 0 and 0 < got < 1
     if want is not None:
-        assert got == pytest.approx(want, rel=1e-12)
-        assert _rcond_upper(dirty)[0] == pytest.approx(want, rel=1e-12)
+        assert got == pytest.approx(want, rel=1e-12, abs=0)
+        assert _rcond_upper(dirty)[0] == pytest.approx(want, rel=1e-12, abs=0)
 
 
 @pytest.mark.parametrize("smallest,inverted", [(3e-6, True), (3e-7, False)])
@@ -486,7 +486,7 @@ def test_filter_degree_keeps_the_gain_bounded():
         for _ in range(3):
             t.append(2 * x * t[-1] - t[-2])
         for k in range(1, 5):
-            assert it._chebyshev_gain(k, ratio) == pytest.approx(t[k], rel=1e-12)
+            assert it._chebyshev_gain(k, ratio) == pytest.approx(t[k], rel=1e-12, abs=0)
     assert it._chebyshev_gain(4, 1e80) == np.inf
 
 

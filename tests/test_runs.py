@@ -62,7 +62,7 @@ def test_predict_equals_the_training_forward_pass(run_dir):
                                                      XL[..., :e], 0.0))
         loss, _ = ts.loss.value_and_cotangent(XL, ts.weights)
         recorded = run.history["loss"][run.history["step"] == step][0]
-        assert loss == pytest.approx(recorded, rel=1e-12)
+        assert loss == pytest.approx(recorded, rel=1e-12, abs=0)
     with pytest.raises(nk.InputError, match="no checkpoint at step 5"):
         run.model(5)
 
@@ -76,7 +76,7 @@ def test_predict_command_writes_predictions(run_dir, tmp_path):
                                  str(pred_file), "--json"])
     assert r.exit_code == 0, r.stdout + r.stderr
     doc = json.loads(r.stdout)
-    assert doc["step"] == 12 and doc["loss"] == pytest.approx(result.final_loss, rel=1e-12)
+    assert doc["step"] == 12 and doc["loss"] == pytest.approx(result.final_loss, rel=1e-12, abs=0)
     with np.load(pred_file) as data:
         pred = data["predictions"]
     expected = nk.load_run(out).model().predict(np.load(SAMPLES / "teacher.npz")["tokens"])
