@@ -179,6 +179,76 @@ def test_two_dense_relations_come_out_separately(monkeypatch, partial):
         frozenset({"seq0", "seq1", "seq2"}), frozenset({"seq3", "seq4", "seq5"})}
 
 
+def _triples_data(K: int, N: int, seed: int = 0) -> list[np.ndarray]:
+    """N sequences of 8 Gaussian tokens in R^4, the first 3 K replaced by K convolution
+    triples (a, b, a * b): LSE_(a*b) = LSE_a + LSE_b, K dependencies no screen finds."""
+    rng = np.random.default_rng(seed)
+    X = [np.round(rng.normal(size=(8, 4)) * 2.0**10) / 2.0**10 for _ in range(N)]
+    for k in range(K):
+        a = np.round(rng.normal(size=(2, 4)) * 2.0**10) / 2.0**10
+        b = np.round(rng.normal(size=(4, 4)) * 2.0**10) / 2.0**10
+        X[3 * k], X[3 * k + 1], X[3 * k + 2] = a, b, (a[:, None] + b[None]).reshape(-1, 4)
+    return X
+
+
+def test_more_dense_relations_than_triplets_all_come_out(monkeypatch):
+    """40 convolution triples, more dependencies than the partial spectrum's PARTIAL_COUNT = 32
+    triplets: the partial spectrum is widened (complete_tail, 4 x 32 = 128 triplets) until its
+    largest computed value clears every round-off level, and each relation comes out on its
+    own three sequences, as with the full spectrum. With the 32 triplets alone the null space
+    was cut to an arbitrary 32-dimensional part, none of whose echelon rows is a relation: no
+    candidate survived and the verdict was inconclusive."""
+    K = 40
+    X = _triples_data(K, 130)
+    planted = {frozenset({f"seq{3 * k}", f"seq{3 * k + 1}", f"seq{3 * k + 2}"})
+               for k in range(K)}
+    full = analyze(X, exact="never")
+    monkeypatch.setattr(plan, "FULL_SPECTRUM_MAX_N", 5)
+    part = analyze(X, exact="never")
+    for r in (full, part):
+        assert r.verdict == "not_injective" and r.rank == 130 - K
+        assert {frozenset(d.coefficients) for d in r.dependencies} == planted
+    assert part.settings["spectrum"]["computed"] == 4 * spectrum_module.PARTIAL_COUNT
+    assert part.singular_values.shape == (128,)
+    np.testing.assert_allclose(part.singular_values[:128 - K], full.singular_values[-128:-K],
+                               rtol=1e-6)
+
+
+def test_complete_tail_widens_only_below_the_largest_level():
+    """complete_tail on a triangle with 10 singular values of 1e-9 (the rest in [1, 2]): 4
+    triplets, then 16 when the largest computed value is below GAP x max_vector_noise (here
+    about 8e-4: the 16 smallest of LAPACK's SVD, to 1e-10 relative above the small ones; the
+    16th clears it, so no more), at most ``most``; the spectrum unchanged (the same object)
+    when that value clears the bound, and a full one always."""
+    from ntkcheck.injectivity.spectrum import GAP, Spectrum, complete_tail
+
+    rng = np.random.default_rng(3)
+    N = 60
+    U, _ = np.linalg.qr(rng.normal(size=(N, N)))
+    V, _ = np.linalg.qr(rng.normal(size=(N, N)))
+    s = np.concatenate([np.linspace(2.0, 1.0, N - 10), np.full(10, 1e-9)])
+    R = np.linalg.qr((U * s) @ V.T, mode="r")
+    ref = sla.svdvals(R)[::-1]
+    values, vectors = smallest_singular_triplets(np.asfortranarray(R), 4)
+
+    def spectrum(eta: float) -> Spectrum:
+        return Spectrum(values, 0.0, 0.0, np.asfortranarray(R), col_noise=np.full(N, eta),
+                        vectors=vectors, columns=N)
+
+    low = spectrum(1e-30)  # GAP x the largest level (its floor, 7e-12) below 1e-9
+    assert GAP * low.max_vector_noise() < values[0]
+    assert complete_tail(low) is low
+    high = spectrum(1e-7)  # the small values could be at the round-off level, 1 not
+    wide = complete_tail(high)
+    assert wide.singular_values.shape == (16,) and wide.vectors.shape == (N, 16)
+    np.testing.assert_allclose(wide.singular_values[::-1][10:], ref[10:16], rtol=1e-10)
+    assert GAP * high.max_vector_noise() < 1.0
+    np.testing.assert_allclose(wide.singular_values[-10:], 1e-9, rtol=1e-3)
+    assert complete_tail(high, most=8).singular_values.shape == (8,)
+    full = Spectrum(ref[::-1], 0.0, 0.0, R, col_noise=np.full(N, 1e-3))
+    assert complete_tail(full) is full
+
+
 def test_spectrum_option_overrides_the_size_rule():
     """analyze(spectrum=...) picks the spectrum whatever N: "partial" below the size limit
     (recorded as requested, same verdict and smallest values as "full"), "full" above a

@@ -200,10 +200,7 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
                 # swamp the other directions. Only such a gap: while one swamps the block, the
                 # values below it are noise, and one that looks settled must not be frozen
                 run = int(np.argmin(settled[::-1]))  # settled ones at the dominant end
-                new = 0
-                while (new < min(run - lock, len(mu_u) - 1)
-                       and mu_u[-1 - new] > CHEBYSHEV_MAX_GAIN * abs(mu_u[-2 - new])):
-                    new += 1
+                new = _lock_count(mu_u, run - lock)
                 if new:
                     keep = len(mu_u) - new
                     XL = np.hstack([XL, XU[:, keep:]])
@@ -247,6 +244,21 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
         R[idx] = diag
     _, s, wt = np.linalg.svd(_upper_times(R, c[:, None] * X), full_matrices=False)
     return s[work - count:], X @ wt[work - count:].T
+
+
+def _lock_count(mu: np.ndarray, settled: int) -> int:
+    """How many Ritz values at the dominant end of ``mu`` (ascending) to lock, of the top
+    ``settled`` (settled ones): the top j standing more than CHEBYSHEV_MAX_GAIN above the next
+    value, j the first such gap from the top (a cluster of dependencies, e.g. ten values of
+    1e-9 ||R||, is locked as a whole: its span is settled even where its values are close),
+    then one more for each next value that stands that far above its own next; none without
+    such a gap (below a value that swamps the block the others are noise, and one that looks
+    settled must not be frozen)."""
+    top = min(settled, len(mu) - 1)
+    j = next((j for j in range(1, top + 1) if mu[-j] > CHEBYSHEV_MAX_GAIN * abs(mu[-j - 1])), 0)
+    while 0 < j < top and mu[-1 - j] > CHEBYSHEV_MAX_GAIN * abs(mu[-2 - j]):
+        j += 1
+    return j
 
 
 class _Steps:

@@ -36,7 +36,7 @@ Partial spectrum (large N)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -54,8 +54,8 @@ from .triangle import explicit_inverse as _explicit_inverse
 
 __all__ = ["Spectrum", "ColumnScores", "svd_spectrum", "partial_spectrum",
            "smallest_singular_triplets", "compute_spectrum", "largest_singular_value",
-           "classify_singular_values",
-           "FULL_SPECTRUM_MAX_N", "PARTIAL_COUNT", "PARTIAL_MAX_ITER", "NOISE_SAFETY", "GAP"]
+           "classify_singular_values", "complete_tail",
+           "FULL_SPECTRUM_MAX_N", "PARTIAL_COUNT", "TAIL_COUNT_MAX", "PARTIAL_MAX_ITER", "NOISE_SAFETY", "GAP"]
 
 GAP = 100.0
 _U = np.finfo(float).eps / 2
@@ -65,6 +65,9 @@ SCORE_TRIANGULAR_COND = 1e-8
 FULL_SPECTRUM_MAX_N = 3000
 #: Singular triplets computed by the partial spectrum (the smallest ones).
 PARTIAL_COUNT = 32
+#: Most singular triplets :func:`complete_tail` widens a partial spectrum to (memory: 2 of
+#: them per column of the iteration's N x 2 count blocks).
+TAIL_COUNT_MAX = 256
 #: Most trailing directions :meth:`Spectrum.tail_levels` computes by block inverse iteration
 #: (beyond, the full SVD).
 TAIL_VECTORS_MAX = 64
@@ -441,6 +444,27 @@ def partial_spectrum(features: FeatureMatrix, count: int = PARTIAL_COUNT,
     return Spectrum(sv, delta, tau, R, features.error_typical, features.error_bound,
                     vectors=V, columns=N, largest=largest_singular_value(R, seed=seed),
                     inverse=W, gram_frobenius_sq=gram_sq)
+
+
+def complete_tail(spec: Spectrum, progress: Progress | None = None,
+                  most: int = TAIL_COUNT_MAX) -> Spectrum:
+    """A partial spectrum widened until no singular value it leaves out can be at the
+    round-off level or in the grey zone: while its largest computed value is below GAP x
+    :meth:`Spectrum.max_vector_noise` (so the next ones, not computed, could be; e.g. more
+    dependencies than triplets, whose relations a basis of only part of the null space cannot
+    separate), the smallest triplets again, four times as many, on the same triangle (up to N
+    and ``most``). A full spectrum, or a partial one whose values already reach that bound, is
+    returned as it is."""
+    N = spec.size
+    while spec.partial:
+        sv = spec.singular_values
+        p = sv.shape[0]
+        if p >= min(N, most) or not sv[0] < GAP * spec.max_vector_noise():
+            break
+        values, vectors = smallest_singular_triplets(
+            spec.triangle, min(N, most, 4 * p), progress=progress, inverse=spec.inverse)
+        spec = replace(spec, singular_values=values, vectors=vectors)
+    return spec
 
 
 def classify_singular_values(sv: np.ndarray, tau: np.ndarray) -> tuple[int, list[int]]:
