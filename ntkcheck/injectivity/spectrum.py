@@ -28,7 +28,11 @@ Partial spectrum (large N)
     O(N^2) each; Rayleigh-Ritz, a Chebyshev filter and locking of settled directions:
     :func:`ntkcheck.injectivity.iteration.smallest_singular_triplets`), and the largest
     singular value by block Krylov iteration. The decision then uses these values
-    only; the uncomputed ones lie above the computed block. Ritz values are upper bounds of the
+    only; the uncomputed ones lie above the computed block. While the largest computed value is
+    below GAP x tau_max (a bound of every round-off level), the uncomputed ones could be small
+    too (more dependencies than triplets: a basis of part of the null space yields no
+    relation), so the iteration runs again on the same triangle with four times as many
+    triplets, up to :data:`TAIL_COUNT_MAX` (:func:`complete_tail`). Ritz values are upper bounds of the
     singular values they approximate, which is why a partial spectrum never certifies anything
     by itself: ``injective`` still needs the rigorous certificate (or, as numerical evidence,
     a second probe draw), and every relation is re-checked independently before it is printed.
