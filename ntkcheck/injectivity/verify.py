@@ -228,43 +228,58 @@ def _logsumexp(s: list) -> mpmath.mpf:
     return top + mpmath.log(mpmath.fsum(mpmath.exp(v - top) for v in s))
 
 
-def _lse(law: tuple, p: list) -> tuple[mpmath.mpf, list, list]:
-    """LSE_mu(p) in the current mpmath precision from :func:`_prepare`'s exact values, with its
-    first-order sensitivity to the stored values: G[q] = d LSE / d theta_q and A[q] = |theta_q|
-    over the parameters theta (atoms and log-weights; box bounds; means, covariances and
-    log-weights), so that a change |d theta_q| <= u A[q] moves LSE by sum_q G[q] d theta_q."""
+def _lse(law: tuple, p: list, grads: bool = True) -> tuple[mpmath.mpf, list | None]:
+    """LSE_mu(p) in the current mpmath precision from :func:`_prepare`'s exact values and, with
+    ``grads``, its first-order sensitivity to the stored values: G[q] = d LSE / d theta_q over
+    the parameters theta (atoms and log-weights; box bounds; means, covariances and
+    log-weights; in the order of :func:`_amplitudes`), so that a change |d theta_q| <= u A[q]
+    moves LSE by sum_q G[q] d theta_q."""
     kind = law[0]
     if kind == "uniform":
-        total, G, A = mpmath.mpf(0), [], []
+        total, G = mpmath.mpf(0), []
         for pl, lo, hi in zip(p, law[1], law[2]):
             h = (hi - lo) * pl
             total += lo * pl
             if h != 0:
                 total += mpmath.log(mpmath.expm1(h) / h)
+                if not grads:
+                    continue
                 slope = 1 / (1 - mpmath.exp(-h)) - 1 / h if abs(h) > 1e-20 else mpmath.mpf(1) / 2
             else:
                 slope = mpmath.mpf(1) / 2
             G += [pl - pl * slope, pl * slope]
-            A += [abs(lo), abs(hi)]
-        return total, G, A
+        return total, (G if grads else None)
     if kind == "discrete":
         scores = [mpmath.fdot(p, y) + lw for y, lw in zip(law[1], law[2])]
         value = _logsumexp(scores)
+        if not grads:
+            return value, None
         prob = [mpmath.exp(v - value) for v in scores]
-        G = [pj * pl for pj in prob for pl in p] + prob
-        A = [abs(x) for y in law[1] for x in y] + [mpmath.mpf(1)] * len(prob)
-        return value, G, A
+        return value, [pj * pl for pj in prob for pl in p] + prob
     scores = []
     for m, S, lw in zip(law[1], law[2], law[3]):
         quad = mpmath.fdot(p, [mpmath.fdot(row, p) for row in S])
         scores.append(lw + mpmath.fdot(p, m) + quad / 2)
     value = _logsumexp(scores)
+    if not grads:
+        return value, None
     resp = [mpmath.exp(v - value) for v in scores]
-    G, A = [], []
-    for r, m, S in zip(resp, law[1], law[2]):
+    G = []
+    for r in resp:
         G += [r * pl for pl in p] + [r * pa * pb / 2 for pa in p for pb in p] + [r]
-        A += [abs(x) for x in m] + [abs(x) for row in S for x in row] + [mpmath.mpf(1)]
-    return value, G, A
+    return value, G
+
+
+def _amplitudes(law: tuple) -> list:
+    """A[q] = |theta_q| for the parameters of :func:`_lse`'s sensitivities, in their order
+    (the same at every point: computed once per law)."""
+    kind = law[0]
+    if kind == "uniform":
+        return [x for lo, hi in zip(law[1], law[2]) for x in (abs(lo), abs(hi))]
+    if kind == "discrete":
+        return [abs(x) for y in law[1] for x in y] + [mpmath.mpf(1)] * len(law[2])
+    return [a for m, S in zip(law[1], law[2])
+            for a in [abs(x) for x in m] + [abs(x) for row in S for x in row] + [mpmath.mpf(1)]]
 
 
 def _triples(transform: np.ndarray, scales: Sequence[float], per_scale: int,
@@ -288,23 +303,26 @@ def _triples(transform: np.ndarray, scales: Sequence[float], per_scale: int,
     return out
 
 
-def _second_differences(dists: Sequence[Distribution], triples,
-                        written: bool = True) -> tuple[list, list, list]:
+def _second_differences(dists: Sequence[Distribution], triples, written: bool = True,
+                        sensitivities: bool = True) -> tuple[list, list, list]:
     """For every triple and distribution: D2 LSE_i, the cancelled size
-    |L(z+h)| + |L(z-h)| + 2 |L(z)|, and the typical first-order change of D2 LSE_i when every
-    stored value is rounded once (independent relative errors of size u, which add like a
-    random walk): sqrt(sum_q (D2 G_q A_q)^2) (:func:`_lse`). ``written``: the parameters as
-    written, else the doubles of the numerical test (:func:`_prepare`)."""
+    |L(z+h)| + |L(z-h)| + 2 |L(z)|, and (``sensitivities``; else empty lists) the typical
+    first-order change of D2 LSE_i when every stored value is rounded once (independent
+    relative errors of size u, which add like a random walk): sqrt(sum_q (D2 G_q A_q)^2)
+    (:func:`_lse`, :func:`_amplitudes`). ``written``: the parameters as written, else the
+    doubles of the numerical test (:func:`_prepare`)."""
     laws = [_prepare(dist, written) for dist in dists]
+    amps = [_amplitudes(law) for law in laws] if sensitivities else [None] * len(laws)
     d2, size, sens = [], [], []
     for z, zp, zm in triples:
         row, mag, sen = [], [], []
-        for law in laws:
-            (l0, g0, amp), (lp, gp, _), (lm, gm, _) = _lse(law, z), _lse(law, zp), _lse(law, zm)
+        for law, amp in zip(laws, amps):
+            (l0, g0), (lp, gp), (lm, gm) = (_lse(law, x, sensitivities) for x in (z, zp, zm))
             row.append(lp + lm - 2 * l0)
             mag.append(abs(lp) + abs(lm) + 2 * abs(l0))
-            sen.append(mpmath.sqrt(mpmath.fsum(((a + b - 2 * c) * w) ** 2
-                                               for a, b, c, w in zip(gp, gm, g0, amp))))
+            if sensitivities:
+                sen.append(mpmath.sqrt(mpmath.fsum(((a + b - 2 * c) * w) ** 2
+                                                   for a, b, c, w in zip(gp, gm, g0, amp))))
         d2.append(row)
         size.append(mag)
         sens.append(sen)
@@ -508,7 +526,7 @@ def _measure(distributions: Sequence[Distribution], c: np.ndarray, *, transform:
         if k > 1:
             fit = _triples(transform, scales, fit_per_scale, rng)
             fit_points = len(fit)
-            d2, size, _ = _second_differences(distributions, fit, written)
+            d2, size, _ = _second_differences(distributions, fit, written, False)
             others = [j for j in range(k) if j != lead]
             # rows scaled by the size of what cancels, so every scale weighs the same
             rows = [[d2[t][j] / (sum(size[t]) or 1) for j in others] for t in range(len(fit))]
@@ -562,7 +580,7 @@ def affine_part(distributions: Sequence[Distribution], coefficients: Sequence,
         laws = [_prepare(dist) for dist in distributions]
 
         def total(p: list) -> tuple[mpmath.mpf, mpmath.mpf]:
-            values = [_lse(law, p)[0] for law in laws]
+            values = [_lse(law, p, grads=False)[0] for law in laws]
             return (mpmath.fsum(ci * v for ci, v in zip(c, values)),
                     mpmath.fsum(abs(ci * v) for ci, v in zip(c, values)))
 

@@ -30,7 +30,7 @@ TESTS = ["tests/test_relation_display.py", "tests/test_issue19_survivors.py", "t
          "tests/test_analyze_spectrum.py", "tests/test_partial_spectrum.py",
          "tests/test_streaming.py", "tests/test_written_values.py", "tests/test_certify_gram.py",
          "tests/test_kernels.py", "tests/test_lse_compiled.py", "tests/test_factor.py",
-         "tests/test_feature_errors.py"]
+         "tests/test_feature_errors.py", "tests/test_verify_sensitivity.py"]
 
 
 #: The test files most likely to kill a mutant of each module, run first (then the rest of
@@ -41,7 +41,7 @@ FIRST = {
     **dict.fromkeys([_I + "decide.py", _I + "dependencies.py", _I + "verify.py"],
                     ["tests/test_written_values.py", "tests/test_relation_display.py",
                      "tests/test_issue19_survivors.py", "tests/test_decision_thresholds.py",
-                     "tests/test_extreme_spreads.py"]),
+                     "tests/test_extreme_spreads.py", "tests/test_verify_sensitivity.py"]),
     **dict.fromkeys([_I + "screen.py", _I + "written.py", _I + "keys.py", _I + "findings.py"],
                     ["tests/test_screen.py", "tests/test_written_values.py",
                      "tests/test_issue19_survivors.py"]),
