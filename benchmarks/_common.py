@@ -25,3 +25,27 @@ def measure(fn, repeat: int = 1, trace: bool = True):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return out, best, peak / 2**20
+
+
+class StageClock:
+    """The wall time of each stage of one ``analyze`` call, from its progress messages (pass
+    the instance as ``progress``; estimates are skipped, a stage's detail in parentheses
+    dropped, repeated stages added up). :meth:`finish` after the call: (total s, {stage: s})."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.marks: list[tuple[float, str]] = []
+
+    def __call__(self, msg) -> None:
+        if getattr(msg, "kind", "") == "estimate":
+            return
+        stage = getattr(msg, "stage", str(msg)).split(" (")[0]
+        if not self.marks or self.marks[-1][1] != stage:
+            self.marks.append((time.perf_counter() - self.t0, stage))
+
+    def finish(self) -> tuple[float, dict[str, float]]:
+        total = time.perf_counter() - self.t0
+        stages: dict[str, float] = {}
+        for (t, name), nxt in zip(self.marks, self.marks[1:] + [(total, "")]):
+            stages[name] = stages.get(name, 0.0) + nxt[0] - t
+        return total, stages

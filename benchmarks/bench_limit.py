@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from _common import StageClock
 from bench_large import build
 
 
@@ -90,25 +91,12 @@ def limit(M: int, N: int, T: int, d: int) -> dict:
 def run_analyze(X, n: int, d: int, stream: bool | None = None,
                 max_memory: str | None = None) -> dict:
     from ntkcheck.analysis import analyze
-
-    marks: list[tuple[float, str]] = []
-    t0 = time.perf_counter()
-
-    def say(msg) -> None:
-        if getattr(msg, "kind", "") == "estimate":
-            return
-        stage = getattr(msg, "stage", str(msg)).split(" (")[0]
-        if not marks or marks[-1][1] != stage:
-            marks.append((time.perf_counter() - t0, stage))
-
     from ntkcheck.resources import parse_memory
 
-    r = analyze(X, exact="never", progress=say, stream=stream,
+    clock = StageClock()
+    r = analyze(X, exact="never", progress=clock, stream=stream,
                 max_memory=None if max_memory is None else parse_memory(max_memory))
-    total = time.perf_counter() - t0
-    stages: dict[str, float] = {}
-    for (t, name), nxt in zip(marks, marks[1:] + [(total, "")]):
-        stages[name] = stages.get(name, 0.0) + nxt[0] - t
+    total, stages = clock.finish()
     return {"total_s": total, "stages": stages, "M": int(r.settings.get("probes", 0)),
             "mode": r.settings.get("estimate", {}).get("mode", "?"),
             "verdict": f"{r.verdict}/{r.evidence}",

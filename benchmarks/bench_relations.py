@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import argparse
 import resource
-import time
 
 import numpy as np
+from _common import StageClock
 from threadpoolctl import threadpool_info
 
 
@@ -41,21 +41,9 @@ def build(N: int, K: int, n: int, d: int, seed: int = 0) -> list[np.ndarray]:
 def run(X: list[np.ndarray], K: int, spectrum: str) -> dict:
     from ntkcheck.analysis import analyze
 
-    marks: list[tuple[float, str]] = []
-    t0 = time.perf_counter()
-
-    def say(msg) -> None:
-        if getattr(msg, "kind", "") == "estimate":
-            return
-        stage = getattr(msg, "stage", str(msg)).split(" (")[0]
-        if not marks or marks[-1][1] != stage:
-            marks.append((time.perf_counter() - t0, stage))
-
-    r = analyze(X, exact="never", spectrum=spectrum, progress=say)
-    total = time.perf_counter() - t0
-    stages: dict[str, float] = {}
-    for (t, name), nxt in zip(marks, marks[1:] + [(total, "")]):
-        stages[name] = stages.get(name, 0.0) + nxt[0] - t
+    clock = StageClock()
+    r = analyze(X, exact="never", spectrum=spectrum, progress=clock)
+    total, stages = clock.finish()
     planted = {frozenset({f"seq{3 * k}", f"seq{3 * k + 1}", f"seq{3 * k + 2}"})
                for k in range(K)}
     found = {frozenset(dep.coefficients) for dep in r.dependencies}
