@@ -1,7 +1,8 @@
 """Data with many dependencies that only the dense test finds: the spectrum and the relation
 re-check.
 
-    python benchmarks/bench_relations.py [--N 300] [--K 40] [--n 8] [--d 4] [--spectrum full,partial]
+    python benchmarks/bench_relations.py [--N 300] [--K 40] [--n 8] [--d 4]
+                                         [--spectrum full,partial]
 
 N sequences of n Gaussian tokens in R^d (dyadic values), the first 3 K replaced by K
 convolution triples (a, b, a * b) with a of 2 tokens and b of n / 2: LSE_(a*b) = LSE_a + LSE_b,

@@ -128,8 +128,8 @@ def test_gaussian_mixture_shared_covariance(seed):
     r = analyze(dists, names=["gm", "g", "means", "x1", "x2", "x3"])
     assert r.verdict == NOT_INJECTIVE
     assert supports(r) == {frozenset({"gm", "g", "means"})}
-    assert normalised(r.dependencies[0], ["gm", "g", "means"]) == pytest.approx([1, -1, -1],
-                                                                                rel=COEF_RTOL, abs=0)
+    assert normalised(r.dependencies[0], ["gm", "g", "means"]) == pytest.approx(
+        [1, -1, -1], rel=COEF_RTOL, abs=0)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -248,7 +248,8 @@ def test_permutation_invariance(seed):
     for dep in r1.dependencies:
         other = next(x for x in r2.dependencies if set(x.coefficients) == set(dep.coefficients))
         order = sorted(dep.coefficients)
-        assert normalised(dep, order) == pytest.approx(normalised(other, order), rel=COEF_RTOL, abs=0)
+        assert normalised(dep, order) == pytest.approx(normalised(other, order),
+                                                       rel=COEF_RTOL, abs=0)
 
 
 # ---- structural screen inside analyze -----------------------------------------------------------

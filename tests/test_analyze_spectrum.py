@@ -42,7 +42,8 @@ def test_gram_summary_matches_direct_eigendecomposition(seed):
     v = np.array([summary["min_eigenvector"][n] for n in ds.names])
     ref = vt[-1] * np.sign(vt[-1] @ v)
     assert np.linalg.norm(v - ref) < 1e-6
-    assert summary["effective_rank"] == pytest.approx(lam.sum() ** 2 / (lam**2).sum(), rel=1e-12, abs=0)
+    assert summary["effective_rank"] == pytest.approx(lam.sum() ** 2 / (lam**2).sum(),
+                                                     rel=1e-12, abs=0)
 
 
 def test_weakest_direction_of_a_near_duplicate_pair():

@@ -102,9 +102,9 @@ def smallest_singular_triplets(R: np.ndarray, count: int, *, col_scale: np.ndarr
     interval below the block, so that clustered values converge in a fraction of the
     products): the largest degree whose gain over the block stays within
     :data:`CHEBYSHEV_MAX_GAIN`. Settled Ritz pairs beyond that gain (an exact dependency: 1 /
-    sigma^2 at 1e28 times the rest; or a cluster of them, locked as a whole: :func:`_lock_count`)
-    are locked: kept in the basis, and their right and left
-    directions (x and A^-T x) projected off the block between and after the two halves of
+    sigma^2 at 1e28 times the rest; or a cluster of them, locked as a whole:
+    :func:`_lock_count`) are locked: kept in the basis, and their right and left directions
+    (x and A^-T x) projected off the block between and after the two halves of
     every later product, so that the filter runs on the rest (one-sided, the round-off of
     A^-T along a locked direction, amplified by 1 / sigma^2, swamps the block). Plain, the
     j-th value converges like (sigma_j / sigma_(2 count + 1))^2 per product; ``max_iter``

@@ -32,10 +32,11 @@ Partial spectrum (large N)
     below GAP x tau_max (a bound of every round-off level), the uncomputed ones could be small
     too (more dependencies than triplets: a basis of part of the null space yields no
     relation), so the iteration runs again on the same triangle with four times as many
-    triplets, up to :data:`TAIL_COUNT_MAX` (:func:`complete_tail`). Ritz values are upper bounds of the
-    singular values they approximate, which is why a partial spectrum never certifies anything
-    by itself: ``injective`` still needs the rigorous certificate (or, as numerical evidence,
-    a second probe draw), and every relation is re-checked independently before it is printed.
+    triplets, up to :data:`TAIL_COUNT_MAX` (:func:`complete_tail`). Ritz values are upper
+    bounds of the singular values they approximate, which is why a partial spectrum never
+    certifies anything by itself: ``injective`` still needs the rigorous certificate (or, as
+    numerical evidence, a second probe draw), and every relation is re-checked independently
+    before it is printed.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ from .triangle import explicit_inverse as _explicit_inverse
 __all__ = ["Spectrum", "ColumnScores", "svd_spectrum", "partial_spectrum",
            "smallest_singular_triplets", "compute_spectrum", "largest_singular_value",
            "classify_singular_values", "complete_tail",
-           "FULL_SPECTRUM_MAX_N", "PARTIAL_COUNT", "TAIL_COUNT_MAX", "PARTIAL_MAX_ITER", "NOISE_SAFETY", "GAP"]
+           "FULL_SPECTRUM_MAX_N", "PARTIAL_COUNT", "TAIL_COUNT_MAX", "PARTIAL_MAX_ITER",
+           "NOISE_SAFETY", "GAP"]
 
 GAP = 100.0
 _U = np.finfo(float).eps / 2
