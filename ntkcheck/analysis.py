@@ -28,7 +28,7 @@ from .injectivity.plan import SPECTRUM_MODES, DenseOptions, dense_plan, describe
 from .injectivity.probes import auto_scales, make_probes, make_whitening, probe_settings
 from .injectivity.screen import core_dataset
 from .injectivity.screen import screen as structural_screen
-from .injectivity.spectrum import complete_tail, compute_spectrum
+from .injectivity.spectrum import compute_spectrum
 from .injectivity.stream import compute_features
 from .injectivity.summary import (MAX_PAIRS, NearOptions, core_near_dependency, gram_summary,
                                   with_structure)
@@ -222,7 +222,7 @@ def _dense_test(dataset: Dataset, probes: int | None, scales: Sequence[float] | 
                               if k != "timings" and not (isinstance(v, float) and np.isnan(v))}
     partial = dense.partial(N, M)
     say("partial spectrum" if partial else "SVD")
-    spec = complete_tail(compute_spectrum(feats, partial, say), say)
+    spec = compute_spectrum(feats, partial, say)
     sv = spec.singular_values
     if partial:
         settings["spectrum"] = {"mode": "partial", "requested": dense.spectrum,

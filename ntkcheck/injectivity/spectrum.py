@@ -488,7 +488,9 @@ def classify_singular_values(sv: np.ndarray, tau: np.ndarray) -> tuple[int, list
 
 def compute_spectrum(feats: FeatureMatrix, partial: bool,
                      progress: Progress | None = None) -> Spectrum:
-    """Every singular value of F_perp, or (``partial``) the smallest ones; ``progress`` hears
-    the stages (``QR``, ``SVD``, ``partial spectrum`` with its steps)."""
-    return (partial_spectrum(feats, progress=progress) if partial
-            else svd_spectrum(feats, progress))
+    """Every singular value of F_perp, or (``partial``) the smallest ones, as many as
+    :func:`complete_tail` needs; ``progress`` hears the stages (``QR``, ``SVD``, ``partial
+    spectrum`` with its steps)."""
+    if partial:
+        return complete_tail(partial_spectrum(feats, progress=progress), progress)
+    return svd_spectrum(feats, progress)

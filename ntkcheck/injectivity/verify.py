@@ -242,12 +242,9 @@ def _lse(law: tuple, p: list, grads: bool = True) -> tuple[mpmath.mpf, list | No
             total += lo * pl
             if h != 0:
                 total += mpmath.log(mpmath.expm1(h) / h)
-                if not grads:
-                    continue
+            if grads:
                 slope = 1 / (1 - mpmath.exp(-h)) - 1 / h if abs(h) > 1e-20 else mpmath.mpf(1) / 2
-            else:
-                slope = mpmath.mpf(1) / 2
-            G += [pl - pl * slope, pl * slope]
+                G += [pl - pl * slope, pl * slope]
         return total, (G if grads else None)
     if kind == "discrete":
         scores = [mpmath.fdot(p, y) + lw for y, lw in zip(law[1], law[2])]
