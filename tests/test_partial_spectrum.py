@@ -247,6 +247,15 @@ def test_complete_tail_widens_only_below_the_largest_level():
     assert complete_tail(high, most=8).singular_values.shape == (8,)
     full = Spectrum(ref[::-1], 0.0, 0.0, R, col_noise=np.full(N, 1e-3))
     assert complete_tail(full) is full
+    # the threshold is GAP x the bound itself: 3x above the largest computed value widens,
+    # 3x below does not (either would flip with GAP / 10 or GAP x 10)
+    floor = spectrum_module.NOISE_SAFETY * N * np.finfo(float).eps / 2
+    for factor, widened in ((3.0, True), (1 / 3, False)):
+        eta = (factor * values[0] / GAP - floor) / (spectrum_module.NOISE_SAFETY * np.sqrt(N))
+        near = spectrum(eta)
+        assert GAP * near.max_vector_noise() == pytest.approx(factor * values[0], rel=1e-9,
+                                                              abs=0)
+        assert (complete_tail(near) is not near) is widened
 
 
 def test_spectrum_option_overrides_the_size_rule():
